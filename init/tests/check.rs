@@ -1,0 +1,130 @@
+//! `spore check` run as a real process on real directories.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn spore_check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spore"))
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+}
+
+#[test]
+fn examples_plan_install_mycelium_then_mycelium_then_call_home() {
+    let out = spore_check(&[examples().to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("start: install-mycelium → mycelium → call-home"),
+        "{stdout}"
+    );
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn bad_directory_prints_every_error_with_file_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let daemon = |name: &str, deps: &str| {
+        format!("[service]\nname = \"{name}\"\nexec = \"/bin/sleep 1\"\n[dependencies]\n{deps}\n")
+    };
+    fs::write(d.join("a.toml"), daemon("a", "requires = [\"b\"]")).unwrap();
+    fs::write(d.join("b.toml"), daemon("b", "requires = [\"a\"]")).unwrap();
+    fs::write(d.join("typo.toml"), daemon("typo", "require = [\"ok\"]")).unwrap();
+    fs::write(
+        d.join("lost.toml"),
+        daemon("lost", "requires = [\"ghost\"]"),
+    )
+    .unwrap();
+    fs::write(d.join("wrong.toml"), daemon("right", "")).unwrap();
+    fs::write(d.join("ok.toml"), daemon("ok", "")).unwrap();
+    fs::write(d.join("ok2.toml"), daemon("ok2", "after = [\"ok\"]")).unwrap();
+
+    let out = spore_check(&[d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 4, "{stderr}");
+    for (error, (file, line)) in
+        errors
+            .iter()
+            .zip([("a", 5), ("lost", 5), ("typo", 5), ("wrong", 2)])
+    {
+        let location = format!("{}/{file}.toml:{line}:", d.display());
+        assert!(error.contains(&location), "{error} should name {location}");
+    }
+    assert!(stderr.contains("dependency cycle: a -> b -> a"));
+    assert!(stderr.contains("did you mean `requires`?"));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("start: ok → ok2"),
+        "good services still planned: {stdout}"
+    );
+}
+
+#[test]
+fn json_output_carries_plan_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("x.toml"),
+        "[service]\nname = \"x\"\nexec = \"/bin/true\"\nstatus = \"strat\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("y.toml"),
+        "[service]\nname = \"y\"\nexec = \"/bin/true\"\n",
+    )
+    .unwrap();
+    let out = spore_check(&[dir.path().to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["services"], serde_json::json!(["y"]));
+    assert_eq!(doc["start"], serde_json::json!([["y"]]));
+    assert_eq!(doc["errors"][0]["line"], 4);
+    assert_eq!(doc["errors"][0]["column"], 10);
+    assert!(doc["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `start`?"));
+
+    let ok = spore_check(&[examples().to_str().unwrap(), "--json"]);
+    assert!(ok.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    assert_eq!(
+        doc["stop"],
+        serde_json::json!([["call-home"], ["mycelium"], ["install-mycelium"]])
+    );
+}
+
+#[test]
+fn missing_directory_and_bad_usage_fail_clearly() {
+    let out = spore_check(&["/nonexistent/dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read service directory /nonexistent/dir"));
+    let usage = spore_check(&[]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: spore check DIR"));
+}

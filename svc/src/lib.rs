@@ -1,0 +1,28 @@
+//! Service definitions for spore.
+//!
+//! This crate decides; it never touches the system. It reads service files
+//! (hero_proc's TOML schema and zinit 0.3's richer sections), validates each
+//! one alone, builds the dependency graph between them and plans the order in
+//! which they start and stop.
+//!
+//! ```text
+//! load_dir(dir) ─▶ LoadReport { services, errors } ─▶ Graph ─▶ Plan
+//! ```
+
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod load;
+pub mod parse;
+pub mod service;
+
+mod position;
+mod section;
+mod suggest;
+
+pub use error::{ConfigError, ErrorKind};
+pub use exec::Command;
+pub use graph::{Graph, Plan};
+pub use load::{load_dir, LoadError, LoadReport};
+pub use parse::parse_service;
+pub use service::Service;

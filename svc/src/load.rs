@@ -1,0 +1,195 @@
+//! Loading a directory of service files: each file alone, then the checks
+//! that need them all (dependencies exist, no cycles).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::graph::{Graph, Plan};
+use crate::parse::parse_service;
+use crate::service::Service;
+
+/// The result of loading a directory: the services that are valid, and one
+/// error list for everything that was rejected. A bad file never takes the
+/// good ones down with it.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Valid services, sorted by name; their dependencies exist and form no cycle.
+    pub services: Vec<Service>,
+    /// Every error, sorted by file, line and column.
+    pub errors: Vec<ConfigError>,
+}
+
+impl LoadReport {
+    /// The start plan of the valid services.
+    pub fn plan(&self) -> Plan {
+        Graph::new(&self.services).plan()
+    }
+}
+
+/// The directory itself could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read service directory {}: {source}", dir.display())]
+pub struct LoadError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// What the system said.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Loads every `*.toml` file in `dir` (not recursing), sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    files.sort();
+    let mut services = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    let mut rejected = HashSet::new();
+    for file in files {
+        let parsed = match std::fs::read_to_string(&file) {
+            Ok(text) => parse_service(&file, &text),
+            Err(error) => Err(vec![ConfigError {
+                file: file.clone(),
+                line: 1,
+                column: 1,
+                kind: ErrorKind::Read(error.to_string()),
+            }]),
+        };
+        match parsed {
+            Ok(service) => services.push(service),
+            Err(file_errors) => {
+                if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
+                    rejected.insert(stem.to_owned());
+                }
+                errors.extend(file_errors);
+            }
+        }
+    }
+    Ok(check_together(services, errors, rejected))
+}
+
+/// Checks what no single file can: every `requires`, `after` and `conflicts`
+/// names a valid service, and nothing depends on itself through a cycle.
+/// Services failing either check are rejected, and so, in turn, are those
+/// that depend on them. `rejected` holds names already rejected.
+pub fn check_together(
+    services: Vec<Service>,
+    mut errors: Vec<ConfigError>,
+    mut rejected: HashSet<String>,
+) -> LoadReport {
+    let mut accepted: BTreeMap<String, Service> =
+        services.into_iter().map(|s| (s.name.clone(), s)).collect();
+    // Who points at whom, so a rejection re-checks just those services.
+    let mut dependents: HashMap<String, Vec<String>> = HashMap::new();
+    for service in accepted.values() {
+        let deps = &service.dependencies;
+        for dep in deps
+            .requires
+            .iter()
+            .chain(&deps.after)
+            .chain(&deps.conflicts)
+        {
+            dependents
+                .entry(dep.name.clone())
+                .or_default()
+                .push(service.name.clone());
+        }
+    }
+
+    let mut queue: Vec<String> = accepted.keys().cloned().collect();
+    cascade(
+        &mut queue,
+        &mut accepted,
+        &mut rejected,
+        &dependents,
+        &mut errors,
+    );
+
+    let remaining: Vec<Service> = accepted.values().cloned().collect();
+    for cycle in Graph::new(&remaining).cycles() {
+        let (first, second) = match cycle.path.as_slice() {
+            [first, second, ..] => (first, second),
+            _ => continue,
+        };
+        if let Some(service) = accepted.get(first) {
+            let at = service.dependencies.ordering().find(|d| &d.name == second);
+            errors.push(ConfigError {
+                file: service.file.clone(),
+                line: at.map_or(1, |d| d.line),
+                column: at.map_or(1, |d| d.column),
+                kind: ErrorKind::Cycle {
+                    cycle: cycle.path.clone(),
+                },
+            });
+        }
+        for member in cycle.members {
+            accepted.remove(&member);
+            rejected.insert(member.clone());
+            queue.extend(dependents.get(&member).into_iter().flatten().cloned());
+        }
+    }
+    cascade(
+        &mut queue,
+        &mut accepted,
+        &mut rejected,
+        &dependents,
+        &mut errors,
+    );
+
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    LoadReport {
+        services: accepted.into_values().collect(),
+        errors,
+    }
+}
+
+/// Rejects every queued service that names a missing service, then re-checks
+/// whoever named it, until nothing changes.
+fn cascade(
+    queue: &mut Vec<String>,
+    accepted: &mut BTreeMap<String, Service>,
+    rejected: &mut HashSet<String>,
+    dependents: &HashMap<String, Vec<String>>,
+    errors: &mut Vec<ConfigError>,
+) {
+    while let Some(name) = queue.pop() {
+        let Some(service) = accepted.get(&name) else {
+            continue;
+        };
+        let deps = &service.dependencies;
+        let relations = [
+            ("requires", &deps.requires),
+            ("after", &deps.after),
+            ("conflicts", &deps.conflicts),
+        ];
+        let missing = relations.iter().find_map(|(relation, refs)| {
+            refs.iter()
+                .find(|d| !accepted.contains_key(&d.name))
+                .map(|d| (*relation, d))
+        });
+        let Some((relation, dep)) = missing else {
+            continue;
+        };
+        errors.push(ConfigError {
+            file: service.file.clone(),
+            line: dep.line,
+            column: dep.column,
+            kind: ErrorKind::MissingDependency {
+                dependency: dep.name.clone(),
+                relation,
+                rejected: rejected.contains(&dep.name),
+            },
+        });
+        accepted.remove(&name);
+        queue.extend(dependents.get(&name).into_iter().flatten().cloned());
+        rejected.insert(name);
+    }
+}

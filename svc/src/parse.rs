@@ -1,0 +1,1091 @@
+//! One service file's text to a [`Service`], or every error in it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::exec::{Command, SplitError};
+use crate::section::{Context, Located, Section};
+use crate::service::{
+    Class, Dependencies, DependencyRef, HealthCheck, Kind, Lifecycle, Logging, Probe,
+    RestartPolicy, Service, Status, SIGNALS,
+};
+use crate::suggest::nearest;
+
+/// Parses the service file `file` whose contents are `text`. The service's
+/// name must equal the file's stem. Returns every error found, in file order.
+pub fn parse_service(file: &Path, text: &str) -> Result<Service, Vec<ConfigError>> {
+    let ctx = Context::new(file, text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            ctx.error(&span, ErrorKind::Syntax(error.message().trim().to_owned()));
+            return Err(ctx.into_errors());
+        }
+    };
+    let mut top = Section::new(&ctx, root.get_ref(), root.span(), "the top level".into());
+    let service = read_service(&mut top, file);
+    top.finish();
+    match service {
+        Some(service) if ctx.is_clean() => Ok(service),
+        _ => Err(ctx.into_errors()),
+    }
+}
+
+fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
+    let service_table = top.table("service");
+    let target_table = top.table("target");
+    let (mut head, kind) = match (service_table, target_table) {
+        (Some(head), None) => (head, None),
+        (None, Some(head)) => (head, Some(Kind::Target)),
+        (Some(_), Some(second)) => {
+            second
+                .ctx()
+                .error(&second.span(), ErrorKind::NoServiceSection);
+            return None;
+        }
+        (None, None) => {
+            top.ctx().error(&(0..0), ErrorKind::NoServiceSection);
+            // The other sections are fine by themselves; do not call them unknown.
+            for section in ["dependencies", "lifecycle", "health", "actions", "logging"] {
+                top.value(section);
+            }
+            return None;
+        }
+    };
+
+    let name = read_name(&mut head, file);
+    let description = head.string("description").map(|d| d.value);
+    let critical = head.flag("critical");
+    let (kind, command, status, class, dir, env, ports, kill_others, process_filters) =
+        if let Some(kind) = kind {
+            head.finish();
+            let (status, class) = (Status::default(), Class::default());
+            (
+                kind,
+                None,
+                status,
+                class,
+                None,
+                BTreeMap::new(),
+                Vec::new(),
+                false,
+                Vec::new(),
+            )
+        } else {
+            let command = read_exec(&mut head);
+            let kind = if head.flag("oneshot") {
+                Kind::Oneshot
+            } else {
+                Kind::Daemon
+            };
+            let status = choice(
+                &mut head,
+                "status",
+                &[
+                    ("start", Status::Start),
+                    ("stop", Status::Stop),
+                    ("ignore", Status::Ignore),
+                ],
+            )
+            .unwrap_or_default();
+            let class = choice(
+                &mut head,
+                "class",
+                &[("user", Class::User), ("system", Class::System)],
+            )
+            .unwrap_or_default();
+            let dir = read_path(&mut head, "dir");
+            let env = read_env(&mut head);
+            let ports = read_ports(&mut head);
+            let kill_others = head.flag("kill_others");
+            let process_filters = head
+                .strings("process_filters")
+                .into_iter()
+                .map(|f| f.value)
+                .collect();
+            head.finish();
+            (
+                kind,
+                command,
+                status,
+                class,
+                dir,
+                env,
+                ports,
+                kill_others,
+                process_filters,
+            )
+        };
+
+    let dependencies = match top.table("dependencies") {
+        Some(mut section) => {
+            let dependencies = read_dependencies(&mut section);
+            section.finish();
+            dependencies
+        }
+        None => Dependencies::default(),
+    };
+    let lifecycle = match top.table("lifecycle") {
+        Some(mut section) => {
+            let lifecycle = read_lifecycle(&mut section);
+            section.finish();
+            lifecycle
+        }
+        None => Lifecycle::default(),
+    };
+    let mut health = Vec::new();
+    if let Some(mut section) = top.table("health") {
+        health.extend(read_health(&mut section));
+        section.finish();
+    }
+    for mut action in top.tables("actions") {
+        health.extend(read_action(&mut action));
+        action.finish();
+    }
+    let logging = match top.table("logging") {
+        Some(mut section) => {
+            let logging = read_logging(&mut section);
+            section.finish();
+            logging
+        }
+        None => Logging::default(),
+    };
+
+    if kind == Kind::Target && !health.is_empty() {
+        top.out_of_range(
+            "health",
+            &top.span(),
+            "cannot be set for a [target], which runs no process",
+        );
+    }
+
+    Some(Service {
+        name: name?,
+        file: file.to_path_buf(),
+        description,
+        kind,
+        command: if kind == Kind::Target {
+            None
+        } else {
+            Some(command?)
+        },
+        status,
+        class,
+        dir,
+        env,
+        critical,
+        ports,
+        kill_others,
+        process_filters,
+        dependencies,
+        lifecycle,
+        health,
+        logging,
+    })
+}
+
+/// True when `name` can be a file name and a word in a plan.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn read_name(head: &mut Section<'_, '_, '_>, file: &Path) -> Option<String> {
+    let Some(name) = head.string("name") else {
+        head.missing("name");
+        return None;
+    };
+    if !is_valid_name(&name.value) {
+        head.ctx()
+            .error(&name.span, ErrorKind::InvalidName(name.value));
+        return None;
+    }
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if stem != name.value {
+        head.ctx().error(
+            &name.span,
+            ErrorKind::NameMismatch {
+                name: name.value,
+                expected: stem.to_owned(),
+            },
+        );
+        return None;
+    }
+    Some(name.value)
+}
+
+fn read_exec(head: &mut Section<'_, '_, '_>) -> Option<Command> {
+    let Some(value) = head.value("exec") else {
+        head.missing("exec");
+        return None;
+    };
+    let span = value.span();
+    match value.get_ref() {
+        toml::de::DeValue::String(line) => match Command::parse(line) {
+            Ok(command) => Some(command),
+            Err(SplitError::Empty) => {
+                head.ctx().error(&span, ErrorKind::EmptyExec);
+                None
+            }
+            Err(reason) => {
+                head.ctx().error(
+                    &span,
+                    ErrorKind::BadCommand {
+                        field: "exec".into(),
+                        reason: reason.to_string(),
+                    },
+                );
+                None
+            }
+        },
+        toml::de::DeValue::Array(items) => {
+            let argv: Option<Vec<String>> = items
+                .iter()
+                .map(|item| item.get_ref().as_str().map(str::to_owned))
+                .collect();
+            match argv {
+                Some(argv) if argv.first().is_some_and(|program| !program.is_empty()) => {
+                    Some(Command::Argv { argv })
+                }
+                Some(_) => {
+                    head.ctx().error(&span, ErrorKind::EmptyExec);
+                    None
+                }
+                None => {
+                    head.ctx().error(
+                        &span,
+                        ErrorKind::WrongType {
+                            field: "exec".into(),
+                            section: head.name().to_owned(),
+                            expected: "a string or an array of strings",
+                            found: "an array with a non-string item",
+                        },
+                    );
+                    None
+                }
+            }
+        }
+        other => {
+            head.ctx().error(
+                &span,
+                ErrorKind::WrongType {
+                    field: "exec".into(),
+                    section: head.name().to_owned(),
+                    expected: "a string or an array of strings",
+                    found: other.type_str(),
+                },
+            );
+            None
+        }
+    }
+}
+
+/// Reads `key` as one of `options`, reporting an unknown value with the
+/// nearest option.
+fn choice<T: Copy>(
+    section: &mut Section<'_, '_, '_>,
+    key: &'static str,
+    options: &[(&'static str, T)],
+) -> Option<T> {
+    let value = section.string(key)?;
+    if let Some((_, chosen)) = options.iter().find(|(word, _)| *word == value.value) {
+        return Some(*chosen);
+    }
+    let words: Vec<&'static str> = options.iter().map(|(word, _)| *word).collect();
+    section.ctx().error(
+        &value.span,
+        ErrorKind::UnknownValue {
+            field: key.to_owned(),
+            suggestion: nearest(&value.value, &words).map(str::to_owned),
+            value: value.value,
+            expected: words,
+        },
+    );
+    None
+}
+
+fn read_path(section: &mut Section<'_, '_, '_>, key: &'static str) -> Option<PathBuf> {
+    let value = section.string(key)?;
+    if value.value.is_empty() {
+        section.out_of_range(key, &value.span, "must not be empty");
+        return None;
+    }
+    Some(PathBuf::from(value.value))
+}
+
+fn read_env(head: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
+    let Some(mut env) = head.table("env") else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in env.scalar_entries() {
+        if key.value.is_empty() || key.value.contains(['=', '\0']) {
+            env.out_of_range(
+                "env",
+                &key.span,
+                "names must be non-empty and contain no `=` or NUL",
+            );
+        } else if value.contains('\0') {
+            env.out_of_range("env", &key.span, "values must not contain NUL");
+        } else {
+            out.insert(key.value, value);
+        }
+    }
+    env.finish();
+    out
+}
+
+fn read_ports(head: &mut Section<'_, '_, '_>) -> Vec<u16> {
+    let Some(value) = head.value("ports") else {
+        return Vec::new();
+    };
+    let items: &[_] = match value.get_ref() {
+        toml::de::DeValue::Array(items) => items,
+        _ => &[],
+    };
+    let ports: Vec<Option<u16>> = items
+        .iter()
+        .map(|item| {
+            item.get_ref()
+                .as_integer()
+                .and_then(|i| u16::from_str_radix(i.as_str(), i.radix()).ok())
+                .filter(|port| *port != 0)
+        })
+        .collect();
+    if !value.get_ref().is_array() || ports.iter().any(Option::is_none) {
+        head.out_of_range(
+            "ports",
+            &value.span(),
+            "must be an array of port numbers from 1 to 65535",
+        );
+        return Vec::new();
+    }
+    ports.into_iter().flatten().collect()
+}
+
+fn read_dependencies(section: &mut Section<'_, '_, '_>) -> Dependencies {
+    let mut read = |key: &'static str| -> Vec<DependencyRef> {
+        let mut refs: Vec<DependencyRef> = Vec::new();
+        for entry in section.strings(key) {
+            if !is_valid_name(&entry.value) {
+                section
+                    .ctx()
+                    .error(&entry.span, ErrorKind::InvalidName(entry.value));
+                continue;
+            }
+            if refs.iter().any(|r| r.name == entry.value) {
+                continue;
+            }
+            let (line, column) = section.ctx().position(entry.span.start);
+            refs.push(DependencyRef {
+                name: entry.value,
+                line,
+                column,
+            });
+        }
+        refs
+    };
+    let dependencies = Dependencies {
+        requires: read("requires"),
+        after: read("after"),
+        wants: read("wants"),
+        conflicts: read("conflicts"),
+    };
+    for conflict in &dependencies.conflicts {
+        if dependencies
+            .requires
+            .iter()
+            .any(|r| r.name == conflict.name)
+        {
+            section.ctx().error_at(
+                conflict.line,
+                conflict.column,
+                ErrorKind::RequiresConflicts(conflict.name.clone()),
+            );
+        }
+    }
+    dependencies
+}
+
+fn read_lifecycle(section: &mut Section<'_, '_, '_>) -> Lifecycle {
+    let defaults = Lifecycle::default();
+    let restart = choice(
+        section,
+        "restart",
+        &[
+            ("always", RestartPolicy::Always),
+            ("on_failure", RestartPolicy::OnFailure),
+            ("on-failure", RestartPolicy::OnFailure),
+            ("never", RestartPolicy::Never),
+        ],
+    )
+    .unwrap_or(defaults.restart);
+    let restart_delay = section.millis("restart_delay_ms", defaults.restart_delay, false);
+    let max_value = section.value("restart_delay_max_ms").map(|v| v.span());
+    let restart_delay_max =
+        section.millis("restart_delay_max_ms", defaults.restart_delay_max, false);
+    if restart_delay_max < restart_delay {
+        let span = max_value.unwrap_or_else(|| section.span());
+        section.out_of_range(
+            "restart_delay_max_ms",
+            &span,
+            &format!(
+                "({} ms) must not be less than restart_delay_ms ({} ms)",
+                restart_delay_max.as_millis(),
+                restart_delay.as_millis()
+            ),
+        );
+    }
+    let max_restarts = section
+        .unsigned("max_restarts")
+        .map_or(Some(defaults.max_restarts), |n| u32::try_from(n.value).ok())
+        .unwrap_or(u32::MAX);
+    Lifecycle {
+        restart,
+        restart_delay,
+        restart_delay_max,
+        max_restarts,
+        stability_period: section.millis("stability_period_ms", defaults.stability_period, false),
+        start_timeout: section.millis("start_timeout_ms", defaults.start_timeout, false),
+        stop_timeout: section.millis("stop_timeout_ms", defaults.stop_timeout, false),
+        stop_signal: read_signal(section).unwrap_or(defaults.stop_signal),
+    }
+}
+
+/// Parses a signal name (`SIGTERM`, `TERM`, any case) or number (1–64).
+pub fn signal_number(text: &str) -> Option<i32> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    SIGNALS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, number)| *number)
+        .or_else(|| text.parse::<i32>().ok().filter(|n| (1..=64).contains(n)))
+}
+
+fn read_signal(section: &mut Section<'_, '_, '_>) -> Option<i32> {
+    let value = section.string("stop_signal")?;
+    let number = signal_number(&value.value);
+    if number.is_none() {
+        let names: Vec<&'static str> = SIGNALS.iter().map(|(name, _)| *name).collect();
+        section.ctx().error(
+            &value.span,
+            ErrorKind::UnknownValue {
+                field: "stop_signal".into(),
+                suggestion: nearest(&value.value.to_ascii_uppercase(), &names).map(str::to_owned),
+                value: value.value,
+                expected: names,
+            },
+        );
+    }
+    number
+}
+
+#[derive(Clone, Copy)]
+enum ProbeType {
+    Tcp,
+    Http,
+    Exec,
+}
+
+fn read_health(section: &mut Section<'_, '_, '_>) -> Option<HealthCheck> {
+    let probe_type = choice(
+        section,
+        "type",
+        &[
+            ("tcp", ProbeType::Tcp),
+            ("http", ProbeType::Http),
+            ("exec", ProbeType::Exec),
+        ],
+    );
+    if probe_type.is_none() && section.value("type").is_none() {
+        section.missing("type");
+    }
+    let target = section.string("target");
+    if target.is_none() {
+        section.missing("target");
+    }
+    let expect_status = section.unsigned("expect_status");
+    let timing = read_timing(section, Duration::from_millis(5_000));
+    let target = target?;
+    let probe = match probe_type? {
+        ProbeType::Tcp => Probe::Tcp {
+            target: checked_tcp_target(section, target)?,
+        },
+        ProbeType::Http => Probe::Http {
+            target: checked_http_target(section, target)?,
+            expect_status: checked_status(section, expect_status.clone())?,
+        },
+        ProbeType::Exec => Probe::Exec {
+            command: checked_command(section, "target", target)?,
+        },
+    };
+    if let (Some(status), false) = (&expect_status, matches!(probe, Probe::Http { .. })) {
+        section.out_of_range(
+            "expect_status",
+            &status.span,
+            "applies only to type = \"http\"",
+        );
+        return None;
+    }
+    Some(HealthCheck {
+        name: "health".into(),
+        probe,
+        interval: timing.0,
+        timeout: timing.1,
+        retries: timing.2,
+        start_period: timing.3,
+    })
+}
+
+/// interval, timeout, retries, start period.
+fn read_timing(
+    section: &mut Section<'_, '_, '_>,
+    timeout: Duration,
+) -> (Duration, Duration, u32, Duration) {
+    let interval = section.millis("interval_ms", Duration::from_millis(10_000), false);
+    let timeout = section.millis("timeout_ms", timeout, false);
+    let retries = u32::try_from(section.count("retries", 3)).unwrap_or(u32::MAX);
+    let start_period = section.millis("start_period_ms", Duration::ZERO, true);
+    (interval, timeout, retries, start_period)
+}
+
+/// hero_proc's `[[actions]]`: `trigger = "check"` is an exec health check.
+fn read_action(section: &mut Section<'_, '_, '_>) -> Option<HealthCheck> {
+    let name = section.string("name").map(|n| n.value);
+    let _description = section.string("description");
+    let script = section.string("script");
+    if script.is_none() {
+        section.missing("script");
+    }
+    let trigger = choice(section, "trigger", &[("check", ())]);
+    if trigger.is_none() && section.value("trigger").is_none() {
+        section.missing("trigger");
+    }
+    let timing = read_timing(section, Duration::from_millis(5_000));
+    let command = checked_command(section, "script", script?)?;
+    trigger?;
+    Some(HealthCheck {
+        name: name.unwrap_or_else(|| "health".into()),
+        probe: Probe::Exec { command },
+        interval: timing.0,
+        timeout: timing.1,
+        retries: timing.2,
+        start_period: timing.3,
+    })
+}
+
+fn checked_command(
+    section: &Section<'_, '_, '_>,
+    field: &str,
+    line: Located<String>,
+) -> Option<Command> {
+    match Command::parse(&line.value) {
+        Ok(command) => Some(command),
+        Err(reason) => {
+            section.ctx().error(
+                &line.span,
+                ErrorKind::BadCommand {
+                    field: field.to_owned(),
+                    reason: reason.to_string(),
+                },
+            );
+            None
+        }
+    }
+}
+
+fn checked_tcp_target(section: &Section<'_, '_, '_>, target: Located<String>) -> Option<String> {
+    let port = target.value.rsplit_once(':').and_then(|(host, port)| {
+        (!host.is_empty())
+            .then(|| port.parse::<u16>().ok().filter(|p| *p != 0))
+            .flatten()
+    });
+    if port.is_none() {
+        section.out_of_range(
+            "target",
+            &target.span,
+            "must be host:port for type = \"tcp\"",
+        );
+        return None;
+    }
+    Some(target.value)
+}
+
+fn checked_http_target(section: &Section<'_, '_, '_>, target: Located<String>) -> Option<String> {
+    if target.value.starts_with("https://") {
+        section.out_of_range(
+            "target",
+            &target.span,
+            "uses https, which native http checks do not speak; use type = \"exec\" with a client",
+        );
+        return None;
+    }
+    if !target.value.starts_with("http://") || target.value.len() <= "http://".len() {
+        section.out_of_range(
+            "target",
+            &target.span,
+            "must be an http:// URL for type = \"http\"",
+        );
+        return None;
+    }
+    Some(target.value)
+}
+
+fn checked_status(section: &Section<'_, '_, '_>, status: Option<Located<u64>>) -> Option<u16> {
+    let Some(status) = status else {
+        return Some(200);
+    };
+    match u16::try_from(status.value) {
+        Ok(code @ 100..=599) => Some(code),
+        _ => {
+            section.out_of_range(
+                "expect_status",
+                &status.span,
+                "must be an HTTP status from 100 to 599",
+            );
+            None
+        }
+    }
+}
+
+fn read_logging(section: &mut Section<'_, '_, '_>) -> Logging {
+    let defaults = Logging::default();
+    Logging {
+        buffer_lines: usize::try_from(section.count("buffer_lines", defaults.buffer_lines as u64))
+            .unwrap_or(usize::MAX),
+        file: read_path(section, "file"),
+        forward: section.string("forward").map(|f| f.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn parse(name: &str, text: &str) -> Result<Service, Vec<ConfigError>> {
+        parse_service(Path::new(&format!("/etc/spore/services/{name}.toml")), text)
+    }
+
+    /// The single error a file produces, with its line.
+    fn only_error(name: &str, text: &str) -> (usize, ErrorKind) {
+        let errors = parse(name, text).expect_err("file should be rejected");
+        assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+        let error = errors.into_iter().next().unwrap();
+        (error.line, error.kind)
+    }
+
+    #[test]
+    fn minimal_service_gets_zinit_defaults() {
+        let service = parse(
+            "web",
+            "[service]\nname = \"web\"\nexec = \"/bin/web -p 80\"\n",
+        )
+        .unwrap();
+        assert_eq!(service.kind, Kind::Daemon);
+        assert_eq!(service.status, Status::Start);
+        assert_eq!(service.class, Class::User);
+        assert_eq!(service.lifecycle, Lifecycle::default());
+        assert_eq!(service.logging.buffer_lines, 1000);
+        assert_eq!(service.command.unwrap().argv(), ["/bin/web", "-p", "80"]);
+    }
+
+    #[test]
+    fn full_zinit_service_loads_every_section() {
+        let text = r#"
+[service]
+name = "web-server"
+exec = "/usr/bin/nginx -g 'daemon off;'"
+dir = "/var/www"
+oneshot = false
+status = "ignore"
+class = "system"
+critical = true
+ports = [8080, 8443]
+kill_others = true
+process_filters = ["nginx"]
+
+[service.env]
+PORT = "8080"
+DEBUG = false
+WORKERS = 4
+
+[dependencies]
+requires = ["kernel"]
+after = ["network-ready", "filesystem"]
+wants = ["metrics"]
+conflicts = ["apache"]
+
+[lifecycle]
+restart = "on-failure"
+restart_delay_ms = 2000
+restart_delay_max_ms = 300000
+max_restarts = 0
+stability_period_ms = 30000
+start_timeout_ms = 60000
+stop_timeout_ms = 30000
+stop_signal = "SIGQUIT"
+
+[health]
+type = "http"
+target = "http://localhost:8080/health"
+expect_status = 204
+interval_ms = 5000
+timeout_ms = 2000
+retries = 5
+start_period_ms = 10000
+
+[logging]
+buffer_lines = 500
+file = "/var/log/web-server.log"
+"#;
+        let service = parse("web-server", text).unwrap();
+        assert_eq!(service.dir, Some(PathBuf::from("/var/www")));
+        assert_eq!(service.status, Status::Ignore);
+        assert_eq!(service.class, Class::System);
+        assert!(service.critical && service.kill_others);
+        assert_eq!(service.ports, [8080, 8443]);
+        assert_eq!(service.env.get("DEBUG").map(String::as_str), Some("false"));
+        assert_eq!(service.env.get("WORKERS").map(String::as_str), Some("4"));
+        assert_eq!(service.dependencies.after.len(), 2);
+        assert_eq!(service.dependencies.requires[0].line, 20);
+        assert_eq!(service.lifecycle.restart, RestartPolicy::OnFailure);
+        assert_eq!(service.lifecycle.max_restarts, 0);
+        assert_eq!(service.lifecycle.stop_signal, 3);
+        assert_eq!(service.lifecycle.stop_timeout, Duration::from_secs(30));
+        let check = &service.health[0];
+        assert_eq!(
+            check.probe,
+            Probe::Http {
+                target: "http://localhost:8080/health".into(),
+                expect_status: 204
+            }
+        );
+        assert_eq!(check.retries, 5);
+        assert_eq!(check.start_period, Duration::from_secs(10));
+        assert_eq!(service.logging.buffer_lines, 500);
+    }
+
+    #[test]
+    fn hero_proc_check_action_becomes_an_exec_health_check() {
+        let text = r#"
+[service]
+name = "mycelium"
+exec = "/usr/local/bin/mycelium --peers tcp://1.2.3.4:9651"
+
+[[actions]]
+name = "health"
+script = "curl -sf http://127.0.0.1:8989/api/v1"
+trigger = "check"
+interval_ms = 10000
+timeout_ms = 3000
+"#;
+        let service = parse("mycelium", text).unwrap();
+        assert_eq!(service.health.len(), 1);
+        assert_eq!(service.health[0].timeout, Duration::from_secs(3));
+        let Probe::Exec { command } = &service.health[0].probe else {
+            panic!("expected an exec probe");
+        };
+        assert_eq!(
+            command.argv(),
+            ["curl", "-sf", "http://127.0.0.1:8989/api/v1"]
+        );
+    }
+
+    #[test]
+    fn zinit_target_is_a_service_without_a_process() {
+        let text = "[target]\nname = \"basic\"\ncritical = true\n\n[dependencies]\nrequires = [\"sysinit\"]\nwants = [\"haveged\"]\n";
+        let service = parse("basic", text).unwrap();
+        assert_eq!(service.kind, Kind::Target);
+        assert!(service.command.is_none());
+        assert!(service.critical);
+    }
+
+    #[test]
+    fn oneshot_flag_makes_a_oneshot() {
+        let service = parse(
+            "o",
+            "[service]\nname = \"o\"\nexec = \"/bin/true\"\noneshot = true\n",
+        )
+        .unwrap();
+        assert_eq!(service.kind, Kind::Oneshot);
+    }
+
+    #[test]
+    fn exec_array_is_used_as_argv() {
+        let service = parse(
+            "a",
+            "[service]\nname = \"a\"\nexec = [\"/bin/echo\", \"two words\"]\n",
+        )
+        .unwrap();
+        assert_eq!(service.command.unwrap().argv(), ["/bin/echo", "two words"]);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_nearest_key() {
+        let (line, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"/bin/true\"\n\n[dependencies]\nrequire = [\"x\"]\n",
+        );
+        assert_eq!(line, 6);
+        assert_eq!(
+            kind.to_string(),
+            "unknown key `require` in [dependencies]; did you mean `requires`?"
+        );
+    }
+
+    #[test]
+    fn unknown_key_far_from_any_lists_the_known_keys() {
+        let (_, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"/bin/true\"\nfrobnicate = 1\n",
+        );
+        let message = kind.to_string();
+        assert!(
+            message.starts_with("unknown key `frobnicate` in [service]; known keys: name,"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_table_is_reported() {
+        let (line, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"/bin/true\"\n[dependency]\nrequires = []\n",
+        );
+        assert_eq!(line, 4);
+        assert!(
+            kind.to_string().contains("did you mean `dependencies`?"),
+            "{kind}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_types() {
+        let (line, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"/bin/true\"\noneshot = \"yes\"\n",
+        );
+        assert_eq!(line, 4);
+        assert_eq!(
+            kind.to_string(),
+            "`oneshot` in [service] must be true or false, found string"
+        );
+        let (_, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"/bin/true\"\n[dependencies]\nafter = \"x\"\n",
+        );
+        assert!(matches!(kind, ErrorKind::WrongType { .. }), "{kind}");
+        let (_, kind) = only_error("c", "[service]\nname = \"c\"\nexec = 5\n");
+        assert!(matches!(kind, ErrorKind::WrongType { .. }), "{kind}");
+    }
+
+    #[test]
+    fn empty_exec_is_rejected() {
+        for exec in ["\"\"", "\"   \"", "[]", "[\"\"]"] {
+            let (line, kind) =
+                only_error("c", &format!("[service]\nname = \"c\"\nexec = {exec}\n"));
+            assert_eq!((line, kind), (3, ErrorKind::EmptyExec), "exec = {exec}");
+        }
+    }
+
+    #[test]
+    fn unterminated_quote_in_exec_is_rejected() {
+        let (_, kind) = only_error("c", "[service]\nname = \"c\"\nexec = \"/bin/echo 'oops\"\n");
+        assert!(matches!(kind, ErrorKind::BadCommand { .. }), "{kind}");
+    }
+
+    #[test]
+    fn missing_exec_and_name_are_reported() {
+        let (_, kind) = only_error("c", "[service]\nname = \"c\"\n");
+        assert_eq!(kind.to_string(), "missing `exec` in [service]");
+        let (_, kind) = only_error("c", "[service]\nexec = \"/bin/true\"\n");
+        assert_eq!(kind.to_string(), "missing `name` in [service]");
+    }
+
+    #[test]
+    fn file_without_service_or_target_is_rejected() {
+        let (_, kind) = only_error("c", "[dependencies]\nrequires = []\n");
+        assert_eq!(kind, ErrorKind::NoServiceSection);
+    }
+
+    #[test]
+    fn name_must_match_file_name() {
+        let (line, kind) = only_error("other", "[service]\nname = \"c\"\nexec = \"/bin/true\"\n");
+        assert_eq!(line, 2);
+        assert_eq!(
+            kind,
+            ErrorKind::NameMismatch {
+                name: "c".into(),
+                expected: "other".into()
+            }
+        );
+    }
+
+    #[test]
+    fn names_that_cannot_be_files_are_rejected() {
+        let (_, kind) = only_error("c", "[service]\nname = \"../etc\"\nexec = \"/bin/true\"\n");
+        assert!(matches!(kind, ErrorKind::InvalidName(_)), "{kind}");
+    }
+
+    #[test]
+    fn unknown_status_class_restart_and_health_type_are_rejected() {
+        let cases = [
+            ("[service]\nname = \"c\"\nexec = \"x\"\nstatus = \"strat\"\n", "status", Some("start")),
+            ("[service]\nname = \"c\"\nexec = \"x\"\nclass = \"sytem\"\n", "class", Some("system")),
+            ("[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nrestart = \"sometimes\"\n", "restart", None),
+            ("[service]\nname = \"c\"\nexec = \"x\"\n[health]\ntype = \"htp\"\ntarget = \"http://x/\"\n", "type", Some("http")),
+            ("[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nstop_signal = \"SIGTREM\"\n", "stop_signal", Some("SIGTERM")),
+        ];
+        for (text, field, nearest) in cases {
+            let (_, kind) = only_error("c", text);
+            let ErrorKind::UnknownValue {
+                field: got,
+                suggestion,
+                ..
+            } = &kind
+            else {
+                panic!("{field}: expected UnknownValue, got {kind}");
+            };
+            assert_eq!(got, field);
+            assert_eq!(suggestion.as_deref(), nearest, "{field}");
+        }
+    }
+
+    #[test]
+    fn zero_where_zero_means_nothing_is_rejected() {
+        let cases = [
+            ("[lifecycle]\nrestart_delay_ms = 0\n", "restart_delay_ms"),
+            ("[lifecycle]\nstop_timeout_ms = 0\n", "stop_timeout_ms"),
+            ("[lifecycle]\nstart_timeout_ms = 0\n", "start_timeout_ms"),
+            (
+                "[lifecycle]\nstability_period_ms = 0\n",
+                "stability_period_ms",
+            ),
+            (
+                "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\ninterval_ms = 0\n",
+                "interval_ms",
+            ),
+            (
+                "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\ntimeout_ms = 0\n",
+                "timeout_ms",
+            ),
+            (
+                "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\nretries = 0\n",
+                "retries",
+            ),
+            ("[logging]\nbuffer_lines = 0\n", "buffer_lines"),
+        ];
+        for (section, field) in cases {
+            let text = format!("[service]\nname = \"c\"\nexec = \"x\"\n{section}");
+            let (line, kind) = only_error("c", &text);
+            assert!(
+                matches!(kind, ErrorKind::Zero { field: f, .. } if f == field),
+                "{field}: {kind}"
+            );
+            assert!(line >= 5, "{field} at line {line}");
+        }
+    }
+
+    #[test]
+    fn zero_max_restarts_and_start_period_mean_something_and_are_allowed() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nmax_restarts = 0\n[health]\ntype = \"tcp\"\ntarget = \"h:1\"\nstart_period_ms = 0\n";
+        assert!(parse("c", text).is_ok());
+    }
+
+    #[test]
+    fn backoff_cap_below_first_delay_is_rejected() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nrestart_delay_ms = 5000\nrestart_delay_max_ms = 100\n";
+        let (line, kind) = only_error("c", text);
+        assert_eq!(line, 6);
+        assert!(
+            matches!(
+                kind,
+                ErrorKind::OutOfRange {
+                    field: "restart_delay_max_ms",
+                    ..
+                }
+            ),
+            "{kind}"
+        );
+    }
+
+    #[test]
+    fn requires_and_conflicts_on_the_same_service_is_rejected() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[dependencies]\nrequires = [\"db\"]\nconflicts = [\"db\"]\n";
+        let (line, kind) = only_error("c", text);
+        assert_eq!(line, 6);
+        assert_eq!(kind, ErrorKind::RequiresConflicts("db".into()));
+    }
+
+    #[test]
+    fn health_targets_are_checked_for_their_type() {
+        let bad = [
+            "type = \"tcp\"\ntarget = \"no-port\"",
+            "type = \"http\"\ntarget = \"localhost:80\"",
+            "type = \"http\"\ntarget = \"https://x/\"",
+            "type = \"http\"\ntarget = \"http://x/\"\nexpect_status = 42",
+            "type = \"tcp\"\ntarget = \"h:1\"\nexpect_status = 200",
+        ];
+        for health in bad {
+            let text = format!("[service]\nname = \"c\"\nexec = \"x\"\n[health]\n{health}\n");
+            let (_, kind) = only_error("c", &text);
+            assert!(
+                matches!(kind, ErrorKind::OutOfRange { .. }),
+                "{health}: {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn action_with_other_trigger_is_rejected() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[[actions]]\nname = \"x\"\nscript = \"true\"\ntrigger = \"cron\"\n";
+        let (line, kind) = only_error("c", text);
+        assert_eq!(line, 7);
+        assert!(matches!(kind, ErrorKind::UnknownValue { .. }), "{kind}");
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let (line, kind) = only_error("c", "[service]\nname = \"c\nexec = \"x\"\n");
+        assert_eq!(line, 2);
+        assert!(matches!(kind, ErrorKind::Syntax(_)), "{kind}");
+    }
+
+    #[test]
+    fn every_error_in_a_file_is_reported() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\nstatus = \"nope\"\nbogus = 1\n[lifecycle]\nstop_timeout_ms = 0\n";
+        let errors = parse("c", text).unwrap_err();
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5, 7]);
+        assert!(errors[0]
+            .to_string()
+            .starts_with("/etc/spore/services/c.toml:4:10: unknown status `nope`"));
+    }
+
+    #[test]
+    fn signal_names_and_numbers_parse() {
+        assert_eq!(signal_number("SIGTERM"), Some(15));
+        assert_eq!(signal_number("term"), Some(15));
+        assert_eq!(signal_number("9"), Some(9));
+        assert_eq!(signal_number("SIGNOPE"), None);
+        assert_eq!(signal_number("0"), None);
+    }
+}

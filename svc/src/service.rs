@@ -1,0 +1,243 @@
+//! The validated model of one service, as the supervisor consumes it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::exec::Command;
+
+/// One service, loaded from `NAME.toml` and valid on its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    /// Unique name; equals the file's stem.
+    pub name: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    /// Free text for people.
+    pub description: Option<String>,
+    /// Daemon, oneshot, or target (a name with dependencies and no process).
+    pub kind: Kind,
+    /// What to run; `None` only for targets.
+    pub command: Option<Command>,
+    /// Whether the supervisor starts it, keeps it stopped, or leaves it alone.
+    pub status: Status,
+    /// `system` services are skipped by bulk operations.
+    pub class: Class,
+    /// Working directory; inherited when absent.
+    pub dir: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// zinit: in PID-1 mode a failure of a critical service is an emergency.
+    pub critical: bool,
+    /// zinit: TCP ports the service binds.
+    pub ports: Vec<u16>,
+    /// zinit: kill other holders of `ports` before starting.
+    pub kill_others: bool,
+    /// zinit: process-name filters for conflict detection.
+    pub process_filters: Vec<String>,
+    /// Relations to other services.
+    pub dependencies: Dependencies,
+    /// Restart and stop behaviour.
+    pub lifecycle: Lifecycle,
+    /// Health checks; all must pass for the service to be healthy.
+    pub health: Vec<HealthCheck>,
+    /// Where output goes.
+    pub logging: Logging,
+}
+
+/// What sort of unit a service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Runs until stopped; ready when running (or when its health check passes).
+    Daemon,
+    /// Runs to completion; ready when it exits 0.
+    Oneshot,
+    /// No process: ready when what it requires is ready (zinit's `[target]`).
+    Target,
+}
+
+/// The desired status (`[service].status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Started at boot and kept running.
+    #[default]
+    Start,
+    /// Kept stopped until asked.
+    Stop,
+    /// Not managed automatically; started and stopped only on request.
+    Ignore,
+}
+
+/// `[service].class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// An ordinary service.
+    #[default]
+    User,
+    /// Essential to the node; bulk operations leave it alone.
+    System,
+}
+
+/// A reference to another service, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DependencyRef {
+    /// The other service's name.
+    pub name: String,
+    /// 1-based line of the reference in this service's file.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// `[dependencies]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Dependencies {
+    /// Ordered before this one, and this one fails if they fail or vanish.
+    pub requires: Vec<DependencyRef>,
+    /// Ordered before this one; nothing more.
+    pub after: Vec<DependencyRef>,
+    /// Ordered before this one when present; failure or absence is tolerated.
+    pub wants: Vec<DependencyRef>,
+    /// Never run at the same time as this one.
+    pub conflicts: Vec<DependencyRef>,
+}
+
+impl Dependencies {
+    /// Every service that must come before this one: requires, after, wants.
+    pub fn ordering(&self) -> impl Iterator<Item = &DependencyRef> {
+        self.requires
+            .iter()
+            .chain(self.after.iter())
+            .chain(self.wants.iter())
+    }
+}
+
+/// When a stopped process is started again (`[lifecycle].restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Whatever the exit status.
+    Always,
+    /// Only after a non-zero exit or a signal.
+    #[default]
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// `[lifecycle]`: restarts, backoff and stopping. Defaults are zinit 0.3's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lifecycle {
+    /// When to restart.
+    pub restart: RestartPolicy,
+    /// First restart delay; doubles after each quick failure.
+    pub restart_delay: Duration,
+    /// The cap for the doubling delay.
+    pub restart_delay_max: Duration,
+    /// Give up after this many restarts in a row; 0 means never give up.
+    pub max_restarts: u32,
+    /// Running this long resets the backoff.
+    pub stability_period: Duration,
+    /// How long a start may take before it counts as failed.
+    pub start_timeout: Duration,
+    /// Grace between the stop signal and SIGKILL.
+    pub stop_timeout: Duration,
+    /// The stop signal's number (e.g. 15 for SIGTERM).
+    pub stop_signal: i32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            restart: RestartPolicy::OnFailure,
+            restart_delay: Duration::from_millis(1_000),
+            restart_delay_max: Duration::from_millis(300_000),
+            max_restarts: 10,
+            stability_period: Duration::from_millis(30_000),
+            start_timeout: Duration::from_millis(30_000),
+            stop_timeout: Duration::from_millis(10_000),
+            stop_signal: 15,
+        }
+    }
+}
+
+/// What a health check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Probe {
+    /// Healthy when a TCP connection to `target` (`host:port`) succeeds.
+    Tcp {
+        /// `host:port`.
+        target: String,
+    },
+    /// Healthy when `GET target` answers `expect_status`.
+    Http {
+        /// An `http://` URL.
+        target: String,
+        /// The expected status code.
+        expect_status: u16,
+    },
+    /// Healthy when the command exits 0.
+    Exec {
+        /// The command to run.
+        command: Command,
+    },
+}
+
+/// One health check with its timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    /// Name for logs (`health`, or the hero_proc action's name).
+    pub name: String,
+    /// What to probe.
+    pub probe: Probe,
+    /// Time between checks.
+    pub interval: Duration,
+    /// How long one check may take.
+    pub timeout: Duration,
+    /// Consecutive failures before the service counts as unhealthy.
+    pub retries: u32,
+    /// Grace after start before failures count.
+    pub start_period: Duration,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Logging {
+    /// Lines kept in memory per service.
+    pub buffer_lines: usize,
+    /// Also append lines to this file.
+    pub file: Option<PathBuf>,
+    /// zinit: forward lines to this destination.
+    pub forward: Option<String>,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            buffer_lines: 1_000,
+            file: None,
+            forward: None,
+        }
+    }
+}
+
+/// Signal names accepted by `stop_signal`, with their Linux numbers.
+pub const SIGNALS: &[(&str, i32)] = &[
+    ("SIGHUP", 1),
+    ("SIGINT", 2),
+    ("SIGQUIT", 3),
+    ("SIGKILL", 9),
+    ("SIGUSR1", 10),
+    ("SIGUSR2", 12),
+    ("SIGTERM", 15),
+    ("SIGCONT", 18),
+    ("SIGSTOP", 19),
+    ("SIGWINCH", 28),
+    ("SIGPWR", 30),
+];

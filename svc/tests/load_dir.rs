@@ -1,0 +1,180 @@
+//! Loading whole directories: good files survive bad ones, and the checks
+//! that span files (missing dependencies, cycles) reject just what they must.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use svc::service::Kind;
+use svc::{load_dir, ErrorKind};
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+fn daemon(name: &str, dependencies: &str) -> String {
+    format!("[service]\nname = \"{name}\"\nexec = \"/bin/sleep 100\"\n\n[dependencies]\n{dependencies}\n")
+}
+
+#[test]
+fn seed_services_load_unchanged_and_plan_in_order() {
+    let report = load_dir(&repo_path("examples/services")).unwrap();
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    assert_eq!(
+        report.plan().start,
+        [
+            vec!["install-mycelium"],
+            vec!["mycelium"],
+            vec!["call-home"]
+        ]
+    );
+    let mycelium = report
+        .services
+        .iter()
+        .find(|s| s.name == "mycelium")
+        .unwrap();
+    assert_eq!(
+        mycelium.health.len(),
+        1,
+        "the [[actions]] check is a health check"
+    );
+    let call_home = report
+        .services
+        .iter()
+        .find(|s| s.name == "call-home")
+        .unwrap();
+    assert_eq!(call_home.kind, Kind::Oneshot);
+    assert_eq!(
+        call_home.env.get("CALL_HOME_URL").map(String::as_str),
+        Some("https://beacon.znzfreezone.net/api/v1/nodes/register")
+    );
+}
+
+#[test]
+fn zinit_style_directory_with_targets_loads_and_plans() {
+    let report = load_dir(&repo_path("svc/tests/fixtures/zinit-style")).unwrap();
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let plan = report.plan();
+    assert_eq!(
+        plan.start,
+        [
+            vec!["apache", "sysinit"],
+            vec!["devices", "early-fs", "entropy"],
+            vec!["base"],
+            vec!["rescan", "web"],
+            vec!["volumes"],
+        ]
+    );
+    let base = report.services.iter().find(|s| s.name == "base").unwrap();
+    assert_eq!(base.kind, Kind::Target);
+}
+
+#[test]
+fn four_kinds_of_error_beside_good_files_are_each_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a", &daemon("a", "requires = [\"b\"]"));
+    write(d, "b", &daemon("b", "after = [\"c\"]"));
+    write(d, "c", &daemon("c", "wants = [\"a\"]"));
+    write(d, "typo", &daemon("typo", "require = [\"good\"]"));
+    write(d, "lonely", &daemon("lonely", "requires = [\"ghost\"]"));
+    write(d, "misnamed", &daemon("other-name", ""));
+    write(d, "good", &daemon("good", ""));
+    write(
+        d,
+        "better",
+        &daemon("better", "requires = [\"good\"]\nwants = [\"absent\"]"),
+    );
+
+    let report = load_dir(d).unwrap();
+    let messages: Vec<String> = report
+        .errors
+        .iter()
+        .map(|e| e.to_string().replace(&format!("{}/", d.display()), ""))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "a.toml:6:13: dependency cycle: a -> b -> c -> a",
+            "lonely.toml:6:13: `ghost` in [dependencies].requires is not a known service",
+            "misnamed.toml:2:8: service name `other-name` does not match its file name `misnamed.toml`",
+            "typo.toml:6:1: unknown key `require` in [dependencies]; did you mean `requires`?",
+        ]
+    );
+    let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["better", "good"]);
+    assert_eq!(report.plan().start, [vec!["good"], vec!["better"]]);
+}
+
+#[test]
+fn rejection_cascades_to_services_that_require_the_rejected_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "broken", "[service]\nname = \"broken\"\n");
+    write(d, "middle", &daemon("middle", "requires = [\"broken\"]"));
+    write(d, "top", &daemon("top", "after = [\"middle\"]"));
+    write(d, "tolerant", &daemon("tolerant", "wants = [\"broken\"]"));
+
+    let report = load_dir(d).unwrap();
+    let kinds: Vec<&ErrorKind> = report.errors.iter().map(|e| &e.kind).collect();
+    assert_eq!(kinds.len(), 3, "{:#?}", report.errors);
+    assert!(matches!(kinds[0], ErrorKind::Missing { field: "exec", .. }));
+    assert!(
+        matches!(kinds[1], ErrorKind::MissingDependency { dependency, rejected: true, .. } if dependency == "broken")
+    );
+    assert!(
+        matches!(kinds[2], ErrorKind::MissingDependency { dependency, relation: "after", .. } if dependency == "middle")
+    );
+    let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["tolerant"]);
+}
+
+#[test]
+fn services_behind_a_cycle_are_rejected_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "x", &daemon("x", "requires = [\"y\"]"));
+    write(d, "y", &daemon("y", "requires = [\"x\"]"));
+    write(d, "z", &daemon("z", "requires = [\"x\"]"));
+    let report = load_dir(d).unwrap();
+    assert_eq!(report.errors.len(), 2, "{:#?}", report.errors);
+    assert!(report.errors[0]
+        .to_string()
+        .ends_with("dependency cycle: x -> y -> x"));
+    assert!(report.errors[1]
+        .to_string()
+        .contains("`x` in [dependencies].requires is not a known service (it was rejected)"));
+    assert!(report.services.is_empty());
+}
+
+#[test]
+fn files_that_are_not_toml_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "one", &daemon("one", ""));
+    fs::write(d.join("README"), "not a service").unwrap();
+    fs::write(d.join("one.toml.bak"), "garbage").unwrap();
+    fs::create_dir(d.join("sub.toml")).unwrap();
+    let report = load_dir(d).unwrap();
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    assert_eq!(report.services.len(), 1);
+}
+
+#[test]
+fn missing_directory_is_an_error_naming_it() {
+    let error = load_dir(Path::new("/nonexistent/spore/services")).unwrap_err();
+    assert!(error
+        .to_string()
+        .starts_with("cannot read service directory /nonexistent/spore/services:"));
+}
