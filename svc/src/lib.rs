@@ -15,6 +15,7 @@ pub mod graph;
 pub mod load;
 pub mod parse;
 pub mod service;
+pub mod supervisor;
 
 mod position;
 mod section;

@@ -1,0 +1,933 @@
+//! The supervisor's decisions as a pure state machine.
+//!
+//! `(state, event) -> (state, actions)`: [`Supervisor::handle`] takes one
+//! [`Event`] (a fact: a process exited, a timer fired, an operator asked for
+//! something) and returns the [`Action`]s the runtime must carry out (spawn,
+//! signal, arm a timer). It never blocks and never does I/O, so ordering,
+//! readiness, backoff and shutdown are tested without a single process.
+
+mod event;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub use event::{Action, Event, TimerId, SIGKILL};
+pub use state::{BlockReason, ExitStatus, State};
+
+use crate::graph::Graph;
+use crate::service::{Kind, RestartPolicy, Service};
+
+/// Before a daemon's first passing check, checks repeat at most this far
+/// apart, so dependents start soon after it is up rather than a whole
+/// `interval_ms` later.
+pub const FIRST_PASS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Backoff,
+    Grace,
+    StartTimeout,
+    Check(usize),
+}
+
+/// What happens once a stopping service's processes are gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterStop {
+    /// Stay stopped.
+    Stay,
+    /// Start again at once (an operator's restart).
+    Start,
+    /// Count it as a failure and restart with backoff (unhealthy, start timeout).
+    Fail(String),
+    /// Wait, blocked on a required service that went down.
+    Block(String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct CheckState {
+    passed_once: bool,
+    failures: u32,
+    timer: Option<TimerId>,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    service: Service,
+    state: State,
+    since: Option<Instant>,
+    want_up: bool,
+    pid: Option<i32>,
+    /// A group whose leader exited while stopping, still with members.
+    lingering: Option<i32>,
+    run: u64,
+    started_at: Option<Instant>,
+    restarts: u32,
+    last_exit: Option<ExitStatus>,
+    last_error: Option<String>,
+    after_stop: AfterStop,
+    backoff_timer: Option<TimerId>,
+    grace_timer: Option<TimerId>,
+    start_timer: Option<TimerId>,
+    checks: Vec<CheckState>,
+}
+
+impl Unit {
+    fn alive(&self) -> bool {
+        self.pid.is_some() || matches!(self.state, State::Starting | State::Stopping)
+    }
+
+    fn pending(&self) -> bool {
+        self.want_up
+            && matches!(
+                self.state,
+                State::Inactive | State::Blocked { .. } | State::Stopped
+            )
+    }
+
+    /// Down and not coming up by itself.
+    fn settled_down(&self) -> bool {
+        match self.state {
+            State::Failed(_) | State::Exited(_) => true,
+            State::Inactive | State::Stopped => !self.want_up,
+            _ => false,
+        }
+    }
+}
+
+/// A read-only view of one service for status reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitView<'a> {
+    /// The definition.
+    pub service: &'a Service,
+    /// The current state.
+    pub state: &'a State,
+    /// When it entered that state.
+    pub since: Option<Instant>,
+    /// The main process, while it runs.
+    pub pid: Option<i32>,
+    /// Whether it should be up.
+    pub wanted: bool,
+    /// Restarts since it was last stable.
+    pub restarts: u32,
+    /// How its last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// The last spawn error.
+    pub last_error: Option<&'a str>,
+}
+
+/// Decides what every service should do next. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    units: Vec<Unit>,
+    index: HashMap<String, usize>,
+    /// Units in start order.
+    order: Vec<usize>,
+    /// `ordered_after[u]`: units that must wait for `u` (requires/after/wants).
+    ordered_after: Vec<Vec<usize>>,
+    /// `required_by[u]`: units that `requires` `u`.
+    required_by: Vec<Vec<usize>>,
+    /// Symmetric conflicts.
+    conflicts: Vec<Vec<usize>>,
+    timers: HashMap<TimerId, (usize, Purpose)>,
+    next_timer: TimerId,
+    shutting_down: bool,
+    shutdown_reported: bool,
+    actions: Vec<Action>,
+    now: Option<Instant>,
+}
+
+impl Supervisor {
+    /// A supervisor for a validated set of services (see [`crate::load_dir`]);
+    /// every service starts [`State::Inactive`].
+    pub fn new(services: Vec<Service>) -> Self {
+        let index: HashMap<String, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let n = services.len();
+        let mut ordered_after = vec![Vec::new(); n];
+        let mut required_by = vec![Vec::new(); n];
+        let mut conflicts = vec![Vec::new(); n];
+        for (u, service) in services.iter().enumerate() {
+            let deps = &service.dependencies;
+            for d in deps.ordering().filter_map(|d| index.get(&d.name)) {
+                push_unique(&mut ordered_after, *d, u);
+            }
+            for d in deps.requires.iter().filter_map(|d| index.get(&d.name)) {
+                push_unique(&mut required_by, *d, u);
+            }
+            for c in deps.conflicts.iter().filter_map(|d| index.get(&d.name)) {
+                push_unique(&mut conflicts, *c, u);
+                push_unique(&mut conflicts, u, *c);
+            }
+        }
+        let plan = Graph::new(&services).plan();
+        let order = plan
+            .start_order()
+            .chain(plan.unordered.iter())
+            .filter_map(|name| index.get(name).copied())
+            .collect();
+        let units = services
+            .into_iter()
+            .map(|service| Unit {
+                checks: vec![CheckState::default(); service.health.len()],
+                service,
+                state: State::Inactive,
+                since: None,
+                want_up: false,
+                pid: None,
+                lingering: None,
+                run: 0,
+                started_at: None,
+                restarts: 0,
+                last_exit: None,
+                last_error: None,
+                after_stop: AfterStop::Stay,
+                backoff_timer: None,
+                grace_timer: None,
+                start_timer: None,
+            })
+            .collect();
+        Self {
+            units,
+            index,
+            order,
+            ordered_after,
+            required_by,
+            conflicts,
+            timers: HashMap::new(),
+            next_timer: 1,
+            shutting_down: false,
+            shutdown_reported: false,
+            actions: Vec::new(),
+            now: None,
+        }
+    }
+
+    /// Feeds one fact in at time `now`; returns what must happen next.
+    /// Never blocks, never does I/O.
+    pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
+        self.now = Some(now);
+        match event {
+            Event::Boot => {
+                let wanted: Vec<usize> = (0..self.units.len())
+                    .filter(|&u| {
+                        self.unit(u)
+                            .is_some_and(|x| x.service.status == crate::service::Status::Start)
+                    })
+                    .collect();
+                for u in wanted {
+                    self.pull_up(u);
+                }
+            }
+            Event::Start(name) => self.on_start(&name),
+            Event::Stop(name) => self.on_stop(&name),
+            Event::Restart(name) => self.on_restart(&name),
+            Event::Spawned { service, run, pid } => self.on_spawned(&service, run, pid),
+            Event::SpawnFailed {
+                service,
+                run,
+                code,
+                error,
+            } => self.on_spawn_failed(&service, run, code, error),
+            Event::Exited {
+                pid,
+                status,
+                group_empty,
+            } => self.on_exited(pid, status, group_empty),
+            Event::GroupEmpty { pgid } => {
+                let found = self.units.iter().position(|x| x.lingering == Some(pgid));
+                if let Some(u) = found {
+                    self.finish_stop(u);
+                }
+            }
+            Event::CheckDone {
+                service,
+                run,
+                check,
+                passed,
+            } => self.on_check(&service, run, check, passed),
+            Event::TimerFired(id) => self.on_timer(id),
+            Event::Shutdown => self.on_shutdown(),
+        }
+        self.settle();
+        if self.shutting_down {
+            self.shutdown_step();
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    /// The view of service `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<UnitView<'_>> {
+        self.index.get(name).and_then(|&u| self.view(u))
+    }
+
+    /// Every service in start order.
+    pub fn list(&self) -> Vec<UnitView<'_>> {
+        self.order.iter().filter_map(|&u| self.view(u)).collect()
+    }
+
+    /// True once [`Event::Shutdown`] was handled.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    fn view(&self, u: usize) -> Option<UnitView<'_>> {
+        let x = self.unit(u)?;
+        Some(UnitView {
+            service: &x.service,
+            state: &x.state,
+            since: x.since,
+            pid: x.pid,
+            wanted: x.want_up,
+            restarts: x.restarts,
+            last_exit: x.last_exit,
+            last_error: x.last_error.as_deref(),
+        })
+    }
+
+    fn unit(&self, u: usize) -> Option<&Unit> {
+        self.units.get(u)
+    }
+
+    fn unit_mut(&mut self, u: usize) -> Option<&mut Unit> {
+        self.units.get_mut(u)
+    }
+
+    fn now(&self) -> Instant {
+        self.now.unwrap_or_else(Instant::now)
+    }
+
+    fn set_state(&mut self, u: usize, state: State) {
+        let now = self.now();
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        if x.state == state {
+            return;
+        }
+        x.state = state.clone();
+        x.since = Some(now);
+        self.actions.push(Action::Changed {
+            service: x.service.name.clone(),
+            state,
+        });
+    }
+
+    // ---- timers -------------------------------------------------------
+
+    fn arm(&mut self, u: usize, purpose: Purpose, after: Duration) -> TimerId {
+        let id = self.next_timer;
+        self.next_timer += 1;
+        self.timers.insert(id, (u, purpose));
+        self.actions.push(Action::ArmTimer { id, after });
+        id
+    }
+
+    fn cancel(&mut self, id: Option<TimerId>) {
+        if let Some(id) = id {
+            if self.timers.remove(&id).is_some() {
+                self.actions.push(Action::CancelTimer(id));
+            }
+        }
+    }
+
+    fn cancel_run_timers(&mut self, u: usize) {
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        let mut ids = vec![x.start_timer.take(), x.backoff_timer.take()];
+        ids.extend(x.checks.iter_mut().map(|c| c.timer.take()));
+        for id in ids {
+            self.cancel(id);
+        }
+    }
+
+    // ---- requests -----------------------------------------------------
+
+    /// Marks `u` and everything it requires or wants (transitively) as wanted.
+    fn pull_up(&mut self, u: usize) {
+        let mut stack = vec![u];
+        while let Some(next) = stack.pop() {
+            let Some(x) = self.units.get_mut(next) else {
+                continue;
+            };
+            if x.want_up {
+                continue;
+            }
+            x.want_up = true;
+            if matches!(x.state, State::Failed(_) | State::Exited(_)) {
+                x.restarts = 0;
+                let _ = x;
+                self.set_state(next, State::Inactive);
+            }
+            let Some(x) = self.units.get(next) else {
+                continue;
+            };
+            let deps = &x.service.dependencies;
+            let needed: Vec<usize> = deps
+                .requires
+                .iter()
+                .chain(&deps.wants)
+                .filter_map(|d| self.index.get(&d.name).copied())
+                .collect();
+            stack.extend(needed);
+        }
+    }
+
+    fn on_start(&mut self, name: &str) {
+        let Some(&u) = self.index.get(name) else {
+            return;
+        };
+        if self.shutting_down {
+            return;
+        }
+        // An explicit start wins over what conflicts with it.
+        let rivals: Vec<usize> = self.conflicts.get(u).cloned().unwrap_or_default();
+        for c in rivals {
+            if let Some(x) = self.units.get_mut(c) {
+                x.want_up = false;
+            }
+            self.stop_unit(c, AfterStop::Stay);
+        }
+        if let Some(x) = self.units.get_mut(u) {
+            if matches!(x.state, State::Failed(_) | State::Exited(_)) {
+                x.want_up = false;
+            }
+        }
+        self.pull_up(u);
+    }
+
+    fn on_stop(&mut self, name: &str) {
+        let Some(&u) = self.index.get(name) else {
+            return;
+        };
+        if let Some(x) = self.units.get_mut(u) {
+            x.want_up = false;
+        }
+        self.stop_unit(u, AfterStop::Stay);
+    }
+
+    fn on_restart(&mut self, name: &str) {
+        let Some(&u) = self.index.get(name) else {
+            return;
+        };
+        if self.shutting_down {
+            return;
+        }
+        self.on_start(name);
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        x.restarts = 0;
+        if x.alive() {
+            self.stop_unit(u, AfterStop::Start);
+        } else {
+            self.cancel_run_timers(u);
+            self.set_state(u, State::Inactive);
+        }
+    }
+
+    // ---- starting -----------------------------------------------------
+
+    /// Starts every wanted service whose dependencies are ready, in plan
+    /// order, until nothing changes (a target becomes ready at once, which
+    /// may release the next one).
+    fn settle(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        loop {
+            let mut changed = false;
+            for i in 0..self.order.len() {
+                let Some(&u) = self.order.get(i) else {
+                    continue;
+                };
+                if !self.unit(u).is_some_and(Unit::pending) {
+                    continue;
+                }
+                match self.gate(u) {
+                    Ok(()) => {
+                        self.start_unit(u);
+                        changed = true;
+                    }
+                    Err((on, reason)) => self.set_state(u, State::Blocked { on, reason }),
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Whether `u` may start now, or what holds it back.
+    fn gate(&self, u: usize) -> Result<(), (String, BlockReason)> {
+        let Some(x) = self.unit(u) else {
+            return Ok(());
+        };
+        let deps = &x.service.dependencies;
+        for d in &deps.requires {
+            let Some(dep) = self.index.get(&d.name).and_then(|&i| self.unit(i)) else {
+                return Err((d.name.clone(), BlockReason::DependencyDown));
+            };
+            if dep.state.is_ready() {
+                continue;
+            }
+            let reason = if dep.settled_down() {
+                BlockReason::DependencyDown
+            } else {
+                BlockReason::Waiting
+            };
+            return Err((d.name.clone(), reason));
+        }
+        for d in deps.after.iter().chain(&deps.wants) {
+            let Some(dep) = self.index.get(&d.name).and_then(|&i| self.unit(i)) else {
+                continue;
+            };
+            if !(dep.state.is_ready() || !dep.want_up || dep.settled_down()) {
+                return Err((d.name.clone(), BlockReason::Waiting));
+            }
+        }
+        for &c in self.conflicts.get(u).map_or(&[][..], Vec::as_slice) {
+            if let Some(rival) = self.unit(c) {
+                if rival.alive() || (rival.want_up && rival.state.is_ready()) {
+                    return Err((rival.service.name.clone(), BlockReason::Conflict));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_unit(&mut self, u: usize) {
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        if x.service.kind == Kind::Target {
+            self.set_state(u, State::Ready);
+            return;
+        }
+        x.run += 1;
+        let action = Action::Spawn {
+            service: x.service.name.clone(),
+            run: x.run,
+        };
+        self.actions.push(action);
+        self.set_state(u, State::Starting);
+    }
+
+    fn find(&self, name: &str, run: u64) -> Option<usize> {
+        let &u = self.index.get(name)?;
+        (self.unit(u)?.run == run).then_some(u)
+    }
+
+    fn on_spawned(&mut self, name: &str, run: u64, pid: i32) {
+        let now = self.now();
+        let Some(u) = self.find(name, run) else {
+            // A stale spawn: nobody wants this process.
+            self.actions.push(Action::Signal {
+                pgid: pid,
+                signal: SIGKILL,
+            });
+            return;
+        };
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        x.pid = Some(pid);
+        x.started_at = Some(now);
+        x.last_error = None;
+        if x.state == State::Stopping {
+            // Stop was asked for before the process existed.
+            let signal = x.service.lifecycle.stop_signal;
+            self.actions.push(Action::Signal { pgid: pid, signal });
+            return;
+        }
+        let oneshot = x.service.kind == Kind::Oneshot;
+        let checks = x.service.health.len();
+        let start_timeout = x.service.lifecycle.start_timeout;
+        for check in x.checks.iter_mut() {
+            *check = CheckState::default();
+        }
+        if oneshot || checks > 0 {
+            self.set_state(u, State::Running);
+        } else {
+            self.set_state(u, State::Ready);
+        }
+        if !oneshot && checks > 0 {
+            let timer = self.arm(u, Purpose::StartTimeout, start_timeout);
+            if let Some(x) = self.units.get_mut(u) {
+                x.start_timer = Some(timer);
+            }
+            for check in 0..checks {
+                self.actions.push(Action::RunCheck {
+                    service: name.to_owned(),
+                    run,
+                    check,
+                });
+            }
+        }
+    }
+
+    fn on_spawn_failed(&mut self, name: &str, run: u64, code: i32, error: String) {
+        let Some(u) = self.find(name, run) else {
+            return;
+        };
+        if let Some(x) = self.units.get_mut(u) {
+            x.last_error = Some(error);
+            x.started_at = None;
+        }
+        if self.unit(u).is_some_and(|x| x.state == State::Stopping) {
+            self.finish_stop(u);
+            return;
+        }
+        self.after_exit(u, ExitStatus::Code(code));
+    }
+
+    // ---- exits --------------------------------------------------------
+
+    fn on_exited(&mut self, pid: i32, status: ExitStatus, group_empty: bool) {
+        let Some(u) = self.units.iter().position(|x| x.pid == Some(pid)) else {
+            return; // an orphan, reaped and forgotten
+        };
+        if let Some(x) = self.units.get_mut(u) {
+            x.pid = None;
+            x.last_exit = Some(status);
+        }
+        self.cancel_run_timers(u);
+        if self.unit(u).is_some_and(|x| x.state == State::Stopping) {
+            if group_empty {
+                self.finish_stop(u);
+            } else {
+                if let Some(x) = self.units.get_mut(u) {
+                    x.lingering = Some(pid);
+                }
+                self.actions.push(Action::WatchGroup { pgid: pid });
+            }
+            return;
+        }
+        self.after_exit(u, status);
+    }
+
+    /// A process ended by itself (or never started): succeed, restart with
+    /// backoff, or give up, per `[lifecycle]`.
+    fn after_exit(&mut self, u: usize, status: ExitStatus) {
+        let now = self.now();
+        let shutting_down = self.shutting_down;
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        let lifecycle = x.service.lifecycle.clone();
+        let oneshot = x.service.kind == Kind::Oneshot;
+        if oneshot && status.success() {
+            x.restarts = 0;
+            self.set_state(u, State::Succeeded);
+            return;
+        }
+        if !x.want_up || shutting_down {
+            self.set_state(u, State::Exited(status));
+            return;
+        }
+        let restart = match lifecycle.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !status.success(),
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            self.set_state(u, State::Exited(status));
+            self.dependency_down(u);
+            return;
+        }
+        // A run longer than the stability period starts the backoff afresh.
+        if x.started_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= lifecycle.stability_period)
+        {
+            x.restarts = 0;
+        }
+        if lifecycle.max_restarts != 0 && x.restarts >= lifecycle.max_restarts {
+            let reason = format!("{status}; gave up after {} restarts", x.restarts);
+            self.set_state(u, State::Failed(reason));
+            self.dependency_down(u);
+            return;
+        }
+        let delay = backoff_delay(
+            lifecycle.restart_delay,
+            lifecycle.restart_delay_max,
+            x.restarts,
+        );
+        x.restarts += 1;
+        let timer = self.arm(u, Purpose::Backoff, delay);
+        if let Some(x) = self.units.get_mut(u) {
+            x.backoff_timer = Some(timer);
+        }
+        self.set_state(u, State::Backoff { until: now + delay });
+    }
+
+    /// `u` is down for good: whatever `requires` it stops and waits for it.
+    fn dependency_down(&mut self, u: usize) {
+        let Some(name) = self.unit(u).map(|x| x.service.name.clone()) else {
+            return;
+        };
+        for d in self.required_by.get(u).cloned().unwrap_or_default() {
+            if self.unit(d).is_some_and(|x| x.want_up && x.alive()) {
+                self.stop_unit(d, AfterStop::Block(name.clone()));
+            }
+        }
+    }
+
+    // ---- stopping -----------------------------------------------------
+
+    fn stop_unit(&mut self, u: usize, after: AfterStop) {
+        let Some(x) = self.units.get(u) else {
+            return;
+        };
+        let pid = x.pid;
+        let state = x.state.clone();
+        let lifecycle = x.service.lifecycle.clone();
+        if state == State::Stopping {
+            if let Some(x) = self.units.get_mut(u) {
+                x.after_stop = after;
+            }
+            return;
+        }
+        self.cancel_run_timers(u);
+        if let Some(x) = self.units.get_mut(u) {
+            x.after_stop = after;
+        }
+        if pid.is_none() && state != State::Starting {
+            // Nothing runs: apply the outcome at once.
+            self.finish_stop(u);
+            return;
+        }
+        if let Some(pgid) = pid {
+            self.actions.push(Action::Signal {
+                pgid,
+                signal: lifecycle.stop_signal,
+            });
+        }
+        let grace = self.arm(u, Purpose::Grace, lifecycle.stop_timeout);
+        if let Some(x) = self.units.get_mut(u) {
+            x.grace_timer = Some(grace);
+        }
+        self.set_state(u, State::Stopping);
+    }
+
+    /// The processes are gone (or there were none): apply what was decided.
+    fn finish_stop(&mut self, u: usize) {
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        x.lingering = None;
+        x.pid = None;
+        let grace = x.grace_timer.take();
+        let after = std::mem::replace(&mut x.after_stop, AfterStop::Stay);
+        let was_running = matches!(x.state, State::Stopping);
+        let settled = matches!(
+            x.state,
+            State::Inactive | State::Succeeded | State::Exited(_) | State::Failed(_)
+        );
+        self.cancel(grace);
+        match after {
+            AfterStop::Stay if was_running || !settled => self.set_state(u, State::Stopped),
+            AfterStop::Stay => {}
+            AfterStop::Start => self.set_state(u, State::Inactive),
+            AfterStop::Fail(reason) => {
+                let mut status = ExitStatus::Signal(SIGKILL);
+                if let Some(x) = self.units.get_mut(u) {
+                    x.last_error = Some(reason);
+                    status = x.last_exit.unwrap_or(status);
+                }
+                self.after_exit(u, status);
+            }
+            AfterStop::Block(on) => self.set_state(
+                u,
+                State::Blocked {
+                    on,
+                    reason: BlockReason::DependencyDown,
+                },
+            ),
+        }
+    }
+
+    // ---- health and timers ---------------------------------------------
+
+    fn on_check(&mut self, name: &str, run: u64, check: usize, passed: bool) {
+        let now = self.now();
+        let Some(u) = self.find(name, run) else {
+            return;
+        };
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        if x.pid.is_none() || !matches!(x.state, State::Running | State::Ready | State::Unhealthy) {
+            return;
+        }
+        let Some(spec) = x.service.health.get(check).cloned() else {
+            return;
+        };
+        let in_start_period = x
+            .started_at
+            .is_some_and(|t| now.saturating_duration_since(t) < spec.start_period);
+        let policy = x.service.lifecycle.restart;
+        let Some(state) = x.checks.get_mut(check) else {
+            return;
+        };
+        let next = if passed {
+            state.failures = 0;
+            state.passed_once = true;
+            spec.interval
+        } else if !state.passed_once {
+            // Not up yet: failures do not count; start_timeout bounds the wait.
+            spec.interval.min(FIRST_PASS_INTERVAL)
+        } else {
+            if !in_start_period {
+                state.failures += 1;
+            }
+            spec.interval
+        };
+        let all_passed = x.checks.iter().all(|c| c.passed_once);
+        let unhealthy = x
+            .checks
+            .iter()
+            .any(|c| c.failures >= spec.retries.max(1) && c.passed_once);
+        let was = x.state.clone();
+        if unhealthy {
+            self.set_state(u, State::Unhealthy);
+            if policy != RestartPolicy::Never {
+                self.stop_unit(u, AfterStop::Fail("unhealthy".into()));
+                return;
+            }
+        } else if all_passed && was != State::Ready {
+            let start_timer = self.unit_mut(u).and_then(|x| x.start_timer.take());
+            self.cancel(start_timer);
+            self.set_state(u, State::Ready);
+        }
+        let timer = self.arm(u, Purpose::Check(check), next);
+        if let Some(state) = self.unit_mut(u).and_then(|x| x.checks.get_mut(check)) {
+            state.timer = Some(timer);
+        }
+    }
+
+    fn on_timer(&mut self, id: TimerId) {
+        let Some((u, purpose)) = self.timers.remove(&id) else {
+            return; // cancelled
+        };
+        match purpose {
+            Purpose::Backoff => {
+                if let Some(x) = self.units.get_mut(u) {
+                    x.backoff_timer = None;
+                    if matches!(x.state, State::Backoff { .. }) {
+                        self.set_state(u, State::Inactive);
+                    }
+                }
+            }
+            Purpose::Grace => {
+                let Some(x) = self.units.get_mut(u) else {
+                    return;
+                };
+                x.grace_timer = None;
+                if x.state == State::Stopping {
+                    if let Some(pgid) = x.pid.or(x.lingering) {
+                        self.actions.push(Action::Signal {
+                            pgid,
+                            signal: SIGKILL,
+                        });
+                    } else {
+                        self.finish_stop(u);
+                    }
+                }
+            }
+            Purpose::StartTimeout => {
+                let Some(x) = self.units.get_mut(u) else {
+                    return;
+                };
+                x.start_timer = None;
+                if x.state == State::Running {
+                    let ms = x.service.lifecycle.start_timeout.as_millis();
+                    self.stop_unit(
+                        u,
+                        AfterStop::Fail(format!("not healthy within start_timeout_ms ({ms})")),
+                    );
+                }
+            }
+            Purpose::Check(check) => {
+                let Some(x) = self.units.get_mut(u) else {
+                    return;
+                };
+                if let Some(state) = x.checks.get_mut(check) {
+                    state.timer = None;
+                }
+                if x.pid.is_some() {
+                    let action = Action::RunCheck {
+                        service: x.service.name.clone(),
+                        run: x.run,
+                        check,
+                    };
+                    self.actions.push(action);
+                }
+            }
+        }
+    }
+
+    // ---- shutdown -----------------------------------------------------
+
+    fn on_shutdown(&mut self) {
+        self.shutting_down = true;
+        for u in 0..self.units.len() {
+            let Some(x) = self.units.get_mut(u) else {
+                continue;
+            };
+            x.want_up = false;
+            if matches!(x.state, State::Backoff { .. } | State::Blocked { .. }) {
+                self.cancel_run_timers(u);
+                self.set_state(u, State::Stopped);
+            }
+        }
+    }
+
+    /// Stops every running service none of whose dependents still runs:
+    /// dependents first, so the stop order is the start order reversed.
+    fn shutdown_step(&mut self) {
+        for i in (0..self.order.len()).rev() {
+            let Some(&u) = self.order.get(i) else {
+                continue;
+            };
+            let Some(x) = self.unit(u) else {
+                continue;
+            };
+            if !x.alive() || x.state == State::Stopping {
+                continue;
+            }
+            let dependents_alive = self
+                .ordered_after
+                .get(u)
+                .is_some_and(|after| after.iter().any(|&d| self.unit(d).is_some_and(Unit::alive)));
+            if !dependents_alive {
+                self.stop_unit(u, AfterStop::Stay);
+            }
+        }
+        if !self.shutdown_reported && self.units.iter().all(|x| !x.alive()) {
+            self.shutdown_reported = true;
+            self.actions.push(Action::ShutdownComplete);
+        }
+    }
+}
+
+/// The delay before restart number `restarts + 1`: `first` doubled once per
+/// earlier restart, capped at `max`.
+pub fn backoff_delay(first: Duration, max: Duration, restarts: u32) -> Duration {
+    let factor = 1u32.checked_shl(restarts.min(31)).unwrap_or(u32::MAX);
+    first.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+fn push_unique(lists: &mut [Vec<usize>], at: usize, value: usize) {
+    if let Some(list) = lists.get_mut(at) {
+        if !list.contains(&value) {
+            list.push(value);
+        }
+    }
+}
