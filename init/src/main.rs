@@ -1,17 +1,57 @@
 //! `spore`: PID 1 and service supervisor for fleets of bare Linux nodes.
-//!
-//! Subcommands:
-//! - `spore check DIR [--json]`: validate a directory of service files and
-//!   print the start plan, or every error.
+//! See `spore --help` and the README.
 
 mod check;
 mod cli;
+mod client;
+mod config;
+mod control;
+mod exec;
+mod node;
+mod pid1;
+mod run;
+mod signals;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use svc::journal;
+
+use crate::config::Paths;
+
 fn main() -> ExitCode {
-    match cli::parse(std::env::args_os().skip(1)) {
+    let pid1 = std::process::id() == 1;
+    let invocation = cli::parse(std::env::args_os().skip(1));
+    match invocation {
+        // The kernel passes unknown boot parameters to init as arguments;
+        // as PID 1 anything that is not a subcommand means "boot".
+        Ok(cli::Invocation::Init) => init(pid1),
+        Err(_) if pid1 => init(true),
+        Ok(cli::Invocation::Run {
+            config_dir,
+            state_dir,
+            socket,
+        }) => {
+            let socket = socket.unwrap_or_else(|| state_dir.join("spore.sock"));
+            let paths = Paths {
+                config_dir,
+                state_dir,
+                socket,
+            };
+            run_supervisor(&paths, pid1)
+        }
+        Ok(cli::Invocation::Exec { group, argv }) => exec::run(&argv, group),
         Ok(cli::Invocation::Check { dir, json }) => check::run(&dir, json),
+        Ok(cli::Invocation::Client {
+            socket,
+            json,
+            request,
+        }) => {
+            let socket = socket
+                .or_else(|| std::env::var_os("SPORE_SOCKET").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("/run/spore/spore.sock"));
+            client::run(&socket, &request, json)
+        }
         Ok(cli::Invocation::Help) => {
             println!("{}", cli::USAGE);
             ExitCode::SUCCESS
@@ -25,4 +65,110 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Bare `spore`: the init. Outside PID 1 it explains itself instead.
+fn init(pid1: bool) -> ExitCode {
+    if !pid1 {
+        eprintln!(
+            "spore: not PID 1; use `spore run` to supervise as a subreaper\n\n{}",
+            cli::USAGE
+        );
+        return ExitCode::from(2);
+    }
+    let paths = Paths {
+        config_dir: PathBuf::from("/etc/spore"),
+        state_dir: PathBuf::from("/var/lib/spore"),
+        socket: PathBuf::from("/run/spore/spore.sock"),
+    };
+    run_supervisor(&paths, true)
+}
+
+/// Supervises until shutdown; as PID 1 then ends the machine and never
+/// returns, otherwise exits 0.
+fn run_supervisor(paths: &Paths, pid1: bool) -> ExitCode {
+    // Block signals before anything else, so no thread ever takes one.
+    let set = signals::handled_set();
+    if let Err(error) = signals::block(&set) {
+        journal::note(format_args!("cannot block signals: {error}"));
+    }
+    if pid1 {
+        install_panic_hook();
+        pid1::early_mounts_and_console();
+    } else {
+        become_subreaper();
+    }
+    journal::note(format_args!(
+        "spore {} starting (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    ));
+    if let Err(error) = create_private_dir(&paths.state_dir) {
+        journal::note(format_args!(
+            "state directory {}: {error}",
+            paths.state_dir.display()
+        ));
+    }
+    let (config, error) = config::load(&paths.node_config());
+    if let Some(error) = error {
+        journal::note(error);
+    }
+    if pid1 {
+        pid1::configure(&config);
+    }
+    let signals = match signals::Signals::open(&set) {
+        Ok(signals) => signals,
+        Err(error) => {
+            journal::note(format_args!("signalfd: {error}"));
+            if pid1 {
+                pid1::last_resort();
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if !pid1 {
+        let ending = run::supervise(paths, signals, false);
+        journal::note(format_args!("stopped ({ending:?})"));
+        return ExitCode::SUCCESS;
+    }
+    // As PID 1 a panic must not end the process: catch it, keep reaping.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run::supervise(paths, signals, true)
+    }));
+    match outcome {
+        Ok(ending) => pid1::finish(ending),
+        Err(_) => {
+            journal::note("the event loop panicked; falling back to reaping only");
+            pid1::last_resort()
+        }
+    }
+}
+
+/// Creates `dir` (and parents) if missing; a new directory is 0700.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// PR_SET_CHILD_SUBREAPER: orphans of our services become our children, so
+/// we reap them and see process groups empty (prctl(2)).
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        journal::note(format_args!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
+/// Logs a panic's message and location instead of losing it.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        journal::note(format_args!("internal error: {info}"));
+    }));
 }

@@ -126,5 +126,5 @@ fn missing_directory_and_bad_usage_fail_clearly() {
         .contains("cannot read service directory /nonexistent/dir"));
     let usage = spore_check(&[]);
     assert_eq!(usage.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&usage.stderr).contains("usage: spore check DIR"));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("spore check DIR [--json]"));
 }

@@ -9,11 +9,14 @@
 //! load_dir(dir) ─▶ LoadReport { services, errors } ─▶ Graph ─▶ Plan
 //! ```
 
+pub mod api;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod journal;
 pub mod load;
 pub mod parse;
+pub mod runtime;
 pub mod service;
 pub mod supervisor;
 

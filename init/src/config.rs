@@ -1,0 +1,154 @@
+//! The node configuration, `/etc/spore/spore.toml`. A missing or bad file is
+//! logged and the node boots with defaults: a typo must not brick a node.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// spore.toml.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's hostname; else `spore.hostname=` on the kernel command
+    /// line; else derived from the node key.
+    pub hostname: Option<String>,
+    /// Kernel modules to load, in order, by path under /lib/modules/`uname -r`
+    /// or by bare name (`tun`, `virtio_net`).
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// The NIC's static configuration; absent: leave it to a DHCP service.
+    pub network: Option<Network>,
+    /// The signed RPC listener (used by the rpc crate).
+    pub rpc: Option<toml::Table>,
+    /// Call-home settings (used by the rpc crate).
+    pub beacon: Option<toml::Table>,
+}
+
+/// A static IPv4 address on one interface.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Interface name, e.g. `eth0`.
+    pub interface: String,
+    /// Address with prefix length, e.g. `10.0.2.15/24`.
+    pub address: Option<String>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl Network {
+    /// The address and prefix length of [`Network::address`].
+    pub fn address(&self) -> Result<Option<(Ipv4Addr, u8)>, String> {
+        let Some(text) = &self.address else {
+            return Ok(None);
+        };
+        let (ip, prefix) = text.split_once('/').ok_or_else(|| {
+            format!("network.address `{text}` needs a prefix length, e.g. 10.0.2.15/24")
+        })?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("network.address `{text}` is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("network.address `{text}` has a bad prefix length"))?;
+        Ok(Some((ip, prefix)))
+    }
+}
+
+/// Reads `path`; returns defaults plus an error message when it is missing
+/// or invalid (toml's message names line and column).
+pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match toml::from_str::<NodeConfig>(&text) {
+            Ok(config) => (config, None),
+            Err(error) => (
+                NodeConfig::default(),
+                Some(format!(
+                    "{}: {}; booting with defaults",
+                    path.display(),
+                    error.to_string().trim()
+                )),
+            ),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => (NodeConfig::default(), None),
+        Err(error) => (
+            NodeConfig::default(),
+            Some(format!(
+                "cannot read {}: {error}; booting with defaults",
+                path.display()
+            )),
+        ),
+    }
+}
+
+/// Where things live on the node.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `/etc/spore`: spore.toml, services/, authorized_keys.
+    pub config_dir: PathBuf,
+    /// `/var/lib/spore`: node key, secrets.
+    pub state_dir: PathBuf,
+    /// The local control socket.
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// spore.toml.
+    pub fn node_config(&self) -> PathBuf {
+        self.config_dir.join("spore.toml")
+    }
+
+    /// The service directory.
+    pub fn services(&self) -> PathBuf {
+        self.config_dir.join("services")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let config: NodeConfig = toml::from_str(
+            "hostname = \"node-01\"\nmodules = [\"tun\", \"virtio_net\"]\n[network]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n[rpc]\nlisten = [\"mycelium\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.hostname.as_deref(), Some("node-01"));
+        let network = config.network.unwrap();
+        assert_eq!(
+            network.address().unwrap(),
+            Some(("10.0.2.15".parse().unwrap(), 24))
+        );
+        assert_eq!(network.gateway, Some("10.0.2.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_config_falls_back_to_defaults_with_a_located_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spore.toml");
+        std::fs::write(&path, "hostname = \"n\"\nmodule = [\"tun\"]\n").unwrap();
+        let (config, error) = load(&path);
+        assert_eq!(config, NodeConfig::default());
+        let error = error.unwrap();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("module"), "{error}");
+        let (config, error) = load(&dir.path().join("absent.toml"));
+        assert_eq!((config, error), (NodeConfig::default(), None));
+    }
+
+    #[test]
+    fn addresses_need_a_valid_prefix() {
+        let network = |a: &str| Network {
+            interface: "eth0".into(),
+            address: Some(a.into()),
+            gateway: None,
+        };
+        assert!(network("10.0.0.1").address().is_err());
+        assert!(network("10.0.0.1/33").address().is_err());
+        assert!(network("fe80::1/64").address().is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! The local control socket: JSON-RPC 2.0, one request per line, for root
+//! (or spore's own user) only. No signatures: the kernel tells us who is
+//! calling (SO_PEERCRED, unix(7)), and the file is 0600.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::rc::Rc;
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use serde_json::{json, Value};
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::net::unix::UnixStream;
+use smol::Async;
+use svc::api::{self, code, ApiError, Reply, Role};
+use svc::journal;
+
+use crate::node::Node;
+
+/// The longest request line accepted.
+const MAX_REQUEST: u64 = 1 << 20;
+/// Local connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds the socket at `path` (replacing a stale one), mode 0600.
+pub fn bind(path: &Path) -> io::Result<Async<UnixListener>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    // Restrictive umask window is not needed: chmod before anyone can use it
+    // matters less than SO_PEERCRED, which is checked on every connection.
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Async::new(listener)
+}
+
+/// Accepts connections forever, each served on its own task.
+pub async fn serve(listener: Async<UnixListener>, node: Rc<Node>) {
+    let active = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                journal::note(format_args!("control socket: accept failed: {error}"));
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.get() >= MAX_CONNECTIONS {
+            journal::note("control socket: too many connections; refusing one");
+            continue;
+        }
+        let Ok(stream) = stream.into_inner() else {
+            continue;
+        };
+        if !peer_allowed(&stream) {
+            continue;
+        }
+        let Ok(stream) = UnixStream::try_from(stream) else {
+            continue;
+        };
+        let node = node.clone();
+        let active = active.clone();
+        active.set(active.get() + 1);
+        node.executor
+            .spawn({
+                let node = node.clone();
+                async move {
+                    if let Err(error) = connection(stream, &node).await {
+                        if error.kind() != io::ErrorKind::BrokenPipe {
+                            journal::note(format_args!("control socket: {error}"));
+                        }
+                    }
+                    active.set(active.get().saturating_sub(1));
+                }
+            })
+            .detach();
+    }
+}
+
+/// Root, or the user spore runs as (tests run it unprivileged).
+fn peer_allowed(stream: &std::os::unix::net::UnixStream) -> bool {
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) => {
+            let me = nix::unistd::geteuid().as_raw();
+            let allowed = cred.uid() == 0 || cred.uid() == me;
+            if !allowed {
+                journal::note(format_args!(
+                    "control socket: refused uid {} (pid {})",
+                    cred.uid(),
+                    cred.pid()
+                ));
+            }
+            allowed
+        }
+        Err(error) => {
+            journal::note(format_args!("control socket: SO_PEERCRED failed: {error}"));
+            false
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, node: &Node) -> io::Result<()> {
+    let mut writer = stream.clone();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        let n = (&mut reader).take(MAX_REQUEST).read_line(&mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if !line.ends_with('\n') && n as u64 >= MAX_REQUEST {
+            let error = ApiError {
+                code: code::INVALID_REQUEST,
+                message: "request too large".into(),
+            };
+            write_line(&mut writer, &response(Value::Null, Err(error))).await?;
+            return Ok(());
+        }
+        let (id, outcome) = dispatch(node, line.trim());
+        match outcome {
+            Ok(Reply::Follow { result, lines }) => {
+                write_line(&mut writer, &response(id, Ok(result))).await?;
+                // Stream until the service's book is gone or the caller hangs up.
+                while let Ok(line) = lines.recv().await {
+                    let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": api::line_json(&line) });
+                    write_line(&mut writer, &note).await?;
+                }
+                return Ok(());
+            }
+            Ok(Reply::Power(power, result)) => {
+                write_line(&mut writer, &response(id, Ok(result))).await?;
+                node.request_power(power);
+            }
+            Ok(Reply::Value(result)) => write_line(&mut writer, &response(id, Ok(result))).await?,
+            Err(error) => write_line(&mut writer, &response(id, Err(error))).await?,
+        }
+    }
+}
+
+/// Parses one request and calls it as admin; returns its id and outcome.
+fn dispatch(node: &Node, text: &str) -> (Value, Result<Reply, ApiError>) {
+    let request: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(error) => {
+            return (
+                Value::Null,
+                Err(ApiError {
+                    code: code::PARSE_ERROR,
+                    message: format!("invalid JSON: {error}"),
+                }),
+            );
+        }
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str);
+    let (Some(method), Some("2.0")) = (method, request.get("jsonrpc").and_then(Value::as_str))
+    else {
+        let error = ApiError {
+            code: code::INVALID_REQUEST,
+            message: "not a JSON-RPC 2.0 request".into(),
+        };
+        return (id, Err(error));
+    };
+    let params = request.get("params").cloned().unwrap_or(Value::Null);
+    let info = node.info();
+    let outcome = match node.runtime.try_borrow_mut() {
+        Ok(mut runtime) => api::call(&mut runtime, Role::Admin, method, &params, &info),
+        Err(_) => Err(ApiError {
+            code: code::INVALID_REQUEST,
+            message: "busy; try again".into(),
+        }),
+    };
+    (id, outcome)
+}
+
+fn response(id: Value, outcome: Result<Value, ApiError>) -> Value {
+    match outcome {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error.to_json() }),
+    }
+}
+
+async fn write_line(writer: &mut UnixStream, value: &Value) -> io::Result<()> {
+    let mut text = value.to_string();
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await
+}

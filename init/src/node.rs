@@ -1,0 +1,81 @@
+//! What the event loop and the control channels share: the runtime, how the
+//! node should end, and the facts `node.info` reports.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use smol::LocalExecutor;
+use svc::api::Power;
+use svc::runtime::{Input, Runtime};
+use svc::supervisor::Event;
+
+/// How the node ends once every service has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// reboot(2) with RB_AUTOBOOT.
+    Reboot,
+    /// reboot(2) with RB_POWER_OFF.
+    Poweroff,
+    /// reboot(2) with RB_HALT_SYSTEM.
+    Halt,
+}
+
+/// Shared by the event loop and every control connection (one thread).
+pub struct Node {
+    /// The supervisor and its processes.
+    pub runtime: RefCell<Runtime>,
+    /// Set once a shutdown was asked for.
+    pub ending: Cell<Option<Ending>>,
+    /// The executor every task runs on.
+    pub executor: &'static LocalExecutor<'static>,
+    /// When spore started.
+    pub started: Instant,
+    /// True when running as PID 1.
+    pub pid1: bool,
+    /// The control socket's path.
+    pub socket: PathBuf,
+    /// Errors met while loading services, for node.info.
+    pub config_errors: usize,
+}
+
+impl Node {
+    /// Starts an orderly shutdown ending in `ending`; later requests keep the
+    /// first one.
+    pub fn shut_down(&self, ending: Ending) {
+        if self.ending.get().is_none() {
+            self.ending.set(Some(ending));
+            svc::journal::note(format_args!("shutting down for {ending:?}"));
+            let sender = self.runtime.borrow().sender();
+            // The event loop feeds it; it cannot be closed while we run.
+            let _ = sender.try_send(Input::Event(Event::Shutdown));
+        }
+    }
+
+    /// A power method from a control channel.
+    pub fn request_power(&self, power: Power) {
+        self.shut_down(match power {
+            Power::Reboot => Ending::Reboot,
+            Power::Poweroff => Ending::Poweroff,
+        });
+    }
+
+    /// The `node.info` document.
+    pub fn info(&self) -> Value {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        json!({
+            "hostname": hostname,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "time": svc::api::unix_time(),
+            "pid1": self.pid1,
+            "pid": std::process::id(),
+            "control_socket": self.socket.display().to_string(),
+            "service_file_errors": self.config_errors,
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Duties only PID 1 has: bring the machine up before any service, and take
+//! it down after the last one. Every failure is logged and survived.
+
+mod modules;
+mod mounts;
+mod network;
+mod shutdown;
+
+pub use shutdown::{finish, last_resort};
+
+use std::io::Write;
+
+use svc::journal;
+
+use crate::config::NodeConfig;
+
+/// Steps 1, 3, 4, 5 of the boot sequence: filesystems and console, hostname,
+/// kernel modules, loopback and the NIC. Runs before services are loaded.
+pub fn early_mounts_and_console() {
+    mounts::mount_early();
+    console();
+    if let Err(error) = std::env::set_current_dir("/") {
+        journal::note(format_args!("chdir /: {error}"));
+    }
+    // Ctrl-alt-del sends SIGINT to PID 1 instead of rebooting at once.
+    if let Err(error) = nix::sys::reboot::set_cad_enabled(false) {
+        journal::note(format_args!("reboot(RB_DISABLE_CAD): {error}"));
+    }
+}
+
+/// Hostname, modules and network from the node configuration.
+pub fn configure(config: &NodeConfig) {
+    set_hostname(config);
+    modules::load_all(&config.modules);
+    network::loopback_up();
+    if let Some(net) = &config.network {
+        network::configure(net);
+    }
+}
+
+/// stdin, stdout and stderr on /dev/console.
+fn console() {
+    use std::os::fd::AsRawFd;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
+        Ok(console) => {
+            for target in 0..=2 {
+                // SAFETY: dup2 onto the standard descriptors; `console` stays
+                // open until after the calls.
+                if unsafe { libc::dup2(console.as_raw_fd(), target) } < 0 {
+                    journal::note(format_args!(
+                        "dup2 console to {target}: {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+            }
+        }
+        Err(error) => journal::note(format_args!("/dev/console: {error}")),
+    }
+    let _ = std::io::stderr().flush();
+}
+
+/// The hostname from spore.toml, else `spore.hostname=` on the kernel
+/// command line; otherwise the kernel's stays.
+fn set_hostname(config: &NodeConfig) {
+    let from_cmdline = std::fs::read_to_string("/proc/cmdline")
+        .ok()
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix("spore.hostname=").map(str::to_owned))
+        });
+    let Some(name) = config.hostname.clone().or(from_cmdline) else {
+        return;
+    };
+    match nix::unistd::sethostname(&name) {
+        Ok(()) => journal::note(format_args!("hostname {name}")),
+        Err(error) => journal::note(format_args!("sethostname {name}: {error}")),
+    }
+}

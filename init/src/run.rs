@@ -1,0 +1,119 @@
+//! `spore run` and the init proper: load the node, supervise, serve the
+//! control socket, and stop in order. One event loop, one thread.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use smol::future::FutureExt;
+use smol::LocalExecutor;
+use svc::journal;
+use svc::runtime::{Input, Runtime};
+use svc::supervisor::Event;
+
+use crate::config::Paths;
+use crate::control;
+use crate::node::{Ending, Node};
+use crate::signals::Signals;
+
+/// Loads the services under `paths`, supervises them until a shutdown
+/// signal or request, stops them in reverse order and returns how the node
+/// should end. `signals` must already be blocked.
+pub fn supervise(paths: &Paths, signals: Signals, pid1: bool) -> Ending {
+    let started = Instant::now();
+    let services_dir = paths.services();
+    let (services, errors) = match svc::load_dir(&services_dir) {
+        Ok(report) => (report.services, report.errors),
+        Err(error) => {
+            journal::note(format_args!("{error}; running no services"));
+            (Vec::new(), Vec::new())
+        }
+    };
+    for error in &errors {
+        journal::note(format_args!("rejected: {error}"));
+    }
+    journal::note(format_args!(
+        "{} service(s) loaded from {}, {} rejected",
+        services.len(),
+        services_dir.display(),
+        errors.len()
+    ));
+    let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
+    let (runtime, inputs) = Runtime::new(services, executor);
+    let node = Rc::new(Node {
+        runtime: std::cell::RefCell::new(runtime),
+        ending: std::cell::Cell::new(None),
+        executor,
+        started,
+        pid1,
+        socket: paths.socket.clone(),
+        config_errors: errors.len(),
+    });
+    match control::bind(&paths.socket) {
+        Ok(listener) => {
+            journal::note(format_args!("control socket at {}", paths.socket.display()));
+            executor
+                .spawn(control::serve(listener, node.clone()))
+                .detach();
+        }
+        Err(error) => journal::note(format_args!(
+            "control socket {}: {error}; running without it",
+            paths.socket.display()
+        )),
+    }
+    let ending = smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1)));
+    let _ = std::fs::remove_file(&paths.socket);
+    ending
+}
+
+enum Next {
+    Signal(std::io::Result<Signal>),
+    Input(Result<Input, smol::channel::RecvError>),
+}
+
+async fn event_loop(
+    node: Rc<Node>,
+    inputs: smol::channel::Receiver<Input>,
+    signals: Signals,
+    pid1: bool,
+) -> Ending {
+    node.runtime.borrow_mut().feed(Event::Boot);
+    loop {
+        let next = async { Next::Signal(signals.next().await) }
+            .or(async { Next::Input(inputs.recv().await) })
+            .await;
+        match next {
+            Next::Signal(Ok(Signal::SIGCHLD)) => node.runtime.borrow_mut().reap(),
+            Next::Signal(Ok(signal)) => on_signal(&node, signal, pid1),
+            Next::Signal(Err(error)) => {
+                journal::note(format_args!("reading signals failed: {error}"));
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+            Next::Input(Ok(input)) => node.runtime.borrow_mut().handle(input),
+            Next::Input(Err(_)) => {
+                // The runtime holds a sender, so this cannot happen; survive it anyway.
+                journal::note("event queue closed unexpectedly");
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        if node.runtime.borrow().is_shutdown_complete() {
+            return node.ending.get().unwrap_or(Ending::Poweroff);
+        }
+    }
+}
+
+/// SIGTERM, SIGUSR2, SIGPWR: power off. SIGINT (ctrl-alt-del): reboot.
+/// SIGUSR1: halt. Outside PID 1 every one of them means "stop and exit".
+fn on_signal(node: &Node, signal: Signal, pid1: bool) {
+    let ending = match signal {
+        Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => Ending::Poweroff,
+        Signal::SIGINT => Ending::Reboot,
+        Signal::SIGUSR1 => Ending::Halt,
+        other => {
+            journal::note(format_args!("{other} received; nothing to do"));
+            return;
+        }
+    };
+    journal::note(format_args!("{signal} received"));
+    node.shut_down(if pid1 { ending } else { Ending::Poweroff });
+}

@@ -1,0 +1,453 @@
+//! The JSON-RPC methods every control channel serves — the local Unix
+//! socket now, the signed TCP transport later — from one table, which also
+//! generates the `rpc.discover` document.
+
+use std::time::{Instant, SystemTime};
+
+use serde_json::{json, Map, Value};
+use smol::channel::Receiver;
+
+use crate::runtime::logbook::LogLine;
+use crate::runtime::Runtime;
+use crate::service::{Kind, Probe};
+use crate::supervisor::{Event, UnitView};
+
+/// JSON-RPC 2.0 error codes (spec section 5.1) and spore's own.
+pub mod code {
+    /// Invalid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a JSON-RPC request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Missing or wrong parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The caller's role does not allow the method.
+    pub const FORBIDDEN: i64 = -32003;
+    /// No service by that name.
+    pub const NO_SUCH_SERVICE: i64 = -32004;
+    /// The node is shutting down and takes no new work.
+    pub const SHUTTING_DOWN: i64 = -32005;
+}
+
+/// A JSON-RPC error: a code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    /// One of [`code`].
+    pub code: i64,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON-RPC `error` object.
+    pub fn to_json(&self) -> Value {
+        json!({ "code": self.code, "message": self.message })
+    }
+}
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// May only look: list, status, logs, info, discover.
+    Reader,
+    /// May do everything.
+    Admin,
+}
+
+/// What a power method asks the init to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    /// Stop everything, then reboot.
+    Reboot,
+    /// Stop everything, then power off.
+    Poweroff,
+}
+
+/// The result of a call.
+#[derive(Debug)]
+pub enum Reply {
+    /// A plain result.
+    Value(Value),
+    /// A result, then every new log line until the caller hangs up.
+    Follow {
+        /// The result sent first (the backlog).
+        result: Value,
+        /// New lines.
+        lines: Receiver<LogLine>,
+    },
+    /// A result; then the init stops the node this way.
+    Power(Power, Value),
+}
+
+/// One method's name, summary, parameters and required role.
+pub struct MethodSpec {
+    /// Dot name, e.g. `service.start`.
+    pub name: &'static str,
+    /// One line for people.
+    pub summary: &'static str,
+    /// `(name, JSON type, required)`.
+    pub params: &'static [(&'static str, &'static str, bool)],
+    /// The least role allowed to call it.
+    pub role: Role,
+}
+
+const NAME: (&str, &str, bool) = ("name", "string", true);
+
+/// Every method, in the order `rpc.discover` lists them.
+pub const METHODS: &[MethodSpec] = &[
+    MethodSpec {
+        name: "node.info",
+        summary: "Hostname, version, uptime and the node's posture",
+        params: &[],
+        role: Role::Reader,
+    },
+    MethodSpec {
+        name: "service.list",
+        summary: "Every service with its state",
+        params: &[],
+        role: Role::Reader,
+    },
+    MethodSpec {
+        name: "service.status",
+        summary: "One service in detail",
+        params: &[NAME],
+        role: Role::Reader,
+    },
+    MethodSpec {
+        name: "service.start",
+        summary: "Start a service and what it requires",
+        params: &[NAME],
+        role: Role::Admin,
+    },
+    MethodSpec {
+        name: "service.stop",
+        summary: "Stop a service (stop signal, grace, SIGKILL)",
+        params: &[NAME],
+        role: Role::Admin,
+    },
+    MethodSpec {
+        name: "service.restart",
+        summary: "Stop a service if it runs, then start it",
+        params: &[NAME],
+        role: Role::Admin,
+    },
+    MethodSpec {
+        name: "service.logs",
+        summary: "The last lines of a service's output; with follow, every new line after them",
+        params: &[
+            NAME,
+            ("lines", "integer", false),
+            ("follow", "boolean", false),
+        ],
+        role: Role::Reader,
+    },
+    MethodSpec {
+        name: "node.reboot",
+        summary: "Stop every service in order, then reboot",
+        params: &[],
+        role: Role::Admin,
+    },
+    MethodSpec {
+        name: "node.poweroff",
+        summary: "Stop every service in order, then power off",
+        params: &[],
+        role: Role::Admin,
+    },
+    MethodSpec {
+        name: "rpc.discover",
+        summary: "This list, as an OpenRPC document",
+        params: &[],
+        role: Role::Reader,
+    },
+];
+
+/// The method spec for `name`.
+pub fn method(name: &str) -> Option<&'static MethodSpec> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+/// Calls `method` with `params` as `role`. `node` is what `node.info`
+/// answers (the init knows it, this crate does not).
+pub fn call(
+    runtime: &mut Runtime,
+    role: Role,
+    method_name: &str,
+    params: &Value,
+    node: &Value,
+) -> Result<Reply, ApiError> {
+    let spec = method(method_name).ok_or_else(|| {
+        ApiError::new(
+            code::METHOD_NOT_FOUND,
+            format!("method not found: {method_name}"),
+        )
+    })?;
+    if role < spec.role {
+        return Err(ApiError::new(
+            code::FORBIDDEN,
+            format!("{method_name} needs the admin role"),
+        ));
+    }
+    let params = check_params(spec, params)?;
+    let shutting_down = runtime.supervisor().is_shutting_down();
+    let value = match spec.name {
+        "node.info" => node.clone(),
+        "service.list" => {
+            let now = Instant::now();
+            Value::Array(
+                runtime
+                    .supervisor()
+                    .list()
+                    .iter()
+                    .map(|v| summary(v, now))
+                    .collect(),
+            )
+        }
+        "service.status" => {
+            let name = service_name(runtime, &params)?;
+            runtime
+                .get(&name)
+                .map(|v| detail(&v, Instant::now()))
+                .unwrap_or(Value::Null)
+        }
+        "service.start" | "service.stop" | "service.restart" => {
+            let name = service_name(runtime, &params)?;
+            if shutting_down && spec.name != "service.stop" {
+                return Err(ApiError::new(
+                    code::SHUTTING_DOWN,
+                    "the node is shutting down",
+                ));
+            }
+            let event = match spec.name {
+                "service.start" => Event::Start(name.clone()),
+                "service.stop" => Event::Stop(name.clone()),
+                _ => Event::Restart(name.clone()),
+            };
+            runtime.feed(event);
+            runtime
+                .get(&name)
+                .map(|v| summary(&v, Instant::now()))
+                .unwrap_or(Value::Null)
+        }
+        "service.logs" => {
+            let name = service_name(runtime, &params)?;
+            let count = params.get("lines").and_then(Value::as_u64).unwrap_or(100);
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let lines: Vec<Value> = runtime
+                .logs(&name)
+                .map(|book| book.tail(count).map(line_json).collect())
+                .unwrap_or_default();
+            let result = json!({ "name": name, "lines": lines });
+            if params.get("follow").and_then(Value::as_bool) == Some(true) {
+                if let Some(lines) = runtime.follow(&name) {
+                    return Ok(Reply::Follow { result, lines });
+                }
+            }
+            result
+        }
+        "node.reboot" | "node.poweroff" => {
+            let power = if spec.name == "node.reboot" {
+                Power::Reboot
+            } else {
+                Power::Poweroff
+            };
+            return Ok(Reply::Power(power, json!({ "accepted": true })));
+        }
+        "rpc.discover" => discover(),
+        _ => {
+            return Err(ApiError::new(
+                code::METHOD_NOT_FOUND,
+                format!("method not found: {method_name}"),
+            ))
+        }
+    };
+    Ok(Reply::Value(value))
+}
+
+/// One log line as JSON.
+pub fn line_json(line: &LogLine) -> Value {
+    json!({
+        "time": crate::journal::timestamp(line.time),
+        "stream": line.stream.name(),
+        "text": line.text,
+    })
+}
+
+fn check_params(spec: &MethodSpec, params: &Value) -> Result<Map<String, Value>, ApiError> {
+    let object = match params {
+        Value::Null => Map::new(),
+        Value::Object(map) => map.clone(),
+        _ => {
+            return Err(ApiError::new(
+                code::INVALID_PARAMS,
+                "params must be an object",
+            ))
+        }
+    };
+    for key in object.keys() {
+        if !spec.params.iter().any(|(name, _, _)| name == key) {
+            return Err(ApiError::new(
+                code::INVALID_PARAMS,
+                format!("unknown parameter `{key}` for {}", spec.name),
+            ));
+        }
+    }
+    for (name, kind, required) in spec.params {
+        match object.get(*name) {
+            None if *required => {
+                return Err(ApiError::new(
+                    code::INVALID_PARAMS,
+                    format!("{} needs `{name}` ({kind})", spec.name),
+                ))
+            }
+            None => {}
+            Some(value) => {
+                let ok = match *kind {
+                    "string" => value.is_string(),
+                    "integer" => value.is_u64(),
+                    "boolean" => value.is_boolean(),
+                    _ => true,
+                };
+                if !ok {
+                    return Err(ApiError::new(
+                        code::INVALID_PARAMS,
+                        format!("`{name}` must be a {kind}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(object)
+}
+
+fn service_name(runtime: &Runtime, params: &Map<String, Value>) -> Result<String, ApiError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if runtime.get(name).is_none() {
+        return Err(ApiError::new(
+            code::NO_SUCH_SERVICE,
+            format!("no such service: {name}"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Daemon => "daemon",
+        Kind::Oneshot => "oneshot",
+        Kind::Target => "target",
+    }
+}
+
+fn summary(view: &UnitView<'_>, now: Instant) -> Value {
+    let since_ms = view
+        .since
+        .map(|t| now.saturating_duration_since(t).as_millis() as u64);
+    json!({
+        "name": view.service.name,
+        "kind": kind_word(view.service.kind),
+        "state": view.state.word(),
+        "detail": view.state.describe(now),
+        "pid": view.pid,
+        "wanted": view.wanted,
+        "restarts": view.restarts,
+        "since_ms": since_ms,
+    })
+}
+
+fn detail(view: &UnitView<'_>, now: Instant) -> Value {
+    let mut value = summary(view, now);
+    let service = view.service;
+    let names = |refs: &[crate::service::DependencyRef]| -> Vec<String> {
+        refs.iter().map(|r| r.name.clone()).collect()
+    };
+    let checks: Vec<Value> = service
+        .health
+        .iter()
+        .map(|check| {
+            let probe = match &check.probe {
+                Probe::Tcp { target } => json!({ "type": "tcp", "target": target }),
+                Probe::Http { target, expect_status } => json!({ "type": "http", "target": target, "expect_status": expect_status }),
+                Probe::Exec { command } => json!({ "type": "exec", "argv": command.argv() }),
+            };
+            json!({ "name": check.name, "probe": probe, "interval_ms": check.interval.as_millis() as u64 })
+        })
+        .collect();
+    if let Value::Object(map) = &mut value {
+        map.insert("description".into(), json!(service.description));
+        map.insert(
+            "argv".into(),
+            json!(service.command.as_ref().map(|c| c.argv())),
+        );
+        map.insert("file".into(), json!(service.file.display().to_string()));
+        map.insert(
+            "class".into(),
+            json!(format!("{:?}", service.class).to_lowercase()),
+        );
+        map.insert(
+            "dependencies".into(),
+            json!({
+                "requires": names(&service.dependencies.requires),
+                "after": names(&service.dependencies.after),
+                "wants": names(&service.dependencies.wants),
+                "conflicts": names(&service.dependencies.conflicts),
+            }),
+        );
+        map.insert("health".into(), Value::Array(checks));
+        map.insert(
+            "last_exit".into(),
+            json!(view.last_exit.map(|e| e.to_string())),
+        );
+        map.insert(
+            "last_exit_code".into(),
+            json!(view.last_exit.map(|e| e.shell_code())),
+        );
+        map.insert("last_error".into(), json!(view.last_error));
+    }
+    value
+}
+
+/// The OpenRPC document for [`METHODS`].
+pub fn discover() -> Value {
+    let methods: Vec<Value> = METHODS
+        .iter()
+        .map(|m| {
+            let params: Vec<Value> = m
+                .params
+                .iter()
+                .map(|(name, kind, required)| json!({ "name": name, "required": required, "schema": { "type": kind } }))
+                .collect();
+            json!({
+                "name": m.name,
+                "summary": m.summary,
+                "params": params,
+                "result": { "name": "result", "schema": {} },
+                "x-spore-role": if m.role == Role::Admin { "admin" } else { "reader" },
+            })
+        })
+        .collect();
+    json!({
+        "openrpc": "1.2.6",
+        "info": { "title": "spore", "version": env!("CARGO_PKG_VERSION") },
+        "methods": methods,
+    })
+}
+
+/// Seconds since the Unix epoch, for `node.info`.
+pub fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

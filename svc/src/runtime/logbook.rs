@@ -1,0 +1,179 @@
+//! Each service's output: a bounded ring of timestamped lines, an optional
+//! file, and followers.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use smol::channel::{Receiver, Sender};
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When spore read it.
+    pub time: SystemTime,
+    /// Where it came from.
+    pub stream: Stream,
+    /// The text, without its newline; at most [`MAX_LINE`] bytes.
+    pub text: String,
+}
+
+/// Longer lines are cut into pieces of this many bytes.
+pub const MAX_LINE: usize = 4096;
+
+/// A follower's queue holds at most this many lines; a follower that falls
+/// further behind loses lines rather than making spore hold them.
+const FOLLOW_QUEUE: usize = 1024;
+
+/// The output of one service.
+#[derive(Debug)]
+pub struct LogBook {
+    lines: VecDeque<LogLine>,
+    capacity: usize,
+    file: Option<File>,
+    followers: Vec<Sender<LogLine>>,
+}
+
+impl LogBook {
+    /// A book keeping the last `capacity` lines, appending to `file` too when
+    /// given (an open error is returned so the caller can log it; the book
+    /// then keeps lines in memory only).
+    pub fn new(capacity: usize, file: Option<&Path>) -> (Self, Option<std::io::Error>) {
+        let (file, error) = match file {
+            Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(file) => (Some(file), None),
+                Err(error) => (None, Some(error)),
+            },
+            None => (None, None),
+        };
+        let book = Self {
+            lines: VecDeque::with_capacity(capacity.min(64)),
+            capacity: capacity.max(1),
+            file,
+            followers: Vec::new(),
+        };
+        (book, error)
+    }
+
+    /// Adds a line: to the ring (dropping the oldest when full), the file
+    /// and every follower.
+    pub fn push(&mut self, line: LogLine) {
+        if let Some(file) = &mut self.file {
+            let text = format!(
+                "{} {} {}\n",
+                crate::journal::timestamp(line.time),
+                line.stream.name(),
+                line.text
+            );
+            // A full disk must not stop supervision; the ring still has it.
+            let _ = file.write_all(text.as_bytes());
+        }
+        self.followers.retain(|follower| {
+            !matches!(
+                follower.try_send(line.clone()),
+                Err(smol::channel::TrySendError::Closed(_))
+            )
+        });
+        if self.lines.len() == self.capacity {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> impl Iterator<Item = &LogLine> {
+        self.lines.iter().skip(self.lines.len().saturating_sub(n))
+    }
+
+    /// A queue receiving every line pushed from now on.
+    pub fn follow(&mut self) -> Receiver<LogLine> {
+        let (tx, rx) = smol::channel::bounded(FOLLOW_QUEUE);
+        self.followers.push(tx);
+        rx
+    }
+
+    /// Number of lines kept.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// True when no line is kept.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> LogLine {
+        LogLine {
+            time: SystemTime::now(),
+            stream: Stream::Stdout,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn ring_keeps_only_the_newest_lines() {
+        let (mut book, _) = LogBook::new(3, None);
+        for n in 0..5 {
+            book.push(line(&n.to_string()));
+        }
+        let kept: Vec<&str> = book.tail(10).map(|l| l.text.as_str()).collect();
+        assert_eq!(kept, ["2", "3", "4"]);
+        let last: Vec<&str> = book.tail(2).map(|l| l.text.as_str()).collect();
+        assert_eq!(last, ["3", "4"]);
+    }
+
+    #[test]
+    fn followers_get_new_lines_and_closed_ones_are_dropped() {
+        let (mut book, _) = LogBook::new(10, None);
+        let rx = book.follow();
+        let gone = book.follow();
+        drop(gone);
+        book.push(line("hello"));
+        assert_eq!(rx.try_recv().unwrap().text, "hello");
+        assert_eq!(book.followers.len(), 1);
+    }
+
+    #[test]
+    fn lines_are_appended_to_the_file_with_time_and_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.log");
+        let (mut book, error) = LogBook::new(10, Some(&path));
+        assert!(error.is_none());
+        book.push(line("one"));
+        book.push(LogLine {
+            stream: Stream::Stderr,
+            ..line("two")
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("Z stdout one"), "{}", lines[0]);
+        assert!(lines[1].ends_with("Z stderr two"), "{}", lines[1]);
+    }
+}

@@ -1,0 +1,560 @@
+//! The thin shell around the [`Supervisor`]: carries out its actions with
+//! real processes, signals and timers, and turns what happens back into
+//! events. Single-threaded: everything runs on one smol `LocalExecutor`.
+//!
+//! The owner of the event loop feeds [`Input`]s from [`Runtime::inputs`] to
+//! [`Runtime::handle`] and calls [`Runtime::reap`] on every SIGCHLD.
+
+pub mod logbook;
+pub mod probe;
+pub mod spawn;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::time::{Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use smol::channel::{Receiver, Sender};
+use smol::io::AsyncReadExt;
+use smol::{Async, LocalExecutor, Task, Timer};
+
+use crate::journal;
+use crate::service::{Probe, Service};
+use crate::supervisor::{Action, Event, ExitStatus, State, Supervisor, TimerId, UnitView};
+use logbook::{LogBook, LogLine, Stream, MAX_LINE};
+use spawn::{SpawnError, SpawnSpec};
+
+/// Something for the runtime to handle, sent by its own tasks.
+#[derive(Debug)]
+pub enum Input {
+    /// A fact for the supervisor (timer fired, probe done).
+    Event(Event),
+    /// A line of a service's output.
+    Line {
+        /// The service.
+        service: String,
+        /// Its stream.
+        stream: Stream,
+        /// The text.
+        text: String,
+    },
+    /// An exec health check ran out of time.
+    CheckTimedOut {
+        /// The check's process.
+        pid: i32,
+    },
+}
+
+struct ExecCheck {
+    service: String,
+    run: u64,
+    check: usize,
+    _deadline: Task<()>,
+}
+
+/// Runs the supervisor's actions. See the module docs.
+pub struct Runtime {
+    supervisor: Supervisor,
+    executor: &'static LocalExecutor<'static>,
+    tx: Sender<Input>,
+    timers: HashMap<TimerId, Task<()>>,
+    /// Main pid of each running service, for the reaper.
+    service_pids: HashSet<i32>,
+    exec_checks: HashMap<i32, ExecCheck>,
+    watched_groups: HashSet<i32>,
+    logs: HashMap<String, LogBook>,
+    base_env: Vec<(OsString, OsString)>,
+    queue: VecDeque<Event>,
+    shutdown_complete: bool,
+    echo_output: bool,
+}
+
+impl Runtime {
+    /// A runtime for `services`, spawning its tasks on `executor`. Returns the
+    /// receiver the event loop reads [`Input`]s from.
+    pub fn new(
+        services: Vec<Service>,
+        executor: &'static LocalExecutor<'static>,
+    ) -> (Self, Receiver<Input>) {
+        let (tx, rx) = smol::channel::unbounded();
+        let mut logs = HashMap::new();
+        for service in &services {
+            let (book, error) = LogBook::new(
+                service.logging.buffer_lines,
+                service.logging.file.as_deref(),
+            );
+            if let Some(error) = error {
+                journal::note(format_args!(
+                    "{}: cannot open log file {}: {error}; keeping output in memory only",
+                    service.name,
+                    service
+                        .logging
+                        .file
+                        .as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ));
+            }
+            logs.insert(service.name.clone(), book);
+        }
+        let runtime = Self {
+            supervisor: Supervisor::new(services),
+            executor,
+            tx,
+            timers: HashMap::new(),
+            service_pids: HashSet::new(),
+            exec_checks: HashMap::new(),
+            watched_groups: HashSet::new(),
+            logs,
+            base_env: spawn::base_environment(),
+            queue: VecDeque::new(),
+            shutdown_complete: false,
+            echo_output: true,
+        };
+        (runtime, rx)
+    }
+
+    /// Whether service output is also echoed to spore's stderr (default on).
+    pub fn set_echo_output(&mut self, echo: bool) {
+        self.echo_output = echo;
+    }
+
+    /// The supervisor, for status queries.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// The view of one service.
+    pub fn get(&self, name: &str) -> Option<UnitView<'_>> {
+        self.supervisor.get(name)
+    }
+
+    /// A service's output.
+    pub fn logs(&self, name: &str) -> Option<&LogBook> {
+        self.logs.get(name)
+    }
+
+    /// Follows a service's output from now on.
+    pub fn follow(&mut self, name: &str) -> Option<Receiver<LogLine>> {
+        self.logs.get_mut(name).map(LogBook::follow)
+    }
+
+    /// A sender into the event loop's queue, for other channels (a control
+    /// connection asking for shutdown) to hand events in.
+    pub fn sender(&self) -> Sender<Input> {
+        self.tx.clone()
+    }
+
+    /// True once a shutdown has stopped every service.
+    pub fn is_shutdown_complete(&self) -> bool {
+        self.shutdown_complete
+    }
+
+    /// Handles one input from [`Runtime::new`]'s receiver.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Event(event) => self.feed(event),
+            Input::Line {
+                service,
+                stream,
+                text,
+            } => {
+                if self.echo_output {
+                    journal::service_line(&service, &text);
+                }
+                if let Some(book) = self.logs.get_mut(&service) {
+                    book.push(LogLine {
+                        time: SystemTime::now(),
+                        stream,
+                        text,
+                    });
+                }
+            }
+            Input::CheckTimedOut { pid } => {
+                if self.exec_checks.contains_key(&pid) {
+                    signal_group(pid, Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Tells the supervisor `event` and carries out what it decides,
+    /// including everything that follows from it at once.
+    pub fn feed(&mut self, event: Event) {
+        self.queue.push_back(event);
+        while let Some(event) = self.queue.pop_front() {
+            let actions = self.supervisor.handle(Instant::now(), event);
+            for action in actions {
+                self.apply(action);
+            }
+        }
+    }
+
+    /// Collects every exited child (signals coalesce, so loop until none is
+    /// left) and reports the ones that matter. The only waitpid in spore.
+    pub fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(status) => status,
+                Err(Errno::EINTR) => continue,
+                Err(error) => {
+                    journal::note(format_args!("waitpid failed: {error}"));
+                    break;
+                }
+            };
+            let (pid, exit) = match status {
+                WaitStatus::Exited(pid, code) => (pid.as_raw(), ExitStatus::Code(code)),
+                WaitStatus::Signaled(pid, signal, _) => {
+                    (pid.as_raw(), ExitStatus::Signal(signal as i32))
+                }
+                _ => continue,
+            };
+            if let Some(check) = self.exec_checks.remove(&pid) {
+                self.feed(Event::CheckDone {
+                    service: check.service,
+                    run: check.run,
+                    check: check.check,
+                    passed: exit.success(),
+                });
+            } else if self.service_pids.remove(&pid) {
+                let group_empty = group_is_empty(pid);
+                self.feed(Event::Exited {
+                    pid,
+                    status: exit,
+                    group_empty,
+                });
+            }
+            // Anything else is an orphan: reaped, nothing more to do.
+        }
+        let emptied: Vec<i32> = self
+            .watched_groups
+            .iter()
+            .copied()
+            .filter(|&pgid| group_is_empty(pgid))
+            .collect();
+        for pgid in emptied {
+            self.watched_groups.remove(&pgid);
+            self.feed(Event::GroupEmpty { pgid });
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Spawn { service, run } => self.spawn_service(service, run),
+            Action::Signal { pgid, signal } => match Signal::try_from(signal) {
+                Ok(signal) => signal_group(pgid, signal),
+                Err(_) => journal::note(format_args!("invalid signal {signal} for group {pgid}")),
+            },
+            Action::WatchGroup { pgid } => {
+                if group_is_empty(pgid) {
+                    self.queue.push_back(Event::GroupEmpty { pgid });
+                } else {
+                    self.watched_groups.insert(pgid);
+                }
+            }
+            Action::ArmTimer { id, after } => {
+                let tx = self.tx.clone();
+                let task = self.executor.spawn(async move {
+                    Timer::after(after).await;
+                    let _ = tx.send(Input::Event(Event::TimerFired(id))).await;
+                });
+                self.timers.insert(id, task);
+            }
+            Action::CancelTimer(id) => {
+                // Dropping the task cancels it: the timer never wakes us.
+                self.timers.remove(&id);
+            }
+            Action::RunCheck {
+                service,
+                run,
+                check,
+            } => self.run_check(service, run, check),
+            Action::Changed { service, state } => self.report(&service, &state),
+            Action::ShutdownComplete => {
+                self.shutdown_complete = true;
+                journal::note("all services stopped");
+            }
+        }
+        // Fired timers have done their job.
+        self.timers.retain(|_, task| !task.is_finished());
+    }
+
+    fn report(&self, service: &str, state: &State) {
+        let view = self.supervisor.get(service);
+        let mut line = format!("{service}: {}", state.describe(Instant::now()));
+        if let (State::Ready | State::Running, Some(pid)) =
+            (state, view.as_ref().and_then(|v| v.pid))
+        {
+            line.push_str(&format!(" (pid {pid})"));
+        }
+        if let (State::Backoff { .. } | State::Exited(_) | State::Failed(_), Some(view)) =
+            (state, &view)
+        {
+            if let Some(exit) = view.last_exit {
+                line.push_str(&format!(" (last run {exit})"));
+            }
+            if let Some(error) = view.last_error {
+                line.push_str(&format!(" ({error})"));
+            }
+        }
+        journal::note(line);
+    }
+
+    fn spawn_service(&mut self, name: String, run: u64) {
+        let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
+            return;
+        };
+        let result = match &service.command {
+            Some(command) => {
+                let argv = command.argv();
+                let env: Vec<(String, String)> = service
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                spawn::spawn(&SpawnSpec {
+                    argv: &argv,
+                    env: &env,
+                    base_env: &self.base_env,
+                    dir: service.dir.as_deref(),
+                    capture: true,
+                })
+            }
+            None => Err(SpawnError {
+                code: 127,
+                program: name.clone(),
+                message: "a target has no command".into(),
+            }),
+        };
+        match result {
+            Ok(child) => {
+                self.service_pids.insert(child.pid);
+                if let Some(stdout) = child.stdout {
+                    self.read_lines(name.clone(), Stream::Stdout, stdout.into());
+                }
+                if let Some(stderr) = child.stderr {
+                    self.read_lines(name.clone(), Stream::Stderr, stderr.into());
+                }
+                self.queue.push_back(Event::Spawned {
+                    service: name,
+                    run,
+                    pid: child.pid,
+                });
+            }
+            Err(error) => {
+                journal::note(format_args!("{name}: {error}"));
+                self.queue.push_back(Event::SpawnFailed {
+                    service: name,
+                    run,
+                    code: error.code,
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Reads a pipe line by line until every writer has closed it.
+    fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
+        let tx = self.tx.clone();
+        let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
+            journal::note(format_args!(
+                "{service}: cannot watch its {} pipe",
+                stream.name()
+            ));
+            return;
+        };
+        self.executor
+            .spawn(async move {
+                let mut pipe = pipe;
+                let mut pending: Vec<u8> = Vec::new();
+                let mut chunk = vec![0u8; 8192];
+                loop {
+                    let n = match pipe.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    for text in take_lines(&mut pending) {
+                        let line = Input::Line {
+                            service: service.clone(),
+                            stream,
+                            text,
+                        };
+                        if tx.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !pending.is_empty() {
+                    let text = String::from_utf8_lossy(&pending).into_owned();
+                    let _ = tx
+                        .send(Input::Line {
+                            service,
+                            stream,
+                            text,
+                        })
+                        .await;
+                }
+            })
+            .detach();
+    }
+
+    fn run_check(&mut self, service: String, run: u64, check: usize) {
+        let Some(spec) = self
+            .supervisor
+            .get(&service)
+            .and_then(|v| v.service.health.get(check).cloned())
+        else {
+            return;
+        };
+        let tx = self.tx.clone();
+        let timeout = spec.timeout;
+        match spec.probe {
+            Probe::Tcp { target } => {
+                self.executor
+                    .spawn(async move {
+                        let passed = probe::tcp(&target, timeout).await;
+                        let done = Event::CheckDone {
+                            service,
+                            run,
+                            check,
+                            passed,
+                        };
+                        let _ = tx.send(Input::Event(done)).await;
+                    })
+                    .detach();
+            }
+            Probe::Http {
+                target,
+                expect_status,
+            } => {
+                self.executor
+                    .spawn(async move {
+                        let passed = probe::http(&target, expect_status, timeout).await;
+                        let done = Event::CheckDone {
+                            service,
+                            run,
+                            check,
+                            passed,
+                        };
+                        let _ = tx.send(Input::Event(done)).await;
+                    })
+                    .detach();
+            }
+            Probe::Exec { command } => {
+                let view = self.supervisor.get(&service);
+                let env: Vec<(String, String)> = view
+                    .as_ref()
+                    .map(|v| {
+                        v.service
+                            .env
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let dir = view.and_then(|v| v.service.dir.clone());
+                let argv = command.argv();
+                let spawned = spawn::spawn(&SpawnSpec {
+                    argv: &argv,
+                    env: &env,
+                    base_env: &self.base_env,
+                    dir: dir.as_deref(),
+                    capture: false,
+                });
+                match spawned {
+                    Ok(child) => {
+                        let pid = child.pid;
+                        let deadline = self.executor.spawn(async move {
+                            Timer::after(timeout).await;
+                            let _ = tx.send(Input::CheckTimedOut { pid }).await;
+                        });
+                        self.exec_checks.insert(
+                            pid,
+                            ExecCheck {
+                                service,
+                                run,
+                                check,
+                                _deadline: deadline,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        journal::note(format_args!("{service}: health check: {error}"));
+                        self.queue.push_back(Event::CheckDone {
+                            service,
+                            run,
+                            check,
+                            passed: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits complete lines off the front of `pending`; a line longer than
+/// [`MAX_LINE`] is cut so one chatty process cannot grow memory unbounded.
+fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let newline = pending.iter().position(|b| *b == b'\n');
+        let cut = match newline {
+            Some(at) if at <= MAX_LINE => at,
+            _ if pending.len() >= MAX_LINE => MAX_LINE,
+            _ => break,
+        };
+        let rest = pending.split_off(cut);
+        let mut line = std::mem::replace(pending, rest);
+        if pending.first() == Some(&b'\n') && newline == Some(cut) {
+            pending.remove(0);
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+    lines
+}
+
+/// Sends `signal` to process group `pgid`; a group already gone is fine.
+fn signal_group(pgid: i32, signal: Signal) {
+    if pgid <= 1 {
+        // Never signal group 0 (our own) or 1: that would hit spore itself.
+        return;
+    }
+    match kill(Pid::from_raw(-pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => journal::note(format_args!("kill(-{pgid}, {signal}) failed: {error}")),
+    }
+}
+
+/// True when no process is left in group `pgid` (kill(2) with signal 0).
+fn group_is_empty(pgid: i32) -> bool {
+    pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_on_newlines_and_long_ones_are_cut() {
+        let mut pending = b"one\r\ntwo\nthr".to_vec();
+        assert_eq!(take_lines(&mut pending), ["one", "two"]);
+        assert_eq!(pending, b"thr");
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.push(b'\n');
+        let lines = take_lines(&mut long);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1].len(), 10);
+        assert!(long.is_empty());
+    }
+}

@@ -1,0 +1,143 @@
+//! Creating a service's process: its own session and process group, a clean
+//! signal state, only stdin/stdout/stderr open, and captured output.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{ChildStderr, ChildStdout, Stdio};
+
+/// PATH for services when spore's own environment has none (the kernel
+/// starts PID 1 without one).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to start.
+pub struct SpawnSpec<'a> {
+    /// Program and arguments; the program is looked up in PATH.
+    pub argv: &'a [String],
+    /// Environment on top of `base_env`.
+    pub env: &'a [(String, String)],
+    /// spore's environment, with PATH filled in.
+    pub base_env: &'a [(OsString, OsString)],
+    /// Working directory.
+    pub dir: Option<&'a Path>,
+    /// Capture stdout/stderr (services) or send them to /dev/null (checks).
+    pub capture: bool,
+}
+
+/// A started process.
+pub struct Spawned {
+    /// Its pid, which is also its session and process group id.
+    pub pid: i32,
+    /// Its stdout pipe when captured.
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr pipe when captured.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// Why a process could not be started, shell-style.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot run `{program}`: {message}")]
+pub struct SpawnError {
+    /// 127: not found; 126: found but not runnable; 1: anything else.
+    pub code: i32,
+    /// The program.
+    pub program: String,
+    /// What the system said.
+    pub message: String,
+}
+
+/// spore's environment with PATH defaulted, for [`SpawnSpec::base_env`].
+pub fn base_environment() -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// Starts a process. It never waits for it: the reaper owns every exit.
+pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
+    let (program, args) = spec.argv.split_first().ok_or_else(|| SpawnError {
+        code: 127,
+        program: String::new(),
+        message: "empty command".into(),
+    })?;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(spec.base_env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    if spec.capture {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    if let Some(dir) = spec.dir {
+        command.current_dir(dir);
+    }
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (setsid, sigprocmask, sigaction,
+    // close_range); it allocates nothing and touches no lock.
+    unsafe {
+        command.pre_exec(prepare_child);
+    }
+    let mut child = command.spawn().map_err(|error| SpawnError {
+        code: match error.kind() {
+            io::ErrorKind::NotFound => 127,
+            io::ErrorKind::PermissionDenied => 126,
+            _ if error.raw_os_error() == Some(libc::ENOEXEC) => 126,
+            _ => 1,
+        },
+        program: program.clone(),
+        message: error.to_string(),
+    })?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    Ok(Spawned {
+        pid,
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+    })
+    // `child` is dropped without waiting: dropping a Child neither kills nor
+    // reaps it, and the reaper's waitpid(-1) collects its status.
+}
+
+/// Runs in the child between fork and exec.
+fn prepare_child() -> io::Result<()> {
+    // Own session, so the service's process group is its pid and a stop
+    // signal to the group reaches everything it started (setsid(2)).
+    // SAFETY: plain system calls with valid arguments.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // spore blocks the signals it reads from its signalfd; the mask and
+        // ignored dispositions survive exec, so hand the service a clean slate.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        // Every descriptor above stderr closes at exec (close_range(2),
+        // CLOSE_RANGE_CLOEXEC; std's own exec-error pipe is already CLOEXEC).
+        let rc = libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if rc != 0 {
+            // Kernels before 5.11 lack the flag: mark them one by one.
+            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 65_536) as i32;
+            for fd in 3..max {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
