@@ -286,7 +286,12 @@ impl Runtime {
 
     fn report(&self, service: &str, state: &State) {
         let view = self.supervisor.get(service);
-        let mut line = format!("{service}: {}", state.describe(Instant::now()));
+        let mut line = match state {
+            State::Backoff { delay, .. } => {
+                format!("{service}: backoff: restart in {} ms", delay.as_millis())
+            }
+            _ => format!("{service}: {}", state.describe(Instant::now())),
+        };
         if let (State::Ready | State::Running, Some(pid)) =
             (state, view.as_ref().and_then(|v| v.pid))
         {

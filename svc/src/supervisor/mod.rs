@@ -579,6 +579,7 @@ impl Supervisor {
         };
         if let Some(x) = self.units.get_mut(u) {
             x.last_error = Some(error);
+            x.last_exit = Some(ExitStatus::Code(code));
             x.started_at = None;
         }
         if self.unit(u).is_some_and(|x| x.state == State::Stopping) {
@@ -664,7 +665,13 @@ impl Supervisor {
         if let Some(x) = self.units.get_mut(u) {
             x.backoff_timer = Some(timer);
         }
-        self.set_state(u, State::Backoff { until: now + delay });
+        self.set_state(
+            u,
+            State::Backoff {
+                until: now + delay,
+                delay,
+            },
+        );
     }
 
     /// `u` is down for good: whatever `requires` it stops and waits for it.

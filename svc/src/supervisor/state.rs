@@ -1,7 +1,7 @@
 //! What a service is doing, in words an operator can trust.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub enum State {
     Backoff {
         /// When the restart happens.
         until: Instant,
+        /// The whole delay chosen (the backoff step).
+        delay: Duration,
     },
     /// The stop signal was sent; waiting for the process group to end.
     Stopping,
@@ -120,7 +122,7 @@ impl State {
             },
             State::Exited(status) => format!("exited: {status}"),
             State::Failed(reason) => format!("failed: {reason}"),
-            State::Backoff { until } => format!(
+            State::Backoff { until, .. } => format!(
                 "backoff: restart in {} ms",
                 until.saturating_duration_since(now).as_millis()
             ),

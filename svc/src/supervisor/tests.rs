@@ -157,17 +157,18 @@ fn signals(actions: &[Action]) -> Vec<(i32, i32)> {
 }
 
 fn backoff_delays(actions: &[Action], h: &Harness) -> Vec<Duration> {
-    let _ = h;
     actions
         .iter()
         .filter_map(|a| match a {
             Action::Changed {
-                state: State::Backoff { until },
+                state: State::Backoff { until, delay },
                 ..
-            } => Some(*until),
+            } => {
+                assert_eq!(*until, h.now + *delay);
+                Some(*delay)
+            }
             _ => None,
         })
-        .map(|until| until.saturating_duration_since(h.now))
         .collect()
 }
 

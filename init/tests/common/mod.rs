@@ -1,0 +1,188 @@
+//! A real `spore run` in a temporary directory, driven over its control
+//! socket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The spore binary under test.
+pub fn spore_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spore")
+}
+
+pub struct Spore {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Spore {
+    /// Writes `services` (name, TOML text) and starts `spore run` on them.
+    pub fn start(services: &[(&str, String)]) -> Spore {
+        let dir = tempfile::tempdir().unwrap();
+        let services_dir = dir.path().join("etc/services");
+        std::fs::create_dir_all(&services_dir).unwrap();
+        for (name, text) in services {
+            std::fs::write(services_dir.join(format!("{name}.toml")), text).unwrap();
+        }
+        Self::start_in(dir)
+    }
+
+    /// Starts `spore run` on an already populated `DIR/etc`.
+    pub fn start_in(dir: tempfile::TempDir) -> Spore {
+        let socket = dir.path().join("state/spore.sock");
+        let log = dir.path().join("spore.log");
+        let child = Command::new(spore_bin())
+            .arg("run")
+            .arg("--config-dir")
+            .arg(dir.path().join("etc"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("spore.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let spore = Spore {
+            child,
+            dir,
+            socket,
+            log,
+        };
+        spore.wait_for("the control socket", Duration::from_secs(10), |s| {
+            UnixStream::connect(&s.socket).is_ok()
+        });
+        spore
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// One JSON-RPC call; Ok(result) or Err(error object).
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
+        let mut stream = UnixStream::connect(&self.socket).unwrap();
+        let request = json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params });
+        stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        let response: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(response["id"], 7);
+        match response.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(response["result"].clone()),
+        }
+    }
+
+    /// The state word of `name`.
+    pub fn state(&self, name: &str) -> String {
+        let status = self
+            .call("service.status", json!({ "name": name }))
+            .unwrap();
+        status["state"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `done` (tests may poll; spore may not) until it holds.
+    pub fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&Spore) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            if start.elapsed() > limit {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n--- spore log ---\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str) {
+        self.wait_for(
+            &format!("{name} to be {state}"),
+            Duration::from_secs(20),
+            |s| s.state(name) == state,
+        );
+    }
+
+    /// spore's own log (stderr).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("spore.err")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for spore to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.pid(), libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("spore did not exit after SIGTERM\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Spore {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) with plain integers.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {signal}");
+}
+
+/// True when process `pid` exists (zombies included).
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Pids whose parent is `parent` and which are zombies.
+pub fn zombies_of(parent: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) S ppid ...": split after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z")
+            && fields.get(1).and_then(|p| p.parse().ok()) == Some(parent)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Seconds since the epoch as written by `date +%s.%N`.
+pub fn read_time(path: &Path) -> f64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}

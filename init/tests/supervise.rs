@@ -1,0 +1,433 @@
+//! `spore run` supervising real processes: readiness order, reaping,
+//! backoff, stopping, shutdown order, bad files, idleness.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{alive, read_time, zombies_of, Spore};
+use serde_json::json;
+
+/// A free TCP port on loopback (bound and released at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A stand-in for mycelium's API: after `delay` it records the time and
+/// serves `GET /api/v1/admin` with mycelium's four fields on `port`.
+fn mycelium_standin(port: u16, delay: f64, ready_file: &std::path::Path) -> String {
+    let script = format!(
+        r#"
+import http.server, json, time
+time.sleep({delay})
+class Api(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/api/v1/admin":
+            self.send_response(404); self.end_headers(); return
+        body = json.dumps({{"nodeSubnet": "415:6e6d:c26c:5c97::/64",
+                            "nodeIp": "415:6e6d:c26c:5c97:2ed6:4726:fc4:27e4",
+                            "nodePubkey": "ab" * 32, "nodeStartTime": int(time.time())}}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", {port}), Api)
+open("{ready}", "w").write("%.6f" % time.time())
+server.serve_forever()
+"#,
+        ready = ready_file.display()
+    );
+    let path = ready_file.with_extension("py");
+    std::fs::write(&path, script).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn call_home_starts_only_after_mycelium_health_check_passes() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    let ready = dir.path().join("mycelium-ready");
+    let called = dir.path().join("call-home-ran");
+    let script = mycelium_standin(port, 1.0, &ready);
+    let services = [
+        (
+            "mycelium",
+            format!(
+                "[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{port}/api/v1/admin\"\ninterval_ms = 10000\ntimeout_ms = 1000\n"
+            ),
+        ),
+        (
+            "call-home",
+            format!(
+                "[service]\nname = \"call-home\"\nexec = \"/bin/sh -c 'date +%s.%N > {}'\"\noneshot = true\n\n[dependencies]\nrequires = [\"mycelium\"]\n",
+                called.display()
+            ),
+        ),
+    ];
+    for (name, text) in &services {
+        std::fs::write(dir.path().join(format!("etc/services/{name}.toml")), text).unwrap();
+    }
+    let spore = Spore::start_in(dir);
+    assert_eq!(
+        spore.state("mycelium"),
+        "running",
+        "health check not passed yet"
+    );
+    assert_eq!(spore.state("call-home"), "blocked");
+    spore.wait_state("call-home", "succeeded");
+    assert_eq!(spore.state("mycelium"), "ready");
+    let served_at = read_time(&ready);
+    let called_at = read_time(&called);
+    assert!(
+        called_at > served_at,
+        "call-home ran at {called_at}, before mycelium served its API at {served_at}"
+    );
+}
+
+#[test]
+fn service_forking_a_thousand_children_leaves_no_zombie() {
+    let spore = Spore::start(&[(
+        "forker",
+        "[service]\nname = \"forker\"\nexec = \"/bin/sh -c 'i=0; while [ $i -lt 1000 ]; do sleep 1 & i=$((i+1)); done; exit 0'\"\noneshot = true\n"
+            .to_string(),
+    )]);
+    spore.wait_state("forker", "succeeded");
+    // The sleeps now belong to spore (the subreaper); once they end it must
+    // reap every one.
+    let pid = spore.pid();
+    spore.wait_for(
+        "the orphaned sleeps to end",
+        Duration::from_secs(30),
+        |_| {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            children.split_whitespace().count() == 0
+        },
+    );
+    assert_eq!(zombies_of(pid), Vec::<i32>::new());
+}
+
+/// The delays spore announced for `name`, in order, from its log.
+fn announced_delays(log: &str, name: &str) -> Vec<u64> {
+    let prefix = format!("spore: {name}: backoff: restart in ");
+    log.lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn crashing_service_backs_off_doubling_to_the_cap_and_resets_when_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    let starts = dir.path().join("starts");
+    let stable = dir.path().join("stable");
+    // Exits 1 at once, or after 1.5 s (past the stability period) once the
+    // `stable` file exists.
+    let text = format!(
+        "[service]\nname = \"crash\"\nexec = \"/bin/sh -c 'date +%s.%N >> {starts}; if [ -e {stable} ]; then rm {stable}; sleep 1.5; fi; exit 1'\"\n\n[lifecycle]\nrestart = \"on_failure\"\nrestart_delay_ms = 100\nrestart_delay_max_ms = 400\nmax_restarts = 0\nstability_period_ms = 1000\n",
+        starts = starts.display(),
+        stable = stable.display()
+    );
+    std::fs::write(dir.path().join("etc/services/crash.toml"), text).unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_for("five restarts", Duration::from_secs(20), |s| {
+        announced_delays(&s.stderr(), "crash").len() >= 5
+    });
+    std::fs::write(&stable, "").unwrap();
+    spore.wait_for(
+        "a stable run and a crash after it",
+        Duration::from_secs(20),
+        |s| {
+            announced_delays(&s.stderr(), "crash").contains(&100) && !s.path("stable").exists() && {
+                let delays = announced_delays(&s.stderr(), "crash");
+                delays.iter().skip(1).any(|d| *d == 100)
+            }
+        },
+    );
+    let delays = announced_delays(&spore.stderr(), "crash");
+    // 100, 200, 400 (cap), 400 …, then 100 again after the 1.5 s run.
+    assert_eq!(&delays[..5], &[100, 200, 400, 400, 400], "{delays:?}");
+    let reset = delays.iter().skip(1).position(|d| *d == 100).unwrap() + 1;
+    assert!(delays[1..reset].iter().all(|d| *d >= 200), "{delays:?}");
+    // The real gaps between starts are at least the announced delays.
+    let times: Vec<f64> = std::fs::read_to_string(spore.path("starts"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    for (i, expected) in [0.1, 0.2, 0.4, 0.4].iter().enumerate() {
+        let gap = times[i + 1] - times[i];
+        assert!(
+            gap >= *expected,
+            "start {} came {gap:.3}s after the one before, expected ≥ {expected}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn service_ignoring_sigterm_is_killed_with_its_children_after_the_stop_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    let pids = dir.path().join("pids");
+    let text = format!(
+        "[service]\nname = \"stubborn\"\nexec = \"/bin/sh -c 'trap \\\"\\\" TERM; sleep 100 & echo $! >> {p}; sleep 100 & echo $! >> {p}; echo $$ >> {p}; wait'\"\n\n[lifecycle]\nstop_timeout_ms = 700\n",
+        p = pids.display()
+    );
+    std::fs::write(dir.path().join("etc/services/stubborn.toml"), text).unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_for("three pids", Duration::from_secs(10), |s| {
+        std::fs::read_to_string(s.path("pids"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 3
+    });
+    let group: Vec<i32> = std::fs::read_to_string(spore.path("pids"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let asked = Instant::now();
+    spore
+        .call("service.stop", json!({ "name": "stubborn" }))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        group.iter().all(|p| alive(*p)),
+        "SIGTERM is ignored, so all still run"
+    );
+    assert_eq!(spore.state("stubborn"), "stopping");
+    spore.wait_state("stubborn", "stopped");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(700),
+        "killed before the stop timeout"
+    );
+    spore.wait_for("the group to be reaped", Duration::from_secs(5), |_| {
+        group.iter().all(|p| !alive(*p))
+    });
+    assert!(spore.stderr().contains("stubborn: stopped"));
+}
+
+#[test]
+fn service_exiting_on_sigterm_is_not_waited_for() {
+    let spore = Spore::start(&[(
+        "polite",
+        "[service]\nname = \"polite\"\nexec = \"sleep 100\"\n\n[lifecycle]\nstop_timeout_ms = 20000\n".to_string(),
+    )]);
+    spore.wait_state("polite", "ready");
+    let asked = Instant::now();
+    spore
+        .call("service.stop", json!({ "name": "polite" }))
+        .unwrap();
+    spore.wait_state("polite", "stopped");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}: spore waited for the stop timeout instead of the exit",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn shutdown_stops_services_in_reverse_start_order_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    let order = dir.path().join("order");
+    let daemon = |name: &str, deps: &str| {
+        format!(
+            "[service]\nname = \"{name}\"\nexec = \"/bin/sh -c 'echo start-{name} >> {o}; trap \\\"echo stop-{name} >> {o}; exit 0\\\" TERM; while :; do sleep 0.05; done'\"\n\n[dependencies]\n{deps}\n",
+            o = order.display()
+        )
+    };
+    for (name, deps) in [
+        ("a", ""),
+        ("b", "requires = [\"a\"]"),
+        ("c", "after = [\"b\"]"),
+    ] {
+        std::fs::write(
+            dir.path().join(format!("etc/services/{name}.toml")),
+            daemon(name, deps),
+        )
+        .unwrap();
+    }
+    let mut spore = Spore::start_in(dir);
+    spore.wait_for("three starts", Duration::from_secs(10), |s| {
+        std::fs::read_to_string(s.path("order"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 3
+    });
+    let status = spore.terminate();
+    assert!(status.success(), "{status:?}");
+    let lines: Vec<String> = std::fs::read_to_string(spore.path("order"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        ["start-a", "start-b", "start-c", "stop-c", "stop-b", "stop-a"]
+    );
+    assert!(
+        !spore.socket.exists(),
+        "the control socket is removed on exit"
+    );
+}
+
+#[test]
+fn malformed_file_is_rejected_alone_and_logged_with_its_line() {
+    let spore = Spore::start(&[
+        ("good", "[service]\nname = \"good\"\nexec = \"sleep 100\"\n".to_string()),
+        ("also-good", "[service]\nname = \"also-good\"\nexec = \"sleep 100\"\n".to_string()),
+        ("broken", "[service]\nname = \"broken\"\nexec = \"sleep 100\"\n\n[lifecycle]\nrestart = \"sometimes\"\n".to_string()),
+    ]);
+    spore.wait_state("good", "ready");
+    spore.wait_state("also-good", "ready");
+    let log = spore.stderr();
+    assert!(
+        log.contains("broken.toml:6:11: unknown restart `sometimes`"),
+        "{log}"
+    );
+    let error = spore
+        .call("service.status", json!({ "name": "broken" }))
+        .unwrap_err();
+    assert_eq!(error["code"], -32004);
+    let info = spore.call("node.info", json!({})).unwrap();
+    assert_eq!(info["service_file_errors"], 1);
+}
+
+#[test]
+fn control_socket_starts_stops_and_shows_logs() {
+    let spore = Spore::start(&[(
+        "talker",
+        "[service]\nname = \"talker\"\nexec = \"/bin/sh -c 'echo hello; echo oops >&2; exec sleep 100'\"\nstatus = \"stop\"\n".to_string(),
+    )]);
+    assert_eq!(spore.state("talker"), "inactive");
+    let started = spore
+        .call("service.start", json!({ "name": "talker" }))
+        .unwrap();
+    assert_eq!(started["name"], "talker");
+    spore.wait_for("both lines", Duration::from_secs(10), |s| {
+        let logs = s.call("service.logs", json!({ "name": "talker" })).unwrap();
+        logs["lines"].as_array().unwrap().len() == 2
+    });
+    let logs = spore
+        .call("service.logs", json!({ "name": "talker", "lines": 10 }))
+        .unwrap();
+    let mut texts: Vec<(String, String)> = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["stream"].as_str().unwrap().to_owned(),
+                l["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            ("stderr".into(), "oops".into()),
+            ("stdout".into(), "hello".into())
+        ]
+    );
+    // The command-line client speaks the same socket.
+    let out = std::process::Command::new(common::spore_bin())
+        .args(["--socket", spore.socket.to_str().unwrap(), "status"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("talker") && l.contains("ready")),
+        "{table}"
+    );
+    let out = std::process::Command::new(common::spore_bin())
+        .args(["--socket", spore.socket.to_str().unwrap(), "stop", "talker"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    spore.wait_state("talker", "stopped");
+    let missing = spore
+        .call("service.start", json!({ "name": "nope" }))
+        .unwrap_err();
+    assert_eq!(missing["code"], -32004);
+    let unknown = spore.call("service.frobnicate", json!({})).unwrap_err();
+    assert_eq!(unknown["code"], -32601);
+    let bad = spore.call("service.start", json!({})).unwrap_err();
+    assert_eq!(bad["code"], -32602);
+}
+
+#[test]
+fn missing_program_is_reported_as_exit_127() {
+    let spore = Spore::start(&[(
+        "ghost",
+        "[service]\nname = \"ghost\"\nexec = \"/nonexistent/program\"\n\n[lifecycle]\nrestart = \"never\"\n".to_string(),
+    )]);
+    spore.wait_state("ghost", "exited");
+    let status = spore
+        .call("service.status", json!({ "name": "ghost" }))
+        .unwrap();
+    assert_eq!(status["last_exit_code"], 127);
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("/nonexistent/program"));
+}
+
+#[test]
+fn idle_node_without_health_checks_makes_no_wakeups() {
+    let spore = Spore::start(&[
+        (
+            "one",
+            "[service]\nname = \"one\"\nexec = \"sleep 1000\"\n".to_string(),
+        ),
+        (
+            "two",
+            "[service]\nname = \"two\"\nexec = \"sleep 1000\"\n[dependencies]\nafter = [\"one\"]\n"
+                .to_string(),
+        ),
+    ]);
+    spore.wait_state("two", "ready");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = spore.pid();
+    let switches = || -> u64 {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .map(|task| {
+                let status =
+                    std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+            })
+            .sum()
+    };
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(10));
+    let after = switches();
+    assert_eq!(
+        after - before,
+        0,
+        "spore woke up {} times in 10 s while idle",
+        after - before
+    );
+}
