@@ -23,6 +23,12 @@ usage:
 signals to spore as PID 1: SIGTERM, SIGUSR2, SIGPWR power off; SIGINT
 (ctrl-alt-del) reboots; SIGUSR1 halts. Services stop in reverse order first.";
 
+/// Every subcommand word.
+pub const COMMANDS: &[&str] = &[
+    "run", "exec", "check", "status", "info", "show", "start", "stop", "restart", "logs", "reboot",
+    "poweroff",
+];
+
 /// What the user asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Invocation {

@@ -21,12 +21,21 @@ use crate::config::Paths;
 
 fn main() -> ExitCode {
     let pid1 = std::process::id() == 1;
-    let invocation = cli::parse(std::env::args_os().skip(1));
-    match invocation {
-        // The kernel passes unknown boot parameters to init as arguments;
-        // as PID 1 anything that is not a subcommand means "boot".
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The kernel passes boot parameters it does not know to init as
+    // arguments; as PID 1 anything that does not start with a subcommand
+    // or an option means "boot".
+    let names_a_command = args.first().is_some_and(|first| {
+        let first = first.to_string_lossy();
+        first.starts_with('-') || cli::COMMANDS.contains(&first.as_ref())
+    });
+    if pid1 && !names_a_command {
+        return init(true);
+    }
+    match cli::parse(args) {
         Ok(cli::Invocation::Init) => init(pid1),
-        Err(_) if pid1 => init(true),
+        // `spore run` never does machine duties, even as PID 1 of a PID
+        // namespace: no mounts, and it exits instead of rebooting.
         Ok(cli::Invocation::Run {
             config_dir,
             state_dir,
@@ -38,7 +47,7 @@ fn main() -> ExitCode {
                 state_dir,
                 socket,
             };
-            run_supervisor(&paths, pid1)
+            run_supervisor(&paths, false)
         }
         Ok(cli::Invocation::Exec { group, argv }) => exec::run(&argv, group),
         Ok(cli::Invocation::Check { dir, json }) => check::run(&dir, json),
@@ -84,9 +93,11 @@ fn init(pid1: bool) -> ExitCode {
     run_supervisor(&paths, true)
 }
 
-/// Supervises until shutdown; as PID 1 then ends the machine and never
-/// returns, otherwise exits 0.
-fn run_supervisor(paths: &Paths, pid1: bool) -> ExitCode {
+/// Supervises until shutdown. With `machine` (the real init) it first
+/// mounts and configures the node and at the end reboots it, never
+/// returning; otherwise it exits 0.
+fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
+    let pid1 = machine;
     // Block signals before anything else, so no thread ever takes one.
     let set = signals::handled_set();
     if let Err(error) = signals::block(&set) {
@@ -95,7 +106,7 @@ fn run_supervisor(paths: &Paths, pid1: bool) -> ExitCode {
     if pid1 {
         install_panic_hook();
         pid1::early_mounts_and_console();
-    } else {
+    } else if std::process::id() != 1 {
         become_subreaper();
     }
     journal::note(format_args!(
