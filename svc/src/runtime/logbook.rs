@@ -68,7 +68,7 @@ impl LogBook {
             None => (None, None),
         };
         let book = Self {
-            lines: VecDeque::with_capacity(capacity.min(64)),
+            lines: VecDeque::new(),
             capacity: capacity.max(1),
             file,
             followers: Vec::new(),

@@ -19,7 +19,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use smol::channel::{Receiver, Sender};
-use smol::io::AsyncReadExt;
 use smol::{Async, LocalExecutor, Task, Timer};
 
 use crate::journal;
@@ -363,7 +362,9 @@ impl Runtime {
         }
     }
 
-    /// Reads a pipe line by line until every writer has closed it.
+    /// Reads a pipe line by line until every writer has closed it. An idle
+    /// pipe costs no buffer: bytes are read into one shared scratch buffer
+    /// only when the pipe is readable.
     fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
         let tx = self.tx.clone();
         let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
@@ -375,15 +376,16 @@ impl Runtime {
         };
         self.executor
             .spawn(async move {
-                let mut pipe = pipe;
                 let mut pending: Vec<u8> = Vec::new();
-                let mut chunk = vec![0u8; 8192];
                 loop {
-                    let n = match pipe.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
+                    if pipe.readable().await.is_err() {
+                        break;
+                    }
+                    let done = match read_available(pipe.get_ref(), &mut pending) {
+                        Ok(eof) => eof,
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
+                        Err(_) => true,
                     };
-                    pending.extend_from_slice(chunk.get(..n).unwrap_or_default());
                     for text in take_lines(&mut pending) {
                         let line = Input::Line {
                             service: service.clone(),
@@ -393,6 +395,9 @@ impl Runtime {
                         if tx.send(line).await.is_err() {
                             return;
                         }
+                    }
+                    if done {
+                        break;
                     }
                 }
                 if !pending.is_empty() {
@@ -502,6 +507,34 @@ impl Runtime {
             }
         }
     }
+}
+
+thread_local! {
+    /// The one read buffer every output pipe shares (one thread reads them all).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// Reads what a non-blocking pipe holds now into `pending`; Ok(true) at
+/// end of file.
+fn read_available(mut pipe: &std::fs::File, pending: &mut Vec<u8>) -> std::io::Result<bool> {
+    use std::io::Read;
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        loop {
+            let n = match pipe.read(&mut scratch) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            pending.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            // Leave the rest for the next turn so one noisy service cannot
+            // hold the loop.
+            if pending.len() >= 4 * MAX_LINE {
+                return Ok(false);
+            }
+        }
+    })
 }
 
 /// Splits complete lines off the front of `pending`; a line longer than

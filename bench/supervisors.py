@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of spore, s6 and zinit 0.3.9 (run by hand).
+
+Each supervisor runs as PID 1 of its own PID namespace (unshare --pid
+--fork --mount-proc) and is measured the same way, in one run:
+
+  start   time from launching the supervisor until 1,000 `sleep` services
+          exist as processes (read from /proc on the host);
+  pss     proportional set size of the supervisor's own processes (not the
+          sleeps) with those 1,000 services running, from smaps_rollup;
+  reap    orphans reaped per second: a helper entered into the namespace
+          forks ORPHANS children that block on a pipe and exits; the
+          children, now the supervisor's, all exit at once; we time until
+          no zombie is left in the namespace (median of 3 rounds).
+
+Prints each figure and its ratio to spore's. Needs root (or user
+namespaces), Debian's s6 (`apt-get install s6`) and zinit 0.3.9
+(`cargo install zinit --version 0.3.9`; installed under target/bench-tools
+when missing). Usage: bench/supervisors.py [--services N] [--orphans M]
+"""
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tool(name, install):
+    found = shutil.which(name)
+    if found:
+        return found
+    local = os.path.join(ROOT, "target/bench-tools/bin", name)
+    if not os.path.exists(local):
+        print(f"installing {name} ...", file=sys.stderr)
+        subprocess.run(install, check=True)
+    return local
+
+
+def spore_binary():
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "spore", "--target", "x86_64-unknown-linux-musl"],
+                   cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/spore")
+
+
+def pid_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def processes():
+    """(pid, cmdline, state) of every process on the host."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        state = stat.rsplit(")", 1)[1].split()[0]
+        out.append((int(name), cmd, state))
+    return out
+
+
+def namespace_members(ns):
+    return [p for p in processes() if pid_ns(p[0]) == ns]
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+ORPHAN_MAKER = r"""
+import os, sys
+n = int(sys.argv[1])
+r, w = os.pipe()
+for _ in range(n):
+    if os.fork() == 0:
+        os.close(w)
+        os.read(r, 1)   # blocks until every writer is gone
+        os._exit(0)
+os._exit(0)             # the children become orphans; our exit closes w
+"""
+
+
+def measure(name, command, services, orphans, mark):
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    started = time.monotonic()
+    try:
+        init = None
+        while init is None:
+            try:
+                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                    kids = f.read().split()
+                init = int(kids[0]) if kids else None
+            except OSError:
+                pass
+        ns = pid_ns(init)
+        needle = f"sleep {mark}"
+        while True:
+            count = sum(1 for _, cmd, _ in processes() if cmd == needle)
+            if count >= services:
+                start_s = time.monotonic() - started
+                break
+            if time.monotonic() - started > 120:
+                raise RuntimeError(f"{name}: only {count} services running after 120 s")
+            time.sleep(0.005)
+        time.sleep(2)
+        members = namespace_members(ns)
+        pss = sum(pss_kib(pid) for pid, cmd, _ in members if cmd != needle)
+        rates = []
+        for _ in range(3):
+            helper = subprocess.run(["nsenter", "--target", str(init), "--pid", "--", sys.executable, "-c",
+                                     ORPHAN_MAKER, str(orphans)])
+            released = time.monotonic()
+            helper.check_returncode()
+            while True:
+                zombies = sum(1 for pid, _, state in processes() if state == "Z" and pid_ns(pid) == ns)
+                if zombies == 0:
+                    rates.append(orphans / (time.monotonic() - released))
+                    break
+                if time.monotonic() - released > 60:
+                    rates.append(None)
+                    break
+                time.sleep(0.005)
+            if rates[-1] is None:
+                break
+        rates.sort(key=lambda r: -1 if r is None else r)
+        reap_rate = None if None in rates else rates[len(rates) // 2]
+        return {"start_s": start_s, "pss_kib": pss, "reap_per_s": reap_rate}
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--orphans", type=int, default=5000)
+    args = parser.parse_args()
+    spore = spore_binary()
+    s6 = tool("s6-svscan", ["apt-get", "install", "-y", "-qq", "s6"])
+    zinit = tool("zinit-server", ["cargo", "install", "-q", "zinit", "--version", "0.3.9", "--root",
+                                  os.path.join(ROOT, "target/bench-tools")])
+    work = tempfile.mkdtemp(prefix="spore-bench-")
+    n = args.services
+    # spore
+    os.makedirs(f"{work}/spore/etc/services")
+    for i in range(n):
+        with open(f"{work}/spore/etc/services/s{i}.toml", "w") as f:
+            f.write(f'[service]\nname = "s{i}"\nexec = "sleep 86401"\n')
+    # s6
+    for i in range(n):
+        os.makedirs(f"{work}/s6/s{i}")
+        with open(f"{work}/s6/s{i}/run", "w") as f:
+            f.write("#!/bin/sh\nexec sleep 86402\n")
+        os.chmod(f"{work}/s6/s{i}/run", 0o755)
+    # zinit
+    os.makedirs(f"{work}/zinit/services")
+    for i in range(n):
+        with open(f"{work}/zinit/services/s{i}.toml", "w") as f:
+            f.write(f'[service]\nname = "s{i}"\nexec = "sleep 86403"\n')
+    runs = [
+        ("spore", [spore, "run", "--config-dir", f"{work}/spore/etc", "--state-dir", f"{work}/spore/state"], 86401),
+        ("s6", [s6, "-c", str(2 * n), f"{work}/s6"], 86402),
+        ("zinit", [zinit, "-c", f"{work}/zinit/services", "-s", f"{work}/zinit/zinit.sock"], 86403),
+    ]
+    results = {}
+    for name, command, mark in runs:
+        print(f"measuring {name} ...", file=sys.stderr)
+        results[name] = measure(name, command, n, args.orphans, mark)
+    shutil.rmtree(work, ignore_errors=True)
+    base = results["spore"]
+    print(f"\n{n} services, {args.orphans} orphans; ratios are other / spore")
+    print(f"{'':8} {'start (s)':>10} {'ratio':>7} {'PSS (KiB)':>11} {'ratio':>7} {'reaped/s':>10} {'ratio':>7}")
+    for name, r in results.items():
+        reap = f"{r['reap_per_s']:.0f}" if r["reap_per_s"] else "never"
+        reap_ratio = f"{r['reap_per_s'] / base['reap_per_s']:.2f}" if r["reap_per_s"] and base["reap_per_s"] else "-"
+        print(f"{name:8} {r['start_s']:>10.2f} {r['start_s'] / base['start_s']:>7.2f} "
+              f"{r['pss_kib']:>11} {r['pss_kib'] / max(base['pss_kib'], 1):>7.2f} {reap:>10} {reap_ratio:>7}")
+
+
+if __name__ == "__main__":
+    main()
