@@ -20,7 +20,7 @@ pub fn load_all(modules: &[String]) {
     let root = module_root();
     let index = std::fs::read_to_string(root.join("modules.dep")).unwrap_or_default();
     for module in modules {
-        match resolve(&root, &index, module) {
+        match resolve(&root, &index, module).or_else(|| search(&root, module)) {
             Some(path) => load(&path),
             None => journal::note(format_args!(
                 "module {module}: not found under {}",
@@ -59,6 +59,36 @@ fn resolve(root: &Path, index: &str, module: &str) -> Option<PathBuf> {
             stem.replace('-', "_") == wanted
         })
         .map(|entry| root.join(entry))
+}
+
+/// Without modules.dep (a kernel package unpacked by hand has none), walks
+/// the module tree for `NAME.ko[.*]`.
+fn search(root: &Path, module: &str) -> Option<PathBuf> {
+    if module.contains('/') {
+        return None;
+    }
+    let wanted = module.replace('-', "_");
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some((stem, _)) = name.split_once(".ko") {
+                if stem.replace('-', "_") == wanted {
+                    return Some(path);
+                }
+            }
+        }
+    }
+    None
 }
 
 fn load(path: &Path) {
@@ -123,5 +153,20 @@ mod tests {
             resolve(root, index, "extra/x.ko"),
             Some(root.join("extra/x.ko"))
         );
+    }
+
+    #[test]
+    fn without_modules_dep_the_tree_is_searched() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("kernel/drivers/net");
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::write(net.join("virtio_net.ko"), b"").unwrap();
+        std::fs::write(net.join("tun.ko.xz"), b"").unwrap();
+        assert_eq!(
+            search(dir.path(), "virtio-net"),
+            Some(net.join("virtio_net.ko"))
+        );
+        assert_eq!(search(dir.path(), "tun"), Some(net.join("tun.ko.xz")));
+        assert_eq!(search(dir.path(), "absent"), None);
     }
 }
