@@ -9,6 +9,7 @@ mod control;
 mod exec;
 mod node;
 mod pid1;
+mod remote;
 mod run;
 mod signals;
 
@@ -138,13 +139,13 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
         }
     };
     if !pid1 {
-        let ending = run::supervise(paths, signals, false);
+        let ending = run::supervise(paths, &config, signals, false);
         journal::note(format_args!("stopped ({ending:?})"));
         return ExitCode::SUCCESS;
     }
     // As PID 1 a panic must not end the process: catch it, keep reaping.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run::supervise(paths, signals, true)
+        run::supervise(paths, &config, signals, true)
     }));
     match outcome {
         Ok(ending) => pid1::finish(ending),

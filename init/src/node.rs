@@ -38,6 +38,8 @@ pub struct Node {
     pub socket: PathBuf,
     /// Errors met while loading services, for node.info.
     pub config_errors: usize,
+    /// The RPC API's state for node.info (auth, listeners, key checks).
+    pub posture: RefCell<Value>,
 }
 
 impl Node {
@@ -76,6 +78,38 @@ impl Node {
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
             "service_file_errors": self.config_errors,
+            "rpc": self.posture.borrow().clone(),
         })
+    }
+
+    /// Records the RPC API's state.
+    pub fn set_posture(&self, posture: Value) {
+        *self.posture.borrow_mut() = posture;
+    }
+}
+
+impl rpc::server::Dispatcher for Node {
+    fn call(
+        &self,
+        operator: &rpc::authorized::Operator,
+        method: &str,
+        params: &Value,
+    ) -> Result<svc::api::Reply, svc::api::ApiError> {
+        let info = self.info();
+        match self.runtime.try_borrow_mut() {
+            Ok(mut runtime) => svc::api::call(&mut runtime, operator.role, method, params, &info),
+            Err(_) => Err(svc::api::ApiError {
+                code: svc::api::code::INVALID_REQUEST,
+                message: "busy; try again".into(),
+            }),
+        }
+    }
+
+    fn power(&self, power: Power) {
+        self.request_power(power);
+    }
+
+    fn log(&self, line: String) {
+        svc::journal::note(line);
     }
 }

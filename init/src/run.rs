@@ -11,7 +11,7 @@ use svc::journal;
 use svc::runtime::{Input, Runtime};
 use svc::supervisor::Event;
 
-use crate::config::Paths;
+use crate::config::{NodeConfig, Paths};
 use crate::control;
 use crate::node::{Ending, Node};
 use crate::signals::Signals;
@@ -19,7 +19,7 @@ use crate::signals::Signals;
 /// Loads the services under `paths`, supervises them until a shutdown
 /// signal or request, stops them in reverse order and returns how the node
 /// should end. `signals` must already be blocked.
-pub fn supervise(paths: &Paths, signals: Signals, pid1: bool) -> Ending {
+pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: bool) -> Ending {
     let started = Instant::now();
     let services_dir = paths.services();
     let (services, errors) = match svc::load_dir(&services_dir) {
@@ -48,6 +48,7 @@ pub fn supervise(paths: &Paths, signals: Signals, pid1: bool) -> Ending {
         pid1,
         socket: paths.socket.clone(),
         config_errors: errors.len(),
+        posture: std::cell::RefCell::new(serde_json::Value::Null),
     });
     match control::bind(&paths.socket) {
         Ok(listener) => {
@@ -61,6 +62,7 @@ pub fn supervise(paths: &Paths, signals: Signals, pid1: bool) -> Ending {
             paths.socket.display()
         )),
     }
+    crate::remote::start(paths, config, &node);
     let ending = smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1)));
     let _ = std::fs::remove_file(&paths.socket);
     ending

@@ -1,6 +1,23 @@
-//! Everything spore speaks over the network.
+//! Everything spore speaks over the network: the signed RPC protocol
+//! (see PROTOCOL.md), the node's server, the client library and `sporectl`.
 //!
-//! This crate will hold the wire protocol and its authentication, the node's
-//! RPC server, the client library, the operator CLI `sporectl`, call-home and
-//! the beacon server (see the project's issues for their specifications).
-//! Nothing is implemented here yet.
+//! ```text
+//! frame ─ length-prefixed frames with hard caps
+//! handshake ─ SIGMA-style: X25519 + node Ed25519 signature + operator SSHSIG
+//! session ─ ChaCha20-Poly1305 per direction, implicit counters
+//! authorized ─ operators' keys (OpenSSH authorized_keys) and roles
+//! nodekey ─ the node's Ed25519 identity on disk
+//! agent / identity ─ the operator's signer: key file or ssh-agent
+//! server / client ─ both ends over TCP
+//! ```
+
+pub mod agent;
+pub mod authorized;
+pub mod client;
+pub mod frame;
+pub mod handshake;
+pub mod identity;
+pub mod nodekey;
+pub mod pins;
+pub mod server;
+pub mod session;

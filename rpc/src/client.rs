@@ -1,0 +1,222 @@
+//! The operator's side: connect, check the node's key and signature, prove
+//! who we are, then call methods on the sealed session.
+
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+use smol::future::FutureExt;
+use smol::net::TcpStream;
+use smol::Timer;
+use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+use crate::frame::{read_frame, write_frame, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
+use crate::handshake::{client_check, client_hello, encode_proof, HandshakeError, VERSION};
+use crate::identity::Identity;
+use crate::session::Channel;
+
+/// Which node key to accept.
+#[derive(Debug, Clone)]
+pub enum Pin {
+    /// Exactly this key (given on the command line or by the beacon).
+    Key(VerifyingKey),
+    /// Any key, reported back so the caller can record it (first contact).
+    AcceptAny,
+}
+
+/// Why a call failed; each maps to a distinct exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached.
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    /// The node is not who it should be, or refused us.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The node answered with a JSON-RPC error.
+    #[error("{message} ({code})")]
+    Rpc {
+        /// JSON-RPC error code.
+        code: i64,
+        /// Message.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// 1 RPC error, 3 unreachable, 4 authentication, 5 protocol.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Rpc { .. } => 1,
+            ClientError::Unreachable(_) => 3,
+            ClientError::Auth(_) => 4,
+            ClientError::Protocol(_) => 5,
+        }
+    }
+}
+
+impl From<FrameError> for ClientError {
+    fn from(error: FrameError) -> Self {
+        ClientError::Protocol(error.to_string())
+    }
+}
+
+/// An authenticated session with one node.
+pub struct Session {
+    stream: TcpStream,
+    tx: Channel,
+    rx: Channel,
+    next_id: u64,
+    /// The role the node granted.
+    pub role: String,
+    /// The node's verified identity key.
+    pub node_key: VerifyingKey,
+}
+
+/// Connects to `address`, checks the node against `pin`, authenticates as
+/// `identity`. The whole exchange is bounded by `timeout`.
+pub async fn connect(
+    address: &str,
+    identity: &Identity,
+    pin: &Pin,
+    timeout: Duration,
+) -> Result<Session, ClientError> {
+    async { handshake(address, identity, pin).await }
+        .or(async {
+            Timer::after(timeout).await;
+            Err(ClientError::Unreachable(format!(
+                "no answer from {address} within {timeout:?}"
+            )))
+        })
+        .await
+}
+
+async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Session, ClientError> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| ClientError::Unreachable(format!("{address}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let ephemeral = StaticSecret::random_from_rng(OsRng);
+    let mut nonce = [0u8; 32];
+    OsRng.fill_bytes(&mut nonce);
+    let hello = client_hello(VERSION, &XPublic::from(&ephemeral), &nonce);
+    write_frame(&mut stream, &hello)
+        .await
+        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    let node_hello = read_frame(&mut stream, MAX_HANDSHAKE_FRAME).await?;
+    let pinned = match pin {
+        Pin::Key(key) => Some(key),
+        Pin::AcceptAny => None,
+    };
+    let view = client_check(&hello, &node_hello, &ephemeral, pinned).map_err(|e| match e {
+        HandshakeError::NodeKeyMismatch { .. } | HandshakeError::NodeSignature => {
+            ClientError::Auth(e.to_string())
+        }
+        other => ClientError::Protocol(other.to_string()),
+    })?;
+    let mut tx = Channel::new(&view.keys.c2s);
+    let mut rx = Channel::new(&view.keys.s2c);
+    let signature = identity
+        .sign(&view.client_transcript)
+        .map_err(|e| ClientError::Auth(format!("cannot sign: {e}")))?;
+    let proof = encode_proof(&signature).map_err(ClientError::Protocol)?;
+    let sealed = tx
+        .seal(&proof)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    write_frame(&mut stream, &sealed)
+        .await
+        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+    let answer = read_frame(&mut stream, MAX_HANDSHAKE_FRAME)
+        .await
+        .map_err(|_| ClientError::Auth("the node closed the connection".into()))?;
+    let answer = rx
+        .open(&answer)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let answer: Value =
+        serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    match answer.get("role").and_then(Value::as_str) {
+        Some(role) => Ok(Session {
+            stream,
+            tx,
+            rx,
+            next_id: 1,
+            role: role.to_owned(),
+            node_key: view.node_key,
+        }),
+        None => Err(ClientError::Auth("the node refused our key".into())),
+    }
+}
+
+impl Session {
+    async fn send(&mut self, value: &Value) -> Result<(), ClientError> {
+        let sealed = self
+            .tx
+            .seal(value.to_string().as_bytes())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        write_frame(&mut self.stream, &sealed)
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))
+    }
+
+    async fn receive(&mut self) -> Result<Value, ClientError> {
+        let frame = read_frame(&mut self.stream, MAX_SESSION_FRAME).await?;
+        let plain = self
+            .rx
+            .open(&frame)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Calls `method` and waits for its answer.
+    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+            .await?;
+        let response = self.receive().await?;
+        if response.get("id") != Some(&json!(id)) {
+            return Err(ClientError::Protocol("answer to another request".into()));
+        }
+        if let Some(error) = response.get("error") {
+            return Err(ClientError::Rpc {
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+        Ok(response.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The next notification (e.g. a followed log line).
+    pub async fn notification(&mut self) -> Result<Value, ClientError> {
+        self.receive().await
+    }
+
+    /// Sends raw bytes as a frame without sealing (tests of the node's
+    /// defences only).
+    pub async fn send_raw_frame(&mut self, body: &[u8]) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, body)
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))
+    }
+
+    /// Seals `body` as the next frame and returns it without sending
+    /// (tests: replay and reorder).
+    pub fn seal_next(&mut self, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.tx
+            .seal(body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Reads one frame and opens it (tests).
+    pub async fn receive_value(&mut self) -> Result<Value, ClientError> {
+        self.receive().await
+    }
+}

@@ -1,0 +1,136 @@
+//! The operator's signer: their OpenSSH private key file (asking for the
+//! passphrase on the terminal when it is encrypted) or ssh-agent.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use ssh_key::{Algorithm, HashAlg, PrivateKey, PublicKey, Signature, SshSig};
+
+use crate::agent::Agent;
+use crate::handshake::NAMESPACE;
+
+/// Loading a key or signing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Reading the key file failed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The agent failed.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    /// No usable key anywhere.
+    #[error("{0}")]
+    NoKey(String),
+}
+
+/// Who the operator is.
+pub enum Identity {
+    /// A private key held in memory.
+    File(Box<PrivateKey>),
+    /// A key held by ssh-agent at `socket`.
+    Agent {
+        /// The agent's socket.
+        socket: PathBuf,
+        /// The key to sign with.
+        key: PublicKey,
+    },
+}
+
+impl Identity {
+    /// Reads an OpenSSH private key; an encrypted one asks for its
+    /// passphrase on /dev/tty (never argv, never the environment).
+    pub fn from_file(path: &Path) -> Result<Self, IdentityError> {
+        let fail = |reason: String| IdentityError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let mut key = PrivateKey::from_openssh(text.trim()).map_err(|e| fail(e.to_string()))?;
+        if key.algorithm() != Algorithm::Ed25519 {
+            return Err(fail(format!(
+                "{} keys are not supported; use ssh-ed25519",
+                key.algorithm()
+            )));
+        }
+        if key.is_encrypted() {
+            let passphrase = prompt_passphrase(path)
+                .map_err(|e| fail(format!("cannot read the passphrase: {e}")))?;
+            key = key
+                .decrypt(passphrase.as_bytes())
+                .map_err(|_| fail("wrong passphrase".into()))?;
+        }
+        Ok(Identity::File(Box::new(key)))
+    }
+
+    /// Uses the agent at `socket`: the key matching `preferred` when given
+    /// and held, else its first ssh-ed25519 key.
+    pub fn from_agent(socket: &Path, preferred: Option<&PublicKey>) -> Result<Self, IdentityError> {
+        let keys = Agent::connect(socket)?.ed25519_keys()?;
+        let key = preferred
+            .and_then(|p| keys.iter().find(|k| k.key_data() == p.key_data()))
+            .or_else(|| keys.first())
+            .cloned()
+            .ok_or_else(|| IdentityError::NoKey("ssh-agent holds no ssh-ed25519 key".into()))?;
+        Ok(Identity::Agent {
+            socket: socket.to_owned(),
+            key,
+        })
+    }
+
+    /// The public key.
+    pub fn public(&self) -> PublicKey {
+        match self {
+            Identity::File(key) => key.public_key().clone(),
+            Identity::Agent { key, .. } => key.clone(),
+        }
+    }
+
+    /// An SSHSIG over `message` in the spore namespace.
+    pub fn sign(&self, message: &[u8]) -> Result<SshSig, IdentityError> {
+        match self {
+            Identity::File(key) => key
+                .sign(NAMESPACE, HashAlg::Sha512, message)
+                .map_err(|e| IdentityError::NoKey(e.to_string())),
+            Identity::Agent { socket, key } => {
+                let data = SshSig::signed_data(NAMESPACE, HashAlg::Sha512, message)
+                    .map_err(|e| IdentityError::NoKey(e.to_string()))?;
+                let raw = Agent::connect(socket)?.sign(key.key_data(), &data)?;
+                let signature = Signature::new(Algorithm::Ed25519, raw)
+                    .map_err(|e| IdentityError::NoKey(e.to_string()))?;
+                SshSig::new(
+                    key.key_data().clone(),
+                    NAMESPACE,
+                    HashAlg::Sha512,
+                    signature,
+                )
+                .map_err(|e| IdentityError::NoKey(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Reads a line from /dev/tty with echo off.
+fn prompt_passphrase(path: &Path) -> std::io::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
+    let mut out = &tty;
+    let _ = write!(out, "Enter passphrase for {}: ", path.display());
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
+    let _ = writeln!(out);
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

@@ -1,0 +1,321 @@
+//! The node's side: accept TCP connections, run the handshake under a
+//! deadline, then serve JSON-RPC on the sealed session. Caps bound the
+//! connections in handshake and in all; nothing here can block reaping (it
+//! all runs as tasks on the init's event loop).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+use smol::future::FutureExt;
+use smol::net::{TcpListener, TcpStream};
+use smol::{LocalExecutor, Timer};
+use svc::api::{code, ApiError, Power, Reply};
+use x25519_dalek::StaticSecret;
+
+use crate::authorized::{AuthorizedKeys, Operator};
+use crate::frame::{read_frame, write_frame, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
+use crate::handshake::{node_reply, verify_operator, HandshakeError};
+use crate::nodekey::NodeKey;
+use crate::session::{Channel, SessionError};
+
+/// What the node does with authenticated calls.
+pub trait Dispatcher {
+    /// Runs `method` for `operator` (whose role the method table checks).
+    fn call(&self, operator: &Operator, method: &str, params: &Value) -> Result<Reply, ApiError>;
+    /// Ends the node after a power method was answered.
+    fn power(&self, power: Power);
+    /// Writes a line to the node's log.
+    fn log(&self, line: String);
+}
+
+/// Bounds on what the network may cost the node.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections at once, authenticated or not.
+    pub max_connections: usize,
+    /// Connections still in their handshake.
+    pub max_handshaking: usize,
+    /// Time allowed from accept to the end of the handshake.
+    pub handshake_deadline: Duration,
+    /// Pause before a refusal, so guessing is slow and timing says nothing.
+    pub refusal_delay: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_handshaking: 32,
+            handshake_deadline: Duration::from_secs(10),
+            refusal_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The server's state, shared by its connection tasks.
+pub struct Server {
+    node_key: NodeKey,
+    authorized: RefCell<AuthorizedKeys>,
+    dispatcher: Rc<dyn Dispatcher>,
+    limits: Limits,
+    connections: Cell<usize>,
+    handshaking: Cell<usize>,
+}
+
+/// Why a connection ended early (for the node's log only).
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("handshake not finished within {0:?}")]
+    Deadline(Duration),
+    #[error("key {fingerprint} ({comment}) is not authorized")]
+    Unauthorized {
+        fingerprint: String,
+        comment: String,
+    },
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Server {
+    /// A server with `node_key`, operators from `authorized`, answering
+    /// through `dispatcher`.
+    pub fn new(
+        node_key: NodeKey,
+        authorized: AuthorizedKeys,
+        dispatcher: Rc<dyn Dispatcher>,
+        limits: Limits,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            node_key,
+            authorized: RefCell::new(authorized),
+            dispatcher,
+            limits,
+            connections: Cell::new(0),
+            handshaking: Cell::new(0),
+        })
+    }
+
+    /// Accepts connections on `listener` forever.
+    pub async fn serve(
+        self: Rc<Self>,
+        listener: TcpListener,
+        executor: &'static LocalExecutor<'static>,
+    ) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    self.dispatcher.log(format!("rpc: accept failed: {error}"));
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if self.connections.get() >= self.limits.max_connections
+                || self.handshaking.get() >= self.limits.max_handshaking
+            {
+                self.dispatcher
+                    .log(format!("rpc: refused {peer}: too many connections"));
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.connections.set(self.connections.get() + 1);
+            self.handshaking.set(self.handshaking.get() + 1);
+            let server = self.clone();
+            executor
+                .spawn(async move {
+                    if let Err(failure) = server.connection(stream, peer).await {
+                        server.dispatcher.log(format!("rpc: {peer}: {failure}"));
+                    }
+                    server
+                        .connections
+                        .set(server.connections.get().saturating_sub(1));
+                })
+                .detach();
+        }
+    }
+
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> Result<(), Failure> {
+        let deadline = self.limits.handshake_deadline;
+        let handshake = self
+            .handshake(&mut stream)
+            .or(async {
+                Timer::after(deadline).await;
+                Err(Failure::Deadline(deadline))
+            })
+            .await;
+        self.handshaking
+            .set(self.handshaking.get().saturating_sub(1));
+        let (operator, rx, tx) = handshake?;
+        self.dispatcher.log(format!(
+            "rpc: {peer}: {} ({}) authenticated as {}",
+            operator.fingerprint,
+            operator.comment,
+            role_word(&operator)
+        ));
+        self.session(stream, peer, &operator, rx, tx).await
+    }
+
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+    ) -> Result<(Operator, Channel, Channel), Failure> {
+        let hello = read_frame(stream, MAX_HANDSHAKE_FRAME).await?;
+        let ephemeral = StaticSecret::random_from_rng(OsRng);
+        let mut nonce = [0u8; 32];
+        OsRng.fill_bytes(&mut nonce);
+        let reply = node_reply(&hello, self.node_key.signing_key(), &ephemeral, &nonce)?;
+        write_frame(stream, &reply.hello).await?;
+        let mut rx = Channel::new(&reply.keys.c2s);
+        let mut tx = Channel::new(&reply.keys.s2c);
+        let sealed = read_frame(stream, MAX_HANDSHAKE_FRAME).await?;
+        let proof = rx.open(&sealed)?;
+        let verdict = match verify_operator(&proof, &reply.client_transcript) {
+            Ok(key) => {
+                let mut authorized = self.authorized.borrow_mut();
+                authorized.refresh(&mut |line| self.dispatcher.log(format!("rpc: {line}")));
+                authorized
+                    .find(&key)
+                    .cloned()
+                    .ok_or_else(|| Failure::Unauthorized {
+                        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+                        comment: key.comment().to_owned(),
+                    })
+            }
+            Err(error) => Err(Failure::Handshake(error)),
+        };
+        match verdict {
+            Ok(operator) => {
+                let granted = json!({ "role": role_word(&operator) }).to_string();
+                write_frame(stream, &tx.seal(granted.as_bytes())?).await?;
+                Ok((operator, rx, tx))
+            }
+            Err(failure) => {
+                // One answer for every refusal, after the same pause.
+                Timer::after(self.limits.refusal_delay).await;
+                let refusal = json!({ "error": "access denied" }).to_string();
+                if let Ok(sealed) = tx.seal(refusal.as_bytes()) {
+                    let _ = write_frame(stream, &sealed).await;
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        operator: &Operator,
+        mut rx: Channel,
+        mut tx: Channel,
+    ) -> Result<(), Failure> {
+        loop {
+            let frame = match read_frame(&mut stream, MAX_SESSION_FRAME).await {
+                Ok(frame) => frame,
+                Err(FrameError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(())
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let plain = rx.open(&frame)?;
+            let (id, method, target, outcome) = self.dispatch(operator, &plain);
+            let verdict = match &outcome {
+                Ok(_) => "ok".to_owned(),
+                Err(error) => format!("error {} {}", error.code, error.message),
+            };
+            self.dispatcher.log(format!(
+                "rpc audit: {} ({}) from {peer}: {method}{} -> {verdict}",
+                operator.fingerprint,
+                operator.comment,
+                target.map(|t| format!(" {t}")).unwrap_or_default()
+            ));
+            match outcome {
+                Ok(Reply::Value(result)) => {
+                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?
+                }
+                Ok(Reply::Power(power, result)) => {
+                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
+                    self.dispatcher.power(power);
+                }
+                Ok(Reply::Follow { result, lines }) => {
+                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
+                    while let Ok(line) = lines.recv().await {
+                        let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": svc::api::line_json(&line) });
+                        send(&mut stream, &mut tx, &note).await?;
+                    }
+                    return Ok(());
+                }
+                Err(error) => send(&mut stream, &mut tx, &response(id, Err(error))).await?,
+            }
+        }
+    }
+
+    /// Parses one request and runs it; returns id, method, target and outcome.
+    fn dispatch(
+        &self,
+        operator: &Operator,
+        plain: &[u8],
+    ) -> (Value, String, Option<String>, Result<Reply, ApiError>) {
+        let request: Value = match serde_json::from_slice(plain) {
+            Ok(value) => value,
+            Err(error) => {
+                let error = ApiError {
+                    code: code::PARSE_ERROR,
+                    message: format!("invalid JSON: {error}"),
+                };
+                return (Value::Null, "-".into(), None, Err(error));
+            }
+        };
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let method = request
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (Some(method), Some("2.0")) = (method, request.get("jsonrpc").and_then(Value::as_str))
+        else {
+            let error = ApiError {
+                code: code::INVALID_REQUEST,
+                message: "not a JSON-RPC 2.0 request".into(),
+            };
+            return (id, "-".into(), None, Err(error));
+        };
+        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        let target = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let outcome = self.dispatcher.call(operator, &method, &params);
+        (id, method, target, outcome)
+    }
+}
+
+fn role_word(operator: &Operator) -> &'static str {
+    match operator.role {
+        svc::api::Role::Admin => "admin",
+        svc::api::Role::Reader => "reader",
+    }
+}
+
+fn response(id: Value, outcome: Result<Value, ApiError>) -> Value {
+    match outcome {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error.to_json() }),
+    }
+}
+
+async fn send(stream: &mut TcpStream, tx: &mut Channel, value: &Value) -> Result<(), Failure> {
+    let sealed = tx.seal(value.to_string().as_bytes())?;
+    write_frame(stream, &sealed).await?;
+    Ok(())
+}
