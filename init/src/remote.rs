@@ -67,12 +67,18 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     }
     let fingerprint = key.fingerprint();
     let public = key.openssh_public();
-    let server = Server::new(
-        key,
-        authorized,
-        node.clone() as Rc<dyn Dispatcher>,
-        Limits::default(),
-    );
+    let mut limits = Limits::default();
+    if let Some(ms) = config
+        .rpc
+        .as_ref()
+        .and_then(|rpc| rpc.get("handshake_timeout_ms"))
+        .and_then(|v| v.as_integer())
+        .and_then(|ms| u64::try_from(ms).ok())
+        .filter(|ms| *ms > 0)
+    {
+        limits.handshake_deadline = std::time::Duration::from_millis(ms);
+    }
+    let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
     let mut bound: Vec<Value> = Vec::new();
     for address in &addresses {
         if address == "mycelium" {

@@ -1,0 +1,581 @@
+//! Signed RPC against a real `spore run` on loopback, with operator keys
+//! made by the real `ssh-keygen`: what is allowed works, and every attack
+//! is refused with nothing changed on the node.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::Spore;
+use rand_core::{OsRng, RngCore};
+use rpc::client::{connect, ClientError, Pin};
+use rpc::handshake::{client_check, client_hello, encode_proof, VERSION};
+use rpc::identity::Identity;
+use serde_json::{json, Value};
+use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+fn sporectl_bin() -> PathBuf {
+    let path = Path::new(common::spore_bin()).with_file_name("sporectl");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn fingerprint(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+struct Fleet {
+    spore: Spore,
+    keys: PathBuf,
+    address: String,
+    node_key: String,
+}
+
+/// A node with operators `admin` and `reader` (role=reader) and a running
+/// service `web`; `stranger` has a key nobody authorized.
+fn node() -> Fleet {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for name in ["admin", "reader", "stranger"] {
+        keygen(&keys.join(name), &format!("{name}@test"));
+    }
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("services")).unwrap();
+    let admin = std::fs::read_to_string(keys.join("admin.pub")).unwrap();
+    let reader = std::fs::read_to_string(keys.join("reader.pub")).unwrap();
+    std::fs::write(
+        etc.join("authorized_keys"),
+        format!("{admin}role=reader {reader}"),
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("spore.toml"),
+        format!("[rpc]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_ms = 2000\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("services/web.toml"),
+        "[service]\nname = \"web\"\nexec = \"/bin/sh -c 'echo web says hello; exec sleep 1000'\"\n",
+    )
+    .unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_for("the RPC listener", Duration::from_secs(10), |s| {
+        s.stderr().contains("rpc: listening on")
+    });
+    spore.wait_state("web", "ready");
+    let out = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(spore.path("state/node_key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the node key is an OpenSSH key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    Fleet {
+        keys: spore.path("keys"),
+        spore,
+        address: format!("127.0.0.1:{port}"),
+        node_key,
+    }
+}
+
+impl Fleet {
+    fn sporectl(&self, key: &str, args: &[&str]) -> Output {
+        Command::new(sporectl_bin())
+            .args([
+                "--node",
+                &self.address,
+                "--node-key",
+                &self.node_key,
+                "--identity",
+            ])
+            .arg(self.keys.join(key))
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    }
+
+    fn identity(&self, key: &str) -> Identity {
+        Identity::from_file(&self.keys.join(key)).unwrap()
+    }
+
+    fn pin(&self) -> Pin {
+        Pin::Key(rpc::nodekey::parse_openssh_public(&self.node_key).unwrap())
+    }
+
+    /// The web service's pid: unchanged means nothing happened to it.
+    fn web_pid(&self) -> i64 {
+        self.spore
+            .call("service.status", json!({ "name": "web" }))
+            .unwrap()["pid"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn admin_key_lists_reads_logs_stops_and_starts() {
+    let fleet = node();
+    let list = fleet.sporectl("admin", &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(stdout(&list)
+        .lines()
+        .any(|l| l.starts_with("web") && l.contains("ready")));
+    let logs = fleet.sporectl("admin", &["logs", "web"]);
+    assert!(
+        stdout(&logs).contains("stdout web says hello"),
+        "{}",
+        stdout(&logs)
+    );
+    let stop = fleet.sporectl("admin", &["stop", "web"]);
+    assert!(stop.status.success());
+    fleet.spore.wait_state("web", "stopped");
+    let start = fleet.sporectl("admin", &["start", "web"]);
+    assert!(start.status.success());
+    fleet.spore.wait_state("web", "ready");
+    let info = fleet.sporectl("admin", &["--json", "info"]);
+    let info: Value = serde_json::from_str(&stdout(&info)).unwrap();
+    assert_eq!(info["rpc"]["auth"], true);
+    assert_eq!(
+        info["rpc"]["node_key_fingerprint"],
+        fingerprint(&fleet.spore.path("state/node_key"))
+    );
+    // Audit: one line per call with the caller's fingerprint as ssh-keygen prints it.
+    let admin = fingerprint(&fleet.keys.join("admin.pub"));
+    let log = fleet.spore.stderr();
+    assert!(
+        log.contains(&format!("rpc audit: {admin} (admin@test) from 127.0.0.1:")),
+        "{log}"
+    );
+    assert!(log.contains(": service.stop web -> ok"), "{log}");
+}
+
+#[test]
+fn reader_can_list_but_not_stop() {
+    let fleet = node();
+    let pid = fleet.web_pid();
+    assert!(fleet.sporectl("reader", &["list"]).status.success());
+    let stop = fleet.sporectl("reader", &["stop", "web"]);
+    assert_eq!(stop.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stop.stderr).contains("needs the admin role"));
+    assert_eq!(fleet.web_pid(), pid);
+}
+
+#[test]
+fn unknown_key_is_refused_with_little_said_and_the_reason_logged() {
+    let fleet = node();
+    let pid = fleet.web_pid();
+    let out = fleet.sporectl("stranger", &["stop", "web"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "auth failure has its own exit code"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the node refused our key"));
+    let stranger = fingerprint(&fleet.keys.join("stranger.pub"));
+    assert!(fleet.spore.stderr().contains(&format!("key {stranger}")));
+    assert_eq!(fleet.web_pid(), pid);
+}
+
+#[test]
+fn wrong_node_pin_is_refused_before_we_authenticate() {
+    let fleet = node();
+    let other = std::fs::read_to_string(fleet.keys.join("stranger.pub")).unwrap();
+    let out = Command::new(sporectl_bin())
+        .args([
+            "--node",
+            &fleet.address,
+            "--node-key",
+            other.trim(),
+            "--identity",
+        ])
+        .arg(fleet.keys.join("admin"))
+        .args(["stop", "web"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the pinned"));
+    assert!(
+        !fleet.spore.stderr().contains("authenticated as"),
+        "we never proved who we are to an impostor"
+    );
+    assert_eq!(fleet.spore.state("web"), "ready");
+}
+
+#[test]
+fn unreachable_node_has_its_own_exit_code() {
+    let fleet = node();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(sporectl_bin())
+        .args([
+            "--node",
+            &format!("127.0.0.1:{port}"),
+            "--node-key",
+            &fleet.node_key,
+            "--identity",
+        ])
+        .arg(fleet.keys.join("admin"))
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
+
+/// Runs a handshake up to the operator proof by hand; returns the stream,
+/// the transcript hash to sign, and the sealing channel.
+fn half_handshake(fleet: &Fleet) -> (TcpStream, [u8; 32], rpc::session::Channel) {
+    let mut stream = TcpStream::connect(&fleet.address).unwrap();
+    let ephemeral = StaticSecret::random_from_rng(OsRng);
+    let mut nonce = [0u8; 32];
+    OsRng.fill_bytes(&mut nonce);
+    let hello = client_hello(VERSION, &XPublic::from(&ephemeral), &nonce);
+    write_frame(&mut stream, &hello);
+    let node_hello = read_frame(&mut stream).unwrap();
+    let pinned = rpc::nodekey::parse_openssh_public(&fleet.node_key).unwrap();
+    let view = client_check(&hello, &node_hello, &ephemeral, Some(&pinned)).unwrap();
+    let tx = rpc::session::Channel::new(&view.keys.c2s);
+    (stream, view.client_transcript, tx)
+}
+
+fn write_frame(stream: &mut TcpStream, body: &[u8]) {
+    stream
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(body).unwrap();
+}
+
+fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+/// True when the node closed the connection (EOF or reset) within 10 s.
+fn closed_by_node(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[test]
+fn signature_over_another_sessions_transcript_is_refused() {
+    let fleet = node();
+    let identity = fleet.identity("admin");
+    let (_first, first_transcript, _) = half_handshake(&fleet);
+    let (mut second, _second_transcript, mut tx) = half_handshake(&fleet);
+    // A valid signature by an authorized key — over the other session.
+    let proof = encode_proof(&identity.sign(&first_transcript).unwrap()).unwrap();
+    write_frame(&mut second, &tx.seal(&proof).unwrap());
+    assert!(read_frame(&mut second).is_some(), "one sealed refusal");
+    assert!(closed_by_node(&mut second), "then the node hangs up");
+    fleet
+        .spore
+        .wait_for("the refusal to be logged", Duration::from_secs(10), |s| {
+            s.stderr().contains("operator signature invalid")
+        });
+    assert!(!fleet.spore.stderr().contains("authenticated as"));
+}
+
+#[test]
+fn replayed_reordered_flipped_and_truncated_frames_change_nothing() {
+    let fleet = node();
+    let pid = fleet.web_pid();
+    smol::block_on(async {
+        // Replay: a stop that was executed once cannot be executed again.
+        let mut session = connect(
+            &fleet.address,
+            &fleet.identity("admin"),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let restart = json!({ "jsonrpc": "2.0", "id": 1, "method": "service.restart", "params": { "name": "web" } });
+        let frame = session.seal_next(restart.to_string().as_bytes()).unwrap();
+        session.send_raw_frame(&frame).await.unwrap();
+        let answer = session.receive_value().await.unwrap();
+        assert_eq!(answer["result"]["name"], "web");
+        session.send_raw_frame(&frame).await.unwrap();
+        assert!(
+            session.receive_value().await.is_err(),
+            "the replay must end the session"
+        );
+    });
+    fleet.spore.wait_state("web", "ready");
+    let after_one_restart = fleet.web_pid();
+    assert_ne!(after_one_restart, pid, "the genuine restart happened");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        fleet.web_pid(),
+        after_one_restart,
+        "the replay restarted nothing"
+    );
+    assert!(fleet.spore.stderr().contains("failed authentication"));
+
+    smol::block_on(async {
+        // Reorder: the second frame arrives first.
+        let mut session = connect(
+            &fleet.address,
+            &fleet.identity("admin"),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let stop = json!({ "jsonrpc": "2.0", "id": 1, "method": "service.stop", "params": { "name": "web" } });
+        let _first = session
+            .seal_next(b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"node.info\"}")
+            .unwrap();
+        let second = session.seal_next(stop.to_string().as_bytes()).unwrap();
+        session.send_raw_frame(&second).await.unwrap();
+        assert!(session.receive_value().await.is_err());
+
+        // A flipped bit.
+        let mut session = connect(
+            &fleet.address,
+            &fleet.identity("admin"),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let mut frame = session.seal_next(stop.to_string().as_bytes()).unwrap();
+        frame[5] ^= 0x10;
+        session.send_raw_frame(&frame).await.unwrap();
+        assert!(session.receive_value().await.is_err());
+    });
+    // A truncated frame: the header promises more than ever arrives.
+    let (mut stream, transcript, mut tx) = half_handshake(&fleet);
+    let proof = encode_proof(&fleet.identity("admin").sign(&transcript).unwrap()).unwrap();
+    write_frame(&mut stream, &tx.seal(&proof).unwrap());
+    assert!(read_frame(&mut stream).is_some(), "authenticated");
+    let stop =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "service.stop", "params": { "name": "web" } });
+    let sealed = tx.seal(stop.to_string().as_bytes()).unwrap();
+    stream
+        .write_all(&(sealed.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&sealed[..sealed.len() / 2]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(closed_by_node(&mut stream));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fleet.spore.state("web"), "ready");
+    assert_eq!(fleet.web_pid(), after_one_restart);
+}
+
+#[test]
+fn oversize_length_and_data_before_handshake_and_downgrade_are_refused() {
+    let fleet = node();
+    // 0xFFFFFFFF: refused before allocating; the connection just ends.
+    let mut stream = TcpStream::connect(&fleet.address).unwrap();
+    stream.write_all(&[0xff; 4]).unwrap();
+    assert!(closed_by_node(&mut stream));
+    // A JSON-RPC request where the client hello belongs.
+    let mut stream = TcpStream::connect(&fleet.address).unwrap();
+    let request =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "service.stop", "params": { "name": "web" } });
+    write_frame(&mut stream, request.to_string().as_bytes());
+    assert!(closed_by_node(&mut stream));
+    // Version 0: a downgrade below what the node accepts.
+    let mut stream = TcpStream::connect(&fleet.address).unwrap();
+    let ephemeral = StaticSecret::random_from_rng(OsRng);
+    write_frame(
+        &mut stream,
+        &client_hello(0, &XPublic::from(&ephemeral), &[1; 32]),
+    );
+    assert!(
+        read_frame(&mut stream).is_none(),
+        "no node hello for a downgraded client"
+    );
+    fleet
+        .spore
+        .wait_for("the refusals to be logged", Duration::from_secs(10), |s| {
+            let log = s.stderr();
+            log.contains("exceeds the 16384-byte limit")
+                && log.contains("malformed client hello")
+                && log.contains("protocol version 0 refused")
+        });
+    assert_eq!(fleet.spore.state("web"), "ready");
+}
+
+#[test]
+fn slow_client_is_cut_off_at_the_handshake_deadline() {
+    let fleet = node();
+    let mut stream = TcpStream::connect(&fleet.address).unwrap();
+    let ephemeral = StaticSecret::random_from_rng(OsRng);
+    let hello = client_hello(VERSION, &XPublic::from(&ephemeral), &[2; 32]);
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    let started = Instant::now();
+    let mut cut_off = false;
+    for byte in frame {
+        if stream.write_all(&[byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if started.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    assert!(cut_off || closed_by_node(&mut stream));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut off long before the whole hello was sent"
+    );
+    fleet
+        .spore
+        .wait_for("the deadline to be logged", Duration::from_secs(10), |s| {
+            s.stderr().contains("handshake not finished within 2s")
+        });
+    assert_eq!(fleet.spore.state("web"), "ready");
+}
+
+#[test]
+fn unknown_method_returns_32601() {
+    let fleet = node();
+    smol::block_on(async {
+        let mut session = connect(
+            &fleet.address,
+            &fleet.identity("admin"),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        match session.call("service.frobnicate", json!({})).await {
+            Err(ClientError::Rpc { code, .. }) => assert_eq!(code, -32601),
+            other => panic!("expected -32601, got {other:?}"),
+        }
+        // The session survives an RPC error.
+        let list = session.call("service.list", json!({})).await.unwrap();
+        assert_eq!(list[0]["name"], "web");
+    });
+}
+
+#[test]
+fn signing_through_a_real_ssh_agent_works() {
+    let fleet = node();
+    let socket = fleet.spore.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let add = Command::new("ssh-add")
+        .arg(fleet.keys.join("admin"))
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    // No --identity and a HOME without keys: the agent is the only signer.
+    let home = fleet.spore.path("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(sporectl_bin())
+        .args([
+            "--node",
+            &fleet.address,
+            "--node-key",
+            &fleet.node_key,
+            "list",
+        ])
+        .env("SSH_AUTH_SOCK", &socket)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = fingerprint(&fleet.keys.join("admin.pub"));
+    assert!(fleet
+        .spore
+        .stderr()
+        .contains(&format!("{admin} (admin@test) authenticated as admin")));
+}
