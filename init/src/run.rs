@@ -39,7 +39,11 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         errors.len()
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
-    let (runtime, inputs) = Runtime::new(services, executor);
+    let (mut runtime, inputs) = Runtime::new(services, executor);
+    runtime.set_files(svc::runtime::Files {
+        services: services_dir.clone(),
+        secrets: paths.state_dir.join("secrets"),
+    });
     let node = Rc::new(Node {
         runtime: std::cell::RefCell::new(runtime),
         ending: std::cell::Cell::new(None),

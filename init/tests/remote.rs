@@ -24,16 +24,20 @@ use rpc::identity::Identity;
 use serde_json::{json, Value};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
+/// sporectl, built from the current source once per test run (it belongs
+/// to the rpc package, so cargo does not build it for spore's tests).
 fn sporectl_bin() -> PathBuf {
-    let path = Path::new(common::spore_bin()).with_file_name("sporectl");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building sporectl failed");
+            Path::new(common::spore_bin()).with_file_name("sporectl")
+        })
+        .clone()
 }
 
 fn keygen(path: &Path, comment: &str) {
@@ -578,4 +582,180 @@ fn signing_through_a_real_ssh_agent_works() {
         .spore
         .stderr()
         .contains(&format!("{admin} (admin@test) authenticated as admin")));
+}
+
+#[test]
+fn admin_deploys_starts_reads_logs_stops_and_removes_a_service() {
+    let fleet = node();
+    let file = fleet.spore.path("hello.toml");
+    std::fs::write(
+        &file,
+        "[service]\nname = \"hello\"\nexec = \"/bin/sh -c 'echo deployed and running; exec sleep 1000'\"\n",
+    )
+    .unwrap();
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = fleet.spore.path("etc/services/hello.toml");
+    assert_eq!(
+        std::fs::read(&written).unwrap(),
+        std::fs::read(&file).unwrap(),
+        "persisted as sent"
+    );
+    fleet.spore.wait_state("hello", "ready");
+    fleet
+        .spore
+        .wait_for("its output", Duration::from_secs(10), |_| {
+            stdout(&fleet.sporectl("admin", &["logs", "hello"])).contains("deployed and running")
+        });
+    assert!(fleet.sporectl("admin", &["stop", "hello"]).status.success());
+    fleet.spore.wait_state("hello", "stopped");
+    assert!(fleet
+        .sporectl("admin", &["start", "hello"])
+        .status
+        .success());
+    fleet.spore.wait_state("hello", "ready");
+    // Removing a service others need is refused; removing this one works.
+    let web_user = fleet.spore.path("user.toml");
+    std::fs::write(
+        &web_user,
+        "[service]\nname = \"user\"\nexec = \"sleep 1000\"\n[dependencies]\nafter = [\"hello\"]\n",
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", web_user.to_str().unwrap()])
+        .status
+        .success());
+    let refused = fleet.sporectl("admin", &["remove", "hello"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("user"),
+        "names who uses it"
+    );
+    assert!(fleet
+        .sporectl("admin", &["remove", "user"])
+        .status
+        .success());
+    assert!(fleet
+        .sporectl("admin", &["remove", "hello"])
+        .status
+        .success());
+    assert!(!written.exists());
+    let gone = fleet
+        .spore
+        .call("service.status", json!({ "name": "hello" }))
+        .unwrap_err();
+    assert_eq!(gone["code"], -32004);
+}
+
+#[test]
+fn invalid_deploy_is_refused_whole_and_changes_nothing() {
+    let fleet = node();
+    let cases = [
+        ("typo", "[service]\nname = \"typo\"\nexec = \"sleep 1\"\n[dependencies]\nrequire = [\"web\"]\n", "did you mean `requires`"),
+        ("lost", "[service]\nname = \"lost\"\nexec = \"sleep 1\"\n[dependencies]\nrequires = [\"ghost\"]\n", "`ghost`"),
+        ("web", "[service]\nname = \"web\"\nexec = \"\"\n", "`exec` in [service] is empty"),
+    ];
+    let before = std::fs::read(fleet.spore.path("etc/services/web.toml")).unwrap();
+    let pid = fleet.web_pid();
+    for (name, text, expected) in cases {
+        let file = fleet.spore.path(&format!("{name}-candidate.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(expected) && stderr.contains("-32010"),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(!fleet.spore.path("etc/services/typo.toml").exists());
+    assert!(!fleet.spore.path("etc/services/lost.toml").exists());
+    assert_eq!(
+        std::fs::read(fleet.spore.path("etc/services/web.toml")).unwrap(),
+        before
+    );
+    assert_eq!(fleet.web_pid(), pid);
+    let reader = fleet.sporectl(
+        "reader",
+        &[
+            "deploy",
+            fleet.spore.path("typo-candidate.toml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(reader.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&reader.stderr).contains("needs the admin role"));
+}
+
+#[test]
+fn secrets_reach_services_and_never_the_log_or_the_wire_back() {
+    let fleet = node();
+    let secret = "s3cr3t-value-7f1d";
+    let mut child = Command::new(sporectl_bin())
+        .args([
+            "--node",
+            &fleet.address,
+            "--node-key",
+            &fleet.node_key,
+            "--identity",
+        ])
+        .arg(fleet.keys.join("admin"))
+        .args(["secret", "set", "db-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout(&out).contains(secret));
+    let stored = fleet.spore.path("state/secrets/db-password");
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), secret);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let list = fleet.sporectl("admin", &["secret", "list"]);
+    assert_eq!(stdout(&list).trim(), "db-password");
+    let seen = fleet.spore.path("seen");
+    let file = fleet.spore.path("db.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[service]\nname = \"db\"\nexec = \"/bin/sh -c 'printf %s \\\"$DB_PASSWORD\\\" > {}; exec sleep 1000'\"\n\n[secrets]\nDB_PASSWORD = \"db-password\"\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", file.to_str().unwrap()])
+        .status
+        .success());
+    fleet.spore.wait_for(
+        "the service to see its secret",
+        Duration::from_secs(10),
+        |_| std::fs::read_to_string(&seen).unwrap_or_default() == secret,
+    );
+    assert!(
+        !fleet.spore.stderr().contains(secret),
+        "a secret reached the node's log"
+    );
+    let status = fleet.sporectl("admin", &["--json", "status", "db"]);
+    assert!(!stdout(&status).contains(secret));
+    let reader = fleet.sporectl("reader", &["secret", "list"]);
+    assert_eq!(reader.status.code(), Some(1));
 }

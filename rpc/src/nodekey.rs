@@ -3,8 +3,7 @@
 //! no Debug, no Display.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -137,7 +136,7 @@ impl NodeKey {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;
-        write_private_atomically(path, text.as_bytes()).map_err(io)?;
+        svc::atomic::write_atomically(path, text.as_bytes(), 0o600).map_err(io)?;
         Ok(Self { signing })
     }
 
@@ -211,47 +210,6 @@ fn check_file(path: &Path, meta: &fs::Metadata) -> Result<(), NodeKeyError> {
         });
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` as a 0600 file: temp file, fsync, rename, fsync
-/// of the directory, so a crash leaves the old file or the new one.
-pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode_0700()
-        .create(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
-trait DirMode {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-
-impl DirMode for fs::DirBuilder {
-    fn mode_0700(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
-    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,14 @@ pub mod code {
     pub const NO_SUCH_SERVICE: i64 = -32004;
     /// The node is shutting down and takes no new work.
     pub const SHUTTING_DOWN: i64 = -32005;
+    /// Other services depend on the one to remove.
+    pub const IN_USE: i64 = -32006;
+    /// A deployed service file does not validate.
+    pub const INVALID_SERVICE: i64 = -32010;
+    /// The node keeps no files (deploy and secrets are off).
+    pub const NO_STORE: i64 = -32011;
+    /// Writing or deleting a file failed.
+    pub const STORAGE: i64 = -32012;
 }
 
 /// A JSON-RPC error: a code and a message for people.
@@ -151,6 +159,20 @@ pub const METHODS: &[MethodSpec] = &[
         role: Role::Reader,
     },
     MethodSpec {
+        name: "service.deploy",
+        summary: "Add or replace a service from its TOML text: validated whole against the others, written atomically, started when its status is start (or `start` is true)",
+        params: &[("toml", "string", true), ("start", "boolean", false)],
+        role: Role::Admin,
+    },
+    MethodSpec { name: "service.remove", summary: "Stop a service, then delete its file", params: &[NAME], role: Role::Admin },
+    MethodSpec {
+        name: "secret.set",
+        summary: "Store a secret (0600 under the state directory; never echoed or logged)",
+        params: &[NAME, ("value", "string", true)],
+        role: Role::Admin,
+    },
+    MethodSpec { name: "secret.list", summary: "The names of stored secrets", params: &[], role: Role::Admin },
+    MethodSpec {
         name: "node.reboot",
         summary: "Stop every service in order, then reboot",
         params: &[],
@@ -262,6 +284,36 @@ pub fn call(
             return Ok(Reply::Power(power, json!({ "accepted": true })));
         }
         "rpc.discover" => discover(),
+        "service.deploy" => {
+            if shutting_down {
+                return Err(ApiError::new(
+                    code::SHUTTING_DOWN,
+                    "the node is shutting down",
+                ));
+            }
+            let text = params
+                .get("toml")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let start = params.get("start").and_then(Value::as_bool) == Some(true);
+            deploy(runtime, text, start)?
+        }
+        "service.remove" => {
+            let name = service_name(runtime, &params)?;
+            remove(runtime, &name)?
+        }
+        "secret.set" => {
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let value = params
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            set_secret(runtime, name, value)?
+        }
+        "secret.list" => list_secrets(runtime)?,
         _ => {
             return Err(ApiError::new(
                 code::METHOD_NOT_FOUND,
@@ -270,6 +322,151 @@ pub fn call(
         }
     };
     Ok(Reply::Value(value))
+}
+
+fn store(runtime: &Runtime) -> Result<crate::runtime::Files, ApiError> {
+    runtime.files().cloned().ok_or_else(|| {
+        ApiError::new(
+            code::NO_STORE,
+            "this node keeps no service files or secrets",
+        )
+    })
+}
+
+/// The `name` of a service or target file, read loosely before validation.
+fn declared_name(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let head = table.get("service").or_else(|| table.get("target"))?;
+    head.get("name")?.as_str().map(str::to_owned)
+}
+
+fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiError> {
+    let files = store(runtime)?;
+    let invalid = |message: String| ApiError::new(code::INVALID_SERVICE, message);
+    let name = declared_name(text)
+        .ok_or_else(|| invalid("the text has no [service] or [target] name".into()))?;
+    if !crate::parse::is_valid_name(&name) {
+        return Err(invalid(format!("invalid service name `{name}`")));
+    }
+    let path = files.services.join(format!("{name}.toml"));
+    let service =
+        crate::parse::parse_service(&path, text).map_err(|errors| invalid(join_errors(&errors)))?;
+    // Valid alone; now valid among the others (dependencies exist, no cycle)?
+    let mut all: Vec<crate::service::Service> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .filter(|s| s.name != name)
+        .cloned()
+        .collect();
+    all.push(service.clone());
+    let report = crate::load::check_together(all, Vec::new(), std::collections::HashSet::new());
+    if !report.errors.is_empty() {
+        return Err(invalid(join_errors(&report.errors)));
+    }
+    crate::atomic::write_atomically(&path, text.as_bytes(), 0o644).map_err(|e| {
+        ApiError::new(
+            code::STORAGE,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    crate::journal::note(format_args!("{name}: deployed to {}", path.display()));
+    runtime.deploy(service);
+    if start {
+        runtime.feed(Event::Start(name.clone()));
+    }
+    Ok(runtime
+        .get(&name)
+        .map(|v| summary(&v, Instant::now()))
+        .unwrap_or(Value::Null))
+}
+
+fn join_errors(errors: &[crate::error::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn remove(runtime: &mut Runtime, name: &str) -> Result<Value, ApiError> {
+    let users: Vec<String> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .filter(|s| {
+            let d = &s.dependencies;
+            d.requires
+                .iter()
+                .chain(&d.after)
+                .chain(&d.conflicts)
+                .any(|r| r.name == name)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            code::IN_USE,
+            format!(
+                "{name} is named in requires/after/conflicts of {}; change those first",
+                users.join(", ")
+            ),
+        ));
+    }
+    let file = runtime.get(name).map(|v| v.service.file.clone());
+    runtime.feed(Event::Remove(name.to_owned()));
+    if let Some(file) = file {
+        match crate::atomic::remove_durably(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(ApiError::new(
+                    code::STORAGE,
+                    format!("stopped, but cannot delete {}: {error}", file.display()),
+                ))
+            }
+        }
+    }
+    crate::journal::note(format_args!("{name}: removed"));
+    Ok(json!({ "name": name, "removed": true }))
+}
+
+/// Longest secret accepted.
+const MAX_SECRET: usize = 64 * 1024;
+
+fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Value, ApiError> {
+    let files = store(runtime)?;
+    if !crate::parse::is_valid_name(name) {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("invalid secret name `{name}`"),
+        ));
+    }
+    if value.len() > MAX_SECRET {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("a secret holds at most {MAX_SECRET} bytes"),
+        ));
+    }
+    let path = files.secrets.join(name);
+    crate::atomic::write_atomically(&path, value.as_bytes(), 0o600)
+        .map_err(|e| ApiError::new(code::STORAGE, format!("cannot store secret {name}: {e}")))?;
+    Ok(json!({ "name": name, "stored": true }))
+}
+
+fn list_secrets(runtime: &Runtime) -> Result<Value, ApiError> {
+    let files = store(runtime)?;
+    let mut names: Vec<String> = std::fs::read_dir(&files.secrets)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    Ok(json!(names))
 }
 
 /// One log line as JSON.

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod api;
+pub mod atomic;
 pub mod error;
 pub mod exec;
 pub mod graph;

@@ -51,7 +51,14 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         (None, None) => {
             top.ctx().error(&(0..0), ErrorKind::NoServiceSection);
             // The other sections are fine by themselves; do not call them unknown.
-            for section in ["dependencies", "lifecycle", "health", "actions", "logging"] {
+            for section in [
+                "dependencies",
+                "lifecycle",
+                "health",
+                "actions",
+                "logging",
+                "secrets",
+            ] {
                 top.value(section);
             }
             return None;
@@ -147,6 +154,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         health.extend(read_action(&mut action));
         action.finish();
     }
+    let secrets = read_secrets(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -186,7 +194,35 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         lifecycle,
         health,
         logging,
+        secrets,
     })
+}
+
+/// `[secrets]`: `ENV_NAME = "secret-name"`.
+fn read_secrets(top: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
+    let Some(mut section) = top.table("secrets") else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in section.scalar_entries() {
+        if key.value.is_empty() || key.value.contains(['=', '\0']) {
+            section.out_of_range(
+                "secrets",
+                &key.span,
+                "variable names must be non-empty and contain no `=` or NUL",
+            );
+        } else if !is_valid_name(&value) {
+            section.out_of_range(
+                "secrets",
+                &key.span,
+                "values must be secret names (letters, digits, `-`, `_`, `.`)",
+            );
+        } else {
+            out.insert(key.value, value);
+        }
+    }
+    section.finish();
+    out
 }
 
 /// True when `name` can be a file name and a word in a plan.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::exec::Command;
 
 /// One service, loaded from `NAME.toml` and valid on its own.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
     /// Unique name; equals the file's stem.
     pub name: String,
@@ -45,6 +45,10 @@ pub struct Service {
     pub health: Vec<HealthCheck>,
     /// Where output goes.
     pub logging: Logging,
+    /// `[secrets]`: environment variable → secret name; each secret stored
+    /// with `secret.set` is read at every start and handed over in that
+    /// variable.
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// What sort of unit a service is.

@@ -23,6 +23,10 @@ commands:
   status NAME               one service in detail
   start|stop|restart NAME   change a service
   logs NAME [-n N] [-f]     its output (follow with -f)
+  deploy FILE [--start]     add or replace the service in FILE (validated whole)
+  remove NAME               stop a service and delete its file
+  secret set NAME [--file F] store a secret read from F or stdin (never argv)
+  secret list               names of stored secrets
   reboot | poweroff         stop every service in order, then reboot / power off
   discover                  the node's OpenRPC document
 defaults: --node 127.0.0.1:9999; identity: ssh-agent ($SSH_AUTH_SOCK) else
@@ -40,6 +44,9 @@ struct Options {
     name: Option<String>,
     lines: u64,
     follow: bool,
+    start: bool,
+    file: Option<PathBuf>,
+    extra: Option<String>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -56,6 +63,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         name: None,
         lines: 100,
         follow: false,
+        start: false,
+        file: None,
+        extra: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -68,14 +78,25 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Short('f') | Long("follow") => options.follow = true,
             Short('n') | Long("lines") => options.lines = parser.value()?.parse()?,
             Long("help") | Short('h') => return Err("help".into()),
+            Long("start") => options.start = true,
+            Long("file") => options.file = Some(parser.value()?.into()),
             Value(value) if options.command.is_empty() => options.command = value.string()?,
             Value(value) if options.name.is_none() => options.name = Some(value.string()?),
+            Value(value) if options.command == "secret" && options.extra.is_none() => {
+                options.extra = Some(value.string()?)
+            }
             other => return Err(other.unexpected()),
         }
     }
+    if options.command == "secret" {
+        return match (options.name.as_deref(), options.extra.is_some()) {
+            (Some("set"), true) | (Some("list"), false) => Ok(options),
+            _ => Err("usage: secret set NAME [--file F] | secret list".into()),
+        };
+    }
     let needs_name = matches!(
         options.command.as_str(),
-        "status" | "start" | "stop" | "restart" | "logs"
+        "status" | "start" | "stop" | "restart" | "logs" | "deploy" | "remove"
     );
     let known = needs_name
         || matches!(
@@ -159,7 +180,58 @@ async fn run(options: &Options) -> Result<(), ClientError> {
         );
     }
     let name = options.name.clone().unwrap_or_default();
-    let (method, params) = match options.command.as_str() {
+    let (method, params) = match (options.command.as_str(), name.as_str()) {
+        ("deploy", file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ClientError::Protocol(format!("cannot read {file}: {e}")))?;
+            (
+                "service.deploy",
+                json!({ "toml": text, "start": options.start }),
+            )
+        }
+        ("remove", _) => ("service.remove", json!({ "name": name })),
+        ("secret", "list") => ("secret.list", json!({})),
+        ("secret", _) => {
+            let value = read_secret(options)?;
+            (
+                "secret.set",
+                json!({ "name": options.extra.clone().unwrap_or_default(), "value": value }),
+            )
+        }
+        _ => plain_method(options, &name),
+    };
+    let result = session.call(method, params).await?;
+    print_result(options, &result);
+    if options.command == "logs" && options.follow {
+        follow(options, &mut session).await?;
+    }
+    Ok(())
+}
+
+/// A secret's value from `--file` or stdin, without a trailing newline.
+fn read_secret(options: &Options) -> Result<String, ClientError> {
+    use std::io::Read;
+    let mut value = String::new();
+    match &options.file {
+        Some(path) => {
+            value = std::fs::read_to_string(path).map_err(|e| {
+                ClientError::Protocol(format!("cannot read {}: {e}", path.display()))
+            })?;
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .map_err(|e| ClientError::Protocol(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    if value.ends_with('\n') {
+        value.pop();
+    }
+    Ok(value)
+}
+
+fn plain_method(options: &Options, name: &str) -> (&'static str, Value) {
+    match options.command.as_str() {
         "info" => ("node.info", json!({})),
         "list" => ("service.list", json!({})),
         "status" => ("service.status", json!({ "name": name })),
@@ -173,13 +245,7 @@ async fn run(options: &Options) -> Result<(), ClientError> {
         "reboot" => ("node.reboot", json!({})),
         "poweroff" => ("node.poweroff", json!({})),
         _ => ("rpc.discover", json!({})),
-    };
-    let result = session.call(method, params).await?;
-    print_result(options, &result);
-    if options.command == "logs" && options.follow {
-        follow(options, &mut session).await?;
     }
-    Ok(())
 }
 
 async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientError> {
@@ -243,8 +309,17 @@ fn print_result(options: &Options, result: &Value) {
                 println!("{}", log_line(line));
             }
         }
-        "start" | "stop" | "restart" => {
+        "start" | "stop" | "restart" | "deploy" => {
             println!("{}: {}", text(result, "name"), text(result, "detail"))
+        }
+        "remove" => println!("{}: removed", text(result, "name")),
+        "secret" if options.name.as_deref() == Some("set") => {
+            println!("{}: stored", text(result, "name"))
+        }
+        "secret" => {
+            for name in result.as_array().into_iter().flatten() {
+                println!("{}", name.as_str().unwrap_or_default());
+            }
         }
         _ => println!(
             "{}",

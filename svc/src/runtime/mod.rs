@@ -70,6 +70,16 @@ pub struct Runtime {
     queue: VecDeque<Event>,
     shutdown_complete: bool,
     echo_output: bool,
+    files: Option<Files>,
+}
+
+/// Where deployed service files and secrets are kept.
+#[derive(Debug, Clone)]
+pub struct Files {
+    /// Service files (`NAME.toml`).
+    pub services: std::path::PathBuf,
+    /// Secrets, one 0600 file each.
+    pub secrets: std::path::PathBuf,
 }
 
 impl Runtime {
@@ -113,8 +123,38 @@ impl Runtime {
             queue: VecDeque::new(),
             shutdown_complete: false,
             echo_output: true,
+            files: None,
         };
         (runtime, rx)
+    }
+
+    /// Sets where deploys and secrets are written (without it, those
+    /// methods are refused).
+    pub fn set_files(&mut self, files: Files) {
+        self.files = Some(files);
+    }
+
+    /// Where deploys and secrets are written.
+    pub fn files(&self) -> Option<&Files> {
+        self.files.as_ref()
+    }
+
+    /// Adds or replaces a (validated) service, with a log book for a new one.
+    pub fn deploy(&mut self, service: Service) {
+        if !self.logs.contains_key(&service.name) {
+            let (book, error) = LogBook::new(
+                service.logging.buffer_lines,
+                service.logging.file.as_deref(),
+            );
+            if let Some(error) = error {
+                journal::note(format_args!(
+                    "{}: cannot open its log file: {error}",
+                    service.name
+                ));
+            }
+            self.logs.insert(service.name.clone(), book);
+        }
+        self.feed(Event::Deploy(Box::new(service)));
     }
 
     /// Whether service output is also echoed to spore's stderr (default on).
@@ -313,14 +353,17 @@ impl Runtime {
         let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
             return;
         };
-        let result = match &service.command {
-            Some(command) => {
+        let secrets = self.secret_env(&service);
+        let result = match (&service.command, secrets) {
+            (_, Err(error)) => Err(error),
+            (Some(command), Ok(secrets)) => {
                 let argv = command.argv();
-                let env: Vec<(String, String)> = service
+                let mut env: Vec<(String, String)> = service
                     .env
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
+                env.extend(secrets);
                 spawn::spawn(&SpawnSpec {
                     argv: &argv,
                     env: &env,
@@ -329,7 +372,7 @@ impl Runtime {
                     capture: true,
                 })
             }
-            None => Err(SpawnError {
+            (None, Ok(_)) => Err(SpawnError {
                 code: 127,
                 program: name.clone(),
                 message: "a target has no command".into(),
@@ -360,6 +403,29 @@ impl Runtime {
                 });
             }
         }
+    }
+
+    /// The `[secrets]` a service asks for, read now (so a changed secret
+    /// takes effect at the next start). Values never reach a log.
+    fn secret_env(&self, service: &Service) -> Result<Vec<(String, String)>, SpawnError> {
+        let mut env = Vec::with_capacity(service.secrets.len());
+        for (variable, secret) in &service.secrets {
+            let missing = |why: String| SpawnError {
+                code: 1,
+                program: service.name.clone(),
+                message: format!("secret `{secret}` {why}"),
+            };
+            let dir = self
+                .files
+                .as_ref()
+                .map(|f| f.secrets.clone())
+                .ok_or_else(|| missing("has no store".into()))?;
+            let value = std::fs::read(dir.join(secret))
+                .map_err(|e| missing(format!("is not set ({e})")))?;
+            let value = String::from_utf8(value).map_err(|_| missing("is not UTF-8".into()))?;
+            env.push((variable.clone(), value));
+        }
+        Ok(env)
     }
 
     /// Reads a pipe line by line until every writer has closed it. An idle

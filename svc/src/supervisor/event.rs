@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::state::{ExitStatus, State};
+use crate::service::Service;
 
 /// Identifies one armed timer. Never reused.
 pub type TimerId = u64;
@@ -68,6 +69,12 @@ pub enum Event {
     /// Stop everything in reverse dependency order, then report
     /// [`Action::ShutdownComplete`].
     Shutdown,
+    /// Add a service, or replace the definition of one with the same name
+    /// (validated by the caller against the others). A running service
+    /// restarts with the new definition.
+    Deploy(Box<Service>),
+    /// Stop a service and forget it.
+    Remove(String),
 }
 
 /// An order for the runtime.

@@ -73,9 +73,34 @@ struct Unit {
     grace_timer: Option<TimerId>,
     start_timer: Option<TimerId>,
     checks: Vec<CheckState>,
+    /// Removed by an operator: kept only until its processes are gone, so
+    /// indexes held by timers stay valid.
+    removed: bool,
 }
 
 impl Unit {
+    fn new(service: Service) -> Self {
+        Self {
+            checks: vec![CheckState::default(); service.health.len()],
+            service,
+            state: State::Inactive,
+            since: None,
+            want_up: false,
+            pid: None,
+            lingering: None,
+            run: 0,
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            last_error: None,
+            after_stop: AfterStop::Stay,
+            backoff_timer: None,
+            grace_timer: None,
+            start_timer: None,
+            removed: false,
+        }
+    }
+
     fn alive(&self) -> bool {
         self.pid.is_some() || matches!(self.state, State::Starting | State::Stopping)
     }
@@ -144,69 +169,80 @@ impl Supervisor {
     /// A supervisor for a validated set of services (see [`crate::load_dir`]);
     /// every service starts [`State::Inactive`].
     pub fn new(services: Vec<Service>) -> Self {
-        let index: HashMap<String, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
-        let n = services.len();
-        let mut ordered_after = vec![Vec::new(); n];
-        let mut required_by = vec![Vec::new(); n];
-        let mut conflicts = vec![Vec::new(); n];
-        for (u, service) in services.iter().enumerate() {
-            let deps = &service.dependencies;
-            for d in deps.ordering().filter_map(|d| index.get(&d.name)) {
-                push_unique(&mut ordered_after, *d, u);
-            }
-            for d in deps.requires.iter().filter_map(|d| index.get(&d.name)) {
-                push_unique(&mut required_by, *d, u);
-            }
-            for c in deps.conflicts.iter().filter_map(|d| index.get(&d.name)) {
-                push_unique(&mut conflicts, *c, u);
-                push_unique(&mut conflicts, u, *c);
-            }
-        }
-        let plan = Graph::new(&services).plan();
-        let order = plan
-            .start_order()
-            .chain(plan.unordered.iter())
-            .filter_map(|name| index.get(name).copied())
-            .collect();
-        let units = services
-            .into_iter()
-            .map(|service| Unit {
-                checks: vec![CheckState::default(); service.health.len()],
-                service,
-                state: State::Inactive,
-                since: None,
-                want_up: false,
-                pid: None,
-                lingering: None,
-                run: 0,
-                started_at: None,
-                restarts: 0,
-                last_exit: None,
-                last_error: None,
-                after_stop: AfterStop::Stay,
-                backoff_timer: None,
-                grace_timer: None,
-                start_timer: None,
-            })
-            .collect();
-        Self {
-            units,
-            index,
-            order,
-            ordered_after,
-            required_by,
-            conflicts,
+        let mut supervisor = Self {
+            units: services.into_iter().map(Unit::new).collect(),
+            index: HashMap::new(),
+            order: Vec::new(),
+            ordered_after: Vec::new(),
+            required_by: Vec::new(),
+            conflicts: Vec::new(),
             timers: HashMap::new(),
             next_timer: 1,
             shutting_down: false,
             shutdown_reported: false,
             actions: Vec::new(),
             now: None,
+        };
+        supervisor.rebuild();
+        supervisor
+    }
+
+    /// Recomputes the name index, start order and relations from the
+    /// units that are not removed (after a deploy or a removal).
+    fn rebuild(&mut self) {
+        let live: Vec<usize> = (0..self.units.len())
+            .filter(|&u| self.units.get(u).is_some_and(|x| !x.removed))
+            .collect();
+        self.index = live
+            .iter()
+            .filter_map(|&u| self.units.get(u).map(|x| (x.service.name.clone(), u)))
+            .collect();
+        let n = self.units.len();
+        let mut ordered_after = vec![Vec::new(); n];
+        let mut required_by = vec![Vec::new(); n];
+        let mut conflicts = vec![Vec::new(); n];
+        for &u in &live {
+            let Some(unit) = self.units.get(u) else {
+                continue;
+            };
+            let deps = &unit.service.dependencies;
+            for d in deps.ordering().filter_map(|d| self.index.get(&d.name)) {
+                push_unique(&mut ordered_after, *d, u);
+            }
+            for d in deps.requires.iter().filter_map(|d| self.index.get(&d.name)) {
+                push_unique(&mut required_by, *d, u);
+            }
+            for c in deps
+                .conflicts
+                .iter()
+                .filter_map(|d| self.index.get(&d.name))
+            {
+                push_unique(&mut conflicts, *c, u);
+                push_unique(&mut conflicts, u, *c);
+            }
         }
+        let services: Vec<Service> = live
+            .iter()
+            .filter_map(|&u| self.units.get(u).map(|x| x.service.clone()))
+            .collect();
+        let plan = Graph::new(&services).plan();
+        self.order = plan
+            .start_order()
+            .chain(plan.unordered.iter())
+            .filter_map(|name| self.index.get(name).copied())
+            .collect();
+        self.ordered_after = ordered_after;
+        self.required_by = required_by;
+        self.conflicts = conflicts;
+    }
+
+    /// Every service that is not removed, in start order.
+    pub fn services(&self) -> Vec<&Service> {
+        self.order
+            .iter()
+            .filter_map(|&u| self.units.get(u))
+            .map(|x| &x.service)
+            .collect()
     }
 
     /// Feeds one fact in at time `now`; returns what must happen next.
@@ -254,6 +290,8 @@ impl Supervisor {
             } => self.on_check(&service, run, check, passed),
             Event::TimerFired(id) => self.on_timer(id),
             Event::Shutdown => self.on_shutdown(),
+            Event::Deploy(service) => self.on_deploy(*service),
+            Event::Remove(name) => self.on_remove(&name),
         }
         self.settle();
         if self.shutting_down {
@@ -431,6 +469,68 @@ impl Supervisor {
             self.cancel_run_timers(u);
             self.set_state(u, State::Inactive);
         }
+    }
+
+    /// A new or changed definition: a running service restarts with it; a
+    /// new one with `status = "start"` starts.
+    fn on_deploy(&mut self, service: Service) {
+        if self.shutting_down {
+            return;
+        }
+        let name = service.name.clone();
+        let autostart = service.status == crate::service::Status::Start;
+        let existing = self.units.iter().position(|x| x.service.name == name);
+        let u = match existing {
+            Some(u) => {
+                let Some(x) = self.units.get_mut(u) else {
+                    return;
+                };
+                x.checks = vec![CheckState::default(); service.health.len()];
+                x.service = service;
+                x.removed = false;
+                x.restarts = 0;
+                u
+            }
+            None => {
+                self.units.push(Unit::new(service));
+                self.units.len() - 1
+            }
+        };
+        self.rebuild();
+        let Some(x) = self.units.get(u) else {
+            return;
+        };
+        if x.alive() {
+            if x.want_up {
+                self.stop_unit(u, AfterStop::Start);
+            }
+        } else {
+            if matches!(
+                x.state,
+                State::Failed(_) | State::Exited(_) | State::Succeeded
+            ) {
+                self.set_state(u, State::Inactive);
+            }
+            if autostart || self.unit(u).is_some_and(|x| x.want_up) {
+                if let Some(x) = self.units.get_mut(u) {
+                    x.want_up = false;
+                }
+                self.pull_up(u);
+            }
+        }
+    }
+
+    /// Stops a service for good and forgets it once its processes are gone.
+    fn on_remove(&mut self, name: &str) {
+        let Some(&u) = self.index.get(name) else {
+            return;
+        };
+        if let Some(x) = self.units.get_mut(u) {
+            x.want_up = false;
+            x.removed = true;
+        }
+        self.stop_unit(u, AfterStop::Stay);
+        self.rebuild();
     }
 
     // ---- starting -----------------------------------------------------

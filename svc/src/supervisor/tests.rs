@@ -768,3 +768,61 @@ fn backoff_delay_doubles_and_caps_without_overflow() {
     assert_eq!(backoff_delay(first, max, 40), max);
     assert_eq!(backoff_delay(first, max, u32::MAX), max);
 }
+
+#[test]
+fn deploy_adds_a_service_and_starts_it_when_its_status_is_start() {
+    let mut h = Harness::new(&[daemon("a", "")]);
+    h.send(Event::Boot);
+    h.spawned("a");
+    let actions = h.send(Event::Deploy(Box::new(svc(&daemon(
+        "b",
+        "[dependencies]\nrequires = [\"a\"]\n",
+    )))));
+    assert_eq!(spawns(&actions), ["b"]);
+    assert_eq!(h.sup.list().len(), 2);
+    let quiet = h.send(Event::Deploy(Box::new(svc(&daemon(
+        "c",
+        "status = \"stop\"\n",
+    )))));
+    assert!(spawns(&quiet).is_empty());
+    assert_eq!(h.state("c"), State::Inactive);
+}
+
+#[test]
+fn deploy_over_a_running_service_restarts_it_with_the_new_definition() {
+    let mut h = Harness::new(&[daemon("web", "")]);
+    h.send(Event::Boot);
+    h.spawned("web");
+    let old = h.pid("web");
+    let actions = h.send(Event::Deploy(Box::new(svc(&daemon(
+        "web",
+        "[lifecycle]\nstop_signal = \"SIGINT\"\n",
+    )))));
+    assert_eq!(
+        signals(&actions),
+        [(old, 2)],
+        "the stop already uses the new definition"
+    );
+    let actions = h.exit("web", ExitStatus::Signal(2));
+    assert_eq!(spawns(&actions), ["web"]);
+    assert_eq!(h.sup.get("web").unwrap().service.lifecycle.stop_signal, 2);
+}
+
+#[test]
+fn remove_stops_the_service_and_forgets_it() {
+    let mut h = Harness::new(&[daemon("old", ""), daemon("keep", "")]);
+    h.send(Event::Boot);
+    h.spawned("old");
+    h.spawned("keep");
+    let pid = h.pid("old");
+    let actions = h.send(Event::Remove("old".into()));
+    assert_eq!(signals(&actions), [(pid, TERM)]);
+    assert!(h.sup.get("old").is_none());
+    assert_eq!(h.sup.list().len(), 1);
+    h.exit("old", ExitStatus::Signal(TERM));
+    // Shutdown still completes: nothing of `old` is left running.
+    let actions = h.send(Event::Shutdown);
+    h.exit("keep", ExitStatus::Signal(TERM));
+    assert!(!actions.contains(&Action::ShutdownComplete));
+    assert!(h.log.contains(&Action::ShutdownComplete));
+}
