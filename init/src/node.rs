@@ -82,6 +82,14 @@ impl Node {
         })
     }
 
+    /// Adds a listener bound later (the mycelium address) to the posture.
+    pub fn add_listen_address(&self, address: String) {
+        let mut posture = self.posture.borrow_mut();
+        if let Some(list) = posture.get_mut("listen").and_then(Value::as_array_mut) {
+            list.push(Value::String(address));
+        }
+    }
+
     /// Records the RPC API's state.
     pub fn set_posture(&self, posture: Value) {
         *self.posture.borrow_mut() = posture;

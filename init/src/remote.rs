@@ -81,8 +81,11 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
     let mut bound: Vec<Value> = Vec::new();
     for address in &addresses {
-        if address == "mycelium" {
-            journal::note("rpc: listening on the mycelium address is not supported yet; skipped");
+        if let Some(port) = mycelium_port(address) {
+            follow_mycelium(config, node, server.clone(), port);
+            bound.push(json!(format!(
+                "mycelium:{port} (bound when mycelium is ready)"
+            )));
             continue;
         }
         match bind(address) {
@@ -109,6 +112,81 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
         "node_key_public": public,
         "authorized_keys": authorized_path.display().to_string(),
     }));
+}
+
+/// `mycelium` or `mycelium:PORT`: the port to listen on at the overlay address.
+fn mycelium_port(address: &str) -> Option<u16> {
+    match address.strip_prefix("mycelium")? {
+        "" => Some(DEFAULT_PORT),
+        rest => rest.strip_prefix(':')?.parse().ok(),
+    }
+}
+
+/// Mycelium's admin API, where its `nodeIp` is read.
+const MYCELIUM_API: &str = "http://[::1]:8989/api/v1/admin";
+
+/// Each time the mycelium service becomes ready, reads its overlay address
+/// from its API and listens there too (once per address).
+fn follow_mycelium(config: &NodeConfig, node: &Rc<Node>, server: Rc<Server>, port: u16) {
+    let rpc = config.rpc.as_ref();
+    let setting = |key: &str, default: &str| {
+        rpc.and_then(|t| t.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let service = setting("mycelium_service", "mycelium");
+    let api = setting("mycelium_api", MYCELIUM_API);
+    if node.runtime.borrow().get(&service).is_none() {
+        journal::note(format_args!(
+            "rpc: no `{service}` service; the mycelium listen address stays unused"
+        ));
+        return;
+    }
+    let ready = node.runtime.borrow_mut().watch_ready(&service);
+    let executor = node.executor;
+    let node = node.clone();
+    executor
+        .spawn(async move {
+            let mut bound: Vec<std::net::IpAddr> = Vec::new();
+            while ready.recv().await.is_ok() {
+                let Some(ip) = overlay_address(&api).await else {
+                    journal::note(format_args!(
+                        "rpc: {service} is ready but {api} gave no nodeIp"
+                    ));
+                    continue;
+                };
+                if bound.contains(&ip) {
+                    continue;
+                }
+                let address = std::net::SocketAddr::new(ip, port);
+                match bind(&address.to_string()) {
+                    Ok(listener) => {
+                        journal::note(format_args!("rpc: listening on {address} (mycelium)"));
+                        bound.push(ip);
+                        node.add_listen_address(address.to_string());
+                        executor
+                            .spawn(server.clone().serve(listener, executor))
+                            .detach();
+                    }
+                    Err(error) => {
+                        journal::note(format_args!("rpc: cannot listen on {address}: {error}"))
+                    }
+                }
+            }
+        })
+        .detach();
+}
+
+/// `nodeIp` from mycelium's `GET /api/v1/admin`.
+async fn overlay_address(api: &str) -> Option<std::net::IpAddr> {
+    let (status, body) =
+        svc::runtime::probe::http_get(api, std::time::Duration::from_secs(5)).await?;
+    if status != 200 {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(&body).ok()?;
+    value.get("nodeIp")?.as_str()?.parse().ok()
 }
 
 fn bind(address: &str) -> std::io::Result<smol::net::TcpListener> {

@@ -759,3 +759,72 @@ fn secrets_reach_services_and_never_the_log_or_the_wire_back() {
     let reader = fleet.sporectl("reader", &["secret", "list"]);
     assert_eq!(reader.status.code(), Some(1));
 }
+
+#[test]
+fn node_listens_on_the_mycelium_address_once_mycelium_is_ready() {
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (rpc_port, overlay_port, api_port) = (free(), free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    keygen(&keys.join("admin"), "admin@test");
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("services")).unwrap();
+    std::fs::copy(keys.join("admin.pub"), etc.join("authorized_keys")).unwrap();
+    std::fs::write(
+        etc.join("spore.toml"),
+        format!(
+            "[rpc]\nlisten = [\"127.0.0.1:{rpc_port}\", \"mycelium:{overlay_port}\"]\nmycelium_api = \"http://127.0.0.1:{api_port}/api/v1/admin\"\n"
+        ),
+    )
+    .unwrap();
+    // The stand-in claims ::1 as its overlay address, so the test needs no
+    // 400::/7 address on this machine.
+    let script = common::mycelium_standin(api_port, 0.5, &dir.path().join("ready"), "::1");
+    std::fs::write(
+        etc.join("services/mycelium.toml"),
+        format!(
+            "[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{api_port}/api/v1/admin\"\n"
+        ),
+    )
+    .unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_state("mycelium", "ready");
+    spore.wait_for("the overlay listener", Duration::from_secs(10), |s| {
+        s.stderr().contains(&format!(
+            "rpc: listening on [::1]:{overlay_port} (mycelium)"
+        ))
+    });
+    let node_key = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(spore.path("state/node_key"))
+        .output()
+        .unwrap();
+    let out = Command::new(sporectl_bin())
+        .args(["--node", &format!("[::1]:{overlay_port}"), "--node-key"])
+        .arg(String::from_utf8(node_key.stdout).unwrap().trim())
+        .arg("--identity")
+        .arg(spore.path("keys/admin"))
+        .args(["--json", "info"])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listen = info["rpc"]["listen"].to_string();
+    assert!(
+        listen.contains(&format!("[::1]:{overlay_port}")),
+        "{listen}"
+    );
+}

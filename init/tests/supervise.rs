@@ -24,34 +24,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A stand-in for mycelium's API: after `delay` it records the time and
-/// serves `GET /api/v1/admin` with mycelium's four fields on `port`.
-fn mycelium_standin(port: u16, delay: f64, ready_file: &std::path::Path) -> String {
-    let script = format!(
-        r#"
-import http.server, json, time
-time.sleep({delay})
-class Api(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path != "/api/v1/admin":
-            self.send_response(404); self.end_headers(); return
-        body = json.dumps({{"nodeSubnet": "415:6e6d:c26c:5c97::/64",
-                            "nodeIp": "415:6e6d:c26c:5c97:2ed6:4726:fc4:27e4",
-                            "nodePubkey": "ab" * 32, "nodeStartTime": int(time.time())}}).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args): pass
-server = http.server.HTTPServer(("127.0.0.1", {port}), Api)
-open("{ready}", "w").write("%.6f" % time.time())
-server.serve_forever()
-"#,
-        ready = ready_file.display()
-    );
-    let path = ready_file.with_extension("py");
-    std::fs::write(&path, script).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn call_home_starts_only_after_mycelium_health_check_passes() {
     let port = free_port();
@@ -59,7 +31,8 @@ fn call_home_starts_only_after_mycelium_health_check_passes() {
     std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
     let ready = dir.path().join("mycelium-ready");
     let called = dir.path().join("call-home-ran");
-    let script = mycelium_standin(port, 1.0, &ready);
+    let script =
+        common::mycelium_standin(port, 1.0, &ready, "415:6e6d:c26c:5c97:2ed6:4726:fc4:27e4");
     let services = [
         (
             "mycelium",

@@ -186,3 +186,37 @@ pub fn read_time(path: &Path) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A stand-in for mycelium's API: after `delay` it records the time and
+/// serves `GET /api/v1/admin` with mycelium's four fields on `port`,
+/// claiming `node_ip` as its overlay address. Returns the script's path.
+pub fn mycelium_standin(
+    port: u16,
+    delay: f64,
+    ready_file: &std::path::Path,
+    node_ip: &str,
+) -> String {
+    let script = format!(
+        r#"
+import http.server, json, time
+time.sleep({delay})
+class Api(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/api/v1/admin":
+            self.send_response(404); self.end_headers(); return
+        body = json.dumps({{"nodeSubnet": "415:6e6d:c26c:5c97::/64",
+                            "nodeIp": "{node_ip}",
+                            "nodePubkey": "ab" * 32, "nodeStartTime": int(time.time())}}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+server = http.server.HTTPServer(("127.0.0.1", {port}), Api)
+open("{ready}", "w").write("%.6f" % time.time())
+server.serve_forever()
+"#,
+        ready = ready_file.display()
+    );
+    let path = ready_file.with_extension("py");
+    std::fs::write(&path, script).unwrap();
+    path.display().to_string()
+}

@@ -71,6 +71,7 @@ pub struct Runtime {
     shutdown_complete: bool,
     echo_output: bool,
     files: Option<Files>,
+    ready_watchers: HashMap<String, Vec<Sender<()>>>,
 }
 
 /// Where deployed service files and secrets are kept.
@@ -124,8 +125,20 @@ impl Runtime {
             shutdown_complete: false,
             echo_output: true,
             files: None,
+            ready_watchers: HashMap::new(),
         };
         (runtime, rx)
+    }
+
+    /// A queue that receives a token every time `name` becomes ready (for
+    /// work that must follow a service, like listening on mycelium's address).
+    pub fn watch_ready(&mut self, name: &str) -> Receiver<()> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.ready_watchers
+            .entry(name.to_owned())
+            .or_default()
+            .push(tx);
+        rx
     }
 
     /// Sets where deploys and secrets are written (without it, those
@@ -313,7 +326,17 @@ impl Runtime {
                 run,
                 check,
             } => self.run_check(service, run, check),
-            Action::Changed { service, state } => self.report(&service, &state),
+            Action::Changed { service, state } => {
+                self.report(&service, &state);
+                if state == State::Ready {
+                    if let Some(watchers) = self.ready_watchers.get_mut(&service) {
+                        // A full queue already holds a token: nothing is lost.
+                        watchers.retain(|w| {
+                            !matches!(w.try_send(()), Err(smol::channel::TrySendError::Closed(_)))
+                        });
+                    }
+                }
+            }
             Action::ShutdownComplete => {
                 self.shutdown_complete = true;
                 journal::note("all services stopped");

@@ -55,6 +55,80 @@ async fn status_of(target: &HttpTarget) -> Option<u16> {
     parse_status_line(&buffer)
 }
 
+/// The most of a response [`http_get`] reads.
+const RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// `GET url` (http only): the status and body, within `timeout`; None on
+/// any failure. Understands Content-Length, chunked and close-delimited
+/// bodies; reads at most 64 KiB.
+pub async fn http_get(url: &str, timeout: Duration) -> Option<(u16, Vec<u8>)> {
+    let target = HttpTarget::parse(url)?;
+    let fetch = async {
+        let mut stream = TcpStream::connect(target.authority.as_str()).await.ok()?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: spore\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+            target.path, target.authority
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(chunk.get(..n)?);
+            if response.len() > RESPONSE_LIMIT {
+                return None;
+            }
+        }
+        split_response(&response)
+    };
+    fetch
+        .or(async {
+            Timer::after(timeout).await;
+            None
+        })
+        .await
+}
+
+/// Status and decoded body of a complete HTTP/1.1 response.
+fn split_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let status = parse_status_line(response)?;
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(response.get(..end)?)
+        .ok()?
+        .to_ascii_lowercase();
+    let body = response.get(end + 4..)?;
+    if head.contains("transfer-encoding: chunked") {
+        return Some((status, dechunk(body)?));
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(n) => Some((status, body.get(..n)?.to_vec())),
+        None => Some((status, body.to_vec())),
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1), ignoring extensions and trailers.
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(body.get(..line_end)?).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = body.get(line_end + 2..)?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
 /// The status code of `HTTP/1.x NNN reason`.
 fn parse_status_line(response: &[u8]) -> Option<u16> {
     let line = response.split(|b| *b == b'\n').next()?;
@@ -168,6 +242,28 @@ mod tests {
         assert!(smol::block_on(tcp(&addr, Duration::from_secs(5))));
         drop(listener);
         assert!(!smol::block_on(tcp(&addr, Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn http_get_reads_length_chunked_and_close_delimited_bodies() {
+        assert_eq!(
+            split_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+            Some((200, b"hello".to_vec()))
+        );
+        assert_eq!(
+            split_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"),
+            Some((200, b"hello".to_vec()))
+        );
+        assert_eq!(
+            split_response(b"HTTP/1.0 404 Nope\r\n\r\ngone"),
+            Some((404, b"gone".to_vec()))
+        );
+        let addr = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"nodeIp\":1}");
+        let got = smol::block_on(http_get(
+            &format!("http://{addr}/api/v1/admin"),
+            Duration::from_secs(5),
+        ));
+        assert_eq!(got, Some((200, b"{\"nodeIp\":1}".to_vec())));
     }
 
     #[test]
