@@ -828,3 +828,23 @@ fn node_listens_on_the_mycelium_address_once_mycelium_is_ready() {
         "{listen}"
     );
 }
+
+#[test]
+fn authorized_keys_changes_apply_without_a_restart() {
+    let fleet = node();
+    assert_eq!(fleet.sporectl("stranger", &["list"]).status.code(), Some(4));
+    let file = fleet.spore.path("etc/authorized_keys");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&std::fs::read_to_string(fleet.keys.join("stranger.pub")).unwrap());
+    std::fs::write(&file, text).unwrap();
+    let out = fleet.sporectl("stranger", &["list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fleet
+        .spore
+        .stderr()
+        .contains("authorized keys reloaded: 3 operator(s)"));
+}
