@@ -13,6 +13,8 @@ usage:
   spore run [--config-dir DIR] [--state-dir DIR] [--socket PATH]
                                      supervise DIR/services as a child subreaper (not PID 1)
   spore exec [-g] [--] CMD [ARGS...] container entry: run CMD, forward signals, reap orphans
+  spore call-home [--config-dir DIR] [--state-dir DIR]
+                                     register with the beacon ([beacon] in spore.toml)
   spore check DIR [--json]           validate service files and print the start plan
   spore [--socket PATH] [--json] status | info | show NAME | start NAME | stop NAME
         | restart NAME | logs NAME [-n LINES] [-f] | reboot | poweroff
@@ -25,7 +27,18 @@ signals to spore as PID 1: SIGTERM, SIGUSR2, SIGPWR power off; SIGINT
 
 /// Every subcommand word.
 pub const COMMANDS: &[&str] = &[
-    "run", "exec", "check", "status", "info", "show", "start", "stop", "restart", "logs", "reboot",
+    "call-home",
+    "run",
+    "exec",
+    "check",
+    "status",
+    "info",
+    "show",
+    "start",
+    "stop",
+    "restart",
+    "logs",
+    "reboot",
     "poweroff",
 ];
 
@@ -42,6 +55,13 @@ pub enum Invocation {
         state_dir: PathBuf,
         /// Control socket; default STATE_DIR/spore.sock.
         socket: Option<PathBuf>,
+    },
+    /// `spore call-home`.
+    CallHome {
+        /// Holds spore.toml.
+        config_dir: PathBuf,
+        /// Holds the node key.
+        state_dir: PathBuf,
     },
     /// `spore exec`.
     Exec {
@@ -113,6 +133,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
                 config_dir,
                 state_dir,
                 socket,
+            })
+        }
+        "call-home" => {
+            let mut config_dir = PathBuf::from("/etc/spore");
+            let mut state_dir = PathBuf::from("/var/lib/spore");
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("config-dir") => config_dir = parser.value()?.into(),
+                    Long("state-dir") => state_dir = parser.value()?.into(),
+                    other => return Err(other.unexpected()),
+                }
+            }
+            Ok(Invocation::CallHome {
+                config_dir,
+                state_dir,
             })
         }
         "exec" => {

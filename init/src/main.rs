@@ -1,6 +1,7 @@
 //! `spore`: PID 1 and service supervisor for fleets of bare Linux nodes.
 //! See `spore --help` and the README.
 
+mod callhome;
 mod check;
 mod cli;
 mod client;
@@ -51,6 +52,14 @@ fn main() -> ExitCode {
             run_supervisor(&paths, false)
         }
         Ok(cli::Invocation::Exec { group, argv }) => exec::run(&argv, group),
+        Ok(cli::Invocation::CallHome {
+            config_dir,
+            state_dir,
+        }) => callhome::main(&Paths {
+            socket: state_dir.join("spore.sock"),
+            config_dir,
+            state_dir,
+        }),
         Ok(cli::Invocation::Check { dir, json }) => check::run(&dir, json),
         Ok(cli::Invocation::Client {
             socket,

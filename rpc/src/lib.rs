@@ -13,11 +13,14 @@
 
 pub mod agent;
 pub mod authorized;
+pub mod beacon;
+pub mod callhome;
 pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
 pub mod nodekey;
 pub mod pins;
+pub mod registration;
 pub mod server;
 pub mod session;

@@ -28,6 +28,12 @@ commands:
   secret set NAME [--file F] store a secret read from F or stdin (never argv)
   secret list               names of stored secrets
   reboot | poweroff         stop every service in order, then reboot / power off
+  nodes --beacon URL        the nodes a beacon knows, with last-seen age
+  beacon serve --listen ADDR --data DIR [--allow-rekey]
+                            run a beacon (POST /api/v1/nodes/register, GET /api/v1/nodes)
+fleet: --beacon URL --all COMMAND, or --beacon URL --nodes a,b,c COMMAND, runs
+COMMAND on every node concurrently (--concurrency N, default 64), pinning
+each node's key to what the beacon published; exit 1 if any node failed.
   discover                  the node's OpenRPC document
 defaults: --node 127.0.0.1:9999; identity: ssh-agent ($SSH_AUTH_SOCK) else
 ~/.ssh/id_ed25519; node keys pinned in ~/.config/spore/known_nodes.
@@ -47,6 +53,13 @@ struct Options {
     start: bool,
     file: Option<PathBuf>,
     extra: Option<String>,
+    beacon: Option<String>,
+    all: bool,
+    only: Option<Vec<String>>,
+    concurrency: usize,
+    listen: String,
+    data: PathBuf,
+    allow_rekey: bool,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -66,6 +79,13 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         start: false,
         file: None,
         extra: None,
+        beacon: None,
+        all: false,
+        only: None,
+        concurrency: 64,
+        listen: "127.0.0.1:8080".into(),
+        data: PathBuf::from("beacon-data"),
+        allow_rekey: false,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -79,6 +99,22 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Short('n') | Long("lines") => options.lines = parser.value()?.parse()?,
             Long("help") | Short('h') => return Err("help".into()),
             Long("start") => options.start = true,
+            Long("beacon") => options.beacon = Some(parser.value()?.string()?),
+            Long("all") => options.all = true,
+            Long("nodes") => {
+                let list = parser.value()?.string()?;
+                options.only = Some(
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                );
+            }
+            Long("concurrency") => options.concurrency = parser.value()?.parse::<usize>()?.max(1),
+            Long("listen") => options.listen = parser.value()?.string()?,
+            Long("data") => options.data = parser.value()?.into(),
+            Long("allow-rekey") => options.allow_rekey = true,
             Long("file") => options.file = Some(parser.value()?.into()),
             Value(value) if options.command.is_empty() => options.command = value.string()?,
             Value(value) if options.name.is_none() => options.name = Some(value.string()?),
@@ -87,6 +123,21 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             }
             other => return Err(other.unexpected()),
         }
+    }
+    if options.command == "beacon" {
+        return match options.name.as_deref() {
+            Some("serve") => Ok(options),
+            _ => Err("usage: beacon serve --listen ADDR --data DIR [--allow-rekey]".into()),
+        };
+    }
+    if options.command == "nodes" {
+        return match (&options.beacon, &options.name) {
+            (Some(_), None) => Ok(options),
+            _ => Err("usage: nodes --beacon URL".into()),
+        };
+    }
+    if (options.all || options.only.is_some()) && options.beacon.is_none() {
+        return Err("--all and --nodes need --beacon URL".into());
     }
     if options.command == "secret" {
         return match (options.name.as_deref(), options.extra.is_some()) {
@@ -99,6 +150,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         "status" | "start" | "stop" | "restart" | "logs" | "deploy" | "remove"
     );
     let known = needs_name
+        || options.command == "nodes"
         || matches!(
             options.command.as_str(),
             "info" | "list" | "reboot" | "poweroff" | "discover"
@@ -165,22 +217,10 @@ fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
     )))
 }
 
-async fn run(options: &Options) -> Result<(), ClientError> {
-    let identity = identity(options)?;
-    let (pin, record) = pin(options)?;
-    let mut session = connect(&options.node, &identity, &pin, Duration::from_secs(15)).await?;
-    if record {
-        pins::remember(&options.known_nodes, &options.node, &session.node_key)
-            .map_err(|e| ClientError::Protocol(format!("cannot record the node key: {e}")))?;
-        eprintln!(
-            "sporectl: pinned {} as {} in {}",
-            options.node,
-            nodekey::fingerprint(&session.node_key),
-            options.known_nodes.display()
-        );
-    }
+/// The method and parameters for the command (files and stdin read once).
+fn request(options: &Options) -> Result<(&'static str, Value), ClientError> {
     let name = options.name.clone().unwrap_or_default();
-    let (method, params) = match (options.command.as_str(), name.as_str()) {
+    Ok(match (options.command.as_str(), name.as_str()) {
         ("deploy", file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| ClientError::Protocol(format!("cannot read {file}: {e}")))?;
@@ -199,13 +239,260 @@ async fn run(options: &Options) -> Result<(), ClientError> {
             )
         }
         _ => plain_method(options, &name),
-    };
+    })
+}
+
+async fn run(options: &Options) -> Result<(), ClientError> {
+    let identity = identity(options)?;
+    let (pin, record) = pin(options)?;
+    let (method, params) = request(options)?;
+    let mut session = connect(&options.node, &identity, &pin, Duration::from_secs(15)).await?;
+    if record {
+        pins::remember(&options.known_nodes, &options.node, &session.node_key)
+            .map_err(|e| ClientError::Protocol(format!("cannot record the node key: {e}")))?;
+        eprintln!(
+            "sporectl: pinned {} as {} in {}",
+            options.node,
+            nodekey::fingerprint(&session.node_key),
+            options.known_nodes.display()
+        );
+    }
     let result = session.call(method, params).await?;
     print_result(options, &result);
     if options.command == "logs" && options.follow {
         follow(options, &mut session).await?;
     }
     Ok(())
+}
+
+/// The beacon's records.
+async fn beacon_nodes(beacon: &str) -> Result<Vec<Value>, ClientError> {
+    let url = format!("{}/api/v1/nodes", beacon.trim_end_matches('/'));
+    let (status, body) = svc::runtime::probe::http_get(&url, Duration::from_secs(15))
+        .await
+        .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
+    if status != 200 {
+        return Err(ClientError::Protocol(format!("beacon answered {status}")));
+    }
+    let records: Vec<Value> =
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(records)
+}
+
+/// Where to reach a node the beacon lists: its overlay address and RPC port.
+fn node_address(record: &Value) -> Option<(String, String, Pin)> {
+    let registration = record.get("registration")?;
+    let hostname = registration.get("hostname")?.as_str()?.to_owned();
+    let ip: std::net::IpAddr = registration
+        .get("mycelium_address")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let port = registration.get("hero_proc_port")?.as_u64()?;
+    let key = nodekey::parse_openssh_public(registration.get("hero_proc_auth_pubkey")?.as_str()?)?;
+    Some((
+        hostname,
+        std::net::SocketAddr::new(ip, u16::try_from(port).ok()?).to_string(),
+        Pin::Key(key),
+    ))
+}
+
+async fn list_nodes(options: &Options) -> Result<(), ClientError> {
+    let records = beacon_nodes(options.beacon.as_deref().unwrap_or_default()).await?;
+    if options.json {
+        println!("{}", Value::Array(records));
+        return Ok(());
+    }
+    let now = svc::api::unix_time();
+    println!(
+        "{:<24} {:<42} {:>6}  {:<52} {:>9}  SOURCE",
+        "HOSTNAME", "MYCELIUM ADDRESS", "PORT", "NODE KEY", "LAST SEEN"
+    );
+    for record in &records {
+        let r = &record["registration"];
+        let key = r["hero_proc_auth_pubkey"]
+            .as_str()
+            .and_then(nodekey::parse_openssh_public)
+            .map(|k| nodekey::fingerprint(&k))
+            .unwrap_or_default();
+        let age = now.saturating_sub(record["last_seen"].as_u64().unwrap_or(0));
+        println!(
+            "{:<24} {:<42} {:>6}  {:<52} {:>8}s  {}",
+            text(r, "hostname"),
+            text(r, "mycelium_address"),
+            text(r, "hero_proc_port"),
+            key,
+            age,
+            text(record, "source")
+        );
+    }
+    Ok(())
+}
+
+/// One node's outcome in a fleet command.
+struct Outcome {
+    hostname: String,
+    result: Result<Value, ClientError>,
+}
+
+async fn fleet(options: &Options) -> Result<bool, ClientError> {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::io::IsTerminal;
+    use std::rc::Rc;
+    if options.follow {
+        return Err(ClientError::Protocol(
+            "logs -f cannot follow a whole fleet".into(),
+        ));
+    }
+    let identity = Rc::new(identity(options)?);
+    let (method, params) = request(options)?;
+    let records = beacon_nodes(options.beacon.as_deref().unwrap_or_default()).await?;
+    let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
+    if let Some(only) = &options.only {
+        for wanted in only {
+            if !targets.iter().any(|(h, _, _)| h == wanted) {
+                return Err(ClientError::Protocol(format!(
+                    "the beacon knows no node {wanted}"
+                )));
+            }
+        }
+        targets.retain(|(h, _, _)| only.contains(h));
+    }
+    let total = targets.len();
+    let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
+    let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
+    let progress = std::io::stderr().is_terminal();
+    let executor = smol::LocalExecutor::new();
+    let workers: Vec<_> = (0..options.concurrency.min(total.max(1)))
+        .map(|_| {
+            let queue = queue.clone();
+            let outcomes = outcomes.clone();
+            let identity = identity.clone();
+            let params = params.clone();
+            executor.spawn(async move {
+                loop {
+                    let job = queue.borrow_mut().pop_front();
+                    let Some((hostname, address, pin)) = job else {
+                        break;
+                    };
+                    let result = async {
+                        let mut session =
+                            connect(&address, &identity, &pin, Duration::from_secs(15)).await?;
+                        session.call(method, params.clone()).await
+                    }
+                    .await;
+                    outcomes.borrow_mut().push(Outcome { hostname, result });
+                    if progress {
+                        eprint!("\r{}/{total} nodes done", outcomes.borrow().len());
+                    }
+                }
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            for worker in workers {
+                worker.await;
+            }
+        })
+        .await;
+    if progress {
+        eprintln!();
+    }
+    let mut outcomes = Rc::try_unwrap(outcomes)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    outcomes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.result.is_err())
+        .map(|o| o.hostname.as_str())
+        .collect();
+    if options.json {
+        let rows: Vec<Value> = outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok(result) => json!({ "hostname": o.hostname, "ok": true, "result": result }),
+                Err(e) => json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() }),
+            })
+            .collect();
+        println!("{}", Value::Array(rows));
+    } else {
+        println!("{:<24} RESULT", "NODE");
+        for o in &outcomes {
+            match &o.result {
+                Ok(result) => println!("{:<24} ok   {}", o.hostname, summary(result)),
+                Err(e) => println!("{:<24} FAIL {e}", o.hostname),
+            }
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "sporectl: failed on {} of {total} node(s): {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(failed.is_empty())
+}
+
+/// One line about a result, for the fleet table.
+fn summary(result: &Value) -> String {
+    if let Some(list) = result.as_array() {
+        let ready = list
+            .iter()
+            .filter(|s| s["state"] == "ready" || s["state"] == "succeeded")
+            .count();
+        return format!("{} service(s), {ready} ready or done", list.len());
+    }
+    if let Some(version) = result.get("version") {
+        return format!(
+            "{} spore {} up {}s",
+            text(result, "hostname"),
+            version.as_str().unwrap_or("?"),
+            text(result, "uptime_s")
+        );
+    }
+    if result.get("detail").is_some() {
+        return format!("{}: {}", text(result, "name"), text(result, "detail"));
+    }
+    result.to_string().chars().take(80).collect()
+}
+
+fn beacon_serve(options: &Options) -> ExitCode {
+    let settings = rpc::beacon::Settings {
+        allow_rekey: options.allow_rekey,
+        ..Default::default()
+    };
+    let beacon = match rpc::beacon::Beacon::open(&options.data, settings) {
+        Ok(beacon) => beacon,
+        Err(error) => {
+            eprintln!("sporectl: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match std::net::TcpListener::bind(&options.listen)
+        .and_then(smol::net::TcpListener::try_from)
+    {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("sporectl: cannot listen on {}: {error}", options.listen);
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "beacon: listening on {} (data in {})",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        options.data.display()
+    );
+    let executor: &'static smol::LocalExecutor<'static> =
+        Box::leak(Box::new(smol::LocalExecutor::new()));
+    smol::block_on(executor.run(beacon.serve(listener, executor)));
+    ExitCode::SUCCESS
 }
 
 /// A secret's value from `--file` or stdin, without a trailing newline.
@@ -340,6 +627,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if options.command == "beacon" {
+        return beacon_serve(&options);
+    }
+    if options.command == "nodes" {
+        return match smol::block_on(list_nodes(&options)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("sporectl: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
+    }
+    if options.all || options.only.is_some() {
+        return match smol::block_on(fleet(&options)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(error) => {
+                eprintln!("sporectl: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
+    }
     match smol::block_on(run(&options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

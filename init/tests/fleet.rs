@@ -1,0 +1,392 @@
+//! call-home, the beacon and fleet commands: real `spore run` nodes with a
+//! stand-in for mycelium's API, a real beacon process, sporectl.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::Spore;
+use rpc::registration::Registration;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sporectl_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building sporectl failed");
+            Path::new(common::spore_bin()).with_file_name("sporectl")
+        })
+        .clone()
+}
+
+/// A beacon process on `port` keeping its data in `data`.
+struct Beacon {
+    child: Child,
+    port: u16,
+}
+
+impl Beacon {
+    fn start(port: u16, data: &Path, extra: &[&str]) -> Beacon {
+        let child = Command::new(sporectl_bin())
+            .args([
+                "beacon",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let beacon = Beacon { child, port };
+        for _ in 0..500 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return beacon;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("beacon did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Beacon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request to the beacon: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn nodes(port: u16) -> Vec<Value> {
+    let (status, body) = http(port, "GET", "/api/v1/nodes", "");
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A node named `hostname` whose mycelium stand-in claims `::1`, with a
+/// call-home service pointed at `beacon_port`; RPC on `[::1]:rpc_port`.
+fn node(hostname: &str, beacon_port: u16, operator: &Path, heartbeat_s: u64) -> (Spore, u16) {
+    let (api, rpc_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("services")).unwrap();
+    std::fs::copy(operator.with_extension("pub"), etc.join("authorized_keys")).unwrap();
+    std::fs::write(
+        etc.join("spore.toml"),
+        format!(
+            "hostname = \"{hostname}\"\n[rpc]\nlisten = [\"mycelium:{rpc_port}\"]\nmycelium_api = \"http://127.0.0.1:{api}/api/v1/admin\"\n\n[beacon]\nurl = \"http://127.0.0.1:{beacon_port}/api/v1/nodes/register\"\nmycelium_api = \"http://127.0.0.1:{api}/api/v1/admin\"\nretry_first_ms = 100\nretry_max_ms = 400\nheartbeat_s = {heartbeat_s}\n"
+        ),
+    )
+    .unwrap();
+    let script = common::mycelium_standin(api, 0.2, &dir.path().join("ready"), "::1");
+    std::fs::write(
+        etc.join("services/mycelium.toml"),
+        format!("[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{api}/api/v1/admin\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("services/call-home.toml"),
+        format!(
+            "[service]\nname = \"call-home\"\nexec = [\"{}\", \"call-home\", \"--config-dir\", \"{}\", \"--state-dir\", \"{}\"]\n\n[dependencies]\nrequires = [\"mycelium\"]\n",
+            common::spore_bin(),
+            etc.display(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    (Spore::start_in(dir), rpc_port)
+}
+
+fn operator(dir: &Path) -> PathBuf {
+    let key = dir.join("op");
+    if !key.exists() {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "op@fleet", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    key
+}
+
+fn node_public_key(spore: &Spore) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(spore.path("state/node_key"))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn node_registers_with_a_valid_signature_whatever_the_beacon_does() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon_port = free_port();
+    // The node starts first: call-home keeps retrying until a beacon exists.
+    let (spore, rpc_port) = node("node-01", beacon_port, &op, 1);
+    spore.wait_for("call-home to retry", Duration::from_secs(10), |s| {
+        s.stderr().contains("call-home failed:")
+    });
+    let data = work.path().join("beacon");
+    let beacon = Beacon::start(beacon_port, &data, &[]);
+    spore.wait_for("the registration", Duration::from_secs(15), |_| {
+        nodes(beacon_port).len() == 1
+    });
+    let record = &nodes(beacon_port)[0];
+    let registration: Registration =
+        serde_json::from_value(record["registration"].clone()).unwrap();
+    assert_eq!(registration.hostname, "node-01");
+    assert_eq!(registration.mycelium_address, "::1");
+    assert_eq!(registration.mycelium_subnet, "415:6e6d:c26c:5c97::/64");
+    assert_eq!(registration.mycelium_pubkey, "ab".repeat(32));
+    assert_eq!(registration.hero_proc_port, rpc_port);
+    let node_key = node_public_key(&spore);
+    assert_eq!(
+        registration
+            .hero_proc_auth_pubkey
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>(),
+        node_key.split_whitespace().take(2).collect::<Vec<_>>()
+    );
+    assert!(
+        registration.verify().is_ok(),
+        "the stored signature verifies"
+    );
+    assert_eq!(record["source"], "127.0.0.1");
+    let first_seen = record["first_seen"].as_u64().unwrap();
+    // The beacon restarts; nothing is lost and heartbeats go on.
+    drop(beacon);
+    let beacon = Beacon::start(beacon_port, &data, &[]);
+    assert_eq!(
+        nodes(beacon_port).len(),
+        1,
+        "registrations survive a restart"
+    );
+    let before = nodes(beacon_port)[0]["registration"]["timestamp"]
+        .as_u64()
+        .unwrap();
+    spore.wait_for(
+        "a heartbeat after the restart",
+        Duration::from_secs(15),
+        |_| {
+            nodes(beacon_port)[0]["registration"]["timestamp"]
+                .as_u64()
+                .unwrap()
+                > before
+        },
+    );
+    assert_eq!(
+        nodes(beacon_port)[0]["first_seen"].as_u64().unwrap(),
+        first_seen
+    );
+    drop(beacon);
+}
+
+#[test]
+fn forged_replayed_and_rekeyed_registrations_are_refused_with_nothing_stored() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &[]);
+    let (spore, _) = node("node-07", beacon.port, &op, 1);
+    spore.wait_for("the registration", Duration::from_secs(15), |_| {
+        nodes(beacon.port).len() == 1
+    });
+    let stored = nodes(beacon.port)[0].clone();
+    let genuine: Registration = serde_json::from_value(stored["registration"].clone()).unwrap();
+    // Forged: someone changes the address but cannot re-sign.
+    let mut forged = genuine.clone();
+    forged.mycelium_address = "415:bad::1".into();
+    forged.timestamp += 1;
+    let (status, body) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &serde_json::to_string(&forged).unwrap(),
+    );
+    assert_eq!(status, 403, "{body}");
+    // Replayed: the genuine, already stored registration sent again.
+    let (status, body) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &serde_json::to_string(&genuine).unwrap(),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("replayed"));
+    // Rekey: another key claims the hostname, properly signed by itself.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let mut hijack = genuine.clone();
+    hijack.hero_proc_auth_pubkey = rpc::nodekey::openssh_public(&other.verifying_key());
+    hijack.mycelium_address = "415:bad::1".into();
+    hijack.timestamp = genuine.timestamp + 5;
+    hijack.sign(&other).unwrap();
+    let (status, body) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &serde_json::to_string(&hijack).unwrap(),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("--allow-rekey"));
+    let now = nodes(beacon.port);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0]["registration"]["mycelium_address"], "415:bad::1");
+    assert_eq!(
+        now[0]["registration"]["hero_proc_auth_pubkey"],
+        stored["registration"]["hero_proc_auth_pubkey"],
+        "the node's entry still holds its own key"
+    );
+    // A stale timestamp is refused too, even correctly signed.
+    let node_key = rpc::nodekey::NodeKey::load_or_generate(&spore.path("state/node_key"))
+        .unwrap()
+        .0;
+    let mut stale = genuine.clone();
+    stale.timestamp = 1;
+    stale.sign(node_key.signing_key()).unwrap();
+    let (status, _) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &serde_json::to_string(&stale).unwrap(),
+    );
+    assert_eq!(status, 403);
+}
+
+fn sporectl(args: &[&str]) -> Output {
+    Command::new(sporectl_bin())
+        .args(args)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn all_runs_on_every_node_and_names_the_one_that_fails() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &[]);
+    let mut fleet: Vec<Spore> = (1..=5)
+        .map(|i| node(&format!("node-0{i}"), beacon.port, &op, 0).0)
+        .collect();
+    fleet[0].wait_for("five registrations", Duration::from_secs(20), |_| {
+        nodes(beacon.port).len() == 5
+    });
+    let listed = sporectl(&["nodes", "--beacon", &beacon.url()]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter(|l| l.starts_with("node-0"))
+            .count(),
+        5
+    );
+    let op_path = op.to_str().unwrap();
+    let all = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--identity",
+        op_path,
+        "--json",
+        "info",
+    ]);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["ok"] == true));
+    // One node goes away.
+    fleet[2].terminate();
+    let out = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--identity",
+        op_path,
+        "info",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" ok ")).count(),
+        4,
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node-03") && l.contains("FAIL") && l.contains("unreachable")),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed on 1 of 5 node(s): node-03"));
+    // --nodes picks a subset.
+    let some = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--nodes",
+        "node-01,node-05",
+        "--identity",
+        op_path,
+        "--json",
+        "list",
+    ]);
+    assert!(some.status.success());
+    let rows: Vec<Value> = serde_json::from_slice(&some.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["node-01", "node-05"]);
+}
