@@ -68,15 +68,23 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     let fingerprint = key.fingerprint();
     let public = key.openssh_public();
     let mut limits = Limits::default();
-    if let Some(ms) = config
-        .rpc
-        .as_ref()
-        .and_then(|rpc| rpc.get("handshake_timeout_ms"))
-        .and_then(|v| v.as_integer())
-        .and_then(|ms| u64::try_from(ms).ok())
-        .filter(|ms| *ms > 0)
-    {
+    let setting = |key: &str| {
+        config
+            .rpc
+            .as_ref()
+            .and_then(|rpc| rpc.get(key))
+            .and_then(|v| v.as_integer())
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0)
+    };
+    if let Some(ms) = setting("handshake_timeout_ms") {
         limits.handshake_deadline = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = setting("max_connections") {
+        limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = setting("max_handshaking") {
+        limits.max_handshaking = usize::try_from(n).unwrap_or(usize::MAX);
     }
     let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
     let mut bound: Vec<Value> = Vec::new();

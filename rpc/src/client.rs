@@ -96,9 +96,13 @@ pub async fn connect(
 }
 
 async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Session, ClientError> {
-    let mut stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| ClientError::Unreachable(format!("{address}: {e}")))?;
+    // An address literal connects directly; only names go through the
+    // resolver (which runs on a thread pool).
+    let connected = match address.parse::<std::net::SocketAddr>() {
+        Ok(socket) => TcpStream::connect(socket).await,
+        Err(_) => TcpStream::connect(address).await,
+    };
+    let mut stream = connected.map_err(|e| ClientError::Unreachable(format!("{address}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let ephemeral = StaticSecret::random_from_rng(OsRng);
     let mut nonce = [0u8; 32];

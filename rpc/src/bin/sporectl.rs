@@ -268,9 +268,11 @@ async fn run(options: &Options) -> Result<(), ClientError> {
 /// The beacon's records.
 async fn beacon_nodes(beacon: &str) -> Result<Vec<Value>, ClientError> {
     let url = format!("{}/api/v1/nodes", beacon.trim_end_matches('/'));
-    let (status, body) = svc::runtime::probe::http_get(&url, Duration::from_secs(15))
-        .await
-        .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
+    // 64 MiB: room for ~100,000 nodes.
+    let (status, body) =
+        svc::runtime::probe::http_get_limited(&url, Duration::from_secs(30), 64 << 20)
+            .await
+            .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
     if status != 200 {
         return Err(ClientError::Protocol(format!("beacon answered {status}")));
     }

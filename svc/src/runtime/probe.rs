@@ -62,6 +62,16 @@ const RESPONSE_LIMIT: usize = 64 * 1024;
 /// any failure. Understands Content-Length, chunked and close-delimited
 /// bodies; reads at most 64 KiB.
 pub async fn http_get(url: &str, timeout: Duration) -> Option<(u16, Vec<u8>)> {
+    http_get_limited(url, timeout, RESPONSE_LIMIT).await
+}
+
+/// [`http_get`] reading at most `limit` bytes (a beacon's node list for a
+/// big fleet is larger than 64 KiB).
+pub async fn http_get_limited(
+    url: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Option<(u16, Vec<u8>)> {
     let target = HttpTarget::parse(url)?;
     let fetch = async {
         let mut stream = TcpStream::connect(target.authority.as_str()).await.ok()?;
@@ -78,7 +88,7 @@ pub async fn http_get(url: &str, timeout: Duration) -> Option<(u16, Vec<u8>)> {
                 break;
             }
             response.extend_from_slice(chunk.get(..n)?);
-            if response.len() > RESPONSE_LIMIT {
+            if response.len() > limit {
                 return None;
             }
         }
