@@ -62,6 +62,7 @@ pub fn main(paths: &Paths) -> ExitCode {
             .map(Duration::from_secs),
         allow_insecure_http: beacon.get("allow_insecure_http").and_then(|v| v.as_bool())
             == Some(true),
+        ca_file: text("ca_file").map(std::path::PathBuf::from),
         first_delay: Duration::from_millis(number("retry_first_ms").unwrap_or(1_000).max(1)),
         max_delay: Duration::from_millis(number("retry_max_ms").unwrap_or(300_000).max(1)),
     };

@@ -390,3 +390,122 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         .collect();
     assert_eq!(names, ["node-01", "node-05"]);
 }
+
+/// A CA and a server certificate for 127.0.0.1, made by the openssl CLI.
+fn tls_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = r#"set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=spore-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext 2>/dev/null
+"#;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl failed");
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn call_home_speaks_https_and_trusts_only_the_configured_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_material(work.path());
+    let port = free_port();
+    let received = work.path().join("received.json");
+    // An https stand-in for the beacon: records what it is sent.
+    let server = format!(
+        r#"
+import http.server, ssl
+class B(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        open("{received}", "wb").write(body)
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"{{}}")
+    def log_message(self, *a): pass
+httpd = http.server.HTTPServer(("127.0.0.1", {port}), B)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("{cert}", "{key}")
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+httpd.serve_forever()
+"#,
+        received = received.display(),
+        cert = cert.display(),
+        key = key.display()
+    );
+    let beacon = Beacon {
+        child: Command::new("python3")
+            .arg("-c")
+            .arg(server)
+            .spawn()
+            .unwrap(),
+        port,
+    };
+    // Listening before any other port is picked, so none can collide.
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let op = operator(work.path());
+    let (spore, _) = node("tls-node", port, &op, 0);
+    let etc = spore.path("etc/spore.toml");
+    let config = std::fs::read_to_string(&etc).unwrap().replace(
+        &format!("url = \"http://127.0.0.1:{port}/api/v1/nodes/register\""),
+        &format!(
+            "url = \"https://127.0.0.1:{port}/api/v1/nodes/register\"\nca_file = \"{}\"",
+            ca.display()
+        ),
+    );
+    std::fs::write(&etc, config).unwrap();
+    // Without the CA, the system's roots do not trust the beacon.
+    let untrusted = spore.path("untrusted.toml");
+    let text = std::fs::read_to_string(&etc)
+        .unwrap()
+        .replace(&format!("ca_file = \"{}\"\n", ca.display()), "");
+    std::fs::write(&untrusted, &text).unwrap();
+    std::fs::create_dir_all(spore.path("untrusted")).unwrap();
+    std::fs::write(spore.path("untrusted/spore.toml"), &text).unwrap();
+    let mut refused = Command::new(common::spore_bin())
+        .args(["call-home", "--config-dir"])
+        .arg(spore.path("untrusted"))
+        .arg("--state-dir")
+        .arg(spore.path("state"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first failures may be mycelium's API still starting; the one that
+    // matters names the certificate.
+    let stderr = std::io::BufReader::new(refused.stderr.take().unwrap());
+    let verdict = std::io::BufRead::lines(stderr)
+        .take(50)
+        .map_while(Result::ok)
+        .find(|line| !line.contains("Connection refused"));
+    let _ = refused.kill();
+    let _ = refused.wait();
+    let verdict = verdict.unwrap_or_default();
+    assert!(verdict.contains("certificate"), "{verdict}");
+    // With it, call-home registers (restarted in case it began before the
+    // configuration named the CA). Only a TLS client that trusted the test
+    // CA can have delivered the file.
+    spore
+        .call(
+            "service.restart",
+            serde_json::json!({ "name": "call-home" }),
+        )
+        .unwrap();
+    spore.wait_for("the https registration", Duration::from_secs(15), |_| {
+        received.exists()
+    });
+    drop(beacon);
+    let registration: Registration =
+        serde_json::from_slice(&std::fs::read(&received).unwrap()).unwrap();
+    assert_eq!(registration.hostname, "tls-node");
+    assert!(registration.verify().is_ok());
+}

@@ -30,6 +30,9 @@ pub struct Settings {
     pub heartbeat: Option<Duration>,
     /// Allow plain http to addresses that are neither loopback nor mycelium.
     pub allow_insecure_http: bool,
+    /// For https: trust only the CA certificates in this PEM file (else the
+    /// system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
     /// First retry delay; doubles to [`Settings::max_delay`].
     pub first_delay: Duration,
     /// Retry delay cap.
@@ -52,21 +55,19 @@ pub enum CallHomeError {
 /// A parsed http URL.
 #[derive(Debug)]
 struct Url {
+    tls: bool,
     host: String,
     port: u16,
     path: String,
 }
 
 fn parse_url(url: &str) -> Result<Url, String> {
-    if url.starts_with("https://") {
-        return Err(
-            "https is not supported yet; use http to a loopback or mycelium (400::/7) address"
-                .into(),
-        );
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("must start with http://")?;
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err("must start with http:// or https://".into()),
+    };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or("unclosed [")?;
@@ -74,20 +75,21 @@ fn parse_url(url: &str) -> Result<Url, String> {
             .strip_prefix(':')
             .map(|p| p.parse::<u16>().map_err(|_| "bad port"))
             .transpose()?;
-        (host.to_owned(), port.unwrap_or(80))
+        (host.to_owned(), port.unwrap_or(default_port))
     } else {
         match authority.rsplit_once(':') {
             Some((host, port)) => (
                 host.to_owned(),
                 port.parse::<u16>().map_err(|_| "bad port")?,
             ),
-            None => (authority.to_owned(), 80),
+            None => (authority.to_owned(), default_port),
         }
     };
     if host.is_empty() {
         return Err("no host".into());
     }
     Ok(Url {
+        tls,
         host,
         port,
         path: if path.is_empty() {
@@ -113,6 +115,10 @@ pub fn check_url(settings: &Settings) -> Result<(), CallHomeError> {
         reason,
     };
     let url = parse_url(&settings.beacon_url).map_err(fail)?;
+    if url.tls {
+        tls_config(settings.ca_file.as_deref()).map_err(fail)?;
+        return Ok(());
+    }
     if settings.allow_insecure_http {
         return Ok(());
     }
@@ -130,19 +136,87 @@ pub fn check_url(settings: &Settings) -> Result<(), CallHomeError> {
     Ok(())
 }
 
-/// One HTTP/1.1 request; returns status and body.
+/// The TLS client settings: the CA file's certificates, or the system's.
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (set ca_file in [beacon])".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// Reads a whole response; a TLS peer that closes without close_notify
+/// after sending it is tolerated.
+fn read_all(stream: &mut dyn Read) -> Result<Vec<u8>, String> {
+    let mut response = Vec::new();
+    match stream.take(1 << 20).read_to_end(&mut response) {
+        Ok(_) => Ok(response),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+            Ok(response)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One HTTP/1.1 request (https with `ca_file` or the system's roots);
+/// returns status and body.
 fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), String> {
+    http_with(method, url, body, None)
+}
+
+fn http_with(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    ca_file: Option<&std::path::Path>,
+) -> Result<(u16, Vec<u8>), String> {
     let url = parse_url(url)?;
     let address = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
         .next()
         .ok_or("no address")?;
-    let mut stream =
+    let tcp =
         TcpStream::connect_timeout(&address, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
+    tcp.set_read_timeout(Some(Duration::from_secs(15)))
         .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn ReadWrite> = if url.tls {
+        let name =
+            rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
+        let connection =
+            rustls::ClientConnection::new(tls_config(ca_file)?, name).map_err(|e| e.to_string())?;
+        Box::new(rustls::StreamOwned::new(connection, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let host = if url.host.contains(':') {
         format!("[{}]", url.host)
     } else {
@@ -162,11 +236,8 @@ fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), 
     if let Some(body) = body {
         stream.write_all(body).map_err(|e| e.to_string())?;
     }
-    let mut response = Vec::new();
-    stream
-        .take(1 << 20)
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
+    stream.flush().map_err(|e| e.to_string())?;
+    let response = read_all(&mut stream)?;
     let text = String::from_utf8_lossy(&response);
     let status = text
         .split_whitespace()
@@ -179,6 +250,10 @@ fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), 
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// A byte stream that is either plain TCP or TLS over it.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// What mycelium's admin API reports.
 struct Mycelium {
@@ -233,7 +308,12 @@ fn attempt(settings: &Settings, key: &NodeKey) -> Result<String, String> {
         .sign(key.signing_key())
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
-    let (status, answer) = http("POST", &settings.beacon_url, Some(&body))?;
+    let (status, answer) = http_with(
+        "POST",
+        &settings.beacon_url,
+        Some(&body),
+        settings.ca_file.as_deref(),
+    )?;
     if (200..300).contains(&status) {
         Ok(mycelium.address)
     } else {
@@ -301,7 +381,9 @@ mod tests {
         );
         let u = parse_url("http://beacon.example").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!(parse_url("https://x/").unwrap_err().contains("https"));
+        let u = parse_url("https://beacon.example/register").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 443);
         assert!(parse_url("ftp://x/").is_err());
     }
 
@@ -324,6 +406,7 @@ mod tests {
             rpc_port: 9999,
             heartbeat: None,
             allow_insecure_http: false,
+            ca_file: None,
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
         };
