@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
+use rpc::display::{log_line, service_table, text};
 use serde_json::{json, Value};
 
 /// What to ask.
@@ -132,39 +133,11 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> std::io
     Ok(ExitCode::SUCCESS)
 }
 
-fn text(value: &Value, key: &str) -> String {
-    match value.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn log_line(line: &Value) -> String {
-    format!(
-        "{} {} {}",
-        text(line, "time"),
-        text(line, "stream"),
-        text(line, "text")
-    )
-}
-
 fn print_human(request: &Request, result: &Value) {
     match request {
         Request::Status => {
-            println!(
-                "{:<24} {:<9} {:<8} {:>8}  DETAIL",
-                "SERVICE", "KIND", "STATE", "PID"
-            );
-            for service in result.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<9} {:<8} {:>8}  {}",
-                    text(service, "name"),
-                    text(service, "kind"),
-                    text(service, "state"),
-                    text(service, "pid"),
-                    text(service, "detail")
-                );
+            for row in service_table(result) {
+                println!("{row}");
             }
         }
         Request::Logs { .. } => {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::Spore;
+use common::{keygen, sporectl_bin, Spore};
 use rpc::registration::Registration;
 use serde_json::Value;
 
@@ -25,20 +25,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn sporectl_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building sporectl failed");
-            Path::new(common::spore_bin()).with_file_name("sporectl")
-        })
-        .clone()
 }
 
 /// A beacon process on `port` keeping its data in `data`.
@@ -146,12 +132,7 @@ fn node(hostname: &str, beacon_port: u16, operator: &Path, heartbeat_s: u64) -> 
 fn operator(dir: &Path) -> PathBuf {
     let key = dir.join("op");
     if !key.exists() {
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "op@fleet", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        keygen(&key, "op@fleet");
     }
     key
 }

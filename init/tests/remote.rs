@@ -16,38 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::Spore;
+use common::{keygen, sporectl_bin, Spore};
 use rand_core::{OsRng, RngCore};
 use rpc::client::{connect, ClientError, Pin};
 use rpc::handshake::{client_check, client_hello, encode_proof, VERSION};
 use rpc::identity::Identity;
 use serde_json::{json, Value};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
-
-/// sporectl, built from the current source once per test run (it belongs
-/// to the rpc package, so cargo does not build it for spore's tests).
-fn sporectl_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building sporectl failed");
-            Path::new(common::spore_bin()).with_file_name("sporectl")
-        })
-        .clone()
-}
-
-fn keygen(path: &Path, comment: &str) {
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 fn fingerprint(path: &Path) -> String {
     let out = Command::new("ssh-keygen")

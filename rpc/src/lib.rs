@@ -16,6 +16,7 @@ pub mod authorized;
 pub mod beacon;
 pub mod callhome;
 pub mod client;
+pub mod display;
 pub mod frame;
 pub mod handshake;
 pub mod identity;

@@ -220,3 +220,29 @@ server.serve_forever()
     std::fs::write(&path, script).unwrap();
     path.display().to_string()
 }
+
+/// sporectl, built from the current source once per test run (it belongs
+/// to the rpc package, so cargo does not build it for spore's tests).
+pub fn sporectl_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "building sporectl failed");
+            Path::new(spore_bin()).with_file_name("sporectl")
+        })
+        .clone()
+}
+
+/// An ed25519 key pair made by the real ssh-keygen at `path` (+ .pub).
+pub fn keygen(path: &Path, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rpc::client::{connect, ClientError, Pin, Session};
+use rpc::display::{log_line, service_table, text};
 use rpc::identity::Identity;
 use rpc::{nodekey, pins};
 use serde_json::{json, Value};
@@ -549,23 +550,6 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
     }
 }
 
-fn text(value: &Value, key: &str) -> String {
-    match value.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn log_line(line: &Value) -> String {
-    format!(
-        "{} {} {}",
-        text(line, "time"),
-        text(line, "stream"),
-        text(line, "text")
-    )
-}
-
 fn print_result(options: &Options, result: &Value) {
     if options.json {
         println!("{result}");
@@ -573,19 +557,8 @@ fn print_result(options: &Options, result: &Value) {
     }
     match options.command.as_str() {
         "list" => {
-            println!(
-                "{:<24} {:<9} {:<10} {:>8}  DETAIL",
-                "SERVICE", "KIND", "STATE", "PID"
-            );
-            for s in result.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<9} {:<10} {:>8}  {}",
-                    text(s, "name"),
-                    text(s, "kind"),
-                    text(s, "state"),
-                    text(s, "pid"),
-                    text(s, "detail")
-                );
+            for row in service_table(result) {
+                println!("{row}");
             }
         }
         "logs" => {
