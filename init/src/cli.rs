@@ -119,16 +119,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
     };
     match command.as_str() {
         "run" => {
-            let mut config_dir = PathBuf::from("/etc/spore");
-            let mut state_dir = PathBuf::from("/var/lib/spore");
-            while let Some(arg) = parser.next()? {
-                match arg {
-                    Long("config-dir") => config_dir = parser.value()?.into(),
-                    Long("state-dir") => state_dir = parser.value()?.into(),
-                    Long("socket") => socket = Some(parser.value()?.into()),
-                    other => return Err(other.unexpected()),
-                }
-            }
+            let (config_dir, state_dir) = directories(&mut parser, Some(&mut socket))?;
             Ok(Invocation::Run {
                 config_dir,
                 state_dir,
@@ -136,15 +127,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             })
         }
         "call-home" => {
-            let mut config_dir = PathBuf::from("/etc/spore");
-            let mut state_dir = PathBuf::from("/var/lib/spore");
-            while let Some(arg) = parser.next()? {
-                match arg {
-                    Long("config-dir") => config_dir = parser.value()?.into(),
-                    Long("state-dir") => state_dir = parser.value()?.into(),
-                    other => return Err(other.unexpected()),
-                }
-            }
+            let (config_dir, state_dir) = directories(&mut parser, None)?;
             Ok(Invocation::CallHome {
                 config_dir,
                 state_dir,
@@ -233,6 +216,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
         }
         other => Err(format!("unknown command `{other}`").into()),
     }
+}
+
+/// `--config-dir` and `--state-dir` (default /etc/spore, /var/lib/spore),
+/// and `--socket` where the command takes one.
+fn directories(
+    parser: &mut lexopt::Parser,
+    mut socket: Option<&mut Option<PathBuf>>,
+) -> Result<(PathBuf, PathBuf), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut config_dir = PathBuf::from("/etc/spore");
+    let mut state_dir = PathBuf::from("/var/lib/spore");
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config-dir") => config_dir = parser.value()?.into(),
+            Long("state-dir") => state_dir = parser.value()?.into(),
+            Long("socket") if socket.is_some() => {
+                if let Some(slot) = socket.as_deref_mut() {
+                    *slot = Some(parser.value()?.into());
+                }
+            }
+            other => return Err(other.unexpected()),
+        }
+    }
+    Ok((config_dir, state_dir))
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ fn dispatch(node: &Node, text: &str) -> (Value, Result<Reply, ApiError>) {
         return (id, Err(error));
     };
     let params = request.get("params").cloned().unwrap_or(Value::Null);
-    let info = node.info();
+    let info = || node.info();
     let outcome = match node.runtime.try_borrow_mut() {
         Ok(mut runtime) => api::call(&mut runtime, Role::Admin, method, &params, &info),
         Err(_) => Err(ApiError {

@@ -103,7 +103,7 @@ impl rpc::server::Dispatcher for Node {
         method: &str,
         params: &Value,
     ) -> Result<svc::api::Reply, svc::api::ApiError> {
-        let info = self.info();
+        let info = || self.info();
         match self.runtime.try_borrow_mut() {
             Ok(mut runtime) => svc::api::call(&mut runtime, operator.role, method, params, &info),
             Err(_) => Err(svc::api::ApiError {

@@ -197,14 +197,15 @@ pub fn method(name: &str) -> Option<&'static MethodSpec> {
     METHODS.iter().find(|m| m.name == name)
 }
 
-/// Calls `method` with `params` as `role`. `node` is what `node.info`
-/// answers (the init knows it, this crate does not).
+/// Calls `method` with `params` as `role`. `node_info` makes what
+/// `node.info` answers (the init knows it, this crate does not); it runs only
+/// for that method, not on every call.
 pub fn call(
     runtime: &mut Runtime,
     role: Role,
     method_name: &str,
     params: &Value,
-    node: &Value,
+    node_info: &dyn Fn() -> Value,
 ) -> Result<Reply, ApiError> {
     let spec = method(method_name).ok_or_else(|| {
         ApiError::new(
@@ -221,7 +222,7 @@ pub fn call(
     let params = check_params(spec, params)?;
     let shutting_down = runtime.supervisor().is_shutting_down();
     let value = match spec.name {
-        "node.info" => node.clone(),
+        "node.info" => node_info(),
         "service.list" => {
             let now = Instant::now();
             Value::Array(

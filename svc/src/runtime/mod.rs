@@ -513,38 +513,40 @@ impl Runtime {
         };
         let tx = self.tx.clone();
         let timeout = spec.timeout;
+        let native: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>> =
+            match &spec.probe {
+                Probe::Tcp { target } => {
+                    let target = target.clone();
+                    Some(Box::pin(async move { probe::tcp(&target, timeout).await }))
+                }
+                Probe::Http {
+                    target,
+                    expect_status,
+                } => {
+                    let (target, expect) = (target.clone(), *expect_status);
+                    Some(Box::pin(async move {
+                        probe::http(&target, expect, timeout).await
+                    }))
+                }
+                Probe::Exec { .. } => None,
+            };
+        if let Some(native) = native {
+            self.executor
+                .spawn(async move {
+                    let passed = native.await;
+                    let done = Event::CheckDone {
+                        service,
+                        run,
+                        check,
+                        passed,
+                    };
+                    let _ = tx.send(Input::Event(done)).await;
+                })
+                .detach();
+            return;
+        }
         match spec.probe {
-            Probe::Tcp { target } => {
-                self.executor
-                    .spawn(async move {
-                        let passed = probe::tcp(&target, timeout).await;
-                        let done = Event::CheckDone {
-                            service,
-                            run,
-                            check,
-                            passed,
-                        };
-                        let _ = tx.send(Input::Event(done)).await;
-                    })
-                    .detach();
-            }
-            Probe::Http {
-                target,
-                expect_status,
-            } => {
-                self.executor
-                    .spawn(async move {
-                        let passed = probe::http(&target, expect_status, timeout).await;
-                        let done = Event::CheckDone {
-                            service,
-                            run,
-                            check,
-                            passed,
-                        };
-                        let _ = tx.send(Input::Event(done)).await;
-                    })
-                    .detach();
-            }
+            Probe::Tcp { .. } | Probe::Http { .. } => {}
             Probe::Exec { command } => {
                 let view = self.supervisor.get(&service);
                 let env: Vec<(String, String)> = view
