@@ -17,12 +17,34 @@ pub struct NodeConfig {
     /// or by bare name (`tun`, `virtio_net`).
     #[serde(default)]
     pub modules: Vec<String>,
-    /// The NIC's static configuration; absent: leave it to a DHCP service.
-    pub network: Option<Network>,
+    /// Static NIC configuration: one `[network]` table or several
+    /// `[[network]]` tables (one per interface); absent: leave it to a DHCP
+    /// service.
+    pub network: Option<Networks>,
     /// The signed RPC listener (used by the rpc crate).
     pub rpc: Option<toml::Table>,
     /// Call-home settings (used by the rpc crate).
     pub beacon: Option<toml::Table>,
+}
+
+/// `[network]` (one interface) or `[[network]]` (several).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Networks {
+    /// One interface.
+    One(Network),
+    /// Several, configured in order.
+    Many(Vec<Network>),
+}
+
+impl Networks {
+    /// Every interface, in file order.
+    pub fn interfaces(&self) -> &[Network] {
+        match self {
+            Networks::One(one) => std::slice::from_ref(one),
+            Networks::Many(many) => many,
+        }
+    }
 }
 
 /// A static IPv4 address on one interface.
@@ -118,12 +140,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.hostname.as_deref(), Some("node-01"));
-        let network = config.network.unwrap();
+        let networks = config.network.unwrap();
+        let network = &networks.interfaces()[0];
         assert_eq!(
             network.address().unwrap(),
             Some(("10.0.2.15".parse().unwrap(), 24))
         );
         assert_eq!(network.gateway, Some("10.0.2.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn several_interfaces_are_an_array_of_tables() {
+        let config: NodeConfig = toml::from_str(
+            "[[network]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n[[network]]\ninterface = \"eth1\"\naddress = \"192.168.100.2/24\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = config
+            .network
+            .as_ref()
+            .unwrap()
+            .interfaces()
+            .iter()
+            .map(|n| n.interface.as_str())
+            .collect();
+        assert_eq!(names, ["eth0", "eth1"]);
     }
 
     #[test]

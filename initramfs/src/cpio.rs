@@ -11,6 +11,7 @@ enum Body {
     Dir,
     File(Vec<u8>),
     Symlink(String),
+    CharDevice(u32, u32),
 }
 
 /// Why an entry was refused.
@@ -74,15 +75,50 @@ impl Archive {
         self.insert(path, 0o777, Body::Symlink(target.to_owned()))
     }
 
+    /// A character device node (e.g. `dev/console`, 5:1: the kernel opens
+    /// it for init's stdio before init runs).
+    pub fn char_device(
+        &mut self,
+        path: &str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> Result<(), CpioError> {
+        self.insert(path, mode, Body::CharDevice(major, minor))
+    }
+
+    /// Adds every missing parent directory of `path` (mode 0755).
+    pub fn parents(&mut self, path: &str) -> Result<(), CpioError> {
+        let clean = path.trim_start_matches('/');
+        let mut prefix = String::new();
+        let parts: Vec<&str> = clean.split('/').collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if !self.entries.contains_key(&prefix) {
+                self.dir(&prefix, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `path` is in the archive.
+    pub fn contains(&self, path: &str) -> bool {
+        self.entries.contains_key(path.trim_start_matches('/'))
+    }
+
     /// The archive bytes: entries in path order (parents before children),
     /// inode numbers from 1, owner 0:0, mtime 0, then the trailer.
     pub fn finish(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (n, (path, (mode, body))) in self.entries.iter().enumerate() {
-            let (kind, data): (u32, &[u8]) = match body {
-                Body::Dir => (0o040000, &[]),
-                Body::File(data) => (0o100000, data),
-                Body::Symlink(target) => (0o120000, target.as_bytes()),
+            let (kind, data, rdev): (u32, &[u8], (u32, u32)) = match body {
+                Body::Dir => (0o040000, &[], (0, 0)),
+                Body::File(data) => (0o100000, data, (0, 0)),
+                Body::Symlink(target) => (0o120000, target.as_bytes(), (0, 0)),
+                Body::CharDevice(major, minor) => (0o020000, &[], (*major, *minor)),
             };
             let links = if matches!(body, Body::Dir) { 2 } else { 1 };
             write_entry(
@@ -90,11 +126,12 @@ impl Archive {
                 u32::try_from(n + 1).unwrap_or(u32::MAX),
                 kind | (mode & 0o7777),
                 links,
+                rdev,
                 path,
                 data,
             );
         }
-        write_entry(&mut out, 0, 0, 1, "TRAILER!!!", &[]);
+        write_entry(&mut out, 0, 0, 1, (0, 0), "TRAILER!!!", &[]);
         // The kernel reads archives in 512-byte blocks; pad like cpio does.
         while out.len() % 512 != 0 {
             out.push(0);
@@ -109,14 +146,22 @@ fn pad4(out: &mut Vec<u8>) {
     }
 }
 
-fn write_entry(out: &mut Vec<u8>, inode: u32, mode: u32, links: u32, name: &str, data: &[u8]) {
+fn write_entry(
+    out: &mut Vec<u8>,
+    inode: u32,
+    mode: u32,
+    links: u32,
+    (rdev_major, rdev_minor): (u32, u32),
+    name: &str,
+    data: &[u8],
+) {
     let name_len = u32::try_from(name.len() + 1).unwrap_or(u32::MAX);
     let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
     // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor,
     // devminor, rdevmajor, rdevminor, namesize, check
     let header = format!(
-        "070701{inode:08x}{mode:08x}{:08x}{:08x}{links:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{name_len:08x}{:08x}",
-        0, 0, 0, 0, 0, 0, 0, 0
+        "070701{inode:08x}{mode:08x}{:08x}{:08x}{links:08x}{:08x}{size:08x}{:08x}{:08x}{rdev_major:08x}{rdev_minor:08x}{name_len:08x}{:08x}",
+        0, 0, 0, 0, 0, 0
     );
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(name.as_bytes());

@@ -1,8 +1,13 @@
 //! Builds a bootable initramfs with spore as `/init`, service files, keys,
-//! kernel modules and helper binaries. So far: the reproducible newc cpio
-//! writer ([`cpio`]) and module resolution with dependency order from an
-//! unpacked kernel package ([`modules`]); the manifest, compression and the
-//! `spore-mkinitramfs` command come next (issue 6).
+//! kernel modules and helper binaries, from a [`manifest::Manifest`]. The
+//! same inputs give a byte-identical image: entries sorted, owners 0:0,
+//! times 0, compression without timestamps.
 
 pub mod cpio;
+pub mod elf;
+pub mod image;
+pub mod manifest;
 pub mod modules;
+
+pub use image::{build, BuildError, Image};
+pub use manifest::Manifest;

@@ -33,7 +33,7 @@ pub fn configure(config: &NodeConfig) {
     set_hostname(config);
     modules::load_all(&config.modules);
     network::loopback_up();
-    if let Some(net) = &config.network {
+    for net in config.network.iter().flat_map(|n| n.interfaces()) {
         network::configure(net);
     }
 }

@@ -1,0 +1,306 @@
+//! Assembles an image from a [`Manifest`]: spore as `/init`, the node's
+//! configuration, validated service files, keys, kernel modules in load
+//! order and extra binaries, as a reproducible compressed newc archive.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::cpio::{Archive, CpioError};
+use crate::elf::{linkage, Linkage};
+use crate::manifest::{Compression, Manifest};
+use crate::modules::{resolve, ModuleError};
+
+/// Why an image cannot be built. Nothing is written when any of these
+/// happens.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An input file cannot be read.
+    #[error("{what} {path}: {reason}")]
+    Read {
+        /// What the file was for.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// A dynamically linked binary, and `allow_dynamic` is off.
+    #[error("{path} is dynamically linked (needs {interpreter}), which an initramfs cannot run; give a static binary or set allow_dynamic = true")]
+    Dynamic {
+        /// The binary.
+        path: String,
+        /// Its program interpreter.
+        interpreter: String,
+    },
+    /// Service files that do not validate, one message each (file, line,
+    /// column, field).
+    #[error("service files do not validate:\n{}", .0.join("\n"))]
+    Services(Vec<String>),
+    /// spore.toml is not valid TOML.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// toml's message.
+        reason: String,
+    },
+    /// The kernel tree has no single `lib/modules/RELEASE`.
+    #[error("kernel tree {0}: expected exactly one lib/modules/RELEASE directory")]
+    KernelTree(String),
+    /// A module or its dependencies cannot be resolved.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// Two inputs for one path, or a bad path.
+    #[error(transparent)]
+    Cpio(#[from] CpioError),
+}
+
+/// A built image and what the builder noticed.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The compressed archive.
+    pub bytes: Vec<u8>,
+    /// Warnings (dynamic binaries accepted with `allow_dynamic`).
+    pub warnings: Vec<String>,
+    /// The kernel release the modules are for, if any.
+    pub release: Option<String>,
+    /// Modules in load order, relative to `lib/modules/RELEASE/`.
+    pub modules: Vec<String>,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|e| BuildError::Read {
+        what,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Builds the image `manifest` describes.
+pub fn build(manifest: &Manifest) -> Result<Image, BuildError> {
+    let mut archive = Archive::new();
+    let mut warnings = Vec::new();
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("etc/spore", 0o755),
+        ("etc/spore/services", 0o755),
+        ("var", 0o755),
+        ("var/lib", 0o755),
+        ("var/lib/spore", 0o700),
+    ] {
+        archive.dir(dir, mode)?;
+    }
+    // The kernel opens /dev/console for init's stdio before init runs.
+    archive.char_device("dev/console", 0o600, 5, 1)?;
+
+    let spore = read("spore binary", &manifest.spore)?;
+    check_linkage(
+        &manifest.spore,
+        &spore,
+        manifest.allow_dynamic,
+        &mut warnings,
+    )?;
+    archive.file("init", 0o755, spore)?;
+    // `spore status`, `spore call-home` in service files and on a console.
+    archive.symlink("bin/spore", "/init")?;
+
+    let (release, modules) = match &manifest.kernel {
+        Some(kernel) => {
+            let (release, modules) = add_modules(&mut archive, &kernel.tree, &kernel.modules)?;
+            (Some(release), modules)
+        }
+        None => (None, Vec::new()),
+    };
+    let config = node_config(manifest.config.as_deref(), &modules)?;
+    archive.file("etc/spore/spore.toml", 0o644, config)?;
+
+    for (path, text) in validate_services(&manifest.services)? {
+        archive.file(
+            &format!("etc/spore/services/{}", file_name(&path)),
+            0o644,
+            text.into_bytes(),
+        )?;
+    }
+    if let Some(keys) = &manifest.authorized_keys {
+        archive.file(
+            "etc/spore/authorized_keys",
+            0o644,
+            read("authorized_keys", keys)?,
+        )?;
+    }
+    if let Some(key) = &manifest.node_key {
+        archive.file("var/lib/spore/node_key", 0o600, read("node key", key)?)?;
+    }
+    for binary in &manifest.binaries {
+        let bytes = read("binary", &binary.source)?;
+        check_linkage(
+            &binary.source,
+            &bytes,
+            manifest.allow_dynamic,
+            &mut warnings,
+        )?;
+        let mode = match &binary.mode {
+            Some(text) => u32::from_str_radix(text, 8).map_err(|_| BuildError::Config {
+                path: binary.path.clone(),
+                reason: format!("mode `{text}` is not octal"),
+            })?,
+            None => 0o755,
+        };
+        archive.parents(&binary.path)?;
+        archive.file(&binary.path, mode, bytes)?;
+        for link in &binary.links {
+            archive.parents(link)?;
+            archive.symlink(link, &format!("/{}", binary.path.trim_start_matches('/')))?;
+        }
+    }
+    let cpio = archive.finish();
+    Ok(Image {
+        bytes: compress(&cpio, manifest.compression),
+        warnings,
+        release,
+        modules,
+    })
+}
+
+fn check_linkage(
+    path: &Path,
+    bytes: &[u8],
+    allow: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), BuildError> {
+    if let Linkage::Dynamic(interpreter) = linkage(bytes) {
+        if !allow {
+            return Err(BuildError::Dynamic {
+                path: path.display().to_string(),
+                interpreter,
+            });
+        }
+        warnings.push(format!(
+            "{} is dynamically linked (needs {interpreter}); included because allow_dynamic is set",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `wanted` and their dependencies under lib/modules/RELEASE/;
+/// returns the release and the load order (paths relative to it).
+fn add_modules(
+    archive: &mut Archive,
+    tree: &Path,
+    wanted: &[String],
+) -> Result<(String, Vec<String>), BuildError> {
+    let releases: Vec<PathBuf> = std::fs::read_dir(tree.join("lib/modules"))
+        .map_err(|e| BuildError::Read {
+            what: "kernel tree",
+            path: tree.join("lib/modules").display().to_string(),
+            reason: e.to_string(),
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let [root] = releases.as_slice() else {
+        return Err(BuildError::KernelTree(tree.display().to_string()));
+    };
+    let release = file_name(root);
+    let mut order = Vec::new();
+    for module in resolve(root, wanted)? {
+        let relative = module.relative.to_string_lossy().into_owned();
+        let target = format!("lib/modules/{release}/{relative}");
+        archive.parents(&target)?;
+        archive.file(&target, 0o644, read("module", &module.path)?)?;
+        order.push(relative);
+    }
+    Ok((release, order))
+}
+
+/// spore.toml with `modules` set to the load order (when modules are
+/// carried); without a file, one holding just that.
+fn node_config(path: Option<&Path>, modules: &[String]) -> Result<Vec<u8>, BuildError> {
+    let text = match path {
+        Some(path) => String::from_utf8_lossy(&read("node config", path)?).into_owned(),
+        None => String::new(),
+    };
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| BuildError::Config {
+        path: shown.clone(),
+        reason: e.to_string().trim().replace('\n', " "),
+    })?;
+    if modules.is_empty() {
+        return Ok(text.into_bytes());
+    }
+    table.insert(
+        "modules".into(),
+        toml::Value::Array(modules.iter().cloned().map(toml::Value::String).collect()),
+    );
+    toml::to_string(&table)
+        .map(String::into_bytes)
+        .map_err(|e| BuildError::Config {
+            path: shown,
+            reason: e.to_string(),
+        })
+}
+
+/// Parses every service file and checks them together (dependencies
+/// present, no cycles); any error refuses the whole image.
+fn validate_services(files: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, BuildError> {
+    let mut texts = Vec::new();
+    let mut services = Vec::new();
+    let mut errors = Vec::new();
+    let mut names = HashSet::new();
+    for path in files {
+        let text = String::from_utf8_lossy(&read("service file", path)?).into_owned();
+        if !names.insert(file_name(path)) {
+            errors.push(format!(
+                "{}: a service file with this name is listed twice",
+                path.display()
+            ));
+        }
+        match svc::parse_service(path, &text) {
+            Ok(service) => services.push(service),
+            Err(file_errors) => errors.extend(file_errors.iter().map(|e| format!("error: {e}"))),
+        }
+        texts.push((path.clone(), text));
+    }
+    let report = svc::load::check_together(services, Vec::new(), HashSet::new());
+    errors.extend(report.errors.iter().map(|e| format!("error: {e}")));
+    if errors.is_empty() {
+        Ok(texts)
+    } else {
+        Err(BuildError::Services(errors))
+    }
+}
+
+/// Compresses the archive; the output depends on the input alone.
+pub fn compress(cpio: &[u8], compression: Compression) -> Vec<u8> {
+    match compression {
+        Compression::None => cpio.to_vec(),
+        Compression::Gzip => {
+            use std::io::Write;
+            // mtime 0, no file name: nothing but the input shapes the bytes.
+            let mut encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::default());
+            // Writing into a Vec cannot fail.
+            let _ = encoder.write_all(cpio);
+            encoder.finish().unwrap_or_default()
+        }
+        Compression::Zstd => {
+            ruzstd::encoding::compress_to_vec(cpio, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+    }
+}

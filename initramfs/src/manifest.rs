@@ -1,0 +1,186 @@
+//! The manifest: what goes into an image. TOML; relative paths are taken
+//! from the manifest's own directory.
+//!
+//! ```toml
+//! spore = "target/x86_64-unknown-linux-musl/release/spore"   # /init
+//! config = "node/spore.toml"                                  # /etc/spore/spore.toml
+//! services = ["node/services/mycelium.toml"]                  # /etc/spore/services/
+//! authorized_keys = "node/authorized_keys"                    # /etc/spore/authorized_keys
+//! node_key = "node/node_key"                                  # optional, /var/lib/spore/node_key
+//! compression = "gzip"                                        # gzip (default), zstd, none
+//!
+//! [kernel]
+//! tree = "target/kernel/linux-image-6.1.0-56-amd64"           # an unpacked kernel package
+//! modules = ["virtio_pci", "virtio_net", "tun"]
+//!
+//! [[binaries]]
+//! source = "/bin/busybox"
+//! path = "/bin/busybox"
+//! links = ["/bin/sh", "/sbin/udhcpc"]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How the archive is compressed; the Debian kernel understands all three.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (RFC 1952), with no name and mtime 0.
+    #[default]
+    Gzip,
+    /// zstd (RFC 8878).
+    Zstd,
+    /// A plain cpio archive.
+    None,
+}
+
+/// Kernel modules to carry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// An unpacked kernel package (`dpkg -x`): holds `lib/modules/RELEASE/`.
+    pub tree: PathBuf,
+    /// Modules by name; their dependencies are added before them.
+    #[serde(default)]
+    pub modules: Vec<String>,
+}
+
+/// A binary (or any file) copied in, with symlinks to it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Binary {
+    /// Where it is on the build machine.
+    pub source: PathBuf,
+    /// Where it goes in the image.
+    pub path: String,
+    /// Symbolic links to it (busybox applets: `/bin/sh`, `/sbin/udhcpc`).
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// Mode bits, octal text; default `0755`.
+    pub mode: Option<String>,
+}
+
+/// The manifest file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The static spore binary; it becomes `/init`.
+    pub spore: PathBuf,
+    /// The node configuration, `/etc/spore/spore.toml`.
+    pub config: Option<PathBuf>,
+    /// Service files, each validated, into `/etc/spore/services/`.
+    #[serde(default)]
+    pub services: Vec<PathBuf>,
+    /// Operators' keys, `/etc/spore/authorized_keys`.
+    pub authorized_keys: Option<PathBuf>,
+    /// A node key to bake in (0600); without one the node makes its own
+    /// on first boot.
+    pub node_key: Option<PathBuf>,
+    /// Kernel modules.
+    pub kernel: Option<Kernel>,
+    /// Extra binaries and files.
+    #[serde(default)]
+    pub binaries: Vec<Binary>,
+    /// Compression of the image.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Accept dynamically linked binaries (with a warning) instead of
+    /// refusing them.
+    #[serde(default)]
+    pub allow_dynamic: bool,
+}
+
+/// Why a manifest cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file cannot be read.
+    #[error("{path}: {reason}")]
+    Read {
+        /// The manifest.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// It is not a valid manifest (toml's message names line and column).
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The manifest.
+        path: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+}
+
+impl Manifest {
+    /// Reads `path` and makes every relative path in it relative to the
+    /// manifest's directory.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string().trim().replace('\n', " "),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        manifest.resolve(base);
+        Ok(manifest)
+    }
+
+    /// Joins every relative source path onto `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.spore);
+        self.config.iter_mut().for_each(join);
+        self.services.iter_mut().for_each(join);
+        self.authorized_keys.iter_mut().for_each(join);
+        self.node_key.iter_mut().for_each(join);
+        if let Some(kernel) = &mut self.kernel {
+            join(&mut kernel.tree);
+        }
+        for binary in &mut self.binaries {
+            join(&mut binary.source);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_taken_from_the_manifest_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.toml");
+        std::fs::write(
+            &path,
+            "spore = \"bin/spore\"\nservices = [\"s/a.toml\", \"/abs/b.toml\"]\ncompression = \"zstd\"\n[kernel]\ntree = \"k\"\nmodules = [\"tun\"]\n",
+        )
+        .unwrap();
+        let manifest = Manifest::load(&path).unwrap();
+        assert_eq!(manifest.spore, dir.path().join("bin/spore"));
+        assert_eq!(
+            manifest.services,
+            [dir.path().join("s/a.toml"), PathBuf::from("/abs/b.toml")]
+        );
+        assert_eq!(manifest.compression, Compression::Zstd);
+        assert_eq!(manifest.kernel.unwrap().tree, dir.path().join("k"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.toml");
+        std::fs::write(&path, "spore = \"s\"\nservice = [\"a.toml\"]\n").unwrap();
+        let error = Manifest::load(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("service"), "{error}");
+    }
+}
