@@ -120,9 +120,10 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
         become_subreaper();
     }
     journal::note(format_args!(
-        "spore {} starting (pid {})",
+        "spore {} starting (pid {}, {} s after kernel start)",
         env!("CARGO_PKG_VERSION"),
-        std::process::id()
+        std::process::id(),
+        since_boot()
     ));
     if let Err(error) = create_private_dir(&paths.state_dir) {
         journal::note(format_args!(
@@ -163,6 +164,17 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
             pid1::last_resort()
         }
     }
+}
+
+/// Seconds since the kernel started (CLOCK_BOOTTIME), as `S.mmm`; boot
+/// figures are read off this line.
+fn since_boot() -> String {
+    // SAFETY: clock_gettime with a valid clock id and out-pointer.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return "?".into();
+    }
+    format!("{}.{:03}", now.tv_sec, now.tv_nsec / 1_000_000)
 }
 
 /// Creates `dir` (and parents) if missing; a new directory is 0700.

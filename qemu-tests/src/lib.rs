@@ -1,3 +1,31 @@
-//! Boots real Debian kernels under QEMU with spore's initramfs, one node and
-//! five, and drives them from the host exactly as an operator would. Nothing
-//! is implemented here yet.
+//! Boots real Debian kernels under QEMU (TCG) with spore's initramfs, one
+//! node and five, and drives them from the host exactly as an operator
+//! would: a beacon on the host (the guests reach it as 10.0.2.2), `sporectl`
+//! over each node's forwarded RPC port, the serial console read for marks.
+//!
+//! Nothing here is faked but mycelium, whose stand-in
+//! (`qemu-tests/mycelium-standin`) takes its flags, makes its TUN and
+//! serves its admin API.
+
+pub mod artifacts;
+pub mod beacon;
+pub mod console;
+pub mod fleet;
+pub mod node;
+pub mod operator;
+pub mod vm;
+
+pub use artifacts::{artifacts, Artifacts};
+pub use beacon::Beacon;
+pub use fleet::{Fleet, Node};
+pub use node::NodeSpec;
+pub use operator::Operator;
+pub use vm::Vm;
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

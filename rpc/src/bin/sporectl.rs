@@ -35,6 +35,9 @@ commands:
 fleet: --beacon URL --all COMMAND, or --beacon URL --nodes a,b,c COMMAND, runs
 COMMAND on every node concurrently (--concurrency N, default 64), pinning
 each node's key to what the beacon published; exit 1 if any node failed.
+  --address NAME=HOST:PORT  reach node NAME there instead of at its overlay
+                            address (a port forward, a NAT); its key is still
+                            the one the beacon published (repeatable)
   discover                  the node's OpenRPC document
 defaults: --node 127.0.0.1:9999; identity: ssh-agent ($SSH_AUTH_SOCK) else
 ~/.ssh/id_ed25519; node keys pinned in ~/.config/spore/known_nodes.
@@ -57,6 +60,7 @@ struct Options {
     beacon: Option<String>,
     all: bool,
     only: Option<Vec<String>>,
+    addresses: Vec<(String, String)>,
     concurrency: usize,
     listen: String,
     data: PathBuf,
@@ -83,6 +87,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         beacon: None,
         all: false,
         only: None,
+        addresses: Vec::new(),
         concurrency: 64,
         listen: "127.0.0.1:8080".into(),
         data: PathBuf::from("beacon-data"),
@@ -112,6 +117,16 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
                         .collect(),
                 );
             }
+            Long("address") => {
+                let text = parser.value()?.string()?;
+                let (name, address) = text
+                    .split_once('=')
+                    .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+                    .ok_or_else(|| format!("--address `{text}`: expected NAME=HOST:PORT"))?;
+                options
+                    .addresses
+                    .push((name.to_owned(), address.to_owned()));
+            }
             Long("concurrency") => options.concurrency = parser.value()?.parse::<usize>()?.max(1),
             Long("listen") => options.listen = parser.value()?.string()?,
             Long("data") => options.data = parser.value()?.into(),
@@ -139,6 +154,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     }
     if (options.all || options.only.is_some()) && options.beacon.is_none() {
         return Err("--all and --nodes need --beacon URL".into());
+    }
+    if !options.addresses.is_empty() && !(options.all || options.only.is_some()) {
+        return Err("--address applies to fleet commands (--all or --nodes)".into());
     }
     if options.command == "secret" {
         return match (options.name.as_deref(), options.extra.is_some()) {
@@ -352,6 +370,15 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     let (method, params) = request(options)?;
     let records = beacon_nodes(options.beacon.as_deref().unwrap_or_default()).await?;
     let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
+    for (name, address) in &options.addresses {
+        let target = targets.iter_mut().find(|(h, _, _)| h == name);
+        let Some((_, reach, _)) = target else {
+            return Err(ClientError::Protocol(format!(
+                "--address {name}=…: the beacon knows no node {name}"
+            )));
+        };
+        *reach = address.clone();
+    }
     if let Some(only) = &options.only {
         for wanted in only {
             if !targets.iter().any(|(h, _, _)| h == wanted) {

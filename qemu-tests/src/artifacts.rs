@@ -1,0 +1,115 @@
+//! What a boot needs from the host: the static spore and mycelium stand-in
+//! (built here for x86_64 musl), sporectl, busybox, QEMU and the Debian
+//! kernel (fetched and unpacked by `scripts/kernel`, cached under target/).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Paths to everything a boot uses.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// The repository root.
+    pub root: PathBuf,
+    /// Static spore (becomes /init).
+    pub spore: PathBuf,
+    /// Static mycelium stand-in.
+    pub mycelium: PathBuf,
+    /// sporectl for the host.
+    pub sporectl: PathBuf,
+    /// Static busybox for a shell and applets in the image.
+    pub busybox: PathBuf,
+    /// qemu-system-x86_64.
+    pub qemu: PathBuf,
+    /// The unpacked kernel package.
+    pub kernel_tree: PathBuf,
+    /// Its vmlinuz.
+    pub vmlinuz: PathBuf,
+}
+
+fn run(what: &str, command: &mut Command) -> Result<String, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: cannot run {command:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn build() -> Result<Artifacts, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let qemu = find_program("qemu-system-x86_64").ok_or(
+        "qemu-system-x86_64 is not installed: run scripts/setup (apt-get install qemu-system-x86)",
+    )?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or("busybox is not installed: run scripts/setup (apt-get install busybox-static)")?;
+    run(
+        "building static spore and the mycelium stand-in",
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "-q",
+                "--release",
+                "--target",
+                "x86_64-unknown-linux-musl",
+            ])
+            .args(["-p", "spore", "-p", "mycelium-standin"]),
+    )?;
+    run(
+        "building sporectl",
+        Command::new(&cargo)
+            .current_dir(&root)
+            .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"]),
+    )?;
+    let kernel_tree = PathBuf::from(run(
+        "fetching the Debian kernel",
+        &mut Command::new(root.join("scripts/kernel")),
+    )?);
+    let vmlinuz = std::fs::read_dir(kernel_tree.join("boot"))
+        .map_err(|e| format!("{}: {e}", kernel_tree.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| format!("no vmlinuz in {}/boot", kernel_tree.display()))?;
+    let musl = root.join("target/x86_64-unknown-linux-musl/release");
+    Ok(Artifacts {
+        spore: musl.join("spore"),
+        mycelium: musl.join("mycelium"),
+        sporectl: root.join("target/debug/sporectl"),
+        busybox,
+        qemu,
+        kernel_tree,
+        vmlinuz,
+        root,
+    })
+}
+
+/// Builds or finds everything once per process; the error says what is
+/// missing and how to get it.
+pub fn artifacts() -> Result<&'static Artifacts, String> {
+    static ONCE: OnceLock<Result<Artifacts, String>> = OnceLock::new();
+    ONCE.get_or_init(build).as_ref().map_err(Clone::clone)
+}

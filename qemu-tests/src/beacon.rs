@@ -1,0 +1,86 @@
+//! A beacon on the host (`sporectl beacon serve`), which the guests reach at
+//! 10.0.2.2 through QEMU's user network.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running beacon; killed when dropped.
+pub struct Beacon {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Beacon {
+    /// Starts `sporectl beacon serve` on 127.0.0.1:`port` with data in `data`.
+    pub fn start(sporectl: &Path, port: u16, data: &Path, log: &Path) -> Result<Beacon, String> {
+        let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let child = Command::new(sporectl)
+            .args([
+                "beacon",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data",
+            ])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("sporectl beacon serve: {e}"))?;
+        let beacon = Beacon { child, port };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("the beacon did not start listening".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(beacon)
+    }
+
+    /// Its URL from the host.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `GET /api/v1/nodes`: every registration.
+    pub fn nodes(&self) -> Result<Vec<Value>, String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        write!(
+            stream,
+            "GET /api/v1/nodes HTTP/1.1\r\nHost: beacon\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .ok_or("no HTTP body")?;
+        serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))
+    }
+
+    /// The registration of `hostname`, if any.
+    pub fn node(&self, hostname: &str) -> Option<Value> {
+        self.nodes()
+            .ok()?
+            .into_iter()
+            .find(|n| n.pointer("/registration/hostname").and_then(Value::as_str) == Some(hostname))
+    }
+}
+
+impl Drop for Beacon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

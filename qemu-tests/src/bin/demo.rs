@@ -1,0 +1,2 @@
+//! The demo: placeholder replaced below.
+fn main() {}

@@ -1,0 +1,132 @@
+//! A beacon, an operator and some nodes booted under QEMU: what every boot
+//! test and the demo start from.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::artifacts::{artifacts, Artifacts};
+use crate::beacon::Beacon;
+use crate::node::NodeSpec;
+use crate::operator::Operator;
+use crate::vm::{BootOptions, Vm};
+
+/// One booted node.
+pub struct Node {
+    /// What it is.
+    pub spec: NodeSpec,
+    /// Its QEMU.
+    pub vm: Vm,
+    /// Its node key (`ssh-ed25519 …`), made by ssh-keygen and baked in.
+    pub key: String,
+}
+
+impl Node {
+    /// sporectl against this node, its key pinned.
+    pub fn sporectl(&self, operator: &Operator, args: &[&str]) -> std::process::Output {
+        operator.on_node(self.vm.rpc_port, &self.key, args)
+    }
+}
+
+/// Everything a boot test drives.
+pub struct Fleet {
+    /// Builds, kernel, QEMU.
+    pub artifacts: &'static Artifacts,
+    /// The nodes, in order.
+    pub nodes: Vec<Node>,
+    /// The beacon on the host.
+    pub beacon: Beacon,
+    /// The operator.
+    pub operator: Operator,
+    /// Where inputs, images and consoles live.
+    pub dir: PathBuf,
+}
+
+impl Fleet {
+    /// Starts a beacon and boots `count` nodes; `customize` adjusts each
+    /// node's spec. With `segment`, the nodes share a second network and
+    /// their mycelium stand-ins peer over it.
+    pub fn boot(
+        dir: &Path,
+        count: u8,
+        segment: bool,
+        allow_reboot: bool,
+        customize: impl Fn(&mut NodeSpec),
+    ) -> Result<Fleet, String> {
+        let artifacts = artifacts()?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let operator = Operator::new(dir, &artifacts.sporectl)?;
+        let beacon = Beacon::start(
+            &artifacts.sporectl,
+            crate::free_port(),
+            &dir.join("beacon-data"),
+            &dir.join("beacon.log"),
+        )?;
+        let segment_port = segment.then(crate::free_port);
+        let mut nodes = Vec::new();
+        for index in 1..=count {
+            let mut spec = NodeSpec::new(index, beacon.port);
+            if segment {
+                spec.segment_peers = Some((1..=count).filter(|i| *i != index).collect());
+            }
+            customize(&mut spec);
+            let node_dir = dir.join(&spec.hostname);
+            let (initrd, key) = spec.build(artifacts, &node_dir, &operator.public())?;
+            let vm = Vm::boot(
+                artifacts,
+                &BootOptions {
+                    initrd,
+                    rpc_port: crate::free_port(),
+                    segment_port,
+                    index,
+                    console: node_dir.join("console.log"),
+                    allow_reboot,
+                },
+            )?;
+            nodes.push(Node { spec, vm, key });
+        }
+        Ok(Fleet {
+            artifacts,
+            nodes,
+            beacon,
+            operator,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Waits until every node finished call-home and the beacon lists them
+    /// all.
+    pub fn wait_registered(&mut self, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        for node in &mut self.nodes {
+            let left = limit.saturating_sub(start.elapsed());
+            node.vm.wait_for("spore: call-home: succeeded", left)?;
+        }
+        loop {
+            let listed = self.beacon.nodes().map(|n| n.len()).unwrap_or(0);
+            if listed >= self.nodes.len() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "the beacon lists {listed} of {} nodes",
+                    self.nodes.len()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `--address NAME=127.0.0.1:PORT` for every node: the host reaches
+    /// nodes through their forwarded ports, not the overlay.
+    pub fn address_overrides(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                [
+                    "--address".to_owned(),
+                    format!("{}=127.0.0.1:{}", n.spec.hostname, n.vm.rpc_port),
+                ]
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,156 @@
+//! One node's image: spore.toml, the service chain (mycelium stand-in, then
+//! call-home), the operator's key, a node key made by ssh-keygen, kernel
+//! modules, busybox. Built with `spore-mkinitramfs`'s library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::artifacts::Artifacts;
+
+/// The shared segment between nodes: 192.168.100.0/24, node `i` at .10+i.
+pub const SEGMENT_PREFIX: &str = "192.168.100";
+
+/// What one node is.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its hostname.
+    pub hostname: String,
+    /// Its number (1..), for its segment address.
+    pub index: u8,
+    /// The beacon's port on the host (the guest reaches 10.0.2.2:PORT).
+    pub beacon_port: u16,
+    /// Give it a second NIC on the shared segment, peering with these
+    /// node numbers.
+    pub segment_peers: Option<Vec<u8>>,
+    /// Extra service files (name, TOML).
+    pub extra_services: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    /// Node `index` named `node{index}`, calling home to `beacon_port`.
+    pub fn new(index: u8, beacon_port: u16) -> NodeSpec {
+        NodeSpec {
+            hostname: format!("node{index}"),
+            index,
+            beacon_port,
+            segment_peers: None,
+            extra_services: Vec::new(),
+        }
+    }
+
+    /// Its address on the shared segment.
+    pub fn segment_address(&self) -> String {
+        format!("{SEGMENT_PREFIX}.{}", 10 + u32::from(self.index))
+    }
+
+    fn spore_toml(&self) -> String {
+        let mut text = format!(
+            "hostname = \"{}\"\n\n[[network]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n",
+            self.hostname
+        );
+        if self.segment_peers.is_some() {
+            text.push_str(&format!(
+                "\n[[network]]\ninterface = \"eth1\"\naddress = \"{}/24\"\n",
+                self.segment_address()
+            ));
+        }
+        text.push_str(&format!(
+            "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"http://10.0.2.2:{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",
+            self.beacon_port
+        ));
+        text
+    }
+
+    fn mycelium_toml(&self) -> String {
+        let peers: Vec<String> = self
+            .segment_peers
+            .iter()
+            .flatten()
+            .map(|i| format!("tcp://{SEGMENT_PREFIX}.{}:9651", 10 + u32::from(*i)))
+            .collect();
+        let peers = if peers.is_empty() {
+            String::new()
+        } else {
+            format!("--peers {} ", peers.join(" "))
+        };
+        format!(
+            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"/usr/local/bin/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
+        )
+    }
+
+    /// Writes the node's inputs under `dir` and builds its image; returns
+    /// the image and the node's public key (`ssh-ed25519 …`) to pin.
+    pub fn build(
+        &self,
+        artifacts: &Artifacts,
+        dir: &Path,
+        operator_pub: &Path,
+    ) -> Result<(PathBuf, String), String> {
+        let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+        let services = dir.join("services");
+        std::fs::create_dir_all(&services).map_err(io)?;
+        std::fs::write(dir.join("spore.toml"), self.spore_toml()).map_err(io)?;
+        let mut service_files = vec![
+            ("mycelium".to_owned(), self.mycelium_toml()),
+            (
+                "call-home".to_owned(),
+                "[service]\nname = \"call-home\"\ndescription = \"Register node with beacon server\"\nexec = \"spore call-home\"\noneshot = true\n\n[dependencies]\nrequires = [\"mycelium\"]\n".to_owned(),
+            ),
+        ];
+        service_files.extend(self.extra_services.iter().cloned());
+        let mut listed = Vec::new();
+        for (name, text) in &service_files {
+            let path = services.join(format!("{name}.toml"));
+            std::fs::write(&path, text).map_err(io)?;
+            listed.push(path);
+        }
+        let node_key = dir.join("node_key");
+        if !node_key.exists() {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+                .arg(&self.hostname)
+                .arg("-f")
+                .arg(&node_key)
+                .status()
+                .map_err(|e| format!("ssh-keygen: {e}"))?;
+            if !status.success() {
+                return Err("ssh-keygen failed".into());
+            }
+        }
+        let public = std::fs::read_to_string(node_key.with_extension("pub")).map_err(io)?;
+        let manifest = initramfs::Manifest {
+            spore: artifacts.spore.clone(),
+            config: Some(dir.join("spore.toml")),
+            services: listed,
+            authorized_keys: Some(operator_pub.to_path_buf()),
+            node_key: Some(node_key),
+            kernel: Some(initramfs::manifest::Kernel {
+                tree: artifacts.kernel_tree.clone(),
+                modules: vec!["virtio_pci".into(), "virtio_net".into(), "tun".into()],
+            }),
+            binaries: vec![
+                initramfs::manifest::Binary {
+                    source: artifacts.mycelium.clone(),
+                    path: "/usr/local/bin/mycelium".into(),
+                    links: Vec::new(),
+                    mode: None,
+                },
+                initramfs::manifest::Binary {
+                    source: artifacts.busybox.clone(),
+                    path: "/bin/busybox".into(),
+                    links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date"]
+                        .iter()
+                        .map(|a| format!("/bin/{a}"))
+                        .collect(),
+                    mode: None,
+                },
+            ],
+            compression: initramfs::manifest::Compression::Gzip,
+            allow_dynamic: false,
+        };
+        let image = initramfs::build(&manifest).map_err(|e| e.to_string())?;
+        let path = dir.join("initrd.gz");
+        std::fs::write(&path, &image.bytes).map_err(io)?;
+        Ok((path, public.trim().to_owned()))
+    }
+}
