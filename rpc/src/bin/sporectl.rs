@@ -155,7 +155,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     if (options.all || options.only.is_some()) && options.beacon.is_none() {
         return Err("--all and --nodes need --beacon URL".into());
     }
-    if !options.addresses.is_empty() && !(options.all || options.only.is_some()) {
+    let fleet = options.all || options.only.is_some();
+    if !options.addresses.is_empty() && !fleet {
         return Err("--address applies to fleet commands (--all or --nodes)".into());
     }
     if options.command == "secret" {
