@@ -1,0 +1,72 @@
+//! Boot test 2: sporectl reboots the node over RPC; it comes back (same
+//! image, same node key), and registers again with the beacon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use qemu_tests::Fleet;
+
+#[test]
+fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::boot(dir.path(), 1, false, true, |_| {}).unwrap();
+    fleet
+        .wait_registered(Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = fleet.beacon.node("node1").unwrap();
+    let first_address = before["registration"]["mycelium_address"].clone();
+    let first_timestamp = before["registration"]["timestamp"].as_u64().unwrap();
+
+    let node = &fleet.nodes[0];
+    let out = node.sporectl(&fleet.operator, &["reboot"]);
+    assert!(
+        out.status.success(),
+        "sporectl reboot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vm = &mut fleet.nodes[0].vm;
+    vm.wait_for("spore: Reboot now", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_nth("starting (pid 1, ", 2, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_nth("spore: call-home: succeeded", 2, Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Registered again: a newer registration, one record, and the new
+    // overlay address (mycelium made a new key on the fresh root).
+    let mut after = fleet.beacon.node("node1").unwrap();
+    for _ in 0..50 {
+        if after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        after = fleet.beacon.node("node1").unwrap();
+    }
+    assert!(after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp);
+    assert_eq!(fleet.beacon.nodes().unwrap().len(), 1);
+    assert_ne!(
+        after["registration"]["mycelium_address"], first_address,
+        "the new address was reported"
+    );
+    assert_eq!(after["first_seen"], before["first_seen"]);
+
+    // The same node key answers on the same pin, freshly booted.
+    let node = &fleet.nodes[0];
+    let out = node.sporectl(&fleet.operator, &["--json", "info"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["pid1"], true);
+    assert!(
+        info["uptime_s"].as_u64().unwrap() < 120,
+        "a fresh boot: {info}"
+    );
+}
