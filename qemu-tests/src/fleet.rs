@@ -62,7 +62,8 @@ impl Fleet {
             &dir.join("beacon.log"),
         )?;
         let segment_port = segment.then(crate::free_port);
-        let mut nodes = Vec::new();
+        // Every image first, then every boot: the nodes start together.
+        let mut built = Vec::new();
         for index in 1..=count {
             let mut spec = NodeSpec::new(index, beacon.port);
             if segment {
@@ -71,13 +72,17 @@ impl Fleet {
             customize(&mut spec);
             let node_dir = dir.join(&spec.hostname);
             let (initrd, key) = spec.build(artifacts, &node_dir, &operator.public())?;
+            built.push((spec, node_dir, initrd, key));
+        }
+        let mut nodes = Vec::new();
+        for (spec, node_dir, initrd, key) in built {
             let vm = Vm::boot(
                 artifacts,
                 &BootOptions {
                     initrd,
                     rpc_port: crate::free_port(),
                     segment_port,
-                    index,
+                    index: spec.index,
                     console: node_dir.join("console.log"),
                     allow_reboot,
                 },
