@@ -38,33 +38,6 @@ fn parse() -> Result<Option<Options>, lexopt::Error> {
     }))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync,
-/// rename.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
-
 fn main() -> ExitCode {
     let options = match parse() {
         Ok(Some(options)) => options,
@@ -95,7 +68,8 @@ fn main() -> ExitCode {
     for warning in &image.warnings {
         eprintln!("warning: {warning}");
     }
-    if let Err(error) = write_atomically(&options.output, &image.bytes) {
+    // Atomically (temp file, fsync, rename): a half-written image never boots.
+    if let Err(error) = svc::atomic::write_atomically(&options.output, &image.bytes, 0o644) {
         eprintln!("error: {}: {error}", options.output.display());
         return ExitCode::from(1);
     }

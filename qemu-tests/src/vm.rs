@@ -46,7 +46,20 @@ impl Vm {
             .map_err(|e| format!("{}: {e}", options.console.display()))?;
         let mut command = Command::new(&artifacts.qemu);
         command
-            .args(["-machine", "q35", "-m", "256", "-smp", "1", "-nographic"])
+            // `-cpu max` offers RDRAND, as real nodes do: the kernel seeds its
+            // random pool at once instead of making the first reader of
+            // /dev/urandom (mycelium's key) wait about a second.
+            .args([
+                "-machine",
+                "q35",
+                "-cpu",
+                "max",
+                "-m",
+                "256",
+                "-smp",
+                "1",
+                "-nographic",
+            ])
             .arg("-kernel")
             .arg(&artifacts.vmlinuz)
             .arg("-initrd")

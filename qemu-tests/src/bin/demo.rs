@@ -106,23 +106,13 @@ fn demo() -> Result<(), String> {
     step("a signed command on every node: sporectl --beacon URL --all list");
     let mut args = vec!["--beacon".to_owned(), fleet.beacon.url(), "--all".into()];
     args.extend(fleet.address_overrides());
-    let with = |command: &str| {
-        let mut all: Vec<String> = args.clone();
-        all.push(command.into());
-        all
+    let on_every_node = |command: &str| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.push(command);
+        show(&fleet.operator.sporectl(&all))
     };
-    let list = with("list");
-    show(
-        &fleet
-            .operator
-            .sporectl(&list.iter().map(String::as_str).collect::<Vec<_>>()),
-    )?;
-    let info = with("info");
-    show(
-        &fleet
-            .operator
-            .sporectl(&info.iter().map(String::as_str).collect::<Vec<_>>()),
-    )?;
+    on_every_node("list")?;
+    on_every_node("info")?;
 
     step("boot figures, read off each console");
     for node in &fleet.nodes {
@@ -138,12 +128,7 @@ fn demo() -> Result<(), String> {
     }
 
     step("powering off: sporectl --all poweroff");
-    let poweroff = with("poweroff");
-    show(
-        &fleet
-            .operator
-            .sporectl(&poweroff.iter().map(String::as_str).collect::<Vec<_>>()),
-    )?;
+    on_every_node("poweroff")?;
     for node in &mut fleet.nodes {
         let status = node.vm.wait_exit(Duration::from_secs(120))?;
         let console = node.vm.console_text();
