@@ -370,6 +370,21 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         .map(|r| r["hostname"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["node-01", "node-05"]);
+    // --address must name a node the beacon knows, and needs a fleet.
+    let unknown = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--address",
+        "node-99=127.0.0.1:1",
+        "--identity",
+        op_path,
+        "list",
+    ]);
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("the beacon knows no node node-99"));
+    let alone = sporectl(&["--address", "node-01=127.0.0.1:1", "list"]);
+    assert_eq!(alone.status.code(), Some(2));
 }
 
 /// A CA and a server certificate for 127.0.0.1, made by the openssl CLI.
