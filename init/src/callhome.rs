@@ -53,8 +53,7 @@ pub fn main(paths: &Paths) -> ExitCode {
     });
     let settings = Settings {
         beacon_url,
-        mycelium_api: text("mycelium_api")
-            .unwrap_or_else(|| "http://127.0.0.1:8989/api/v1/admin".into()),
+        mycelium_api: text("mycelium_api").unwrap_or_else(|| crate::remote::MYCELIUM_API.into()),
         hostname,
         rpc_port: rpc_port(&config),
         heartbeat: number("heartbeat_s")

@@ -28,13 +28,33 @@ pub struct NodeConfig {
 }
 
 /// `[network]` (one interface) or `[[network]]` (several).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Networks {
     /// One interface.
     One(Network),
     /// Several, configured in order.
     Many(Vec<Network>),
+}
+
+impl<'de> Deserialize<'de> for Networks {
+    /// A table or an array of tables, each read strictly, so a typo keeps
+    /// its own message (`unknown field `adress``) instead of serde's
+    /// untagged "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = toml::Value::deserialize(deserializer)?;
+        if value.is_array() {
+            value
+                .try_into()
+                .map(Networks::Many)
+                .map_err(D::Error::custom)
+        } else {
+            value
+                .try_into()
+                .map(Networks::One)
+                .map_err(D::Error::custom)
+        }
+    }
 }
 
 impl Networks {
@@ -164,6 +184,17 @@ mod tests {
             .map(|n| n.interface.as_str())
             .collect();
         assert_eq!(names, ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn a_typo_in_a_network_table_names_the_field() {
+        for text in [
+            "[network]\ninterface = \"eth0\"\nadress = \"10.0.2.15/24\"\n",
+            "[[network]]\ninterface = \"eth0\"\nadress = \"10.0.2.15/24\"\n",
+        ] {
+            let error = toml::from_str::<NodeConfig>(text).unwrap_err().to_string();
+            assert!(error.contains("adress"), "{error}");
+        }
     }
 
     #[test]

@@ -130,8 +130,9 @@ fn mycelium_port(address: &str) -> Option<u16> {
     }
 }
 
-/// Mycelium's admin API, where its `nodeIp` is read.
-const MYCELIUM_API: &str = "http://127.0.0.1:8989/api/v1/admin";
+/// Mycelium's admin API at its default address, where its `nodeIp` is
+/// read (call-home reads it too).
+pub const MYCELIUM_API: &str = "http://127.0.0.1:8989/api/v1/admin";
 
 /// Each time the mycelium service becomes ready, reads its overlay address
 /// from its API and listens there too (once per address).

@@ -29,3 +29,17 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// An ed25519 key pair made by the real ssh-keygen at `path` (and `.pub`).
+pub fn keygen(path: &std::path::Path, comment: &str) -> Result<(), String> {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("ssh-keygen failed for {}", path.display()))
+    }
+}

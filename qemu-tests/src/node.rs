@@ -3,7 +3,6 @@
 //! modules, busybox. Built with `spore-mkinitramfs`'s library.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::artifacts::Artifacts;
 
@@ -106,16 +105,7 @@ impl NodeSpec {
         }
         let node_key = dir.join("node_key");
         if !node_key.exists() {
-            let status = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-                .arg(&self.hostname)
-                .arg("-f")
-                .arg(&node_key)
-                .status()
-                .map_err(|e| format!("ssh-keygen: {e}"))?;
-            if !status.success() {
-                return Err("ssh-keygen failed".into());
-            }
+            crate::keygen(&node_key, &self.hostname)?;
         }
         let public = std::fs::read_to_string(node_key.with_extension("pub")).map_err(io)?;
         let manifest = initramfs::Manifest {

@@ -19,14 +19,7 @@ impl Operator {
     /// Makes a fresh ed25519 key in `dir` with ssh-keygen.
     pub fn new(dir: &Path, sporectl: &Path) -> Result<Operator, String> {
         let key = dir.join("operator");
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "operator@host", "-f"])
-            .arg(&key)
-            .status()
-            .map_err(|e| format!("ssh-keygen: {e}"))?;
-        if !status.success() {
-            return Err("ssh-keygen failed".into());
-        }
+        crate::keygen(&key, "operator@host")?;
         Ok(Operator {
             key,
             sporectl: sporectl.to_path_buf(),

@@ -3,7 +3,7 @@
 //! NIC on a segment shared by every node (a `-netdev socket` multicast
 //! hub), and the serial console captured to a file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,11 +160,6 @@ impl Vm {
             self.console.display(),
             console::tail(&self.console_text(), 50)
         )
-    }
-
-    /// The console file's path.
-    pub fn console_path(&self) -> &Path {
-        &self.console
     }
 }
 

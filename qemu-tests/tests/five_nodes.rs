@@ -76,7 +76,7 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
     }
 
     // A wrong pin is refused: node2's address with node1's published key.
-    let mut args: Vec<String> = vec![
+    let args: Vec<String> = vec![
         "--beacon".into(),
         fleet.beacon.url(),
         "--nodes".into(),
@@ -87,7 +87,7 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
     ];
     let refused = fleet
         .operator
-        .sporectl(&args.iter_mut().map(|s| s.as_str()).collect::<Vec<_>>());
+        .sporectl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         !refused.status.success(),
         "a node with another key must not be trusted"
