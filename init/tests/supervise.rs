@@ -218,9 +218,11 @@ fn shutdown_stops_services_in_reverse_start_order_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
     let order = dir.path().join("order");
+    // Each service is ready once its start line is written, so the order in
+    // the file is the order spore started them in, not a race between shells.
     let daemon = |name: &str, deps: &str| {
         format!(
-            "[service]\nname = \"{name}\"\nexec = \"/bin/sh -c 'echo start-{name} >> {o}; trap \\\"echo stop-{name} >> {o}; exit 0\\\" TERM; while :; do sleep 0.05; done'\"\n\n[dependencies]\n{deps}\n",
+            "[service]\nname = \"{name}\"\nexec = \"/bin/sh -c 'echo start-{name} >> {o}; trap \\\"echo stop-{name} >> {o}; exit 0\\\" TERM; while :; do sleep 0.05; done'\"\n\n[health]\ntype = \"exec\"\ntarget = \"grep -qx start-{name} {o}\"\n\n[dependencies]\n{deps}\n",
             o = order.display()
         )
     };
