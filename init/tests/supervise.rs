@@ -156,7 +156,7 @@ fn service_ignoring_sigterm_is_killed_with_its_children_after_the_stop_timeout()
     std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
     let pids = dir.path().join("pids");
     let text = format!(
-        "[service]\nname = \"stubborn\"\nexec = \"/bin/sh -c 'trap \\\"\\\" TERM; sleep 100 & echo $! >> {p}; sleep 100 & echo $! >> {p}; echo $$ >> {p}; wait'\"\n\n[lifecycle]\nstop_timeout_ms = 700\n",
+        "[service]\nname = \"stubborn\"\nexec = \"/bin/sh -c 'trap \\\"\\\" TERM; sleep 100 & echo $! >> {p}; sleep 100 & echo $! >> {p}; echo $$ >> {p}; wait'\"\n\n[lifecycle]\nstop_timeout_ms = 2000\n",
         p = pids.display()
     );
     std::fs::write(dir.path().join("etc/services/stubborn.toml"), text).unwrap();
@@ -185,7 +185,7 @@ fn service_ignoring_sigterm_is_killed_with_its_children_after_the_stop_timeout()
     assert_eq!(spore.state("stubborn"), "stopping");
     spore.wait_state("stubborn", "stopped");
     assert!(
-        asked.elapsed() >= Duration::from_millis(700),
+        asked.elapsed() >= Duration::from_millis(2000),
         "killed before the stop timeout"
     );
     spore.wait_for("the group to be reaped", Duration::from_secs(5), |_| {
