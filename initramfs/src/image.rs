@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::cpio::{Archive, CpioError};
 use crate::elf::{linkage, Linkage};
 use crate::manifest::{Compression, Manifest};
-use crate::modules::{resolve, ModuleError};
+use crate::modules::{read_module, resolve, ModuleError};
 
 /// Why an image cannot be built. Nothing is written when any of these
 /// happens.
@@ -119,7 +119,8 @@ pub fn build(manifest: &Manifest) -> Result<Image, BuildError> {
 
     let (release, modules) = match &manifest.kernel {
         Some(kernel) => {
-            let (release, modules) = add_modules(&mut archive, &kernel.tree, &kernel.modules)?;
+            let (release, modules) =
+                add_modules(&mut archive, &kernel.tree, &kernel.modules, &mut warnings)?;
             (Some(release), modules)
         }
         None => (None, Vec::new()),
@@ -202,6 +203,7 @@ fn add_modules(
     archive: &mut Archive,
     tree: &Path,
     wanted: &[String],
+    warnings: &mut Vec<String>,
 ) -> Result<(String, Vec<String>), BuildError> {
     let releases: Vec<PathBuf> = std::fs::read_dir(tree.join("lib/modules"))
         .map_err(|e| BuildError::Read {
@@ -218,11 +220,17 @@ fn add_modules(
     };
     let release = file_name(root);
     let mut order = Vec::new();
-    for module in resolve(root, wanted)? {
+    let resolved = resolve(root, wanted)?;
+    for name in &resolved.builtin {
+        warnings.push(format!(
+            "module `{name}` is built into kernel {release}; nothing to carry"
+        ));
+    }
+    for module in resolved.modules {
         let relative = module.relative.to_string_lossy().into_owned();
         let target = format!("lib/modules/{release}/{relative}");
         archive.parents(&target)?;
-        archive.file(&target, 0o644, read("module", &module.path)?)?;
+        archive.file(&target, 0o644, read_module(&module.path)?)?;
         order.push(relative);
     }
     Ok((release, order))

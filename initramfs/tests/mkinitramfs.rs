@@ -163,6 +163,73 @@ fn the_image_holds_init_config_services_modules_and_links() {
 }
 
 #[test]
+fn xz_modules_are_carried_decompressed_and_built_in_ones_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "gzip", "");
+    let release = dir.path().join("kernel/lib/modules/6.1.0-test");
+    // As the kernel's modules_install compresses them (CONFIG_MODULE_COMPRESS_XZ).
+    let tun = release.join("kernel/drivers/net/tun.ko");
+    let plain = std::fs::read(&tun).unwrap();
+    let xz = Command::new("xz")
+        .args(["--check=crc32", "--lzma2=dict=1MiB", "-f"])
+        .arg(&tun)
+        .status()
+        .unwrap();
+    assert!(xz.success() && release.join("kernel/drivers/net/tun.ko.xz").is_file());
+    std::fs::write(release.join("modules.builtin"), "kernel/net/unix/unix.ko\n").unwrap();
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("modules = [\"tun\"", "modules = [\"unix\", \"tun\"");
+    std::fs::write(&manifest, text).unwrap();
+
+    let image = dir.path().join("initrd.gz");
+    let output = mkinitramfs(&manifest, &image);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: module `unix` is built into kernel 6.1.0-test"),
+        "{stderr}"
+    );
+    let mut cpio = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&image).unwrap())
+        .read_to_end(&mut cpio)
+        .unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    extract(&cpio, &root);
+    assert_eq!(
+        std::fs::read(root.join("lib/modules/6.1.0-test/kernel/drivers/net/tun.ko")).unwrap(),
+        plain,
+        "Debian 6.1 has no CONFIG_MODULE_DECOMPRESS: the image holds the plain module"
+    );
+    let config = std::fs::read_to_string(root.join("etc/spore/spore.toml")).unwrap();
+    assert!(config.contains("\"kernel/drivers/net/tun.ko\""), "{config}");
+    assert!(!config.contains("unix"), "{config}");
+}
+
+#[test]
+fn a_bare_output_name_is_written_in_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "none", "");
+    let output = Command::new(env!("CARGO_BIN_EXE_spore-mkinitramfs"))
+        .arg(&manifest)
+        .args(["-o", "initrd.img"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let image = std::fs::read(dir.path().join("initrd.img")).unwrap();
+    assert!(image.starts_with(b"070701"), "a newc archive");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
 fn dynamic_binaries_are_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = inputs(

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Writes `bytes` to `path` with permission `mode`, atomically. Missing
 /// parent directories are created 0700.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -39,10 +39,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
 /// Deletes `path` and makes the deletion durable.
 pub fn remove_durably(path: &Path) -> std::io::Result<()> {
     fs::remove_file(path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+    fs::File::open(parent_dir(path))?.sync_all()
+}
+
+/// The directory holding `path`: `.` for a bare file name, whose parent
+/// Rust gives as the empty path, which cannot be opened.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -65,5 +71,12 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
         remove_durably(&path).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_bare_name_writes_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("initrd.img")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("out/initrd.img")), Path::new("out"));
+        assert_eq!(parent_dir(Path::new("/initrd.img")), Path::new("/"));
     }
 }
