@@ -25,6 +25,19 @@ use crate::service::{Kind, RestartPolicy, Service};
 /// `interval_ms` later.
 pub const FIRST_PASS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The first retry after a check fails before the first pass; each further
+/// miss doubles the wait up to [`FIRST_PASS_INTERVAL`]. A daemon that is up
+/// a few milliseconds after its spawn is seen ready then, not 250 ms later.
+pub const FIRST_RETRY: Duration = Duration::from_millis(10);
+
+/// How long to wait before the next check once `misses` checks have failed
+/// and none has passed yet: 10, 20, 40, 80, 160, 250, 250 … ms, never more
+/// than the check's own interval.
+pub fn first_pass_retry(misses: u32, interval: Duration) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1 << misses.saturating_sub(1).min(16));
+    doubled.min(FIRST_PASS_INTERVAL).min(interval)
+}
+
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -50,6 +63,8 @@ enum AfterStop {
 #[derive(Debug, Clone, Default)]
 struct CheckState {
     passed_once: bool,
+    /// Failed checks before the first pass.
+    misses: u32,
     failures: u32,
     timer: Option<TimerId>,
 }
@@ -889,7 +904,8 @@ impl Supervisor {
             spec.interval
         } else if !state.passed_once {
             // Not up yet: failures do not count; start_timeout bounds the wait.
-            spec.interval.min(FIRST_PASS_INTERVAL)
+            state.misses = state.misses.saturating_add(1);
+            first_pass_retry(state.misses, spec.interval)
         } else {
             if !in_start_period {
                 state.failures += 1;

@@ -219,14 +219,25 @@ fn dependent_waits_for_the_health_check_to_pass() {
         run: 1,
         check: 0
     }));
-    // A failure before the first pass retries soon and counts for nothing.
-    let actions = h.check("mycelium", false);
-    assert!(spawns(&actions).is_empty());
-    assert!(actions
-        .iter()
-        .any(|a| matches!(a, Action::ArmTimer { after, .. } if *after == FIRST_PASS_INTERVAL)));
-    let actions = h.advance(FIRST_PASS_INTERVAL);
-    assert_eq!(actions.len(), 1, "{actions:?}");
+    // Failures before the first pass retry soon, backing off to
+    // FIRST_PASS_INTERVAL, and count for nothing.
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let actions = h.check("mycelium", false);
+        assert!(spawns(&actions).is_empty());
+        assert_eq!(h.state("mycelium"), State::Running);
+        let after = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::ArmTimer { after, .. } => Some(*after),
+                _ => None,
+            })
+            .unwrap();
+        waits.push(after.as_millis());
+        let actions = h.advance(after);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+    }
+    assert_eq!(waits, [10, 20, 40, 80, 160, 250, 250]);
     let actions = h.check("mycelium", true);
     assert_eq!(h.state("mycelium"), State::Ready);
     assert_eq!(spawns(&actions), ["call-home"]);
@@ -825,4 +836,17 @@ fn remove_stops_the_service_and_forgets_it() {
     h.exit("keep", ExitStatus::Signal(TERM));
     assert!(!actions.contains(&Action::ShutdownComplete));
     assert!(h.log.contains(&Action::ShutdownComplete));
+}
+
+#[test]
+fn first_pass_retries_never_wait_longer_than_the_checks_interval() {
+    let interval = Duration::from_millis(30);
+    let waits: Vec<u128> = (1..=4)
+        .map(|misses| first_pass_retry(misses, interval).as_millis())
+        .collect();
+    assert_eq!(waits, [10, 20, 30, 30]);
+    assert_eq!(
+        first_pass_retry(u32::MAX, Duration::from_secs(10)),
+        FIRST_PASS_INTERVAL
+    );
 }
