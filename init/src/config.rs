@@ -21,6 +21,11 @@ pub struct NodeConfig {
     /// `[[network]]` tables (one per interface); absent: leave it to a DHCP
     /// service.
     pub network: Option<Networks>,
+    /// Filesystems to mount after the modules are loaded and before the
+    /// node key is read (`[[mount]]` tables), e.g. a disk on
+    /// /var/lib/spore so the node key outlives a reboot.
+    #[serde(default)]
+    pub mount: Vec<Mount>,
     /// The signed RPC listener (used by the rpc crate).
     pub rpc: Option<toml::Table>,
     /// Call-home settings (used by the rpc crate).
@@ -97,6 +102,52 @@ impl Network {
             .filter(|p| *p <= 32)
             .ok_or_else(|| format!("network.address `{text}` has a bad prefix length"))?;
         Ok(Some((ip, prefix)))
+    }
+}
+
+/// One `[[mount]]` table: a filesystem PID 1 mounts at boot.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// The device (`/dev/vda`, `/dev/nvme0n1p2`) or a pseudo source
+    /// (`tmpfs`).
+    pub source: String,
+    /// An absolute directory; created when missing.
+    pub target: PathBuf,
+    /// The filesystem type, e.g. `ext4` (its module listed in `modules`).
+    #[serde(rename = "type")]
+    pub fstype: String,
+    /// mount(8)-style options: `ro`, `nosuid`, `nodev`, `noexec`,
+    /// `noatime`, `nodiratime`, `relatime`, `sync`, `dirsync` become flags;
+    /// the rest (`errors=remount-ro`, `mode=0700`) go to the filesystem.
+    #[serde(default)]
+    pub options: Option<String>,
+    /// How long to wait for a `/dev/` source to appear (drivers such as
+    /// nvme probe asynchronously); default 10000.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+impl Mount {
+    /// Default for [`Mount::wait_ms`].
+    pub const DEFAULT_WAIT_MS: u64 = 10_000;
+
+    /// What is wrong with this table, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if self.source.is_empty() {
+            return Some("mount.source is empty".into());
+        }
+        if self.fstype.is_empty() {
+            return Some(format!("mount `{}`: type is empty", self.source));
+        }
+        if !self.target.is_absolute() {
+            return Some(format!(
+                "mount `{}`: target `{}` is not an absolute path",
+                self.source,
+                self.target.display()
+            ));
+        }
+        None
     }
 }
 
@@ -184,6 +235,27 @@ mod tests {
             .map(|n| n.interface.as_str())
             .collect();
         assert_eq!(names, ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn mount_tables_parse_and_bad_ones_say_why() {
+        let config: NodeConfig = toml::from_str(
+            "[[mount]]\nsource = \"/dev/vda\"\ntarget = \"/var/lib/spore\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\n[[mount]]\nsource = \"tmpfs\"\ntarget = \"scratch\"\ntype = \"tmpfs\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.mount.len(), 2);
+        assert_eq!(config.mount[0].fstype, "ext4");
+        assert_eq!(config.mount[0].problem(), None);
+        assert_eq!(
+            config.mount[1].problem().unwrap(),
+            "mount `tmpfs`: target `scratch` is not an absolute path"
+        );
+        let error = toml::from_str::<NodeConfig>(
+            "[[mount]]\nsource = \"/dev/vda\"\ntarget = \"/x\"\nfstype = \"ext4\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("fstype"), "{error}");
     }
 
     #[test]

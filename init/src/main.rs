@@ -137,6 +137,15 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     }
     if pid1 {
         pid1::configure(&config);
+        // A `[[mount]]` may have put a fresh filesystem on it or above it.
+        if let Err(error) =
+            create_private_dir(&paths.state_dir).and_then(|()| make_private(&paths.state_dir))
+        {
+            journal::note(format_args!(
+                "state directory {}: {error}",
+                paths.state_dir.display()
+            ));
+        }
     }
     let signals = match signals::Signals::open(&set) {
         Ok(signals) => signals,
@@ -184,6 +193,16 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
+}
+
+/// Mode 0700 on an existing `dir`: the node key and secrets live there.
+fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// PR_SET_CHILD_SUBREAPER: orphans of our services become our children, so

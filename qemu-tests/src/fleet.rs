@@ -16,7 +16,9 @@ pub struct Node {
     pub spec: NodeSpec,
     /// Its QEMU.
     pub vm: Vm,
-    /// Its node key (`ssh-ed25519 …`), made by ssh-keygen and baked in.
+    /// Its node key (`ssh-ed25519 …`), made by ssh-keygen and baked in;
+    /// for a node with a state disk, empty until read from the beacon
+    /// ([`Fleet::learn_keys`]).
     pub key: String,
 }
 
@@ -72,10 +74,15 @@ impl Fleet {
             customize(&mut spec);
             let node_dir = dir.join(&spec.hostname);
             let (initrd, key) = spec.build(artifacts, &node_dir, &operator.public())?;
-            built.push((spec, node_dir, initrd, key));
+            let disk = if spec.state_disk {
+                Some(spec.make_state_disk(&node_dir)?)
+            } else {
+                None
+            };
+            built.push((spec, node_dir, initrd, key, disk));
         }
         let mut nodes = Vec::new();
-        for (spec, node_dir, initrd, key) in built {
+        for (spec, node_dir, initrd, key, disk) in built {
             let vm = Vm::boot(
                 artifacts,
                 &BootOptions {
@@ -85,6 +92,7 @@ impl Fleet {
                     index: spec.index,
                     console: node_dir.join("console.log"),
                     allow_reboot,
+                    disk,
                 },
             )?;
             nodes.push(Node { spec, vm, key });
@@ -119,6 +127,23 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Takes each node's key from its registration with the beacon, as an
+    /// operator does for nodes that made their own keys.
+    pub fn learn_keys(&mut self) -> Result<(), String> {
+        for node in &mut self.nodes {
+            let record = self
+                .beacon
+                .node(&node.spec.hostname)
+                .ok_or_else(|| format!("{} is not registered", node.spec.hostname))?;
+            node.key = record
+                .pointer("/registration/hero_proc_auth_pubkey")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| format!("{}: no key in {record}", node.spec.hostname))?
+                .to_owned();
+        }
+        Ok(())
     }
 
     /// `--address NAME=127.0.0.1:PORT` for every node: the host reaches

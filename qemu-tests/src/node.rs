@@ -23,6 +23,11 @@ pub struct NodeSpec {
     pub segment_peers: Option<Vec<u8>>,
     /// Extra service files (name, TOML).
     pub extra_services: Vec<(String, String)>,
+    /// Give it a disk (ext4, made by mkfs.ext4) mounted on /var/lib by a
+    /// `[[mount]]` table, instead of baking a node key into the image: the
+    /// node makes its key on first boot and keeps it, and mycelium's key,
+    /// across reboots.
+    pub state_disk: bool,
 }
 
 impl NodeSpec {
@@ -34,6 +39,7 @@ impl NodeSpec {
             beacon_port,
             segment_peers: None,
             extra_services: Vec::new(),
+            state_disk: false,
         }
     }
 
@@ -52,6 +58,11 @@ impl NodeSpec {
                 "\n[[network]]\ninterface = \"eth1\"\naddress = \"{}/24\"\n",
                 self.segment_address()
             ));
+        }
+        if self.state_disk {
+            text.push_str(
+                "\n[[mount]]\nsource = \"/dev/vda\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\n",
+            );
         }
         text.push_str(&format!(
             "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"http://10.0.2.2:{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",
@@ -77,8 +88,45 @@ impl NodeSpec {
         )
     }
 
+    /// The kernel modules its image carries (dependencies are added).
+    fn modules(&self) -> Vec<String> {
+        let mut modules = vec!["virtio_pci", "virtio_net", "tun"];
+        if self.state_disk {
+            // ext4 checksums its metadata with crc32c, which the kernel
+            // would ask modprobe for; there is none, so load it first.
+            modules.extend(["virtio_blk", "crc32c_generic", "ext4"]);
+        }
+        modules.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The state disk's image: 64 MiB, ext4, made once.
+    pub fn make_state_disk(&self, dir: &Path) -> Result<PathBuf, String> {
+        let disk = dir.join("state.ext4");
+        if disk.exists() {
+            return Ok(disk);
+        }
+        let file = std::fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
+        file.set_len(64 << 20)
+            .map_err(|e| format!("{}: {e}", disk.display()))?;
+        let output = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "state"])
+            .arg(&disk)
+            .output()
+            .map_err(|e| format!("mkfs.ext4 (e2fsprogs): {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mkfs.ext4 {}: {}",
+                disk.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(disk)
+    }
+
     /// Writes the node's inputs under `dir` and builds its image; returns
-    /// the image and the node's public key (`ssh-ed25519 …`) to pin.
+    /// the image and the node's public key (`ssh-ed25519 …`) to pin, which
+    /// is empty for a node with a state disk: it makes its own key, which
+    /// the beacon then publishes.
     pub fn build(
         &self,
         artifacts: &Artifacts,
@@ -103,20 +151,25 @@ impl NodeSpec {
             std::fs::write(&path, text).map_err(io)?;
             listed.push(path);
         }
-        let node_key = dir.join("node_key");
-        if !node_key.exists() {
-            crate::keygen(&node_key, &self.hostname)?;
-        }
-        let public = std::fs::read_to_string(node_key.with_extension("pub")).map_err(io)?;
+        let (node_key, public) = if self.state_disk {
+            (None, String::new())
+        } else {
+            let node_key = dir.join("node_key");
+            if !node_key.exists() {
+                crate::keygen(&node_key, &self.hostname)?;
+            }
+            let public = std::fs::read_to_string(node_key.with_extension("pub")).map_err(io)?;
+            (Some(node_key), public)
+        };
         let manifest = initramfs::Manifest {
             spore: artifacts.spore.clone(),
             config: Some(dir.join("spore.toml")),
             services: listed,
             authorized_keys: Some(operator_pub.to_path_buf()),
-            node_key: Some(node_key),
+            node_key,
             kernel: Some(initramfs::manifest::Kernel {
                 tree: artifacts.kernel_tree.clone(),
-                modules: vec!["virtio_pci".into(), "virtio_net".into(), "tun".into()],
+                modules: self.modules(),
             }),
             binaries: vec![
                 initramfs::manifest::Binary {

@@ -23,6 +23,8 @@ pub struct BootOptions {
     pub index: u8,
     /// Where the serial console goes.
     pub console: PathBuf,
+    /// A raw disk image attached as virtio-blk (`/dev/vda`).
+    pub disk: Option<PathBuf>,
     /// Let a guest reboot (QEMU resets and boots the same image again);
     /// otherwise a reboot ends QEMU like a power-off.
     pub allow_reboot: bool,
@@ -87,6 +89,12 @@ impl Vm {
                     options.index
                 ),
             ]);
+        }
+        if let Some(disk) = &options.disk {
+            command.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,cache=writeback",
+                disk.display()
+            ));
         }
         if !options.allow_reboot {
             command.arg("-no-reboot");

@@ -1,5 +1,8 @@
-//! Boot test 2: sporectl reboots the node over RPC; it comes back (same
-//! image, same node key), and registers again with the beacon.
+//! Boot test 2: sporectl reboots the node over RPC; it comes back and
+//! registers again with the beacon. The node has a disk (ext4) that spore
+//! mounts on /var/lib from a `[[mount]]` table: it makes its node key on
+//! the first boot and finds it on the second, and so does mycelium, so the
+//! node comes back with the same key and the same overlay address.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,10 +17,25 @@ use qemu_tests::Fleet;
 #[test]
 fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::boot(dir.path(), 1, false, true, |_| {}).unwrap();
+    let mut fleet = Fleet::boot(dir.path(), 1, false, true, |spec| {
+        spec.state_disk = true;
+    })
+    .unwrap();
     fleet
         .wait_registered(Duration::from_secs(240))
         .unwrap_or_else(|e| panic!("{e}"));
+    fleet.learn_keys().unwrap();
+    let first_key = fleet.nodes[0].key.clone();
+    assert!(first_key.starts_with("ssh-ed25519 "), "{first_key}");
+    let console = fleet.nodes[0].vm.console_text();
+    assert!(
+        console.contains("spore: mounted /dev/vda (ext4) on /var/lib"),
+        "{console}"
+    );
+    assert!(
+        console.contains("spore: generated node key /var/lib/spore/node_key"),
+        "first boot on an empty disk: {console}"
+    );
     let before = fleet.beacon.node("node1").unwrap();
     let first_address = before["registration"]["mycelium_address"].clone();
     let first_timestamp = before["registration"]["timestamp"].as_u64().unwrap();
@@ -37,8 +55,9 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     vm.wait_for_nth("spore: call-home: succeeded", 2, Duration::from_secs(180))
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // Registered again: a newer registration, one record, and the new
-    // overlay address (mycelium made a new key on the fresh root).
+    // Registered again: a newer registration, one record, the same key
+    // (the beacon refuses a new key for a known name) and the same overlay
+    // address (mycelium's key is on the disk too).
     let mut after = fleet.beacon.node("node1").unwrap();
     for _ in 0..50 {
         if after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp {
@@ -49,9 +68,23 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     }
     assert!(after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp);
     assert_eq!(fleet.beacon.nodes().unwrap().len(), 1);
-    assert_ne!(
-        after["registration"]["mycelium_address"], first_address,
-        "the new address was reported"
+    assert_eq!(after["registration"]["mycelium_address"], first_address);
+    assert_eq!(
+        after["registration"]["hero_proc_auth_pubkey"].as_str(),
+        Some(first_key.as_str())
+    );
+    let console = fleet.nodes[0].vm.console_text();
+    assert_eq!(
+        console
+            .matches("spore: mounted /dev/vda (ext4) on /var/lib")
+            .count(),
+        2,
+        "{console}"
+    );
+    assert_eq!(
+        console.matches("spore: generated node key").count(),
+        1,
+        "the second boot found the key: {console}"
     );
     assert_eq!(after["first_seen"], before["first_seen"]);
 

@@ -1,6 +1,7 @@
 //! Duties only PID 1 has: bring the machine up before any service, and take
 //! it down after the last one. Every failure is logged and survived.
 
+mod configured_mounts;
 mod modules;
 mod mounts;
 mod network;
@@ -28,10 +29,12 @@ pub fn early_mounts_and_console() {
     }
 }
 
-/// Hostname, modules and network from the node configuration.
+/// Hostname, modules, `[[mount]]` filesystems and network from the node
+/// configuration.
 pub fn configure(config: &NodeConfig) {
     set_hostname(config);
     modules::load_all(&config.modules);
+    configured_mounts::mount_all(&config.mount);
     network::loopback_up();
     for net in config.network.iter().flat_map(|n| n.interfaces()) {
         network::configure(net);
