@@ -102,4 +102,39 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
         info["uptime_s"].as_u64().unwrap() < 120,
         "a fresh boot: {info}"
     );
+
+    // Powered off, the disk was synced and unmounted: ext4 needs no journal
+    // recovery (mounted, it carries `needs_recovery`).
+    let out = node.sporectl(&fleet.operator, &["poweroff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = &mut fleet.nodes[0];
+    let status = node
+        .vm
+        .wait_exit(Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "QEMU ended with {status}");
+    let disk = fleet.dir.join("node1/state.ext4");
+    let header = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(header.status.success(), "{header:?}");
+    let header = String::from_utf8_lossy(&header.stdout);
+    let line = |key: &str| {
+        header
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{header}"))
+            .to_owned()
+    };
+    assert!(line("Filesystem state:").ends_with("clean"), "{header}");
+    assert!(
+        !line("Filesystem features:").contains("needs_recovery"),
+        "{header}"
+    );
 }
