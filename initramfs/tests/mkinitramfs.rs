@@ -56,6 +56,14 @@ fn inputs(dir: &Path, compression: &str, extra: &str) -> PathBuf {
     manifest
 }
 
+/// Unpacks `archive` into a new `root` folder under `dir`.
+fn unpack(archive: &[u8], dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    extract(archive, &root);
+    root
+}
+
 fn extract(archive: &[u8], into: &Path) {
     let mut child = Command::new("cpio")
         .args(["-i", "-d", "--quiet"])
@@ -99,9 +107,7 @@ fn the_image_holds_init_config_services_modules_and_links() {
         .unwrap()
         .read_to_end(&mut cpio)
         .unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    extract(&cpio, &root);
+    let root = unpack(&cpio, dir.path());
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     assert_eq!(
         std::fs::read(root.join("init")).unwrap(),
@@ -194,9 +200,7 @@ fn xz_modules_are_carried_decompressed_and_built_in_ones_are_noted() {
     flate2::read::GzDecoder::new(std::fs::File::open(&image).unwrap())
         .read_to_end(&mut cpio)
         .unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    extract(&cpio, &root);
+    let root = unpack(&cpio, dir.path());
     assert_eq!(
         std::fs::read(root.join("lib/modules/6.1.0-test/kernel/drivers/net/tun.ko")).unwrap(),
         plain,
