@@ -120,11 +120,9 @@ pub struct Mount {
     /// mount(8)-style options: `ro`, `nosuid`, `nodev`, `noexec`,
     /// `noatime`, `nodiratime`, `relatime`, `sync`, `dirsync` become flags;
     /// the rest (`errors=remount-ro`, `mode=0700`) go to the filesystem.
-    #[serde(default)]
     pub options: Option<String>,
     /// How long to wait for a `/dev/` source to appear (drivers such as
     /// nvme probe asynchronously); default 10000.
-    #[serde(default)]
     pub wait_ms: Option<u64>,
 }
 

@@ -125,27 +125,20 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
         std::process::id(),
         since_boot()
     ));
-    if let Err(error) = create_private_dir(&paths.state_dir) {
-        journal::note(format_args!(
-            "state directory {}: {error}",
-            paths.state_dir.display()
-        ));
-    }
     let (config, error) = config::load(&paths.node_config());
     if let Some(error) = error {
         journal::note(error);
     }
     if pid1 {
         pid1::configure(&config);
-        // A `[[mount]]` may have put a fresh filesystem on it or above it.
-        if let Err(error) =
-            create_private_dir(&paths.state_dir).and_then(|()| make_private(&paths.state_dir))
-        {
-            journal::note(format_args!(
-                "state directory {}: {error}",
-                paths.state_dir.display()
-            ));
-        }
+    }
+    // After configure: a `[[mount]]` may have put a fresh filesystem on the
+    // state directory or above it.
+    if let Err(error) = prepare_state_dir(&paths.state_dir, pid1) {
+        journal::note(format_args!(
+            "state directory {}: {error}",
+            paths.state_dir.display()
+        ));
     }
     let signals = match signals::Signals::open(&set) {
         Ok(signals) => signals,
@@ -178,28 +171,22 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
 /// Seconds since the kernel started (CLOCK_BOOTTIME), as `S.mmm`; boot
 /// figures are read off this line.
 fn since_boot() -> String {
-    // SAFETY: clock_gettime with a valid clock id and out-pointer.
-    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
-    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
-        return "?".into();
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(now) => format!("{}.{:03}", now.tv_sec(), now.tv_nsec() / 1_000_000),
+        Err(_) => "?".into(),
     }
-    format!("{}.{:03}", now.tv_sec, now.tv_nsec / 1_000_000)
 }
 
-/// Creates `dir` (and parents) if missing; a new directory is 0700.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Creates `dir` (and parents) 0700 if missing. As PID 1 an existing one is
+/// made 0700 too: the node key and secrets live there, and a filesystem
+/// fresh from mkfs mounted on it has a 0755 root.
+fn prepare_state_dir(dir: &std::path::Path, pid1: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
-}
-
-/// Mode 0700 on an existing `dir`: the node key and secrets live there.
-fn make_private(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
-    if mode != 0o700 {
+        .create(dir)?;
+    if pid1 && std::fs::metadata(dir)?.permissions().mode() & 0o7777 != 0o700 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::cpio::{Archive, CpioError};
 use crate::elf::{linkage, Linkage};
 use crate::manifest::{Compression, Manifest};
-use crate::modules::{read_module, resolve, ModuleError};
+use crate::modules::{resolve, ModuleError};
 
 /// Why an image cannot be built. Nothing is written when any of these
 /// happens.
@@ -60,7 +60,8 @@ pub enum BuildError {
 pub struct Image {
     /// The compressed archive.
     pub bytes: Vec<u8>,
-    /// Warnings (dynamic binaries accepted with `allow_dynamic`).
+    /// Warnings: dynamic binaries accepted with `allow_dynamic`, modules
+    /// the kernel has built in.
     pub warnings: Vec<String>,
     /// The kernel release the modules are for, if any.
     pub release: Option<String>,
@@ -230,7 +231,7 @@ fn add_modules(
         let relative = module.relative.to_string_lossy().into_owned();
         let target = format!("lib/modules/{release}/{relative}");
         archive.parents(&target)?;
-        archive.file(&target, 0o644, read_module(&module.path)?)?;
+        archive.file(&target, 0o644, module.bytes)?;
         order.push(relative);
     }
     Ok((release, order))

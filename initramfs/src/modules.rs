@@ -49,6 +49,8 @@ pub struct Module {
     /// it loads on kernels built without CONFIG_MODULE_DECOMPRESS (Debian
     /// 6.1's among them).
     pub relative: PathBuf,
+    /// Its ELF bytes, decompressed: what the image carries.
+    pub bytes: Vec<u8>,
 }
 
 /// The modules to carry, and the asked-for ones the kernel has built in.
@@ -103,10 +105,10 @@ impl Tree {
         }
     }
 
-    fn dependencies(&self, name: &str, file: &Path) -> Result<Vec<String>, ModuleError> {
+    fn dependencies(&self, name: &str, bytes: &[u8]) -> Vec<String> {
         match &self.index {
-            Some(index) => Ok(index.get(name).cloned().unwrap_or_default()),
-            None => Ok(depends(&read_module(file)?)),
+            Some(index) => index.get(name).cloned().unwrap_or_default(),
+            None => depends(bytes),
         }
     }
 }
@@ -156,7 +158,7 @@ fn carried_as(relative: &Path) -> PathBuf {
 }
 
 /// A module file's ELF bytes, decompressed by its extension.
-pub fn read_module(path: &Path) -> Result<Vec<u8>, ModuleError> {
+fn read_module(path: &Path) -> Result<Vec<u8>, ModuleError> {
     let failed = |reason: String| ModuleError::Read {
         path: path.display().to_string(),
         reason,
@@ -243,8 +245,9 @@ impl Walk<'_> {
                 root: self.tree.root.display().to_string(),
             });
         };
+        let bytes = read_module(file)?;
         self.path.push(name.to_owned());
-        for dependency in self.tree.dependencies(name, file)? {
+        for dependency in self.tree.dependencies(name, &bytes) {
             self.visit(&dependency)?;
         }
         self.path.pop();
@@ -253,6 +256,7 @@ impl Walk<'_> {
             name: name.to_owned(),
             relative: carried_as(file.strip_prefix(&self.tree.root).unwrap_or(file)),
             path: file.clone(),
+            bytes,
         });
         Ok(())
     }
@@ -384,7 +388,7 @@ mod tests {
             ]
         );
         for module in &resolved.modules {
-            assert!(read_module(&module.path).unwrap().starts_with(b"\x7fELF"));
+            assert!(module.bytes.starts_with(b"\x7fELF"));
         }
     }
 

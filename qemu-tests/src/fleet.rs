@@ -74,11 +74,10 @@ impl Fleet {
             customize(&mut spec);
             let node_dir = dir.join(&spec.hostname);
             let (initrd, key) = spec.build(artifacts, &node_dir, &operator.public())?;
-            let disk = if spec.state_disk {
-                Some(spec.make_state_disk(&node_dir)?)
-            } else {
-                None
-            };
+            let disk = spec
+                .state_disk
+                .then(|| spec.make_state_disk(&node_dir))
+                .transpose()?;
             built.push((spec, node_dir, initrd, key, disk));
         }
         let mut nodes = Vec::new();

@@ -56,7 +56,7 @@ fn mount_one(table: &Mount) -> Result<(), String> {
 }
 
 /// mount(8)-style options split into flags and the filesystem's own data.
-pub fn options(text: &str) -> (MsFlags, String) {
+fn options(text: &str) -> (MsFlags, String) {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     for option in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
