@@ -104,11 +104,6 @@ impl Archive {
         Ok(())
     }
 
-    /// True when `path` is in the archive.
-    pub fn contains(&self, path: &str) -> bool {
-        self.entries.contains_key(path.trim_start_matches('/'))
-    }
-
     /// The archive bytes: entries in path order (parents before children),
     /// inode numbers from 1, owner 0:0, mtime 0, then the trailer.
     pub fn finish(&self) -> Vec<u8> {

@@ -27,7 +27,8 @@ pub struct Artifacts {
     pub vmlinuz: PathBuf,
 }
 
-fn run(what: &str, command: &mut Command) -> Result<String, String> {
+/// Runs `command`; its trimmed stdout, or an error with its stderr.
+pub(crate) fn run(what: &str, command: &mut Command) -> Result<String, String> {
     let output = command
         .output()
         .map_err(|e| format!("{what}: cannot run {command:?}: {e}"))?;

@@ -108,18 +108,12 @@ impl NodeSpec {
         let file = std::fs::File::create(&disk).map_err(|e| format!("{}: {e}", disk.display()))?;
         file.set_len(64 << 20)
             .map_err(|e| format!("{}: {e}", disk.display()))?;
-        let output = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "state"])
-            .arg(&disk)
-            .output()
-            .map_err(|e| format!("mkfs.ext4 (e2fsprogs): {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "mkfs.ext4 {}: {}",
-                disk.display(),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
+        crate::artifacts::run(
+            "mkfs.ext4 (e2fsprogs)",
+            std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", "state"])
+                .arg(&disk),
+        )?;
         Ok(disk)
     }
 
