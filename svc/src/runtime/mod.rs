@@ -112,7 +112,7 @@ impl Runtime {
             logs.insert(service.name.clone(), book);
         }
         let runtime = Self {
-            supervisor: Supervisor::new(services),
+            supervisor: Supervisor::new(services, Instant::now()),
             executor,
             tx,
             timers: HashMap::new(),

@@ -7,6 +7,8 @@
 //! readiness, backoff and shutdown are tested without a single process.
 
 mod event;
+#[cfg(test)]
+mod properties;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -177,13 +179,15 @@ pub struct Supervisor {
     shutting_down: bool,
     shutdown_reported: bool,
     actions: Vec<Action>,
-    now: Option<Instant>,
+    /// The time of the event being handled: the supervisor's only clock.
+    now: Instant,
 }
 
 impl Supervisor {
     /// A supervisor for a validated set of services (see [`crate::load_dir`]);
-    /// every service starts [`State::Inactive`].
-    pub fn new(services: Vec<Service>) -> Self {
+    /// every service starts [`State::Inactive`]. `now` is the time of its
+    /// creation; after that it learns the time only from [`Supervisor::handle`].
+    pub fn new(services: Vec<Service>, now: Instant) -> Self {
         let mut supervisor = Self {
             units: services.into_iter().map(Unit::new).collect(),
             index: HashMap::new(),
@@ -196,7 +200,7 @@ impl Supervisor {
             shutting_down: false,
             shutdown_reported: false,
             actions: Vec::new(),
-            now: None,
+            now,
         };
         supervisor.rebuild();
         supervisor
@@ -263,7 +267,7 @@ impl Supervisor {
     /// Feeds one fact in at time `now`; returns what must happen next.
     /// Never blocks, never does I/O.
     pub fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
-        self.now = Some(now);
+        self.now = now;
         match event {
             Event::Boot => {
                 let wanted: Vec<usize> = (0..self.units.len())
@@ -353,7 +357,7 @@ impl Supervisor {
     }
 
     fn now(&self) -> Instant {
-        self.now.unwrap_or_else(Instant::now)
+        self.now
     }
 
     fn set_state(&mut self, u: usize, state: State) {
@@ -913,10 +917,13 @@ impl Supervisor {
             spec.interval
         };
         let all_passed = x.checks.iter().all(|c| c.passed_once);
+        // Each check against its own `retries`: a lenient [health] check and
+        // a strict [[actions]] check on one service keep separate counts.
         let unhealthy = x
             .checks
             .iter()
-            .any(|c| c.failures >= spec.retries.max(1) && c.passed_once);
+            .zip(&x.service.health)
+            .any(|(c, spec)| c.passed_once && c.failures >= spec.retries.max(1));
         let was = x.state.clone();
         if unhealthy {
             self.set_state(u, State::Unhealthy);

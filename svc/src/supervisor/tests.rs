@@ -43,9 +43,10 @@ fn oneshot(name: &str, extra: &str) -> String {
 impl Harness {
     fn new(texts: &[String]) -> Self {
         let services = texts.iter().map(|t| svc(t)).collect();
+        let now = Instant::now();
         Self {
-            sup: Supervisor::new(services),
-            now: Instant::now(),
+            sup: Supervisor::new(services, now),
+            now,
             timers: BTreeMap::new(),
             runs: HashMap::new(),
             pids: HashMap::new(),
@@ -102,11 +103,15 @@ impl Harness {
     }
 
     fn check(&mut self, name: &str, passed: bool) -> Vec<Action> {
+        self.check_n(name, 0, passed)
+    }
+
+    fn check_n(&mut self, name: &str, check: usize, passed: bool) -> Vec<Action> {
         let run = self.runs[name];
         self.send(Event::CheckDone {
             service: name.into(),
             run,
-            check: 0,
+            check,
             passed,
         })
     }
@@ -594,6 +599,32 @@ fn ready_daemon_that_turns_unhealthy_is_restarted() {
     h.exit("api", ExitStatus::Signal(TERM));
     assert!(matches!(h.state("api"), State::Backoff { .. }));
     assert_eq!(h.sup.get("api").unwrap().last_error, Some("unhealthy"));
+}
+
+#[test]
+fn each_check_is_judged_against_its_own_retries() {
+    // [health] (check 0) tolerates 5 failures in a row; the [[actions]]
+    // check (check 1) only 1. One failure of check 0 followed by a pass of
+    // check 1 is healthy: check 0 is 4 failures short of its own limit.
+    let text = "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\nretries = 5\n\
+                [[actions]]\nname = \"health\"\nscript = \"true\"\ntrigger = \"check\"\nretries = 1\n";
+    let mut h = Harness::new(&[daemon("api", text)]);
+    h.send(Event::Boot);
+    h.spawned("api");
+    h.check_n("api", 0, true);
+    h.check_n("api", 1, true);
+    assert_eq!(h.state("api"), State::Ready);
+    h.check_n("api", 0, false);
+    let actions = h.check_n("api", 1, true);
+    assert_eq!(
+        signals(&actions),
+        [],
+        "no stop signal after one failure of a retries=5 check"
+    );
+    assert_eq!(h.state("api"), State::Ready);
+    // Check 1 alone fails once: its own retries=1 makes that unhealthy.
+    let actions = h.check_n("api", 1, false);
+    assert_eq!(signals(&actions), [(h.pid("api"), TERM)]);
 }
 
 #[test]
