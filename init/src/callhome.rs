@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rpc::callhome::{run, Settings};
 use rpc::nodekey::NodeKey;
-use svc::journal;
+use runtime::journal;
 
 use crate::config::{NodeConfig, Paths};
 

@@ -9,12 +9,12 @@ use std::path::Path;
 use std::rc::Rc;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use runtime::api::{self, code, ApiError, Reply, Role};
+use runtime::journal;
 use serde_json::{json, Value};
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::unix::UnixStream;
 use smol::Async;
-use svc::api::{self, code, ApiError, Reply, Role};
-use svc::journal;
 
 use crate::node::Node;
 

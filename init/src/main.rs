@@ -17,7 +17,7 @@ mod signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use svc::journal;
+use runtime::journal;
 
 use crate::config::Paths;
 

@@ -5,10 +5,10 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use runtime::api::Power;
+use runtime::{Input, Runtime};
 use serde_json::{json, Value};
 use smol::LocalExecutor;
-use svc::api::Power;
-use svc::runtime::{Input, Runtime};
 use svc::supervisor::Event;
 
 /// How the node ends once every service has stopped.
@@ -48,7 +48,7 @@ impl Node {
     pub fn shut_down(&self, ending: Ending) {
         if self.ending.get().is_none() {
             self.ending.set(Some(ending));
-            svc::journal::note(format_args!("shutting down for {ending:?}"));
+            runtime::journal::note(format_args!("shutting down for {ending:?}"));
             let sender = self.runtime.borrow().sender();
             // The event loop feeds it; it cannot be closed while we run.
             let _ = sender.try_send(Input::Event(Event::Shutdown));
@@ -73,7 +73,7 @@ impl Node {
             "hostname": hostname,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.started.elapsed().as_secs(),
-            "time": svc::api::unix_time(),
+            "time": runtime::api::unix_time(),
             "pid1": self.pid1,
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
@@ -102,12 +102,14 @@ impl rpc::server::Dispatcher for Node {
         operator: &rpc::authorized::Operator,
         method: &str,
         params: &Value,
-    ) -> Result<svc::api::Reply, svc::api::ApiError> {
+    ) -> Result<runtime::api::Reply, runtime::api::ApiError> {
         let info = || self.info();
         match self.runtime.try_borrow_mut() {
-            Ok(mut runtime) => svc::api::call(&mut runtime, operator.role, method, params, &info),
-            Err(_) => Err(svc::api::ApiError {
-                code: svc::api::code::INVALID_REQUEST,
+            Ok(mut runtime) => {
+                runtime::api::call(&mut runtime, operator.role, method, params, &info)
+            }
+            Err(_) => Err(runtime::api::ApiError {
+                code: runtime::api::code::INVALID_REQUEST,
                 message: "busy; try again".into(),
             }),
         }
@@ -118,6 +120,6 @@ impl rpc::server::Dispatcher for Node {
     }
 
     fn log(&self, line: String) {
-        svc::journal::note(line);
+        runtime::journal::note(line);
     }
 }

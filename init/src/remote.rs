@@ -7,8 +7,8 @@ use std::rc::Rc;
 use rpc::authorized::AuthorizedKeys;
 use rpc::nodekey::NodeKey;
 use rpc::server::{Dispatcher, Limits, Server};
+use runtime::journal;
 use serde_json::{json, Value};
-use svc::journal;
 
 use crate::config::{NodeConfig, Paths};
 use crate::node::Node;
@@ -189,8 +189,7 @@ fn follow_mycelium(config: &NodeConfig, node: &Rc<Node>, server: Rc<Server>, por
 
 /// `nodeIp` from mycelium's `GET /api/v1/admin`.
 async fn overlay_address(api: &str) -> Option<std::net::IpAddr> {
-    let (status, body) =
-        svc::runtime::probe::http_get(api, std::time::Duration::from_secs(5)).await?;
+    let (status, body) = runtime::probe::http_get(api, std::time::Duration::from_secs(5)).await?;
     if status != 200 {
         return None;
     }

@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
+use runtime::journal;
+use runtime::{Input, Runtime};
 use smol::future::FutureExt;
 use smol::LocalExecutor;
-use svc::journal;
-use svc::runtime::{Input, Runtime};
 use svc::supervisor::Event;
 
 use crate::config::{NodeConfig, Paths};
@@ -40,7 +40,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     let (mut runtime, inputs) = Runtime::new(services, executor);
-    runtime.set_files(svc::runtime::Files {
+    runtime.set_files(runtime::Files {
         services: services_dir.clone(),
         secrets: paths.state_dir.join("secrets"),
     });

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         eprintln!("warning: {warning}");
     }
     // Atomically (temp file, fsync, rename): a half-written image never boots.
-    if let Err(error) = svc::atomic::write_atomically(&options.output, &image.bytes, 0o644) {
+    if let Err(error) = runtime::atomic::write_atomically(&options.output, &image.bytes, 0o644) {
         eprintln!("error: {}: {error}", options.output.display());
         return ExitCode::from(1);
     }

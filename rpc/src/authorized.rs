@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use runtime::api::Role;
 use ssh_key::authorized_keys::Entry;
 use ssh_key::{Algorithm, HashAlg, PublicKey};
-use svc::api::Role;
 
 /// One authorized operator.
 #[derive(Debug, Clone)]

@@ -9,11 +9,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
+use runtime::api::{code, ApiError, Power, Reply};
 use serde_json::{json, Value};
 use smol::future::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
-use svc::api::{code, ApiError, Power, Reply};
 use x25519_dalek::StaticSecret;
 
 use crate::authorized::{AuthorizedKeys, Operator};
@@ -251,7 +251,7 @@ impl Server {
                 Ok(Reply::Follow { result, lines }) => {
                     send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
                     while let Ok(line) = lines.recv().await {
-                        let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": svc::api::line_json(&line) });
+                        let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": runtime::api::line_json(&line) });
                         send(&mut stream, &mut tx, &note).await?;
                     }
                     return Ok(());
@@ -302,8 +302,8 @@ impl Server {
 
 fn role_word(operator: &Operator) -> &'static str {
     match operator.role {
-        svc::api::Role::Admin => "admin",
-        svc::api::Role::Reader => "reader",
+        runtime::api::Role::Admin => "admin",
+        runtime::api::Role::Reader => "reader",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Service definitions for spore.
 //!
-//! This crate decides; it never touches the system. It reads service files
+//! This crate decides; it never touches the system (it has no system
+//! crate to do it with: the `runtime` crate carries out its decisions). It reads service files
 //! (hero_proc's TOML schema and zinit 0.3's richer sections), validates each
 //! one alone, builds the dependency graph between them and plans the order in
 //! which they start and stop.
@@ -9,15 +10,11 @@
 //! load_dir(dir) ─▶ LoadReport { services, errors } ─▶ Graph ─▶ Plan
 //! ```
 
-pub mod api;
-pub mod atomic;
 pub mod error;
 pub mod exec;
 pub mod graph;
-pub mod journal;
 pub mod load;
 pub mod parse;
-pub mod runtime;
 pub mod service;
 pub mod supervisor;
 

@@ -701,11 +701,28 @@ fn checked_status(section: &Section<'_, '_, '_>, status: Option<Located<u64>>) -
     }
 }
 
+/// The most lines one service's ring may keep: at 4 KiB a line at most,
+/// 100,000 lines bound one service's memory even when every line is long.
+pub const MAX_BUFFER_LINES: u64 = 100_000;
+
 fn read_logging(section: &mut Section<'_, '_, '_>) -> Logging {
     let defaults = Logging::default();
+    let default_lines = defaults.buffer_lines as u64;
+    let buffer_lines = match section.unsigned("buffer_lines") {
+        Some(n) if n.value == 0 => {
+            section.zero("buffer_lines", &n.span);
+            default_lines
+        }
+        Some(n) if n.value > MAX_BUFFER_LINES => {
+            let message = format!("must be at most {MAX_BUFFER_LINES}");
+            section.out_of_range("buffer_lines", &n.span, &message);
+            default_lines
+        }
+        Some(n) => n.value,
+        None => default_lines,
+    };
     Logging {
-        buffer_lines: usize::try_from(section.count("buffer_lines", defaults.buffer_lines as u64))
-            .unwrap_or(usize::MAX),
+        buffer_lines: usize::try_from(buffer_lines).unwrap_or(usize::MAX),
         file: read_path(section, "file"),
         forward: section.string("forward").map(|f| f.value),
     }
@@ -1038,6 +1055,25 @@ timeout_ms = 3000
             );
             assert!(line >= 5, "{field} at line {line}");
         }
+    }
+
+    #[test]
+    fn buffer_lines_above_the_cap_is_rejected_with_its_line() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[logging]\nbuffer_lines = 100001\n";
+        let (line, kind) = only_error("c", text);
+        assert!(
+            matches!(
+                kind,
+                ErrorKind::OutOfRange {
+                    field: "buffer_lines",
+                    ..
+                }
+            ),
+            "{kind}"
+        );
+        assert_eq!(line, 5);
+        let at_cap = "[service]\nname = \"c\"\nexec = \"x\"\n[logging]\nbuffer_lines = 100000\n";
+        assert!(parse("c", at_cap).is_ok());
     }
 
     #[test]

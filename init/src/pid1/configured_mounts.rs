@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::mount::{mount, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use svc::journal;
+use runtime::journal;
 
 use crate::config::Mount;
 

@@ -11,7 +11,7 @@ pub use shutdown::{finish, last_resort};
 
 use std::io::Write;
 
-use svc::journal;
+use runtime::journal;
 
 use crate::config::NodeConfig;
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use svc::journal;
+use runtime::journal;
 
 /// finit_module flag: the kernel decompresses the file itself (Linux 5.17+
 /// built with CONFIG_MODULE_DECOMPRESS).

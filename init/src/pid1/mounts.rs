@@ -4,7 +4,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use svc::journal;
+use runtime::journal;
 
 /// (source, target, type, flags, data)
 const EARLY: &[(&str, &str, &str, MsFlags, Option<&str>)] = &[

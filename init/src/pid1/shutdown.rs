@@ -10,7 +10,7 @@ use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use svc::journal;
+use runtime::journal;
 
 use crate::node::Ending;
 

@@ -289,10 +289,9 @@ async fn run(options: &Options) -> Result<(), ClientError> {
 async fn beacon_nodes(beacon: &str) -> Result<Vec<Value>, ClientError> {
     let url = format!("{}/api/v1/nodes", beacon.trim_end_matches('/'));
     // 64 MiB: room for ~100,000 nodes.
-    let (status, body) =
-        svc::runtime::probe::http_get_limited(&url, Duration::from_secs(30), 64 << 20)
-            .await
-            .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
+    let (status, body) = runtime::probe::http_get_limited(&url, Duration::from_secs(30), 64 << 20)
+        .await
+        .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
     if status != 200 {
         return Err(ClientError::Protocol(format!("beacon answered {status}")));
     }
@@ -325,7 +324,7 @@ async fn list_nodes(options: &Options) -> Result<(), ClientError> {
         println!("{}", Value::Array(records));
         return Ok(());
     }
-    let now = svc::api::unix_time();
+    let now = runtime::api::unix_time();
     println!(
         "{:<24} {:<42} {:>6}  {:<52} {:>9}  SOURCE",
         "HOSTNAME", "MYCELIUM ADDRESS", "PORT", "NODE KEY", "LAST SEEN"

@@ -7,10 +7,10 @@ use std::time::{Instant, SystemTime};
 use serde_json::{json, Map, Value};
 use smol::channel::Receiver;
 
-use crate::runtime::logbook::LogLine;
-use crate::runtime::Runtime;
-use crate::service::{Kind, Probe};
-use crate::supervisor::{Event, UnitView};
+use crate::logbook::LogLine;
+use crate::Runtime;
+use svc::service::{Kind, Probe};
+use svc::supervisor::{Event, UnitView};
 
 /// JSON-RPC 2.0 error codes (spec section 5.1) and spore's own.
 pub mod code {
@@ -325,7 +325,7 @@ pub fn call(
     Ok(Reply::Value(value))
 }
 
-fn store(runtime: &Runtime) -> Result<crate::runtime::Files, ApiError> {
+fn store(runtime: &Runtime) -> Result<crate::Files, ApiError> {
     runtime.files().cloned().ok_or_else(|| {
         ApiError::new(
             code::NO_STORE,
@@ -346,14 +346,14 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiEr
     let invalid = |message: String| ApiError::new(code::INVALID_SERVICE, message);
     let name = declared_name(text)
         .ok_or_else(|| invalid("the text has no [service] or [target] name".into()))?;
-    if !crate::parse::is_valid_name(&name) {
+    if !svc::parse::is_valid_name(&name) {
         return Err(invalid(format!("invalid service name `{name}`")));
     }
     let path = files.services.join(format!("{name}.toml"));
     let service =
-        crate::parse::parse_service(&path, text).map_err(|errors| invalid(join_errors(&errors)))?;
+        svc::parse::parse_service(&path, text).map_err(|errors| invalid(join_errors(&errors)))?;
     // Valid alone; now valid among the others (dependencies exist, no cycle)?
-    let mut all: Vec<crate::service::Service> = runtime
+    let mut all: Vec<svc::service::Service> = runtime
         .supervisor()
         .services()
         .into_iter()
@@ -361,7 +361,7 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiEr
         .cloned()
         .collect();
     all.push(service.clone());
-    let report = crate::load::check_together(all, Vec::new(), std::collections::HashSet::new());
+    let report = svc::load::check_together(all, Vec::new(), std::collections::HashSet::new());
     if !report.errors.is_empty() {
         return Err(invalid(join_errors(&report.errors)));
     }
@@ -382,7 +382,7 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiEr
         .unwrap_or(Value::Null))
 }
 
-fn join_errors(errors: &[crate::error::ConfigError]) -> String {
+fn join_errors(errors: &[svc::error::ConfigError]) -> String {
     errors
         .iter()
         .map(ToString::to_string)
@@ -437,7 +437,7 @@ const MAX_SECRET: usize = 64 * 1024;
 
 fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Value, ApiError> {
     let files = store(runtime)?;
-    if !crate::parse::is_valid_name(name) {
+    if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
             code::INVALID_PARAMS,
             format!("invalid secret name `{name}`"),
@@ -567,7 +567,7 @@ fn summary(view: &UnitView<'_>, now: Instant) -> Value {
 fn detail(view: &UnitView<'_>, now: Instant) -> Value {
     let mut value = summary(view, now);
     let service = view.service;
-    let names = |refs: &[crate::service::DependencyRef]| -> Vec<String> {
+    let names = |refs: &[svc::service::DependencyRef]| -> Vec<String> {
         refs.iter().map(|r| r.name.clone()).collect()
     };
     let checks: Vec<Value> = service

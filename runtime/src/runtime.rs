@@ -5,10 +5,6 @@
 //! The owner of the event loop feeds [`Input`]s from [`Runtime::inputs`] to
 //! [`Runtime::handle`] and calls [`Runtime::reap`] on every SIGCHLD.
 
-pub mod logbook;
-pub mod probe;
-pub mod spawn;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -22,10 +18,11 @@ use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer};
 
 use crate::journal;
-use crate::service::{Probe, Service};
-use crate::supervisor::{Action, Event, ExitStatus, State, Supervisor, TimerId, UnitView};
-use logbook::{LogBook, LogLine, Stream, MAX_LINE};
-use spawn::{SpawnError, SpawnSpec};
+use crate::logbook::{LogBook, LogLine, Stream, MAX_LINE};
+use crate::probe;
+use crate::spawn::{self, SpawnError, SpawnSpec};
+use svc::service::{Probe, Service};
+use svc::supervisor::{Action, Event, ExitStatus, State, Supervisor, TimerId, UnitView};
 
 /// Something for the runtime to handle, sent by its own tasks.
 #[derive(Debug)]

@@ -1,0 +1,25 @@
+//! spore's runtime: the part of the init that *does*.
+//!
+//! `svc` decides (service files, the graph, the supervisor as a pure state
+//! machine) and has no way to touch the system; this crate carries out its
+//! decisions with real processes, signals, timers, pipes and files, and
+//! turns what happens back into events:
+//!
+//! ```text
+//! svc::Supervisor ──Action──▶ Runtime ──▶ spawn / kill / timers / probes / files
+//!        ▲                        │
+//!        └──────── Event ─────────┘  (exits from the reaper, timers, checks)
+//! ```
+//!
+//! It also holds the JSON-RPC method table both control channels serve
+//! ([`api`]), spore's own log ([`journal`]) and the atomic file writer.
+
+pub mod api;
+pub mod atomic;
+pub mod journal;
+pub mod logbook;
+pub mod probe;
+mod runtime;
+pub mod spawn;
+
+pub use runtime::{Files, Input, Runtime};
