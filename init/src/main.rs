@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod control;
 mod exec;
+mod fault;
 mod node;
 mod pid1;
 mod remote;
@@ -113,11 +114,49 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     if let Err(error) = signals::block(&set) {
         journal::note(format_args!("cannot block signals: {error}"));
     }
+    if !pid1 {
+        if std::process::id() != 1 {
+            become_subreaper();
+        }
+        let Some(ending) = boot_and_supervise(paths, &set, false) else {
+            journal::flush(std::time::Duration::from_secs(2));
+            return ExitCode::from(1);
+        };
+        journal::note(format_args!("stopped ({ending:?})"));
+        // The last lines reach a console that reads them; one that reads
+        // nothing delays the exit this long and no more.
+        journal::flush(std::time::Duration::from_secs(2));
+        return ExitCode::SUCCESS;
+    }
+    // As PID 1 a panic must not end the process (the kernel would panic):
+    // everything from the first mount to the reboot runs under this cover,
+    // and a panic anywhere falls back to reaping forever.
+    install_panic_hook();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        boot_and_supervise(paths, &set, true)
+    }));
+    match outcome {
+        Ok(Some(ending)) => {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pid1::finish(ending);
+            }));
+            journal::note("the shutdown panicked; falling back to reaping only");
+        }
+        Ok(None) => {}
+        Err(_) => journal::note("PID 1 panicked; falling back to reaping only"),
+    }
+    pid1::last_resort()
+}
+
+/// The boot (machine duties when `pid1`), then supervision until shutdown;
+/// how the node should end, or None when the event loop cannot run.
+fn boot_and_supervise(
+    paths: &Paths,
+    set: &nix::sys::signal::SigSet,
+    pid1: bool,
+) -> Option<node::Ending> {
     if pid1 {
-        install_panic_hook();
         pid1::early_mounts_and_console();
-    } else if std::process::id() != 1 {
-        become_subreaper();
     }
     journal::note(format_args!(
         "spore {} starting (pid {}, {} s after kernel start)",
@@ -140,32 +179,14 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
             paths.state_dir.display()
         ));
     }
-    let signals = match signals::Signals::open(&set) {
+    let signals = match signals::Signals::open(set) {
         Ok(signals) => signals,
         Err(error) => {
             journal::note(format_args!("signalfd: {error}"));
-            if pid1 {
-                pid1::last_resort();
-            }
-            return ExitCode::from(1);
+            return None;
         }
     };
-    if !pid1 {
-        let ending = run::supervise(paths, &config, signals, false);
-        journal::note(format_args!("stopped ({ending:?})"));
-        return ExitCode::SUCCESS;
-    }
-    // As PID 1 a panic must not end the process: catch it, keep reaping.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run::supervise(paths, &config, signals, true)
-    }));
-    match outcome {
-        Ok(ending) => pid1::finish(ending),
-        Err(_) => {
-            journal::note("the event loop panicked; falling back to reaping only");
-            pid1::last_resort()
-        }
-    }
+    Some(run::supervise(paths, &config, signals, pid1))
 }
 
 /// Seconds since the kernel started (CLOCK_BOOTTIME), as `S.mmm`; boot

@@ -43,15 +43,29 @@ pub struct Node {
 }
 
 impl Node {
+    /// Runs `f` on the runtime. Nothing holds the runtime across an await,
+    /// so it is always free here; were it not, the call is logged and
+    /// skipped (None) rather than letting a RefCell panic end PID 1.
+    pub fn with_runtime<T>(&self, f: impl FnOnce(&mut Runtime) -> T) -> Option<T> {
+        match self.runtime.try_borrow_mut() {
+            Ok(mut runtime) => Some(f(&mut runtime)),
+            Err(_) => {
+                runtime::journal::note("internal error: the runtime is busy; call skipped");
+                None
+            }
+        }
+    }
+
     /// Starts an orderly shutdown ending in `ending`; later requests keep the
     /// first one.
     pub fn shut_down(&self, ending: Ending) {
         if self.ending.get().is_none() {
             self.ending.set(Some(ending));
             runtime::journal::note(format_args!("shutting down for {ending:?}"));
-            let sender = self.runtime.borrow().sender();
-            // The event loop feeds it; it cannot be closed while we run.
-            let _ = sender.try_send(Input::Event(Event::Shutdown));
+            if let Some(sender) = self.with_runtime(|runtime| runtime.sender()) {
+                // The event loop feeds it; it cannot be closed while we run.
+                let _ = sender.try_send(Input::Event(Event::Shutdown));
+            }
         }
     }
 
@@ -78,13 +92,15 @@ impl Node {
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
             "service_file_errors": self.config_errors,
-            "rpc": self.posture.borrow().clone(),
+            "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }
 
     /// Adds a listener bound later (the mycelium address) to the posture.
     pub fn add_listen_address(&self, address: String) {
-        let mut posture = self.posture.borrow_mut();
+        let Ok(mut posture) = self.posture.try_borrow_mut() else {
+            return;
+        };
         if let Some(list) = posture.get_mut("listen").and_then(Value::as_array_mut) {
             list.push(Value::String(address));
         }
@@ -92,7 +108,9 @@ impl Node {
 
     /// Records the RPC API's state.
     pub fn set_posture(&self, posture: Value) {
-        *self.posture.borrow_mut() = posture;
+        if let Ok(mut current) = self.posture.try_borrow_mut() {
+            *current = posture;
+        }
     }
 }
 

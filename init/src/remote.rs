@@ -146,13 +146,15 @@ fn follow_mycelium(config: &NodeConfig, node: &Rc<Node>, server: Rc<Server>, por
     };
     let service = setting("mycelium_service", "mycelium");
     let api = setting("mycelium_api", MYCELIUM_API);
-    if node.runtime.borrow().get(&service).is_none() {
+    if node.with_runtime(|runtime| runtime.get(&service).is_none()) != Some(false) {
         journal::note(format_args!(
             "rpc: no `{service}` service; the mycelium listen address stays unused"
         ));
         return;
     }
-    let ready = node.runtime.borrow_mut().watch_ready(&service);
+    let Some(ready) = node.with_runtime(|runtime| runtime.watch_ready(&service)) else {
+        return;
+    };
     let executor = node.executor;
     let node = node.clone();
     executor

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use runtime::journal;
-use runtime::{Input, Runtime};
+use runtime::{Input, Inputs, Runtime};
 use smol::future::FutureExt;
 use smol::LocalExecutor;
 use svc::supervisor::Event;
@@ -74,35 +74,35 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
 
 enum Next {
     Signal(std::io::Result<Signal>),
-    Input(Result<Input, smol::channel::RecvError>),
+    Input(Option<Input>),
 }
 
-async fn event_loop(
-    node: Rc<Node>,
-    inputs: smol::channel::Receiver<Input>,
-    signals: Signals,
-    pid1: bool,
-) -> Ending {
-    node.runtime.borrow_mut().feed(Event::Boot);
+async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool) -> Ending {
+    node.with_runtime(|runtime| runtime.feed(Event::Boot));
     loop {
+        // Signals first (SIGCHLD, SIGTERM), then facts, then output lines.
         let next = async { Next::Signal(signals.next().await) }
-            .or(async { Next::Input(inputs.recv().await) })
+            .or(async { Next::Input(inputs.next().await) })
             .await;
         match next {
-            Next::Signal(Ok(Signal::SIGCHLD)) => node.runtime.borrow_mut().reap(),
+            Next::Signal(Ok(Signal::SIGCHLD)) => {
+                node.with_runtime(Runtime::reap);
+            }
             Next::Signal(Ok(signal)) => on_signal(&node, signal, pid1),
             Next::Signal(Err(error)) => {
                 journal::note(format_args!("reading signals failed: {error}"));
                 smol::Timer::after(std::time::Duration::from_millis(100)).await;
             }
-            Next::Input(Ok(input)) => node.runtime.borrow_mut().handle(input),
-            Next::Input(Err(_)) => {
-                // The runtime holds a sender, so this cannot happen; survive it anyway.
+            Next::Input(Some(input)) => {
+                node.with_runtime(|runtime| runtime.handle(input));
+            }
+            Next::Input(None) => {
+                // The runtime holds the senders, so this cannot happen; survive it anyway.
                 journal::note("event queue closed unexpectedly");
                 smol::Timer::after(std::time::Duration::from_millis(100)).await;
             }
         }
-        if node.runtime.borrow().is_shutdown_complete() {
+        if node.with_runtime(|runtime| runtime.is_shutdown_complete()) == Some(true) {
             return node.ending.get().unwrap_or(Ending::Poweroff);
         }
     }

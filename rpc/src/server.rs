@@ -77,6 +77,8 @@ enum Failure {
     Session(#[from] SessionError),
     #[error("handshake not finished within {0:?}")]
     Deadline(Duration),
+    #[error("internal error: the operator keys were busy")]
+    KeysBusy,
     #[error("key {fingerprint} ({comment}) is not authorized")]
     Unauthorized {
         fingerprint: String,
@@ -182,7 +184,11 @@ impl Server {
         let proof = rx.open(&sealed)?;
         let verdict = match verify_operator(&proof, &reply.client_transcript) {
             Ok(key) => {
-                let mut authorized = self.authorized.borrow_mut();
+                // Never held across an await, so always free; a failed
+                // borrow refuses this one connection instead of panicking.
+                let Ok(mut authorized) = self.authorized.try_borrow_mut() else {
+                    return Err(Failure::KeysBusy);
+                };
                 authorized.refresh(&mut |line| self.dispatcher.log(format!("rpc: {line}")));
                 authorized
                     .find(&key)

@@ -1,21 +1,74 @@
 //! spore's own log: one line per event on stderr (the console under PID 1),
 //! each with a UTC timestamp. Never carries secrets.
+//!
+//! Nothing here ever waits for the console. Lines go into a bounded spool
+//! that one writer thread drains to stderr; when the console is slower than
+//! spore (a 115,200-baud serial line takes ~11 KB/s, a pipe nobody reads
+//! takes nothing), the spool fills, later lines are dropped and counted,
+//! and once the console catches up the writer says how many were lost:
+//! `spore: 1,234 lines dropped (console too slow)`. Only that thread ever
+//! blocks on the console, never the event loop.
 
 use std::fmt::Display;
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Writes `spore: MESSAGE` with a timestamp to stderr. Write errors are
-/// ignored: a full or closed console must never stop the init.
-pub fn note(message: impl Display) {
-    let line = format!("{} spore: {message}\n", timestamp(SystemTime::now()));
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+use crate::spool::Spool;
+
+/// Bytes of console output held while the console is slow.
+pub const SPOOL_BYTES: usize = 256 * 1024;
+
+fn console() -> &'static Spool {
+    static CONSOLE: OnceLock<Spool> = OnceLock::new();
+    CONSOLE.get_or_init(|| {
+        Spool::new(
+            "spore-console",
+            SPOOL_BYTES,
+            "console too slow",
+            Box::new(std::io::stderr()),
+        )
+    })
 }
 
-/// Writes a line of a service's output with its name.
+/// Writes `spore: MESSAGE` with a timestamp to stderr, without waiting.
+pub fn note(message: impl Display) {
+    console().push(format!(
+        "{} spore: {message}\n",
+        timestamp(SystemTime::now())
+    ));
+}
+
+/// Writes a line of a service's output with its name, without waiting.
 pub fn service_line(service: &str, line: &str) {
-    let text = format!("{} [{service}] {line}\n", timestamp(SystemTime::now()));
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    console().push(format!(
+        "{} [{service}] {line}\n",
+        timestamp(SystemTime::now())
+    ));
+}
+
+/// Waits until everything noted so far has reached the console, at most
+/// `limit` (before exit or reboot; a console that takes nothing costs
+/// `limit`, never more). True when all of it was written.
+pub fn flush(limit: Duration) -> bool {
+    console().flush(limit)
+}
+
+/// Lines dropped since spore started because the console was slow.
+pub fn dropped_total() -> u64 {
+    console().dropped_total()
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for `time`, computed without a time zone
@@ -53,6 +106,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn counts_are_grouped_in_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn timestamps_are_utc_iso8601() {

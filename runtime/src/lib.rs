@@ -21,5 +21,6 @@ pub mod logbook;
 pub mod probe;
 mod runtime;
 pub mod spawn;
+pub mod spool;
 
-pub use runtime::{Files, Input, Runtime};
+pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};

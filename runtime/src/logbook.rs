@@ -2,12 +2,13 @@
 //! file, and followers.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::time::SystemTime;
 
 use smol::channel::{Receiver, Sender};
+
+use crate::spool::Spool;
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +47,18 @@ pub const MAX_LINE: usize = 4096;
 /// further behind loses lines rather than making spore hold them.
 const FOLLOW_QUEUE: usize = 1024;
 
+/// Bytes of a service's output held for its log file while the disk is
+/// slow; beyond it lines are dropped from the file (the ring keeps them) and
+/// the file says how many.
+pub const FILE_SPOOL_BYTES: usize = 1 << 20;
+
 /// The output of one service.
-#[derive(Debug)]
 pub struct LogBook {
     lines: VecDeque<LogLine>,
     capacity: usize,
-    file: Option<File>,
+    /// Appends to `[logging] file`, written by the spool's own thread so a
+    /// slow disk never holds the event loop.
+    file: Option<Spool>,
     followers: Vec<Sender<LogLine>>,
 }
 
@@ -62,7 +69,15 @@ impl LogBook {
     pub fn new(capacity: usize, file: Option<&Path>) -> (Self, Option<std::io::Error>) {
         let (file, error) = match file {
             Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
-                Ok(file) => (Some(file), None),
+                Ok(file) => (
+                    Some(Spool::new(
+                        "spore-logfile",
+                        FILE_SPOOL_BYTES,
+                        "log file too slow",
+                        Box::new(file),
+                    )),
+                    None,
+                ),
                 Err(error) => (None, Some(error)),
             },
             None => (None, None),
@@ -79,15 +94,13 @@ impl LogBook {
     /// Adds a line: to the ring (dropping the oldest when full), the file
     /// and every follower.
     pub fn push(&mut self, line: LogLine) {
-        if let Some(file) = &mut self.file {
-            let text = format!(
+        if let Some(file) = &self.file {
+            file.push(format!(
                 "{} {} {}\n",
                 crate::journal::timestamp(line.time),
                 line.stream.name(),
                 line.text
-            );
-            // A full disk must not stop supervision; the ring still has it.
-            let _ = file.write_all(text.as_bytes());
+            ));
         }
         self.followers.retain(|follower| {
             !matches!(
@@ -124,8 +137,18 @@ impl LogBook {
     }
 }
 
+impl LogBook {
+    /// Waits up to `limit` for the log file's writer to catch up (tests,
+    /// and before exit); true when it did.
+    pub fn flush_file(&self, limit: std::time::Duration) -> bool {
+        self.file.as_ref().is_none_or(|file| file.flush(limit))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn line(text: &str) -> LogLine {
@@ -170,6 +193,7 @@ mod tests {
             stream: Stream::Stderr,
             ..line("two")
         });
+        assert!(book.file.as_ref().unwrap().flush(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

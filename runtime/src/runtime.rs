@@ -2,7 +2,7 @@
 //! real processes, signals and timers, and turns what happens back into
 //! events. Single-threaded: everything runs on one smol `LocalExecutor`.
 //!
-//! The owner of the event loop feeds [`Input`]s from [`Runtime::inputs`] to
+//! The owner of the event loop feeds [`Input`]s from [`Inputs::next`] to
 //! [`Runtime::handle`] and calls [`Runtime::reap`] on every SIGCHLD.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,11 +52,37 @@ struct ExecCheck {
     _deadline: Task<()>,
 }
 
+/// Lines of service output waiting for the event loop. A pipe reader that
+/// finds the queue full waits, stops reading, and the service blocks on its
+/// own full pipe: a service printing faster than spore stores pushes back
+/// on itself, not on spore (as s6-log does).
+pub const LINE_QUEUE: usize = 1024;
+
+/// What the event loop reads: facts first, then output lines.
+pub struct Inputs {
+    events: Receiver<Input>,
+    lines: Receiver<Input>,
+}
+
+impl Inputs {
+    /// The next input: a pending event (timer, check) before any line of
+    /// output, so a flood of output never delays a fact. None only if the
+    /// runtime is gone.
+    pub async fn next(&self) -> Option<Input> {
+        use smol::future::FutureExt;
+        async { self.events.recv().await.ok() }
+            .or(async { self.lines.recv().await.ok() })
+            .await
+    }
+}
+
 /// Runs the supervisor's actions. See the module docs.
 pub struct Runtime {
     supervisor: Supervisor,
     executor: &'static LocalExecutor<'static>,
     tx: Sender<Input>,
+    /// Bounded: see [`LINE_QUEUE`].
+    lines_tx: Sender<Input>,
     timers: HashMap<TimerId, Task<()>>,
     /// Main pid of each running service, for the reaper.
     service_pids: HashSet<i32>,
@@ -86,8 +112,11 @@ impl Runtime {
     pub fn new(
         services: Vec<Service>,
         executor: &'static LocalExecutor<'static>,
-    ) -> (Self, Receiver<Input>) {
-        let (tx, rx) = smol::channel::unbounded();
+    ) -> (Self, Inputs) {
+        // Events are bounded by construction (one per timer, check or
+        // request); lines are not, so they get a bounded queue of their own.
+        let (tx, events) = smol::channel::unbounded();
+        let (lines_tx, lines) = smol::channel::bounded(LINE_QUEUE);
         let mut logs = HashMap::new();
         for service in &services {
             let (book, error) = LogBook::new(
@@ -112,6 +141,7 @@ impl Runtime {
             supervisor: Supervisor::new(services, Instant::now()),
             executor,
             tx,
+            lines_tx,
             timers: HashMap::new(),
             service_pids: HashSet::new(),
             exec_checks: HashMap::new(),
@@ -124,7 +154,7 @@ impl Runtime {
             files: None,
             ready_watchers: HashMap::new(),
         };
-        (runtime, rx)
+        (runtime, Inputs { events, lines })
     }
 
     /// A queue that receives a token every time `name` becomes ready (for
@@ -452,7 +482,7 @@ impl Runtime {
     /// pipe costs no buffer: bytes are read into one shared scratch buffer
     /// only when the pipe is readable.
     fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
-        let tx = self.tx.clone();
+        let tx = self.lines_tx.clone();
         let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
             journal::note(format_args!(
                 "{service}: cannot watch its {} pipe",

@@ -18,6 +18,7 @@ use crate::config::NodeConfig;
 /// Steps 1, 3, 4, 5 of the boot sequence: filesystems and console, hostname,
 /// kernel modules, loopback and the NIC. Runs before services are loaded.
 pub fn early_mounts_and_console() {
+    crate::fault::point("early-mounts");
     mounts::mount_early();
     console();
     if let Err(error) = std::env::set_current_dir("/") {
@@ -32,6 +33,7 @@ pub fn early_mounts_and_console() {
 /// Hostname, modules, `[[mount]]` filesystems and network from the node
 /// configuration.
 pub fn configure(config: &NodeConfig) {
+    crate::fault::point("configure");
     set_hostname(config);
     modules::load_all(&config.modules);
     configured_mounts::mount_all(&config.mount);

@@ -33,8 +33,12 @@ pub fn finish(ending: Ending) -> ! {
         Ending::Halt => RebootMode::RB_HALT_SYSTEM,
     };
     journal::note(format_args!("{ending:?} now"));
-    // SAFETY: single-threaded at this point (the event loop has returned);
-    // the child only calls reboot(2) and _exit.
+    // Give the console a moment to show the last lines; a console that takes
+    // nothing costs this much and no more.
+    journal::flush(Duration::from_secs(2));
+    // SAFETY: the child of a multi-threaded process (the console writer,
+    // smol's reactor) may only make async-signal-safe calls: it calls only
+    // reboot(2) and _exit.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let _ = reboot(mode);

@@ -1,0 +1,69 @@
+//! PID 1 survives a panic in any step of the boot, from the first mount on:
+//! it logs it and falls back to reaping, because PID 1 exiting would panic
+//! the kernel. Runs spore as PID 1 of a fresh PID, mount and UTS namespace
+//! with a fault injected (`SPORE_FAULT`, debug builds only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::spore_bin;
+
+#[test]
+fn panic_in_the_early_mounts_leaves_pid_1_reaping() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("console.log");
+    let mut command = Command::new("unshare");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        command.args(["--user", "--map-root-user"]);
+    }
+    let mut unshare = command
+        .args(["--pid", "--fork", "--mount", "--uts", "--mount-proc"])
+        .arg(spore_bin())
+        .env("SPORE_FAULT", "early-mounts")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("PID 1 keeps reaping") {
+            break text;
+        }
+        if let Some(status) = unshare.try_wait().unwrap() {
+            panic!("PID 1 exited ({status}) after the injected panic:\n{text}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no fallback to reaping:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        text.contains("fault injected at early-mounts"),
+        "the panic's message is logged:\n{text}"
+    );
+    // Still alive a second later: PID 1 did not exit.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        unshare.try_wait().unwrap().is_none(),
+        "PID 1 exited:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Killing PID 1 of the namespace ends the namespace, and unshare.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let spore: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    common::signal(spore, libc::SIGKILL);
+    unshare.wait().unwrap();
+}
