@@ -58,6 +58,30 @@ fn call_within(socket: &std::path::Path, method: &str, limit: Duration) -> Resul
     serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))
 }
 
+/// Kills spore and its services if the test fails half-way (a spore left
+/// running with `yes` services would eat the machine).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // Its services are in their own sessions: end them by group.
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.0.id()))
+                    .unwrap_or_default();
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) with plain integers.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn console_nobody_reads_does_not_stall_status_or_the_stop() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,7 +101,7 @@ fn console_nobody_reads_does_not_stall_status_or_the_stop() {
     // spore's stderr (its console) is a pipe that nobody reads: the first
     // 64 KiB fill it and every later write would block.
     let (console_read, console_write) = pipe();
-    let mut child = Command::new(spore_bin())
+    let child = Command::new(spore_bin())
         .arg("run")
         .arg("--config-dir")
         .arg(dir.path().join("etc"))
@@ -88,6 +112,7 @@ fn console_nobody_reads_does_not_stall_status_or_the_stop() {
         .stderr(Stdio::from(OwnedFd::from(console_write)))
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     let start = Instant::now();
     while UnixStream::connect(&socket).is_err() {
         assert!(
@@ -137,10 +162,10 @@ fn console_nobody_reads_does_not_stall_status_or_the_stop() {
     // Stop reading again; SIGTERM stops the node within the services' stop
     // timeout while the console is full.
     std::thread::sleep(Duration::from_secs(1));
-    signal(child.id() as i32, libc::SIGTERM);
+    signal(child.0.id() as i32, libc::SIGTERM);
     let stop = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
