@@ -139,6 +139,10 @@ async fn connection(stream: UnixStream, node: &Node) -> io::Result<()> {
                 node.request_power(power);
             }
             Ok(Reply::Value(result)) => write_line(&mut writer, &response(id, Ok(result))).await?,
+            Ok(Reply::Pending(answer)) => {
+                let outcome = api::settle(&answer).await;
+                write_line(&mut writer, &response(id, outcome)).await?
+            }
             Err(error) => write_line(&mut writer, &response(id, Err(error))).await?,
         }
     }

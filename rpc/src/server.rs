@@ -236,6 +236,12 @@ impl Server {
             };
             let plain = rx.open(&frame)?;
             let (id, method, target, outcome) = self.dispatch(operator, &plain);
+            // Disk work (deploy, remove, secret.set) runs off the loop; its
+            // outcome is the call's outcome, for the caller and the audit.
+            let outcome = match outcome {
+                Ok(Reply::Pending(answer)) => runtime::api::settle(&answer).await.map(Reply::Value),
+                other => other,
+            };
             let verdict = match &outcome {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => format!("error {} {}", error.code, error.message),
@@ -261,6 +267,13 @@ impl Server {
                         send(&mut stream, &mut tx, &note).await?;
                     }
                     return Ok(());
+                }
+                Ok(Reply::Pending(_)) => {
+                    let error = ApiError {
+                        code: code::INTERNAL,
+                        message: "internal error: unsettled reply".into(),
+                    };
+                    send(&mut stream, &mut tx, &response(id, Err(error))).await?
                 }
                 Err(error) => send(&mut stream, &mut tx, &response(id, Err(error))).await?,
             }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use smol::channel::Receiver;
 
 use crate::logbook::LogLine;
+use crate::store::{Then, Work};
 use crate::Runtime;
 use svc::service::{Kind, Probe};
 use svc::supervisor::{Event, UnitView};
@@ -36,6 +37,8 @@ pub mod code {
     pub const NO_STORE: i64 = -32011;
     /// Writing or deleting a file failed.
     pub const STORAGE: i64 = -32012;
+    /// spore itself went wrong (JSON-RPC's internal error).
+    pub const INTERNAL: i64 = -32603;
 }
 
 /// A JSON-RPC error: a code and a message for people.
@@ -94,6 +97,19 @@ pub enum Reply {
     },
     /// A result; then the init stops the node this way.
     Power(Power, Value),
+    /// The answer comes once disk work off the event loop is done and
+    /// applied (deploy, remove, secret.set): await it, then send it.
+    Pending(Receiver<Result<Value, ApiError>>),
+}
+
+/// Waits for the answer of a [`Reply::Pending`].
+pub async fn settle(answer: &Receiver<Result<Value, ApiError>>) -> Result<Value, ApiError> {
+    answer.recv().await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            code::INTERNAL,
+            "internal error: the storage task dropped the answer",
+        ))
+    })
 }
 
 /// One method's name, summary, parameters and required role.
@@ -297,11 +313,11 @@ pub fn call(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let start = params.get("start").and_then(Value::as_bool) == Some(true);
-            deploy(runtime, text, start)?
+            return deploy(runtime, text, start);
         }
         "service.remove" => {
             let name = service_name(runtime, &params)?;
-            remove(runtime, &name)?
+            return remove(runtime, &name);
         }
         "secret.set" => {
             let name = params
@@ -312,7 +328,7 @@ pub fn call(
                 .get("value")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            set_secret(runtime, name, value)?
+            return set_secret(runtime, name, value);
         }
         "secret.list" => list_secrets(runtime)?,
         _ => {
@@ -341,7 +357,7 @@ fn declared_name(text: &str) -> Option<String> {
     head.get("name")?.as_str().map(str::to_owned)
 }
 
-fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiError> {
+fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     let invalid = |message: String| ApiError::new(code::INVALID_SERVICE, message);
     let name = declared_name(text)
@@ -365,21 +381,61 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Value, ApiEr
     if !report.errors.is_empty() {
         return Err(invalid(join_errors(&report.errors)));
     }
-    crate::atomic::write_atomically(&path, text.as_bytes(), 0o644).map_err(|e| {
-        ApiError::new(
+    // Written off the loop; the supervisor gets the service only once the
+    // file is durably there (applied whole or not at all).
+    let work = Work::Write {
+        path,
+        bytes: text.as_bytes().to_vec(),
+        mode: 0o644,
+    };
+    let then = Then::Deploy {
+        service: Box::new(service),
+        start,
+    };
+    Ok(Reply::Pending(runtime.store(work, then)))
+}
+
+/// Applies what follows disk work that finished off the loop, and makes
+/// the caller's answer. Nothing is applied when the work failed.
+pub fn after_store(
+    runtime: &mut Runtime,
+    work: &Work,
+    then: Then,
+    outcome: std::io::Result<()>,
+) -> Result<Value, ApiError> {
+    let path = work.path().display().to_string();
+    match (then, outcome) {
+        (Then::Deploy { .. }, Err(e)) => Err(ApiError::new(
             code::STORAGE,
-            format!("cannot write {}: {e}", path.display()),
-        )
-    })?;
-    crate::journal::note(format_args!("{name}: deployed to {}", path.display()));
-    runtime.deploy(service);
-    if start {
-        runtime.feed(Event::Start(name.clone()));
+            format!("cannot write {path}: {e}"),
+        )),
+        (Then::Remove { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot delete {path}: {e}; {name} keeps running"),
+        )),
+        (Then::Secret { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot store secret {name}: {e}"),
+        )),
+        (Then::Deploy { service, start }, Ok(())) => {
+            let name = service.name.clone();
+            crate::journal::note(format_args!("{name}: deployed to {path}"));
+            runtime.deploy(*service);
+            if start {
+                runtime.feed(Event::Start(name.clone()));
+            }
+            Ok(runtime
+                .get(&name)
+                .map(|v| summary(&v, Instant::now()))
+                .unwrap_or(Value::Null))
+        }
+        (Then::Remove { name }, Ok(())) => {
+            runtime.feed(Event::Remove(name.clone()));
+            crate::journal::note(format_args!("{name}: removed"));
+            Ok(json!({ "name": name, "removed": true }))
+        }
+        (Then::Secret { name }, Ok(())) => Ok(json!({ "name": name, "stored": true })),
     }
-    Ok(runtime
-        .get(&name)
-        .map(|v| summary(&v, Instant::now()))
-        .unwrap_or(Value::Null))
 }
 
 fn join_errors(errors: &[svc::error::ConfigError]) -> String {
@@ -390,7 +446,7 @@ fn join_errors(errors: &[svc::error::ConfigError]) -> String {
         .join("; ")
 }
 
-fn remove(runtime: &mut Runtime, name: &str) -> Result<Value, ApiError> {
+fn remove(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
     let users: Vec<String> = runtime
         .supervisor()
         .services()
@@ -414,28 +470,24 @@ fn remove(runtime: &mut Runtime, name: &str) -> Result<Value, ApiError> {
             ),
         ));
     }
-    let file = runtime.get(name).map(|v| v.service.file.clone());
-    runtime.feed(Event::Remove(name.to_owned()));
-    if let Some(file) = file {
-        match crate::atomic::remove_durably(&file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(ApiError::new(
-                    code::STORAGE,
-                    format!("stopped, but cannot delete {}: {error}", file.display()),
-                ))
-            }
-        }
-    }
-    crate::journal::note(format_args!("{name}: removed"));
-    Ok(json!({ "name": name, "removed": true }))
+    let Some(path) = runtime.get(name).map(|v| v.service.file.clone()) else {
+        return Err(ApiError::new(
+            code::NO_SUCH_SERVICE,
+            format!("no service named {name}"),
+        ));
+    };
+    // The file goes first (off the loop); the service stops once it is
+    // gone, so a failed deletion leaves it running as it was.
+    let then = Then::Remove {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(Work::Remove { path }, then)))
 }
 
 /// Longest secret accepted.
 const MAX_SECRET: usize = 64 * 1024;
 
-fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Value, ApiError> {
+fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
@@ -449,10 +501,15 @@ fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Value, A
             format!("a secret holds at most {MAX_SECRET} bytes"),
         ));
     }
-    let path = files.secrets.join(name);
-    crate::atomic::write_atomically(&path, value.as_bytes(), 0o600)
-        .map_err(|e| ApiError::new(code::STORAGE, format!("cannot store secret {name}: {e}")))?;
-    Ok(json!({ "name": name, "stored": true }))
+    let work = Work::Write {
+        path: files.secrets.join(name),
+        bytes: value.as_bytes().to_vec(),
+        mode: 0o600,
+    };
+    let then = Then::Secret {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(work, then)))
 }
 
 fn list_secrets(runtime: &Runtime) -> Result<Value, ApiError> {

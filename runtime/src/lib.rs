@@ -22,5 +22,6 @@ pub mod probe;
 mod runtime;
 pub mod spawn;
 pub mod spool;
+pub mod store;
 
 pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};

@@ -43,6 +43,8 @@ pub enum Input {
         /// The check's process.
         pid: i32,
     },
+    /// A file write or deletion finished off the loop.
+    Stored(Box<crate::store::Done>),
 }
 
 struct ExecCheck {
@@ -83,6 +85,8 @@ pub struct Runtime {
     tx: Sender<Input>,
     /// Bounded: see [`LINE_QUEUE`].
     lines_tx: Sender<Input>,
+    /// Disk work for the storage task (see [`crate::store`]).
+    store_tx: Sender<crate::store::Job>,
     timers: HashMap<TimerId, Task<()>>,
     /// Main pid of each running service, for the reaper.
     service_pids: HashSet<i32>,
@@ -117,6 +121,10 @@ impl Runtime {
         // request); lines are not, so they get a bounded queue of their own.
         let (tx, events) = smol::channel::unbounded();
         let (lines_tx, lines) = smol::channel::bounded(LINE_QUEUE);
+        let (store_tx, jobs) = smol::channel::unbounded();
+        executor
+            .spawn(crate::store::serve(jobs, tx.clone()))
+            .detach();
         let mut logs = HashMap::new();
         for service in &services {
             let (book, error) = LogBook::new(
@@ -142,6 +150,7 @@ impl Runtime {
             executor,
             tx,
             lines_tx,
+            store_tx,
             timers: HashMap::new(),
             service_pids: HashSet::new(),
             exec_checks: HashMap::new(),
@@ -258,7 +267,34 @@ impl Runtime {
                     signal_group(pid, Signal::SIGKILL);
                 }
             }
+            Input::Stored(done) => {
+                let crate::store::Done { job, outcome } = *done;
+                let answer = crate::api::after_store(self, &job.work, job.then, outcome);
+                // A caller that hung up no longer needs the answer.
+                let _ = job.reply.try_send(answer);
+            }
         }
+    }
+
+    /// Queues disk work to run off the loop; the receiver gets the answer
+    /// once it is done and applied (see [`crate::store`]).
+    pub fn store(
+        &self,
+        work: crate::store::Work,
+        then: crate::store::Then,
+    ) -> Receiver<Result<serde_json::Value, crate::api::ApiError>> {
+        let (reply, answer) = smol::channel::bounded(1);
+        let job = crate::store::Job { work, then, reply };
+        if let Err(
+            smol::channel::TrySendError::Closed(job) | smol::channel::TrySendError::Full(job),
+        ) = self.store_tx.try_send(job)
+        {
+            let _ = job.reply.try_send(Err(crate::api::ApiError {
+                code: crate::api::code::STORAGE,
+                message: "the storage task is gone".into(),
+            }));
+        }
+        answer
     }
 
     /// Tells the supervisor `event` and carries out what it decides,

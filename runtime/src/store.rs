@@ -1,0 +1,117 @@
+//! Writes and deletions of deployed service files and secrets, off the
+//! event loop. fsync on a slow disk takes as long as it takes; it must not
+//! hold reaping, health checks or RPC meanwhile. One task takes the jobs in
+//! order (so two deploys of one file land in the order they were asked),
+//! runs each on smol's blocking pool, and hands the outcome back to the
+//! event loop as an [`Input::Stored`], which applies it and answers the
+//! caller.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use smol::channel::{Receiver, Sender};
+use svc::Service;
+
+use crate::api::ApiError;
+use crate::Input;
+
+/// What to do on disk.
+#[derive(Debug)]
+pub enum Work {
+    /// Write `bytes` to `path` with `mode`, atomically (temp, fsync, rename).
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Its new content.
+        bytes: Vec<u8>,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Delete `path` durably; a missing file counts as done.
+    Remove {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl Work {
+    /// Runs it (on a blocking thread).
+    fn run(&self) -> std::io::Result<()> {
+        match self {
+            Work::Write { path, bytes, mode } => {
+                crate::atomic::write_atomically(path, bytes, *mode)
+            }
+            Work::Remove { path } => match crate::atomic::remove_durably(path) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        }
+    }
+
+    /// The file it touches, for error messages.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Work::Write { path, .. } | Work::Remove { path } => path,
+        }
+    }
+}
+
+/// What the event loop does once the work succeeded.
+#[derive(Debug)]
+pub enum Then {
+    /// Hand the (validated) service to the supervisor; start it if asked.
+    Deploy {
+        /// The new definition.
+        service: Box<Service>,
+        /// Start it even if its status is not `start`.
+        start: bool,
+    },
+    /// Stop the service and forget it.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// A secret was stored.
+    Secret {
+        /// Its name (never its value).
+        name: String,
+    },
+}
+
+/// One job: the work, what follows it, and where the answer goes.
+#[derive(Debug)]
+pub struct Job {
+    /// The disk work.
+    pub work: Work,
+    /// What the event loop applies after it.
+    pub then: Then,
+    /// The caller's answer.
+    pub reply: Sender<Result<Value, ApiError>>,
+}
+
+/// The work done (or not), back on the event loop.
+#[derive(Debug)]
+pub struct Done {
+    /// The job.
+    pub job: Job,
+    /// How the disk work went.
+    pub outcome: std::io::Result<()>,
+}
+
+/// Runs jobs one at a time, in order, until the queue closes.
+pub async fn serve(jobs: Receiver<Job>, events: Sender<Input>) {
+    while let Ok(job) = jobs.recv().await {
+        let (job, outcome) = smol::unblock(move || {
+            let outcome = job.work.run();
+            (job, outcome)
+        })
+        .await;
+        if events
+            .send(Input::Stored(Box::new(Done { job, outcome })))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
