@@ -23,5 +23,6 @@ mod runtime;
 pub mod spawn;
 pub mod spool;
 pub mod store;
+pub mod sys;
 
 pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};

@@ -1,28 +1,21 @@
-//! The thin shell around the [`Supervisor`]: carries out its actions with
-//! real processes, signals and timers, and turns what happens back into
+//! The thin shell around the [`Supervisor`]: carries out its actions
+//! through the system interface ([`Sys`]) and turns what happens back into
 //! events. Single-threaded: everything runs on one smol `LocalExecutor`.
 //!
 //! The owner of the event loop feeds [`Input`]s from [`Inputs::next`] to
 //! [`Runtime::handle`] and calls [`Runtime::reap`] on every SIGCHLD.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::ffi::OsString;
-use std::os::fd::OwnedFd;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use smol::channel::{Receiver, Sender};
-use smol::{Async, LocalExecutor, Task, Timer};
+use smol::LocalExecutor;
 
-use crate::journal;
-use crate::logbook::{LogBook, LogLine, Stream, MAX_LINE};
-use crate::probe;
-use crate::spawn::{self, SpawnError, SpawnSpec};
+use crate::logbook::{LogBook, LogLine, Stream};
+use crate::spawn::SpawnError;
+use crate::sys::{CheckRun, Launch, RealSys, Sys, TimerKey};
 use svc::service::{Probe, Service};
-use svc::supervisor::{Action, Event, ExitStatus, State, Supervisor, TimerId, UnitView};
+use svc::supervisor::{Action, Event, State, Supervisor, UnitView, SIGKILL};
 
 /// Something for the runtime to handle, sent by its own tasks.
 #[derive(Debug)]
@@ -51,7 +44,6 @@ struct ExecCheck {
     service: String,
     run: u64,
     check: usize,
-    _deadline: Task<()>,
 }
 
 /// Lines of service output waiting for the event loop. A pipe reader that
@@ -81,19 +73,16 @@ impl Inputs {
 /// Runs the supervisor's actions. See the module docs.
 pub struct Runtime {
     supervisor: Supervisor,
-    executor: &'static LocalExecutor<'static>,
+    /// The only way to the system.
+    sys: Box<dyn Sys>,
     tx: Sender<Input>,
-    /// Bounded: see [`LINE_QUEUE`].
-    lines_tx: Sender<Input>,
     /// Disk work for the storage task (see [`crate::store`]).
     store_tx: Sender<crate::store::Job>,
-    timers: HashMap<TimerId, Task<()>>,
     /// Main pid of each running service, for the reaper.
     service_pids: HashSet<i32>,
     exec_checks: HashMap<i32, ExecCheck>,
     watched_groups: HashSet<i32>,
     logs: HashMap<String, LogBook>,
-    base_env: Vec<(OsString, OsString)>,
     queue: VecDeque<Event>,
     shutdown_complete: bool,
     echo_output: bool,
@@ -111,8 +100,8 @@ pub struct Files {
 }
 
 impl Runtime {
-    /// A runtime for `services`, spawning its tasks on `executor`. Returns the
-    /// receiver the event loop reads [`Input`]s from.
+    /// A runtime for `services` on the real system, spawning its tasks on
+    /// `executor`. Returns the queues the event loop reads [`Input`]s from.
     pub fn new(
         services: Vec<Service>,
         executor: &'static LocalExecutor<'static>,
@@ -125,45 +114,38 @@ impl Runtime {
         executor
             .spawn(crate::store::serve(jobs, tx.clone()))
             .detach();
+        let sys = RealSys::new(executor, tx.clone(), lines_tx);
+        let runtime = Self::with_sys(services, Box::new(sys), tx, store_tx);
+        (runtime, Inputs { events, lines })
+    }
+
+    /// A runtime for `services` on `sys` (the real system, or a fake in
+    /// tests); `tx` reaches the event loop, `store_tx` the storage task.
+    pub fn with_sys(
+        services: Vec<Service>,
+        mut sys: Box<dyn Sys>,
+        tx: Sender<Input>,
+        store_tx: Sender<crate::store::Job>,
+    ) -> Self {
         let mut logs = HashMap::new();
         for service in &services {
-            let (book, error) = LogBook::new(
-                service.logging.buffer_lines,
-                service.logging.file.as_deref(),
-            );
-            if let Some(error) = error {
-                journal::note(format_args!(
-                    "{}: cannot open log file {}: {error}; keeping output in memory only",
-                    service.name,
-                    service
-                        .logging
-                        .file
-                        .as_deref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                ));
-            }
-            logs.insert(service.name.clone(), book);
+            logs.insert(service.name.clone(), log_book(sys.as_mut(), service));
         }
-        let runtime = Self {
-            supervisor: Supervisor::new(services, Instant::now()),
-            executor,
+        Self {
+            supervisor: Supervisor::new(services, sys.now()),
+            sys,
             tx,
-            lines_tx,
             store_tx,
-            timers: HashMap::new(),
             service_pids: HashSet::new(),
             exec_checks: HashMap::new(),
             watched_groups: HashSet::new(),
             logs,
-            base_env: spawn::base_environment(),
             queue: VecDeque::new(),
             shutdown_complete: false,
             echo_output: true,
             files: None,
             ready_watchers: HashMap::new(),
-        };
-        (runtime, Inputs { events, lines })
+        }
     }
 
     /// A queue that receives a token every time `name` becomes ready (for
@@ -191,16 +173,7 @@ impl Runtime {
     /// Adds or replaces a (validated) service, with a log book for a new one.
     pub fn deploy(&mut self, service: Service) {
         if !self.logs.contains_key(&service.name) {
-            let (book, error) = LogBook::new(
-                service.logging.buffer_lines,
-                service.logging.file.as_deref(),
-            );
-            if let Some(error) = error {
-                journal::note(format_args!(
-                    "{}: cannot open its log file: {error}",
-                    service.name
-                ));
-            }
+            let book = log_book(self.sys.as_mut(), &service);
             self.logs.insert(service.name.clone(), book);
         }
         self.feed(Event::Deploy(Box::new(service)));
@@ -252,7 +225,7 @@ impl Runtime {
                 text,
             } => {
                 if self.echo_output {
-                    journal::service_line(&service, &text);
+                    self.sys.echo(&service, &text);
                 }
                 if let Some(book) = self.logs.get_mut(&service) {
                     book.push(LogLine {
@@ -264,7 +237,7 @@ impl Runtime {
             }
             Input::CheckTimedOut { pid } => {
                 if self.exec_checks.contains_key(&pid) {
-                    signal_group(pid, Signal::SIGKILL);
+                    self.sys.signal_group(pid, SIGKILL);
                 }
             }
             Input::Stored(done) => {
@@ -302,7 +275,8 @@ impl Runtime {
     pub fn feed(&mut self, event: Event) {
         self.queue.push_back(event);
         while let Some(event) = self.queue.pop_front() {
-            let actions = self.supervisor.handle(Instant::now(), event);
+            let now = self.sys.now();
+            let actions = self.supervisor.handle(now, event);
             for action in actions {
                 self.apply(action);
             }
@@ -312,24 +286,9 @@ impl Runtime {
     /// Collects every exited child (signals coalesce, so loop until none is
     /// left) and reports the ones that matter. The only waitpid in spore.
     pub fn reap(&mut self) {
-        loop {
-            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(status) => status,
-                Err(Errno::EINTR) => continue,
-                Err(error) => {
-                    journal::note(format_args!("waitpid failed: {error}"));
-                    break;
-                }
-            };
-            let (pid, exit) = match status {
-                WaitStatus::Exited(pid, code) => (pid.as_raw(), ExitStatus::Code(code)),
-                WaitStatus::Signaled(pid, signal, _) => {
-                    (pid.as_raw(), ExitStatus::Signal(signal as i32))
-                }
-                _ => continue,
-            };
+        while let Some((pid, exit)) = self.sys.reap() {
             if let Some(check) = self.exec_checks.remove(&pid) {
+                self.sys.cancel_timer(TimerKey::CheckDeadline(pid));
                 self.feed(Event::CheckDone {
                     service: check.service,
                     run: check.run,
@@ -337,7 +296,7 @@ impl Runtime {
                     passed: exit.success(),
                 });
             } else if self.service_pids.remove(&pid) {
-                let group_empty = group_is_empty(pid);
+                let group_empty = self.sys.group_is_empty(pid);
                 self.feed(Event::Exited {
                     pid,
                     status: exit,
@@ -350,7 +309,7 @@ impl Runtime {
             .watched_groups
             .iter()
             .copied()
-            .filter(|&pgid| group_is_empty(pgid))
+            .filter(|&pgid| self.sys.group_is_empty(pgid))
             .collect();
         for pgid in emptied {
             self.watched_groups.remove(&pgid);
@@ -361,29 +320,18 @@ impl Runtime {
     fn apply(&mut self, action: Action) {
         match action {
             Action::Spawn { service, run } => self.spawn_service(service, run),
-            Action::Signal { pgid, signal } => match Signal::try_from(signal) {
-                Ok(signal) => signal_group(pgid, signal),
-                Err(_) => journal::note(format_args!("invalid signal {signal} for group {pgid}")),
-            },
+            Action::Signal { pgid, signal } => self.sys.signal_group(pgid, signal),
             Action::WatchGroup { pgid } => {
-                if group_is_empty(pgid) {
+                if self.sys.group_is_empty(pgid) {
                     self.queue.push_back(Event::GroupEmpty { pgid });
                 } else {
                     self.watched_groups.insert(pgid);
                 }
             }
             Action::ArmTimer { id, after } => {
-                let tx = self.tx.clone();
-                let task = self.executor.spawn(async move {
-                    Timer::after(after).await;
-                    let _ = tx.send(Input::Event(Event::TimerFired(id))).await;
-                });
-                self.timers.insert(id, task);
+                self.sys.arm_timer(TimerKey::Supervisor(id), after);
             }
-            Action::CancelTimer(id) => {
-                // Dropping the task cancels it: the timer never wakes us.
-                self.timers.remove(&id);
-            }
+            Action::CancelTimer(id) => self.sys.cancel_timer(TimerKey::Supervisor(id)),
             Action::RunCheck {
                 service,
                 run,
@@ -402,20 +350,18 @@ impl Runtime {
             }
             Action::ShutdownComplete => {
                 self.shutdown_complete = true;
-                journal::note("all services stopped");
+                self.sys.note("all services stopped");
             }
         }
-        // Fired timers have done their job.
-        self.timers.retain(|_, task| !task.is_finished());
     }
 
-    fn report(&self, service: &str, state: &State) {
+    fn report(&mut self, service: &str, state: &State) {
         let view = self.supervisor.get(service);
         let mut line = match state {
             State::Backoff { delay, .. } => {
                 format!("{service}: backoff: restart in {} ms", delay.as_millis())
             }
-            _ => format!("{service}: {}", state.describe(Instant::now())),
+            _ => format!("{service}: {}", state.describe(self.sys.now())),
         };
         if let (State::Ready | State::Running, Some(pid)) =
             (state, view.as_ref().and_then(|v| v.pid))
@@ -432,7 +378,7 @@ impl Runtime {
                 line.push_str(&format!(" ({error})"));
             }
         }
-        journal::note(line);
+        self.sys.note(&line);
     }
 
     fn spawn_service(&mut self, name: String, run: u64) {
@@ -450,13 +396,12 @@ impl Runtime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 env.extend(secrets);
-                spawn::spawn(&SpawnSpec {
+                let launch = Launch {
                     argv: &argv,
                     env: &env,
-                    base_env: &self.base_env,
                     dir: service.dir.as_deref(),
-                    capture: true,
-                })
+                };
+                self.sys.spawn(launch, Some(&name))
             }
             (None, Ok(_)) => Err(SpawnError {
                 code: 127,
@@ -465,22 +410,16 @@ impl Runtime {
             }),
         };
         match result {
-            Ok(child) => {
-                self.service_pids.insert(child.pid);
-                if let Some(stdout) = child.stdout {
-                    self.read_lines(name.clone(), Stream::Stdout, stdout.into());
-                }
-                if let Some(stderr) = child.stderr {
-                    self.read_lines(name.clone(), Stream::Stderr, stderr.into());
-                }
+            Ok(pid) => {
+                self.service_pids.insert(pid);
                 self.queue.push_back(Event::Spawned {
                     service: name,
                     run,
-                    pid: child.pid,
+                    pid,
                 });
             }
             Err(error) => {
-                journal::note(format_args!("{name}: {error}"));
+                self.sys.note(&format!("{name}: {error}"));
                 self.queue.push_back(Event::SpawnFailed {
                     service: name,
                     run,
@@ -514,239 +453,77 @@ impl Runtime {
         Ok(env)
     }
 
-    /// Reads a pipe line by line until every writer has closed it. An idle
-    /// pipe costs no buffer: bytes are read into one shared scratch buffer
-    /// only when the pipe is readable.
-    fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
-        let tx = self.lines_tx.clone();
-        let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
-            journal::note(format_args!(
-                "{service}: cannot watch its {} pipe",
-                stream.name()
-            ));
-            return;
-        };
-        self.executor
-            .spawn(async move {
-                let mut pending: Vec<u8> = Vec::new();
-                loop {
-                    if pipe.readable().await.is_err() {
-                        break;
-                    }
-                    let done = match read_available(pipe.get_ref(), &mut pending) {
-                        Ok(eof) => eof,
-                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
-                        Err(_) => true,
-                    };
-                    for text in take_lines(&mut pending) {
-                        let line = Input::Line {
-                            service: service.clone(),
-                            stream,
-                            text,
-                        };
-                        if tx.send(line).await.is_err() {
-                            return;
-                        }
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                if !pending.is_empty() {
-                    let text = String::from_utf8_lossy(&pending).into_owned();
-                    let _ = tx
-                        .send(Input::Line {
-                            service,
-                            stream,
-                            text,
-                        })
-                        .await;
-                }
-            })
-            .detach();
-    }
-
     fn run_check(&mut self, service: String, run: u64, check: usize) {
-        let Some(spec) = self
-            .supervisor
-            .get(&service)
-            .and_then(|v| v.service.health.get(check).cloned())
-        else {
+        let Some((spec, env, dir)) = self.supervisor.get(&service).and_then(|v| {
+            let spec = v.service.health.get(check).cloned()?;
+            let env: Vec<(String, String)> = v
+                .service
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Some((spec, env, v.service.dir.clone()))
+        }) else {
             return;
         };
-        let tx = self.tx.clone();
-        let timeout = spec.timeout;
-        let native: Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>> =
-            match &spec.probe {
-                Probe::Tcp { target } => {
-                    let target = target.clone();
-                    Some(Box::pin(async move { probe::tcp(&target, timeout).await }))
-                }
-                Probe::Http {
-                    target,
-                    expect_status,
-                } => {
-                    let (target, expect) = (target.clone(), *expect_status);
-                    Some(Box::pin(async move {
-                        probe::http(&target, expect, timeout).await
-                    }))
-                }
-                Probe::Exec { .. } => None,
+        let Probe::Exec { command } = &spec.probe else {
+            let run = CheckRun {
+                service,
+                run,
+                check,
             };
-        if let Some(native) = native {
-            self.executor
-                .spawn(async move {
-                    let passed = native.await;
-                    let done = Event::CheckDone {
+            self.sys.probe(run, &spec.probe, spec.timeout);
+            return;
+        };
+        let argv = command.argv();
+        let launch = Launch {
+            argv: &argv,
+            env: &env,
+            dir: dir.as_deref(),
+        };
+        match self.sys.spawn(launch, None) {
+            Ok(pid) => {
+                self.sys
+                    .arm_timer(TimerKey::CheckDeadline(pid), spec.timeout);
+                self.exec_checks.insert(
+                    pid,
+                    ExecCheck {
                         service,
                         run,
                         check,
-                        passed,
-                    };
-                    let _ = tx.send(Input::Event(done)).await;
-                })
-                .detach();
-            return;
-        }
-        match spec.probe {
-            Probe::Tcp { .. } | Probe::Http { .. } => {}
-            Probe::Exec { command } => {
-                let view = self.supervisor.get(&service);
-                let env: Vec<(String, String)> = view
-                    .as_ref()
-                    .map(|v| {
-                        v.service
-                            .env
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let dir = view.and_then(|v| v.service.dir.clone());
-                let argv = command.argv();
-                let spawned = spawn::spawn(&SpawnSpec {
-                    argv: &argv,
-                    env: &env,
-                    base_env: &self.base_env,
-                    dir: dir.as_deref(),
-                    capture: false,
+                    },
+                );
+            }
+            Err(error) => {
+                self.sys.note(&format!("{service}: health check: {error}"));
+                self.queue.push_back(Event::CheckDone {
+                    service,
+                    run,
+                    check,
+                    passed: false,
                 });
-                match spawned {
-                    Ok(child) => {
-                        let pid = child.pid;
-                        let deadline = self.executor.spawn(async move {
-                            Timer::after(timeout).await;
-                            let _ = tx.send(Input::CheckTimedOut { pid }).await;
-                        });
-                        self.exec_checks.insert(
-                            pid,
-                            ExecCheck {
-                                service,
-                                run,
-                                check,
-                                _deadline: deadline,
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        journal::note(format_args!("{service}: health check: {error}"));
-                        self.queue.push_back(Event::CheckDone {
-                            service,
-                            run,
-                            check,
-                            passed: false,
-                        });
-                    }
-                }
             }
         }
     }
 }
 
-thread_local! {
-    /// The one read buffer every output pipe shares (one thread reads them all).
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
-}
-
-/// Reads what a non-blocking pipe holds now into `pending`; Ok(true) at
-/// end of file.
-fn read_available(mut pipe: &std::fs::File, pending: &mut Vec<u8>) -> std::io::Result<bool> {
-    use std::io::Read;
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        loop {
-            let n = match pipe.read(&mut scratch) {
-                Ok(0) => return Ok(true),
-                Ok(n) => n,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            };
-            pending.extend_from_slice(scratch.get(..n).unwrap_or_default());
-            // Leave the rest for the next turn so one noisy service cannot
-            // hold the loop.
-            if pending.len() >= 4 * MAX_LINE {
-                return Ok(false);
-            }
-        }
-    })
-}
-
-/// Splits complete lines off the front of `pending`; a line longer than
-/// [`MAX_LINE`] is cut so one chatty process cannot grow memory unbounded.
-fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let newline = pending.iter().position(|b| *b == b'\n');
-        let cut = match newline {
-            Some(at) if at <= MAX_LINE => at,
-            _ if pending.len() >= MAX_LINE => MAX_LINE,
-            _ => break,
-        };
-        let rest = pending.split_off(cut);
-        let mut line = std::mem::replace(pending, rest);
-        if pending.first() == Some(&b'\n') && newline == Some(cut) {
-            pending.remove(0);
-        }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        lines.push(String::from_utf8_lossy(&line).into_owned());
+/// A new service's log book; an unopenable log file is noted and the
+/// book keeps lines in memory only.
+fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
+    let (book, error) = LogBook::new(
+        service.logging.buffer_lines,
+        service.logging.file.as_deref(),
+    );
+    if let (Some(error), Some(file)) = (error, &service.logging.file) {
+        sys.note(&format!(
+            "{}: cannot open log file {}: {error}; keeping output in memory only",
+            service.name,
+            file.display()
+        ));
     }
-    lines
-}
-
-/// Sends `signal` to process group `pgid`; a group already gone is fine.
-fn signal_group(pgid: i32, signal: Signal) {
-    if pgid <= 1 {
-        // Never signal group 0 (our own) or 1: that would hit spore itself.
-        return;
-    }
-    match kill(Pid::from_raw(-pgid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(error) => journal::note(format_args!("kill(-{pgid}, {signal}) failed: {error}")),
-    }
-}
-
-/// True when no process is left in group `pgid` (kill(2) with signal 0).
-fn group_is_empty(pgid: i32) -> bool {
-    pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
+    book
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_split_on_newlines_and_long_ones_are_cut() {
-        let mut pending = b"one\r\ntwo\nthr".to_vec();
-        assert_eq!(take_lines(&mut pending), ["one", "two"]);
-        assert_eq!(pending, b"thr");
-        let mut long = vec![b'x'; MAX_LINE + 10];
-        long.push(b'\n');
-        let lines = take_lines(&mut long);
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].len(), MAX_LINE);
-        assert_eq!(lines[1].len(), 10);
-        assert!(long.is_empty());
-    }
-}
+#[path = "runtime_tests.rs"]
+mod tests;

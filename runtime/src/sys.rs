@@ -1,0 +1,363 @@
+//! The one interface between the runtime and the system. The runtime spawns,
+//! signals, reaps, arms timers, probes and logs only through [`Sys`]; the
+//! real system is [`RealSys`], and the runtime's own tests drive it with a
+//! fake that has a clock the test moves (as dinit's `bp_sys` does).
+//!
+//! Everything asynchronous comes back to the runtime as an [`Input`] on the
+//! event loop's queues: a timer that fired, a probe's verdict, output lines.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use smol::channel::Sender;
+use smol::{Async, LocalExecutor, Task, Timer};
+use svc::service::Probe;
+use svc::supervisor::{Event, ExitStatus, TimerId};
+
+use crate::logbook::{Stream, MAX_LINE};
+use crate::spawn::{SpawnError, SpawnSpec};
+use crate::Input;
+
+/// A timer the runtime arms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKey {
+    /// One of the supervisor's: reported as [`Event::TimerFired`].
+    Supervisor(TimerId),
+    /// The deadline of an exec health check with this pid: reported as
+    /// [`Input::CheckTimedOut`].
+    CheckDeadline(i32),
+}
+
+/// Identifies a health check run, echoed back in [`Event::CheckDone`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    /// The service.
+    pub service: String,
+    /// Its spawn number.
+    pub run: u64,
+    /// The check's index.
+    pub check: usize,
+}
+
+/// A process to start: what a service file says, nothing of spore's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// Program and arguments; the program is looked up in PATH.
+    pub argv: &'a [String],
+    /// Environment on top of spore's own.
+    pub env: &'a [(String, String)],
+    /// Working directory.
+    pub dir: Option<&'a std::path::Path>,
+}
+
+/// What the runtime asks of the system. Implementations never block.
+pub trait Sys {
+    /// The monotonic clock the supervisor is told.
+    fn now(&self) -> Instant;
+    /// Starts a process in its own session. With `output` the service's
+    /// stdout and stderr are read line by line into the event loop under
+    /// that name; without it they go to /dev/null (health checks).
+    fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError>;
+    /// Sends `signal` to process group `pgid` (> 1; smaller is refused).
+    fn signal_group(&mut self, pgid: i32, signal: i32);
+    /// One exited child and how it ended; None when none is waiting.
+    fn reap(&mut self) -> Option<(i32, ExitStatus)>;
+    /// True when no process is left in group `pgid`.
+    fn group_is_empty(&self, pgid: i32) -> bool;
+    /// Reports `key` after `after` (see [`TimerKey`]); re-arming replaces.
+    fn arm_timer(&mut self, key: TimerKey, after: Duration);
+    /// Forgets `key`: it will not be reported.
+    fn cancel_timer(&mut self, key: TimerKey);
+    /// Runs a native (tcp/http) probe; reports [`Event::CheckDone`].
+    fn probe(&mut self, run: CheckRun, probe: &Probe, timeout: Duration);
+    /// Writes one of spore's own lines to its log.
+    fn note(&mut self, line: &str);
+    /// Echoes a line of a service's output to the console.
+    fn echo(&mut self, service: &str, line: &str);
+}
+
+/// The real system: processes, signals, waitpid, smol timers, the journal.
+pub struct RealSys {
+    executor: &'static LocalExecutor<'static>,
+    /// Facts for the event loop.
+    events: Sender<Input>,
+    /// Output lines for the event loop (bounded: see [`crate::LINE_QUEUE`]).
+    lines: Sender<Input>,
+    timers: HashMap<TimerKey, Task<()>>,
+    base_env: Vec<(OsString, OsString)>,
+}
+
+impl RealSys {
+    /// The real system, running its tasks on `executor` and reporting on
+    /// `events` and `lines`.
+    pub fn new(
+        executor: &'static LocalExecutor<'static>,
+        events: Sender<Input>,
+        lines: Sender<Input>,
+    ) -> Self {
+        Self {
+            executor,
+            events,
+            lines,
+            timers: HashMap::new(),
+            base_env: crate::spawn::base_environment(),
+        }
+    }
+
+    /// Reads a pipe line by line until every writer has closed it. An idle
+    /// pipe costs no buffer: bytes are read into one shared scratch buffer
+    /// only when the pipe is readable. A full line queue makes this task
+    /// wait, so the service blocks on its own pipe.
+    fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
+        let tx = self.lines.clone();
+        let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
+            crate::journal::note(format_args!(
+                "{service}: cannot watch its {} pipe",
+                stream.name()
+            ));
+            return;
+        };
+        self.executor
+            .spawn(async move {
+                let mut pending: Vec<u8> = Vec::new();
+                loop {
+                    if pipe.readable().await.is_err() {
+                        break;
+                    }
+                    let done = match read_available(pipe.get_ref(), &mut pending) {
+                        Ok(eof) => eof,
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
+                        Err(_) => true,
+                    };
+                    for text in take_lines(&mut pending) {
+                        let line = Input::Line {
+                            service: service.clone(),
+                            stream,
+                            text,
+                        };
+                        if tx.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                if !pending.is_empty() {
+                    let text = String::from_utf8_lossy(&pending).into_owned();
+                    let _ = tx
+                        .send(Input::Line {
+                            service,
+                            stream,
+                            text,
+                        })
+                        .await;
+                }
+            })
+            .detach();
+    }
+}
+
+impl Sys for RealSys {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
+        let child = crate::spawn::spawn(&SpawnSpec {
+            argv: launch.argv,
+            env: launch.env,
+            base_env: &self.base_env,
+            dir: launch.dir,
+            capture: output.is_some(),
+        })?;
+        if let Some(service) = output {
+            if let Some(stdout) = child.stdout {
+                self.read_lines(service.to_owned(), Stream::Stdout, stdout.into());
+            }
+            if let Some(stderr) = child.stderr {
+                self.read_lines(service.to_owned(), Stream::Stderr, stderr.into());
+            }
+        }
+        Ok(child.pid)
+    }
+
+    fn signal_group(&mut self, pgid: i32, signal: i32) {
+        if pgid <= 1 {
+            // Never signal group 0 (our own) or 1: that would hit spore itself.
+            return;
+        }
+        let Ok(signal) = Signal::try_from(signal) else {
+            crate::journal::note(format_args!("invalid signal {signal} for group {pgid}"));
+            return;
+        };
+        match kill(Pid::from_raw(-pgid), signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(error) => {
+                crate::journal::note(format_args!("kill(-{pgid}, {signal}) failed: {error}"))
+            }
+        }
+    }
+
+    fn reap(&mut self) -> Option<(i32, ExitStatus)> {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return None,
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    return Some((pid.as_raw(), ExitStatus::Code(code)))
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    return Some((pid.as_raw(), ExitStatus::Signal(signal as i32)))
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(error) => {
+                    crate::journal::note(format_args!("waitpid failed: {error}"));
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn group_is_empty(&self, pgid: i32) -> bool {
+        pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
+    }
+
+    fn arm_timer(&mut self, key: TimerKey, after: Duration) {
+        let tx = self.events.clone();
+        let task = self.executor.spawn(async move {
+            Timer::after(after).await;
+            let input = match key {
+                TimerKey::Supervisor(id) => Input::Event(Event::TimerFired(id)),
+                TimerKey::CheckDeadline(pid) => Input::CheckTimedOut { pid },
+            };
+            let _ = tx.send(input).await;
+        });
+        // Fired timers have done their job; dropping a task cancels it.
+        self.timers.retain(|_, task| !task.is_finished());
+        self.timers.insert(key, task);
+    }
+
+    fn cancel_timer(&mut self, key: TimerKey) {
+        // Dropping the task cancels it: the timer never wakes us.
+        self.timers.remove(&key);
+    }
+
+    fn probe(&mut self, run: CheckRun, probe: &Probe, timeout: Duration) {
+        let tx = self.events.clone();
+        let probe = probe.clone();
+        self.executor
+            .spawn(async move {
+                let passed = match &probe {
+                    Probe::Tcp { target } => crate::probe::tcp(target, timeout).await,
+                    Probe::Http {
+                        target,
+                        expect_status,
+                    } => crate::probe::http(target, *expect_status, timeout).await,
+                    Probe::Exec { .. } => false,
+                };
+                let done = Event::CheckDone {
+                    service: run.service,
+                    run: run.run,
+                    check: run.check,
+                    passed,
+                };
+                let _ = tx.send(Input::Event(done)).await;
+            })
+            .detach();
+    }
+
+    fn note(&mut self, line: &str) {
+        crate::journal::note(line);
+    }
+
+    fn echo(&mut self, service: &str, line: &str) {
+        crate::journal::service_line(service, line);
+    }
+}
+
+thread_local! {
+    /// The one read buffer every output pipe shares (one thread reads them all).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// Reads what a non-blocking pipe holds now into `pending`; Ok(true) at
+/// end of file.
+fn read_available(mut pipe: &std::fs::File, pending: &mut Vec<u8>) -> std::io::Result<bool> {
+    use std::io::Read;
+    SCRATCH.with(|scratch| {
+        // Only this function borrows it, and never re-enters: a failed
+        // borrow cannot happen, but would read into a fresh buffer.
+        let mut own = Vec::new();
+        let mut borrowed = scratch.try_borrow_mut();
+        let buffer: &mut Vec<u8> = match borrowed.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => {
+                own.resize(64 * 1024, 0);
+                &mut own
+            }
+        };
+        loop {
+            let n = match pipe.read(buffer) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            pending.extend_from_slice(buffer.get(..n).unwrap_or_default());
+            // Leave the rest for the next turn so one noisy service cannot
+            // hold the loop.
+            if pending.len() >= 4 * MAX_LINE {
+                return Ok(false);
+            }
+        }
+    })
+}
+
+/// Splits complete lines off the front of `pending`; a line longer than
+/// [`MAX_LINE`] is cut so one chatty process cannot grow memory unbounded.
+pub fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let newline = pending.iter().position(|b| *b == b'\n');
+        let cut = match newline {
+            Some(at) if at <= MAX_LINE => at,
+            _ if pending.len() >= MAX_LINE => MAX_LINE,
+            _ => break,
+        };
+        let rest = pending.split_off(cut);
+        let mut line = std::mem::replace(pending, rest);
+        if pending.first() == Some(&b'\n') && newline == Some(cut) {
+            pending.remove(0);
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        lines.push(String::from_utf8_lossy(&line).into_owned());
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_on_newlines_and_long_ones_are_cut() {
+        let mut pending = b"one\r\ntwo\nthr".to_vec();
+        assert_eq!(take_lines(&mut pending), ["one", "two"]);
+        assert_eq!(pending, b"thr");
+        let mut long = vec![b'x'; MAX_LINE + 10];
+        long.push(b'\n');
+        let lines = take_lines(&mut long);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1].len(), 10);
+        assert!(long.is_empty());
+    }
+}
