@@ -16,7 +16,9 @@ Each supervisor runs as PID 1 of its own PID namespace (unshare --pid
 Prints each figure and its ratio to spore's. Needs root (or user
 namespaces), Debian's s6 (`apt-get install s6`) and zinit 0.3.9
 (`cargo install zinit --version 0.3.9`; installed under target/bench-tools
-when missing). Usage: bench/supervisors.py [--services N] [--orphans M]
+when missing). With --baseline BINARY another spore build (say, main
+before a change) runs beside it; --skip s6,zinit leaves those out.
+Usage: bench/supervisors.py [--services N] [--orphans M] [--baseline PATH] [--skip NAMES]
 """
 import argparse
 import os
@@ -155,11 +157,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--orphans", type=int, default=5000)
+    parser.add_argument("--baseline", help="another spore binary to measure beside this one")
+    parser.add_argument("--skip", default="", help="comma-separated: s6, zinit")
     args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
     spore = spore_binary()
-    s6 = tool("s6-svscan", ["apt-get", "install", "-y", "-qq", "s6"])
-    zinit = tool("zinit-server", ["cargo", "install", "-q", "zinit", "--version", "0.3.9", "--root",
-                                  os.path.join(ROOT, "target/bench-tools")])
+    s6 = None if "s6" in skip else tool("s6-svscan", ["apt-get", "install", "-y", "-qq", "s6"])
+    zinit = None if "zinit" in skip else tool(
+        "zinit-server", ["cargo", "install", "-q", "zinit", "--version", "0.3.9", "--root",
+                         os.path.join(ROOT, "target/bench-tools")])
     work = tempfile.mkdtemp(prefix="spore-bench-")
     n = args.services
     # spore
@@ -180,9 +186,18 @@ def main():
             f.write(f'[service]\nname = "s{i}"\nexec = "sleep 86403"\n')
     runs = [
         ("spore", [spore, "run", "--config-dir", f"{work}/spore/etc", "--state-dir", f"{work}/spore/state"], 86401),
-        ("s6", [s6, "-c", str(2 * n), f"{work}/s6"], 86402),
-        ("zinit", [zinit, "-c", f"{work}/zinit/services", "-s", f"{work}/zinit/zinit.sock"], 86403),
     ]
+    if args.baseline:
+        runs.append(("baseline", [os.path.abspath(args.baseline), "run", "--config-dir", f"{work}/base/etc",
+                                  "--state-dir", f"{work}/base/state"], 86404))
+        os.makedirs(f"{work}/base/etc/services")
+        for i in range(n):
+            with open(f"{work}/base/etc/services/s{i}.toml", "w") as f:
+                f.write(f'[service]\nname = "s{i}"\nexec = "sleep 86404"\n')
+    if s6:
+        runs.append(("s6", [s6, "-c", str(2 * n), f"{work}/s6"], 86402))
+    if zinit:
+        runs.append(("zinit", [zinit, "-c", f"{work}/zinit/services", "-s", f"{work}/zinit/zinit.sock"], 86403))
     results = {}
     for name, command, mark in runs:
         print(f"measuring {name} ...", file=sys.stderr)

@@ -72,6 +72,9 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
     ending
 }
 
+/// How many inputs the event loop handles before it yields to other tasks.
+const INPUTS_PER_TURN: u32 = 64;
+
 enum Next {
     Signal(std::io::Result<Signal>),
     Input(Option<Input>),
@@ -79,7 +82,17 @@ enum Next {
 
 async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool) -> Ending {
     node.with_runtime(|runtime| runtime.feed(Event::Boot));
+    let mut handled_in_a_row = 0u32;
     loop {
+        // A queue that is never empty (a service printing without pause)
+        // would keep this task running without ever yielding: every
+        // INPUTS_PER_TURN inputs, let the other tasks (control and RPC
+        // connections, accepts) have their turn.
+        handled_in_a_row += 1;
+        if handled_in_a_row >= INPUTS_PER_TURN {
+            handled_in_a_row = 0;
+            smol::future::yield_now().await;
+        }
         // Signals first (SIGCHLD, SIGTERM), then facts, then output lines.
         let next = async { Next::Signal(signals.next().await) }
             .or(async { Next::Input(inputs.next().await) })

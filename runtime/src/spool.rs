@@ -104,14 +104,26 @@ impl Spool {
             };
         }
         if queue.writer == Writer::Failed || queue.bytes + line.len() > self.shared.capacity {
+            // A waiting writer must learn of the first drop to report it.
+            let writer_waits = queue.lines.is_empty() && queue.dropped == 0 && !queue.busy;
             queue.dropped += 1;
             queue.dropped_total += 1;
+            drop(queue);
+            if writer_waits {
+                self.shared.pending.notify_one();
+            }
             return;
         }
+        // The writer waits only when it found the queue empty and is not
+        // writing: wake it then, and only then (one futex call per batch,
+        // not per line).
+        let writer_waits = queue.lines.is_empty() && queue.dropped == 0 && !queue.busy;
         queue.bytes += line.len();
         queue.lines.push_back(line);
         drop(queue);
-        self.shared.pending.notify_one();
+        if writer_waits {
+            self.shared.pending.notify_one();
+        }
     }
 
     /// Waits until everything pushed so far is written, at most `limit`.

@@ -321,25 +321,26 @@ fn read_available(mut pipe: &std::fs::File, pending: &mut Vec<u8>) -> std::io::R
 
 /// Splits complete lines off the front of `pending`; a line longer than
 /// [`MAX_LINE`] is cut so one chatty process cannot grow memory unbounded.
+/// One pass and one move of the rest, however many lines there are (a
+/// copy of the rest per line made a 64 KiB backlog cost seconds).
 pub fn take_lines(pending: &mut Vec<u8>) -> Vec<String> {
     let mut lines = Vec::new();
+    let mut start = 0;
     loop {
-        let newline = pending.iter().position(|b| *b == b'\n');
-        let cut = match newline {
-            Some(at) if at <= MAX_LINE => at,
-            _ if pending.len() >= MAX_LINE => MAX_LINE,
+        let rest = pending.get(start..).unwrap_or_default();
+        let (len, newline) = match rest.iter().position(|b| *b == b'\n') {
+            Some(at) if at <= MAX_LINE => (at, 1),
+            _ if rest.len() >= MAX_LINE => (MAX_LINE, 0),
             _ => break,
         };
-        let rest = pending.split_off(cut);
-        let mut line = std::mem::replace(pending, rest);
-        if pending.first() == Some(&b'\n') && newline == Some(cut) {
-            pending.remove(0);
+        let mut line = rest.get(..len).unwrap_or_default();
+        if let Some((b'\r', head)) = line.split_last() {
+            line = head;
         }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        lines.push(String::from_utf8_lossy(&line).into_owned());
+        lines.push(String::from_utf8_lossy(line).into_owned());
+        start += len + newline;
     }
+    pending.drain(..start.min(pending.len()));
     lines
 }
 
@@ -359,5 +360,24 @@ mod tests {
         assert_eq!(lines[0].len(), MAX_LINE);
         assert_eq!(lines[1].len(), 10);
         assert!(long.is_empty());
+        let mut exact = vec![b'y'; MAX_LINE];
+        exact.extend_from_slice(b"\nz\n");
+        assert_eq!(
+            take_lines(&mut exact)
+                .iter()
+                .map(String::len)
+                .collect::<Vec<_>>(),
+            [MAX_LINE, 1]
+        );
+    }
+
+    #[test]
+    fn a_big_backlog_is_split_in_one_pass() {
+        let mut pending: Vec<u8> = b"flood line 1\n".repeat(100_000);
+        pending.extend_from_slice(b"partial");
+        let lines = take_lines(&mut pending);
+        assert_eq!(lines.len(), 100_000);
+        assert!(lines.iter().all(|l| l == "flood line 1"));
+        assert_eq!(pending, b"partial");
     }
 }
