@@ -5,6 +5,63 @@
 //! something) and returns the [`Action`]s the runtime must carry out (spawn,
 //! signal, arm a timer). It never blocks and never does I/O, so ordering,
 //! readiness, backoff and shutdown are tested without a single process.
+//! Its only clock is the `now` each event is handled at.
+//!
+//! # Units and their states
+//!
+//! Every service (or target) is a *unit*. A unit is either *wanted* (it
+//! should be up: its status is `start`, an operator started it, or
+//! something that is wanted requires or wants it) or not, and it is in one
+//! [`State`]:
+//!
+//! ```text
+//!            ┌──────────── settle(): dependencies ready ────────────┐
+//!            │                                                      ▼
+//!  Inactive ─┴─▶ Blocked ──▶ (gate opens) ──▶ Starting ──Spawned──▶ Running ──checks pass──▶ Ready
+//!     ▲                                           │                  │   ▲                    │
+//!     │                                      SpawnFailed             │   └── Unhealthy ◀──────┘
+//!     │                                           ▼                  ▼        (retries failures)
+//!     └── backoff timer ◀── Backoff ◀──── exit, restart allowed ◀────┘
+//!                             │
+//!                   max_restarts reached ──▶ Failed        exit, no restart ──▶ Exited / Succeeded
+//!
+//!  any live state ──stop──▶ Stopping ──group empty──▶ Stopped (or Inactive to restart,
+//!                              │                         Backoff on failure, Blocked on a dependency)
+//!                              └──grace timer──▶ SIGKILL to the group, still Stopping
+//! ```
+//!
+//! - *Starting* means a spawn was ordered and no pid is known yet; *Running*
+//!   means the process exists but is not ready (checks not passed, or a
+//!   oneshot not finished); *Ready* and *Succeeded* release dependents.
+//! - A *Stopping* unit has sent its stop signal and waits for its whole
+//!   process group to be empty — first the main process ([`Event::Exited`]
+//!   with `group_empty`), then, if children linger, [`Event::GroupEmpty`] —
+//!   or for the grace timer, after which it sends SIGKILL and keeps waiting.
+//!   What it does next was decided when the stop began (`AfterStop`).
+//!
+//! # Invariants
+//!
+//! These hold after every call to [`Supervisor::handle`]; the property test
+//! (`properties.rs`) checks the observable ones on random event sequences.
+//!
+//! 1. A unit has a pid only in Running, Ready, Unhealthy or Stopping, and at
+//!    most one process of a unit runs at a time: a unit is spawned again
+//!    only after the exit of its previous process was handled.
+//! 2. No signal ever goes to a process group ≤ 1 (spore's own group, or
+//!    every process): pids come only from [`Event::Spawned`].
+//! 3. Every armed timer is recorded with its unit and purpose until it
+//!    fires or is cancelled; a timer is cancelled at most once; leaving a
+//!    live state cancels the timers of that run (start timeout, checks,
+//!    backoff), so an idle node has no timer armed.
+//! 4. Events for an old run (a stale spawn, a late check result, a fired
+//!    timer that was cancelled) change nothing; a stale spawn's process is
+//!    killed.
+//! 5. A dependent starts only when every `requires` is Ready or Succeeded and
+//!    every `after`/`wants` that is wanted is ready or settled down; two
+//!    conflicting units never run at once.
+//! 6. After [`Event::Shutdown`] nothing starts; units stop dependents
+//!    first; [`Action::ShutdownComplete`] is emitted exactly once, when no
+//!    unit is alive.
 
 mod event;
 #[cfg(test)]
@@ -504,10 +561,17 @@ impl Supervisor {
                 let Some(x) = self.units.get_mut(u) else {
                     return;
                 };
+                // The old definition's check timers go with its checks:
+                // replaced without a cancel, they would fire for nothing.
+                let stale: Vec<Option<TimerId>> =
+                    x.checks.iter_mut().map(|c| c.timer.take()).collect();
                 x.checks = vec![CheckState::default(); service.health.len()];
                 x.service = service;
                 x.removed = false;
                 x.restarts = 0;
+                for id in stale {
+                    self.cancel(id);
+                }
                 u
             }
             None => {
@@ -669,8 +733,13 @@ impl Supervisor {
         let oneshot = x.service.kind == Kind::Oneshot;
         let checks = x.service.health.len();
         let start_timeout = x.service.lifecycle.start_timeout;
-        for check in x.checks.iter_mut() {
-            *check = CheckState::default();
+        let stale: Vec<Option<TimerId>> = x
+            .checks
+            .iter_mut()
+            .map(|check| std::mem::take(check).timer)
+            .collect();
+        for id in stale {
+            self.cancel(id);
         }
         if oneshot || checks > 0 {
             self.set_state(u, State::Running);

@@ -851,6 +851,25 @@ fn deploy_over_a_running_service_restarts_it_with_the_new_definition() {
 }
 
 #[test]
+fn redeploying_a_service_cancels_the_old_definitions_check_timers() {
+    // Found by the property test: the old checks were replaced with their
+    // timers still armed, which then fired for nothing after a shutdown.
+    let health = "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\ninterval_ms = 60000\n";
+    let mut h = Harness::new(&[daemon("api", health)]);
+    h.send(Event::Boot);
+    h.spawned("api");
+    h.check("api", false);
+    assert_eq!(h.timers.len(), 2, "start timeout and the check's retry");
+    h.send(Event::Deploy(Box::new(svc(&daemon("api", health)))));
+    h.exit("api", ExitStatus::Signal(TERM));
+    h.spawned("api");
+    h.send(Event::Shutdown);
+    h.exit("api", ExitStatus::Signal(TERM));
+    assert!(h.log.contains(&Action::ShutdownComplete));
+    assert!(h.timers.is_empty(), "left armed: {:?}", h.timers);
+}
+
+#[test]
 fn remove_stops_the_service_and_forgets_it() {
     let mut h = Harness::new(&[daemon("old", ""), daemon("keep", "")]);
     h.send(Event::Boot);
