@@ -136,8 +136,30 @@ impl Spore {
 }
 
 impl Drop for Spore {
+    /// An orderly stop first, so the services (in sessions of their own)
+    /// do not outlive the test; SIGKILL to spore and their groups if it
+    /// takes more than a few seconds.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            let pid = self.pid();
+            // SAFETY: kill(2) with plain integers.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                // SAFETY: as above; each service leads its own group.
+                unsafe { libc::kill(-child, libc::SIGKILL) };
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
