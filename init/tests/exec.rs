@@ -7,13 +7,11 @@
     clippy::indexing_slicing
 )]
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn spore_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_spore")
-}
+use std::process::{Command, Stdio};
+
+use common::{child_of, signal as kill, spore_bin, wait_for_file};
 
 /// `unshare … spore exec [extra] -- args…`; unprivileged users get a user
 /// namespace too.
@@ -30,44 +28,6 @@ fn in_namespace(extra: &[&str], args: &[&str]) -> Command {
         .args(args)
         .stdin(Stdio::null());
     command
-}
-
-/// The host pid of spore inside the namespace: unshare's only child.
-fn spore_pid(unshare: &Child) -> i32 {
-    let pid = unshare.id();
-    let start = Instant::now();
-    loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next() {
-            return child.parse().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "spore never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_for_file(path: &Path, needle: &str) {
-    let start = Instant::now();
-    while !std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .contains(needle)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{} never contained {needle}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn kill(pid: i32, signal: i32) {
-    // SAFETY: kill(2) with plain integers.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
 }
 
 #[test]
@@ -101,7 +61,7 @@ fn sigterm_and_sigusr1_reach_the_child() {
         s = seen.display()
     );
     let mut unshare = in_namespace(&[], &["sh", "-c", &script]).spawn().unwrap();
-    let spore = spore_pid(&unshare);
+    let spore = child_of(unshare.id() as i32);
     wait_for_file(&seen, "ready");
     kill(spore, libc::SIGUSR1);
     wait_for_file(&seen, "usr1");
@@ -125,7 +85,7 @@ fn group_flag_signals_the_whole_process_group() {
     let mut unshare = in_namespace(&["-g"], &["sh", "-c", &script])
         .spawn()
         .unwrap();
-    let spore = spore_pid(&unshare);
+    let spore = child_of(unshare.id() as i32);
     wait_for_file(&seen, "up");
     kill(spore, libc::SIGTERM);
     let status = unshare.wait().unwrap();

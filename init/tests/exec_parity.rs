@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -18,9 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn spore_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_spore")
-}
+use common::{child_of, signal as kill, spore_bin, wait_for_file};
 
 /// A command running on a fresh pseudo-terminal that is its controlling
 /// terminal (it leads a new session), as `docker run -it` sets things up.
@@ -164,41 +164,12 @@ fn wait_state(pid: i32, wanted: &[char], what: &str) {
     }
 }
 
-/// The first child of `pid`.
-fn child_of(pid: i32) -> i32 {
-    let start = Instant::now();
-    loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next() {
-            return child.parse().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{pid} has no child"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn kill(pid: i32, signal: i32) {
-    // SAFETY: kill(2) with plain integers.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {signal}");
-}
-
-fn wait_for_file(path: &Path, needle: &str) {
-    let start = Instant::now();
-    while !std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .contains(needle)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{} never contained {needle}: {:?}",
-            path.display(),
-            std::fs::read_to_string(path)
-        );
-        std::thread::sleep(Duration::from_millis(10));
+/// spore's pid: the process itself, or unshare's child in a namespace.
+fn spore_pid(outer: &Child, namespace: bool) -> i32 {
+    if namespace {
+        child_of(outer.id() as i32)
+    } else {
+        outer.id() as i32
     }
 }
 
@@ -286,11 +257,7 @@ fn stop_and_continue(namespace: bool) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let spore = if namespace {
-        child_of(outer.id() as i32)
-    } else {
-        outer.id() as i32
-    };
+    let spore = spore_pid(&outer, namespace);
     let _cleanup = Cleanup(spore);
     let shell = child_of(spore);
     wait_for_file(&ticks, "tick");
@@ -348,11 +315,7 @@ fn synchronous_signals_are_forwarded(namespace: bool) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let spore = if namespace {
-        child_of(outer.id() as i32)
-    } else {
-        outer.id() as i32
-    };
+    let spore = spore_pid(&outer, namespace);
     let _cleanup = Cleanup(spore);
     wait_for_file(&seen, "ready");
     let numbers = [

@@ -13,10 +13,10 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{signal, spore_bin};
+use common::{signal, Spore};
 use serde_json::{json, Value};
 
 /// A pipe: (read end, write end).
@@ -58,30 +58,6 @@ fn call_within(socket: &std::path::Path, method: &str, limit: Duration) -> Resul
     serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))
 }
 
-/// Kills spore and its services if the test fails half-way (a spore left
-/// running with `yes` services would eat the machine).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // Its services are in their own sessions: end them by group.
-            let children =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.0.id()))
-                    .unwrap_or_default();
-            for pid in children
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                // SAFETY: kill(2) with plain integers.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn console_nobody_reads_does_not_stall_status_or_the_stop() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,30 +73,11 @@ fn console_nobody_reads_does_not_stall_status_or_the_stop() {
         )
         .unwrap();
     }
-    let socket = dir.path().join("state/spore.sock");
     // spore's stderr (its console) is a pipe that nobody reads: the first
     // 64 KiB fill it and every later write would block.
     let (console_read, console_write) = pipe();
-    let child = Command::new(spore_bin())
-        .arg("run")
-        .arg("--config-dir")
-        .arg(dir.path().join("etc"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(OwnedFd::from(console_write)))
-        .spawn()
-        .unwrap();
-    let mut child = KillOnDrop(child);
-    let start = Instant::now();
-    while UnixStream::connect(&socket).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no control socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let spore = Spore::start_with_console(dir, Stdio::from(OwnedFd::from(console_write)));
+    let socket = spore.socket.clone();
     // Let the services fill every buffer there is.
     std::thread::sleep(Duration::from_secs(2));
     for attempt in 0..5 {
@@ -162,10 +119,11 @@ fn console_nobody_reads_does_not_stall_status_or_the_stop() {
     // Stop reading again; SIGTERM stops the node within the services' stop
     // timeout while the console is full.
     std::thread::sleep(Duration::from_secs(1));
-    signal(child.0.id() as i32, libc::SIGTERM);
+    signal(spore.pid(), libc::SIGTERM);
     let stop = Instant::now();
+    let mut spore = spore;
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = spore.child.try_wait().unwrap() {
             break status;
         }
         assert!(

@@ -36,6 +36,13 @@ impl Spore {
 
     /// Starts `spore run` on an already populated `DIR/etc`.
     pub fn start_in(dir: tempfile::TempDir) -> Spore {
+        let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+        Self::start_with_console(dir, Stdio::from(console))
+    }
+
+    /// Starts `spore run` on `DIR/etc` with its stderr (its console) on
+    /// `console`.
+    pub fn start_with_console(dir: tempfile::TempDir, console: Stdio) -> Spore {
         let socket = dir.path().join("state/spore.sock");
         let log = dir.path().join("spore.log");
         let child = Command::new(spore_bin())
@@ -46,7 +53,7 @@ impl Spore {
             .arg(dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("spore.err")).unwrap())
+            .stderr(console)
             .spawn()
             .unwrap();
         let spore = Spore {
@@ -169,6 +176,41 @@ impl Drop for Spore {
 pub fn signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) with plain integers.
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {signal}");
+}
+
+/// The first child of process `pid` (waits up to 10 s for one): spore
+/// under `unshare --fork`, or the service under spore.
+pub fn child_of(pid: i32) -> i32 {
+    let start = Instant::now();
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            return child.parse().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{pid} has no child"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to 10 s until the file at `path` contains `needle`.
+pub fn wait_for_file(path: &Path, needle: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} never contained {needle}: {:?}",
+            path.display(),
+            std::fs::read_to_string(path)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// True when process `pid` exists (zombies included).
