@@ -114,6 +114,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     if let Err(error) = signals::block(&set) {
         journal::note(format_args!("cannot block signals: {error}"));
     }
+    no_core_dumps();
     if !pid1 {
         if std::process::id() != 1 {
             become_subreaper();
@@ -223,6 +224,32 @@ pub fn become_subreaper() {
             "PR_SET_CHILD_SUBREAPER: {}",
             std::io::Error::last_os_error()
         ));
+    }
+}
+
+/// spore holds secrets and the node key in memory: it must never leave a
+/// core file (or be read through ptrace by a same-user process). Not
+/// dumpable (prctl(2) PR_SET_DUMPABLE), and a core-file soft limit of 0;
+/// services get the limit spore was started with back, and exec(2) makes
+/// them dumpable again.
+fn no_core_dumps() {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        journal::note(format_args!(
+            "PR_SET_DUMPABLE: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE) {
+        Ok((soft, hard)) => {
+            runtime::spawn::keep_core_limit_for_services(soft);
+            if let Err(error) =
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, hard)
+            {
+                journal::note(format_args!("RLIMIT_CORE: {error}"));
+            }
+        }
+        Err(error) => journal::note(format_args!("RLIMIT_CORE: {error}")),
     }
 }
 

@@ -122,12 +122,18 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
 }
 
 /// SIGTERM, SIGUSR2, SIGPWR: power off. SIGINT (ctrl-alt-del): reboot.
-/// SIGUSR1: halt. Outside PID 1 every one of them means "stop and exit".
+/// SIGUSR1: halt. SIGQUIT: ignored as PID 1. Outside PID 1 every one of
+/// them means "stop and exit".
 fn on_signal(node: &Node, signal: Signal, pid1: bool) {
     let ending = match signal {
         Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => Ending::Poweroff,
         Signal::SIGINT => Ending::Reboot,
         Signal::SIGUSR1 => Ending::Halt,
+        Signal::SIGQUIT if pid1 => {
+            journal::note("SIGQUIT received; ignored (PID 1)");
+            return;
+        }
+        Signal::SIGQUIT => Ending::Poweroff,
         other => {
             journal::note(format_args!("{other} received; nothing to do"));
             return;

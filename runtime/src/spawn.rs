@@ -6,6 +6,19 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ChildStderr, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The RLIMIT_CORE soft limit spore was started with, given back to every
+/// service (spore lowers its own to 0: a core of spore would hold secrets).
+/// Used only once [`SERVICE_CORE_LIMIT_SET`] is true.
+static SERVICE_CORE_LIMIT: AtomicU64 = AtomicU64::new(0);
+static SERVICE_CORE_LIMIT_SET: AtomicBool = AtomicBool::new(false);
+
+/// Records the core-file soft limit services get (see [`SERVICE_CORE_LIMIT`]).
+pub fn keep_core_limit_for_services(soft: u64) {
+    SERVICE_CORE_LIMIT.store(soft, Ordering::SeqCst);
+    SERVICE_CORE_LIMIT_SET.store(true, Ordering::SeqCst);
+}
 
 /// PATH for services when spore's own environment has none (the kernel
 /// starts PID 1 without one).
@@ -121,6 +134,15 @@ fn prepare_child() -> io::Result<()> {
         for signal in 1..libc::SIGRTMAX() {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                 libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        // The core-file limit spore was started with, not spore's own 0.
+        if SERVICE_CORE_LIMIT_SET.load(Ordering::Relaxed) {
+            let core = SERVICE_CORE_LIMIT.load(Ordering::Relaxed);
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) == 0 {
+                limit.rlim_cur = core.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_CORE, &limit);
             }
         }
         // Every descriptor above stderr closes at exec (close_range(2),
