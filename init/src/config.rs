@@ -26,10 +26,34 @@ pub struct NodeConfig {
     /// /var/lib/spore so the node key outlives a reboot.
     #[serde(default)]
     pub mount: Vec<Mount>,
+    /// The local control socket's limits (`[control]`).
+    #[serde(default)]
+    pub control: Control,
     /// The signed RPC listener (used by the rpc crate).
     pub rpc: Option<toml::Table>,
     /// Call-home settings (used by the rpc crate).
     pub beacon: Option<toml::Table>,
+}
+
+/// `[control]`: bounds on the local control socket.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// A connection that sends no request for this long is closed (a
+    /// follow counts as active while it streams). Default 60,000.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more are answered "too many
+    /// connections" and closed. Default 64.
+    pub max_connections: usize,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 60_000,
+            max_connections: 64,
+        }
+    }
 }
 
 /// `[network]` (one interface) or `[[network]]` (several).

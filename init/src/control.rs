@@ -7,21 +7,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use runtime::api::{self, code, ApiError, Reply, Role};
 use runtime::journal;
 use serde_json::{json, Value};
+use smol::future::FutureExt;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::unix::UnixStream;
 use smol::Async;
 
+use crate::config::Control;
 use crate::node::Node;
 
 /// The longest request line accepted.
 const MAX_REQUEST: u64 = 1 << 20;
-/// Local connections served at once.
-const MAX_CONNECTIONS: usize = 64;
+/// Refusals are summarised in one log line at most this often.
+const REFUSAL_SUMMARY: Duration = Duration::from_secs(10);
 
 /// Binds the socket at `path` (replacing a stale one), mode 0600.
 pub fn bind(path: &Path) -> io::Result<Async<UnixListener>> {
@@ -40,39 +43,43 @@ pub fn bind(path: &Path) -> io::Result<Async<UnixListener>> {
     Async::new(listener)
 }
 
-/// Accepts connections forever, each served on its own task.
-pub async fn serve(listener: Async<UnixListener>, node: Rc<Node>) {
+/// Accepts connections forever, each served on its own task, at most
+/// `limits.max_connections` at once; beyond that a caller is told "too many
+/// connections" and closed, and refusals are logged as counted summaries.
+pub async fn serve(listener: Async<UnixListener>, node: Rc<Node>, limits: Control) {
     let active = Rc::new(std::cell::Cell::new(0usize));
+    let mut refusals = Refusals::default();
+    let idle = Duration::from_millis(limits.idle_timeout_ms.max(1));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
                 journal::note(format_args!("control socket: accept failed: {error}"));
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                smol::Timer::after(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if active.get() >= MAX_CONNECTIONS {
-            journal::note("control socket: too many connections; refusing one");
-            continue;
-        }
         let Ok(stream) = stream.into_inner() else {
             continue;
         };
+        if active.get() >= limits.max_connections {
+            refuse(&stream, limits.max_connections);
+            refusals.count(limits.max_connections);
+            continue;
+        }
         if !peer_allowed(&stream) {
             continue;
         }
         let Ok(stream) = UnixStream::try_from(stream) else {
             continue;
         };
-        let node = node.clone();
         let active = active.clone();
         active.set(active.get() + 1);
         node.executor
             .spawn({
                 let node = node.clone();
                 async move {
-                    if let Err(error) = connection(stream, &node).await {
+                    if let Err(error) = connection(stream, &node, idle).await {
                         if error.kind() != io::ErrorKind::BrokenPipe {
                             journal::note(format_args!("control socket: {error}"));
                         }
@@ -81,6 +88,45 @@ pub async fn serve(listener: Async<UnixListener>, node: Rc<Node>) {
                 }
             })
             .detach();
+    }
+}
+
+/// Tells a caller over the cap why it is turned away, without waiting: a
+/// fresh socket's buffer takes the line at once, or the caller gets nothing.
+fn refuse(stream: &std::os::unix::net::UnixStream, cap: usize) {
+    use std::io::Write;
+    let error = ApiError {
+        code: code::BUSY,
+        message: format!("node busy: too many connections ({cap}); try again"),
+    };
+    let mut line = response(Value::Null, Err(error)).to_string();
+    line.push('\n');
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write(line.as_bytes());
+}
+
+/// Counted refusals, logged as one summary line per [`REFUSAL_SUMMARY`] at
+/// most (a flood must not write a line per attempt).
+#[derive(Default)]
+struct Refusals {
+    pending: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn count(&mut self, cap: usize) {
+        self.pending += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= REFUSAL_SUMMARY);
+        if due {
+            journal::note(format_args!(
+                "control socket: refused {} connection(s): too many connections (cap {cap})",
+                self.pending
+            ));
+            self.pending = 0;
+            self.last_logged = Some(Instant::now());
+        }
     }
 }
 
@@ -106,12 +152,32 @@ fn peer_allowed(stream: &std::os::unix::net::UnixStream) -> bool {
     }
 }
 
-async fn connection(stream: UnixStream, node: &Node) -> io::Result<()> {
+/// What a following connection sees next.
+enum FollowStep {
+    Line(runtime::logbook::LogLine),
+    /// The service's book is gone (it was removed).
+    Ended,
+    /// The caller closed its end (or wrote something, which a follow does
+    /// not take): stop following and free the connection.
+    Closed,
+}
+
+async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Result<()> {
     let mut writer = stream.clone();
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
-        let n = (&mut reader).take(MAX_REQUEST).read_line(&mut line).await?;
+        let read = async { Some((&mut reader).take(MAX_REQUEST).read_line(&mut line).await) }
+            .or(async {
+                smol::Timer::after(idle).await;
+                None
+            })
+            .await;
+        let Some(read) = read else {
+            // Idle too long: the slot goes to someone else.
+            return Ok(());
+        };
+        let n = read?;
         if n == 0 {
             return Ok(());
         }
@@ -127,12 +193,30 @@ async fn connection(stream: UnixStream, node: &Node) -> io::Result<()> {
         match outcome {
             Ok(Reply::Follow { result, lines }) => {
                 write_line(&mut writer, &response(id, Ok(result))).await?;
-                // Stream until the service's book is gone or the caller hangs up.
-                while let Ok(line) = lines.recv().await {
-                    let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": api::line_json(&line) });
-                    write_line(&mut writer, &note).await?;
+                // Stream until the service's book is gone or the caller
+                // hangs up: watch the socket too, or a caller that left
+                // while the service is quiet would hold its slot forever.
+                let mut scratch = [0u8; 64];
+                loop {
+                    let step = async {
+                        match lines.recv().await {
+                            Ok(line) => FollowStep::Line(line),
+                            Err(_) => FollowStep::Ended,
+                        }
+                    }
+                    .or(async {
+                        let _ = reader.read(&mut scratch).await;
+                        FollowStep::Closed
+                    })
+                    .await;
+                    match step {
+                        FollowStep::Line(line) => {
+                            let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": api::line_json(&line) });
+                            write_line(&mut writer, &note).await?;
+                        }
+                        FollowStep::Ended | FollowStep::Closed => return Ok(()),
+                    }
                 }
-                return Ok(());
             }
             Ok(Reply::Power(power, result)) => {
                 write_line(&mut writer, &response(id, Ok(result))).await?;

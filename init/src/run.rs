@@ -58,7 +58,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         Ok(listener) => {
             journal::note(format_args!("control socket at {}", paths.socket.display()));
             executor
-                .spawn(control::serve(listener, node.clone()))
+                .spawn(control::serve(listener, node.clone(), config.control))
                 .detach();
         }
         Err(error) => journal::note(format_args!(

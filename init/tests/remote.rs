@@ -48,6 +48,11 @@ struct Fleet {
 /// A node with operators `admin` and `reader` (role=reader) and a running
 /// service `web`; `stranger` has a key nobody authorized.
 fn node() -> Fleet {
+    node_with("")
+}
+
+/// [`node`] with more lines in spore.toml's `[rpc]`.
+fn node_with(rpc_settings: &str) -> Fleet {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -70,7 +75,9 @@ fn node() -> Fleet {
     .unwrap();
     std::fs::write(
         etc.join("spore.toml"),
-        format!("[rpc]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_ms = 2000\n"),
+        format!(
+            "[rpc]\nlisten = [\"127.0.0.1:{port}\"]\nhandshake_timeout_ms = 2000\n{rpc_settings}"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -181,6 +188,46 @@ fn admin_key_lists_reads_logs_stops_and_starts() {
         "{log}"
     );
     assert!(log.contains(": service.stop web -> ok"), "{log}");
+}
+
+#[test]
+fn interrupted_follows_free_their_connections() {
+    // 8 connections at most: 24 follows that each leaked one would lock
+    // every operator out.
+    let fleet = node_with("max_connections = 8\n");
+    for _ in 0..24 {
+        let mut follow = Command::new(sporectl_bin())
+            .args([
+                "--node",
+                &fleet.address,
+                "--node-key",
+                &fleet.node_key,
+                "--identity",
+            ])
+            .arg(fleet.keys.join("reader"))
+            .args(["logs", "web", "-f"])
+            .env_remove("SSH_AUTH_SOCK")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut out = follow.stdout.take().unwrap();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("web says hello") {
+            assert_eq!(out.read(&mut byte).unwrap(), 1, "the follow ended early");
+            seen.push(byte[0]);
+        }
+        // Ctrl-C while the service prints nothing.
+        follow.kill().unwrap();
+        follow.wait().unwrap();
+    }
+    let list = fleet.sporectl("admin", &["list"]);
+    assert!(
+        list.status.success(),
+        "an admin still gets in: {}{}",
+        stdout(&list),
+        String::from_utf8_lossy(&list.stderr)
+    );
 }
 
 #[test]

@@ -262,11 +262,26 @@ impl Server {
                 }
                 Ok(Reply::Follow { result, lines }) => {
                     send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
-                    while let Ok(line) = lines.recv().await {
+                    // Stream until the service's book is gone or the
+                    // operator hangs up: watch the socket too, or a follow
+                    // left while the service is quiet holds its connection
+                    // forever. A follow takes no further request.
+                    let mut closed = stream.clone();
+                    let mut scratch = [0u8; 64];
+                    loop {
+                        let line = async { lines.recv().await.ok() }
+                            .or(async {
+                                let _ =
+                                    smol::io::AsyncReadExt::read(&mut closed, &mut scratch).await;
+                                None
+                            })
+                            .await;
+                        let Some(line) = line else {
+                            return Ok(());
+                        };
                         let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": runtime::api::line_json(&line) });
                         send(&mut stream, &mut tx, &note).await?;
                     }
-                    return Ok(());
                 }
                 Ok(Reply::Pending(_)) => {
                     let error = ApiError {

@@ -31,6 +31,8 @@ pub mod code {
     pub const SHUTTING_DOWN: i64 = -32005;
     /// Other services depend on the one to remove.
     pub const IN_USE: i64 = -32006;
+    /// The node turned the connection away: too many at once.
+    pub const BUSY: i64 = -32007;
     /// A deployed service file does not validate.
     pub const INVALID_SERVICE: i64 = -32010;
     /// The node keeps no files (deploy and secrets are off).
