@@ -22,6 +22,22 @@ use crate::signals::Signals;
 pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: bool) -> Ending {
     let started = Instant::now();
     let services_dir = paths.services();
+    // A crash mid-write (SIGKILL, power loss) leaves a temporary file
+    // beside the old whole one; nothing writes yet, so all of them go.
+    for dir in [
+        services_dir.clone(),
+        paths.state_dir.join("secrets"),
+        paths.state_dir.clone(),
+    ] {
+        match runtime::atomic::remove_stale_temporaries(&dir) {
+            Ok(0) => {}
+            Ok(n) => journal::note(format_args!(
+                "removed {n} temporary file(s) a crash left in {}",
+                dir.display()
+            )),
+            Err(error) => journal::note(format_args!("{}: {error}", dir.display())),
+        }
+    }
     let (services, errors) = match svc::load_dir(&services_dir) {
         Ok(report) => (report.services, report.errors),
         Err(error) => {

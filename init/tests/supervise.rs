@@ -406,3 +406,36 @@ fn idle_node_without_health_checks_makes_no_wakeups() {
         after - before
     );
 }
+
+#[test]
+fn leftovers_of_a_crashed_write_are_removed_and_odd_entries_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("etc/services");
+    let secrets = dir.path().join("state/secrets");
+    std::fs::create_dir_all(&services).unwrap();
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(
+        services.join("ok.toml"),
+        "[service]\nname = \"ok\"\nexec = \"sleep 1000\"\n",
+    )
+    .unwrap();
+    // What a deploy and a secret.set killed mid-write leave behind.
+    std::fs::write(services.join(".web.toml.tmp-1"), "[service]\nname = \"w").unwrap();
+    std::fs::write(secrets.join(".db-password.tmp-1-0"), "half").unwrap();
+    let fifo = services.join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let spore = Spore::start_in(dir);
+    spore.wait_state("ok", "ready");
+    assert!(!spore.path("etc/services/.web.toml.tmp-1").exists());
+    assert!(!spore.path("state/secrets/.db-password.tmp-1-0").exists());
+    spore.wait_for("the log lines", Duration::from_secs(5), |s| {
+        let log = s.stderr();
+        log.contains("removed 1 temporary file(s) a crash left in")
+            && log.contains("fifo.toml")
+            && log.contains("a FIFO, not a regular file")
+    });
+}

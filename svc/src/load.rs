@@ -44,23 +44,25 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
         dir: dir.to_path_buf(),
         source,
     })?;
+    // Every `*.toml` entry, whatever it is: one that is not a regular file
+    // is an error naming it, never silently skipped.
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     files.sort();
     let mut services = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
     let mut rejected = HashSet::new();
     for file in files {
-        let parsed = match std::fs::read_to_string(&file) {
+        let parsed = match read_service_file(&file) {
             Ok(text) => parse_service(&file, &text),
-            Err(error) => Err(vec![ConfigError {
+            Err(message) => Err(vec![ConfigError {
                 file: file.clone(),
                 line: 1,
                 column: 1,
-                kind: ErrorKind::Read(error.to_string()),
+                kind: ErrorKind::Read(message),
             }]),
         };
         match parsed {
@@ -74,6 +76,36 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
         }
     }
     Ok(check_together(services, errors, rejected))
+}
+
+/// The text of a service file, or why it cannot be one. The type is checked
+/// before the file is opened: reading a FIFO would wait for a writer
+/// forever, and a device (a link to /dev/zero) would never end.
+fn read_service_file(file: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(file).map_err(|error| {
+        if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+            format!("a symlink that leads nowhere ({error})")
+        } else {
+            error.to_string()
+        }
+    })?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("{what}, not a regular file"));
+    }
+    std::fs::read_to_string(file).map_err(|error| error.to_string())
 }
 
 /// Checks what no single file can: every `requires`, `after` and `conflicts`

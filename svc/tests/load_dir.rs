@@ -178,3 +178,39 @@ fn missing_directory_is_an_error_naming_it() {
         .to_string()
         .starts_with("cannot read service directory /nonexistent/spore/services:"));
 }
+
+#[test]
+fn entries_that_are_not_regular_files_are_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "ok", &daemon("ok", ""));
+    let status = std::process::Command::new("mkfifo")
+        .arg(d.join("fifo.toml"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::create_dir(d.join("dir.toml")).unwrap();
+    std::os::unix::fs::symlink("loop.toml", d.join("loop.toml")).unwrap();
+    std::os::unix::fs::symlink("nowhere.toml", d.join("gone.toml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.toml")).unwrap();
+    // Reading the FIFO or /dev/zero would never end: this returns at once.
+    let report = load_dir(d).unwrap();
+    assert_eq!(report.services.len(), 1, "{:?}", report.errors);
+    let said: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    for (file, reason) in [
+        ("dir.toml", "a directory"),
+        ("fifo.toml", "a FIFO"),
+        ("gone.toml", "a symlink that leads nowhere"),
+        ("loop.toml", "a symlink that leads nowhere"),
+        ("zero.toml", "a device"),
+    ] {
+        assert!(
+            said.iter().any(|e| e.contains(file) && e.contains(reason)),
+            "{file}: {reason} in {said:#?}"
+        );
+    }
+    assert!(report
+        .errors
+        .iter()
+        .all(|e| matches!(e.kind, ErrorKind::Read(_))));
+}
