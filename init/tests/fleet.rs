@@ -283,6 +283,155 @@ fn forged_replayed_and_rekeyed_registrations_are_refused_with_nothing_stored() {
     assert_eq!(status, 403);
 }
 
+#[test]
+fn hostnames_that_are_not_rfc_1123_are_refused_and_nothing_is_printed_raw() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("beacon.log");
+    let child = Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", {
+            let port = free_port();
+            std::fs::write(work.path().join("port"), port.to_string()).unwrap();
+            port
+        }))
+        .arg("--data")
+        .arg(work.path().join("beacon"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let port: u16 = std::fs::read_to_string(work.path().join("port"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let beacon = Beacon { child, port };
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let registration = |hostname: &str, sign: bool| {
+        let mut r = Registration {
+            hostname: hostname.into(),
+            mycelium_pubkey: "ab".repeat(32),
+            mycelium_subnet: "415:6e6d:c26c:5c97::/64".into(),
+            mycelium_address: "415:6e6d:c26c:5c97::1".into(),
+            hero_proc_port: 9999,
+            hero_proc_auth_pubkey: rpc::nodekey::openssh_public(&key.verifying_key()),
+            spore_version: "test".into(),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            extra: Default::default(),
+            signature: String::new(),
+        };
+        if sign {
+            r.sign(&key).unwrap();
+        }
+        serde_json::to_string(&r).unwrap()
+    };
+    // A forged line in the log, with a bad signature: refused before the
+    // signature is even looked at, and logged escaped.
+    let forged = "evil\n2026-01-01 beacon: accepted trusted-node";
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/nodes/register",
+        &registration(forged, false),
+    );
+    assert_eq!(status, 400, "{body}");
+    // Properly signed, but with escapes and a newline: refused too.
+    let painted = "x\u{1b}[2J\nfake-row 415::1 9999";
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/nodes/register",
+        &registration(painted, true),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad hostname"), "{body}");
+    assert!(nodes(port).is_empty(), "nothing stored");
+    // Uppercase is not RFC 1123 as the beacon keys names.
+    let (status, _) = http(
+        port,
+        "POST",
+        "/api/v1/nodes/register",
+        &registration("Node1", true),
+    );
+    assert_eq!(status, 400);
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/nodes/register",
+        &registration("node-1", true),
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(beacon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("accepted trusted-node") && !l.contains("refused")),
+        "a forged line reached the log:\n{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the log:\n{text}"
+    );
+    assert!(
+        text.contains("evil\\n2026"),
+        "the refused name is logged escaped:\n{text}"
+    );
+}
+
+#[test]
+fn sporectl_escapes_what_a_beacon_sends() {
+    // A beacon that is not ours (or is broken) serves a record whose fields
+    // carry a terminal escape and a newline.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let record = serde_json::json!([{
+        "first_seen": 1, "last_seen": 1, "source": "1.2.3.4\u{1b}[31m",
+        "registration": {
+            "hostname": "x\u{1b}[2J\nfake-row 415::1 9999",
+            "mycelium_address": "415::1\nsecond-fake", "hero_proc_port": 9999,
+            "hero_proc_auth_pubkey": "", "mycelium_pubkey": "", "mycelium_subnet": "",
+            "spore_version": "", "timestamp": 1, "signature": ""
+        }
+    }])
+    .to_string();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{record}",
+                record.len()
+            );
+        }
+    });
+    let out = sporectl(&["nodes", "--beacon", &format!("http://127.0.0.1:{port}")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the terminal:\n{text}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "a header and one row, no forged row:\n{text}"
+    );
+    assert!(text.contains("x\\u{1b}[2J\\nfake-row"), "{text}");
+}
+
 fn sporectl(args: &[&str]) -> Output {
     Command::new(sporectl_bin())
         .args(args)

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::display::printable;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -228,6 +229,9 @@ impl Beacon {
             },
             ("GET", path) if path.starts_with("/api/v1/nodes/") => {
                 let hostname = path.trim_start_matches("/api/v1/nodes/");
+                if crate::hostname::check(hostname).is_err() {
+                    return error(404, "no such node");
+                }
                 match self.record(hostname) {
                     Ok(Some(record)) => answer(200, json!(record)),
                     Ok(None) => error(404, format!("no node {hostname}")),
@@ -243,6 +247,16 @@ impl Beacon {
             Ok(r) => r,
             Err(e) => return error(400, format!("not a registration: {e}")),
         };
+        // The name first: nothing else about a registration is looked at,
+        // logged or stored while its name could carry a newline or an
+        // escape sequence.
+        if let Err(e) = crate::hostname::check(&registration.hostname) {
+            eprintln!(
+                "beacon: refused a registration from {peer}: bad hostname `{}`: {e}",
+                printable(&registration.hostname)
+            );
+            return error(400, format!("bad hostname: {e}"));
+        }
         let key = match registration.verify() {
             Ok(key) => key,
             Err(e) => {
@@ -259,9 +273,6 @@ impl Beacon {
                     registration.timestamp
                 ),
             );
-        }
-        if registration.hostname.is_empty() || registration.hostname.len() > 253 {
-            return error(400, "bad hostname");
         }
         let outcome = (|| -> Result<Answer, String> {
             let txn = self.db.begin_write().map_err(|e| e.to_string())?;

@@ -50,6 +50,14 @@ pub enum CallHomeError {
         /// What is wrong.
         reason: String,
     },
+    /// The node's hostname is not one a beacon takes (RFC 1123, lowercase).
+    #[error("hostname `{name}` cannot be registered: {reason}")]
+    Hostname {
+        /// The name, escaped for the log.
+        name: String,
+        /// What is wrong.
+        reason: crate::hostname::HostnameError,
+    },
 }
 
 /// A parsed http URL.
@@ -332,6 +340,10 @@ pub fn run(
     log: &mut dyn FnMut(String),
 ) -> Result<(), CallHomeError> {
     check_url(settings)?;
+    crate::hostname::check(&settings.hostname).map_err(|reason| CallHomeError::Hostname {
+        name: crate::display::printable(&settings.hostname),
+        reason,
+    })?;
     let mut delay = settings.first_delay;
     let mut last_address: Option<String> = None;
     loop {

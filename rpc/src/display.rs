@@ -12,6 +12,21 @@ pub fn text(value: &Value, key: &str) -> String {
     }
 }
 
+/// `text` with every control character escaped (`\n`, `\u{1b}` …), for
+/// what comes from the network (a beacon's records): a newline or a
+/// terminal escape in it can never forge a row or repaint the screen.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// One log line: time, stream, text.
 pub fn log_line(line: &Value) -> String {
     format!(
@@ -46,6 +61,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("node1"), "node1");
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable("x\u{1b}[2J"), "x\\u{1b}[2J");
+        assert_eq!(printable("t\u{9b}1m"), "t\\u{9b}1m");
+    }
 
     #[test]
     fn tables_and_lines_render_missing_fields_as_dashes() {

@@ -19,6 +19,7 @@ pub mod client;
 pub mod display;
 pub mod frame;
 pub mod handshake;
+pub mod hostname;
 pub mod identity;
 pub mod nodekey;
 pub mod pins;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rpc::client::{connect, ClientError, Pin, Session};
-use rpc::display::{log_line, service_table, text};
+use rpc::display::{log_line, printable, service_table, text};
 use rpc::identity::Identity;
 use rpc::{nodekey, pins};
 use serde_json::{json, Value};
@@ -304,6 +304,8 @@ async fn beacon_nodes(beacon: &str) -> Result<Vec<Value>, ClientError> {
 fn node_address(record: &Value) -> Option<(String, String, Pin)> {
     let registration = record.get("registration")?;
     let hostname = registration.get("hostname")?.as_str()?.to_owned();
+    // A beacon that stored a name no node could register is not followed.
+    rpc::hostname::check(&hostname).ok()?;
     let ip: std::net::IpAddr = registration
         .get("mycelium_address")?
         .as_str()?
@@ -337,14 +339,16 @@ async fn list_nodes(options: &Options) -> Result<(), ClientError> {
             .map(|k| nodekey::fingerprint(&k))
             .unwrap_or_default();
         let age = now.saturating_sub(record["last_seen"].as_u64().unwrap_or(0));
+        // Everything here came from the network: escaped, so a record
+        // cannot forge a row or send the terminal escape sequences.
         println!(
             "{:<24} {:<42} {:>6}  {:<52} {:>8}s  {}",
-            text(r, "hostname"),
-            text(r, "mycelium_address"),
-            text(r, "hero_proc_port"),
+            printable(&text(r, "hostname")),
+            printable(&text(r, "mycelium_address")),
+            printable(&text(r, "hero_proc_port")),
             key,
             age,
-            text(record, "source")
+            printable(&text(record, "source"))
         );
     }
     Ok(())
