@@ -165,7 +165,8 @@ fn files_that_are_not_toml_are_ignored() {
     write(d, "one", &daemon("one", ""));
     fs::write(d.join("README"), "not a service").unwrap();
     fs::write(d.join("one.toml.bak"), "garbage").unwrap();
-    fs::create_dir(d.join("sub.toml")).unwrap();
+    // (A directory named *.toml is an error, not ignored: see
+    // entries_that_are_not_regular_files_are_errors_naming_them.)
     let report = load_dir(d).unwrap();
     assert!(report.errors.is_empty(), "{:#?}", report.errors);
     assert_eq!(report.services.len(), 1);
