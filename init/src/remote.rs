@@ -86,6 +86,12 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     if let Some(n) = setting("max_handshaking") {
         limits.max_handshaking = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    if let Some(n) = setting("max_handshaking_per_source") {
+        limits.max_handshaking_per_source = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(ms) = setting("pressure_timeout_ms") {
+        limits.pressure_deadline = std::time::Duration::from_millis(ms);
+    }
     let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
     let mut bound: Vec<Value> = Vec::new();
     for address in &addresses {
@@ -199,7 +205,23 @@ async fn overlay_address(api: &str) -> Option<std::net::IpAddr> {
     value.get("nodeIp")?.as_str()?.parse().ok()
 }
 
+/// Connections the kernel queues for accept(2) on an RPC listener. A burst
+/// of connects larger than the queue loses SYNs, and a lost SYN costs a
+/// client (an operator among a flood) a second or more of retransmits; the
+/// queue is cheap and admission drains it quickly. Capped by
+/// net.core.somaxconn.
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
 fn bind(address: &str) -> std::io::Result<smol::net::TcpListener> {
+    use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind(address)?;
+    // listen(2) again on a listening socket sets its backlog (std's is 128).
+    // SAFETY: listen on a socket we own, with an integer backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        journal::note(format_args!(
+            "rpc: listen backlog on {address}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     smol::net::TcpListener::try_from(listener)
 }

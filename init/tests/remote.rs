@@ -231,6 +231,56 @@ fn interrupted_follows_free_their_connections() {
 }
 
 #[test]
+fn idle_connections_held_open_do_not_lock_operators_out() {
+    // On main, 32 idle connections (the pre-auth cap) kept every operator
+    // out; a flood now only evicts its own idle sockets to make room.
+    // Room for the flood's descriptors in this test process.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let fleet = node();
+    // Built before the clock starts (the first call builds sporectl).
+    sporectl_bin();
+    let held: Vec<TcpStream> = (0..5_000)
+        .map(|_| TcpStream::connect(&fleet.address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut reopened = Vec::new();
+    for call in 0..20 {
+        let start = Instant::now();
+        let list = fleet.sporectl("admin", &["list"]);
+        let took = start.elapsed();
+        assert!(
+            list.status.success(),
+            "operator call {call} with {} idle connections held: {}{}",
+            held.len(),
+            stdout(&list),
+            String::from_utf8_lossy(&list.stderr)
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "operator call {call} took {took:?}"
+        );
+        // The attacker reopens: 20 more idle connections between calls.
+        for _ in 0..20 {
+            if let Ok(stream) = TcpStream::connect(&fleet.address) {
+                reopened.push(stream);
+            }
+        }
+    }
+    let log = fleet.spore.stderr();
+    let summaries = log
+        .lines()
+        .filter(|l| l.contains("unauthenticated connections since the last summary"))
+        .count();
+    assert!(
+        (1..=5).contains(&summaries),
+        "5,400 idle connections summarised in {summaries} lines:\n{log}"
+    );
+    assert!(!log.contains("too many connections"), "no line per refusal");
+}
+
+#[test]
 fn reader_can_list_but_not_stop() {
     let fleet = node();
     let pid = fleet.web_pid();

@@ -11,6 +11,7 @@
 //! server / client ─ both ends over TCP
 //! ```
 
+pub mod admission;
 pub mod agent;
 pub mod authorized;
 pub mod beacon;

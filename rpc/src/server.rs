@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
 use x25519_dalek::StaticSecret;
 
+use crate::admission::{Admission, Bounds, Ending, Ticket};
 use crate::authorized::{AuthorizedKeys, Operator};
 use crate::frame::{read_frame, write_frame, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
 use crate::handshake::{node_reply, verify_operator, HandshakeError};
@@ -37,10 +39,14 @@ pub trait Dispatcher {
 pub struct Limits {
     /// Connections at once, authenticated or not.
     pub max_connections: usize,
-    /// Connections still in their handshake.
+    /// Connections still in their handshake (see [`crate::admission`]).
     pub max_handshaking: usize,
+    /// Connections in their handshake from one source address.
+    pub max_handshaking_per_source: usize,
     /// Time allowed from accept to the end of the handshake.
     pub handshake_deadline: Duration,
+    /// The handshake deadline while the pre-auth table is half full.
+    pub pressure_deadline: Duration,
     /// Pause before a refusal, so guessing is slow and timing says nothing.
     pub refusal_delay: Duration,
 }
@@ -50,7 +56,9 @@ impl Default for Limits {
         Self {
             max_connections: 256,
             max_handshaking: 32,
+            max_handshaking_per_source: 16,
             handshake_deadline: Duration::from_secs(10),
+            pressure_deadline: Duration::from_secs(2),
             refusal_delay: Duration::from_secs(1),
         }
     }
@@ -63,7 +71,7 @@ pub struct Server {
     dispatcher: Rc<dyn Dispatcher>,
     limits: Limits,
     connections: Cell<usize>,
-    handshaking: Cell<usize>,
+    admission: Admission,
 }
 
 /// Why a connection ended early (for the node's log only).
@@ -77,6 +85,8 @@ enum Failure {
     Session(#[from] SessionError),
     #[error("handshake not finished within {0:?}")]
     Deadline(Duration),
+    #[error("closed to make room for a newer connection")]
+    Evicted,
     #[error("internal error: the operator keys were busy")]
     KeysBusy,
     #[error("key {fingerprint} ({comment}) is not authorized")]
@@ -101,9 +111,14 @@ impl Server {
             node_key,
             authorized: RefCell::new(authorized),
             dispatcher,
+            admission: Admission::new(Bounds {
+                total: limits.max_handshaking,
+                per_source: limits.max_handshaking_per_source,
+                deadline: limits.handshake_deadline,
+                pressure_deadline: limits.pressure_deadline,
+            }),
             limits,
             connections: Cell::new(0),
-            handshaking: Cell::new(0),
         })
     }
 
@@ -122,22 +137,31 @@ impl Server {
                     continue;
                 }
             };
-            if self.connections.get() >= self.limits.max_connections
-                || self.handshaking.get() >= self.limits.max_handshaking
-            {
-                self.dispatcher
-                    .log(format!("rpc: refused {peer}: too many connections"));
+            // Authenticated sessions plus the pre-auth table; the table
+            // makes its own room, so only sessions can fill the node.
+            if self.connections.get() >= self.limits.max_connections {
                 drop(stream);
+                if let Some(line) = self.admission.count(Ending::Full) {
+                    self.dispatcher.log(line);
+                }
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            let ticket = self.admission.admit(peer.ip(), stream.as_raw_fd());
             self.connections.set(self.connections.get() + 1);
-            self.handshaking.set(self.handshaking.get() + 1);
             let server = self.clone();
             executor
                 .spawn(async move {
-                    if let Err(failure) = server.connection(stream, peer).await {
-                        server.dispatcher.log(format!("rpc: {peer}: {failure}"));
+                    match server.connection(stream, peer, ticket).await {
+                        Ok(()) => {}
+                        // Pre-auth endings a flood causes by the thousand:
+                        // counted and summarised, not a line each.
+                        Err(Failure::Evicted) => server.summary(Ending::Evicted),
+                        Err(Failure::Deadline(_)) => server.summary(Ending::TimedOut),
+                        Err(Failure::Io(_)) => server.summary(Ending::Failed),
+                        // Malformed handshakes and refused keys cost the
+                        // peer real bytes and say what was tried: logged.
+                        Err(failure) => server.dispatcher.log(format!("rpc: {peer}: {failure}")),
                     }
                     server
                         .connections
@@ -147,17 +171,31 @@ impl Server {
         }
     }
 
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> Result<(), Failure> {
-        let deadline = self.limits.handshake_deadline;
+    fn summary(&self, ending: Ending) {
+        if let Some(line) = self.admission.count(ending) {
+            self.dispatcher.log(line);
+        }
+    }
+
+    async fn connection(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        ticket: Ticket,
+    ) -> Result<(), Failure> {
+        let deadline = ticket.deadline;
         let handshake = self
-            .handshake(&mut stream)
+            .handshake(&mut stream, ticket.id())
             .or(async {
                 Timer::after(deadline).await;
                 Err(Failure::Deadline(deadline))
             })
+            .or(async {
+                let _ = ticket.evicted.recv().await;
+                Err(Failure::Evicted)
+            })
             .await;
-        self.handshaking
-            .set(self.handshaking.get().saturating_sub(1));
+        self.admission.done(ticket.id());
         let (operator, rx, tx) = handshake?;
         self.dispatcher.log(format!(
             "rpc: {peer}: {} ({}) authenticated as {}",
@@ -171,12 +209,15 @@ impl Server {
     async fn handshake(
         &self,
         stream: &mut TcpStream,
+        ticket: u64,
     ) -> Result<(Operator, Channel, Channel), Failure> {
         let hello = read_frame(stream, MAX_HANDSHAKE_FRAME).await?;
         let ephemeral = StaticSecret::random_from_rng(OsRng);
         let mut nonce = [0u8; 32];
         OsRng.fill_bytes(&mut nonce);
         let reply = node_reply(&hello, self.node_key.signing_key(), &ephemeral, &nonce)?;
+        // A well-formed hello: this one is evicted only after the idle.
+        self.admission.progressed(ticket);
         write_frame(stream, &reply.hello).await?;
         let mut rx = Channel::new(&reply.keys.c2s);
         let mut tx = Channel::new(&reply.keys.s2c);

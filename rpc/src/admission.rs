@@ -1,0 +1,363 @@
+//! Who may hold a connection that has not authenticated yet. Unauthenticated
+//! connections are the attacker's to spend, not the operators': when the
+//! pre-auth table is full (in total, or for one source address), the
+//! newcomer is admitted and an older unauthenticated connection makes room,
+//! preferring one that has sent nothing (an idle socket held open) over one
+//! with a handshake under way. Under pressure (the table half full) new
+//! connections get a short handshake deadline. An operator whose handshake
+//! takes ~100 ms therefore always gets through a flood that only holds
+//! sockets open, however many it opens (OpenSSH's MaxStartups refuses the
+//! newcomer instead).
+//!
+//! Refusals, evictions and timeouts are counted and logged as one summary
+//! line per [`SUMMARY_EVERY`] at most, never a line per connection.
+
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use smol::channel::{Receiver, Sender};
+
+/// Summaries of refusals are logged at most this often.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Bounds on unauthenticated connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Unauthenticated connections at once, from everyone.
+    pub total: usize,
+    /// Unauthenticated connections at once from one address.
+    pub per_source: usize,
+    /// Time from accept to the end of the handshake.
+    pub deadline: Duration,
+    /// The deadline for connections admitted while the table is at least
+    /// half full.
+    pub pressure_deadline: Duration,
+}
+
+/// What admission decided for one connection.
+pub struct Ticket {
+    id: u64,
+    /// Receives a token when the connection must make room for a newer one.
+    pub evicted: Receiver<()>,
+    /// How long its handshake may take.
+    pub deadline: Duration,
+}
+
+impl Ticket {
+    /// Its number, for [`Admission::done`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// How an unauthenticated connection ended, for the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Refused at accept: the node holds its maximum of connections.
+    Full,
+    /// Closed to make room for a newer one.
+    Evicted,
+    /// Its handshake took longer than its deadline.
+    TimedOut,
+    /// It went away before finishing its handshake.
+    Failed,
+}
+
+struct Entry {
+    id: u64,
+    ip: IpAddr,
+    fd: RawFd,
+    since: Instant,
+    /// It sent a well-formed hello: a handshake is under way.
+    progressed: bool,
+    evict: Sender<()>,
+}
+
+#[derive(Default)]
+struct Tally {
+    full: u64,
+    evicted: u64,
+    timed_out: u64,
+    failed: u64,
+    last_logged: Option<Instant>,
+}
+
+/// The pre-auth table of one server (single-threaded, on the event loop).
+pub struct Admission {
+    bounds: Bounds,
+    table: RefCell<Vec<Entry>>,
+    next: Cell<u64>,
+    tally: RefCell<Tally>,
+}
+
+impl Admission {
+    /// An empty table with `bounds` (zero bounds are taken as one).
+    pub fn new(bounds: Bounds) -> Self {
+        Self {
+            bounds: Bounds {
+                total: bounds.total.max(1),
+                per_source: bounds.per_source.max(1),
+                ..bounds
+            },
+            table: RefCell::new(Vec::new()),
+            next: Cell::new(0),
+            tally: RefCell::new(Tally::default()),
+        }
+    }
+
+    /// Unauthenticated connections held now.
+    pub fn len(&self) -> usize {
+        self.table.try_borrow().map_or(0, |t| t.len())
+    }
+
+    /// True when no unauthenticated connection is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Admits a connection from `ip` (socket `fd`), making room first when
+    /// its source or the whole table is at its bound.
+    pub fn admit(&self, ip: IpAddr, fd: RawFd) -> Ticket {
+        let (evict, evicted) = smol::channel::bounded(1);
+        let id = self.next.get();
+        self.next.set(id + 1);
+        let Ok(mut table) = self.table.try_borrow_mut() else {
+            // Never held across a call: cannot happen; admit without a slot.
+            return Ticket {
+                id,
+                evicted,
+                deadline: self.bounds.pressure_deadline,
+            };
+        };
+        let from_source = table.iter().filter(|e| e.ip == ip).count();
+        let victim = if from_source >= self.bounds.per_source {
+            pick_victim(&table, |e| e.ip == ip)
+        } else if table.len() >= self.bounds.total {
+            pick_victim(&table, |_| true)
+        } else {
+            None
+        };
+        if let Some(at) = victim {
+            let gone = table.swap_remove(at);
+            let _ = gone.evict.try_send(());
+            if let Ok(mut tally) = self.tally.try_borrow_mut() {
+                tally.evicted += 1;
+            }
+        }
+        let deadline = if table.len() * 2 >= self.bounds.total {
+            self.bounds.pressure_deadline.min(self.bounds.deadline)
+        } else {
+            self.bounds.deadline
+        };
+        table.push(Entry {
+            id,
+            ip,
+            fd,
+            since: Instant::now(),
+            progressed: false,
+            evict,
+        });
+        Ticket {
+            id,
+            evicted,
+            deadline,
+        }
+    }
+
+    /// The connection `id` sent a well-formed hello: it is evicted only
+    /// after every connection that has not.
+    pub fn progressed(&self, id: u64) {
+        if let Ok(mut table) = self.table.try_borrow_mut() {
+            if let Some(entry) = table.iter_mut().find(|e| e.id == id) {
+                entry.progressed = true;
+            }
+        }
+    }
+
+    /// The connection `id` finished its handshake (or ended): it leaves
+    /// the table.
+    pub fn done(&self, id: u64) {
+        if let Ok(mut table) = self.table.try_borrow_mut() {
+            table.retain(|e| e.id != id);
+        }
+    }
+
+    /// Counts one ending; returns a summary line when one is due (the
+    /// first ending, then at most one per [`SUMMARY_EVERY`]).
+    pub fn count(&self, ending: Ending) -> Option<String> {
+        let mut tally = self.tally.try_borrow_mut().ok()?;
+        match ending {
+            Ending::Full => tally.full += 1,
+            Ending::Evicted => {} // counted when evicted
+            Ending::TimedOut => tally.timed_out += 1,
+            Ending::Failed => tally.failed += 1,
+        }
+        let due = tally
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY);
+        if !due {
+            return None;
+        }
+        let line = format!(
+            "rpc: unauthenticated connections since the last summary: {} evicted to make room, {} timed out (handshake not finished within {}s), {} went away, {} refused (node at its connection limit); {} held now",
+            tally.evicted,
+            tally.timed_out,
+            self.bounds.deadline.as_secs_f64(),
+            tally.failed,
+            tally.full,
+            self.len()
+        );
+        *tally = Tally {
+            last_logged: Some(Instant::now()),
+            ..Tally::default()
+        };
+        Some(line)
+    }
+}
+
+/// The entry to evict among those `eligible`, oldest first within the
+/// first group that has one: sockets that have sent nothing at all (held
+/// open idle), then those that have not sent a whole hello, then the rest.
+fn pick_victim(table: &[Entry], eligible: impl Fn(&Entry) -> bool) -> Option<usize> {
+    let oldest = |rank: u8| {
+        table
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| eligible(e) && victim_rank(e) <= rank)
+            .min_by_key(|(_, e)| e.since)
+            .map(|(at, _)| at)
+    };
+    oldest(0).or_else(|| oldest(1)).or_else(|| oldest(2))
+}
+
+/// 0: idle (nothing sent), 1: bytes but no hello yet, 2: handshake under way.
+fn victim_rank(entry: &Entry) -> u8 {
+    if entry.progressed {
+        2
+    } else if pending_bytes(entry.fd) > 0 {
+        1
+    } else {
+        0
+    }
+}
+
+/// Bytes waiting to be read on socket `fd` (FIONREAD); 0 when unknown.
+fn pending_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn bounds(total: usize, per_source: usize) -> Bounds {
+        Bounds {
+            total,
+            per_source,
+            deadline: Duration::from_secs(10),
+            pressure_deadline: Duration::from_secs(1),
+        }
+    }
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn a_full_table_makes_room_for_the_newcomer_oldest_first() {
+        let admission = Admission::new(bounds(3, 3));
+        let first = admission.admit(A, -1);
+        let second = admission.admit(B, -1);
+        let _third = admission.admit(B, -1);
+        let newcomer = admission.admit(B, -1);
+        assert_eq!(admission.len(), 3);
+        assert!(first.evicted.try_recv().is_ok(), "the oldest made room");
+        assert!(second.evicted.try_recv().is_err());
+        assert!(newcomer.evicted.try_recv().is_err());
+    }
+
+    #[test]
+    fn one_source_at_its_bound_evicts_its_own_not_anothers() {
+        let admission = Admission::new(bounds(10, 2));
+        let other = admission.admit(B, -1);
+        let own_first = admission.admit(A, -1);
+        let _own_second = admission.admit(A, -1);
+        let _own_third = admission.admit(A, -1);
+        assert!(own_first.evicted.try_recv().is_ok());
+        assert!(other.evicted.try_recv().is_err(), "B keeps its slot");
+    }
+
+    #[test]
+    fn an_idle_socket_goes_before_one_with_a_handshake_waiting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut talker = TcpStream::connect(address).unwrap();
+        let (talking, _) = listener.accept().unwrap();
+        let _idler = TcpStream::connect(address).unwrap();
+        let (idle, _) = listener.accept().unwrap();
+        talker.write_all(b"hello").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let admission = Admission::new(bounds(2, 2));
+        let handshaking = admission.admit(A, talking.as_raw_fd());
+        let idling = admission.admit(A, idle.as_raw_fd());
+        let _newcomer = admission.admit(A, -1);
+        assert!(
+            idling.evicted.try_recv().is_ok(),
+            "the idle socket made room"
+        );
+        assert!(
+            handshaking.evicted.try_recv().is_err(),
+            "though it is older"
+        );
+    }
+
+    #[test]
+    fn a_connection_past_its_hello_goes_last() {
+        let admission = Admission::new(bounds(2, 2));
+        let operator = admission.admit(A, -1);
+        admission.progressed(operator.id());
+        let idle = admission.admit(A, -1);
+        let _newcomer = admission.admit(A, -1);
+        assert!(idle.evicted.try_recv().is_ok());
+        assert!(operator.evicted.try_recv().is_err(), "though it is older");
+    }
+
+    #[test]
+    fn under_pressure_the_deadline_is_short_and_done_frees_the_slot() {
+        let admission = Admission::new(bounds(4, 4));
+        let a = admission.admit(A, -1);
+        assert_eq!(a.deadline, Duration::from_secs(10));
+        let _b = admission.admit(A, -1);
+        let c = admission.admit(A, -1);
+        assert_eq!(
+            c.deadline,
+            Duration::from_secs(1),
+            "half full: short deadline"
+        );
+        admission.done(a.id());
+        assert_eq!(admission.len(), 2);
+    }
+
+    #[test]
+    fn endings_are_summarised_not_logged_one_by_one() {
+        let admission = Admission::new(bounds(1, 1));
+        let first = admission.count(Ending::TimedOut);
+        assert!(first.is_some_and(|l| l.contains("1 timed out")));
+        let lines: Vec<String> = (0..1000)
+            .filter_map(|_| admission.count(Ending::Full))
+            .collect();
+        assert!(lines.is_empty(), "no second line within {SUMMARY_EVERY:?}");
+    }
+}
