@@ -89,6 +89,15 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     if let Some(n) = setting("max_handshaking_per_source") {
         limits.max_handshaking_per_source = usize::try_from(n).unwrap_or(usize::MAX);
     }
+    if let Some(ms) = setting("session_idle_timeout_ms") {
+        limits.session_idle = std::time::Duration::from_millis(ms);
+    }
+    if let Some(n) = setting("max_sessions_per_key") {
+        limits.max_sessions_per_key = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = setting("admin_reserved") {
+        limits.admin_reserved = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     if let Some(ms) = setting("pressure_timeout_ms") {
         limits.pressure_deadline = std::time::Duration::from_millis(ms);
     }

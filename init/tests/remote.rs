@@ -292,6 +292,56 @@ fn idle_connections_held_open_do_not_lock_operators_out() {
 }
 
 #[test]
+fn readers_cannot_take_the_admins_slots_and_idle_sessions_give_theirs_back() {
+    // 4 connections, 2 kept for admins: readers may hold 2 sessions.
+    sporectl_bin();
+    let fleet =
+        node_with("max_connections = 4\nadmin_reserved = 2\nsession_idle_timeout_ms = 4000\n");
+    let open = |key: &str| {
+        smol::block_on(connect(
+            &fleet.address,
+            &fleet.identity(key),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        ))
+    };
+    let readers: Vec<_> = (0..2).map(|_| open("reader").unwrap()).collect();
+    match open("reader") {
+        Err(ClientError::Busy(message)) => {
+            assert!(message.contains("kept for admins"), "{message}")
+        }
+        Err(other) => panic!("a third reader session: {other}"),
+        Ok(_) => panic!("a third reader session was granted"),
+    }
+    let busy = fleet.sporectl("reader", &["list"]);
+    assert_eq!(
+        busy.status.code(),
+        Some(6),
+        "sporectl's own exit code for a busy node"
+    );
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("node busy"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    let admin = fleet.sporectl("admin", &["list"]);
+    assert!(admin.status.success(), "an admin still gets in");
+    // The readers' sessions idle out; then a reader gets in again.
+    fleet
+        .spore
+        .wait_for("the idle sessions to close", Duration::from_secs(10), |s| {
+            s.stderr().matches("session closed").count() >= 2
+        });
+    drop(readers);
+    let again = fleet.sporectl("reader", &["list"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
 fn reader_can_list_but_not_stop() {
     let fleet = node();
     let pid = fleet.web_pid();

@@ -37,6 +37,9 @@ pub enum ClientError {
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The node is full: too many connections or sessions (try again).
+    #[error("{0}")]
+    Busy(String),
     /// The node answered with a JSON-RPC error.
     #[error("{message} ({code})")]
     Rpc {
@@ -48,9 +51,10 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// 1 RPC error, 3 unreachable, 4 authentication, 5 protocol.
+    /// 1 RPC error, 3 unreachable, 4 authentication, 5 protocol, 6 node busy.
     pub fn exit_code(&self) -> u8 {
         match self {
+            ClientError::Busy(_) => 6,
             ClientError::Rpc { .. } => 1,
             ClientError::Unreachable(_) => 3,
             ClientError::Auth(_) => 4,
@@ -151,6 +155,15 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
             role: role.to_owned(),
             node_key: view.node_key,
         }),
+        None if answer.get("busy").and_then(Value::as_bool) == Some(true) => {
+            Err(ClientError::Busy(
+                answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("node busy")
+                    .to_owned(),
+            ))
+        }
         None => Err(ClientError::Auth("the node refused our key".into())),
     }
 }

@@ -47,6 +47,14 @@ pub struct Limits {
     pub handshake_deadline: Duration,
     /// The handshake deadline while the pre-auth table is half full.
     pub pressure_deadline: Duration,
+    /// An authenticated session that sends no request for this long is
+    /// closed (a follow counts as active while it streams).
+    pub session_idle: Duration,
+    /// Authenticated sessions at once for one operator key.
+    pub max_sessions_per_key: usize,
+    /// Of `max_connections`, this many (at most half) are kept for admin
+    /// keys: readers cannot starve admins.
+    pub admin_reserved: usize,
     /// Pause before a refusal, so guessing is slow and timing says nothing.
     pub refusal_delay: Duration,
 }
@@ -59,6 +67,9 @@ impl Default for Limits {
             max_handshaking_per_source: 16,
             handshake_deadline: Duration::from_secs(10),
             pressure_deadline: Duration::from_secs(2),
+            session_idle: Duration::from_secs(300),
+            max_sessions_per_key: 32,
+            admin_reserved: 16,
             refusal_delay: Duration::from_secs(1),
         }
     }
@@ -72,6 +83,10 @@ pub struct Server {
     limits: Limits,
     connections: Cell<usize>,
     admission: Admission,
+    /// Authenticated sessions by operator key fingerprint.
+    sessions: RefCell<std::collections::HashMap<String, usize>>,
+    /// Authenticated sessions of reader keys.
+    reader_sessions: Cell<usize>,
 }
 
 /// Why a connection ended early (for the node's log only).
@@ -87,6 +102,8 @@ enum Failure {
     Deadline(Duration),
     #[error("closed to make room for a newer connection")]
     Evicted,
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: the operator keys were busy")]
     KeysBusy,
     #[error("key {fingerprint} ({comment}) is not authorized")]
@@ -119,6 +136,8 @@ impl Server {
             }),
             limits,
             connections: Cell::new(0),
+            sessions: RefCell::new(std::collections::HashMap::new()),
+            reader_sessions: Cell::new(0),
         })
     }
 
@@ -171,6 +190,57 @@ impl Server {
         }
     }
 
+    /// Counts a new session of `operator`, or says why the node is full
+    /// for it: its key holds `max_sessions_per_key` sessions already, or it
+    /// is a reader and only the slots kept for admins are left.
+    fn take_session(&self, operator: &Operator) -> Result<(), Failure> {
+        let Ok(mut sessions) = self.sessions.try_borrow_mut() else {
+            return Err(Failure::KeysBusy);
+        };
+        let mine = sessions.get(&operator.fingerprint).copied().unwrap_or(0);
+        if mine >= self.limits.max_sessions_per_key {
+            return Err(Failure::Busy(format!(
+                "node busy: this key holds {mine} sessions (at most {})",
+                self.limits.max_sessions_per_key
+            )));
+        }
+        let total: usize = sessions.values().sum();
+        let reader = operator.role == runtime::api::Role::Reader;
+        // At most half the slots are kept: a small node still serves readers.
+        let reserved = self
+            .limits
+            .admin_reserved
+            .min(self.limits.max_connections / 2);
+        let for_readers = self.limits.max_connections.saturating_sub(reserved);
+        if reader && total >= for_readers {
+            return Err(Failure::Busy(format!(
+                "node busy: the sessions left are kept for admins ({reserved} of {})",
+                self.limits.max_connections
+            )));
+        }
+        sessions.insert(operator.fingerprint.clone(), mine + 1);
+        if reader {
+            self.reader_sessions.set(self.reader_sessions.get() + 1);
+        }
+        Ok(())
+    }
+
+    /// The session of `operator` ended.
+    fn end_session(&self, operator: &Operator) {
+        if let Ok(mut sessions) = self.sessions.try_borrow_mut() {
+            if let Some(count) = sessions.get_mut(&operator.fingerprint) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    sessions.remove(&operator.fingerprint);
+                }
+            }
+        }
+        if operator.role == runtime::api::Role::Reader {
+            self.reader_sessions
+                .set(self.reader_sessions.get().saturating_sub(1));
+        }
+    }
+
     fn summary(&self, ending: Ending) {
         if let Some(line) = self.admission.count(ending) {
             self.dispatcher.log(line);
@@ -197,13 +267,26 @@ impl Server {
             .await;
         self.admission.done(ticket.id());
         let (operator, rx, tx) = handshake?;
+        let outcome = self.authenticated(stream, peer, &operator, rx, tx).await;
+        self.end_session(&operator);
+        outcome
+    }
+
+    async fn authenticated(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        operator: &Operator,
+        rx: Channel,
+        tx: Channel,
+    ) -> Result<(), Failure> {
         self.dispatcher.log(format!(
             "rpc: {peer}: {} ({}) authenticated as {}",
             operator.fingerprint,
             operator.comment,
-            role_word(&operator)
+            role_word(operator)
         ));
-        self.session(stream, peer, &operator, rx, tx).await
+        self.session(stream, peer, operator, rx, tx).await
     }
 
     async fn handshake(
@@ -241,11 +324,31 @@ impl Server {
             }
             Err(error) => Err(Failure::Handshake(error)),
         };
+        let verdict = verdict.and_then(|operator| {
+            self.take_session(&operator)?;
+            Ok(operator)
+        });
         match verdict {
             Ok(operator) => {
                 let granted = json!({ "role": role_word(&operator) }).to_string();
-                write_frame(stream, &tx.seal(granted.as_bytes())?).await?;
+                if let Err(error) = async {
+                    write_frame(stream, &tx.seal(granted.as_bytes())?).await?;
+                    Ok::<(), Failure>(())
+                }
+                .await
+                {
+                    self.end_session(&operator);
+                    return Err(error);
+                }
                 Ok((operator, rx, tx))
+            }
+            Err(Failure::Busy(why)) => {
+                // Said plainly, at once: the key is good, the node is full.
+                let refusal = json!({ "error": why, "busy": true }).to_string();
+                if let Ok(sealed) = tx.seal(refusal.as_bytes()) {
+                    let _ = write_frame(stream, &sealed).await;
+                }
+                Err(Failure::Busy(why))
             }
             Err(failure) => {
                 // One answer for every refusal, after the same pause.
@@ -267,8 +370,24 @@ impl Server {
         mut rx: Channel,
         mut tx: Channel,
     ) -> Result<(), Failure> {
+        let idle = self.limits.session_idle;
         loop {
-            let frame = match read_frame(&mut stream, MAX_SESSION_FRAME).await {
+            // An operator that sends nothing for `session_idle` gives its
+            // slot back (a follow is not read here: it counts as active).
+            let next = async { Some(read_frame(&mut stream, MAX_SESSION_FRAME).await) }
+                .or(async {
+                    Timer::after(idle).await;
+                    None
+                })
+                .await;
+            let Some(next) = next else {
+                self.dispatcher.log(format!(
+                    "rpc: {peer}: {} ({}) idle for {idle:?}; session closed",
+                    operator.fingerprint, operator.comment
+                ));
+                return Ok(());
+            };
+            let frame = match next {
                 Ok(frame) => frame,
                 Err(FrameError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Ok(())
