@@ -111,8 +111,10 @@ fn node_with(rpc_settings: &str) -> Fleet {
 }
 
 impl Fleet {
-    fn sporectl(&self, key: &str, args: &[&str]) -> Output {
-        Command::new(sporectl_bin())
+    /// sporectl pointed at this node with operator `key`, not yet run.
+    fn sporectl_command(&self, key: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(sporectl_bin());
+        command
             .args([
                 "--node",
                 &self.address,
@@ -122,9 +124,12 @@ impl Fleet {
             ])
             .arg(self.keys.join(key))
             .args(args)
-            .env_remove("SSH_AUTH_SOCK")
-            .output()
-            .unwrap()
+            .env_remove("SSH_AUTH_SOCK");
+        command
+    }
+
+    fn sporectl(&self, key: &str, args: &[&str]) -> Output {
+        self.sporectl_command(key, args).output().unwrap()
     }
 
     fn identity(&self, key: &str) -> Identity {
@@ -196,17 +201,8 @@ fn interrupted_follows_free_their_connections() {
     // every operator out.
     let fleet = node_with("max_connections = 8\n");
     for _ in 0..24 {
-        let mut follow = Command::new(sporectl_bin())
-            .args([
-                "--node",
-                &fleet.address,
-                "--node-key",
-                &fleet.node_key,
-                "--identity",
-            ])
-            .arg(fleet.keys.join("reader"))
-            .args(["logs", "web", "-f"])
-            .env_remove("SSH_AUTH_SOCK")
+        let mut follow = fleet
+            .sporectl_command("reader", &["logs", "web", "-f"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -827,16 +823,8 @@ fn invalid_deploy_is_refused_whole_and_changes_nothing() {
 fn secrets_reach_services_and_never_the_log_or_the_wire_back() {
     let fleet = node();
     let secret = "s3cr3t-value-7f1d";
-    let mut child = Command::new(sporectl_bin())
-        .args([
-            "--node",
-            &fleet.address,
-            "--node-key",
-            &fleet.node_key,
-            "--identity",
-        ])
-        .arg(fleet.keys.join("admin"))
-        .args(["secret", "set", "db-password"])
+    let mut child = fleet
+        .sporectl_command("admin", &["secret", "set", "db-password"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
