@@ -85,8 +85,6 @@ pub struct Server {
     admission: Admission,
     /// Authenticated sessions by operator key fingerprint.
     sessions: RefCell<std::collections::HashMap<String, usize>>,
-    /// Authenticated sessions of reader keys.
-    reader_sessions: Cell<usize>,
 }
 
 /// Why a connection ended early (for the node's log only).
@@ -137,7 +135,6 @@ impl Server {
             limits,
             connections: Cell::new(0),
             sessions: RefCell::new(std::collections::HashMap::new()),
-            reader_sessions: Cell::new(0),
         })
     }
 
@@ -219,9 +216,6 @@ impl Server {
             )));
         }
         sessions.insert(operator.fingerprint.clone(), mine + 1);
-        if reader {
-            self.reader_sessions.set(self.reader_sessions.get() + 1);
-        }
         Ok(())
     }
 
@@ -234,10 +228,6 @@ impl Server {
                     sessions.remove(&operator.fingerprint);
                 }
             }
-        }
-        if operator.role == runtime::api::Role::Reader {
-            self.reader_sessions
-                .set(self.reader_sessions.get().saturating_sub(1));
         }
     }
 

@@ -53,11 +53,6 @@ pub fn flush(limit: Duration) -> bool {
     console().flush(limit)
 }
 
-/// Lines dropped since spore started because the console was slow.
-pub fn dropped_total() -> u64 {
-    console().dropped_total()
-}
-
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

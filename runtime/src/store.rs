@@ -15,8 +15,8 @@ use svc::Service;
 use crate::api::ApiError;
 use crate::Input;
 
-/// What to do on disk.
-#[derive(Debug)]
+/// What to do on disk. Its Debug shows no content: a write may carry a
+/// secret's value.
 pub enum Work {
     /// Write `bytes` to `path` with `mode`, atomically (temp, fsync, rename).
     Write {
@@ -32,6 +32,20 @@ pub enum Work {
         /// The file.
         path: PathBuf,
     },
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Write { path, bytes, mode } => f
+                .debug_struct("Write")
+                .field("path", path)
+                .field("bytes", &format_args!("<{} bytes>", bytes.len()))
+                .field("mode", &format_args!("{mode:o}"))
+                .finish(),
+            Work::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
+        }
+    }
 }
 
 impl Work {
@@ -113,5 +127,28 @@ pub async fn serve(jobs: Receiver<Job>, events: Sender<Input>) {
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_never_shows_its_content() {
+        let work = Work::Write {
+            path: "/var/lib/spore/secrets/db".into(),
+            bytes: b"s3cr3t".to_vec(),
+            mode: 0o600,
+        };
+        let shown = format!("{work:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("115, 51"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("<6 bytes>") && shown.contains("600"),
+            "{shown}"
+        );
     }
 }
