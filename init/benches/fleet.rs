@@ -149,6 +149,10 @@ fn main() {
         let settings = Settings {
             rate_per_second: 1e9,
             burst: 1e9,
+            policy: rpc::beacon::Policy {
+                open: true,
+                ..Default::default()
+            },
             ..Settings::default()
         };
         let beacon = Beacon::open(&data, settings).unwrap();
@@ -158,7 +162,7 @@ fn main() {
         .unwrap();
         let executor: &'static smol::LocalExecutor<'static> =
             Box::leak(Box::new(smol::LocalExecutor::new()));
-        smol::block_on(executor.run(beacon.serve(listener, executor)));
+        smol::block_on(executor.run(beacon.serve(listener, None, executor)));
     });
     while TcpStream::connect(("127.0.0.1", beacon_port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
@@ -177,6 +181,7 @@ fn main() {
             hero_proc_auth_pubkey: key.openssh_public(),
             spore_version: "bench".into(),
             timestamp: now,
+            enrollment: None,
             extra: BTreeMap::new(),
             signature: String::new(),
         };

@@ -62,6 +62,12 @@ pub fn main(paths: &Paths) -> ExitCode {
         allow_insecure_http: beacon.get("allow_insecure_http").and_then(|v| v.as_bool())
             == Some(true),
         ca_file: text("ca_file").map(std::path::PathBuf::from),
+        // The image builder puts the credential at CONFIG_DIR/enrollment_key;
+        // a path set in [beacon] must exist.
+        enrollment_key: Some(match text("enrollment_key") {
+            Some(path) => (std::path::PathBuf::from(path), true),
+            None => (paths.config_dir.join("enrollment_key"), false),
+        }),
         first_delay: Duration::from_millis(number("retry_first_ms").unwrap_or(1_000).max(1)),
         max_delay: Duration::from_millis(number("retry_max_ms").unwrap_or(300_000).max(1)),
     };

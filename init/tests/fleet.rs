@@ -98,10 +98,28 @@ fn nodes(port: u16) -> Vec<Value> {
 /// A node named `hostname` whose mycelium stand-in claims `::1`, with a
 /// call-home service pointed at `beacon_port`; RPC on `[::1]:rpc_port`.
 fn node(hostname: &str, beacon_port: u16, operator: &Path, heartbeat_s: u64) -> (Spore, u16) {
+    node_with(hostname, beacon_port, operator, heartbeat_s, None)
+}
+
+/// [`node`], with an enrollment credential (an image key and its
+/// `-cert.pub`) in its configuration directory, as the image builder puts it.
+fn node_with(
+    hostname: &str,
+    beacon_port: u16,
+    operator: &Path,
+    heartbeat_s: u64,
+    credential: Option<&Path>,
+) -> (Spore, u16) {
     let (api, rpc_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
     std::fs::create_dir_all(etc.join("services")).unwrap();
+    if let Some(key) = credential {
+        std::fs::copy(key, etc.join("enrollment_key")).unwrap();
+        let mut cert = key.as_os_str().to_owned();
+        cert.push("-cert.pub");
+        std::fs::copy(cert, etc.join("enrollment_key-cert.pub")).unwrap();
+    }
     std::fs::copy(operator.with_extension("pub"), etc.join("authorized_keys")).unwrap();
     std::fs::write(
         etc.join("spore.toml"),
@@ -158,7 +176,7 @@ fn node_registers_with_a_valid_signature_whatever_the_beacon_does() {
         s.stderr().contains("call-home failed:")
     });
     let data = work.path().join("beacon");
-    let beacon = Beacon::start(beacon_port, &data, &[]);
+    let beacon = Beacon::start(beacon_port, &data, &["--open"]);
     spore.wait_for("the registration", Duration::from_secs(15), |_| {
         nodes(beacon_port).len() == 1
     });
@@ -187,7 +205,7 @@ fn node_registers_with_a_valid_signature_whatever_the_beacon_does() {
     let first_seen = record["first_seen"].as_u64().unwrap();
     // The beacon restarts; nothing is lost and heartbeats go on.
     drop(beacon);
-    let beacon = Beacon::start(beacon_port, &data, &[]);
+    let beacon = Beacon::start(beacon_port, &data, &["--open"]);
     assert_eq!(
         nodes(beacon_port).len(),
         1,
@@ -217,7 +235,7 @@ fn node_registers_with_a_valid_signature_whatever_the_beacon_does() {
 fn forged_replayed_and_rekeyed_registrations_are_refused_with_nothing_stored() {
     let work = tempfile::tempdir().unwrap();
     let op = operator(work.path());
-    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &[]);
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
     let (spore, _) = node("node-07", beacon.port, &op, 1);
     spore.wait_for("the registration", Duration::from_secs(15), |_| {
         nodes(beacon.port).len() == 1
@@ -296,6 +314,7 @@ fn hostnames_that_are_not_rfc_1123_are_refused_and_nothing_is_printed_raw() {
         }))
         .arg("--data")
         .arg(work.path().join("beacon"))
+        .arg("--open")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -324,6 +343,7 @@ fn hostnames_that_are_not_rfc_1123_are_refused_and_nothing_is_printed_raw() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs(),
+            enrollment: None,
             extra: Default::default(),
             signature: String::new(),
         };
@@ -444,7 +464,7 @@ fn sporectl(args: &[&str]) -> Output {
 fn all_runs_on_every_node_and_names_the_one_that_fails() {
     let work = tempfile::tempdir().unwrap();
     let op = operator(work.path());
-    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &[]);
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
     let mut fleet: Vec<Spore> = (1..=5)
         .map(|i| node(&format!("node-0{i}"), beacon.port, &op, 0).0)
         .collect();
@@ -653,4 +673,417 @@ httpd.serve_forever()
         serde_json::from_slice(&std::fs::read(&received).unwrap()).unwrap();
     assert_eq!(registration.hostname, "tls-node");
     assert!(registration.verify().is_ok());
+}
+
+/// An image credential signed by `ca` with the real ssh-keygen, as an
+/// operator makes one: the image key at `dir/name`, its host certificate
+/// (key ID `id`, hostnames `principals`) at `dir/name-cert.pub`.
+fn credential(dir: &Path, name: &str, ca: &Path, principals: &str, id: &str) -> PathBuf {
+    let key = dir.join(name);
+    keygen(&key, name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-h", "-I", id, "-n", principals, "-V", "-5m:+1d"])
+        .arg(key.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen -s failed");
+    key
+}
+
+/// A registration signed by `key` for `hostname`, reachable at `[::1]:1`
+/// (a closed port), carrying `proof`.
+fn signed_registration(
+    hostname: &str,
+    key: &ed25519_dalek::SigningKey,
+    proof: Option<rpc::enrollment::Proof>,
+) -> String {
+    let mut r = Registration {
+        hostname: hostname.into(),
+        mycelium_pubkey: "ab".repeat(32),
+        mycelium_subnet: "::/64".into(),
+        mycelium_address: "::1".into(),
+        hero_proc_port: 1,
+        hero_proc_auth_pubkey: rpc::nodekey::openssh_public(&key.verifying_key()),
+        spore_version: "test".into(),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        enrollment: proof,
+        extra: Default::default(),
+        signature: String::new(),
+    };
+    r.sign(key).unwrap();
+    serde_json::to_string(&r).unwrap()
+}
+
+fn listed(port: u16) -> Vec<String> {
+    nodes(port)
+        .iter()
+        .map(|r| r["registration"]["hostname"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_beacon_with_an_enrollment_ca_lists_only_nodes_that_prove_they_belong() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let op = operator(dir);
+    keygen(&dir.join("ca"), "fleet CA");
+    keygen(&dir.join("other-ca"), "someone else's CA");
+    let image = credential(dir, "image", &dir.join("ca"), "node-*", "image-1");
+    let foreign = credential(dir, "foreign", &dir.join("other-ca"), "node-*", "foreign");
+    let data = dir.join("beacon");
+    let ca_pub = dir.join("ca.pub");
+    let ca_arg = ca_pub.to_str().unwrap();
+    let beacon = Beacon::start(free_port(), &data, &["--enrollment-ca", ca_arg]);
+    // The real node, built with the credential, enrolls with no manual step.
+    let (spore, _) = node_with("node-01", beacon.port, &op, 1, Some(&image));
+    spore.wait_for("node-01 enrolled", Duration::from_secs(20), |_| {
+        listed(beacon.port) == ["node-01"]
+    });
+    assert_eq!(nodes(beacon.port)[0]["enrolled_by"], "credential image-1");
+
+    let port = beacon.port;
+    let post = |body: String| http(port, "POST", "/api/v1/nodes/register", &body);
+    let rogue = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
+    let image_credential = rpc::enrollment::Credential::load(&image).unwrap();
+    let prove = |credential: &rpc::enrollment::Credential, hostname: &str| {
+        Some(credential.prove(hostname, &rogue.verifying_key()).unwrap())
+    };
+    // A fresh key under a new name, signed but with no credential.
+    let (status, body) = post(signed_registration("node-66", &rogue, None));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not enrolled"), "{body}");
+    // A credential from another CA.
+    let foreign_credential = rpc::enrollment::Credential::load(&foreign).unwrap();
+    let (status, _) = post(signed_registration(
+        "node-67",
+        &rogue,
+        prove(&foreign_credential, "node-67"),
+    ));
+    assert_eq!(status, 403, "another CA's credential");
+    // The image's certificate without the image key: the proof is signed
+    // by a key the certificate does not name.
+    let mut stolen = prove(&foreign_credential, "node-68").unwrap();
+    stolen.certificate = prove(&image_credential, "node-68").unwrap().certificate;
+    let (status, _) = post(signed_registration("node-68", &rogue, Some(stolen)));
+    assert_eq!(status, 403, "a certificate without its key");
+    // A proof made for another hostname or another node key.
+    let (status, _) = post(signed_registration(
+        "node-69",
+        &rogue,
+        prove(&image_credential, "node-70"),
+    ));
+    assert_eq!(status, 403, "a proof for another name");
+    // A name the certificate does not cover.
+    let (status, _) = post(signed_registration(
+        "web-1",
+        &rogue,
+        prove(&image_credential, "web-1"),
+    ));
+    assert_eq!(status, 403, "outside the certificate's principals");
+    // The image's credential may enroll a new name it covers, but never
+    // take over a name already enrolled with another node key.
+    let (status, _) = post(signed_registration(
+        "node-01",
+        &rogue,
+        prove(&image_credential, "node-01"),
+    ));
+    assert_eq!(status, 409, "a takeover of an enrolled name");
+    assert_eq!(listed(beacon.port), ["node-01"], "nothing rogue is listed");
+
+    // --all reaches only the enrolled node, and a secret goes only there,
+    // and only once confirmed.
+    let op_path = op.to_str().unwrap();
+    let all = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "-i",
+        op_path,
+        "--json",
+        "info",
+    ]);
+    let rows: Vec<Value> = serde_json::from_slice(&all.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["node-01"]);
+    let url = beacon.url();
+    let set_secret = |yes: bool| {
+        let mut args = vec!["--beacon", url.as_str(), "--all", "-i", op_path];
+        if yes {
+            args.push("--yes");
+        }
+        args.extend(["secret", "set", "db-password"]);
+        let mut child = Command::new(sporectl_bin())
+            .args(&args)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let unconfirmed = set_secret(false);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unconfirmed.stderr).contains("add --yes"),
+        "{}",
+        String::from_utf8_lossy(&unconfirmed.stderr)
+    );
+    assert!(!spore.path("state/secrets/db-password").exists());
+    let confirmed = set_secret(true);
+    assert!(
+        confirmed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&confirmed.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(spore.path("state/secrets/db-password")).unwrap(),
+        "s3cret"
+    );
+
+    // Revoking the credential: enrolled nodes stay listed and keep
+    // heartbeating; new names are refused.
+    drop(beacon);
+    let beacon = Beacon::start(
+        port,
+        &data,
+        &["--enrollment-ca", ca_arg, "--revoke", "image-1"],
+    );
+    let (status, _) = post(signed_registration(
+        "node-71",
+        &rogue,
+        prove(&image_credential, "node-71"),
+    ));
+    assert_eq!(status, 403, "a revoked credential");
+    let before = nodes(beacon.port)[0]["last_seen"].as_u64().unwrap();
+    spore.wait_for(
+        "a heartbeat after the revocation",
+        Duration::from_secs(20),
+        |_| nodes(beacon.port)[0]["last_seen"].as_u64().unwrap() > before,
+    );
+    assert_eq!(listed(beacon.port), ["node-01"]);
+}
+
+#[test]
+fn approve_mode_keeps_new_nodes_pending_until_an_operator_signs_an_approval() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let op = operator(dir);
+    let reader = dir.join("reader");
+    keygen(&reader, "reader@fleet");
+    let stranger = dir.join("stranger");
+    keygen(&stranger, "stranger@elsewhere");
+    let operators = dir.join("beacon_operators");
+    std::fs::write(
+        &operators,
+        format!(
+            "{}role=reader {}",
+            std::fs::read_to_string(op.with_extension("pub")).unwrap(),
+            std::fs::read_to_string(reader.with_extension("pub")).unwrap()
+        ),
+    )
+    .unwrap();
+    let beacon = Beacon::start(
+        free_port(),
+        &dir.join("beacon"),
+        &[
+            "--approve",
+            "--authorized-keys",
+            operators.to_str().unwrap(),
+        ],
+    );
+    let (spore, _) = node("node-05", beacon.port, &op, 0);
+    let (status, body) = http(beacon.port, "GET", "/api/v1/pending", "");
+    assert_eq!(status, 200);
+    spore.wait_for("node-05 pending", Duration::from_secs(20), |_| {
+        let (_, body) = http(beacon.port, "GET", "/api/v1/pending", "");
+        body.contains("node-05")
+    });
+    assert!(
+        nodes(beacon.port).is_empty(),
+        "pending is not listed: {body}"
+    );
+    spore.wait_for("call-home to say it waits", Duration::from_secs(10), |s| {
+        s.stderr()
+            .contains("node-05 waits for an operator's approval")
+    });
+    let url = beacon.url();
+    let pending = sporectl(&["nodes", "pending", "--beacon", &url]);
+    let table = String::from_utf8_lossy(&pending.stdout);
+    let fingerprint = node_fingerprint(&spore);
+    assert!(
+        table.contains("node-05") && table.contains(&fingerprint),
+        "{table}"
+    );
+    let as_who = |key: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "nodes",
+            "--beacon",
+            url.as_str(),
+            "-i",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        sporectl(&args)
+    };
+    // Without a terminal to confirm the key on, approving needs --yes or
+    // the fingerprint.
+    let unconfirmed = as_who(&op, &["approve", "node-05"]);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    // A reader key or a stranger's is refused.
+    for key in [&reader, &stranger] {
+        let refused = as_who(key, &["approve", "node-05", "--yes"]);
+        assert_eq!(refused.status.code(), Some(1), "{}", key.display());
+        assert!(nodes(beacon.port).is_empty());
+    }
+    // A wrong fingerprint approves nothing.
+    let wrong = as_who(
+        &op,
+        &["approve", "node-05", "--fingerprint", "SHA256:nothing"],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    let approved = as_who(&op, &["approve", "node-05", "--fingerprint", &fingerprint]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    assert_eq!(listed(beacon.port), ["node-05"]);
+    assert!(nodes(beacon.port)[0]["enrolled_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("approved by SHA256:"));
+    // call-home is accepted on its next try and finishes.
+    spore.wait_for("call-home accepted", Duration::from_secs(20), |s| {
+        s.stderr().contains("registered node-05")
+    });
+    // A captured order is worthless a second time.
+    let identity = rpc::identity::Identity::from_file(&op).unwrap();
+    let order = rpc::beacon::admin::Order::signed(
+        "remove",
+        "node-05",
+        "",
+        &identity,
+        runtime::api::unix_time(),
+    )
+    .unwrap();
+    let body = serde_json::to_string(&order).unwrap();
+    let (status, answer) = http(beacon.port, "POST", "/api/v1/admin", &body);
+    assert_eq!(status, 200, "{answer}");
+    assert!(nodes(beacon.port).is_empty(), "removed");
+    let (status, _) = http(beacon.port, "POST", "/api/v1/admin", &body);
+    assert_eq!(status, 403, "a replayed order");
+    // An order whose fields were changed after signing.
+    let mut tampered = order.clone();
+    tampered.hostname = "node-06".into();
+    let (status, _) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/admin",
+        &serde_json::to_string(&tampered).unwrap(),
+    );
+    assert_eq!(status, 403, "a tampered order");
+    // sporectl nodes remove, for a name that is gone.
+    let gone = as_who(&op, &["remove", "node-05"]);
+    assert_eq!(gone.status.code(), Some(1));
+}
+
+fn node_fingerprint(spore: &Spore) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(spore.path("state/node_key"))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn sporectl_reads_the_beacon_over_https_with_its_ca_and_refuses_plain_http_elsewhere() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_material(work.path());
+    let beacon_args = |key: &Path| {
+        vec![
+            "--open".to_owned(),
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+    // A private key others may read is refused, as ssh refuses one.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(work.path().join("refused"))
+        .args(beacon_args(&key))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("0600"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args = beacon_args(&key);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &args);
+    let op = operator(work.path());
+    let (spore, _) = node("tls-node", beacon.port, &op, 0);
+    let etc = spore.path("etc/spore.toml");
+    let config = std::fs::read_to_string(&etc).unwrap().replace(
+        &format!("url = \"http://127.0.0.1:{}", beacon.port),
+        &format!(
+            "ca_file = \"{}\"\nurl = \"https://127.0.0.1:{}",
+            ca.display(),
+            beacon.port
+        ),
+    );
+    std::fs::write(&etc, config).unwrap();
+    spore
+        .call(
+            "service.restart",
+            serde_json::json!({ "name": "call-home" }),
+        )
+        .unwrap();
+    spore.wait_for("the https registration", Duration::from_secs(20), |s| {
+        s.stderr().contains("registered tls-node")
+    });
+    let https = format!("https://127.0.0.1:{}", beacon.port);
+    let listed = sporectl(&[
+        "nodes",
+        "--beacon",
+        &https,
+        "--beacon-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("tls-node"));
+    // Without the CA the system's roots do not vouch for it.
+    let untrusted = sporectl(&["nodes", "--beacon", &https]);
+    assert_eq!(untrusted.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    // Plain http off loopback is refused before anything is sent.
+    let plain = sporectl(&["nodes", "--beacon", "http://192.0.2.1:8080"]);
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("https"));
 }

@@ -50,6 +50,14 @@ pub enum BuildError {
     /// A module or its dependencies cannot be resolved.
     #[error(transparent)]
     Module(#[from] ModuleError),
+    /// The enrollment key or its certificate cannot be used.
+    #[error("enrollment key {path}: {reason}")]
+    Credential {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Two inputs for one path, or a bad path.
     #[error(transparent)]
     Cpio(#[from] CpioError),
@@ -145,6 +153,25 @@ pub fn build(manifest: &Manifest) -> Result<Image, BuildError> {
     }
     if let Some(key) = &manifest.node_key {
         archive.file("var/lib/spore/node_key", 0o600, read("node key", key)?)?;
+    }
+    if let Some(key) = &manifest.enrollment_key {
+        // Checked whole before anything is written: a credential that
+        // would fail on the node's first boot is refused here.
+        rpc::enrollment::Credential::load(key).map_err(|e| BuildError::Credential {
+            path: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let certificate = rpc::enrollment::certificate_path(key);
+        archive.file(
+            "etc/spore/enrollment_key",
+            0o600,
+            read("enrollment key", key)?,
+        )?;
+        archive.file(
+            "etc/spore/enrollment_key-cert.pub",
+            0o644,
+            read("enrollment certificate", &certificate)?,
+        )?;
     }
     for binary in &manifest.binaries {
         let bytes = read("binary", &binary.source)?;

@@ -7,6 +7,8 @@
 //! services = ["node/services/mycelium.toml"]                  # /etc/spore/services/
 //! authorized_keys = "node/authorized_keys"                    # /etc/spore/authorized_keys
 //! node_key = "node/node_key"                                  # optional, /var/lib/spore/node_key
+//! enrollment_key = "fleet/image_key"                          # optional, /etc/spore/enrollment_key
+//!                                                             # and its certificate image_key-cert.pub
 //! compression = "gzip"                                        # gzip (default), zstd, none
 //!
 //! [kernel]
@@ -78,6 +80,11 @@ pub struct Manifest {
     /// A node key to bake in (0600); without one the node makes its own
     /// on first boot.
     pub node_key: Option<PathBuf>,
+    /// The image's enrollment key (an OpenSSH ed25519 private key, 0600),
+    /// with its host certificate beside it as `KEY-cert.pub`: call-home
+    /// proves with it that the node belongs to the fleet. Both are checked
+    /// (the certificate must certify the key) and land in `/etc/spore/`.
+    pub enrollment_key: Option<PathBuf>,
     /// Kernel modules.
     pub kernel: Option<Kernel>,
     /// Extra binaries and files.
@@ -142,6 +149,7 @@ impl Manifest {
         self.services.iter_mut().for_each(join);
         self.authorized_keys.iter_mut().for_each(join);
         self.node_key.iter_mut().for_each(join);
+        self.enrollment_key.iter_mut().for_each(join);
         if let Some(kernel) = &mut self.kernel {
             join(&mut kernel.tree);
         }

@@ -305,3 +305,113 @@ fn missing_inputs_and_missing_dependencies_are_named() {
     assert!(stderr.contains("mycelium"), "{stderr}");
     assert!(!image.exists());
 }
+
+/// An image key and a host certificate for it, made by the real
+/// ssh-keygen: `dir/name` and `dir/name-cert.pub`, signed by `dir/ca`.
+fn image_credential(dir: &Path, name: &str, host: bool) -> PathBuf {
+    let keygen = |path: &Path| {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let ca = dir.join("ca");
+    if !ca.exists() {
+        keygen(&ca);
+    }
+    let key = dir.join(name);
+    keygen(&key);
+    let mut sign = Command::new("ssh-keygen");
+    sign.args(["-q", "-s"])
+        .arg(&ca)
+        .args(["-I", name, "-V", "-5m:+1d"]);
+    if host {
+        sign.arg("-h");
+    }
+    assert!(sign
+        .arg(key.with_extension("pub"))
+        .status()
+        .unwrap()
+        .success());
+    key
+}
+
+/// The manifest of [`inputs`] with `enrollment_key` set to `key`.
+fn with_enrollment(manifest: &Path, key: &Path) {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    std::fs::write(
+        manifest,
+        format!("enrollment_key = \"{}\"\n{text}", key.display()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_enrollment_credential_lands_0600_and_a_bad_one_refuses_the_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "none", "");
+    let good = image_credential(dir.path(), "image", true);
+    with_enrollment(&manifest, &good);
+    let image = dir.path().join("image.cpio");
+    let out = mkinitramfs(&manifest, &image);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = unpack(&std::fs::read(&image).unwrap(), dir.path());
+    let key = root.join("etc/spore/enrollment_key");
+    assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(&good).unwrap());
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(root.join("etc/spore/enrollment_key-cert.pub").exists());
+
+    let refused = |key: &Path, needle: &str| {
+        let manifest = inputs(dir.path(), "none", "");
+        with_enrollment(&manifest, key);
+        let image = dir.path().join("refused.cpio");
+        let out = mkinitramfs(&manifest, &image);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{needle}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!image.exists(), "nothing is written on error");
+    };
+    // A user certificate, not a host one.
+    refused(
+        &image_credential(dir.path(), "user", false),
+        "host certificate",
+    );
+    // A certificate for another key.
+    let other = image_credential(dir.path(), "other", true);
+    std::fs::copy(
+        dir.path().join("other-cert.pub"),
+        dir.path().join("image-cert.pub"),
+    )
+    .unwrap();
+    refused(&good, "another key");
+    let _ = other;
+    // A key others may read.
+    let loose = image_credential(dir.path(), "loose", true);
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(&loose, "0600");
+    // A certificate that never expires (ssh-keygen without -V).
+    let forever = image_credential(dir.path(), "forever", true);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(dir.path().join("ca"))
+        .args(["-h", "-I", "forever"])
+        .arg(forever.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    refused(&forever, "never expires");
+    // No certificate beside the key.
+    let bare = image_credential(dir.path(), "bare", true);
+    std::fs::remove_file(dir.path().join("bare-cert.pub")).unwrap();
+    refused(&bare, "bare-cert.pub");
+}

@@ -17,8 +17,15 @@ pub struct Beacon {
 }
 
 impl Beacon {
-    /// Starts `sporectl beacon serve` on 127.0.0.1:`port` with data in `data`.
-    pub fn start(sporectl: &Path, port: u16, data: &Path, log: &Path) -> Result<Beacon, String> {
+    /// Starts `sporectl beacon serve` on 127.0.0.1:`port` with data in
+    /// `data`, listing nodes enrolled by a credential of `enrollment_ca`.
+    pub fn start(
+        sporectl: &Path,
+        port: u16,
+        data: &Path,
+        log: &Path,
+        enrollment_ca: &Path,
+    ) -> Result<Beacon, String> {
         let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
         let child = Command::new(sporectl)
             .args([
@@ -29,6 +36,8 @@ impl Beacon {
                 "--data",
             ])
             .arg(data)
+            .arg("--enrollment-ca")
+            .arg(enrollment_ca)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

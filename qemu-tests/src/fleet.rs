@@ -57,11 +57,15 @@ impl Fleet {
         let artifacts = artifacts()?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let operator = Operator::new(dir, &artifacts.sporectl)?;
+        // Every image carries the fleet's enrollment credential and the
+        // beacon lists only nodes that prove it: no manual step at boot.
+        let enrollment = crate::Enrollment::new(dir)?;
         let beacon = Beacon::start(
             &artifacts.sporectl,
             crate::free_port(),
             &dir.join("beacon-data"),
             &dir.join("beacon.log"),
+            &enrollment.ca_public,
         )?;
         let segment_port = segment.then(crate::free_port);
         // Every image first, then every boot: the nodes start together.
@@ -73,7 +77,12 @@ impl Fleet {
             }
             customize(&mut spec);
             let node_dir = dir.join(&spec.hostname);
-            let (initrd, key) = spec.build(artifacts, &node_dir, &operator.public())?;
+            let (initrd, key) = spec.build(
+                artifacts,
+                &node_dir,
+                &operator.public(),
+                &enrollment.image_key,
+            )?;
             let disk = spec
                 .state_disk
                 .then(|| spec.make_state_disk(&node_dir))

@@ -43,3 +43,39 @@ pub fn keygen(path: &std::path::Path, comment: &str) -> Result<(), String> {
         Err(format!("ssh-keygen failed for {}", path.display()))
     }
 }
+
+/// The fleet's enrollment, made as an operator makes it with the real
+/// ssh-keygen: a CA key, and an image key signed by it as a host
+/// certificate for the hostnames `node*` (`IMAGE_KEY-cert.pub`).
+pub struct Enrollment {
+    /// The CA's public key, for the beacon's `--enrollment-ca`.
+    pub ca_public: std::path::PathBuf,
+    /// The image key, for the manifest's `enrollment_key`.
+    pub image_key: std::path::PathBuf,
+}
+
+impl Enrollment {
+    /// Makes the CA and one image credential under `dir`.
+    pub fn new(dir: &std::path::Path) -> Result<Enrollment, String> {
+        let ca = dir.join("enrollment_ca");
+        let image_key = dir.join("image_key");
+        keygen(&ca, "fleet enrollment CA")?;
+        keygen(&image_key, "qemu image")?;
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca)
+            .args(["-h", "-I", "qemu-image-1", "-n", "node*", "-V", "-5m:+1d"])
+            .arg(image_key.with_extension("pub"))
+            .status()
+            .map_err(|e| format!("ssh-keygen -s: {e}"))?;
+        if !status.success() {
+            return Err("ssh-keygen could not sign the image key".into());
+        }
+        // ssh-keygen names the certificate after the .pub file; spore looks
+        // for it beside the private key, as ssh does.
+        Ok(Enrollment {
+            ca_public: ca.with_extension("pub"),
+            image_key,
+        })
+    }
+}

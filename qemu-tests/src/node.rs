@@ -126,6 +126,7 @@ impl NodeSpec {
         artifacts: &Artifacts,
         dir: &Path,
         operator_pub: &Path,
+        enrollment_key: &Path,
     ) -> Result<(PathBuf, String), String> {
         let io = |e: std::io::Error| format!("{}: {e}", dir.display());
         let services = dir.join("services");
@@ -161,6 +162,7 @@ impl NodeSpec {
             services: listed,
             authorized_keys: Some(operator_pub.to_path_buf()),
             node_key,
+            enrollment_key: Some(enrollment_key.to_path_buf()),
             kernel: Some(initramfs::manifest::Kernel {
                 tree: artifacts.kernel_tree.clone(),
                 modules: self.modules(),

@@ -5,15 +5,20 @@
 //! so plain blocking I/O is fine here.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 
+use crate::enrollment::{Credential, CredentialError};
+use crate::http::{is_trusted_path, parse_url, request, tls_config};
 use crate::nodekey::NodeKey;
 use crate::registration::Registration;
+
+/// Responses from mycelium and the beacon are small: 1 MiB at most.
+const RESPONSE_LIMIT: u64 = 1 << 20;
 
 /// How call-home is set up.
 #[derive(Debug, Clone)]
@@ -33,6 +38,10 @@ pub struct Settings {
     /// For https: trust only the CA certificates in this PEM file (else the
     /// system's roots).
     pub ca_file: Option<std::path::PathBuf>,
+    /// The image's enrollment key (its certificate beside it as
+    /// `KEY-cert.pub`); `required` says whether a missing file is an error
+    /// (it was configured) or means "no credential" (the default path).
+    pub enrollment_key: Option<(PathBuf, bool)>,
     /// First retry delay; doubles to [`Settings::max_delay`].
     pub first_delay: Duration,
     /// Retry delay cap.
@@ -58,62 +67,20 @@ pub enum CallHomeError {
         /// What is wrong.
         reason: crate::hostname::HostnameError,
     },
+    /// The enrollment credential is configured but unusable.
+    #[error("enrollment credential: {0}")]
+    Credential(#[from] CredentialError),
 }
 
-/// A parsed http URL.
-#[derive(Debug)]
-struct Url {
-    tls: bool,
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Url, String> {
-    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        _ => return Err("must start with http:// or https://".into()),
+/// The credential call-home attaches, if any.
+pub fn load_credential(settings: &Settings) -> Result<Option<Credential>, CallHomeError> {
+    let Some((path, required)) = &settings.enrollment_key else {
+        return Ok(None);
     };
-    let default_port = if tls { 443 } else { 80 };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or("unclosed [")?;
-        let port = after
-            .strip_prefix(':')
-            .map(|p| p.parse::<u16>().map_err(|_| "bad port"))
-            .transpose()?;
-        (host.to_owned(), port.unwrap_or(default_port))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host.to_owned(),
-                port.parse::<u16>().map_err(|_| "bad port")?,
-            ),
-            None => (authority.to_owned(), default_port),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host".into());
+    if !required && !path.exists() {
+        return Ok(None);
     }
-    Ok(Url {
-        tls,
-        host,
-        port,
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_owned()
-        },
-    })
-}
-
-/// Loopback, or inside mycelium's 400::/7 (already encrypted end to end).
-pub fn is_trusted_path(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.octets().first().is_some_and(|b| b & 0xfe == 0x04),
-    }
+    Ok(Some(Credential::load(path)?))
 }
 
 /// Checks the beacon URL once, up front.
@@ -144,125 +111,6 @@ pub fn check_url(settings: &Settings) -> Result<(), CallHomeError> {
     Ok(())
 }
 
-/// The TLS client settings: the CA file's certificates, or the system's.
-fn tls_config(
-    ca_file: Option<&std::path::Path>,
-) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    if roots.is_empty() {
-        return Err("no trusted CA certificates (set ca_file in [beacon])".into());
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(config))
-}
-
-/// Reads a whole response; a TLS peer that closes without close_notify
-/// after sending it is tolerated.
-fn read_all(stream: &mut dyn Read) -> Result<Vec<u8>, String> {
-    let mut response = Vec::new();
-    match stream.take(1 << 20).read_to_end(&mut response) {
-        Ok(_) => Ok(response),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
-            Ok(response)
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// One HTTP/1.1 request (https with `ca_file` or the system's roots);
-/// returns status and body.
-fn http(method: &str, url: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), String> {
-    http_with(method, url, body, None)
-}
-
-fn http_with(
-    method: &str,
-    url: &str,
-    body: Option<&[u8]>,
-    ca_file: Option<&std::path::Path>,
-) -> Result<(u16, Vec<u8>), String> {
-    let url = parse_url(url)?;
-    let address = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let tcp =
-        TcpStream::connect_timeout(&address, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    let mut stream: Box<dyn ReadWrite> = if url.tls {
-        let name =
-            rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-        let connection =
-            rustls::ClientConnection::new(tls_config(ca_file)?, name).map_err(|e| e.to_string())?;
-        Box::new(rustls::StreamOwned::new(connection, tcp))
-    } else {
-        Box::new(tcp)
-    };
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let mut request = format!("{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: spore-call-home\r\nConnection: close\r\n", url.path, url.port);
-    if let Some(body) = body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    if let Some(body) = body {
-        stream.write_all(body).map_err(|e| e.to_string())?;
-    }
-    stream.flush().map_err(|e| e.to_string())?;
-    let response = read_all(&mut stream)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no HTTP status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A byte stream that is either plain TCP or TLS over it.
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
 /// What mycelium's admin API reports.
 struct Mycelium {
     subnet: String,
@@ -271,7 +119,7 @@ struct Mycelium {
 }
 
 fn read_mycelium(api: &str) -> Result<Mycelium, String> {
-    let (status, body) = http("GET", api, None)?;
+    let (status, body) = request("GET", api, None, None, RESPONSE_LIMIT)?;
     if status != 200 {
         return Err(format!("mycelium API answered {status}"));
     }
@@ -297,8 +145,20 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// One attempt: read mycelium, sign, POST. Ok(address registered).
-fn attempt(settings: &Settings, key: &NodeKey) -> Result<String, String> {
+/// How one attempt ended, short of a failure.
+enum Registered {
+    /// Listed at this overlay address.
+    Accepted(String),
+    /// The beacon keeps it until an operator approves.
+    Pending,
+}
+
+/// One attempt: read mycelium, sign, POST.
+fn attempt(
+    settings: &Settings,
+    key: &NodeKey,
+    credential: Option<&Credential>,
+) -> Result<Registered, String> {
     let mycelium = read_mycelium(&settings.mycelium_api)?;
     let mut registration = Registration {
         hostname: settings.hostname.clone(),
@@ -309,6 +169,9 @@ fn attempt(settings: &Settings, key: &NodeKey) -> Result<String, String> {
         hero_proc_auth_pubkey: key.openssh_public(),
         spore_version: env!("CARGO_PKG_VERSION").to_owned(),
         timestamp: unix_now(),
+        enrollment: credential
+            .map(|c| c.prove(&settings.hostname, &key.public()))
+            .transpose()?,
         extra: BTreeMap::new(),
         signature: String::new(),
     };
@@ -316,14 +179,17 @@ fn attempt(settings: &Settings, key: &NodeKey) -> Result<String, String> {
         .sign(key.signing_key())
         .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
-    let (status, answer) = http_with(
+    let (status, answer) = request(
         "POST",
         &settings.beacon_url,
         Some(&body),
         settings.ca_file.as_deref(),
+        RESPONSE_LIMIT,
     )?;
-    if (200..300).contains(&status) {
-        Ok(mycelium.address)
+    if status == 202 {
+        Ok(Registered::Pending)
+    } else if (200..300).contains(&status) {
+        Ok(Registered::Accepted(mycelium.address))
     } else {
         Err(format!(
             "beacon answered {status}: {}",
@@ -344,11 +210,31 @@ pub fn run(
         name: crate::display::printable(&settings.hostname),
         reason,
     })?;
+    let credential = load_credential(settings)?;
+    if let Some(credential) = &credential {
+        log(format!(
+            "enrolling with credential `{}`",
+            crate::display::printable(credential.key_id())
+        ));
+    }
     let mut delay = settings.first_delay;
     let mut last_address: Option<String> = None;
+    let mut pending_logged = false;
     loop {
-        match attempt(settings, key) {
-            Ok(address) => {
+        match attempt(settings, key, credential.as_ref()) {
+            Ok(Registered::Pending) => {
+                if !pending_logged {
+                    log(format!(
+                        "{} waits for an operator's approval at the beacon (sporectl nodes approve {})",
+                        settings.hostname, settings.hostname
+                    ));
+                    pending_logged = true;
+                }
+                // No doubling while pending: the node is seen soon after
+                // the approval, and the beacon's rate limit bounds the cost.
+                std::thread::sleep(settings.max_delay.min(Duration::from_secs(10)));
+            }
+            Ok(Registered::Accepted(address)) => {
                 if last_address.as_deref() != Some(address.as_str()) {
                     log(format!(
                         "registered {} at {address} with {}",
@@ -385,31 +271,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_with_ipv6_and_ports() {
-        let u = parse_url("http://[::1]:8080/api/v1/nodes/register").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("::1", 8080, "/api/v1/nodes/register")
-        );
-        let u = parse_url("http://beacon.example").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        let u = parse_url("https://beacon.example/register").unwrap();
-        assert!(u.tls);
-        assert_eq!(u.port, 443);
-        assert!(parse_url("ftp://x/").is_err());
-    }
-
-    #[test]
-    fn only_loopback_and_mycelium_are_trusted_for_plain_http() {
-        for ip in ["127.0.0.1", "::1", "415:6e6d:c26c:5c97::1", "5ff::1"] {
-            assert!(is_trusted_path(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["10.0.2.2", "8.8.8.8", "fe80::1", "2001:db8::1", "600::1"] {
-            assert!(!is_trusted_path(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn untrusted_plain_http_is_refused_with_the_way_out_in_the_message() {
         let settings = Settings {
             beacon_url: "http://10.0.2.2:8080/api/v1/nodes/register".into(),
@@ -419,6 +280,7 @@ mod tests {
             heartbeat: None,
             allow_insecure_http: false,
             ca_file: None,
+            enrollment_key: None,
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
         };

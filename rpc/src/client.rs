@@ -40,6 +40,10 @@ pub enum ClientError {
     /// The node is full: too many connections or sessions (try again).
     #[error("{0}")]
     Busy(String),
+    /// sporectl declined to go on: not confirmed, or a node key that came
+    /// over a channel that cannot be trusted for this command.
+    #[error("{0}")]
+    Declined(String),
     /// The node answered with a JSON-RPC error.
     #[error("{message} ({code})")]
     Rpc {
@@ -51,9 +55,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// 1 RPC error, 3 unreachable, 4 authentication, 5 protocol, 6 node busy.
+    /// 1 RPC error, 2 declined, 3 unreachable, 4 authentication,
+    /// 5 protocol, 6 node busy.
     pub fn exit_code(&self) -> u8 {
         match self {
+            ClientError::Declined(_) => 2,
             ClientError::Busy(_) => 6,
             ClientError::Rpc { .. } => 1,
             ClientError::Unreachable(_) => 3,

@@ -90,21 +90,27 @@ impl Identity {
         }
     }
 
-    /// An SSHSIG over `message` in the spore namespace.
+    /// An SSHSIG over `message` in the spore RPC namespace.
     pub fn sign(&self, message: &[u8]) -> Result<SshSig, IdentityError> {
+        self.sign_in(NAMESPACE, message)
+    }
+
+    /// An SSHSIG over `message` in `namespace` (each protocol its own, so
+    /// a signature made for one is worthless in another).
+    pub fn sign_in(&self, namespace: &str, message: &[u8]) -> Result<SshSig, IdentityError> {
         match self {
             Identity::File(key) => key
-                .sign(NAMESPACE, HashAlg::Sha512, message)
+                .sign(namespace, HashAlg::Sha512, message)
                 .map_err(|e| IdentityError::NoKey(e.to_string())),
             Identity::Agent { socket, key } => {
-                let data = SshSig::signed_data(NAMESPACE, HashAlg::Sha512, message)
+                let data = SshSig::signed_data(namespace, HashAlg::Sha512, message)
                     .map_err(|e| IdentityError::NoKey(e.to_string()))?;
                 let raw = Agent::connect(socket)?.sign(key.key_data(), &data)?;
                 let signature = Signature::new(Algorithm::Ed25519, raw)
                     .map_err(|e| IdentityError::NoKey(e.to_string()))?;
                 SshSig::new(
                     key.key_data().clone(),
-                    NAMESPACE,
+                    namespace,
                     HashAlg::Sha512,
                     signature,
                 )

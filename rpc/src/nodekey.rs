@@ -82,6 +82,17 @@ impl NodeKey {
         }
     }
 
+    /// Loads an existing key file after the same checks (a symlink, group
+    /// or world access, another owner are refused); never creates one.
+    pub fn load(path: &Path) -> Result<Self, NodeKeyError> {
+        let meta = fs::symlink_metadata(path).map_err(|source| NodeKeyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        check_file(path, &meta)?;
+        Self::read(path)
+    }
+
     /// A key from raw secret bytes (tests and test vectors).
     pub fn from_secret(secret: [u8; 32]) -> Self {
         Self {

@@ -33,6 +33,10 @@ pub struct Registration {
     pub spore_version: String,
     /// Seconds since the Unix epoch when it was signed.
     pub timestamp: u64,
+    /// The image's enrollment proof (see [`crate::enrollment`]); signed by
+    /// the node key with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<crate::enrollment::Proof>,
     /// Fields added by later versions, kept and signed as they are.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -124,6 +128,7 @@ mod tests {
             hero_proc_auth_pubkey: crate::nodekey::openssh_public(&key.verifying_key()),
             spore_version: "0.1.0".into(),
             timestamp: 1_795_400_000,
+            enrollment: None,
             extra: BTreeMap::new(),
             signature: String::new(),
         };

@@ -104,7 +104,13 @@ fn demo() -> Result<(), String> {
     )?;
 
     step("a signed command on every node: sporectl --beacon URL --all list");
-    let mut args = vec!["--beacon".to_owned(), fleet.beacon.url(), "--all".into()];
+    // --yes: a fleet poweroff asks first, and the demo has no one to answer.
+    let mut args = vec![
+        "--beacon".to_owned(),
+        fleet.beacon.url(),
+        "--all".into(),
+        "--yes".into(),
+    ];
     args.extend(fleet.address_overrides());
     let on_every_node = |command: &str| {
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -127,7 +133,7 @@ fn demo() -> Result<(), String> {
         }
     }
 
-    step("powering off: sporectl --all poweroff");
+    step("powering off: sporectl --all --yes poweroff");
     on_every_node("poweroff")?;
     for node in &mut fleet.nodes {
         let status = node.vm.wait_exit(Duration::from_secs(120))?;

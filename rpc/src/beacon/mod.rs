@@ -1,66 +1,85 @@
-//! The beacon: nodes register (signed), operators list them. HTTP/1.1 with
-//! JSON bodies; registrations stored durably in redb (crash-safe commits).
+//! The beacon: nodes register (signed by their node key), operators list
+//! them. HTTP/1.1 with JSON bodies, over TLS when given a certificate;
+//! records stored durably in redb (crash-safe commits, see [`store`]).
 //!
-//! `POST /api/v1/nodes/register`, `GET /api/v1/nodes`,
-//! `GET /api/v1/nodes/{hostname}`.
+//! A node is listed only once it proves it belongs to the fleet (see
+//! [`enroll`]): an enrollment credential baked into its image, or an
+//! operator's approval. `POST /api/v1/nodes/register`, `GET /api/v1/nodes`,
+//! `GET /api/v1/nodes/{hostname}`, `GET /api/v1/pending`, and signed
+//! operator orders on `POST /api/v1/admin` (see [`admin`]).
+
+pub mod admin;
+pub mod client;
+pub mod enroll;
+pub mod store;
+pub mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::display::printable;
-use redb::{Database, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::{TcpListener, TcpStream};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::TcpListener;
 use smol::{LocalExecutor, Timer};
 
-use crate::registration::Registration;
+use crate::authorized::AuthorizedKeys;
+use crate::enrollment::Trust;
+use crate::refusals::RefusalLog;
 
-const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+pub use store::Record;
 
 /// Largest request (head and body) accepted.
 const MAX_REQUEST: usize = 16 * 1024;
-/// Registrations may be this far from the beacon's clock, either way.
-const MAX_SKEW: u64 = 300;
 
-/// What the beacon keeps about a node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
-    /// The latest accepted registration.
-    pub registration: Registration,
-    /// When it first registered (Unix seconds).
-    pub first_seen: u64,
-    /// When it last registered.
-    pub last_seen: u64,
-    /// The address it last registered from.
-    pub source: String,
+/// Who may be listed.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Enroll nodes whose registration carries a credential certified by
+    /// one of these CAs.
+    pub trust: Option<Trust>,
+    /// Keep other new nodes (and rekeys) pending until an operator approves.
+    pub approve: bool,
+    /// List every node that signs its registration (no enrollment): only
+    /// for a beacon nobody else can reach.
+    pub open: bool,
 }
 
 /// Beacon settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Accept a different node key for a known hostname.
+    /// Who may be listed.
+    pub policy: Policy,
+    /// Accept a different node key for a known hostname (the new key must
+    /// still be enrolled).
     pub allow_rekey: bool,
+    /// Operators who may approve and remove nodes (authorized_keys file
+    /// or directory; admin role).
+    pub operators: Option<PathBuf>,
+    /// Registrations waiting for approval, at most (the oldest makes room).
+    pub max_pending: usize,
     /// Connections at once.
     pub max_connections: usize,
     /// Registrations per second per source address (token bucket refill).
     pub rate_per_second: f64,
     /// Bucket size: requests allowed in a burst.
     pub burst: f64,
-    /// Time allowed to receive a whole request.
+    /// Time allowed to receive a whole request (and finish TLS).
     pub request_deadline: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            policy: Policy::default(),
             allow_rekey: false,
+            operators: None,
+            max_pending: 1_000,
             max_connections: 256,
             rate_per_second: 5.0,
             burst: 20.0,
@@ -80,79 +99,126 @@ pub enum BeaconError {
         /// What went wrong.
         reason: String,
     },
+    /// No way for a node to be listed was chosen.
+    #[error("choose who may be listed: --enrollment-ca FILE (nodes built with a credential), --approve (an operator approves each new node), or --open (every node that signs; only for a beacon nobody else can reach)")]
+    NoPolicy,
+    /// `--approve` without operators to approve.
+    #[error("--approve needs --authorized-keys FILE (the operators who approve)")]
+    NoOperators,
 }
 
 /// A running beacon.
 pub struct Beacon {
-    db: Database,
+    store: store::Store,
     settings: Settings,
+    operators: RefCell<Option<AuthorizedKeys>>,
+    gate: RefCell<admin::Gate>,
+    refusals: RefusalLog,
     connections: Cell<usize>,
     buckets: RefCell<HashMap<IpAddr, (f64, Instant)>>,
 }
 
-fn now() -> u64 {
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-struct Answer {
-    status: u16,
-    body: Value,
+/// An HTTP answer: status and JSON body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
-fn answer(status: u16, body: Value) -> Answer {
+pub(crate) fn answer(status: u16, body: Value) -> Answer {
     Answer { status, body }
 }
 
-fn error(status: u16, message: impl Into<String>) -> Answer {
+pub(crate) fn error(status: u16, message: impl Into<String>) -> Answer {
     answer(status, json!({ "error": message.into() }))
 }
 
 impl Beacon {
-    /// Opens (or creates) the database under `data_dir`.
+    /// Opens (or creates) the database under `data_dir`; refuses settings
+    /// that would list anyone by accident.
     pub fn open(data_dir: &Path, settings: Settings) -> Result<Rc<Self>, BeaconError> {
+        let policy = &settings.policy;
+        if policy.trust.is_none() && !policy.approve && !policy.open {
+            return Err(BeaconError::NoPolicy);
+        }
+        if policy.approve && settings.operators.is_none() {
+            return Err(BeaconError::NoOperators);
+        }
         let path = data_dir.join("beacon.redb");
         let fail = |reason: String| BeaconError::Database {
             path: path.display().to_string(),
             reason,
         };
         std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
-        // Make sure the table exists so reads never fail on a fresh file.
-        let txn = db.begin_write().map_err(|e| fail(e.to_string()))?;
-        txn.open_table(NODES).map_err(|e| fail(e.to_string()))?;
-        txn.commit().map_err(|e| fail(e.to_string()))?;
+        let store = store::Store::open(&path).map_err(fail)?;
+        let operators = settings
+            .operators
+            .as_deref()
+            .map(|p| AuthorizedKeys::load(p, &mut |line| eprintln!("beacon: {line}")));
         Ok(Rc::new(Self {
-            db,
+            store,
             settings,
+            operators: RefCell::new(operators),
+            gate: RefCell::new(admin::Gate::default()),
+            refusals: RefusalLog::new("beacon", crate::admission::SUMMARY_EVERY),
             connections: Cell::new(0),
             buckets: RefCell::new(HashMap::new()),
         }))
     }
 
-    /// Serves `listener` forever.
+    /// Logs a refusal: the first of its kind per interval in full, the
+    /// rest counted (a flood of bad registrations is not a flood of lines).
+    pub(crate) fn refused(&self, kind: &'static str, detail: impl FnOnce() -> String) {
+        for line in self.refusals.refuse(kind, detail) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Serves `listener` forever, over TLS when `tls` is given.
     pub async fn serve(
         self: Rc<Self>,
         listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
         executor: &'static LocalExecutor<'static>,
     ) {
+        let acceptor = tls.map(futures_rustls::TlsAcceptor::from);
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 Timer::after(Duration::from_millis(100)).await;
                 continue;
             };
             if self.connections.get() >= self.settings.max_connections {
+                self.refused("connections over the limit", || {
+                    format!(
+                        "beacon: refused a connection from {peer}: {} connections open",
+                        self.connections.get()
+                    )
+                });
                 continue;
             }
             self.connections.set(self.connections.get() + 1);
             let beacon = self.clone();
+            let acceptor = acceptor.clone();
             executor
                 .spawn(async move {
                     let deadline = beacon.settings.request_deadline;
-                    let _ = beacon
-                        .connection(stream, peer)
+                    let work = async {
+                        match acceptor {
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(tls) => beacon.connection(tls, peer).await,
+                                Err(_) => Ok(()),
+                            },
+                            None => beacon.connection(stream, peer).await,
+                        }
+                    };
+                    let _ = work
                         .or(async {
                             Timer::after(deadline).await;
                             Ok(())
@@ -166,10 +232,15 @@ impl Beacon {
         }
     }
 
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        peer: SocketAddr,
+    ) -> std::io::Result<()> {
         let reply = match read_request(&mut stream).await {
-            // Registrations are rate-limited per source (they cost a signature
-            // check and a durable write); reads are cheap and are not.
+            // Registrations and orders are rate-limited per source (they
+            // cost a signature check and a durable write); reads are cheap
+            // and are not.
             Ok((method, path, body)) => {
                 if method != "POST" || self.take_token(peer.ip()) {
                     self.route(&method, &path, &body, peer)
@@ -182,6 +253,7 @@ impl Beacon {
         let body = reply.body.to_string();
         let reason = match reply.status {
             200 => "OK",
+            202 => "Accepted",
             400 => "Bad Request",
             403 => "Forbidden",
             404 => "Not Found",
@@ -197,12 +269,15 @@ impl Beacon {
         );
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        stream.flush().await
+        stream.flush().await?;
+        stream.close().await
     }
 
     /// Token bucket per source address.
     fn take_token(&self, ip: IpAddr) -> bool {
-        let mut buckets = self.buckets.borrow_mut();
+        let Ok(mut buckets) = self.buckets.try_borrow_mut() else {
+            return false;
+        };
         if buckets.len() > 100_000 {
             buckets.clear();
         }
@@ -221,18 +296,21 @@ impl Beacon {
     }
 
     fn route(&self, method: &str, path: &str, body: &[u8], peer: SocketAddr) -> Answer {
+        let listing = |records: Result<Vec<Record>, String>| match records {
+            Ok(records) => answer(200, json!(records)),
+            Err(e) => error(500, e),
+        };
         match (method, path) {
             ("POST", "/api/v1/nodes/register") => self.register(body, peer),
-            ("GET", "/api/v1/nodes") => match self.records() {
-                Ok(records) => answer(200, json!(records)),
-                Err(e) => error(500, e),
-            },
+            ("POST", "/api/v1/admin") => self.order(body, peer),
+            ("GET", "/api/v1/nodes") => listing(self.store.nodes()),
+            ("GET", "/api/v1/pending") => listing(self.store.pending()),
             ("GET", path) if path.starts_with("/api/v1/nodes/") => {
                 let hostname = path.trim_start_matches("/api/v1/nodes/");
                 if crate::hostname::check(hostname).is_err() {
                     return error(404, "no such node");
                 }
-                match self.record(hostname) {
+                match self.store.node(hostname) {
                     Ok(Some(record)) => answer(200, json!(record)),
                     Ok(None) => error(404, format!("no node {hostname}")),
                     Err(e) => error(500, e),
@@ -242,109 +320,16 @@ impl Beacon {
         }
     }
 
-    fn register(&self, body: &[u8], peer: SocketAddr) -> Answer {
-        let registration: Registration = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => return error(400, format!("not a registration: {e}")),
-        };
-        // The name first: nothing else about a registration is looked at,
-        // logged or stored while its name could carry a newline or an
-        // escape sequence.
-        if let Err(e) = crate::hostname::check(&registration.hostname) {
-            eprintln!(
-                "beacon: refused a registration from {peer}: bad hostname `{}`: {e}",
-                printable(&registration.hostname)
-            );
-            return error(400, format!("bad hostname: {e}"));
-        }
-        let key = match registration.verify() {
-            Ok(key) => key,
-            Err(e) => {
-                eprintln!("beacon: refused {} from {peer}: {e}", registration.hostname);
-                return error(403, format!("refused: {e}"));
-            }
-        };
-        let clock = now();
-        if registration.timestamp + MAX_SKEW < clock || registration.timestamp > clock + MAX_SKEW {
-            return error(
-                403,
-                format!(
-                    "refused: timestamp {} is more than {MAX_SKEW} s from the beacon's clock",
-                    registration.timestamp
-                ),
-            );
-        }
-        let outcome = (|| -> Result<Answer, String> {
-            let txn = self.db.begin_write().map_err(|e| e.to_string())?;
-            let answer = {
-                let mut table = txn.open_table(NODES).map_err(|e| e.to_string())?;
-                let existing: Option<Record> = table
-                    .get(registration.hostname.as_str())
-                    .map_err(|e| e.to_string())?
-                    .and_then(|v| serde_json::from_slice(v.value()).ok());
-                if let Some(old) = &existing {
-                    let old_key = crate::nodekey::parse_openssh_public(
-                        &old.registration.hero_proc_auth_pubkey,
-                    );
-                    if old_key != Some(key) && !self.settings.allow_rekey {
-                        eprintln!(
-                            "beacon: refused {} from {peer}: node key changed",
-                            registration.hostname
-                        );
-                        return Ok(error(409, "refused: this hostname is registered with another node key (start the beacon with --allow-rekey to accept)"));
-                    }
-                    if registration.timestamp <= old.registration.timestamp {
-                        return Ok(error(409, "refused: stale or replayed registration (timestamp not newer than the stored one)"));
-                    }
-                }
-                let record = Record {
-                    first_seen: existing.as_ref().map_or(clock, |o| o.first_seen),
-                    last_seen: clock,
-                    source: peer.ip().to_string(),
-                    registration: registration.clone(),
-                };
-                let bytes = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-                table
-                    .insert(registration.hostname.as_str(), bytes.as_slice())
-                    .map_err(|e| e.to_string())?;
-                answer(
-                    200,
-                    json!({ "accepted": true, "hostname": registration.hostname }),
-                )
-            };
-            txn.commit().map_err(|e| e.to_string())?;
-            Ok(answer)
-        })();
-        match outcome {
-            Ok(answer) => answer,
-            Err(e) => error(500, format!("storage: {e}")),
-        }
-    }
-
-    /// Every record, by hostname.
+    /// Every enrolled record, by hostname.
     pub fn records(&self) -> Result<Vec<Record>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(NODES).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| e.to_string())? {
-            let (_, value) = entry.map_err(|e| e.to_string())?;
-            if let Ok(record) = serde_json::from_slice(value.value()) {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-
-    fn record(&self, hostname: &str) -> Result<Option<Record>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(NODES).map_err(|e| e.to_string())?;
-        let value = table.get(hostname).map_err(|e| e.to_string())?;
-        Ok(value.and_then(|v| serde_json::from_slice(v.value()).ok()))
+        self.store.nodes()
     }
 }
 
 /// Reads one request: method, path, body. Errors are HTTP statuses.
-async fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>), u16> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(String, String, Vec<u8>), u16> {
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -390,10 +375,42 @@ async fn read_request(stream: &mut TcpStream) -> Result<(String, String, Vec<u8>
 mod tests {
     use super::*;
 
+    fn open_beacon(dir: &Path) -> Rc<Beacon> {
+        let settings = Settings {
+            policy: Policy {
+                open: true,
+                ..Policy::default()
+            },
+            ..Settings::default()
+        };
+        Beacon::open(dir, settings).unwrap()
+    }
+
+    #[test]
+    fn a_beacon_without_a_policy_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Beacon::open(dir.path(), Settings::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("--enrollment-ca"), "{error}");
+        let approve = Settings {
+            policy: Policy {
+                approve: true,
+                ..Policy::default()
+            },
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Beacon::open(dir.path(), approve),
+            Err(BeaconError::NoOperators)
+        ));
+    }
+
     #[test]
     fn registrations_from_one_source_are_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
-        let beacon = Beacon::open(dir.path(), Settings::default()).unwrap();
+        let beacon = open_beacon(dir.path());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let allowed = (0..25).filter(|_| beacon.take_token(ip)).count();
         assert_eq!(allowed, 20, "the burst, then refusals");
@@ -406,7 +423,7 @@ mod tests {
     #[test]
     fn oversized_and_malformed_registrations_are_bad_requests() {
         let dir = tempfile::tempdir().unwrap();
-        let beacon = Beacon::open(dir.path(), Settings::default()).unwrap();
+        let beacon = open_beacon(dir.path());
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
             beacon

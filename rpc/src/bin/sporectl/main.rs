@@ -2,15 +2,18 @@
 //!
 //! Exit codes: 0 done, 1 the node answered with an error, 2 usage,
 //! 3 node unreachable, 4 authentication failed (node key or our key),
-//! 5 protocol error.
+//! 5 protocol error, 6 node busy.
+
+mod beacon;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use rpc::beacon::client::Channel;
 use rpc::client::{connect, ClientError, Pin, Session};
-use rpc::display::{log_line, printable, service_table, text};
+use rpc::display::{log_line, service_table, text};
 use rpc::identity::Identity;
 use rpc::{nodekey, pins};
 use serde_json::{json, Value};
@@ -29,21 +32,35 @@ commands:
   secret set NAME [--file F] store a secret read from F or stdin (never argv)
   secret list               names of stored secrets
   reboot | poweroff         stop every service in order, then reboot / power off
-  nodes --beacon URL        the nodes a beacon knows, with last-seen age
-  beacon serve --listen ADDR --data DIR [--allow-rekey]
-                            run a beacon (POST /api/v1/nodes/register, GET /api/v1/nodes)
+  nodes --beacon URL        the nodes a beacon lists, with last-seen age
+  nodes pending             registrations waiting for an operator's approval
+  nodes approve NAME [--fingerprint SHA256:…]
+                            list a pending node (signed with your key)
+  nodes remove NAME         drop a node from the beacon (signed with your key)
+  beacon serve --listen ADDR --data DIR
+               [--enrollment-ca FILE [--revoke KEY_ID]…] [--approve]
+               [--open] [--authorized-keys FILE] [--allow-rekey]
+               [--tls-cert FILE --tls-key FILE]
+                            run a beacon; nodes are listed when enrolled by a
+                            credential of the CA, or approved, or (--open) always
+beacon: https://… (--beacon-ca FILE to trust your own CA), or http:// to a
+loopback or mycelium address; --insecure-beacon reads plain http elsewhere,
+and fleet commands that change state then refuse its nodes.
 fleet: --beacon URL --all COMMAND, or --beacon URL --nodes a,b,c COMMAND, runs
 COMMAND on every node concurrently (--concurrency N, default 64), pinning
-each node's key to what the beacon published; exit 1 if any node failed.
+each node's key to what the beacon published; exit 1 if any node failed;
+reboot, poweroff, remove and secret set ask first (--yes: do not ask).
   --address NAME=HOST:PORT  reach node NAME there instead of at its overlay
                             address (a port forward, a NAT); its key is still
                             the one the beacon published (repeatable)
   discover                  the node's OpenRPC document
 defaults: --node 127.0.0.1:9999; identity: ssh-agent ($SSH_AUTH_SOCK) else
 ~/.ssh/id_ed25519; node keys pinned in ~/.config/spore/known_nodes.
-exit codes: 1 RPC error, 2 usage, 3 unreachable, 4 authentication, 5 protocol";
+exit codes: 1 RPC error, 2 usage or declined, 3 unreachable, 4 authentication,
+5 protocol, 6 node busy";
 
-struct Options {
+/// The command line.
+pub(crate) struct Options {
     node: String,
     identity: Option<PathBuf>,
     node_key: Option<String>,
@@ -65,6 +82,17 @@ struct Options {
     listen: String,
     data: PathBuf,
     allow_rekey: bool,
+    beacon_ca: Option<PathBuf>,
+    insecure_beacon: bool,
+    yes: bool,
+    fingerprint: Option<String>,
+    enrollment_ca: Option<PathBuf>,
+    revoke: Vec<String>,
+    approve: bool,
+    open: bool,
+    authorized_keys: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -92,6 +120,17 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         listen: "127.0.0.1:8080".into(),
         data: PathBuf::from("beacon-data"),
         allow_rekey: false,
+        beacon_ca: None,
+        insecure_beacon: false,
+        yes: false,
+        fingerprint: None,
+        enrollment_ca: None,
+        revoke: Vec::new(),
+        approve: false,
+        open: false,
+        authorized_keys: None,
+        tls_cert: None,
+        tls_key: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -131,25 +170,46 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("listen") => options.listen = parser.value()?.string()?,
             Long("data") => options.data = parser.value()?.into(),
             Long("allow-rekey") => options.allow_rekey = true,
+            Long("beacon-ca") => options.beacon_ca = Some(parser.value()?.into()),
+            Long("insecure-beacon") => options.insecure_beacon = true,
+            Long("yes") | Short('y') => options.yes = true,
+            Long("fingerprint") => options.fingerprint = Some(parser.value()?.string()?),
+            Long("enrollment-ca") => options.enrollment_ca = Some(parser.value()?.into()),
+            Long("revoke") => options.revoke.push(parser.value()?.string()?),
+            Long("approve") => options.approve = true,
+            Long("open") => options.open = true,
+            Long("authorized-keys") => options.authorized_keys = Some(parser.value()?.into()),
+            Long("tls-cert") => options.tls_cert = Some(parser.value()?.into()),
+            Long("tls-key") => options.tls_key = Some(parser.value()?.into()),
             Long("file") => options.file = Some(parser.value()?.into()),
             Value(value) if options.command.is_empty() => options.command = value.string()?,
             Value(value) if options.name.is_none() => options.name = Some(value.string()?),
-            Value(value) if options.command == "secret" && options.extra.is_none() => {
+            Value(value)
+                if matches!(options.command.as_str(), "secret" | "nodes")
+                    && options.extra.is_none() =>
+            {
                 options.extra = Some(value.string()?)
             }
             other => return Err(other.unexpected()),
         }
     }
     if options.command == "beacon" {
+        if options.tls_cert.is_some() != options.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
         return match options.name.as_deref() {
             Some("serve") => Ok(options),
-            _ => Err("usage: beacon serve --listen ADDR --data DIR [--allow-rekey]".into()),
+            _ => Err("usage: beacon serve --listen ADDR --data DIR [--enrollment-ca FILE] [--approve] [--open] …".into()),
         };
     }
     if options.command == "nodes" {
-        return match (&options.beacon, &options.name) {
-            (Some(_), None) => Ok(options),
-            _ => Err("usage: nodes --beacon URL".into()),
+        let usage = "usage: nodes --beacon URL [pending | approve NAME | remove NAME]";
+        if options.beacon.is_none() {
+            return Err(usage.into());
+        }
+        return match (options.name.as_deref(), options.extra.is_some()) {
+            (None | Some("pending"), false) | (Some("approve" | "remove"), true) => Ok(options),
+            _ => Err(usage.into()),
         };
     }
     if (options.all || options.only.is_some()) && options.beacon.is_none() {
@@ -193,7 +253,41 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     Ok(options)
 }
 
-fn identity(options: &Options) -> Result<Identity, ClientError> {
+/// Asks `question` on the terminal (not stdin: it may carry a secret);
+/// `yes` answers it. Without a terminal, declines and says to add --yes.
+pub(crate) fn confirm(question: &str, yes: bool) -> Result<(), ClientError> {
+    use std::io::{BufRead, Write};
+    if yes {
+        return Ok(());
+    }
+    let declined = || {
+        ClientError::Declined(format!(
+            "{question} not confirmed (no terminal to ask; add --yes)"
+        ))
+    };
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Err(declined());
+    };
+    let mut out = &tty;
+    let _ = write!(out, "{question} [y/N] ");
+    let _ = out.flush();
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|_| declined())?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(ClientError::Declined(format!("{question} declined")))
+    }
+}
+
+/// The operator's signer: `-i FILE`, else the agent, else ~/.ssh/id_ed25519.
+pub(crate) fn identity(options: &Options) -> Result<Identity, ClientError> {
     let auth = |e: rpc::identity::IdentityError| ClientError::Auth(e.to_string());
     if let Some(path) = &options.identity {
         return Identity::from_file(path).map_err(auth);
@@ -235,6 +329,36 @@ fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
         options.node,
         options.known_nodes.display()
     )))
+}
+
+/// Methods a fleet command may send to nodes whose keys came from an
+/// unauthenticated beacon: they only read.
+const READ_ONLY: &[&str] = &[
+    "node.info",
+    "service.list",
+    "service.status",
+    "service.logs",
+    "rpc.discover",
+    "secret.list",
+];
+
+/// Methods a fleet command asks about first (unless --yes).
+const ASK_FIRST: &[&str] = &[
+    "node.reboot",
+    "node.poweroff",
+    "service.remove",
+    "secret.set",
+];
+
+/// The method `request` will send, without reading files or stdin.
+fn request_method(options: &Options, plain: &'static str) -> &'static str {
+    match (options.command.as_str(), options.name.as_deref()) {
+        ("deploy", _) => "service.deploy",
+        ("remove", _) => "service.remove",
+        ("secret", Some("list")) => "secret.list",
+        ("secret", _) => "secret.set",
+        _ => plain,
+    }
 }
 
 /// The method and parameters for the command (files and stdin read once).
@@ -285,21 +409,6 @@ async fn run(options: &Options) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// The beacon's records.
-async fn beacon_nodes(beacon: &str) -> Result<Vec<Value>, ClientError> {
-    let url = format!("{}/api/v1/nodes", beacon.trim_end_matches('/'));
-    // 64 MiB: room for ~100,000 nodes.
-    let (status, body) = runtime::probe::http_get_limited(&url, Duration::from_secs(30), 64 << 20)
-        .await
-        .ok_or_else(|| ClientError::Unreachable(format!("beacon {beacon} did not answer")))?;
-    if status != 200 {
-        return Err(ClientError::Protocol(format!("beacon answered {status}")));
-    }
-    let records: Vec<Value> =
-        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    Ok(records)
-}
-
 /// Where to reach a node the beacon lists: its overlay address and RPC port.
 fn node_address(record: &Value) -> Option<(String, String, Pin)> {
     let registration = record.get("registration")?;
@@ -320,40 +429,6 @@ fn node_address(record: &Value) -> Option<(String, String, Pin)> {
     ))
 }
 
-async fn list_nodes(options: &Options) -> Result<(), ClientError> {
-    let records = beacon_nodes(options.beacon.as_deref().unwrap_or_default()).await?;
-    if options.json {
-        println!("{}", Value::Array(records));
-        return Ok(());
-    }
-    let now = runtime::api::unix_time();
-    println!(
-        "{:<24} {:<42} {:>6}  {:<52} {:>9}  SOURCE",
-        "HOSTNAME", "MYCELIUM ADDRESS", "PORT", "NODE KEY", "LAST SEEN"
-    );
-    for record in &records {
-        let r = &record["registration"];
-        let key = r["hero_proc_auth_pubkey"]
-            .as_str()
-            .and_then(nodekey::parse_openssh_public)
-            .map(|k| nodekey::fingerprint(&k))
-            .unwrap_or_default();
-        let age = now.saturating_sub(record["last_seen"].as_u64().unwrap_or(0));
-        // Everything here came from the network: escaped, so a record
-        // cannot forge a row or send the terminal escape sequences.
-        println!(
-            "{:<24} {:<42} {:>6}  {:<52} {:>8}s  {}",
-            printable(&text(r, "hostname")),
-            printable(&text(r, "mycelium_address")),
-            printable(&text(r, "hero_proc_port")),
-            key,
-            age,
-            printable(&text(record, "source"))
-        );
-    }
-    Ok(())
-}
-
 /// One node's outcome in a fleet command.
 struct Outcome {
     hostname: String,
@@ -370,9 +445,8 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
             "logs -f cannot follow a whole fleet".into(),
         ));
     }
-    let identity = Rc::new(identity(options)?);
-    let (method, params) = request(options)?;
-    let records = beacon_nodes(options.beacon.as_deref().unwrap_or_default()).await?;
+    let beacon = beacon::client(options)?;
+    let records = beacon.nodes()?;
     let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
     for (name, address) in &options.addresses {
         let target = targets.iter_mut().find(|(h, _, _)| h == name);
@@ -393,6 +467,34 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         }
         targets.retain(|(h, _, _)| only.contains(h));
     }
+    let (method, _) = plain_method(options, options.name.as_deref().unwrap_or_default());
+    let method = request_method(options, method);
+    if beacon.channel == Channel::Unauthenticated && !READ_ONLY.contains(&method) {
+        return Err(ClientError::Declined(format!(
+            "refusing {method} on nodes whose keys came over plain http from {} (--insecure-beacon): a node key from an unauthenticated beacon may be anyone's; use https or a loopback beacon",
+            options.beacon.as_deref().unwrap_or_default()
+        )));
+    }
+    if ASK_FIRST.contains(&method) {
+        let names: Vec<&str> = targets.iter().map(|(h, _, _)| h.as_str()).take(5).collect();
+        let more = targets.len().saturating_sub(names.len());
+        confirm(
+            &format!(
+                "{method} on {} node(s): {}{}?",
+                targets.len(),
+                names.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            options.yes,
+        )?;
+    }
+    // Files and stdin are read once the command is confirmed.
+    let identity = Rc::new(identity(options)?);
+    let (method, params) = request(options)?;
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
     let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
@@ -492,41 +594,6 @@ fn summary(result: &Value) -> String {
         return format!("{}: {}", text(result, "name"), text(result, "detail"));
     }
     result.to_string().chars().take(80).collect()
-}
-
-fn beacon_serve(options: &Options) -> ExitCode {
-    let settings = rpc::beacon::Settings {
-        allow_rekey: options.allow_rekey,
-        ..Default::default()
-    };
-    let beacon = match rpc::beacon::Beacon::open(&options.data, settings) {
-        Ok(beacon) => beacon,
-        Err(error) => {
-            eprintln!("sporectl: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    let listener = match std::net::TcpListener::bind(&options.listen)
-        .and_then(smol::net::TcpListener::try_from)
-    {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("sporectl: cannot listen on {}: {error}", options.listen);
-            return ExitCode::from(1);
-        }
-    };
-    eprintln!(
-        "beacon: listening on {} (data in {})",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        options.data.display()
-    );
-    let executor: &'static smol::LocalExecutor<'static> =
-        Box::leak(Box::new(smol::LocalExecutor::new()));
-    smol::block_on(executor.run(beacon.serve(listener, executor)));
-    ExitCode::SUCCESS
 }
 
 /// A secret's value from `--file` or stdin, without a trailing newline.
@@ -634,10 +701,10 @@ fn main() -> ExitCode {
         }
     };
     if options.command == "beacon" {
-        return beacon_serve(&options);
+        return beacon::serve(&options);
     }
     if options.command == "nodes" {
-        return match smol::block_on(list_nodes(&options)) {
+        return match beacon::nodes(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("sporectl: {error}");

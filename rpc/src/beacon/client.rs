@@ -1,0 +1,212 @@
+//! The operator's side of the beacon: list nodes, list pending ones, send
+//! signed orders. The beacon is where operators learn which node keys to
+//! pin, so it is read only over an authenticated channel: https (the
+//! system's roots, or a CA file), or plain http to loopback or a mycelium
+//! address (400::/7: reachable only through the key the address is derived
+//! from). Plain http anywhere else is refused unless the operator insists,
+//! and then the pins it yields are marked unauthenticated.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::client::ClientError;
+use crate::http::{is_trusted_path, parse_url, request, tls_config};
+
+/// Room for ~100,000 records.
+const LIST_LIMIT: u64 = 64 << 20;
+
+/// Whether what the beacon says can be trusted for pinning node keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// https, or http to loopback or mycelium.
+    Authenticated,
+    /// Plain http over a network anyone may sit on (`--insecure-beacon`).
+    Unauthenticated,
+}
+
+/// Talking to the beacon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BeaconClientError {
+    /// The URL cannot be used (or may not be used over plain http).
+    #[error("beacon {url}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer.
+    #[error("beacon {url} did not answer: {reason}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// An answer that is not what the API promises.
+    #[error("beacon {url}: {reason}")]
+    Protocol {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The beacon refused (status and its message).
+    #[error("beacon answered {status}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Its `error` field, escaped.
+        message: String,
+    },
+}
+
+/// A beacon as an operator reaches it.
+#[derive(Debug, Clone)]
+pub struct BeaconClient {
+    base: String,
+    ca_file: Option<PathBuf>,
+    /// How far its answers can be trusted.
+    pub channel: Channel,
+}
+
+impl BeaconClient {
+    /// Checks `url` (`https://HOST[:PORT]` or `http://…`): https needs a CA
+    /// (`ca_file`, else the system's roots); plain http must go to loopback
+    /// or mycelium unless `insecure`.
+    pub fn new(
+        url: &str,
+        ca_file: Option<PathBuf>,
+        insecure: bool,
+    ) -> Result<Self, BeaconClientError> {
+        let fail = |reason: String| BeaconClientError::Url {
+            url: url.to_owned(),
+            reason,
+        };
+        let parsed = parse_url(url).map_err(fail)?;
+        let base = url.trim_end_matches('/').to_owned();
+        if parsed.tls {
+            tls_config(ca_file.as_deref()).map_err(fail)?;
+            return Ok(Self {
+                base,
+                ca_file,
+                channel: Channel::Authenticated,
+            });
+        }
+        let addresses: Vec<_> = (parsed.host.as_str(), parsed.port)
+            .to_socket_addrs()
+            .map_err(|e| fail(format!("cannot resolve {}: {e}", parsed.host)))?
+            .map(|a| a.ip())
+            .collect();
+        let trusted = !addresses.is_empty() && addresses.iter().all(|ip| is_trusted_path(*ip));
+        let channel = match (trusted, insecure) {
+            (true, _) => Channel::Authenticated,
+            (false, true) => Channel::Unauthenticated,
+            (false, false) => return Err(fail(format!(
+                "plain http to {} crosses a network anyone may sit on, and the node keys a beacon publishes are what sporectl pins; use https (--beacon-ca FILE for your own CA), a loopback or mycelium address, or --insecure-beacon (fleet commands that change state then refuse its nodes)",
+                parsed.host
+            ))),
+        };
+        Ok(Self {
+            base,
+            ca_file,
+            channel,
+        })
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Value, BeaconClientError> {
+        let url = format!("{}{path}", self.base);
+        let (status, body) = request(method, &url, body, self.ca_file.as_deref(), LIST_LIMIT)
+            .map_err(|reason| BeaconClientError::Unreachable {
+                url: self.base.clone(),
+                reason,
+            })?;
+        let value: Value =
+            serde_json::from_slice(&body).map_err(|e| BeaconClientError::Protocol {
+                url: self.base.clone(),
+                reason: format!("not JSON ({e})"),
+            })?;
+        if !(200..300).contains(&status) {
+            return Err(BeaconClientError::Refused {
+                status,
+                message: crate::display::printable(
+                    value.get("error").and_then(Value::as_str).unwrap_or("-"),
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<Value>, BeaconClientError> {
+        match self.call("GET", path, None)? {
+            Value::Array(records) => Ok(records),
+            _ => Err(BeaconClientError::Protocol {
+                url: self.base.clone(),
+                reason: "the list is not an array".into(),
+            }),
+        }
+    }
+
+    /// The enrolled nodes' records.
+    pub fn nodes(&self) -> Result<Vec<Value>, BeaconClientError> {
+        self.list("/api/v1/nodes")
+    }
+
+    /// Registrations waiting for approval.
+    pub fn pending(&self) -> Result<Vec<Value>, BeaconClientError> {
+        self.list("/api/v1/pending")
+    }
+
+    /// Sends a signed order; returns the beacon's answer.
+    pub fn order(&self, order: &super::admin::Order) -> Result<Value, BeaconClientError> {
+        let body = serde_json::to_vec(order).map_err(|e| BeaconClientError::Protocol {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        self.call("POST", "/api/v1/admin", Some(&body))
+    }
+}
+
+/// sporectl reports beacon failures with the exit codes of node failures:
+/// a refused URL is declined (2), no answer unreachable (3), a refusal an
+/// error answer (1).
+impl From<BeaconClientError> for ClientError {
+    fn from(error: BeaconClientError) -> Self {
+        match error {
+            BeaconClientError::Url { .. } => ClientError::Declined(error.to_string()),
+            BeaconClientError::Unreachable { .. } => ClientError::Unreachable(error.to_string()),
+            BeaconClientError::Protocol { .. } => ClientError::Protocol(error.to_string()),
+            BeaconClientError::Refused { status, message } => ClientError::Rpc {
+                code: i64::from(status),
+                message: format!("beacon refused: {message}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_authenticated_only_to_loopback_and_mycelium() {
+        for url in ["http://127.0.0.1:1", "http://[::1]:1", "http://[415::1]:1"] {
+            let client = BeaconClient::new(url, None, false).unwrap();
+            assert_eq!(client.channel, Channel::Authenticated, "{url}");
+        }
+        let error = BeaconClient::new("http://192.0.2.1:8080", None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("https"), "{error}");
+        assert!(error.contains("--insecure-beacon"), "{error}");
+        let insecure = BeaconClient::new("http://192.0.2.1:8080", None, true).unwrap();
+        assert_eq!(insecure.channel, Channel::Unauthenticated);
+    }
+}

@@ -1,0 +1,263 @@
+//! Who the beacon lists. A registration is checked in this order: its
+//! hostname (RFC 1123, before anything is logged), the node key's
+//! signature, the timestamp (within [`MAX_SKEW`], newer than the stored
+//! one). Then:
+//!
+//! - a known hostname with the same node key: updated (a heartbeat; no
+//!   credential needed, so nodes stay listed when an enrollment CA is
+//!   rotated out or a credential revoked);
+//! - a new hostname: listed if enrolled (a valid credential, or an
+//!   `--open` beacon); else pending with `--approve` (202), else 403;
+//! - a known hostname with another node key (a rekey): replaced only with
+//!   `--allow-rekey` and an enrolled new key; else pending with
+//!   `--approve`, else 409.
+//!
+//! Approvals and removals are signed operator orders ([`super::admin`]).
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+
+use super::admin::Order;
+use super::store::Record;
+use super::{answer, error, now, Answer, Beacon};
+use crate::display::printable;
+use crate::registration::Registration;
+
+/// Registrations may be this far from the beacon's clock, either way.
+pub const MAX_SKEW: u64 = 300;
+
+impl Beacon {
+    pub(crate) fn register(&self, body: &[u8], peer: SocketAddr) -> Answer {
+        let registration: Registration = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error(400, format!("not a registration: {e}")),
+        };
+        // The name first: nothing else about a registration is looked at,
+        // logged or stored while its name could carry a newline or an
+        // escape sequence.
+        if let Err(e) = crate::hostname::check(&registration.hostname) {
+            self.refused("bad hostnames", || {
+                format!(
+                    "beacon: refused a registration from {peer}: bad hostname `{}`: {e}",
+                    printable(&registration.hostname)
+                )
+            });
+            return error(400, format!("bad hostname: {e}"));
+        }
+        let hostname = registration.hostname.clone();
+        let key = match registration.verify() {
+            Ok(key) => key,
+            Err(e) => {
+                self.refused("bad signatures", || {
+                    format!("beacon: refused {hostname} from {peer}: {e}")
+                });
+                return error(403, format!("refused: {e}"));
+            }
+        };
+        let clock = now();
+        if registration.timestamp + MAX_SKEW < clock || registration.timestamp > clock + MAX_SKEW {
+            return error(
+                403,
+                format!(
+                    "refused: timestamp {} is more than {MAX_SKEW} s from the beacon's clock",
+                    registration.timestamp
+                ),
+            );
+        }
+        let existing = match self.store.node(&hostname) {
+            Ok(existing) => existing,
+            Err(e) => return error(500, format!("storage: {e}")),
+        };
+        let fingerprint = crate::nodekey::fingerprint(&key);
+        let record = |enrolled_by: String, first_seen: u64| Record {
+            registration: registration.clone(),
+            first_seen,
+            last_seen: clock,
+            source: peer.ip().to_string(),
+            enrolled_by,
+            fingerprint: fingerprint.clone(),
+        };
+        if let Some(old) = &existing {
+            if registration.timestamp <= old.registration.timestamp {
+                return error(
+                    409,
+                    "refused: stale or replayed registration (timestamp not newer than the stored one)",
+                );
+            }
+            let old_key =
+                crate::nodekey::parse_openssh_public(&old.registration.hero_proc_auth_pubkey);
+            if old_key == Some(key) {
+                return self.store_node(record(old.enrolled_by.clone(), old.first_seen));
+            }
+        }
+        let policy = &self.settings.policy;
+        let enrolled = if policy.open {
+            Ok("open".to_owned())
+        } else {
+            match &policy.trust {
+                Some(trust) => trust
+                    .verify(registration.enrollment.as_ref(), &hostname, &key, clock)
+                    .map(|id| format!("credential {}", printable(&id)))
+                    .map_err(|e| e.to_string()),
+                None => Err("this beacon takes no enrollment credentials".to_owned()),
+            }
+        };
+        let rekey = existing.is_some();
+        match enrolled {
+            Ok(by) if !rekey || self.settings.allow_rekey => {
+                if rekey {
+                    eprintln!("beacon: {hostname} rekeyed to {fingerprint} from {peer} ({by})");
+                } else {
+                    eprintln!("beacon: enrolled {hostname} ({fingerprint}) from {peer} ({by})");
+                }
+                self.store_node(record(by, clock))
+            }
+            outcome if policy.approve => {
+                let first_seen = match self.store.pending_entry(&hostname, &fingerprint) {
+                    Ok(Some(old)) if registration.timestamp <= old.registration.timestamp => {
+                        return error(409, "refused: stale or replayed registration");
+                    }
+                    Ok(Some(old)) => old.first_seen,
+                    Ok(None) => {
+                        self.refused("registrations left pending", || {
+                            format!(
+                                "beacon: {hostname} ({fingerprint}) from {peer} waits for approval{}: {}",
+                                if rekey { " (a new key for a listed name)" } else { "" },
+                                outcome.as_ref().err().map_or("a rekey", String::as_str)
+                            )
+                        });
+                        clock
+                    }
+                    Err(e) => return error(500, format!("storage: {e}")),
+                };
+                match self.store.put_pending(
+                    &record(String::new(), first_seen),
+                    self.settings.max_pending,
+                ) {
+                    Ok(evicted) => {
+                        if evicted {
+                            self.refused("pending registrations evicted", || {
+                                format!(
+                                    "beacon: {} registrations pending: the oldest made room",
+                                    self.settings.max_pending
+                                )
+                            });
+                        }
+                        answer(
+                            202,
+                            json!({ "accepted": false, "pending": true, "hostname": hostname,
+                                    "message": "waiting for an operator's approval" }),
+                        )
+                    }
+                    Err(e) => error(500, format!("storage: {e}")),
+                }
+            }
+            Ok(_) => {
+                self.refused("rekeys", || {
+                    format!("beacon: refused {hostname} from {peer}: node key changed")
+                });
+                error(409, "refused: this hostname is registered with another node key (start the beacon with --allow-rekey or --approve to accept)")
+            }
+            Err(reason) if rekey => {
+                self.refused("rekeys", || {
+                    format!("beacon: refused {hostname} from {peer}: node key changed and {reason}")
+                });
+                error(
+                    409,
+                    "refused: this hostname is registered with another node key",
+                )
+            }
+            Err(reason) => {
+                self.refused("registrations not enrolled", || {
+                    format!("beacon: refused {hostname} ({fingerprint}) from {peer}: not enrolled: {reason}")
+                });
+                // Little for the peer; the reason is in the beacon's log.
+                error(403, "refused: not enrolled in this fleet")
+            }
+        }
+    }
+
+    fn store_node(&self, record: Record) -> Answer {
+        let hostname = record.registration.hostname.clone();
+        match self.store.put_node(&record) {
+            Ok(()) => answer(200, json!({ "accepted": true, "hostname": hostname })),
+            Err(e) => error(500, format!("storage: {e}")),
+        }
+    }
+
+    pub(crate) fn order(&self, body: &[u8], peer: SocketAddr) -> Answer {
+        let order: Order = match serde_json::from_slice(body) {
+            Ok(order) => order,
+            Err(e) => return error(400, format!("not an order: {e}")),
+        };
+        if let Err(e) = crate::hostname::check(&order.hostname) {
+            return error(400, format!("bad hostname: {e}"));
+        }
+        let checked = match (self.gate.try_borrow_mut(), self.operators.try_borrow_mut()) {
+            (Ok(mut gate), Ok(mut operators)) => {
+                gate.check(&order, operators.as_mut(), now(), &mut |line| {
+                    eprintln!("beacon: {line}")
+                })
+            }
+            _ => return error(503, "busy"),
+        };
+        let operator = match checked {
+            Ok(operator) => operator,
+            Err(e) => {
+                self.refused("orders", || {
+                    format!(
+                        "beacon: refused an order to {} {} from {peer}: {e}",
+                        printable(&order.action),
+                        order.hostname
+                    )
+                });
+                return error(403, "refused");
+            }
+        };
+        let who = format!("{} {}", operator.fingerprint, printable(&operator.comment));
+        let hostname = order.hostname.as_str();
+        match order.action.as_str() {
+            "approve" => match self.store.pending_entry(hostname, &order.node_key) {
+                Ok(Some(mut record)) => {
+                    let previous = self.store.node(hostname).ok().flatten();
+                    record.enrolled_by = format!("approved by {}", operator.fingerprint);
+                    if let Some(previous) = previous {
+                        if previous.fingerprint == record.fingerprint {
+                            record.first_seen = previous.first_seen;
+                        }
+                    }
+                    match self.store.put_node(&record) {
+                        Ok(()) => {
+                            eprintln!(
+                                "beacon: {who} approved {hostname} ({}) from {peer}",
+                                record.fingerprint
+                            );
+                            answer(
+                                200,
+                                json!({ "approved": hostname, "node_key": record.fingerprint }),
+                            )
+                        }
+                        Err(e) => error(500, format!("storage: {e}")),
+                    }
+                }
+                Ok(None) => error(
+                    404,
+                    format!(
+                        "no pending registration of {hostname} with key {}",
+                        printable(&order.node_key)
+                    ),
+                ),
+                Err(e) => error(500, format!("storage: {e}")),
+            },
+            _ => match self.store.remove(hostname) {
+                Ok(0) => error(404, format!("no node {hostname}")),
+                Ok(n) => {
+                    eprintln!("beacon: {who} removed {hostname} ({n} entries) from {peer}");
+                    answer(200, json!({ "removed": hostname, "entries": n }))
+                }
+                Err(e) => error(500, format!("storage: {e}")),
+            },
+        }
+    }
+}

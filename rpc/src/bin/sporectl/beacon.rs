@@ -1,0 +1,233 @@
+//! sporectl's beacon commands: `nodes` (list, pending, approve, remove)
+//! and `beacon serve`.
+
+use std::process::ExitCode;
+
+use rpc::beacon::client::BeaconClient;
+use rpc::client::ClientError;
+use rpc::display::{printable, text};
+use rpc::nodekey;
+use serde_json::Value;
+
+use crate::{confirm, identity, Options};
+
+/// The beacon named by `--beacon`, checked (https, or http to loopback or
+/// mycelium, or `--insecure-beacon`).
+pub fn client(options: &Options) -> Result<BeaconClient, ClientError> {
+    let url = options.beacon.as_deref().unwrap_or_default();
+    Ok(BeaconClient::new(
+        url,
+        options.beacon_ca.clone(),
+        options.insecure_beacon,
+    )?)
+}
+
+/// `sporectl nodes [pending | approve NAME | remove NAME]`.
+pub fn nodes(options: &Options) -> Result<(), ClientError> {
+    let beacon = client(options)?;
+    match (options.name.as_deref(), options.extra.as_deref()) {
+        (Some("approve"), Some(hostname)) => approve(options, &beacon, hostname),
+        (Some("remove"), Some(hostname)) => {
+            let id = identity(options)?;
+            let order = rpc::beacon::admin::Order::signed(
+                "remove",
+                hostname,
+                "",
+                &id,
+                runtime::api::unix_time(),
+            )
+            .map_err(ClientError::Auth)?;
+            let answer = beacon.order(&order)?;
+            println!("{hostname}: removed ({} entries)", text(&answer, "entries"));
+            Ok(())
+        }
+        (Some("pending"), None) => table(options, &beacon.pending()?, true),
+        _ => table(options, &beacon.nodes()?, false),
+    }
+}
+
+fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(), ClientError> {
+    let claims: Vec<String> = beacon
+        .pending()?
+        .iter()
+        .filter(|r| r.pointer("/registration/hostname").and_then(Value::as_str) == Some(hostname))
+        .map(|r| text(r, "fingerprint"))
+        .collect();
+    let fingerprint = match (&options.fingerprint, claims.as_slice()) {
+        (Some(wanted), _) if claims.contains(wanted) => wanted.clone(),
+        (Some(wanted), _) => {
+            return Err(ClientError::Declined(format!(
+                "no pending registration of {hostname} with key {wanted}"
+            )))
+        }
+        (None, []) => {
+            return Err(ClientError::Declined(format!(
+                "no pending registration of {hostname} (sporectl nodes pending lists them)"
+            )))
+        }
+        (None, [only]) => {
+            confirm(
+                &format!(
+                    "approve {hostname} with node key {only}? (compare it with the node's console)"
+                ),
+                options.yes,
+            )?;
+            only.clone()
+        }
+        (None, several) => {
+            return Err(ClientError::Declined(format!(
+                "{} keys claim {hostname}: {}; choose one with --fingerprint",
+                several.len(),
+                several
+                    .iter()
+                    .map(|f| printable(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let id = identity(options)?;
+    let order = rpc::beacon::admin::Order::signed(
+        "approve",
+        hostname,
+        &fingerprint,
+        &id,
+        runtime::api::unix_time(),
+    )
+    .map_err(ClientError::Auth)?;
+    beacon.order(&order)?;
+    println!("{hostname}: approved ({fingerprint})");
+    Ok(())
+}
+
+/// The records as a table sized to its contents (or JSON); everything in
+/// it came from the network and is escaped, so a record cannot forge a row
+/// or send the terminal escape sequences.
+fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), ClientError> {
+    if options.json {
+        println!("{}", Value::Array(records.to_vec()));
+        return Ok(());
+    }
+    let now = runtime::api::unix_time();
+    let mut rows = vec![[
+        "HOSTNAME".to_owned(),
+        "MYCELIUM ADDRESS".to_owned(),
+        "PORT".to_owned(),
+        "NODE KEY".to_owned(),
+        "LAST SEEN".to_owned(),
+        "SOURCE".to_owned(),
+        if pending { "WAITING" } else { "ENROLLED BY" }.to_owned(),
+    ]];
+    for record in records {
+        let r = record.get("registration").unwrap_or(&Value::Null);
+        let key = r
+            .get("hero_proc_auth_pubkey")
+            .and_then(Value::as_str)
+            .and_then(nodekey::parse_openssh_public)
+            .map(|k| nodekey::fingerprint(&k))
+            .unwrap_or_default();
+        let age = |field: &str| {
+            format!(
+                "{}s",
+                now.saturating_sub(record.get(field).and_then(Value::as_u64).unwrap_or(0))
+            )
+        };
+        rows.push([
+            printable(&text(r, "hostname")),
+            printable(&text(r, "mycelium_address")),
+            printable(&text(r, "hero_proc_port")),
+            key,
+            age("last_seen"),
+            printable(&text(record, "source")),
+            if pending {
+                age("first_seen")
+            } else {
+                printable(&text(record, "enrolled_by"))
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| {
+            rows.iter()
+                .map(|row| row.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(())
+}
+
+/// `sporectl beacon serve`.
+pub fn serve(options: &Options) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("sporectl: {message}");
+        ExitCode::from(1)
+    };
+    let trust = match &options.enrollment_ca {
+        Some(path) => match rpc::enrollment::Trust::from_file(path, options.revoke.clone()) {
+            Ok(trust) => Some(trust),
+            Err(error) => return fail(format!("--enrollment-ca {error}")),
+        },
+        None => None,
+    };
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => match rpc::beacon::tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err(error) => return fail(error.to_string()),
+        },
+        _ => None,
+    };
+    let cas = trust.as_ref().map_or(0, |t| t.len());
+    let settings = rpc::beacon::Settings {
+        policy: rpc::beacon::Policy {
+            trust,
+            approve: options.approve,
+            open: options.open,
+        },
+        allow_rekey: options.allow_rekey,
+        operators: options.authorized_keys.clone(),
+        ..Default::default()
+    };
+    let beacon = match rpc::beacon::Beacon::open(&options.data, settings) {
+        Ok(beacon) => beacon,
+        Err(error) => return fail(error.to_string()),
+    };
+    let listener = match std::net::TcpListener::bind(&options.listen)
+        .and_then(smol::net::TcpListener::try_from)
+    {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("cannot listen on {}: {error}", options.listen)),
+    };
+    let mut admits = Vec::new();
+    if cas > 0 {
+        admits.push(format!("credentials of {cas} enrollment CA(s)"));
+    }
+    if options.approve {
+        admits.push("operators' approvals".to_owned());
+    }
+    if options.open {
+        admits.push("every signed registration (--open)".to_owned());
+    }
+    eprintln!(
+        "beacon: listening on {}://{} (data in {}); lists nodes by {}",
+        if tls.is_some() { "https" } else { "http" },
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        options.data.display(),
+        admits.join(" or ")
+    );
+    let executor: &'static smol::LocalExecutor<'static> =
+        Box::leak(Box::new(smol::LocalExecutor::new()));
+    smol::block_on(executor.run(beacon.serve(listener, tls, executor)));
+    ExitCode::SUCCESS
+}

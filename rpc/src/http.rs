@@ -1,0 +1,225 @@
+//! A small blocking HTTP/1.1 client for the beacon's API and mycelium's:
+//! plain http, or https with rustls (the system's roots or a CA file), one
+//! request per connection, bounded responses. call-home and sporectl use it.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// A parsed http URL.
+#[derive(Debug)]
+pub struct Url {
+    /// https.
+    pub tls: bool,
+    /// The host name or address (IPv6 without brackets).
+    pub host: String,
+    /// The port (443 or 80 when absent).
+    pub port: u16,
+    /// The path, `/` when absent.
+    pub path: String,
+}
+
+/// Parses `http://` and `https://` URLs.
+pub fn parse_url(url: &str) -> Result<Url, String> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err("must start with http:// or https://".into()),
+    };
+    let default_port = if tls { 443 } else { 80 };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed [")?;
+        let port = after
+            .strip_prefix(':')
+            .map(|p| p.parse::<u16>().map_err(|_| "bad port"))
+            .transpose()?;
+        (host.to_owned(), port.unwrap_or(default_port))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host.to_owned(),
+                port.parse::<u16>().map_err(|_| "bad port")?,
+            ),
+            None => (authority.to_owned(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    Ok(Url {
+        tls,
+        host,
+        port,
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_owned()
+        },
+    })
+}
+
+/// Loopback, or inside mycelium's 400::/7 (already encrypted end to end).
+pub fn is_trusted_path(ip: IpAddr) -> bool {
+    // ::ffff:127.0.0.1 is loopback too: judge the address, not its spelling.
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.octets().first().is_some_and(|b| b & 0xfe == 0x04),
+    }
+}
+
+/// The TLS client settings: the CA file's certificates, or the system's.
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (give a CA file)".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// Reads a whole response; a TLS peer that closes without close_notify
+/// after sending it is tolerated.
+fn read_all(stream: &mut dyn Read, limit: u64) -> Result<Vec<u8>, String> {
+    let mut response = Vec::new();
+    match stream.take(limit).read_to_end(&mut response) {
+        Ok(_) => Ok(response),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+            Ok(response)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One HTTP/1.1 request (https trusting `ca_file`'s certificates, else
+/// the system's roots); reads at most `limit` bytes of response; returns
+/// status and body. Blocking, with connect and read timeouts.
+pub fn request(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    ca_file: Option<&std::path::Path>,
+    limit: u64,
+) -> Result<(u16, Vec<u8>), String> {
+    let url = parse_url(url)?;
+    let address = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let tcp =
+        TcpStream::connect_timeout(&address, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn ReadWrite> = if url.tls {
+        let name =
+            rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
+        let connection =
+            rustls::ClientConnection::new(tls_config(ca_file)?, name).map_err(|e| e.to_string())?;
+        Box::new(rustls::StreamOwned::new(connection, tcp))
+    } else {
+        Box::new(tcp)
+    };
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let mut request = format!(
+        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: spore\r\nConnection: close\r\n",
+        url.path, url.port
+    );
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if let Some(body) = body {
+        stream.write_all(body).map_err(|e| e.to_string())?;
+    }
+    stream.flush().map_err(|e| e.to_string())?;
+    let response = read_all(&mut stream, limit)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("no HTTP status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A byte stream that is either plain TCP or TLS over it.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_ipv6_and_ports() {
+        let u = parse_url("http://[::1]:8080/api/v1/nodes/register").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8080, "/api/v1/nodes/register")
+        );
+        let u = parse_url("http://beacon.example").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
+        let u = parse_url("https://beacon.example/register").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 443);
+        assert!(parse_url("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn only_loopback_and_mycelium_are_trusted_for_plain_http() {
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "415:6e6d:c26c:5c97::1",
+            "5ff::1",
+        ] {
+            assert!(is_trusted_path(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.2.2", "8.8.8.8", "fe80::1", "2001:db8::1", "600::1"] {
+            assert!(!is_trusted_path(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}
