@@ -68,15 +68,17 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     let fingerprint = key.fingerprint();
     let public = key.openssh_public();
     let mut limits = Limits::default();
-    let setting = |key: &str| {
+    let any_setting = |key: &str| {
         config
             .rpc
             .as_ref()
             .and_then(|rpc| rpc.get(key))
             .and_then(|v| v.as_integer())
             .and_then(|n| u64::try_from(n).ok())
-            .filter(|n| *n > 0)
     };
+    // Zero means nothing for these, so it is taken as unset; only
+    // admin_reserved has a meaningful zero (no slots kept for admins).
+    let setting = |key: &str| any_setting(key).filter(|n| *n > 0);
     if let Some(ms) = setting("handshake_timeout_ms") {
         limits.handshake_deadline = std::time::Duration::from_millis(ms);
     }
@@ -95,7 +97,7 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     if let Some(n) = setting("max_sessions_per_key") {
         limits.max_sessions_per_key = usize::try_from(n).unwrap_or(usize::MAX);
     }
-    if let Some(n) = setting("admin_reserved") {
+    if let Some(n) = any_setting("admin_reserved") {
         limits.admin_reserved = usize::try_from(n).unwrap_or(usize::MAX);
     }
     if let Some(ms) = setting("pressure_timeout_ms") {

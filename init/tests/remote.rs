@@ -338,6 +338,68 @@ fn readers_cannot_take_the_admins_slots_and_idle_sessions_give_theirs_back() {
 }
 
 #[test]
+fn a_full_node_says_busy_per_key_and_in_total_and_a_garbage_flood_is_counted() {
+    sporectl_bin();
+    let fleet = node_with("max_connections = 3\nmax_sessions_per_key = 2\nadmin_reserved = 0\n");
+    // 300 malformed hellos: one line in the log, the rest counted.
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(&fleet.address).unwrap();
+        write_frame(&mut stream, b"this is not a ClientHello at all");
+        assert!(closed_by_node(&mut stream));
+    }
+    let open = |key: &str| {
+        smol::block_on(connect(
+            &fleet.address,
+            &fleet.identity(key),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        ))
+    };
+    // The per-key cap: a third session of one key is refused as busy.
+    let admins: Vec<_> = (0..2).map(|_| open("admin").unwrap()).collect();
+    match open("admin") {
+        Err(ClientError::Busy(message)) => {
+            assert!(message.contains("this key holds 2 sessions"), "{message}")
+        }
+        Err(other) => panic!("a third admin session: {other}"),
+        Ok(_) => panic!("a third session of one key was granted"),
+    }
+    // The node's own cap: with 3 sessions held, a newcomer is told the
+    // node is full before any handshake (not a protocol error), and
+    // sporectl retries, then exits 6.
+    let reader = open("reader").unwrap();
+    match open("reader") {
+        Err(ClientError::Busy(message)) => {
+            assert!(message.contains("too many connections"), "{message}")
+        }
+        Err(other) => panic!("a fourth connection: {other}"),
+        Ok(_) => panic!("a fourth connection was served"),
+    }
+    let busy = fleet.sporectl("admin", &["list"]);
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(busy.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("too many connections"), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    drop(reader);
+    drop(admins);
+    fleet
+        .spore
+        .wait_for("the sessions to end", Duration::from_secs(10), |_| {
+            fleet.sporectl("admin", &["list"]).status.success()
+        });
+    let log = fleet.spore.stderr();
+    let detailed = log
+        .lines()
+        .filter(|l| l.contains("rpc: 127.0.0.1:") && !l.contains("authenticated"))
+        .filter(|l| !l.contains("audit"))
+        .count();
+    assert!(
+        detailed <= 3,
+        "300 malformed hellos wrote {detailed} lines:\n{log}"
+    );
+}
+
+#[test]
 fn reader_can_list_but_not_stop() {
     let fleet = node();
     let pid = fleet.web_pid();

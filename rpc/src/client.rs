@@ -122,6 +122,9 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
         .await
         .map_err(|e| ClientError::Unreachable(e.to_string()))?;
     let node_hello = read_frame(&mut stream, MAX_HANDSHAKE_FRAME).await?;
+    if let Some(why) = busy_notice(&node_hello) {
+        return Err(ClientError::Busy(why));
+    }
     let pinned = match pin {
         Pin::Key(key) => Some(key),
         Pin::AcceptAny => None,
@@ -172,6 +175,26 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
         }
         None => Err(ClientError::Auth("the node refused our key".into())),
     }
+}
+
+/// A node at its connection limit answers the ClientHello with a JSON
+/// notice instead of a NodeHello (which starts with a u16 version, so never
+/// with `{`; PROTOCOL.md §2.5). It is not authenticated: it can only say
+/// what an attacker on the path could cause anyway, a refused connection.
+fn busy_notice(frame: &[u8]) -> Option<String> {
+    if frame.first() != Some(&b'{') {
+        return None;
+    }
+    let notice: Value = serde_json::from_slice(frame).ok()?;
+    if notice.get("busy").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    Some(crate::display::printable(
+        notice
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("node busy: too many connections"),
+    ))
 }
 
 impl Session {

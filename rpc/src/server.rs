@@ -85,7 +85,16 @@ pub struct Server {
     admission: Admission,
     /// Authenticated sessions by operator key fingerprint.
     sessions: RefCell<std::collections::HashMap<String, usize>>,
+    /// Connections being told the node is full (bounded: past the bound
+    /// they are dropped without a word).
+    busy_notices: Rc<Cell<usize>>,
+    /// Malformed handshakes and refused keys: one line per kind per
+    /// interval, the rest counted.
+    refusals: crate::refusals::RefusalLog,
 }
+
+/// Connections told "node busy" at once, at most.
+const MAX_BUSY_NOTICES: usize = 64;
 
 /// Why a connection ended early (for the node's log only).
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +144,8 @@ impl Server {
             limits,
             connections: Cell::new(0),
             sessions: RefCell::new(std::collections::HashMap::new()),
+            busy_notices: Rc::new(Cell::new(0)),
+            refusals: crate::refusals::RefusalLog::new("rpc", crate::admission::SUMMARY_EVERY),
         })
     }
 
@@ -156,10 +167,10 @@ impl Server {
             // Authenticated sessions plus the pre-auth table; the table
             // makes its own room, so only sessions can fill the node.
             if self.connections.get() >= self.limits.max_connections {
-                drop(stream);
                 if let Some(line) = self.admission.count(Ending::Full) {
                     self.dispatcher.log(line);
                 }
+                self.tell_busy(stream, executor);
                 continue;
             }
             let _ = stream.set_nodelay(true);
@@ -175,9 +186,22 @@ impl Server {
                         Err(Failure::Evicted) => server.summary(Ending::Evicted),
                         Err(Failure::Deadline(_)) => server.summary(Ending::TimedOut),
                         Err(Failure::Io(_)) => server.summary(Ending::Failed),
-                        // Malformed handshakes and refused keys cost the
-                        // peer real bytes and say what was tried: logged.
-                        Err(failure) => server.dispatcher.log(format!("rpc: {peer}: {failure}")),
+                        // Malformed handshakes and refused keys say what
+                        // was tried: the first of each kind per interval is
+                        // logged whole, a flood of them is counted.
+                        Err(failure) => {
+                            let kind = match failure {
+                                Failure::Unauthorized { .. } => "refused keys",
+                                Failure::Busy(_) => "sessions refused (node busy)",
+                                _ => "failed handshakes or sessions",
+                            };
+                            for line in server
+                                .refusals
+                                .refuse(kind, || format!("rpc: {peer}: {failure}"))
+                            {
+                                server.dispatcher.log(line);
+                            }
+                        }
                     }
                     server
                         .connections
@@ -185,6 +209,45 @@ impl Server {
                 })
                 .detach();
         }
+    }
+
+    /// Tells a connection that arrived while the node holds
+    /// `max_connections` that it is full (a JSON notice in place of the
+    /// NodeHello, PROTOCOL.md §2.5), so the operator sees "node busy", not
+    /// a protocol error. At most [`MAX_BUSY_NOTICES`] at once, each for at
+    /// most a second; past that the connection is dropped.
+    fn tell_busy(&self, stream: TcpStream, executor: &'static LocalExecutor<'static>) {
+        let notices = self.busy_notices.clone();
+        if notices.get() >= MAX_BUSY_NOTICES {
+            return;
+        }
+        notices.set(notices.get() + 1);
+        let notice = json!({
+            "busy": true,
+            "error": format!("node busy: too many connections (at most {})", self.limits.max_connections),
+        })
+        .to_string();
+        executor
+            .spawn(async move {
+                let mut stream = stream;
+                let _ = async {
+                    write_frame(&mut stream, notice.as_bytes()).await?;
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    // Read what the client sent before closing: closing
+                    // with unread bytes sends a reset, which can destroy
+                    // the notice before the client reads it.
+                    let mut sink = [0u8; 1024];
+                    while smol::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+                    Ok::<(), FrameError>(())
+                }
+                .or(async {
+                    Timer::after(Duration::from_secs(1)).await;
+                    Ok(())
+                })
+                .await;
+                notices.set(notices.get().saturating_sub(1));
+            })
+            .detach();
     }
 
     /// Counts a new session of `operator`, or says why the node is full

@@ -390,7 +390,7 @@ async fn run(options: &Options) -> Result<(), ClientError> {
     let identity = identity(options)?;
     let (pin, record) = pin(options)?;
     let (method, params) = request(options)?;
-    let mut session = connect(&options.node, &identity, &pin, Duration::from_secs(15)).await?;
+    let mut session = connect_patiently(&options.node, &identity, &pin).await?;
     if record {
         pins::remember(&options.known_nodes, &options.node, &session.node_key)
             .map_err(|e| ClientError::Protocol(format!("cannot record the node key: {e}")))?;
@@ -407,6 +407,29 @@ async fn run(options: &Options) -> Result<(), ClientError> {
         follow(options, &mut session).await?;
     }
     Ok(())
+}
+
+/// Connects; a node that says it is busy is asked again after 0.25, 0.5
+/// and 1 s (safe: nothing was sent yet), then the busy error stands.
+async fn connect_patiently(
+    address: &str,
+    identity: &Identity,
+    pin: &Pin,
+) -> Result<Session, ClientError> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match connect(address, identity, pin, Duration::from_secs(15)).await {
+            Err(ClientError::Busy(why)) if pause <= Duration::from_secs(1) => {
+                eprintln!(
+                    "sporectl: {address}: {why}; retrying in {} ms",
+                    pause.as_millis()
+                );
+                smol::Timer::after(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Where to reach a node the beacon lists: its overlay address and RPC port.
@@ -513,8 +536,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         break;
                     };
                     let result = async {
-                        let mut session =
-                            connect(&address, &identity, &pin, Duration::from_secs(15)).await?;
+                        let mut session = connect_patiently(&address, &identity, &pin).await?;
                         session.call(method, params.clone()).await
                     }
                     .await;
