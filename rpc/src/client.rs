@@ -199,9 +199,11 @@ fn busy_notice(frame: &[u8]) -> Option<String> {
 
 impl Session {
     async fn send(&mut self, value: &Value) -> Result<(), ClientError> {
+        // The plaintext may carry a secret's value: wiped once sealed.
+        let plain = zeroize::Zeroizing::new(value.to_string());
         let sealed = self
             .tx
-            .seal(value.to_string().as_bytes())
+            .seal(plain.as_bytes())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         write_frame(&mut self.stream, &sealed)
             .await
@@ -221,8 +223,10 @@ impl Session {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
-            .await?;
+        let mut request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let sent = self.send(&request).await;
+        runtime::secret::wipe_strings(&mut request);
+        sent?;
         let response = self.receive().await?;
         if response.get("id") != Some(&json!(id)) {
             return Err(ClientError::Protocol("answer to another request".into()));

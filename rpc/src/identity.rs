@@ -49,7 +49,9 @@ impl Identity {
             path: path.to_owned(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?,
+        );
         let mut key = PrivateKey::from_openssh(text.trim()).map_err(|e| fail(e.to_string()))?;
         if key.algorithm() != Algorithm::Ed25519 {
             return Err(fail(format!(
@@ -120,8 +122,8 @@ impl Identity {
     }
 }
 
-/// Reads a line from /dev/tty with echo off.
-fn prompt_passphrase(path: &Path) -> std::io::Result<String> {
+/// Reads a line from /dev/tty with echo off (wiped when dropped).
+fn prompt_passphrase(path: &Path) -> std::io::Result<zeroize::Zeroizing<String>> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let tty = std::fs::OpenOptions::new()
         .read(true)
@@ -133,10 +135,13 @@ fn prompt_passphrase(path: &Path) -> std::io::Result<String> {
     tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
     let mut out = &tty;
     let _ = write!(out, "Enter passphrase for {}: ", path.display());
-    let mut line = String::new();
+    let mut line = zeroize::Zeroizing::new(String::new());
     let read = std::io::BufReader::new(&tty).read_line(&mut line);
     let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
     let _ = writeln!(out);
     read?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    while line.ends_with(['\r', '\n']) {
+        line.pop();
+    }
+    Ok(line)
 }

@@ -101,10 +101,13 @@ impl NodeKey {
     }
 
     fn read(path: &Path) -> Result<Self, NodeKeyError> {
-        let text = fs::read_to_string(path).map_err(|source| NodeKeyError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        // The file's text holds the seed: wiped once parsed.
+        let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|source| {
+            NodeKeyError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        })?);
         let format = |reason: String| NodeKeyError::Format {
             path: path.to_owned(),
             reason,

@@ -88,7 +88,7 @@ pub struct Server {
     /// Connections being told the node is full (bounded: past the bound
     /// they are dropped without a word).
     busy_notices: Rc<Cell<usize>>,
-    /// Malformed handshakes and refused keys: one line per kind per
+    /// Malformed handshakes and refused keys: a few lines per kind per
     /// interval, the rest counted.
     refusals: crate::refusals::RefusalLog,
 }
@@ -187,13 +187,16 @@ impl Server {
                         Err(Failure::Deadline(_)) => server.summary(Ending::TimedOut),
                         Err(Failure::Io(_)) => server.summary(Ending::Failed),
                         // Malformed handshakes and refused keys say what
-                        // was tried: the first of each kind per interval is
+                        // was tried: the first few of each kind per interval are
                         // logged whole, a flood of them is counted.
                         Err(failure) => {
                             let kind = match failure {
                                 Failure::Unauthorized { .. } => "refused keys",
                                 Failure::Busy(_) => "sessions refused (node busy)",
-                                _ => "failed handshakes or sessions",
+                                Failure::Frame(_) => "broken frames",
+                                Failure::Handshake(_) => "malformed handshakes",
+                                Failure::Session(_) => "forged or replayed frames",
+                                _ => "other connection failures",
                             };
                             for line in server
                                 .refusals
@@ -447,8 +450,11 @@ impl Server {
                 }
                 Err(error) => return Err(error.into()),
             };
-            let plain = rx.open(&frame)?;
+            // The plaintext may hold a secret's value (secret.set): wiped
+            // as soon as the request is handled.
+            let plain = zeroize::Zeroizing::new(rx.open(&frame)?);
             let (id, method, target, outcome) = self.dispatch(operator, &plain);
+            drop(plain);
             // Disk work (deploy, remove, secret.set) runs off the loop; its
             // outcome is the call's outcome, for the caller and the audit.
             let outcome = match outcome {
@@ -514,7 +520,7 @@ impl Server {
         operator: &Operator,
         plain: &[u8],
     ) -> (Value, String, Option<String>, Result<Reply, ApiError>) {
-        let request: Value = match serde_json::from_slice(plain) {
+        let mut request: Value = match serde_json::from_slice(plain) {
             Ok(value) => value,
             Err(error) => {
                 let error = ApiError {
@@ -531,18 +537,23 @@ impl Server {
             .map(str::to_owned);
         let (Some(method), Some("2.0")) = (method, request.get("jsonrpc").and_then(Value::as_str))
         else {
+            runtime::secret::wipe_strings(&mut request);
             let error = ApiError {
                 code: code::INVALID_REQUEST,
                 message: "not a JSON-RPC 2.0 request".into(),
             };
             return (id, "-".into(), None, Err(error));
         };
-        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        let mut params = request.get("params").cloned().unwrap_or(Value::Null);
         let target = params
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned);
         let outcome = self.dispatcher.call(operator, &method, &params);
+        // Nothing of the request outlives its handling (secret.set carries
+        // a value in it).
+        runtime::secret::wipe_strings(&mut params);
+        runtime::secret::wipe_strings(&mut request);
         (id, method, target, outcome)
     }
 }

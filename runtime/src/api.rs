@@ -387,7 +387,7 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Reply, ApiEr
     // file is durably there (applied whole or not at all).
     let work = Work::Write {
         path,
-        bytes: text.as_bytes().to_vec(),
+        bytes: text.as_bytes().to_vec().into(),
         mode: 0o644,
     };
     let then = Then::Deploy {
@@ -505,7 +505,7 @@ fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, A
     }
     let work = Work::Write {
         path: files.secrets.join(name),
-        bytes: value.as_bytes().to_vec(),
+        bytes: value.as_bytes().to_vec().into(),
         mode: 0o600,
     };
     let then = Then::Secret {

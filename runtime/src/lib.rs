@@ -20,6 +20,7 @@ pub mod journal;
 pub mod logbook;
 pub mod probe;
 mod runtime;
+pub mod secret;
 pub mod spawn;
 pub mod spool;
 pub mod store;

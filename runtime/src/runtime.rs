@@ -401,7 +401,14 @@ impl Runtime {
                     env: &env,
                     dir: service.dir.as_deref(),
                 };
-                self.sys.spawn(launch, Some(&name))
+                let spawned = self.sys.spawn(launch, Some(&name));
+                // Our copies of the secrets' values go now. (std's Command
+                // keeps its own while it builds envp and frees them
+                // unwiped: secrets handed over as files avoid that.)
+                for (_, value) in &mut env {
+                    zeroize::Zeroize::zeroize(value);
+                }
+                spawned
             }
             (None, Ok(_)) => Err(SpawnError {
                 code: 127,

@@ -22,8 +22,9 @@ pub enum Work {
     Write {
         /// The file.
         path: PathBuf,
-        /// Its new content.
-        bytes: Vec<u8>,
+        /// Its new content (wiped when the job is dropped: it may be a
+        /// secret's value).
+        bytes: crate::secret::SecretBytes,
         /// Its permission bits.
         mode: u32,
     },
@@ -53,7 +54,7 @@ impl Work {
     fn run(&self) -> std::io::Result<()> {
         match self {
             Work::Write { path, bytes, mode } => {
-                crate::atomic::write_atomically(path, bytes, *mode)
+                crate::atomic::write_atomically(path, bytes.as_slice(), *mode)
             }
             Work::Remove { path } => match crate::atomic::remove_durably(path) {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -138,7 +139,7 @@ mod tests {
     fn a_write_never_shows_its_content() {
         let work = Work::Write {
             path: "/var/lib/spore/secrets/db".into(),
-            bytes: b"s3cr3t".to_vec(),
+            bytes: b"s3cr3t".to_vec().into(),
             mode: 0o600,
         };
         let shown = format!("{work:?}");

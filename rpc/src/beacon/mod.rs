@@ -173,7 +173,7 @@ impl Beacon {
         }))
     }
 
-    /// Logs a refusal: the first of its kind per interval in full, the
+    /// Logs a refusal: the first few of its kind per interval in full, the
     /// rest counted (a flood of bad registrations is not a flood of lines).
     pub(crate) fn refused(&self, kind: &'static str, detail: impl FnOnce() -> String) {
         for line in self.refusals.refuse(kind, detail) {

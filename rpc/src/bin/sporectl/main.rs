@@ -517,7 +517,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     }
     // Files and stdin are read once the command is confirmed.
     let identity = Rc::new(identity(options)?);
-    let (method, params) = request(options)?;
+    let (method, mut params) = request(options)?;
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
     let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
@@ -528,7 +528,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
             let queue = queue.clone();
             let outcomes = outcomes.clone();
             let identity = identity.clone();
-            let params = params.clone();
+            let mut params = params.clone();
             executor.spawn(async move {
                 loop {
                     let job = queue.borrow_mut().pop_front();
@@ -545,6 +545,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         eprint!("\r{}/{total} nodes done", outcomes.borrow().len());
                     }
                 }
+                runtime::secret::wipe_strings(&mut params);
             })
         })
         .collect();
@@ -555,6 +556,8 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
             }
         })
         .await;
+    // A secret.set's value: each node's copy was wiped once sent.
+    runtime::secret::wipe_strings(&mut params);
     if progress {
         eprintln!();
     }

@@ -1,0 +1,85 @@
+//! Bytes that may be a secret: wiped when dropped, never printed. What
+//! spore holds of a secret's value lives in this type (or in
+//! `zeroize::Zeroizing`) for as long as it is needed and no longer, so a
+//! later heap dump or a reused allocation does not carry it.
+
+use zeroize::Zeroize;
+
+/// A buffer that is zeroed on drop and whose Debug shows only its length.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes` (no copy is made).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+/// Zeroes every string in `value` (a request that carried a secret, once
+/// it has been handled). serde_json keeps no other copy of a string it
+/// parsed without escapes.
+pub fn wipe_strings(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        Value::Object(map) => map.values_mut().for_each(wipe_strings),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_length_never_the_bytes() {
+        let secret = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{secret:?}"), "<7 bytes>");
+    }
+
+    #[test]
+    fn wiping_a_request_empties_every_string() {
+        let mut value =
+            serde_json::json!({ "name": "db", "value": "hunter2", "list": ["a", { "x": "y" }] });
+        wipe_strings(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({ "name": "", "value": "", "list": ["", { "x": "" }] })
+        );
+    }
+}
