@@ -40,6 +40,10 @@ pub enum ClientError {
     /// The node is full: too many connections or sessions (try again).
     #[error("{0}")]
     Busy(String),
+    /// The node closed the connection before answering our hello: under a
+    /// flood it sheds unauthenticated connections (try again).
+    #[error("the node closed the connection before the handshake ({0}); it sheds unauthenticated connections when flooded")]
+    Shed(String),
     /// sporectl declined to go on: not confirmed, or a node key that came
     /// over a channel that cannot be trusted for this command.
     #[error("{0}")]
@@ -60,7 +64,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Declined(_) => 2,
-            ClientError::Busy(_) => 6,
+            ClientError::Busy(_) | ClientError::Shed(_) => 6,
             ClientError::Rpc { .. } => 1,
             ClientError::Unreachable(_) => 3,
             ClientError::Auth(_) => 4,
@@ -121,7 +125,12 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
     write_frame(&mut stream, &hello)
         .await
         .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-    let node_hello = read_frame(&mut stream, MAX_HANDSHAKE_FRAME).await?;
+    let node_hello = read_frame(&mut stream, MAX_HANDSHAKE_FRAME)
+        .await
+        .map_err(|e| match e {
+            FrameError::Io(io) => ClientError::Shed(io.to_string()),
+            other => ClientError::from(other),
+        })?;
     if let Some(why) = busy_notice(&node_hello) {
         return Err(ClientError::Busy(why));
     }

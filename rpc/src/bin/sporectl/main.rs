@@ -409,8 +409,9 @@ async fn run(options: &Options) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Connects; a node that says it is busy is asked again after 0.25, 0.5
-/// and 1 s (safe: nothing was sent yet), then the busy error stands.
+/// Connects; a node that says it is busy, or that shed the connection
+/// before its hello (a flood), is asked again after 0.25, 0.5 and 1 s
+/// (safe: nothing was sent yet), then the error stands.
 async fn connect_patiently(
     address: &str,
     identity: &Identity,
@@ -419,9 +420,11 @@ async fn connect_patiently(
     let mut pause = Duration::from_millis(250);
     loop {
         match connect(address, identity, pin, Duration::from_secs(15)).await {
-            Err(ClientError::Busy(why)) if pause <= Duration::from_secs(1) => {
+            Err(error @ (ClientError::Busy(_) | ClientError::Shed(_)))
+                if pause <= Duration::from_secs(1) =>
+            {
                 eprintln!(
-                    "sporectl: {address}: {why}; retrying in {} ms",
+                    "sporectl: {address}: {error}; retrying in {} ms",
                     pause.as_millis()
                 );
                 smol::Timer::after(pause).await;
