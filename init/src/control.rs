@@ -212,7 +212,18 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
                     match step {
                         FollowStep::Line(line) => {
                             let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": api::line_json(&line) });
-                            write_line(&mut writer, &note).await?;
+                            // A caller that stops reading fills the socket;
+                            // after `idle` of a blocked write its slot goes.
+                            let written = async { Some(write_line(&mut writer, &note).await) }
+                                .or(async {
+                                    smol::Timer::after(idle).await;
+                                    None
+                                })
+                                .await;
+                            match written {
+                                Some(written) => written?,
+                                None => return Ok(()),
+                            }
                         }
                         FollowStep::Ended | FollowStep::Closed => return Ok(()),
                     }

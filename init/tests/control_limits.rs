@@ -70,7 +70,9 @@ fn followers_that_go_away_free_their_connection() {
 
 #[test]
 fn over_the_cap_a_caller_is_told_why_and_idle_connections_time_out() {
-    let spore = spore_with("[control]\nmax_connections = 4\nidle_timeout_ms = 1000\n");
+    // The idle timeout leaves time for the 50 refusals even on a loaded
+    // machine: an idle one closing early would admit a "refused" caller.
+    let spore = spore_with("[control]\nmax_connections = 4\nidle_timeout_ms = 3000\n");
     let held: Vec<UnixStream> = (0..4)
         .map(|_| UnixStream::connect(&spore.socket).unwrap())
         .collect();
@@ -102,4 +104,51 @@ fn over_the_cap_a_caller_is_told_why_and_idle_connections_time_out() {
         "50 refusals are summarised, not logged one by one:\n{log}"
     );
     assert!(log.contains("too many connections (cap 4)"), "{log}");
+}
+
+#[test]
+fn a_follower_that_stops_reading_gives_its_connection_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(etc.join("services")).unwrap();
+    std::fs::write(
+        etc.join("spore.toml"),
+        "[control]\nmax_connections = 2\nidle_timeout_ms = 1000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("services/chatty.toml"),
+        "[service]\nname = \"chatty\"\nexec = [\"/bin/sh\", \"-c\", \"while :; do echo a-line-of-output-that-fills-the-socket-buffer-quickly; done\"]\n",
+    )
+    .unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_state("chatty", "ready");
+    // Two followers that read their first answer and then nothing: they
+    // hold both slots until their writes have been blocked for a second.
+    let stalled: Vec<UnixStream> = (0..2)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&spore.socket).unwrap();
+            let request = json!({ "jsonrpc": "2.0", "id": 1, "method": "service.logs",
+                                  "params": { "name": "chatty", "lines": 1, "follow": true } });
+            stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    spore.wait_for(
+        "a status call once the stalled followers are closed",
+        Duration::from_secs(30),
+        |s| {
+            // Over the cap the answer is a -32007 with a null id, not a list.
+            let mut stream = UnixStream::connect(&s.socket).unwrap();
+            let request = json!({ "jsonrpc": "2.0", "id": 1, "method": "service.list" });
+            if stream.write_all(format!("{request}\n").as_bytes()).is_err() {
+                return false;
+            }
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            serde_json::from_str::<Value>(&line)
+                .is_ok_and(|v| v["result"].as_array().is_some_and(|l| l.len() == 1))
+        },
+    );
+    drop(stalled);
 }

@@ -227,6 +227,56 @@ fn interrupted_follows_free_their_connections() {
 }
 
 #[test]
+fn a_follow_whose_client_stops_reading_gives_its_slot_back() {
+    let fleet = node_with("session_idle_timeout_ms = 1500\n");
+    let chatty = fleet.spore.path("chatty.toml");
+    std::fs::write(
+        &chatty,
+        "[service]\nname = \"chatty\"\nexec = [\"/bin/sh\", \"-c\", \"while :; do echo a-line-of-output-that-fills-the-socket-buffer-quickly; done\"]\n",
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", chatty.to_str().unwrap(), "--start"])
+        .status
+        .success());
+    // A follow whose client reads its first answer, then nothing more.
+    let session = smol::block_on(async {
+        let mut session = connect(
+            &fleet.address,
+            &fleet.identity("reader"),
+            &fleet.pin(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        session
+            .call(
+                "service.logs",
+                json!({ "name": "chatty", "lines": 1, "follow": true }),
+            )
+            .await
+            .unwrap();
+        session
+    });
+    fleet.spore.wait_for(
+        "the stalled follow to be closed",
+        Duration::from_secs(30),
+        |s| s.stderr().contains("stopped reading its follow"),
+    );
+    drop(session);
+    let list = fleet.sporectl("reader", &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(fleet
+        .sporectl("admin", &["stop", "chatty"])
+        .status
+        .success());
+}
+
+#[test]
 fn idle_connections_held_open_do_not_lock_operators_out() {
     // On main, 32 idle connections (the pre-auth cap) kept every operator
     // out; a flood now only evicts its own idle sockets to make room.

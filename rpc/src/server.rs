@@ -48,7 +48,8 @@ pub struct Limits {
     /// The handshake deadline while the pre-auth table is half full.
     pub pressure_deadline: Duration,
     /// An authenticated session that sends no request for this long is
-    /// closed (a follow counts as active while it streams).
+    /// closed; a follow counts as active while its client reads, and one
+    /// whose writes stay blocked this long is closed too.
     pub session_idle: Duration,
     /// Authenticated sessions at once for one operator key.
     pub max_sessions_per_key: usize,
@@ -499,7 +500,26 @@ impl Server {
                             return Ok(());
                         };
                         let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": runtime::api::line_json(&line) });
-                        send(&mut stream, &mut tx, &note).await?;
+                        // A follow is active only while its client reads:
+                        // one that stops reading fills the socket, and after
+                        // `session_idle` of a blocked write it gives its
+                        // slot back.
+                        let sent = async { Some(send(&mut stream, &mut tx, &note).await) }
+                            .or(async {
+                                Timer::after(idle).await;
+                                None
+                            })
+                            .await;
+                        match sent {
+                            Some(sent) => sent?,
+                            None => {
+                                self.dispatcher.log(format!(
+                                    "rpc: {peer}: {} ({}) stopped reading its follow for {idle:?}; session closed",
+                                    operator.fingerprint, operator.comment
+                                ));
+                                return Ok(());
+                            }
+                        }
                     }
                 }
                 Ok(Reply::Pending(_)) => {
