@@ -966,6 +966,40 @@ fn approve_mode_keeps_new_nodes_pending_until_an_operator_signs_an_approval() {
     spore.wait_for("call-home accepted", Duration::from_secs(20), |s| {
         s.stderr().contains("registered node-05")
     });
+    // A new key claiming the listed name waits too (a rekey needs an
+    // approval), and the listed record is untouched until then.
+    let rekey = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    // Timestamps of one name only go up: a second after the node's.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, body) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &signed_registration("node-05", &rekey, None),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(nodes(beacon.port)[0]["fingerprint"], fingerprint.as_str());
+    let other = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let (status, _) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &signed_registration("node-05", &other, None),
+    );
+    assert_eq!(status, 202, "a second claim");
+    let two = as_who(&op, &["approve", "node-05", "--yes"]);
+    assert_eq!(
+        two.status.code(),
+        Some(2),
+        "two keys claim it: --fingerprint"
+    );
+    assert!(String::from_utf8_lossy(&two.stderr).contains("2 keys claim node-05"));
+    let new_key = rpc::nodekey::fingerprint(&rekey.verifying_key());
+    let approved = as_who(&op, &["approve", "node-05", "--fingerprint", &new_key]);
+    assert!(approved.status.success());
+    assert_eq!(nodes(beacon.port)[0]["fingerprint"], new_key.as_str());
+    let (_, pending) = http(beacon.port, "GET", "/api/v1/pending", "");
+    assert_eq!(pending, "[]", "approving one claim drops the others");
     // A captured order is worthless a second time.
     let identity = rpc::identity::Identity::from_file(&op).unwrap();
     let order = rpc::beacon::admin::Order::signed(

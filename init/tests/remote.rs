@@ -276,6 +276,63 @@ fn a_follow_whose_client_stops_reading_gives_its_slot_back() {
         .success());
 }
 
+fn pss_kib(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
+        .unwrap()
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn after_256_interrupted_follows_an_admin_gets_in_and_memory_is_back() {
+    // The node's default cap is 256: each leaked follow would hold one.
+    let fleet = node();
+    assert!(fleet.sporectl("admin", &["list"]).status.success());
+    let pid = fleet.spore.pid();
+    let (pss_before, fds_before) = (pss_kib(pid), open_fds(pid));
+    smol::block_on(async {
+        for _ in 0..256 {
+            let mut session = connect(
+                &fleet.address,
+                &fleet.identity("reader"),
+                &fleet.pin(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+            session
+                .call("service.logs", json!({ "name": "web", "follow": true }))
+                .await
+                .unwrap();
+            // The operator presses Ctrl-C while the service prints nothing.
+            drop(session);
+        }
+    });
+    fleet.spore.wait_for(
+        "the follows' sockets to close",
+        Duration::from_secs(10),
+        |_| open_fds(pid) <= fds_before,
+    );
+    let list = fleet.sporectl("admin", &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let pss_after = pss_kib(pid);
+    assert!(
+        pss_after <= pss_before + 1024,
+        "PSS {pss_before} KiB -> {pss_after} KiB after 256 interrupted follows"
+    );
+}
+
 #[test]
 fn idle_connections_held_open_do_not_lock_operators_out() {
     // On main, 32 idle connections (the pre-auth cap) kept every operator

@@ -121,6 +121,9 @@ impl LogBook {
 
     /// A queue receiving every line pushed from now on.
     pub fn follow(&mut self) -> Receiver<LogLine> {
+        // Followers that went away are otherwise dropped only when a line
+        // comes: a quiet service would keep every one (and its queue).
+        self.followers.retain(|follower| !follower.is_closed());
         let (tx, rx) = smol::channel::bounded(FOLLOW_QUEUE);
         self.followers.push(tx);
         rx
@@ -180,6 +183,16 @@ mod tests {
         book.push(line("hello"));
         assert_eq!(rx.try_recv().unwrap().text, "hello");
         assert_eq!(book.followers.len(), 1);
+    }
+
+    #[test]
+    fn a_quiet_service_does_not_keep_followers_that_went_away() {
+        let (mut book, _) = LogBook::new(10, None);
+        for _ in 0..100 {
+            drop(book.follow());
+        }
+        let _live = book.follow();
+        assert_eq!(book.followers.len(), 1, "no line came, none piled up");
     }
 
     #[test]
