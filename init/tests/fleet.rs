@@ -1121,3 +1121,61 @@ fn sporectl_reads_the_beacon_over_https_with_its_ca_and_refuses_plain_http_elsew
     assert_eq!(plain.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&plain.stderr).contains("https"));
 }
+
+#[test]
+fn a_flood_of_silent_connections_does_not_keep_nodes_or_operators_from_the_beacon() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("beacon.log");
+    let port = free_port();
+    let child = Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--open", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(work.path().join("beacon"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let beacon = Beacon { child, port };
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // 2,000 connections held open without a byte, from the nodes' own
+    // address (more than the beacon's 256 connections), and more opened
+    // between calls, as an attacker reopens what the beacon closes.
+    let mut held: Vec<TcpStream> = (0..2000)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(held.len() > 1000, "the flood opened {}", held.len());
+    for call in 0..20 {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[call as u8 + 1; 32]);
+        let start = std::time::Instant::now();
+        let (status, body) = http(
+            port,
+            "POST",
+            "/api/v1/nodes/register",
+            &signed_registration(&format!("node-{call}"), &key, None),
+        );
+        assert_eq!(status, 200, "registration {call}: {body}");
+        let listed = sporectl(&["nodes", "--json", "--beacon", &beacon.url()]);
+        assert!(listed.status.success(), "listing {call}");
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "call {call} took {took:?}");
+        held.extend((0..20).filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok()));
+    }
+    assert_eq!(listed(port).len(), 20);
+    drop(beacon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| !l.contains("enrolled node-"))
+        .count();
+    assert!(
+        lines < 5,
+        "{} held connections wrote {lines} log lines:\n{text}",
+        held.len()
+    );
+    assert!(text.contains("evicted to make room"), "{text}");
+}

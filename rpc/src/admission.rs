@@ -25,6 +25,8 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// Bounds on unauthenticated connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
+    /// Who is speaking in the summary lines (`rpc`, `beacon`).
+    pub label: &'static str,
     /// Unauthenticated connections at once, from everyone.
     pub total: usize,
     /// Unauthenticated connections at once from one address.
@@ -201,7 +203,8 @@ impl Admission {
             return None;
         }
         let line = format!(
-            "rpc: unauthenticated connections since the last summary: {} evicted to make room, {} timed out (handshake not finished within {}s), {} went away, {} refused (node at its connection limit); {} held now",
+            "{}: unauthenticated connections since the last summary: {} evicted to make room, {} timed out (not through within {}s), {} went away, {} refused (at the connection limit); {} held now",
+            self.bounds.label,
             tally.evicted,
             tally.timed_out,
             self.bounds.deadline.as_secs_f64(),
@@ -265,6 +268,7 @@ mod tests {
 
     fn bounds(total: usize, per_source: usize) -> Bounds {
         Bounds {
+            label: "test",
             total,
             per_source,
             deadline: Duration::from_secs(10),

@@ -137,6 +137,7 @@ impl Server {
             authorized: RefCell::new(authorized),
             dispatcher,
             admission: Admission::new(Bounds {
+                label: "rpc",
                 total: limits.max_handshaking,
                 per_source: limits.max_handshaking_per_source,
                 deadline: limits.handshake_deadline,

@@ -14,9 +14,10 @@ pub mod enroll;
 pub mod store;
 pub mod tls;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpListener;
 use smol::{LocalExecutor, Timer};
 
+use crate::admission::{Admission, Bounds, Ending};
 use crate::authorized::AuthorizedKeys;
 use crate::enrollment::Trust;
 use crate::refusals::RefusalLog;
@@ -63,14 +65,20 @@ pub struct Settings {
     pub operators: Option<PathBuf>,
     /// Registrations waiting for approval, at most (the oldest makes room).
     pub max_pending: usize,
-    /// Connections at once.
+    /// Connections at once; when full, a newcomer is admitted and an older
+    /// connection that has not sent its whole request makes room (silent
+    /// ones first), as on the node's RPC port.
     pub max_connections: usize,
+    /// Connections at once from one source address.
+    pub max_per_source: usize,
     /// Registrations per second per source address (token bucket refill).
     pub rate_per_second: f64,
     /// Bucket size: requests allowed in a burst.
     pub burst: f64,
     /// Time allowed to receive a whole request (and finish TLS).
     pub request_deadline: Duration,
+    /// The same while the connection table is half full.
+    pub pressure_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -81,9 +89,11 @@ impl Default for Settings {
             operators: None,
             max_pending: 1_000,
             max_connections: 256,
+            max_per_source: 32,
             rate_per_second: 5.0,
             burst: 20.0,
             request_deadline: Duration::from_secs(10),
+            pressure_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -114,7 +124,7 @@ pub struct Beacon {
     operators: RefCell<Option<AuthorizedKeys>>,
     gate: RefCell<admin::Gate>,
     refusals: RefusalLog,
-    connections: Cell<usize>,
+    admission: Admission,
     buckets: RefCell<HashMap<IpAddr, (f64, Instant)>>,
 }
 
@@ -162,13 +172,20 @@ impl Beacon {
             .operators
             .as_deref()
             .map(|p| AuthorizedKeys::load(p, &mut |line| eprintln!("beacon: {line}")));
+        let admission = Admission::new(Bounds {
+            label: "beacon",
+            total: settings.max_connections,
+            per_source: settings.max_per_source,
+            deadline: settings.request_deadline,
+            pressure_deadline: settings.pressure_deadline,
+        });
         Ok(Rc::new(Self {
             store,
             settings,
             operators: RefCell::new(operators),
             gate: RefCell::new(admin::Gate::default()),
             refusals: RefusalLog::new("beacon", crate::admission::SUMMARY_EVERY),
-            connections: Cell::new(0),
+            admission,
             buckets: RefCell::new(HashMap::new()),
         }))
     }
@@ -194,50 +211,57 @@ impl Beacon {
                 Timer::after(Duration::from_millis(100)).await;
                 continue;
             };
-            if self.connections.get() >= self.settings.max_connections {
-                self.refused("connections over the limit", || {
-                    format!(
-                        "beacon: refused a connection from {peer}: {} connections open",
-                        self.connections.get()
-                    )
-                });
-                continue;
-            }
-            self.connections.set(self.connections.get() + 1);
+            // The table makes its own room: a flood of silent connections
+            // is evicted, oldest first, before any that sent its request.
+            let ticket = self.admission.admit(peer.ip(), stream.as_raw_fd());
             let beacon = self.clone();
             let acceptor = acceptor.clone();
             executor
                 .spawn(async move {
-                    let deadline = beacon.settings.request_deadline;
+                    let deadline = ticket.deadline;
+                    let id = ticket.id();
                     let work = async {
                         match acceptor {
                             Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(tls) => beacon.connection(tls, peer).await,
-                                Err(_) => Ok(()),
+                                Ok(tls) => beacon.connection(tls, peer, id).await,
+                                Err(_) => Err(Ending::Failed),
                             },
-                            None => beacon.connection(stream, peer).await,
+                            None => beacon.connection(stream, peer, id).await,
                         }
                     };
-                    let _ = work
+                    let ending = work
                         .or(async {
                             Timer::after(deadline).await;
-                            Ok(())
+                            Err(Ending::TimedOut)
+                        })
+                        .or(async {
+                            let _ = ticket.evicted.recv().await;
+                            Err(Ending::Evicted)
                         })
                         .await;
-                    beacon
-                        .connections
-                        .set(beacon.connections.get().saturating_sub(1));
+                    beacon.admission.done(id);
+                    if let Err(ending) = ending {
+                        if let Some(line) = beacon.admission.count(ending) {
+                            eprintln!("{line}");
+                        }
+                    }
                 })
                 .detach();
         }
     }
 
+    /// Reads one request, answers it, closes. `Err` says how a connection
+    /// that never got its answer ended, for the admission counts.
     async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut stream: S,
         peer: SocketAddr,
-    ) -> std::io::Result<()> {
-        let reply = match read_request(&mut stream).await {
+        ticket: u64,
+    ) -> Result<(), Ending> {
+        let request = read_request(&mut stream).await;
+        // A whole request: evicted only after every silent connection.
+        self.admission.progressed(ticket);
+        let reply = match request {
             // Registrations and orders are rate-limited per source (they
             // cost a signature check and a durable write); reads are cheap
             // and are not.
@@ -267,10 +291,14 @@ impl Beacon {
             reply.status,
             body.len()
         );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.flush().await?;
-        stream.close().await
+        let written = async {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(body.as_bytes()).await?;
+            stream.flush().await?;
+            stream.close().await
+        }
+        .await;
+        written.map_err(|_| Ending::Failed)
     }
 
     /// Token bucket per source address.
