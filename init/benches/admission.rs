@@ -14,8 +14,9 @@
     missing_docs
 )]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,51 +93,9 @@ fn closed_by_peer(stream: &TcpStream) -> bool {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("etc/services")).unwrap();
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench@host", "-f"])
-        .arg(d.join("op"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::copy(d.join("op.pub"), d.join("etc/authorized_keys")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    std::fs::write(
-        d.join("etc/spore.toml"),
-        format!("[rpc]\nlisten = [\"{address}\"]\n"),
-    )
-    .unwrap();
-    let mut node = Command::new(env!("CARGO_BIN_EXE_spore"))
-        .args(["run", "--config-dir"])
-        .arg(d.join("etc"))
-        .arg("--state-dir")
-        .arg(d.join("state"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(&address).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let node_key = Command::new("ssh-keygen")
-        .arg("-y")
-        .arg("-f")
-        .arg(d.join("state/node_key"))
-        .output()
-        .unwrap();
-    let pin = Pin::Key(
-        rpc::nodekey::parse_openssh_public(&String::from_utf8(node_key.stdout).unwrap()).unwrap(),
-    );
-    let identity = Identity::from_file(&d.join("op")).unwrap();
-
-    let quiet = operator_handshakes(&address, &identity, &pin);
+    let node = common::start(dir.path(), &[], "");
+    let (address, identity, pin) = (&node.address, &node.identity, &node.pin);
+    let quiet = operator_handshakes(address, identity, pin);
 
     // The flood: as many connections as the descriptor limit allows (minus
     // room for the operator), opened as fast as one thread can, all held.
@@ -148,7 +107,7 @@ fn main() {
     let flooding = Arc::new(AtomicBool::new(true));
     let attacker = {
         let flooding = flooding.clone();
-        let address = address.clone();
+        let address = address.to_owned();
         std::thread::spawn(move || {
             // A ring of held sockets: when it is full the oldest goes (the
             // node closed nearly all of those long ago), so the flood lasts
@@ -172,11 +131,10 @@ fn main() {
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let flood = operator_handshakes(&address, &identity, &pin);
+    let flood = operator_handshakes(address, identity, pin);
     flooding.store(false, Ordering::Relaxed);
     let (opened, shed, flood_time) = attacker.join().unwrap();
-    let _ = node.kill();
-    let _ = node.wait();
+    drop(node);
 
     println!(
         "flood from the operator's own address, up to {limit} held at once: {opened} connections opened in {:.1} s ({:.0}/s); the node shed {shed} ({:.0}/s)",

@@ -330,28 +330,7 @@ fn hostnames_that_are_not_rfc_1123_are_refused_and_nothing_is_printed_raw() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let registration = |hostname: &str, sign: bool| {
-        let mut r = Registration {
-            hostname: hostname.into(),
-            mycelium_pubkey: "ab".repeat(32),
-            mycelium_subnet: "415:6e6d:c26c:5c97::/64".into(),
-            mycelium_address: "415:6e6d:c26c:5c97::1".into(),
-            hero_proc_port: 9999,
-            hero_proc_auth_pubkey: rpc::nodekey::openssh_public(&key.verifying_key()),
-            spore_version: "test".into(),
-            timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-            enrollment: None,
-            extra: Default::default(),
-            signature: String::new(),
-        };
-        if sign {
-            r.sign(&key).unwrap();
-        }
-        serde_json::to_string(&r).unwrap()
-    };
+    let registration = |hostname: &str, sign: bool| registration_json(hostname, &key, None, sign);
     // A forged line in the log, with a bad signature: refused before the
     // signature is even looked at, and logged escaped.
     let forged = "evil\n2026-01-01 beacon: accepted trusted-node";
@@ -699,6 +678,16 @@ fn signed_registration(
     key: &ed25519_dalek::SigningKey,
     proof: Option<rpc::enrollment::Proof>,
 ) -> String {
+    registration_json(hostname, key, proof, true)
+}
+
+/// A registration naming `key`'s public half, signed by it only if `sign`.
+fn registration_json(
+    hostname: &str,
+    key: &ed25519_dalek::SigningKey,
+    proof: Option<rpc::enrollment::Proof>,
+    sign: bool,
+) -> String {
     let mut r = Registration {
         hostname: hostname.into(),
         mycelium_pubkey: "ab".repeat(32),
@@ -715,7 +704,9 @@ fn signed_registration(
         extra: Default::default(),
         signature: String::new(),
     };
-    r.sign(key).unwrap();
+    if sign {
+        r.sign(key).unwrap();
+    }
     serde_json::to_string(&r).unwrap()
 }
 

@@ -136,6 +136,16 @@ impl Fleet {
         Identity::from_file(&self.keys.join(key)).unwrap()
     }
 
+    /// A signed session as operator `key`, through the client library.
+    fn open(&self, key: &str) -> Result<rpc::client::Session, ClientError> {
+        smol::block_on(connect(
+            &self.address,
+            &self.identity(key),
+            &self.pin(),
+            Duration::from_secs(10),
+        ))
+    }
+
     fn pin(&self) -> Pin {
         Pin::Key(rpc::nodekey::parse_openssh_public(&self.node_key).unwrap())
     }
@@ -147,6 +157,15 @@ impl Fleet {
             .unwrap()["pid"]
             .as_i64()
             .unwrap()
+    }
+}
+
+/// `outcome` must be a "node busy" refusal whose message has `needle`.
+fn assert_busy(outcome: Result<rpc::client::Session, ClientError>, needle: &str, what: &str) {
+    match outcome {
+        Err(ClientError::Busy(message)) => assert!(message.contains(needle), "{what}: {message}"),
+        Err(other) => panic!("{what}: {other}"),
+        Ok(_) => panic!("{what} was granted"),
     }
 }
 
@@ -400,22 +419,12 @@ fn readers_cannot_take_the_admins_slots_and_idle_sessions_give_theirs_back() {
     sporectl_bin();
     let fleet =
         node_with("max_connections = 4\nadmin_reserved = 2\nsession_idle_timeout_ms = 4000\n");
-    let open = |key: &str| {
-        smol::block_on(connect(
-            &fleet.address,
-            &fleet.identity(key),
-            &fleet.pin(),
-            Duration::from_secs(10),
-        ))
-    };
-    let readers: Vec<_> = (0..2).map(|_| open("reader").unwrap()).collect();
-    match open("reader") {
-        Err(ClientError::Busy(message)) => {
-            assert!(message.contains("kept for admins"), "{message}")
-        }
-        Err(other) => panic!("a third reader session: {other}"),
-        Ok(_) => panic!("a third reader session was granted"),
-    }
+    let readers: Vec<_> = (0..2).map(|_| fleet.open("reader").unwrap()).collect();
+    assert_busy(
+        fleet.open("reader"),
+        "kept for admins",
+        "a third reader session",
+    );
     let busy = fleet.sporectl("reader", &["list"]);
     assert_eq!(
         busy.status.code(),
@@ -454,34 +463,22 @@ fn a_full_node_says_busy_per_key_and_in_total_and_a_garbage_flood_is_counted() {
         write_frame(&mut stream, b"this is not a ClientHello at all");
         assert!(closed_by_node(&mut stream));
     }
-    let open = |key: &str| {
-        smol::block_on(connect(
-            &fleet.address,
-            &fleet.identity(key),
-            &fleet.pin(),
-            Duration::from_secs(10),
-        ))
-    };
     // The per-key cap: a third session of one key is refused as busy.
-    let admins: Vec<_> = (0..2).map(|_| open("admin").unwrap()).collect();
-    match open("admin") {
-        Err(ClientError::Busy(message)) => {
-            assert!(message.contains("this key holds 2 sessions"), "{message}")
-        }
-        Err(other) => panic!("a third admin session: {other}"),
-        Ok(_) => panic!("a third session of one key was granted"),
-    }
+    let admins: Vec<_> = (0..2).map(|_| fleet.open("admin").unwrap()).collect();
+    assert_busy(
+        fleet.open("admin"),
+        "this key holds 2 sessions",
+        "a third admin session",
+    );
     // The node's own cap: with 3 sessions held, a newcomer is told the
     // node is full before any handshake (not a protocol error), and
     // sporectl retries, then exits 6.
-    let reader = open("reader").unwrap();
-    match open("reader") {
-        Err(ClientError::Busy(message)) => {
-            assert!(message.contains("too many connections"), "{message}")
-        }
-        Err(other) => panic!("a fourth connection: {other}"),
-        Ok(_) => panic!("a fourth connection was served"),
-    }
+    let reader = fleet.open("reader").unwrap();
+    assert_busy(
+        fleet.open("reader"),
+        "too many connections",
+        "a fourth connection",
+    );
     let busy = fleet.sporectl("admin", &["list"]);
     let stderr = String::from_utf8_lossy(&busy.stderr);
     assert_eq!(busy.status.code(), Some(6), "{stderr}");

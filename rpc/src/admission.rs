@@ -27,6 +27,9 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 pub struct Bounds {
     /// Who is speaking in the summary lines (`rpc`, `beacon`).
     pub label: &'static str,
+    /// What a connection must finish before its deadline (`handshake`,
+    /// `request`), for the summary lines.
+    pub task: &'static str,
     /// Unauthenticated connections at once, from everyone.
     pub total: usize,
     /// Unauthenticated connections at once from one address.
@@ -203,10 +206,11 @@ impl Admission {
             return None;
         }
         let line = format!(
-            "{}: unauthenticated connections since the last summary: {} evicted to make room, {} timed out (not through within {}s), {} went away, {} refused (at the connection limit); {} held now",
+            "{}: unauthenticated connections since the last summary: {} evicted to make room, {} timed out ({} not finished within {}s), {} went away, {} refused (at the connection limit); {} held now",
             self.bounds.label,
             tally.evicted,
             tally.timed_out,
+            self.bounds.task,
             self.bounds.deadline.as_secs_f64(),
             tally.failed,
             tally.full,
@@ -269,6 +273,7 @@ mod tests {
     fn bounds(total: usize, per_source: usize) -> Bounds {
         Bounds {
             label: "test",
+            task: "handshake",
             total,
             per_source,
             deadline: Duration::from_secs(10),

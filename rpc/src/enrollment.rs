@@ -118,7 +118,7 @@ impl Credential {
             .sign(&signed_bytes(hostname, node_key));
         Ok(Proof {
             certificate: self.certificate.to_openssh().map_err(|e| e.to_string())?,
-            signature: hex(&signature.to_bytes()),
+            signature: crate::registration::hex(&signature.to_bytes()),
         })
     }
 
@@ -270,7 +270,7 @@ impl Trust {
             return Err(EnrollmentError::Unusable("not an ssh-ed25519 key".into()));
         };
         let image_key = VerifyingKey::from_bytes(&public.0).map_err(|_| EnrollmentError::Forged)?;
-        let signature: [u8; 64] = decode_hex(&proof.signature)
+        let signature: [u8; 64] = crate::registration::decode_hex(&proof.signature)
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or(EnrollmentError::Forged)?;
         image_key
@@ -313,23 +313,6 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     pattern
         .get(p..)
         .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(test)]

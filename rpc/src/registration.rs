@@ -79,11 +79,7 @@ impl Registration {
     /// Signs with the node key.
     pub fn sign(&mut self, key: &SigningKey) -> Result<(), RegistrationError> {
         let signature = key.sign(&self.signed_bytes()?);
-        self.signature = signature
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        self.signature = hex(&signature.to_bytes());
         Ok(())
     }
 
@@ -101,7 +97,13 @@ impl Registration {
     }
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes from hex (either case); None unless every pair is hex.
+pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }

@@ -138,6 +138,7 @@ impl Server {
             dispatcher,
             admission: Admission::new(Bounds {
                 label: "rpc",
+                task: "handshake",
                 total: limits.max_handshaking,
                 per_source: limits.max_handshaking_per_source,
                 deadline: limits.handshake_deadline,

@@ -174,6 +174,7 @@ impl Beacon {
             .map(|p| AuthorizedKeys::load(p, &mut |line| eprintln!("beacon: {line}")));
         let admission = Admission::new(Bounds {
             label: "beacon",
+            task: "request",
             total: settings.max_connections,
             per_source: settings.max_per_source,
             deadline: settings.request_deadline,
