@@ -439,3 +439,33 @@ fn leftovers_of_a_crashed_write_are_removed_and_odd_entries_are_named() {
             && log.contains("a FIFO, not a regular file")
     });
 }
+
+#[test]
+fn a_state_dir_exists_0700_before_the_first_start_and_is_kept_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let place = tempfile::tempdir().unwrap();
+    let state = place.path().join("var/lib/keeper");
+    let seen = place.path().join("seen");
+    // The daemon writes into its state directory at once, as mycelium
+    // writes its key file without making the directory.
+    let service = format!(
+        "[service]\nname = \"keeper\"\nexec = \"/bin/sh -c 'stat -c %a {state} > {seen} && echo key > {state}/key && exec sleep 1000'\"\nstate_dir = \"{state}\"\n",
+        state = state.display(),
+        seen = seen.display()
+    );
+    let spore = Spore::start(&[("keeper", service)]);
+    spore.wait_state("keeper", "ready");
+    spore.wait_for("the service to look", Duration::from_secs(10), |_| {
+        std::fs::read_to_string(&seen).is_ok_and(|t| !t.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "700");
+    assert!(state.join("key").exists());
+    // Loosened by hand, it is 0700 again at the next start.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    spore
+        .call("service.restart", json!({ "name": "keeper" }))
+        .unwrap();
+    spore.wait_for("the restart to look again", Duration::from_secs(10), |_| {
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777 == 0o700
+    });
+}

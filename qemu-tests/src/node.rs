@@ -84,7 +84,7 @@ impl NodeSpec {
             format!("--peers {} ", peers.join(" "))
         };
         format!(
-            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"/usr/local/bin/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
+            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"/usr/local/bin/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
         )
     }
 

@@ -400,6 +400,7 @@ impl Runtime {
                     argv: &argv,
                     env: &env,
                     dir: service.dir.as_deref(),
+                    state_dirs: &service.state_dirs,
                 };
                 let spawned = self.sys.spawn(launch, Some(&name));
                 // Our copies of the secrets' values go now. (std's Command
@@ -487,6 +488,7 @@ impl Runtime {
             argv: &argv,
             env: &env,
             dir: dir.as_deref(),
+            state_dirs: &[],
         };
         match self.sys.spawn(launch, None) {
             Ok(pid) => {

@@ -34,6 +34,9 @@ pub struct SpawnSpec<'a> {
     pub base_env: &'a [(OsString, OsString)],
     /// Working directory.
     pub dir: Option<&'a Path>,
+    /// Directories made before the process starts, each ending 0700 and
+    /// owned by spore's user (who services run as); parents as needed.
+    pub state_dirs: &'a [std::path::PathBuf],
     /// Capture stdout/stderr (services) or send them to /dev/null (checks).
     pub capture: bool,
 }
@@ -76,6 +79,13 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         program: String::new(),
         message: "empty command".into(),
     })?;
+    for dir in spec.state_dirs {
+        make_state_dir(dir).map_err(|error| SpawnError {
+            code: 1,
+            program: program.clone(),
+            message: format!("state directory {}: {error}", dir.display()),
+        })?;
+    }
     let mut command = std::process::Command::new(program);
     command
         .args(args)
@@ -115,6 +125,25 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
     })
     // `child` is dropped without waiting: dropping a Child neither kills nor
     // reaps it, and the reaper's waitpid(-1) collects its status.
+}
+
+/// Makes `dir` (and its parents) and sets it 0700, as systemd's
+/// StateDirectory= does at each start. A symlink in its place is refused:
+/// a service's state must not be redirected elsewhere.
+fn make_state_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "exists and is not a directory (or is a symlink)",
+        ));
+    }
+    if meta.permissions().mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// Runs in the child between fork and exec.

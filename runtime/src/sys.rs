@@ -54,6 +54,8 @@ pub struct Launch<'a> {
     pub env: &'a [(String, String)],
     /// Working directory.
     pub dir: Option<&'a std::path::Path>,
+    /// Directories made (0700) before the process starts (`state_dir`).
+    pub state_dirs: &'a [std::path::PathBuf],
 }
 
 /// What the runtime asks of the system. Implementations never block.
@@ -175,6 +177,7 @@ impl Sys for RealSys {
             env: launch.env,
             base_env: &self.base_env,
             dir: launch.dir,
+            state_dirs: launch.state_dirs,
             capture: output.is_some(),
         })?;
         if let Some(service) = output {

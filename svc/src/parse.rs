@@ -68,6 +68,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     let name = read_name(&mut head, file);
     let description = head.string("description").map(|d| d.value);
     let critical = head.flag("critical");
+    let mut state_dirs = Vec::new();
     let (kind, command, status, class, dir, env, ports, kill_others, process_filters) =
         if let Some(kind) = kind {
             head.finish();
@@ -107,6 +108,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
             )
             .unwrap_or_default();
             let dir = read_path(&mut head, "dir");
+            state_dirs = read_state_dirs(&mut head);
             let env = read_env(&mut head);
             let ports = read_ports(&mut head);
             let kill_others = head.flag("kill_others");
@@ -185,6 +187,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         status,
         class,
         dir,
+        state_dirs,
         env,
         critical,
         ports,
@@ -359,6 +362,36 @@ fn read_path(section: &mut Section<'_, '_, '_>, key: &'static str) -> Option<Pat
         return None;
     }
     Some(PathBuf::from(value.value))
+}
+
+/// `state_dir`: one absolute path or an array of them, each without `..`
+/// (a deploy must not aim it outside where it says) and not `/` itself.
+fn read_state_dirs(head: &mut Section<'_, '_, '_>) -> Vec<PathBuf> {
+    let is_one = head
+        .value("state_dir")
+        .is_some_and(|v| matches!(v.get_ref(), toml::de::DeValue::String(_)));
+    let listed = if is_one {
+        head.string("state_dir").into_iter().collect()
+    } else {
+        head.strings("state_dir")
+    };
+    let mut out = Vec::with_capacity(listed.len());
+    for dir in listed {
+        let path = PathBuf::from(&dir.value);
+        let parent_step = path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        if !path.is_absolute() || parent_step || path.parent().is_none() {
+            head.out_of_range(
+                "state_dir",
+                &dir.span,
+                "must be an absolute directory below / without `..`",
+            );
+        } else if !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
 }
 
 fn read_env(head: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
@@ -743,6 +776,33 @@ mod tests {
         assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
         let error = errors.into_iter().next().unwrap();
         (error.line, error.kind)
+    }
+
+    #[test]
+    fn state_dir_takes_one_absolute_path_or_several() {
+        let one = parse(
+            "mycelium",
+            "[service]\nname = \"mycelium\"\nexec = \"m\"\nstate_dir = \"/var/lib/mycelium\"\n",
+        )
+        .unwrap();
+        assert_eq!(one.state_dirs, [PathBuf::from("/var/lib/mycelium")]);
+        let two = parse(
+            "db",
+            "[service]\nname = \"db\"\nexec = \"d\"\nstate_dir = [\"/var/lib/db\", \"/var/lib/db-wal\", \"/var/lib/db\"]\n",
+        )
+        .unwrap();
+        assert_eq!(two.state_dirs.len(), 2, "duplicates are one directory");
+        for bad in ["var/lib/x", "/var/lib/../../etc", "/"] {
+            let (line, kind) = only_error(
+                "bad",
+                &format!("[service]\nname = \"bad\"\nexec = \"b\"\nstate_dir = \"{bad}\"\n"),
+            );
+            assert_eq!(line, 4, "{bad}");
+            assert!(
+                kind.to_string().contains("absolute directory"),
+                "{bad}: {kind}"
+            );
+        }
     }
 
     #[test]

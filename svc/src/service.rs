@@ -27,6 +27,10 @@ pub struct Service {
     pub class: Class,
     /// Working directory; inherited when absent.
     pub dir: Option<PathBuf>,
+    /// `state_dir`: absolute directories made (0700) before each start,
+    /// as systemd's StateDirectory= makes them, so a daemon's key and state
+    /// land on the state disk.
+    pub state_dirs: Vec<PathBuf>,
     /// Extra environment variables.
     pub env: BTreeMap<String, String>,
     /// zinit: in PID-1 mode a failure of a critical service is an emergency.

@@ -1,10 +1,8 @@
 //! mycelium's HTTP admin API, the part nodes use: `GET /api/v1/admin` with
 //! the node's four fields, and `GET /api/v1/admin/peers`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -22,7 +20,8 @@ pub struct Api {
 }
 
 impl Api {
-    fn admin(&self) -> Value {
+    /// `GET /api/v1/admin`.
+    pub fn admin(&self) -> Value {
         json!({
             "nodeSubnet": self.identity.subnet(),
             "nodeIp": self.identity.address.to_string(),
@@ -31,46 +30,24 @@ impl Api {
         })
     }
 
+    /// The peers in mycelium's shape.
+    pub fn peers(&self) -> Value {
+        self.peers.lock().map(|p| p.to_json()).unwrap_or_default()
+    }
+
     fn route(&self, method: &str, path: &str) -> (u16, Value) {
         match (method, path) {
             ("GET", "/api/v1/admin") => (200, self.admin()),
-            ("GET", "/api/v1/admin/peers") => {
-                let peers = self.peers.lock().map(|p| p.to_json()).unwrap_or_default();
-                (200, peers)
-            }
+            ("GET", "/api/v1/admin/peers") => (200, self.peers()),
             _ => (404, json!({ "error": "not found" })),
         }
     }
 
-    /// Serves connections one at a time, forever.
-    pub fn serve(&self, listener: TcpListener) {
-        for stream in listener.incoming().flatten() {
-            let _ = self.answer(stream);
-        }
-    }
-
-    fn answer(&self, stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line)?;
-        // Headers: read to the blank line; bodies are not used here.
-        let mut header = String::new();
-        while reader.read_line(&mut header)? > 2 {
-            header.clear();
-        }
-        let mut words = request_line.split_whitespace();
-        let method = words.next().unwrap_or_default();
-        let path = words.next().unwrap_or_default();
-        let (status, body) = self.route(method, path);
-        let body = body.to_string();
-        let reason = if status == 200 { "OK" } else { "Not Found" };
-        let mut stream = stream;
-        write!(
-            stream,
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        stream.flush()
+    /// Serves the REST API on `listener` forever.
+    pub fn serve(self: Arc<Self>, listener: TcpListener) {
+        crate::http::serve(
+            listener,
+            Arc::new(move |method: &str, path: &str, _body: &[u8]| self.route(method, path)),
+        );
     }
 }

@@ -20,6 +20,15 @@ pub struct Args {
     pub key_file: PathBuf,
     /// `-t/--tcp-listen-port`, default 9651.
     pub tcp_listen_port: u16,
+    /// `-q/--quic-listen-port`, default 9651 (UDP).
+    pub quic_listen_port: u16,
+    /// `--disable-quic`.
+    pub disable_quic: bool,
+    /// `--jsonrpc-addr`, default 127.0.0.1:8990.
+    pub jsonrpc_addr: SocketAddr,
+    /// `--log-format` (`logfmt` by default; `plain` has no colours, which
+    /// the stand-in never writes anyway).
+    pub log_format: String,
 }
 
 fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
@@ -50,6 +59,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         api_addr: SocketAddr::from(([127, 0, 0, 1], 8989)),
         key_file: PathBuf::from(home).join("priv_key.bin"),
         tcp_listen_port: 9651,
+        quic_listen_port: 9651,
+        disable_quic: false,
+        jsonrpc_addr: SocketAddr::from(([127, 0, 0, 1], 8990)),
+        log_format: "logfmt".into(),
     };
     let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
@@ -85,17 +98,25 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("invalid --tcp-listen-port `{text}`"))?;
             }
+            "-q" | "--quic-listen-port" => {
+                let text = take(&mut args)?;
+                parsed.quic_listen_port = text
+                    .parse()
+                    .map_err(|_| format!("invalid --quic-listen-port `{text}`"))?;
+            }
+            "--jsonrpc-addr" => {
+                let text = take(&mut args)?;
+                parsed.jsonrpc_addr = text
+                    .parse()
+                    .map_err(|_| format!("invalid --jsonrpc-addr `{text}`"))?;
+            }
+            "--log-format" => parsed.log_format = take(&mut args)?,
+            "--disable-quic" => parsed.disable_quic = true,
             // Accepted for fidelity; the stand-in has no use for them.
-            "-q"
-            | "--quic-listen-port"
-            | "--peer-discovery-port"
-            | "--jsonrpc-addr"
-            | "--log-format"
-            | "--metrics-api-address"
-            | "--firewall-mark" => {
+            "--peer-discovery-port" | "--metrics-api-address" | "--firewall-mark" => {
                 take(&mut args)?;
             }
-            "--disable-quic" | "--disable-peer-discovery" | "--silent" | "--debug" => {}
+            "--disable-peer-discovery" | "--silent" | "--debug" => {}
             other => return Err(format!("unexpected argument '{other}' found")),
         }
     }

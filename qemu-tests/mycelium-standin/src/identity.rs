@@ -1,10 +1,11 @@
 //! The node identity: a 32-byte X25519 secret in the key file (made on
-//! first start, 0600, as mycelium does), its public key, and the overlay
-//! address in 400::/7 hashed from it with blake3.
+//! first start, 0640, as mycelium v0.7.10 makes it, in a directory that
+//! must already exist), its public key, and the overlay address in 400::/7
+//! hashed from it with blake3.
 
 use std::io::{Read, Write};
 use std::net::Ipv6Addr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// What the admin API reports about the node.
@@ -25,9 +26,11 @@ impl Identity {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&public);
         hasher.finalize_xof().fill(&mut bytes);
-        // The first 7 bits are 0000_010: the address falls in 400::/7.
+        // mycelium (crypto.rs, PublicKey::address): the first byte becomes
+        // 0x04, plus 1 when the hash's first byte has an odd number of bits
+        // set, so the address falls in 400::/7.
         if let Some(first) = bytes.first_mut() {
-            *first = 0x04 | (*first & 0x01);
+            *first = 0x04 | (first.count_ones() % 2) as u8;
         }
         Identity {
             public,
@@ -47,7 +50,9 @@ impl Identity {
     }
 }
 
-/// Reads the key file, or makes one (32 random bytes, 0600).
+/// Reads the key file, or makes one (32 random bytes, 0640). Like mycelium,
+/// it does not create the file's directory: a missing one is an error
+/// (`No such file or directory`), and the daemon exits.
 pub fn load_or_create(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut secret = [0u8; 32];
     match std::fs::File::open(path) {
@@ -59,14 +64,13 @@ pub fn load_or_create(path: &Path) -> std::io::Result<[u8; 32]> {
         Err(_) => {}
     }
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(0o640)
         .open(path)?;
+    // The mode asked for, whatever the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
     file.write_all(&secret)?;
     file.sync_all()?;
     Ok(secret)
@@ -76,28 +80,47 @@ pub fn load_or_create(path: &Path) -> std::io::Result<[u8; 32]> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn addresses_are_in_400_slash_7_and_stable() {
-        for seed in 0..=255u8 {
-            let id = Identity::from_secret([seed; 32]);
-            assert_eq!(id.address.octets()[0] & 0xfe, 0x04, "{}", id.address);
-            assert_eq!(id, Identity::from_secret([seed; 32]));
-        }
-        assert_ne!(
-            Identity::from_secret([1; 32]).address,
-            Identity::from_secret([2; 32]).address
-        );
+    /// mycelium's address of an X25519 secret, computed here from the
+    /// crates directly, not through [`Identity`].
+    fn address_of(secret: [u8; 32]) -> Ipv6Addr {
+        let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
+        let mut hash = [0u8; 16];
+        blake3::Hasher::new()
+            .update(public.as_bytes())
+            .finalize_xof()
+            .fill(&mut hash);
+        let parity = (0..8).filter(|bit| hash[0] & (1 << bit) != 0).count() % 2;
+        hash[0] = 0x04 + parity as u8;
+        Ipv6Addr::from(hash)
     }
 
     #[test]
-    fn the_key_file_is_made_once_and_private() {
-        use std::os::unix::fs::PermissionsExt;
+    fn addresses_follow_mycelium_including_the_parity_bit() {
+        let mut odd_and_even = [0, 0];
+        for seed in 0..=255u8 {
+            let id = Identity::from_secret([seed; 32]);
+            assert_eq!(id.address, address_of([seed; 32]), "seed {seed}");
+            assert_eq!(id.address.octets()[0] & 0xfe, 0x04);
+            odd_and_even[usize::from(id.address.octets()[0] & 1)] += 1;
+        }
+        // Both halves of 400::/7 occur; the old low-bit rule disagreed
+        // with mycelium on about 3 keys in 8.
+        assert!(odd_and_even.iter().all(|n| *n > 50), "{odd_and_even:?}");
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_0640_and_its_directory_is_not_created() {
         let dir = std::env::temp_dir().join(format!("standin-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("key");
         let first = load_or_create(&path).unwrap();
         assert_eq!(load_or_create(&path).unwrap(), first);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode & 0o777, 0o640);
+        let missing = dir.join("missing/key");
+        let error = load_or_create(&missing).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(!dir.join("missing").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

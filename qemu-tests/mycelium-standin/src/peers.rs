@@ -10,41 +10,90 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// Each static peer and whether it is connected.
+/// The state of one peer, as mycelium's `ConnectionState` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A connection is being set up.
+    Connecting,
+    /// Connected.
+    Alive,
+    /// No connection (it failed or went away).
+    Dead,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Alive => "alive",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// One known peer.
+#[derive(Debug, Clone)]
+struct Peer {
+    address: SocketAddr,
+    inbound: bool,
+    state: State,
+    tx_bytes: u64,
+    rx_bytes: u64,
+}
+
+/// Each peer, its state and its byte counters.
 #[derive(Debug, Default)]
 pub struct Peers {
-    states: Vec<(SocketAddr, bool)>,
-    inbound: Vec<SocketAddr>,
+    list: Vec<Peer>,
 }
 
 impl Peers {
-    /// mycelium's peer list shape.
+    /// mycelium's `GET /api/v1/admin/peers` shape (`PeerStats`, camelCase):
+    /// `{"endpoint": {"proto", "socketAddr"}, "type", "connectionState",
+    /// "txBytes", "rxBytes"}`.
     pub fn to_json(&self) -> Value {
-        let mut list: Vec<Value> = self
-            .states
-            .iter()
-            .map(|(address, alive)| {
-                json!({
-                    "endpoint": { "proto": "tcp", "socketAddr": address.to_string() },
-                    "type": "static",
-                    "connectionState": if *alive { "alive" } else { "connecting" },
+        Value::Array(
+            self.list
+                .iter()
+                .map(|peer| {
+                    json!({
+                        "endpoint": { "proto": "tcp", "socketAddr": peer.address.to_string() },
+                        "type": if peer.inbound { "inbound" } else { "static" },
+                        "connectionState": peer.state.word(),
+                        "txBytes": peer.tx_bytes,
+                        "rxBytes": peer.rx_bytes,
+                    })
                 })
-            })
-            .collect();
-        list.extend(self.inbound.iter().map(|address| {
-            json!({
-                "endpoint": { "proto": "tcp", "socketAddr": address.to_string() },
-                "type": "inbound",
-                "connectionState": "alive",
-            })
-        }));
-        Value::Array(list)
+                .collect(),
+        )
     }
 
-    fn set(&mut self, address: SocketAddr, alive: bool) {
-        match self.states.iter_mut().find(|(a, _)| *a == address) {
-            Some(state) => state.1 = alive,
-            None => self.states.push((address, alive)),
+    fn set(&mut self, address: SocketAddr, inbound: bool, state: State) {
+        match self.list.iter_mut().find(|p| p.address == address) {
+            Some(peer) => peer.state = state,
+            None => self.list.push(Peer {
+                address,
+                inbound,
+                state,
+                tx_bytes: 0,
+                rx_bytes: 0,
+            }),
+        }
+    }
+
+    fn received(&mut self, address: SocketAddr, bytes: u64) {
+        if let Some(peer) = self.list.iter_mut().find(|p| p.address == address) {
+            peer.rx_bytes += bytes;
+        }
+    }
+}
+
+/// Reads from a peer until it goes away, counting the bytes.
+fn drain(peers: &Arc<Mutex<Peers>>, address: SocketAddr, mut stream: TcpStream) {
+    let mut buffer = [0u8; 4096];
+    while let Ok(n @ 1..) = stream.read(&mut buffer) {
+        if let Ok(mut p) = peers.lock() {
+            p.received(address, n as u64);
         }
     }
 }
@@ -53,21 +102,28 @@ impl Peers {
 pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16) {
     for address in statics {
         if let Ok(mut p) = peers.lock() {
-            p.set(*address, false);
+            p.set(*address, false, State::Connecting);
         }
         let (peers, address) = (peers.clone(), *address);
         std::thread::spawn(move || loop {
-            if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(3)) {
-                println!("connected to peer {address}");
-                if let Ok(mut p) = peers.lock() {
-                    p.set(address, true);
+            if let Ok(mut p) = peers.lock() {
+                p.set(address, false, State::Connecting);
+            }
+            match TcpStream::connect_timeout(&address, Duration::from_secs(3)) {
+                Ok(stream) => {
+                    crate::logfmt::info(&format!("Connected to new peer {address}"));
+                    if let Ok(mut p) = peers.lock() {
+                        p.set(address, false, State::Alive);
+                    }
+                    drain(&peers, address, stream);
+                    crate::logfmt::info(&format!("Peer {address} died"));
                 }
-                // Blocks until the peer goes away.
-                let _ = stream.read(&mut [0u8; 64]);
-                println!("peer {address} went away");
-                if let Ok(mut p) = peers.lock() {
-                    p.set(address, false);
+                Err(error) => {
+                    crate::logfmt::error(&format!("Couldn't connect to {address}: {error}"));
                 }
+            }
+            if let Ok(mut p) = peers.lock() {
+                p.set(address, false, State::Dead);
             }
             std::thread::sleep(Duration::from_secs(2));
         });
@@ -76,20 +132,24 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
         Ok(listener) => {
             let peers = peers.clone();
             std::thread::spawn(move || {
-                // Held open so the peer sees a live connection.
-                let mut held = Vec::new();
-                for (stream, from) in listener.incoming().flatten().filter_map(|s| {
-                    let from = s.peer_addr().ok()?;
-                    Some((s, from))
-                }) {
-                    println!("inbound peer {from}");
+                for stream in listener.incoming().flatten() {
+                    let Ok(from) = stream.peer_addr() else {
+                        continue;
+                    };
+                    crate::logfmt::info(&format!("Accepted inbound peer {from}"));
                     if let Ok(mut p) = peers.lock() {
-                        p.inbound.push(from);
+                        p.set(from, true, State::Alive);
                     }
-                    held.push(stream);
+                    let peers = peers.clone();
+                    std::thread::spawn(move || {
+                        drain(&peers, from, stream);
+                        if let Ok(mut p) = peers.lock() {
+                            p.set(from, true, State::Dead);
+                        }
+                    });
                 }
             });
         }
-        Err(error) => eprintln!("tcp listen port {listen_port}: {error}"),
+        Err(error) => crate::logfmt::error(&format!("tcp listen port {listen_port}: {error}")),
     }
 }
