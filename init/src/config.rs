@@ -216,9 +216,14 @@ impl Paths {
         self.config_dir.join("spore.toml")
     }
 
-    /// The service directory.
+    /// The image's service directory.
     pub fn services(&self) -> PathBuf {
         self.config_dir.join("services")
+    }
+
+    /// The deployed layer over it, on the state directory.
+    pub fn deployed(&self) -> PathBuf {
+        self.state_dir.join("services")
     }
 }
 

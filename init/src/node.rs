@@ -40,6 +40,9 @@ pub struct Node {
     pub config_errors: usize,
     /// The RPC API's state for node.info (auth, listeners, key checks).
     pub posture: RefCell<Value>,
+    /// Where deploys go and whether they survive a reboot, for node.info
+    /// (fixed at start: node.info is answered while the runtime is busy).
+    pub deploys: Value,
 }
 
 impl Node {
@@ -92,6 +95,7 @@ impl Node {
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
             "service_file_errors": self.config_errors,
+            "deploys": self.deploys.clone(),
             "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }

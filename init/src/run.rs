@@ -16,16 +16,32 @@ use crate::control;
 use crate::node::{Ending, Node};
 use crate::signals::Signals;
 
+/// Whether files under `dir` survive a reboot: not on tmpfs or ramfs (an
+/// initramfs root is one of those; a state disk mounted there is not).
+fn survives_reboot(dir: &std::path::Path) -> bool {
+    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+    // linux/magic.h; nix names tmpfs but not ramfs.
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    // The directory may not exist yet: judge the nearest that does.
+    let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+    match statfs(existing) {
+        Ok(fs) => fs.filesystem_type() != TMPFS_MAGIC && fs.filesystem_type() != RAMFS_MAGIC,
+        Err(_) => false,
+    }
+}
+
 /// Loads the services under `paths`, supervises them until a shutdown
 /// signal or request, stops them in reverse order and returns how the node
 /// should end. `signals` must already be blocked.
 pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: bool) -> Ending {
     let started = Instant::now();
     let services_dir = paths.services();
+    let deployed_dir = paths.deployed();
     // A crash mid-write (SIGKILL, power loss) leaves a temporary file
     // beside the old whole one; nothing writes yet, so all of them go.
     for dir in [
         services_dir.clone(),
+        deployed_dir.clone(),
         paths.state_dir.join("secrets"),
         paths.state_dir.clone(),
     ] {
@@ -38,7 +54,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
             Err(error) => journal::note(format_args!("{}: {error}", dir.display())),
         }
     }
-    let (services, errors) = match svc::load_dir(&services_dir) {
+    let (services, errors) = match svc::load_layers(&services_dir, &deployed_dir) {
         Ok(report) => (report.services, report.errors),
         Err(error) => {
             journal::note(format_args!("{error}; running no services"));
@@ -48,17 +64,33 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
     for error in &errors {
         journal::note(format_args!("rejected: {error}"));
     }
+    let persistent = survives_reboot(&paths.state_dir);
     journal::note(format_args!(
-        "{} service(s) loaded from {}, {} rejected",
+        "{} service(s) loaded from {} and the deployed layer {}{}, {} rejected",
         services.len(),
         services_dir.display(),
+        deployed_dir.display(),
+        if persistent {
+            ""
+        } else {
+            " (in RAM: deploys do not survive a reboot)"
+        },
         errors.len()
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     let (mut runtime, inputs) = Runtime::new(services, executor);
+    let deploys = serde_json::json!({
+        "dir": deployed_dir.display().to_string(),
+        "persistent": persistent,
+        "note": if persistent { serde_json::Value::Null } else {
+            serde_json::json!("the state directory is in RAM: deployed services and secrets are lost at reboot")
+        },
+    });
     runtime.set_files(runtime::Files {
         services: services_dir.clone(),
+        deployed: deployed_dir,
         secrets: paths.state_dir.join("secrets"),
+        persistent,
     });
     let node = Rc::new(Node {
         runtime: std::cell::RefCell::new(runtime),
@@ -69,6 +101,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         socket: paths.socket.clone(),
         config_errors: errors.len(),
         posture: std::cell::RefCell::new(serde_json::Value::Null),
+        deploys,
     });
     match control::bind(&paths.socket) {
         Ok(listener) => {

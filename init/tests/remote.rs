@@ -894,11 +894,11 @@ fn admin_deploys_starts_reads_logs_stops_and_removes_a_service() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let written = fleet.spore.path("etc/services/hello.toml");
+    let written = fleet.spore.path("state/services/hello.toml");
     assert_eq!(
         std::fs::read(&written).unwrap(),
         std::fs::read(&file).unwrap(),
-        "persisted as sent"
+        "persisted as sent, in the deployed layer"
     );
     fleet.spore.wait_state("hello", "ready");
     fleet
@@ -944,6 +944,56 @@ fn admin_deploys_starts_reads_logs_stops_and_removes_a_service() {
         .call("service.status", json!({ "name": "hello" }))
         .unwrap_err();
     assert_eq!(gone["code"], -32004);
+}
+
+#[test]
+fn deploys_and_removals_survive_a_restart_and_status_says_where_a_service_comes_from() {
+    let mut fleet = node();
+    let file = fleet.spore.path("extra.toml");
+    std::fs::write(
+        &file,
+        "[service]\nname = \"extra\"\nexec = \"sleep 1000\"\n",
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", file.to_str().unwrap()])
+        .status
+        .success());
+    let source = |fleet: &Fleet, name: &str| {
+        let out = fleet.sporectl("admin", &["--json", "status", name]);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["source"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(source(&fleet, "extra"), "deployed");
+    assert_eq!(source(&fleet, "web"), "image");
+    // Removing the image's own service masks it; the image is untouched.
+    assert!(fleet.sporectl("admin", &["remove", "web"]).status.success());
+    assert!(fleet.spore.path("etc/services/web.toml").exists());
+    assert!(fleet.spore.path("state/services/web.masked").exists());
+    let info = fleet.spore.call("node.info", json!({})).unwrap();
+    assert!(info["deploys"]["persistent"].is_boolean(), "{info}");
+
+    fleet.spore.restart();
+    fleet.spore.wait_state("extra", "ready");
+    assert_eq!(source(&fleet, "extra"), "deployed");
+    let gone = fleet
+        .spore
+        .call("service.status", json!({ "name": "web" }))
+        .unwrap_err();
+    assert_eq!(
+        gone["code"], -32004,
+        "the removed image service stays removed"
+    );
+    // Deployed again, the mask goes and the deployed copy wins.
+    std::fs::write(&file, "[service]\nname = \"web\"\nexec = \"sleep 999\"\n").unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", file.to_str().unwrap()])
+        .status
+        .success());
+    assert!(!fleet.spore.path("state/services/web.masked").exists());
+    fleet.spore.restart();
+    fleet.spore.wait_state("web", "ready");
+    assert_eq!(source(&fleet, "web"), "deployed");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! A disk that does not answer must not stall PID 1: deploy, remove and
-//! secret.set write and fsync off the event loop. The services directory is
-//! an ext4 filesystem on a loop device, frozen with fsfreeze(8) (every write
-//! to it blocks until it thaws), while spore must keep answering and
-//! supervising. Needs root (mount, fsfreeze), as spore itself does.
+//! secret.set write and fsync off the event loop. The deployed layer
+//! (`STATE_DIR/services`) is an ext4 filesystem on a loop device, frozen
+//! with fsfreeze(8) (every write to it blocks until it thaws), while spore
+//! must keep answering and supervising. Needs root (mount, fsfreeze), as spore itself does.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -95,7 +95,10 @@ fn call(socket: &Path, method: &str, params: Value, limit: Duration) -> Result<V
 fn deploy_to_a_frozen_disk_does_not_stall_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
-    let disk = FrozenDisk::mount(&dir.path().join("disk.img"), &etc);
+    // The deployed layer (where deploys are written) is the disk that
+    // freezes; the image's services are elsewhere.
+    let layer = dir.path().join("state/services");
+    let disk = FrozenDisk::mount(&dir.path().join("disk.img"), &layer);
     std::fs::create_dir_all(etc.join("services")).unwrap();
     std::fs::write(
         etc.join("services/worker.toml"),
@@ -161,6 +164,6 @@ fn deploy_to_a_frozen_disk_does_not_stall_the_node() {
     disk.freeze(false);
     let answer = deploy.join().unwrap().unwrap();
     assert!(answer.get("result").is_some(), "{answer}");
-    assert!(etc.join("services/web.toml").exists());
+    assert!(layer.join("web.toml").exists());
     spore.wait_state("web", "ready");
 }

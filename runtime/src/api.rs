@@ -254,9 +254,10 @@ pub fn call(
         }
         "service.status" => {
             let name = service_name(runtime, &params)?;
+            let deployed = runtime.files().map(|f| f.deployed.clone());
             runtime
                 .get(&name)
-                .map(|v| detail(&v, Instant::now()))
+                .map(|v| detail(&v, Instant::now(), deployed.as_deref()))
                 .unwrap_or(Value::Null)
         }
         "service.start" | "service.stop" | "service.restart" => {
@@ -367,7 +368,8 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Reply, ApiEr
     if !svc::parse::is_valid_name(&name) {
         return Err(invalid(format!("invalid service name `{name}`")));
     }
-    let path = files.services.join(format!("{name}.toml"));
+    let path = files.deployed.join(format!("{name}.toml"));
+    let mask = files.deployed.join(svc::load::mask_name(&name));
     let service =
         svc::parse::parse_service(&path, text).map_err(|errors| invalid(join_errors(&errors)))?;
     // Valid alone; now valid among the others (dependencies exist, no cycle)?
@@ -385,11 +387,16 @@ fn deploy(runtime: &mut Runtime, text: &str, start: bool) -> Result<Reply, ApiEr
     }
     // Written off the loop; the supervisor gets the service only once the
     // file is durably there (applied whole or not at all).
-    let work = Work::Write {
-        path,
-        bytes: text.as_bytes().to_vec().into(),
-        mode: 0o644,
-    };
+    // Into the deployed layer, then any mask of the name goes (a service
+    // removed earlier and deployed again).
+    let work = Work::Steps(vec![
+        Work::Write {
+            path,
+            bytes: text.as_bytes().to_vec().into(),
+            mode: 0o644,
+        },
+        Work::Remove { path: mask },
+    ]);
     let then = Then::Deploy {
         service: Box::new(service),
         start,
@@ -472,18 +479,32 @@ fn remove(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
             ),
         ));
     }
-    let Some(path) = runtime.get(name).map(|v| v.service.file.clone()) else {
+    if runtime.get(name).is_none() {
         return Err(ApiError::new(
             code::NO_SUCH_SERVICE,
             format!("no service named {name}"),
         ));
-    };
-    // The file goes first (off the loop); the service stops once it is
-    // gone, so a failed deletion leaves it running as it was.
+    }
+    let files = store(runtime)?;
+    let deployed = files.deployed.join(format!("{name}.toml"));
+    let image = files.services.join(format!("{name}.toml"));
+    // The files go first (off the loop); the service stops once they are
+    // gone, so a failed deletion leaves it running as it was. An image
+    // service cannot be deleted from the image: a mask in the deployed
+    // layer hides it, and is written before the deployed copy goes.
+    let mut steps = Vec::new();
+    if image.exists() {
+        steps.push(Work::Write {
+            path: files.deployed.join(svc::load::mask_name(name)),
+            bytes: Vec::new().into(),
+            mode: 0o644,
+        });
+    }
+    steps.push(Work::Remove { path: deployed });
     let then = Then::Remove {
         name: name.to_owned(),
     };
-    Ok(Reply::Pending(runtime.store(Work::Remove { path }, then)))
+    Ok(Reply::Pending(runtime.store(Work::Steps(steps), then)))
 }
 
 /// Longest secret accepted.
@@ -623,7 +644,9 @@ fn summary(view: &UnitView<'_>, now: Instant) -> Value {
     })
 }
 
-fn detail(view: &UnitView<'_>, now: Instant) -> Value {
+/// One unit in full; `deployed` is the deployed layer, to say where its
+/// file comes from (`image` or `deployed`).
+fn detail(view: &UnitView<'_>, now: Instant, deployed: Option<&std::path::Path>) -> Value {
     let mut value = summary(view, now);
     let service = view.service;
     let names = |refs: &[svc::service::DependencyRef]| -> Vec<String> {
@@ -648,6 +671,11 @@ fn detail(view: &UnitView<'_>, now: Instant) -> Value {
             json!(service.command.as_ref().map(|c| c.argv())),
         );
         map.insert("file".into(), json!(service.file.display().to_string()));
+        let source = match deployed {
+            Some(layer) if service.file.starts_with(layer) => "deployed",
+            _ => "image",
+        };
+        map.insert("source".into(), json!(source));
         map.insert(
             "class".into(),
             json!(format!("{:?}", service.class).to_lowercase()),

@@ -90,13 +90,20 @@ pub struct Runtime {
     ready_watchers: HashMap<String, Vec<Sender<()>>>,
 }
 
-/// Where deployed service files and secrets are kept.
+/// Where service files and secrets are kept.
 #[derive(Debug, Clone)]
 pub struct Files {
-    /// Service files (`NAME.toml`).
+    /// The image's service files (`NAME.toml`): read, never written.
     pub services: std::path::PathBuf,
+    /// The deployed layer over them, on the state directory: deploys are
+    /// written here, a removed image service is masked here
+    /// (`NAME.masked`), and a reboot reads both (see `svc::load_layers`).
+    pub deployed: std::path::PathBuf,
     /// Secrets, one 0600 file each.
     pub secrets: std::path::PathBuf,
+    /// Whether the deployed layer survives a reboot (it is not on a RAM
+    /// filesystem), for node.info.
+    pub persistent: bool,
 }
 
 impl Runtime {

@@ -33,6 +33,9 @@ pub enum Work {
         /// The file.
         path: PathBuf,
     },
+    /// Each in order; the first failure ends it (a deploy over a masked
+    /// name writes the file, then drops the mask).
+    Steps(Vec<Work>),
 }
 
 impl std::fmt::Debug for Work {
@@ -45,6 +48,7 @@ impl std::fmt::Debug for Work {
                 .field("mode", &format_args!("{mode:o}"))
                 .finish(),
             Work::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
+            Work::Steps(steps) => f.debug_list().entries(steps).finish(),
         }
     }
 }
@@ -60,13 +64,17 @@ impl Work {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             },
+            Work::Steps(steps) => steps.iter().try_for_each(Work::run),
         }
     }
 
-    /// The file it touches, for error messages.
+    /// The (first) file it touches, for error messages.
     pub fn path(&self) -> &std::path::Path {
         match self {
             Work::Write { path, .. } | Work::Remove { path } => path,
+            Work::Steps(steps) => steps
+                .first()
+                .map_or(std::path::Path::new(""), |step| step.path()),
         }
     }
 }

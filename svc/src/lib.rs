@@ -25,6 +25,6 @@ mod suggest;
 pub use error::{ConfigError, ErrorKind};
 pub use exec::Command;
 pub use graph::{Graph, Plan};
-pub use load::{load_dir, LoadError, LoadReport};
+pub use load::{load_dir, load_layers, LoadError, LoadReport};
 pub use parse::parse_service;
 pub use service::Service;

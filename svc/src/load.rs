@@ -38,20 +38,75 @@ pub struct LoadError {
     pub source: std::io::Error,
 }
 
-/// Loads every `*.toml` file in `dir` (not recursing), sorted by file name.
-pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LoadError {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+/// The file name that hides an image service named `name` (written by a
+/// removal into the deployed layer).
+pub fn mask_name(name: &str) -> String {
+    format!("{name}.masked")
+}
+
+/// Every `*.toml` entry of `dir` and the names masked there, sorted; a
+/// missing `dir` is empty when `optional`.
+fn list(dir: &Path, optional: bool) -> Result<(Vec<PathBuf>, HashSet<String>), LoadError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) if optional && source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), HashSet::new()))
+        }
+        Err(source) => {
+            return Err(LoadError {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
     // Every `*.toml` entry, whatever it is: one that is not a regular file
     // is an error naming it, never silently skipped.
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
+    let mut files = Vec::new();
+    let mut masked = HashSet::new();
+    for path in entries.filter_map(Result::ok).map(|entry| entry.path()) {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => files.push(path),
+            Some("masked") => {
+                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                    masked.insert(stem.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
     files.sort();
+    Ok((files, masked))
+}
+
+/// Loads every `*.toml` file in `dir` (not recursing), sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
+    let (files, _) = list(dir, false)?;
+    Ok(load_files(files))
+}
+
+/// Loads the image's services in `base` with the deployed layer `layer`
+/// over them (a missing `layer` is empty): `layer/NAME.toml` replaces
+/// `base/NAME.toml`, and `layer/NAME.masked` hides the name in both (a
+/// removed service). Each service's `file` says which layer it came from.
+pub fn load_layers(base: &Path, layer: &Path) -> Result<LoadReport, LoadError> {
+    let (base_files, _) = list(base, false)?;
+    let (layer_files, masked) = list(layer, true)?;
+    let stem = |p: &PathBuf| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned);
+    let replaced: HashSet<String> = layer_files.iter().filter_map(stem).collect();
+    let mut files: Vec<PathBuf> = base_files
+        .into_iter()
+        .filter(|p| stem(p).is_some_and(|n| !replaced.contains(&n) && !masked.contains(&n)))
+        .chain(
+            layer_files
+                .into_iter()
+                .filter(|p| stem(p).is_some_and(|n| !masked.contains(&n))),
+        )
+        .collect();
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(load_files(files))
+}
+
+fn load_files(files: Vec<PathBuf>) -> LoadReport {
     let mut services = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
     let mut rejected = HashSet::new();
@@ -75,7 +130,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, LoadError> {
             }
         }
     }
-    Ok(check_together(services, errors, rejected))
+    check_together(services, errors, rejected)
 }
 
 /// The text of a service file, or why it cannot be one. The type is checked

@@ -215,3 +215,36 @@ fn entries_that_are_not_regular_files_are_errors_naming_them() {
         .iter()
         .all(|e| matches!(e.kind, ErrorKind::Read(_))));
 }
+
+#[test]
+fn the_deployed_layer_replaces_adds_and_masks_image_services() {
+    let root = tempfile::tempdir().unwrap();
+    let (image, layer) = (root.path().join("image"), root.path().join("layer"));
+    fs::create_dir_all(&image).unwrap();
+    fs::create_dir_all(&layer).unwrap();
+    write(&image, "a", &daemon("a", ""));
+    write(&image, "b", &daemon("b", ""));
+    write(&image, "keep", &daemon("keep", ""));
+    write(&layer, "b", &daemon("b", "after = [\"keep\"]"));
+    write(&layer, "c", &daemon("c", "requires = [\"b\"]"));
+    fs::write(layer.join(svc::load::mask_name("a")), "").unwrap();
+    let report = svc::load_layers(&image, &layer).unwrap();
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let from: Vec<(String, PathBuf)> = report
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.file.parent().unwrap().to_path_buf()))
+        .collect();
+    assert_eq!(
+        from,
+        [
+            ("b".to_owned(), layer.clone()),
+            ("c".to_owned(), layer.clone()),
+            ("keep".to_owned(), image.clone()),
+        ],
+        "a is masked, b deployed over the image's, c deployed, keep from the image"
+    );
+    // No layer at all (a first boot): the image alone.
+    let alone = svc::load_layers(&image, &root.path().join("none")).unwrap();
+    assert_eq!(alone.services.len(), 3);
+}

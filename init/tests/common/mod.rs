@@ -45,17 +45,7 @@ impl Spore {
     pub fn start_with_console(dir: tempfile::TempDir, console: Stdio) -> Spore {
         let socket = dir.path().join("state/spore.sock");
         let log = dir.path().join("spore.log");
-        let child = Command::new(spore_bin())
-            .arg("run")
-            .arg("--config-dir")
-            .arg(dir.path().join("etc"))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(console)
-            .spawn()
-            .unwrap();
+        let child = spawn_run(dir.path(), &log, console);
         let spore = Spore {
             child,
             dir,
@@ -126,6 +116,20 @@ impl Spore {
         std::fs::read_to_string(self.dir.path().join("spore.err")).unwrap_or_default()
     }
 
+    /// Stops spore in order and starts it again on the same directories,
+    /// as a reboot would (its console appended to the same file).
+    pub fn restart(&mut self) {
+        assert!(self.terminate().success(), "{}", self.stderr());
+        let console = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("spore.err"))
+            .unwrap();
+        self.child = spawn_run(self.dir.path(), &self.log, Stdio::from(console));
+        self.wait_for("the control socket", Duration::from_secs(10), |s| {
+            UnixStream::connect(&s.socket).is_ok()
+        });
+    }
+
     /// SIGTERM, then wait for spore to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         signal(self.pid(), libc::SIGTERM);
@@ -140,6 +144,21 @@ impl Spore {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `spore run` on `dir/etc` and `dir/state`.
+fn spawn_run(dir: &Path, log: &Path, console: Stdio) -> Child {
+    Command::new(spore_bin())
+        .arg("run")
+        .arg("--config-dir")
+        .arg(dir.join("etc"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(console)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Spore {
