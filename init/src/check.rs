@@ -23,6 +23,37 @@ struct JsonReport<'a> {
     start: &'a [Vec<String>],
     stop: Vec<Vec<String>>,
     errors: Vec<JsonError>,
+    warnings: Vec<Warning>,
+}
+
+/// Something valid that an operator should still change.
+#[derive(Serialize)]
+struct Warning {
+    file: String,
+    message: String,
+}
+
+/// Services that hand secrets over in the environment: valid, but any
+/// process of the same user reads /proc/PID/environ, and every child the
+/// service starts inherits them.
+fn warnings(report: &LoadReport) -> Vec<Warning> {
+    report
+        .services
+        .iter()
+        .filter(|s| !s.secrets.is_empty())
+        .map(|s| Warning {
+            file: s.file.display().to_string(),
+            message: format!(
+                "[secrets] puts {} in the environment, where any process of the same user reads it (/proc/PID/environ) and every child inherits it; use [credentials] load = [{}] and read $CREDENTIALS_DIRECTORY/NAME",
+                s.secrets.keys().cloned().collect::<Vec<_>>().join(", "),
+                s.secrets
+                    .values()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+        .collect()
 }
 
 /// Runs the check; exit 0 when every file is valid, 1 otherwise.
@@ -61,6 +92,7 @@ fn print_json(report: &LoadReport, plan: &Plan) {
         start: &plan.start,
         stop: plan.stop(),
         errors: report.errors.iter().map(json_error).collect(),
+        warnings: warnings(report),
     };
     match serde_json::to_string_pretty(&document) {
         Ok(text) => println!("{text}"),
@@ -80,6 +112,9 @@ fn json_error(error: &ConfigError) -> JsonError {
 fn print_human(dir: &Path, report: &LoadReport, plan: &Plan) {
     for error in &report.errors {
         eprintln!("error: {error}");
+    }
+    for warning in warnings(report) {
+        eprintln!("warning: {}: {}", warning.file, warning.message);
     }
     println!(
         "{} service(s) valid in {}, {} error(s)",

@@ -90,6 +90,12 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         services: services_dir.clone(),
         deployed: deployed_dir,
         secrets: paths.state_dir.join("secrets"),
+        // Beside the control socket: /run/spore (a tmpfs) on a node.
+        credentials: paths
+            .socket
+            .parent()
+            .unwrap_or(&paths.state_dir)
+            .join("credentials"),
         persistent,
     });
     let node = Rc::new(Node {

@@ -128,3 +128,32 @@ fn missing_directory_and_bad_usage_fail_clearly() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("spore check DIR [--json]"));
 }
+
+#[test]
+fn secrets_in_the_environment_are_valid_but_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("old.toml"),
+        "[service]\nname = \"old\"\nexec = \"sleep 1\"\n\n[secrets]\nDB_PASSWORD = \"db-password\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("new.toml"),
+        "[service]\nname = \"new\"\nexec = \"sleep 1\"\n\n[credentials]\nload = [\"db-password\"]\n",
+    )
+    .unwrap();
+    let out = spore_check(&[dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "a warning is not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr.contains("old.toml")
+            && stderr.contains("[credentials] load = [\"db-password\"]"),
+        "{stderr}"
+    );
+    let json = spore_check(&[dir.path().to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
+    assert_eq!(report["ok"], true);
+}

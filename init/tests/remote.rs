@@ -1094,6 +1094,94 @@ fn a_stored_secret_does_not_linger_in_the_nodes_memory() {
     assert_eq!(copies, 0, "copies of the secret left in spore's memory");
 }
 
+/// `sporectl secret set NAME` with `value` on stdin.
+fn set_secret(fleet: &Fleet, name: &str, value: &str) -> Output {
+    let mut child = fleet
+        .sporectl_command("admin", &["secret", "set", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn credentials_are_private_files_not_environment_and_follow_the_secret() {
+    let fleet = node();
+    assert!(set_secret(&fleet, "db-password", "first-value-81c2")
+        .status
+        .success());
+    let seen = fleet.spore.path("seen");
+    let service = fleet.spore.path("loader.toml");
+    std::fs::write(
+        &service,
+        format!(
+            "[service]\nname = \"loader\"\nexec = \"/bin/sh -c 'cat $CREDENTIALS_DIRECTORY/db-password > {seen}.value; stat -c %a $CREDENTIALS_DIRECTORY $CREDENTIALS_DIRECTORY/db-password > {seen}.mode; env > {seen}.env; echo $CREDENTIALS_DIRECTORY > {seen}.dir; exec sleep 1000'\"\n\n[credentials]\nload = [\"db-password\"]\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", service.to_str().unwrap(), "--start"])
+        .status
+        .success());
+    let read = |suffix: &str| {
+        std::fs::read_to_string(format!("{}.{suffix}", seen.display())).unwrap_or_default()
+    };
+    fleet.spore.wait_for(
+        "the service to read its credential",
+        Duration::from_secs(10),
+        |_| !read("dir").is_empty(),
+    );
+    assert_eq!(read("value"), "first-value-81c2");
+    assert_eq!(
+        read("mode").split_whitespace().collect::<Vec<_>>(),
+        ["500", "400"]
+    );
+    let env = read("env");
+    assert!(env.contains("CREDENTIALS_DIRECTORY="), "{env}");
+    assert!(
+        !env.contains("first-value"),
+        "the value is not in the environment"
+    );
+    let dir = std::path::PathBuf::from(read("dir").trim());
+    // A new value restarts the service, which sees it.
+    let out = set_secret(&fleet, "db-password", "second-value-77");
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("loader: restarted"),
+        "{}",
+        stdout(&out)
+    );
+    fleet.spore.wait_for(
+        "the restarted service to read the new value",
+        Duration::from_secs(10),
+        |_| read("value") == "second-value-77",
+    );
+    // Stopped, its credentials are gone.
+    assert!(fleet
+        .sporectl("admin", &["stop", "loader"])
+        .status
+        .success());
+    fleet.spore.wait_state("loader", "stopped");
+    assert!(!dir.exists(), "{} outlived the service", dir.display());
+    // secret rm.
+    assert!(fleet
+        .sporectl("admin", &["secret", "rm", "db-password"])
+        .status
+        .success());
+    assert!(!stdout(&fleet.sporectl("admin", &["secret", "list"])).contains("db-password"));
+    let again = fleet.sporectl("admin", &["secret", "rm", "db-password"]);
+    assert_eq!(again.status.code(), Some(1), "no such secret any more");
+}
+
 #[test]
 fn secrets_reach_services_and_never_the_log_or_the_wire_back() {
     let fleet = node();

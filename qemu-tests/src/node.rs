@@ -61,7 +61,7 @@ impl NodeSpec {
         }
         if self.state_disk {
             text.push_str(
-                "\n[[mount]]\nsource = \"/dev/vda\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\n",
+                "\n[[mount]]\nsource = \"LABEL=spore-state\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\n",
             );
         }
         text.push_str(&format!(
@@ -99,7 +99,8 @@ impl NodeSpec {
         modules.into_iter().map(str::to_owned).collect()
     }
 
-    /// The state disk's image: 64 MiB, ext4, made once.
+    /// The state disk's image: 64 MiB, ext4 labelled `spore-state` (the
+    /// node mounts it by label), made once.
     pub fn make_state_disk(&self, dir: &Path) -> Result<PathBuf, String> {
         let disk = dir.join("state.ext4");
         if disk.exists() {
@@ -111,7 +112,7 @@ impl NodeSpec {
         crate::artifacts::run(
             "mkfs.ext4 (e2fsprogs)",
             std::process::Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-L", "state"])
+                .args(["-q", "-F", "-L", "spore-state"])
                 .arg(&disk),
         )?;
         Ok(disk)
@@ -177,7 +178,7 @@ impl NodeSpec {
                 initramfs::manifest::Binary {
                     source: artifacts.busybox.clone(),
                     path: "/bin/busybox".into(),
-                    links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date"]
+                    links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date", "wc"]
                         .iter()
                         .map(|a| format!("/bin/{a}"))
                         .collect(),

@@ -1,8 +1,10 @@
 //! Boot test 2: sporectl reboots the node over RPC; it comes back and
-//! registers again with the beacon. The node has a disk (ext4) that spore
-//! mounts on /var/lib from a `[[mount]]` table: it makes its node key on
-//! the first boot and finds it on the second, and so does mycelium, so the
-//! node comes back with the same key and the same overlay address.
+//! registers again with the beacon. The node has a disk (ext4, labelled
+//! `spore-state`) that spore finds by its label and mounts on /var/lib from
+//! a `[[mount]]` table: it makes its node key on the first boot and finds
+//! it on the second, and so does mycelium, so the node comes back with the
+//! same key and the same overlay address; a service deployed and a secret
+//! stored before the reboot are there after it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,7 +31,11 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     assert!(first_key.starts_with("ssh-ed25519 "), "{first_key}");
     let console = fleet.nodes[0].vm.console_text();
     assert!(
-        console.contains("spore: mounted /dev/vda (ext4) on /var/lib"),
+        console.contains("spore: LABEL=spore-state is /dev/vda (ext4)"),
+        "{console}"
+    );
+    assert!(
+        console.contains("spore: mounted LABEL=spore-state (ext4) on /var/lib"),
         "{console}"
     );
     assert!(
@@ -40,7 +46,40 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     let first_address = before["registration"]["mycelium_address"].clone();
     let first_timestamp = before["registration"]["timestamp"].as_u64().unwrap();
 
+    // A secret and a service that loads it, deployed over RPC before the
+    // reboot.
     let node = &fleet.nodes[0];
+    let keeper = fleet.dir.join("keeper.toml");
+    std::fs::write(
+        &keeper,
+        "[service]\nname = \"keeper\"\nexec = \"/bin/sh -c 'echo keeper has $(cat $CREDENTIALS_DIRECTORY/note | wc -c) bytes; exec sleep 100000'\"\n\n[credentials]\nload = [\"note\"]\n",
+    )
+    .unwrap();
+    let mut set = std::process::Command::new(&fleet.operator.sporectl);
+    set.arg("--identity")
+        .arg(&fleet.operator.key)
+        .args([
+            "--node",
+            &format!("127.0.0.1:{}", node.vm.rpc_port),
+            "--node-key",
+            &node.key,
+        ])
+        .args(["secret", "set", "note"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(std::process::Stdio::piped());
+    let mut child = set.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"kept across reboots").unwrap();
+    assert!(child.wait().unwrap().success(), "secret set");
+    let out = node.sporectl(
+        &fleet.operator,
+        &["deploy", keeper.to_str().unwrap(), "--start"],
+    );
+    assert!(
+        out.status.success(),
+        "deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = node.sporectl(&fleet.operator, &["reboot"]);
     assert!(
         out.status.success(),
@@ -76,7 +115,7 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     let console = fleet.nodes[0].vm.console_text();
     assert_eq!(
         console
-            .matches("spore: mounted /dev/vda (ext4) on /var/lib")
+            .matches("spore: mounted LABEL=spore-state (ext4) on /var/lib")
             .count(),
         2,
         "{console}"
@@ -101,6 +140,30 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     assert!(
         info["uptime_s"].as_u64().unwrap() < 120,
         "a fresh boot: {info}"
+    );
+    assert_eq!(info["deploys"]["persistent"], true, "{info}");
+    // The deployed service came back from the disk, with its secret.
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        let out = node.sporectl(&fleet.operator, &["--json", "status", "keeper"]);
+        status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if status["state"] == "ready" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status["state"], "ready", "{status}");
+    assert_eq!(status["source"], "deployed", "{status}");
+    let secrets = node.sporectl(&fleet.operator, &["secret", "list"]);
+    assert!(String::from_utf8_lossy(&secrets.stdout).contains("note"));
+    assert!(
+        fleet.nodes[0]
+            .vm
+            .console_text()
+            .matches("keeper has 19 bytes")
+            .count()
+            >= 2,
+        "the service saw its secret before and after the reboot"
     );
 
     // Powered off, the disk was synced and unmounted: ext4 needs no journal

@@ -191,6 +191,12 @@ pub const METHODS: &[MethodSpec] = &[
     },
     MethodSpec { name: "secret.list", summary: "The names of stored secrets", params: &[], role: Role::Admin },
     MethodSpec {
+        name: "secret.remove",
+        summary: "Delete a stored secret (services that loaded it keep their copy until they stop)",
+        params: &[NAME],
+        role: Role::Admin,
+    },
+    MethodSpec {
         name: "node.reboot",
         summary: "Stop every service in order, then reboot",
         params: &[],
@@ -334,6 +340,13 @@ pub fn call(
             return set_secret(runtime, name, value);
         }
         "secret.list" => list_secrets(runtime)?,
+        "secret.remove" => {
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return remove_secret(runtime, name);
+        }
         _ => {
             return Err(ApiError::new(
                 code::METHOD_NOT_FOUND,
@@ -443,7 +456,30 @@ pub fn after_store(
             crate::journal::note(format_args!("{name}: removed"));
             Ok(json!({ "name": name, "removed": true }))
         }
-        (Then::Secret { name }, Ok(())) => Ok(json!({ "name": name, "stored": true })),
+        (Then::Secret { name }, Ok(())) => {
+            // Services that load the secret are restarted so they see the
+            // new value (their credential files are made at each start).
+            let loaders: Vec<String> = runtime
+                .supervisor()
+                .services()
+                .into_iter()
+                .filter(|s| s.credentials.contains(&name) || s.secrets.values().any(|v| *v == name))
+                .map(|s| s.name.clone())
+                .filter(|service| runtime.get(service).is_some_and(|v| v.pid.is_some()))
+                .collect();
+            for service in &loaders {
+                crate::journal::note(format_args!(
+                    "{service}: restarted for the new value of secret {name}"
+                ));
+                runtime.feed(Event::Restart(service.clone()));
+            }
+            Ok(json!({ "name": name, "stored": true, "restarted": loaders }))
+        }
+        (Then::SecretRemoved { name }, Ok(())) => Ok(json!({ "name": name, "removed": true })),
+        (Then::SecretRemoved { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot remove secret {name}: {e}"),
+        )),
     }
 }
 
@@ -533,6 +569,27 @@ fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, A
         name: name.to_owned(),
     };
     Ok(Reply::Pending(runtime.store(work, then)))
+}
+
+fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    if !svc::parse::is_valid_name(name) {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("invalid secret name `{name}`"),
+        ));
+    }
+    let path = files.secrets.join(name);
+    if !path.exists() {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("no secret named {name}"),
+        ));
+    }
+    let then = Then::SecretRemoved {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(Work::Remove { path }, then)))
 }
 
 fn list_secrets(runtime: &Runtime) -> Result<Value, ApiError> {

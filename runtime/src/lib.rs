@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod atomic;
+pub mod credentials;
 pub mod journal;
 pub mod logbook;
 pub mod probe;

@@ -87,6 +87,8 @@ pub struct Runtime {
     shutdown_complete: bool,
     echo_output: bool,
     files: Option<Files>,
+    /// Credential directories of running services, by main pid.
+    credential_dirs: HashMap<i32, std::path::PathBuf>,
     ready_watchers: HashMap<String, Vec<Sender<()>>>,
 }
 
@@ -101,6 +103,9 @@ pub struct Files {
     pub deployed: std::path::PathBuf,
     /// Secrets, one 0600 file each.
     pub secrets: std::path::PathBuf,
+    /// Where each running service's credential directory is made
+    /// (`/run/spore/credentials` on a node: a tmpfs).
+    pub credentials: std::path::PathBuf,
     /// Whether the deployed layer survives a reboot (it is not on a RAM
     /// filesystem), for node.info.
     pub persistent: bool,
@@ -151,6 +156,7 @@ impl Runtime {
             shutdown_complete: false,
             echo_output: true,
             files: None,
+            credential_dirs: HashMap::new(),
             ready_watchers: HashMap::new(),
         }
     }
@@ -303,6 +309,10 @@ impl Runtime {
                     passed: exit.success(),
                 });
             } else if self.service_pids.remove(&pid) {
+                // The service stopped: its credentials go with it.
+                if let Some(dir) = self.credential_dirs.remove(&pid) {
+                    self.drop_credentials(&dir);
+                }
                 let group_empty = self.sys.group_is_empty(pid);
                 self.feed(Event::Exited {
                     pid,
@@ -392,10 +402,13 @@ impl Runtime {
         let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
             return;
         };
-        let secrets = self.secret_env(&service);
+        let secrets = self
+            .secret_env(&service)
+            .and_then(|env| Ok((env, self.credential_dir(&service)?)));
+        let credential_dir = secrets.as_ref().ok().and_then(|(_, dir)| dir.clone());
         let result = match (&service.command, secrets) {
             (_, Err(error)) => Err(error),
-            (Some(command), Ok(secrets)) => {
+            (Some(command), Ok((secrets, credentials))) => {
                 let argv = command.argv();
                 let mut env: Vec<(String, String)> = service
                     .env
@@ -403,6 +416,12 @@ impl Runtime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 env.extend(secrets);
+                if let Some(dir) = &credentials {
+                    env.push((
+                        crate::credentials::VARIABLE.to_owned(),
+                        dir.display().to_string(),
+                    ));
+                }
                 let launch = Launch {
                     argv: &argv,
                     env: &env,
@@ -427,6 +446,9 @@ impl Runtime {
         match result {
             Ok(pid) => {
                 self.service_pids.insert(pid);
+                if let Some(dir) = credential_dir {
+                    self.credential_dirs.insert(pid, dir);
+                }
                 self.queue.push_back(Event::Spawned {
                     service: name,
                     run,
@@ -434,6 +456,9 @@ impl Runtime {
                 });
             }
             Err(error) => {
+                if let Some(dir) = credential_dir {
+                    self.drop_credentials(&dir);
+                }
                 self.sys.note(&format!("{name}: {error}"));
                 self.queue.push_back(Event::SpawnFailed {
                     service: name,
@@ -442,6 +467,37 @@ impl Runtime {
                     error: error.to_string(),
                 });
             }
+        }
+    }
+
+    /// The service's credential directory, made now with the current
+    /// values of the secrets it loads; None when it loads none.
+    fn credential_dir(&self, service: &Service) -> Result<Option<std::path::PathBuf>, SpawnError> {
+        if service.credentials.is_empty() {
+            return Ok(None);
+        }
+        let fail = |message: String| SpawnError {
+            code: 1,
+            program: service.name.clone(),
+            message,
+        };
+        let files = self
+            .files
+            .as_ref()
+            .ok_or_else(|| fail("credentials: this node keeps no secrets".into()))?;
+        crate::credentials::prepare(
+            &files.credentials,
+            &service.name,
+            &files.secrets,
+            &service.credentials,
+        )
+        .map(Some)
+        .map_err(|e| fail(format!("credentials: {e}")))
+    }
+
+    fn drop_credentials(&mut self, dir: &std::path::Path) {
+        if let Err(error) = crate::credentials::remove(dir) {
+            self.sys.note(&format!("{}: {error}", dir.display()));
         }
     }
 

@@ -99,6 +99,11 @@ pub enum Then {
         /// Its name (never its value).
         name: String,
     },
+    /// A secret was deleted.
+    SecretRemoved {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// One job: the work, what follows it, and where the answer goes.

@@ -58,6 +58,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
                 "actions",
                 "logging",
                 "secrets",
+                "credentials",
             ] {
                 top.value(section);
             }
@@ -157,6 +158,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         action.finish();
     }
     let secrets = read_secrets(top);
+    let credentials = read_credentials(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -198,6 +200,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         health,
         logging,
         secrets,
+        credentials,
     })
 }
 
@@ -222,6 +225,28 @@ fn read_secrets(top: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
             );
         } else {
             out.insert(key.value, value);
+        }
+    }
+    section.finish();
+    out
+}
+
+/// `[credentials]`: `load = ["secret-name", …]`, each handed to the
+/// service as a file in `$CREDENTIALS_DIRECTORY`.
+fn read_credentials(top: &mut Section<'_, '_, '_>) -> Vec<String> {
+    let Some(mut section) = top.table("credentials") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in section.strings("load") {
+        if !is_valid_name(&name.value) {
+            section.out_of_range(
+                "load",
+                &name.span,
+                "must be secret names (letters, digits, `-`, `_`, `.`)",
+            );
+        } else if !out.contains(&name.value) {
+            out.push(name.value);
         }
     }
     section.finish();

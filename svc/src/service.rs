@@ -53,6 +53,10 @@ pub struct Service {
     /// with `secret.set` is read at every start and handed over in that
     /// variable.
     pub secrets: BTreeMap<String, String>,
+    /// `[credentials] load`: secrets handed over as files (0400) in a
+    /// private directory named by `$CREDENTIALS_DIRECTORY`, made at each
+    /// start and removed when the service stops; never in the environment.
+    pub credentials: Vec<String>,
 }
 
 /// What sort of unit a service is.

@@ -10,6 +10,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use runtime::journal;
 
+use super::block_id::{self, DeviceSpec, FsId};
 use crate::config::Mount;
 
 /// Mounts every table in order; a later one may sit inside an earlier one.
@@ -29,27 +30,41 @@ fn mount_one(table: &Mount) -> Result<(), String> {
     if let Some(problem) = table.problem() {
         return Err(problem);
     }
-    if table.source.starts_with("/dev/") {
-        let wait = Duration::from_millis(table.wait_ms.unwrap_or(Mount::DEFAULT_WAIT_MS));
-        if !wait_for(Path::new(&table.source), wait) {
+    let wait = Duration::from_millis(table.wait_ms.unwrap_or(Mount::DEFAULT_WAIT_MS));
+    let mut fstype = table.fstype.clone();
+    let source = if let Some(spec) = DeviceSpec::parse(&table.source) {
+        let (device, id) = wait_for_device(&spec, wait)
+            .ok_or_else(|| format!("no disk with {} appeared within {wait:?}", table.source))?;
+        if fstype == "auto" {
+            fstype = id.fstype.to_owned();
+        }
+        journal::note(format_args!(
+            "{} is {} ({})",
+            table.source,
+            device.display(),
+            id.fstype
+        ));
+        device.display().to_string()
+    } else {
+        if table.source.starts_with("/dev/") && !wait_for(Path::new(&table.source), wait) {
             return Err(format!("{} did not appear within {wait:?}", table.source));
         }
-    }
+        table.source.clone()
+    };
     std::fs::create_dir_all(&table.target)
         .map_err(|e| format!("mkdir {}: {e}", table.target.display()))?;
     let (flags, data) = options(table.options.as_deref().unwrap_or_default());
     mount(
-        Some(table.source.as_str()),
+        Some(source.as_str()),
         &table.target,
-        Some(table.fstype.as_str()),
+        Some(fstype.as_str()),
         flags,
         (!data.is_empty()).then_some(data.as_str()),
     )
-    .map_err(|e| format!("{} {e}", table.fstype))?;
+    .map_err(|e| format!("{fstype} {e}"))?;
     journal::note(format_args!(
-        "mounted {} ({}) on {}",
+        "mounted {} ({fstype}) on {}",
         table.source,
-        table.fstype,
         table.target.display()
     ));
     Ok(())
@@ -81,6 +96,19 @@ fn options(text: &str) -> (MsFlags, String) {
     (flags, data.join(","))
 }
 
+/// The disk `spec` names, waiting up to `timeout` for it: every block
+/// device is looked at now and again whenever /dev changes (inotify, no
+/// polling), as a USB stick or a slow controller brings its disks late.
+fn wait_for_device(spec: &DeviceSpec, timeout: Duration) -> Option<(std::path::PathBuf, FsId)> {
+    let look = || block_id::find(spec, Path::new("/sys/class/block"), Path::new("/dev"));
+    let mut found = None;
+    wait_until(Path::new("/dev"), timeout, &format!("{spec:?}"), || {
+        found = look();
+        found.is_some()
+    });
+    found
+}
+
 /// True once `path` exists, waiting up to `timeout` for it to be created
 /// (inotify on its directory: no polling).
 fn wait_for(path: &Path, timeout: Duration) -> bool {
@@ -90,6 +118,15 @@ fn wait_for(path: &Path, timeout: Duration) -> bool {
     let Some(dir) = path.parent() else {
         return false;
     };
+    wait_until(dir, timeout, &path.display().to_string(), || path.exists())
+}
+
+/// True once `done()` holds, asking it again whenever an entry is created
+/// in `dir`, for up to `timeout`.
+fn wait_until(dir: &Path, timeout: Duration, what: &str, mut done: impl FnMut() -> bool) -> bool {
+    if done() {
+        return true;
+    }
     let watch = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|i| {
         i.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
             .map(|_| i)
@@ -98,14 +135,14 @@ fn wait_for(path: &Path, timeout: Duration) -> bool {
         Ok(inotify) => inotify,
         Err(error) => {
             journal::note(format_args!("inotify on {}: {error}", dir.display()));
-            return path.exists();
+            return done();
         }
     };
-    journal::note(format_args!("waiting for {}", path.display()));
+    journal::note(format_args!("waiting for {what}"));
     let deadline = Instant::now() + timeout;
     loop {
         // Checked after the watch exists, so a creation in between is seen.
-        if path.exists() {
+        if done() {
             return true;
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -121,7 +158,7 @@ fn wait_for(path: &Path, timeout: Duration) -> bool {
             }
             Err(error) => {
                 journal::note(format_args!("poll inotify: {error}"));
-                return path.exists();
+                return done();
             }
         }
     }

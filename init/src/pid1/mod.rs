@@ -1,6 +1,7 @@
 //! Duties only PID 1 has: bring the machine up before any service, and take
 //! it down after the last one. Every failure is logged and survived.
 
+mod block_id;
 mod configured_mounts;
 mod modules;
 mod mounts;

@@ -30,6 +30,7 @@ commands:
   deploy FILE [--start]     add or replace the service in FILE (validated whole)
   remove NAME               stop a service and delete its file
   secret set NAME [--file F] store a secret read from F or stdin (never argv)
+  secret rm NAME            delete a stored secret
   secret list               names of stored secrets
   reboot | poweroff         stop every service in order, then reboot / power off
   nodes --beacon URL        the nodes a beacon lists, with last-seen age
@@ -221,8 +222,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     }
     if options.command == "secret" {
         return match (options.name.as_deref(), options.extra.is_some()) {
-            (Some("set"), true) | (Some("list"), false) => Ok(options),
-            _ => Err("usage: secret set NAME [--file F] | secret list".into()),
+            (Some("set" | "rm"), true) | (Some("list"), false) => Ok(options),
+            _ => Err("usage: secret set NAME [--file F] | secret rm NAME | secret list".into()),
         };
     }
     let needs_name = matches!(
@@ -356,6 +357,7 @@ fn request_method(options: &Options, plain: &'static str) -> &'static str {
         ("deploy", _) => "service.deploy",
         ("remove", _) => "service.remove",
         ("secret", Some("list")) => "secret.list",
+        ("secret", Some("rm")) => "secret.remove",
         ("secret", _) => "secret.set",
         _ => plain,
     }
@@ -375,6 +377,10 @@ fn request(options: &Options) -> Result<(&'static str, Value), ClientError> {
         }
         ("remove", _) => ("service.remove", json!({ "name": name })),
         ("secret", "list") => ("secret.list", json!({})),
+        ("secret", "rm") => (
+            "secret.remove",
+            json!({ "name": options.extra.clone().unwrap_or_default() }),
+        ),
         ("secret", _) => {
             let value = read_secret(options)?;
             (
@@ -702,7 +708,21 @@ fn print_result(options: &Options, result: &Value) {
         }
         "remove" => println!("{}: removed", text(result, "name")),
         "secret" if options.name.as_deref() == Some("set") => {
-            println!("{}: stored", text(result, "name"))
+            println!("{}: stored", text(result, "name"));
+            for service in result
+                .get("restarted")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}: restarted to load it",
+                    service.as_str().unwrap_or_default()
+                );
+            }
+        }
+        "secret" if options.name.as_deref() == Some("rm") => {
+            println!("{}: removed", text(result, "name"))
         }
         "secret" => {
             for name in result.as_array().into_iter().flatten() {

@@ -1,0 +1,104 @@
+//! Secrets handed to a service as files, by reference (systemd's
+//! credentials are the model): at each start the secrets a service lists in
+//! `[credentials] load` are copied from the store into a private directory
+//! of its own (`ROOT/SERVICE`, 0500, each file 0400, owned by the user
+//! services run as), named to it by `$CREDENTIALS_DIRECTORY`; the directory
+//! is removed when the service stops. Nothing of the value goes into the
+//! environment, where any process of the same user could read it from
+//! /proc/PID/environ and every child inherits it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::secret::SecretBytes;
+
+/// The variable that names the directory to the service.
+pub const VARIABLE: &str = "CREDENTIALS_DIRECTORY";
+
+/// Makes `root/service` afresh with each secret in `names` copied from
+/// `store`; returns the directory. A missing secret is an error naming it
+/// (the service does not start without what it asked for).
+pub fn prepare(
+    root: &Path,
+    service: &str,
+    store: &Path,
+    names: &[String],
+) -> Result<PathBuf, String> {
+    let dir = root.join(service);
+    remove(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for name in names {
+        let value = SecretBytes::new(
+            fs::read(store.join(name)).map_err(|e| format!("secret `{name}` is not set ({e})"))?,
+        );
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(dir.join(name))
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+        file.write_all(value.as_slice())
+            .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
+    }
+    // Read-only from now on: the service reads, nobody writes.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o500))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Removes a service's credential directory and what is in it; a missing
+/// one is done already.
+pub fn remove(dir: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+        Ok(_) => {
+            // 0500 forbids unlinking its files: open it up first.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+            fs::remove_dir_all(dir)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_gets_its_secrets_as_private_read_only_files_and_they_go_again() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("secrets");
+        fs::create_dir_all(&store).unwrap();
+        fs::write(store.join("db-password"), "hunter2").unwrap();
+        let creds = root.path().join("credentials");
+        let dir = prepare(&creds, "web", &store, &["db-password".into()]).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("db-password")).unwrap(),
+            "hunter2"
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o500);
+        assert_eq!(mode(&dir.join("db-password")), 0o400);
+        // Made afresh at the next start, with the value of now.
+        fs::write(store.join("db-password"), "changed").unwrap();
+        let again = prepare(&creds, "web", &store, &["db-password".into()]).unwrap();
+        assert_eq!(
+            fs::read_to_string(again.join("db-password")).unwrap(),
+            "changed"
+        );
+        remove(&again).unwrap();
+        assert!(!again.exists());
+        let missing = prepare(&creds, "web", &store, &["nope".into()]).unwrap_err();
+        assert!(missing.contains("secret `nope` is not set"), "{missing}");
+    }
+}
