@@ -178,7 +178,7 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
 
 /// SIGTERM, SIGUSR2, SIGPWR: power off. SIGINT (ctrl-alt-del): reboot.
 /// SIGUSR1: halt. SIGQUIT: ignored as PID 1. Outside PID 1 every one of
-/// them means "stop and exit".
+/// them means "stop and exit". SIGHUP: reload the service files.
 fn on_signal(node: &Node, signal: Signal, pid1: bool) {
     let ending = match signal {
         Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => Ending::Poweroff,
@@ -189,6 +189,16 @@ fn on_signal(node: &Node, signal: Signal, pid1: bool) {
             return;
         }
         Signal::SIGQUIT => Ending::Poweroff,
+        Signal::SIGHUP => {
+            // As node.reload: files edited or dropped into the service
+            // directories are read again (off the loop) and applied.
+            journal::note("SIGHUP received; reloading the service files");
+            let pending = node.with_runtime(runtime::api::reload);
+            if let Some(Err(error)) = pending {
+                journal::note(format_args!("reload: {}", error.message));
+            }
+            return;
+        }
         other => {
             journal::note(format_args!("{other} received; nothing to do"));
             return;

@@ -8,7 +8,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use smol::Async;
 
 /// Signals spore acts on: SIGCHLD (reap), SIGTERM/SIGUSR2/SIGPWR
-/// (poweroff), SIGINT (ctrl-alt-del: reboot), SIGUSR1 (halt), SIGHUP (noted),
+/// (poweroff), SIGINT (ctrl-alt-del: reboot), SIGUSR1 (halt), SIGHUP (reload),
 /// SIGQUIT (an orderly stop outside PID 1, ignored as PID 1: its default
 /// action would dump a core holding secrets and orphan every service).
 pub const HANDLED: &[Signal] = &[

@@ -469,3 +469,74 @@ fn a_state_dir_exists_0700_before_the_first_start_and_is_kept_so() {
         std::fs::metadata(&state).unwrap().permissions().mode() & 0o777 == 0o700
     });
 }
+
+#[test]
+fn sighup_reloads_added_changed_and_removed_files_and_a_broken_one_changes_nothing() {
+    let service = |name: &str, seconds: u32| {
+        format!("[service]\nname = \"{name}\"\nexec = \"sleep {seconds}\"\n")
+    };
+    let mut spore = Spore::start(&[
+        ("kept", service("kept", 1000)),
+        ("edited", service("edited", 1000)),
+        ("broken", service("broken", 1000)),
+        ("dropped", service("dropped", 1000)),
+    ]);
+    for name in ["kept", "edited", "broken", "dropped"] {
+        spore.wait_state(name, "ready");
+    }
+    let pid = |s: &Spore, name: &str| {
+        s.call("service.status", json!({ "name": name })).unwrap()["pid"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let (kept_pid, broken_pid) = (pid(&spore, "kept"), pid(&spore, "broken"));
+    let dir = spore.path("etc/services");
+    std::fs::write(dir.join("edited.toml"), service("edited", 999)).unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        "[service]\nname = \"broken\"\nexec = \n",
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("dropped.toml")).unwrap();
+    std::fs::write(dir.join("fresh.toml"), service("fresh", 1000)).unwrap();
+    common::signal(spore.pid(), libc::SIGHUP);
+    spore.wait_for("the new service to start", Duration::from_secs(10), |s| {
+        s.call("service.status", json!({ "name": "fresh" }))
+            .is_ok_and(|v| v["state"] == "ready")
+    });
+    spore.wait_for(
+        "the edited service to run its new command",
+        Duration::from_secs(10),
+        |s| {
+            s.call("service.status", json!({ "name": "edited" }))
+                .unwrap()["argv"]
+                == json!(["sleep", "999"])
+                && s.state("edited") == "ready"
+        },
+    );
+    spore.wait_for("the dropped service to go", Duration::from_secs(10), |s| {
+        s.call("service.status", json!({ "name": "dropped" }))
+            .is_err()
+    });
+    assert_eq!(
+        pid(&spore, "kept"),
+        kept_pid,
+        "an unchanged file changes nothing"
+    );
+    assert_eq!(
+        pid(&spore, "broken"),
+        broken_pid,
+        "a broken file keeps its service running"
+    );
+    let log = spore.stderr();
+    assert!(
+        log.contains("reload: 1 added, 1 changed, 1 removed, 1 rejected"),
+        "{log}"
+    );
+    assert!(log.contains("broken.toml"), "{log}");
+    // And again over the control socket, with nothing to do.
+    let answer = spore.call("node.reload", json!({})).unwrap();
+    assert_eq!(answer["added"], json!([]), "{answer}");
+    assert_eq!(answer["removed"], json!([]), "{answer}");
+    spore.terminate();
+}

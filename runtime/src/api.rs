@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use smol::channel::Receiver;
 
 use crate::logbook::LogLine;
-use crate::store::{Then, Work};
+use crate::store::{LoadSlot, Then, Work};
 use crate::Runtime;
 use svc::service::{Kind, Probe};
 use svc::supervisor::{Event, UnitView};
@@ -197,6 +197,12 @@ pub const METHODS: &[MethodSpec] = &[
         role: Role::Admin,
     },
     MethodSpec {
+        name: "node.reload",
+        summary: "Read the image's service files and the deployed layer again and apply what changed",
+        params: &[],
+        role: Role::Admin,
+    },
+    MethodSpec {
         name: "node.reboot",
         summary: "Stop every service in order, then reboot",
         params: &[],
@@ -340,6 +346,7 @@ pub fn call(
             return set_secret(runtime, name, value);
         }
         "secret.list" => list_secrets(runtime)?,
+        "node.reload" => return reload(runtime),
         "secret.remove" => {
             let name = params
                 .get("name")
@@ -476,6 +483,17 @@ pub fn after_store(
             Ok(json!({ "name": name, "stored": true, "restarted": loaders }))
         }
         (Then::SecretRemoved { name }, Ok(())) => Ok(json!({ "name": name, "removed": true })),
+        (Then::Reload { .. }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot read the service files: {e}; nothing changed"),
+        )),
+        (Then::Reload { from }, Ok(())) => {
+            let report = from.lock().ok().and_then(|mut slot| slot.take());
+            match report {
+                Some(report) => Ok(apply_reload(runtime, report)),
+                None => Err(ApiError::new(code::INTERNAL, "the load left no report")),
+            }
+        }
         (Then::SecretRemoved { name }, Err(e)) => Err(ApiError::new(
             code::STORAGE,
             format!("cannot remove secret {name}: {e}"),
@@ -569,6 +587,83 @@ fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, A
         name: name.to_owned(),
     };
     Ok(Reply::Pending(runtime.store(work, then)))
+}
+
+/// `node.reload`: reads the image's services and the deployed layer again
+/// (off the loop) and applies what changed.
+pub fn reload(runtime: &mut Runtime) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    let from = LoadSlot::default();
+    let work = Work::Load {
+        base: files.services.clone(),
+        layer: files.deployed.clone(),
+        into: from.clone(),
+    };
+    Ok(Reply::Pending(runtime.store(work, Then::Reload { from })))
+}
+
+/// Applies a reload: new services are added (and started when their status
+/// says so), changed ones replace the old definition, vanished ones are
+/// removed. A file that no longer validates changes nothing: its service
+/// keeps running as it was, and the error is reported.
+fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
+    use std::collections::HashSet;
+    let rejected: HashSet<String> = report
+        .errors
+        .iter()
+        .filter_map(|e| {
+            e.file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    let listed: HashSet<String> = report.services.iter().map(|s| s.name.clone()).collect();
+    let current: Vec<svc::service::Service> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .cloned()
+        .collect();
+    let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    for service in report.services {
+        match current.iter().find(|s| s.name == service.name) {
+            Some(old) if *old == service => {}
+            Some(_) => {
+                changed.push(service.name.clone());
+                runtime.deploy(service);
+            }
+            None => {
+                let start = service.status == svc::service::Status::Start;
+                let name = service.name.clone();
+                added.push(name.clone());
+                runtime.deploy(service);
+                if start {
+                    runtime.feed(Event::Start(name));
+                }
+            }
+        }
+    }
+    for old in &current {
+        if !listed.contains(&old.name) && !rejected.contains(&old.name) {
+            removed.push(old.name.clone());
+            runtime.feed(Event::Remove(old.name.clone()));
+        }
+    }
+    let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    for error in &errors {
+        crate::journal::note(format_args!(
+            "reload: rejected (the running definition stays): {error}"
+        ));
+    }
+    crate::journal::note(format_args!(
+        "reload: {} added, {} changed, {} removed, {} rejected",
+        added.len(),
+        changed.len(),
+        removed.len(),
+        errors.len()
+    ));
+    json!({ "added": added, "changed": changed, "removed": removed, "errors": errors })
 }
 
 fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {

@@ -36,7 +36,20 @@ pub enum Work {
     /// Each in order; the first failure ends it (a deploy over a masked
     /// name writes the file, then drops the mask).
     Steps(Vec<Work>),
+    /// Read the image's services and the deployed layer (a reload): the
+    /// report lands in `into` for the event loop.
+    Load {
+        /// The image's directory.
+        base: PathBuf,
+        /// The deployed layer.
+        layer: PathBuf,
+        /// Where the report goes.
+        into: LoadSlot,
+    },
 }
+
+/// A load's report, handed from the blocking thread to the event loop.
+pub type LoadSlot = std::sync::Arc<std::sync::Mutex<Option<svc::LoadReport>>>;
 
 impl std::fmt::Debug for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +62,11 @@ impl std::fmt::Debug for Work {
                 .finish(),
             Work::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
             Work::Steps(steps) => f.debug_list().entries(steps).finish(),
+            Work::Load { base, layer, .. } => f
+                .debug_struct("Load")
+                .field("base", base)
+                .field("layer", layer)
+                .finish(),
         }
     }
 }
@@ -65,6 +83,14 @@ impl Work {
                 other => other,
             },
             Work::Steps(steps) => steps.iter().try_for_each(Work::run),
+            Work::Load { base, layer, into } => {
+                let report = svc::load_layers(base, layer)
+                    .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))?;
+                if let Ok(mut slot) = into.lock() {
+                    *slot = Some(report);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -72,6 +98,7 @@ impl Work {
     pub fn path(&self) -> &std::path::Path {
         match self {
             Work::Write { path, .. } | Work::Remove { path } => path,
+            Work::Load { base, .. } => base,
             Work::Steps(steps) => steps
                 .first()
                 .map_or(std::path::Path::new(""), |step| step.path()),
@@ -103,6 +130,11 @@ pub enum Then {
     SecretRemoved {
         /// Its name.
         name: String,
+    },
+    /// The service files were read again: apply the difference.
+    Reload {
+        /// The report the load left.
+        from: LoadSlot,
     },
 }
 

@@ -32,6 +32,7 @@ commands:
   secret set NAME [--file F] store a secret read from F or stdin (never argv)
   secret rm NAME            delete a stored secret
   secret list               names of stored secrets
+  reload                    read the service files again, apply what changed
   reboot | poweroff         stop every service in order, then reboot / power off
   nodes --beacon URL        the nodes a beacon lists, with last-seen age
   nodes pending             registrations waiting for an operator's approval
@@ -234,7 +235,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         || options.command == "nodes"
         || matches!(
             options.command.as_str(),
-            "info" | "list" | "reboot" | "poweroff" | "discover"
+            "info" | "list" | "reboot" | "poweroff" | "discover" | "reload"
         );
     if !known {
         return Err(format!("unknown command `{}`", options.command).into());
@@ -665,6 +666,7 @@ fn plain_method(options: &Options, name: &str) -> (&'static str, Value) {
             json!({ "name": name, "lines": options.lines, "follow": options.follow }),
         ),
         "reboot" => ("node.reboot", json!({})),
+        "reload" => ("node.reload", json!({})),
         "poweroff" => ("node.poweroff", json!({})),
         _ => ("rpc.discover", json!({})),
     }
