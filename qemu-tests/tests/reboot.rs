@@ -52,7 +52,7 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     let keeper = fleet.dir.join("keeper.toml");
     std::fs::write(
         &keeper,
-        "[service]\nname = \"keeper\"\nexec = \"/bin/sh -c 'echo keeper has $(cat $CREDENTIALS_DIRECTORY/note | wc -c) bytes; exec sleep 100000'\"\n\n[credentials]\nload = [\"note\"]\n",
+        "[service]\nname = \"keeper\"\nexec = \"/bin/sh -c 'echo keeper has $(wc -c < $CREDENTIALS_DIRECTORY/note) bytes; exec sleep 100000'\"\n\n[credentials]\nload = [\"note\"]\n",
     )
     .unwrap();
     let mut set = std::process::Command::new(&fleet.operator.sporectl);
@@ -80,6 +80,11 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    fleet.nodes[0]
+        .vm
+        .wait_for("keeper has 19 bytes", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("the deployed service read its credential: {e}"));
+    let node = &fleet.nodes[0];
     let out = node.sporectl(&fleet.operator, &["reboot"]);
     assert!(
         out.status.success(),
@@ -156,15 +161,19 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     assert_eq!(status["source"], "deployed", "{status}");
     let secrets = node.sporectl(&fleet.operator, &["secret", "list"]);
     assert!(String::from_utf8_lossy(&secrets.stdout).contains("note"));
-    assert!(
-        fleet.nodes[0]
-            .vm
-            .console_text()
-            .matches("keeper has 19 bytes")
-            .count()
-            >= 2,
-        "the service saw its secret before and after the reboot"
-    );
+    // It read its credential (19 bytes) before the reboot and after it.
+    fleet.nodes[0]
+        .vm
+        .wait_for_nth("keeper has 19 bytes", 2, Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            let console = fleet.nodes[0].vm.console_text();
+            let keeper: Vec<&str> = console.lines().filter(|l| l.contains("keeper")).collect();
+            panic!(
+                "the service saw its secret before and after the reboot: {e}\nkeeper lines:\n{}",
+                keeper.join("\n")
+            )
+        });
+    let node = &fleet.nodes[0];
 
     // Powered off, the disk was synced and unmounted: ext4 needs no journal
     // recovery (mounted, it carries `needs_recovery`).
