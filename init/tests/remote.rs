@@ -1183,6 +1183,52 @@ fn credentials_are_private_files_not_environment_and_follow_the_secret() {
 }
 
 #[test]
+fn a_service_with_a_reload_signal_reads_a_new_secret_without_a_restart() {
+    let fleet = node();
+    assert!(set_secret(&fleet, "token", "token-one").status.success());
+    let seen = fleet.spore.path("token-seen");
+    let service = fleet.spore.path("reloader.toml");
+    // A shell that reads its credential at start and again on SIGHUP.
+    std::fs::write(
+        &service,
+        format!(
+            "[service]\nname = \"reloader\"\nexec = [\"/bin/sh\", \"-c\", \"read_it() {{ cat $CREDENTIALS_DIRECTORY/token > {seen}; }}; trap read_it HUP; read_it; while :; do sleep 0.1; done\"]\n\n[credentials]\nload = [\"token\"]\nreload_signal = \"SIGHUP\"\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    assert!(fleet
+        .sporectl("admin", &["deploy", service.to_str().unwrap(), "--start"])
+        .status
+        .success());
+    fleet
+        .spore
+        .wait_for("the first read", Duration::from_secs(10), |_| {
+            std::fs::read_to_string(&seen).is_ok_and(|t| t == "token-one")
+        });
+    let pid = |fleet: &Fleet| {
+        fleet
+            .spore
+            .call("service.status", json!({ "name": "reloader" }))
+            .unwrap()["pid"]
+            .as_i64()
+    };
+    let before = pid(&fleet);
+    let out = set_secret(&fleet, "token", "token-two");
+    assert!(
+        stdout(&out).contains("reloader: told to read it again"),
+        "{}",
+        stdout(&out)
+    );
+    fleet
+        .spore
+        .wait_for("the reread on SIGHUP", Duration::from_secs(10), |_| {
+            std::fs::read_to_string(&seen).is_ok_and(|t| t == "token-two")
+        });
+    assert_eq!(pid(&fleet), before, "not restarted");
+}
+
+#[test]
 fn secrets_reach_services_and_never_the_log_or_the_wire_back() {
     let fleet = node();
     let secret = "s3cr3t-value-7f1d";

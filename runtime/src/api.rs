@@ -474,13 +474,30 @@ pub fn after_store(
                 .map(|s| s.name.clone())
                 .filter(|service| runtime.get(service).is_some_and(|v| v.pid.is_some()))
                 .collect();
-            for service in &loaders {
+            let (mut restarted, mut signalled) = (Vec::new(), Vec::new());
+            for service in loaders {
+                let signal = runtime
+                    .get(&service)
+                    .filter(|v| v.service.credentials.contains(&name))
+                    .and_then(|v| v.service.reload_signal);
+                if let Some(signal) = signal {
+                    if runtime.refresh_credential(&service, &name, signal) {
+                        crate::journal::note(format_args!(
+                            "{service}: told (signal {signal}) of the new value of secret {name}"
+                        ));
+                        signalled.push(service);
+                        continue;
+                    }
+                }
                 crate::journal::note(format_args!(
                     "{service}: restarted for the new value of secret {name}"
                 ));
                 runtime.feed(Event::Restart(service.clone()));
+                restarted.push(service);
             }
-            Ok(json!({ "name": name, "stored": true, "restarted": loaders }))
+            Ok(
+                json!({ "name": name, "stored": true, "restarted": restarted, "signalled": signalled }),
+            )
         }
         (Then::SecretRemoved { name }, Ok(())) => Ok(json!({ "name": name, "removed": true })),
         (Then::Reload { .. }, Err(e)) => Err(ApiError::new(

@@ -56,6 +56,31 @@ pub fn prepare(
     Ok(dir)
 }
 
+/// Rewrites `dir/name` with the secret's current value from `store` (a
+/// running service told by its reload signal reads it again). The file is
+/// replaced whole: written beside, then renamed over.
+pub fn refresh(dir: &Path, store: &Path, name: &str) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", dir.join(name).display());
+    let value = SecretBytes::new(
+        fs::read(store.join(name)).map_err(|e| format!("secret `{name}` is not set ({e})"))?,
+    );
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    let temp = dir.join(format!(".{name}.new"));
+    let written = (|| {
+        let _ = fs::remove_file(&temp);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&temp)?;
+        file.write_all(value.as_slice())?;
+        fs::rename(&temp, dir.join(name))
+    })();
+    let sealed = fs::set_permissions(dir, fs::Permissions::from_mode(0o500));
+    written.map_err(fail)?;
+    sealed.map_err(fail)
+}
+
 /// Removes a service's credential directory and what is in it; a missing
 /// one is done already.
 pub fn remove(dir: &Path) -> std::io::Result<()> {
@@ -96,6 +121,14 @@ mod tests {
             fs::read_to_string(again.join("db-password")).unwrap(),
             "changed"
         );
+        fs::write(store.join("db-password"), "rotated").unwrap();
+        refresh(&again, &store, "db-password").unwrap();
+        assert_eq!(
+            fs::read_to_string(again.join("db-password")).unwrap(),
+            "rotated"
+        );
+        assert_eq!(mode(&again), 0o500);
+        assert_eq!(mode(&again.join("db-password")), 0o400);
         remove(&again).unwrap();
         assert!(!again.exists());
         let missing = prepare(&creds, "web", &store, &["nope".into()]).unwrap_err();

@@ -495,6 +495,28 @@ impl Runtime {
         .map_err(|e| fail(format!("credentials: {e}")))
     }
 
+    /// Rewrites secret `name` in the credential directory of `service`
+    /// (running) and sends it `signal`; false when it has no such
+    /// directory or the rewrite failed (the caller restarts it instead).
+    pub fn refresh_credential(&mut self, service: &str, name: &str, signal: i32) -> bool {
+        let Some(pid) = self.get(service).and_then(|v| v.pid) else {
+            return false;
+        };
+        let (Some(dir), Some(files)) = (self.credential_dirs.get(&pid), self.files.as_ref()) else {
+            return false;
+        };
+        match crate::credentials::refresh(dir, &files.secrets, name) {
+            Ok(()) => {
+                self.sys.signal_group(pid, signal);
+                true
+            }
+            Err(error) => {
+                self.sys.note(&format!("{service}: {error}"));
+                false
+            }
+        }
+    }
+
     fn drop_credentials(&mut self, dir: &std::path::Path) {
         if let Err(error) = crate::credentials::remove(dir) {
             self.sys.note(&format!("{}: {error}", dir.display()));

@@ -158,7 +158,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         action.finish();
     }
     let secrets = read_secrets(top);
-    let credentials = read_credentials(top);
+    let (credentials, reload_signal) = read_credentials(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -201,6 +201,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         logging,
         secrets,
         credentials,
+        reload_signal,
     })
 }
 
@@ -232,11 +233,14 @@ fn read_secrets(top: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
 }
 
 /// `[credentials]`: `load = ["secret-name", …]`, each handed to the
-/// service as a file in `$CREDENTIALS_DIRECTORY`.
-fn read_credentials(top: &mut Section<'_, '_, '_>) -> Vec<String> {
+/// service as a file in `$CREDENTIALS_DIRECTORY`; `reload_signal`, sent
+/// (after the files are rewritten) instead of a restart when a loaded
+/// secret changes.
+fn read_credentials(top: &mut Section<'_, '_, '_>) -> (Vec<String>, Option<i32>) {
     let Some(mut section) = top.table("credentials") else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
+    let reload_signal = read_signal_named(&mut section, "reload_signal");
     let mut out = Vec::new();
     for name in section.strings("load") {
         if !is_valid_name(&name.value) {
@@ -250,7 +254,7 @@ fn read_credentials(top: &mut Section<'_, '_, '_>) -> Vec<String> {
         }
     }
     section.finish();
-    out
+    (out, reload_signal)
 }
 
 /// True when `name` can be a file name and a word in a plan.
@@ -574,14 +578,18 @@ pub fn signal_number(text: &str) -> Option<i32> {
 }
 
 fn read_signal(section: &mut Section<'_, '_, '_>) -> Option<i32> {
-    let value = section.string("stop_signal")?;
+    read_signal_named(section, "stop_signal")
+}
+
+fn read_signal_named(section: &mut Section<'_, '_, '_>, key: &'static str) -> Option<i32> {
+    let value = section.string(key)?;
     let number = signal_number(&value.value);
     if number.is_none() {
         let names: Vec<&'static str> = SIGNALS.iter().map(|(name, _)| *name).collect();
         section.ctx().error(
             &value.span,
             ErrorKind::UnknownValue {
-                field: "stop_signal".into(),
+                field: key.into(),
                 suggestion: nearest(&value.value.to_ascii_uppercase(), &names).map(str::to_owned),
                 value: value.value,
                 expected: names,

@@ -57,6 +57,10 @@ pub struct Service {
     /// private directory named by `$CREDENTIALS_DIRECTORY`, made at each
     /// start and removed when the service stops; never in the environment.
     pub credentials: Vec<String>,
+    /// `[credentials] reload_signal`: when a loaded secret changes, its file
+    /// is rewritten and this signal sent to the service's group, instead of
+    /// a restart.
+    pub reload_signal: Option<i32>,
 }
 
 /// What sort of unit a service is.

@@ -722,6 +722,17 @@ fn print_result(options: &Options, result: &Value) {
                     service.as_str().unwrap_or_default()
                 );
             }
+            for service in result
+                .get("signalled")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}: told to read it again",
+                    service.as_str().unwrap_or_default()
+                );
+            }
         }
         "secret" if options.name.as_deref() == Some("rm") => {
             println!("{}: removed", text(result, "name"))
