@@ -136,6 +136,19 @@ impl Fleet {
         Identity::from_file(&self.keys.join(key)).unwrap()
     }
 
+    /// Writes `text` as `NAME.toml` beside the node and deploys it with
+    /// `--start`, as an operator would; panics if the deploy fails.
+    fn deploy_started(&self, name: &str, text: &str) {
+        let file = self.spore.path(&format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let out = self.sporectl("admin", &["deploy", file.to_str().unwrap(), "--start"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A signed session as operator `key`, through the client library.
     fn open(&self, key: &str) -> Result<rpc::client::Session, ClientError> {
         smol::block_on(connect(
@@ -248,16 +261,10 @@ fn interrupted_follows_free_their_connections() {
 #[test]
 fn a_follow_whose_client_stops_reading_gives_its_slot_back() {
     let fleet = node_with("session_idle_timeout_ms = 1500\n");
-    let chatty = fleet.spore.path("chatty.toml");
-    std::fs::write(
-        &chatty,
+    fleet.deploy_started(
+        "chatty",
         "[service]\nname = \"chatty\"\nexec = [\"/bin/sh\", \"-c\", \"while :; do echo a-line-of-output-that-fills-the-socket-buffer-quickly; done\"]\n",
-    )
-    .unwrap();
-    assert!(fleet
-        .sporectl("admin", &["deploy", chatty.to_str().unwrap(), "--start"])
-        .status
-        .success());
+    );
     // A follow whose client reads its first answer, then nothing more.
     let session = smol::block_on(async {
         let mut session = connect(
@@ -1119,19 +1126,13 @@ fn credentials_are_private_files_not_environment_and_follow_the_secret() {
         .status
         .success());
     let seen = fleet.spore.path("seen");
-    let service = fleet.spore.path("loader.toml");
-    std::fs::write(
-        &service,
-        format!(
+    fleet.deploy_started(
+        "loader",
+        &format!(
             "[service]\nname = \"loader\"\nexec = \"/bin/sh -c 'cat $CREDENTIALS_DIRECTORY/db-password > {seen}.value; stat -c %a $CREDENTIALS_DIRECTORY $CREDENTIALS_DIRECTORY/db-password > {seen}.mode; env > {seen}.env; echo $CREDENTIALS_DIRECTORY > {seen}.dir; exec sleep 1000'\"\n\n[credentials]\nload = [\"db-password\"]\n",
             seen = seen.display()
         ),
-    )
-    .unwrap();
-    assert!(fleet
-        .sporectl("admin", &["deploy", service.to_str().unwrap(), "--start"])
-        .status
-        .success());
+    );
     let read = |suffix: &str| {
         std::fs::read_to_string(format!("{}.{suffix}", seen.display())).unwrap_or_default()
     };
@@ -1187,20 +1188,14 @@ fn a_service_with_a_reload_signal_reads_a_new_secret_without_a_restart() {
     let fleet = node();
     assert!(set_secret(&fleet, "token", "token-one").status.success());
     let seen = fleet.spore.path("token-seen");
-    let service = fleet.spore.path("reloader.toml");
     // A shell that reads its credential at start and again on SIGHUP.
-    std::fs::write(
-        &service,
-        format!(
+    fleet.deploy_started(
+        "reloader",
+        &format!(
             "[service]\nname = \"reloader\"\nexec = [\"/bin/sh\", \"-c\", \"read_it() {{ cat $CREDENTIALS_DIRECTORY/token > {seen}; }}; trap read_it HUP; read_it; while :; do sleep 0.1; done\"]\n\n[credentials]\nload = [\"token\"]\nreload_signal = \"SIGHUP\"\n",
             seen = seen.display()
         ),
-    )
-    .unwrap();
-    assert!(fleet
-        .sporectl("admin", &["deploy", service.to_str().unwrap(), "--start"])
-        .status
-        .success());
+    );
     fleet
         .spore
         .wait_for("the first read", Duration::from_secs(10), |_| {

@@ -711,27 +711,21 @@ fn print_result(options: &Options, result: &Value) {
         "remove" => println!("{}: removed", text(result, "name")),
         "secret" if options.name.as_deref() == Some("set") => {
             println!("{}: stored", text(result, "name"));
-            for service in result
-                .get("restarted")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{}: restarted to load it",
-                    service.as_str().unwrap_or_default()
-                );
+            let services = |key: &str| {
+                result
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            };
+            for service in services("restarted") {
+                println!("{service}: restarted to load it");
             }
-            for service in result
-                .get("signalled")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{}: told to read it again",
-                    service.as_str().unwrap_or_default()
-                );
+            for service in services("signalled") {
+                println!("{service}: told to read it again");
             }
         }
         "secret" if options.name.as_deref() == Some("rm") => {
