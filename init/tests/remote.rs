@@ -527,6 +527,32 @@ fn a_full_node_says_busy_per_key_and_in_total_and_a_garbage_flood_is_counted() {
 }
 
 #[test]
+fn a_reader_that_closes_sporectls_output_early_is_no_error() {
+    let fleet = node();
+    // `sporectl discover | head -0`: the reader is gone before the output.
+    let mut child = fleet
+        .sporectl_command("admin", &["discover"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let version = Command::new(sporectl_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("sporectl {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
 fn reader_can_list_but_not_stop() {
     let fleet = node();
     let pid = fleet.web_pid();
@@ -547,10 +573,99 @@ fn unknown_key_is_refused_with_little_said_and_the_reason_logged() {
         Some(4),
         "auth failure has its own exit code"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the node refused our key"));
     let stranger = fingerprint(&fleet.keys.join("stranger.pub"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the node refused every key offered")
+            && stderr.contains(&stranger)
+            && stderr.contains("authorized_keys"),
+        "says which key was offered and what to do: {stderr}"
+    );
     assert!(fleet.spore.stderr().contains(&format!("key {stranger}")));
     assert_eq!(fleet.web_pid(), pid);
+}
+
+#[test]
+fn like_ssh_every_agent_key_is_offered_then_the_key_file() {
+    let fleet = node();
+    let socket = fleet.spore.path("agent2.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The agent holds only a key the node does not know; the authorized
+    // key is the operator's ~/.ssh/id_ed25519.
+    let add = Command::new("ssh-add")
+        .arg(fleet.keys.join("stranger"))
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let home = fleet.spore.path("operator-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::copy(fleet.keys.join("admin"), home.join(".ssh/id_ed25519")).unwrap();
+    std::fs::copy(
+        fleet.keys.join("admin.pub"),
+        home.join(".ssh/id_ed25519.pub"),
+    )
+    .unwrap();
+    let run = |home: &Path| {
+        Command::new(sporectl_bin())
+            .args([
+                "--node",
+                &fleet.address,
+                "--node-key",
+                &fleet.node_key,
+                "list",
+            ])
+            .env("SSH_AUTH_SOCK", &socket)
+            .env("HOME", home)
+            .output()
+            .unwrap()
+    };
+    let out = run(&home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = fleet.spore.stderr();
+    let stranger = fingerprint(&fleet.keys.join("stranger.pub"));
+    let admin = fingerprint(&fleet.keys.join("admin.pub"));
+    assert!(
+        log.contains(&format!("key {stranger}")),
+        "the agent's key was offered first"
+    );
+    assert!(
+        log.contains(&format!("{admin} (admin@test) authenticated as admin")),
+        "{log}"
+    );
+    // Without the file, the refusal names the key the agent offered.
+    let bare = fleet.spore.path("bare-home");
+    std::fs::create_dir_all(&bare).unwrap();
+    let out = run(&bare);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&stranger) && stderr.contains("ssh-agent"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1197,6 +1312,10 @@ fn credentials_are_private_files_not_environment_and_follow_the_secret() {
     assert!(!stdout(&fleet.sporectl("admin", &["secret", "list"])).contains("db-password"));
     let again = fleet.sporectl("admin", &["secret", "rm", "db-password"]);
     assert_eq!(again.status.code(), Some(1), "no such secret any more");
+    // An empty value is refused before anything is sent.
+    let empty = set_secret(&fleet, "db-password", "");
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(!fleet.spore.path("state/secrets/db-password").exists());
 }
 
 #[test]

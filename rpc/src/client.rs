@@ -34,6 +34,9 @@ pub enum ClientError {
     /// The node is not who it should be, or refused us.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The node does not know the key we signed with.
+    #[error("the node refused our key {0}")]
+    KeyRefused(String),
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -67,7 +70,7 @@ impl ClientError {
             ClientError::Busy(_) | ClientError::Shed(_) => 6,
             ClientError::Rpc { .. } => 1,
             ClientError::Unreachable(_) => 3,
-            ClientError::Auth(_) => 4,
+            ClientError::Auth(_) | ClientError::KeyRefused(_) => 4,
             ClientError::Protocol(_) => 5,
         }
     }
@@ -182,8 +185,22 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
                     .to_owned(),
             ))
         }
-        None => Err(ClientError::Auth("the node refused our key".into())),
+        None => Err(ClientError::KeyRefused(identity_label(identity))),
     }
+}
+
+/// `SHA256:… (comment)` of the key an identity signs with.
+fn identity_label(identity: &Identity) -> String {
+    let key = identity.public();
+    let source = match identity {
+        Identity::File(_) => "key file",
+        Identity::Agent { .. } => "ssh-agent",
+    };
+    format!(
+        "{} ({}, {source})",
+        key.fingerprint(ssh_key::HashAlg::Sha256),
+        key.comment()
+    )
 }
 
 /// A node at its connection limit answers the ClientHello with a JSON

@@ -38,7 +38,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
             )
             .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
-            println!("{hostname}: removed ({} entries)", text(&answer, "entries"));
+            say!("{hostname}: removed ({} entries)", text(&answer, "entries"));
             Ok(())
         }
         (Some("pending"), None) => table(options, &beacon.pending()?, true),
@@ -96,7 +96,7 @@ fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(
     )
     .map_err(ClientError::Auth)?;
     beacon.order(&order)?;
-    println!("{hostname}: approved ({fingerprint})");
+    say!("{hostname}: approved ({fingerprint})");
     Ok(())
 }
 
@@ -105,7 +105,7 @@ fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(
 /// or send the terminal escape sequences.
 fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), ClientError> {
     if options.json {
-        println!("{}", Value::Array(records.to_vec()));
+        say!("{}", Value::Array(records.to_vec()));
         return Ok(());
     }
     let now = runtime::api::unix_time();
@@ -160,7 +160,7 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
     Ok(())
 }

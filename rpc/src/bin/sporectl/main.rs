@@ -4,6 +4,8 @@
 //! 3 node unreachable, 4 authentication failed (node key or our key),
 //! 5 protocol error, 6 node busy.
 
+#[macro_use]
+mod out;
 mod beacon;
 
 use std::ffi::OsString;
@@ -145,6 +147,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Short('f') | Long("follow") => options.follow = true,
             Short('n') | Long("lines") => options.lines = parser.value()?.parse()?,
             Long("help") | Short('h') => return Err("help".into()),
+            Long("version") | Short('V') => return Err("version".into()),
             Long("start") => options.start = true,
             Long("beacon") => options.beacon = Some(parser.value()?.string()?),
             Long("all") => options.all = true,
@@ -394,10 +397,10 @@ fn request(options: &Options) -> Result<(&'static str, Value), ClientError> {
 }
 
 async fn run(options: &Options) -> Result<(), ClientError> {
-    let identity = identity(options)?;
+    let identities = identities(options)?;
     let (pin, record) = pin(options)?;
     let (method, params) = request(options)?;
-    let mut session = connect_patiently(&options.node, &identity, &pin).await?;
+    let mut session = connect_with_any(&options.node, &identities, &pin).await?;
     if record {
         pins::remember(&options.known_nodes, &options.node, &session.node_key)
             .map_err(|e| ClientError::Protocol(format!("cannot record the node key: {e}")))?;
@@ -414,6 +417,84 @@ async fn run(options: &Options) -> Result<(), ClientError> {
         follow(options, &mut session).await?;
     }
     Ok(())
+}
+
+/// The keys to offer, in ssh's order: `-i FILE` alone when given; else
+/// every ssh-ed25519 key the agent holds (the one of ~/.ssh/id_ed25519.pub
+/// first), then ~/.ssh/id_ed25519 itself unless the agent holds it.
+pub(crate) fn identities(options: &Options) -> Result<Vec<Identity>, ClientError> {
+    let auth = |e: rpc::identity::IdentityError| ClientError::Auth(e.to_string());
+    if let Some(path) = &options.identity {
+        return Ok(vec![Identity::from_file(path).map_err(auth)?]);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let default_key = home.join(".ssh/id_ed25519");
+    let preferred = std::fs::read_to_string(default_key.with_extension("pub"))
+        .ok()
+        .and_then(|line| ssh_key::PublicKey::from_openssh(line.trim()).ok());
+    let mut offered = Vec::new();
+    let mut agent_note = None;
+    if let Some(socket) = std::env::var_os("SSH_AUTH_SOCK") {
+        let socket = PathBuf::from(socket);
+        match rpc::agent::Agent::connect(&socket).and_then(|mut a| a.ed25519_keys()) {
+            Ok(mut keys) => {
+                if let Some(p) = &preferred {
+                    keys.sort_by_key(|k| k.key_data() != p.key_data());
+                }
+                if keys.is_empty() {
+                    agent_note = Some("the agent holds no ssh-ed25519 key".to_owned());
+                }
+                offered.extend(keys.into_iter().map(|key| Identity::Agent {
+                    socket: socket.clone(),
+                    key,
+                }));
+            }
+            Err(error) => agent_note = Some(format!("ssh-agent: {error}")),
+        }
+    }
+    let in_agent = offered.iter().any(|i| {
+        preferred
+            .as_ref()
+            .is_some_and(|p| i.public().key_data() == p.key_data())
+    });
+    if !in_agent && default_key.exists() {
+        match Identity::from_file(&default_key) {
+            Ok(identity) => offered.push(identity),
+            Err(error) if offered.is_empty() => return Err(auth(error)),
+            Err(error) => eprintln!("sporectl: skipping {}: {error}", default_key.display()),
+        }
+    }
+    if offered.is_empty() {
+        return Err(ClientError::Auth(format!(
+            "no ssh-ed25519 key in the agent{} or at {}; make one with ssh-keygen -t ed25519, or give one with -i FILE",
+            agent_note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            default_key.display()
+        )));
+    }
+    Ok(offered)
+}
+
+/// Connects with each of `identities` in turn until the node accepts one,
+/// as ssh offers each key; when it refuses them all, says which were
+/// offered and what to do.
+async fn connect_with_any(
+    address: &str,
+    identities: &[Identity],
+    pin: &Pin,
+) -> Result<Session, ClientError> {
+    let mut refused = Vec::new();
+    for identity in identities {
+        match connect_patiently(address, identity, pin).await {
+            Err(ClientError::KeyRefused(key)) => refused.push(key),
+            other => return other,
+        }
+    }
+    Err(ClientError::Auth(format!(
+        "the node refused every key offered: {}; add yours to the node's authorized_keys",
+        refused.join(", ")
+    )))
 }
 
 /// Connects; a node that says it is busy, or that shed the connection
@@ -526,7 +607,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         )?;
     }
     // Files and stdin are read once the command is confirmed.
-    let identity = Rc::new(identity(options)?);
+    let identities = Rc::new(identities(options)?);
     let (method, mut params) = request(options)?;
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
@@ -537,7 +618,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         .map(|_| {
             let queue = queue.clone();
             let outcomes = outcomes.clone();
-            let identity = identity.clone();
+            let identities = identities.clone();
             let mut params = params.clone();
             executor.spawn(async move {
                 loop {
@@ -546,7 +627,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         break;
                     };
                     let result = async {
-                        let mut session = connect_patiently(&address, &identity, &pin).await?;
+                        let mut session = connect_with_any(&address, &identities, &pin).await?;
                         session.call(method, params.clone()).await
                     }
                     .await;
@@ -588,13 +669,13 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                 Err(e) => json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() }),
             })
             .collect();
-        println!("{}", Value::Array(rows));
+        say!("{}", Value::Array(rows));
     } else {
-        println!("{:<24} RESULT", "NODE");
+        say!("{:<24} RESULT", "NODE");
         for o in &outcomes {
             match &o.result {
-                Ok(result) => println!("{:<24} ok   {}", o.hostname, summary(result)),
-                Err(e) => println!("{:<24} FAIL {e}", o.hostname),
+                Ok(result) => say!("{:<24} ok   {}", o.hostname, summary(result)),
+                Err(e) => say!("{:<24} FAIL {e}", o.hostname),
             }
         }
     }
@@ -650,6 +731,11 @@ fn read_secret(options: &Options) -> Result<String, ClientError> {
     if value.ends_with('\n') {
         value.pop();
     }
+    if value.is_empty() {
+        return Err(ClientError::Declined(
+            "the secret is empty (nothing came on stdin or in --file); nothing was stored".into(),
+        ));
+    }
     Ok(value)
 }
 
@@ -677,22 +763,22 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
         let note = session.notification().await?;
         let params = note.get("params").cloned().unwrap_or(Value::Null);
         if options.json {
-            println!("{params}");
+            say!("{params}");
         } else {
-            println!("{}", log_line(&params));
+            say!("{}", log_line(&params));
         }
     }
 }
 
 fn print_result(options: &Options, result: &Value) {
     if options.json {
-        println!("{result}");
+        say!("{result}");
         return;
     }
     match options.command.as_str() {
         "list" => {
             for row in service_table(result) {
-                println!("{row}");
+                say!("{row}");
             }
         }
         "logs" => {
@@ -702,15 +788,15 @@ fn print_result(options: &Options, result: &Value) {
                 .into_iter()
                 .flatten()
             {
-                println!("{}", log_line(line));
+                say!("{}", log_line(line));
             }
         }
         "start" | "stop" | "restart" | "deploy" => {
-            println!("{}: {}", text(result, "name"), text(result, "detail"))
+            say!("{}: {}", text(result, "name"), text(result, "detail"))
         }
-        "remove" => println!("{}: removed", text(result, "name")),
+        "remove" => say!("{}: removed", text(result, "name")),
         "secret" if options.name.as_deref() == Some("set") => {
-            println!("{}: stored", text(result, "name"));
+            say!("{}: stored", text(result, "name"));
             let services = |key: &str| {
                 result
                     .get(key)
@@ -722,21 +808,21 @@ fn print_result(options: &Options, result: &Value) {
                     .collect::<Vec<_>>()
             };
             for service in services("restarted") {
-                println!("{service}: restarted to load it");
+                say!("{service}: restarted to load it");
             }
             for service in services("signalled") {
-                println!("{service}: told to read it again");
+                say!("{service}: told to read it again");
             }
         }
         "secret" if options.name.as_deref() == Some("rm") => {
-            println!("{}: removed", text(result, "name"))
+            say!("{}: removed", text(result, "name"))
         }
         "secret" => {
             for name in result.as_array().into_iter().flatten() {
-                println!("{}", name.as_str().unwrap_or_default());
+                say!("{}", name.as_str().unwrap_or_default());
             }
         }
-        _ => println!(
+        _ => say!(
             "{}",
             serde_json::to_string_pretty(result).unwrap_or_default()
         ),
@@ -747,7 +833,11 @@ fn main() -> ExitCode {
     let options = match parse(std::env::args_os().skip(1).collect()) {
         Ok(options) => options,
         Err(error) if error.to_string() == "help" => {
-            println!("{USAGE}");
+            say!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) if error.to_string() == "version" => {
+            say!("sporectl {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(error) => {
