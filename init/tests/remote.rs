@@ -1319,6 +1319,27 @@ fn credentials_are_private_files_not_environment_and_follow_the_secret() {
 }
 
 #[test]
+fn at_a_terminal_secret_set_asks_with_echo_off() {
+    let fleet = node();
+    let mut command = fleet.sporectl_command("admin", &["secret", "set", "typed"]);
+    let mut pty = common::pty::OnPty::spawn(&mut command);
+    pty.wait_for("Value for secret typed (not shown): ");
+    pty.type_in("typed-secret-9\n");
+    let status = pty.wait_exit();
+    assert!(status.success(), "{}", pty.shown());
+    assert!(pty.shown().contains("typed: stored"), "{}", pty.shown());
+    assert!(
+        !pty.shown().contains("typed-secret-9"),
+        "echoed: {}",
+        pty.shown()
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.spore.path("state/secrets/typed")).unwrap(),
+        "typed-secret-9"
+    );
+}
+
+#[test]
 fn a_service_with_a_reload_signal_reads_a_new_secret_without_a_restart() {
     let fleet = node();
     assert!(set_secret(&fleet, "token", "token-one").status.success());

@@ -122,8 +122,14 @@ impl Identity {
     }
 }
 
-/// Reads a line from /dev/tty with echo off (wiped when dropped).
+/// Asks for the passphrase of `path` on the terminal.
 fn prompt_passphrase(path: &Path) -> std::io::Result<zeroize::Zeroizing<String>> {
+    read_hidden(&format!("Enter passphrase for {}: ", path.display()))
+}
+
+/// Shows `prompt` on /dev/tty and reads one line there with echo off
+/// (a passphrase, a secret's value); the line is wiped when dropped.
+pub fn read_hidden(prompt: &str) -> std::io::Result<zeroize::Zeroizing<String>> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let tty = std::fs::OpenOptions::new()
         .read(true)
@@ -134,7 +140,7 @@ fn prompt_passphrase(path: &Path) -> std::io::Result<zeroize::Zeroizing<String>>
     quiet.local_flags.remove(LocalFlags::ECHO);
     tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(std::io::Error::from)?;
     let mut out = &tty;
-    let _ = write!(out, "Enter passphrase for {}: ", path.display());
+    let _ = write!(out, "{prompt}");
     let mut line = zeroize::Zeroizing::new(String::new());
     let read = std::io::BufReader::new(&tty).read_line(&mut line);
     let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);

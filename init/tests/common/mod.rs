@@ -2,6 +2,8 @@
 //! socket.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -722,6 +722,14 @@ fn read_secret(options: &Options) -> Result<String, ClientError> {
                 ClientError::Protocol(format!("cannot read {}: {e}", path.display()))
             })?;
         }
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            // A person at a terminal: asked, with echo off, one line.
+            let name = options.extra.as_deref().unwrap_or_default();
+            let typed =
+                rpc::identity::read_hidden(&format!("Value for secret {name} (not shown): "))
+                    .map_err(|e| ClientError::Declined(format!("cannot read the value: {e}")))?;
+            value.push_str(&typed);
+        }
         None => {
             std::io::stdin()
                 .read_to_string(&mut value)
