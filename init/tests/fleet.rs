@@ -1023,17 +1023,7 @@ fn approve_mode_keeps_new_nodes_pending_until_an_operator_signs_an_approval() {
 }
 
 fn node_fingerprint(spore: &Spore) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(spore.path("state/node_key"))
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned()
+    common::fingerprint(&spore.path("state/node_key"))
 }
 
 #[test]

@@ -16,27 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{keygen, sporectl_bin, Spore};
+use common::{agent_add, fingerprint, keygen, sporectl_bin, start_agent, Spore};
 use rand_core::{OsRng, RngCore};
 use rpc::client::{connect, ClientError, Pin};
 use rpc::handshake::{client_check, client_hello, encode_proof, VERSION};
 use rpc::identity::Identity;
 use serde_json::{json, Value};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
-
-fn fingerprint(path: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned()
-}
 
 struct Fleet {
     spore: Spore,
@@ -589,32 +575,10 @@ fn unknown_key_is_refused_with_little_said_and_the_reason_logged() {
 fn like_ssh_every_agent_key_is_offered_then_the_key_file() {
     let fleet = node();
     let socket = fleet.spore.path("agent2.sock");
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&socket)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "ssh-agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut agent = start_agent(&socket);
     // The agent holds only a key the node does not know; the authorized
     // key is the operator's ~/.ssh/id_ed25519.
-    let add = Command::new("ssh-add")
-        .arg(fleet.keys.join("stranger"))
-        .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    agent_add(&socket, &fleet.keys.join("stranger"));
     let home = fleet.spore.path("operator-home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::copy(fleet.keys.join("admin"), home.join(".ssh/id_ed25519")).unwrap();
@@ -964,30 +928,8 @@ fn unknown_method_returns_32601() {
 fn signing_through_a_real_ssh_agent_works() {
     let fleet = node();
     let socket = fleet.spore.path("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&socket)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "ssh-agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let add = Command::new("ssh-add")
-        .arg(fleet.keys.join("admin"))
-        .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .unwrap();
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    let mut agent = start_agent(&socket);
+    agent_add(&socket, &fleet.keys.join("admin"));
     // No --identity and a HOME without keys: the agent is the only signer.
     let home = fleet.spore.path("empty-home");
     std::fs::create_dir_all(&home).unwrap();

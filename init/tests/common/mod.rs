@@ -331,3 +331,52 @@ pub fn keygen(path: &Path, comment: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// `SHA256:…` of the key in `path` (public or private), as `ssh-keygen -lf`
+/// prints it.
+pub fn fingerprint(path: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// A real ssh-agent listening on `socket` (killed by the caller).
+pub fn start_agent(socket: &Path) -> Child {
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(socket)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent
+}
+
+/// `ssh-add KEY` into the agent at `socket`.
+pub fn agent_add(socket: &Path, key: &Path) {
+    let add = Command::new("ssh-add")
+        .arg(key)
+        .env("SSH_AUTH_SOCK", socket)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+}

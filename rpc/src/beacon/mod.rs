@@ -348,11 +348,6 @@ impl Beacon {
             _ => error(404, "not found"),
         }
     }
-
-    /// Every enrolled record, by hostname.
-    pub fn records(&self) -> Result<Vec<Record>, String> {
-        self.store.nodes()
-    }
 }
 
 /// Reads one request: method, path, body. Errors are HTTP statuses.
@@ -470,6 +465,6 @@ mod tests {
             beacon.route("DELETE", "/api/v1/nodes", b"", peer).status,
             404
         );
-        assert!(beacon.records().unwrap().is_empty());
+        assert!(beacon.store.nodes().unwrap().is_empty());
     }
 }

@@ -291,27 +291,12 @@ pub(crate) fn confirm(question: &str, yes: bool) -> Result<(), ClientError> {
     }
 }
 
-/// The operator's signer: `-i FILE`, else the agent, else ~/.ssh/id_ed25519.
+/// The one signer for a beacon order: the first key [`identities`] offers.
 pub(crate) fn identity(options: &Options) -> Result<Identity, ClientError> {
-    let auth = |e: rpc::identity::IdentityError| ClientError::Auth(e.to_string());
-    if let Some(path) = &options.identity {
-        return Identity::from_file(path).map_err(auth);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let default_key = home.join(".ssh/id_ed25519");
-    if let Some(socket) = std::env::var_os("SSH_AUTH_SOCK") {
-        let preferred = std::fs::read_to_string(default_key.with_extension("pub"))
-            .ok()
-            .and_then(|line| ssh_key::PublicKey::from_openssh(line.trim()).ok());
-        if let Ok(identity) =
-            Identity::from_agent(PathBuf::from(socket).as_path(), preferred.as_ref())
-        {
-            return Ok(identity);
-        }
-    }
-    Identity::from_file(&default_key).map_err(auth)
+    identities(options)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::Auth("no ssh-ed25519 key to sign with".into()))
 }
 
 fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
