@@ -1,4 +1,5 @@
-//! `spore check DIR`: validate service files and print the plan or the errors.
+//! `spore check PATH…`: validate service files, directories of them and
+//! spore.toml, and print the plan or the errors.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ struct JsonReport<'a> {
     stop: Vec<Vec<String>>,
     errors: Vec<JsonError>,
     warnings: Vec<Warning>,
+    /// spore.toml problems.
+    node_errors: Vec<String>,
 }
 
 /// Something valid that an operator should still change.
@@ -56,43 +59,105 @@ fn warnings(report: &LoadReport) -> Vec<Warning> {
         .collect()
 }
 
+/// What `spore check` read: service files (each alone, or every
+/// `*.toml` of a directory) and spore.toml files.
+struct Inputs {
+    services: Vec<svc::Service>,
+    errors: Vec<ConfigError>,
+    /// spore.toml problems, `FILE:LINE:COLUMN: …` each.
+    node_errors: Vec<String>,
+    /// Names of the files whose services failed, so dependents are judged
+    /// against them as missing rather than as unknown.
+    rejected: std::collections::HashSet<String>,
+}
+
+/// A spore.toml is a node file, not a service file.
+fn is_node_config(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == "spore.toml")
+}
+
+fn read(paths: &[std::path::PathBuf]) -> Result<Inputs, String> {
+    let mut inputs = Inputs {
+        services: Vec::new(),
+        errors: Vec::new(),
+        node_errors: Vec::new(),
+        rejected: std::collections::HashSet::new(),
+    };
+    for path in paths {
+        if path.is_dir() {
+            let report = load_dir(path).map_err(|e| e.to_string())?;
+            inputs.rejected.extend(
+                report
+                    .errors
+                    .iter()
+                    .filter_map(|e| e.file.file_stem()?.to_str().map(str::to_owned)),
+            );
+            inputs.services.extend(report.services);
+            inputs.errors.extend(report.errors);
+            continue;
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if is_node_config(path) {
+            if let Err(error) = crate::config::parse(path, &text) {
+                inputs.node_errors.push(error);
+            }
+            continue;
+        }
+        match svc::parse_service(path, &text) {
+            Ok(service) => inputs.services.push(service),
+            Err(errors) => {
+                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                    inputs.rejected.insert(stem.to_owned());
+                }
+                inputs.errors.extend(errors);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
 /// Runs the check; exit 0 when every file is valid, 1 otherwise.
-pub fn run(dir: &Path, json: bool) -> ExitCode {
-    let report = match load_dir(dir) {
-        Ok(report) => report,
+pub fn run(paths: &[std::path::PathBuf], json: bool) -> ExitCode {
+    let inputs = match read(paths) {
+        Ok(inputs) => inputs,
         Err(error) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": false, "fatal": error.to_string() })
-                );
+                println!("{}", serde_json::json!({ "ok": false, "fatal": error }));
             } else {
                 eprintln!("error: {error}");
             }
             return ExitCode::FAILURE;
         }
     };
+    let node_errors = inputs.node_errors;
+    let report = svc::load::check_together(inputs.services, inputs.errors, inputs.rejected);
     let plan = report.plan();
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if json {
-        print_json(&report, &plan);
+        print_json(&report, &plan, &node_errors);
     } else {
-        print_human(dir, &report, &plan);
+        for error in &node_errors {
+            eprintln!("error: {error}");
+        }
+        print_human(&shown.join(", "), &report, &plan);
     }
-    if report.errors.is_empty() {
+    if report.errors.is_empty() && node_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
 }
 
-fn print_json(report: &LoadReport, plan: &Plan) {
+fn print_json(report: &LoadReport, plan: &Plan, node_errors: &[String]) {
     let document = JsonReport {
-        ok: report.errors.is_empty(),
+        ok: report.errors.is_empty() && node_errors.is_empty(),
         services: report.services.iter().map(|s| s.name.as_str()).collect(),
         start: &plan.start,
         stop: plan.stop(),
         errors: report.errors.iter().map(json_error).collect(),
         warnings: warnings(report),
+        node_errors: node_errors.to_vec(),
     };
     match serde_json::to_string_pretty(&document) {
         Ok(text) => println!("{text}"),
@@ -109,7 +174,7 @@ fn json_error(error: &ConfigError) -> JsonError {
     }
 }
 
-fn print_human(dir: &Path, report: &LoadReport, plan: &Plan) {
+fn print_human(shown: &str, report: &LoadReport, plan: &Plan) {
     for error in &report.errors {
         eprintln!("error: {error}");
     }
@@ -119,7 +184,7 @@ fn print_human(dir: &Path, report: &LoadReport, plan: &Plan) {
     println!(
         "{} service(s) valid in {}, {} error(s)",
         report.services.len(),
-        dir.display(),
+        shown,
         report.errors.len()
     );
     if plan.start.is_empty() {

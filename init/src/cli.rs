@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::client::Request;
+use rpc::verbs::Verb;
 
 /// Usage text printed by `--help` and after a usage error.
 pub const USAGE: &str = "\
@@ -15,15 +16,34 @@ usage:
   spore exec [-g] [--] CMD [ARGS...] container entry: run CMD, forward signals, reap orphans
   spore call-home [--config-dir DIR] [--state-dir DIR]
                                      register with the beacon ([beacon] in spore.toml)
-  spore check DIR [--json]           validate service files and print the start plan
-  spore [--socket PATH] [--json] status | info | show NAME | start NAME | stop NAME
-        | restart NAME | logs NAME [-n LINES] [-f] | reboot | poweroff
-                                     talk to a running spore (default socket:
-                                     $SPORE_SOCKET or /run/spore/spore.sock)
-  spore --version | --help
+  spore check PATH... [--json]       validate service files, directories of them and
+                                     spore.toml; print the start plan
+  spore [--socket PATH] [--json] COMMAND
+                                     talk to the spore on this machine with sporectl's
+                                     verbs (socket: --socket, $SPORE_SOCKET,
+                                     /run/spore/spore.sock, /var/lib/spore/spore.sock)
+commands:
+  spore info                         the node: version, uptime, services, listeners
+  spore list                         every service and its state
+  spore status NAME...               services in detail (no NAME: list)
+  spore start NAME... [--no-wait] [--timeout 60s]
+                                     start, and wait until each is ready or has failed
+  spore restart NAME... [--no-wait] [--timeout 60s]
+                                     restart, and wait until each is ready or has failed
+  spore stop NAME...                 stop services
+  spore logs NAME [-n LINES] [-f]    a service's output; `logs spore`: spore's own journal
+  spore deploy FILE... [--start] [--no-wait] [--timeout 60s]
+                                     add or replace services (checked as `spore check` does)
+  spore remove NAME...               stop services and delete their files
+  spore reload                       read the service files again, apply what changed
+  spore secret set NAME [--file F] | secret list | secret rm NAME
+                                     secrets (a value from F, a prompt, or stdin)
+  spore reboot | poweroff | discover
+  spore --version | --help | COMMAND --help
 
 signals to spore as PID 1: SIGTERM, SIGUSR2, SIGPWR power off; SIGINT
-(ctrl-alt-del) reboots; SIGUSR1 halts. Services stop in reverse order first.";
+(ctrl-alt-del) reboots; SIGUSR1 halts; SIGHUP reloads. Services stop in reverse
+order first.";
 
 /// Every subcommand word.
 pub const COMMANDS: &[&str] = &[
@@ -31,16 +51,43 @@ pub const COMMANDS: &[&str] = &[
     "run",
     "exec",
     "check",
-    "status",
     "info",
+    "list",
+    "status",
     "show",
     "start",
     "stop",
     "restart",
     "logs",
+    "deploy",
+    "remove",
+    "reload",
+    "secret",
     "reboot",
     "poweroff",
+    "discover",
 ];
+
+/// The usage of one command (its lines of [`USAGE`]), for `spore COMMAND
+/// --help`.
+pub fn command_usage(command: &str) -> Option<String> {
+    let words = [
+        format!("  spore {command} "),
+        format!("  spore {command}\n"),
+    ];
+    let mut lines = USAGE.lines().peekable();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        let with_newline = format!("{line}\n");
+        if words.iter().any(|w| with_newline.starts_with(w.as_str())) {
+            out.push(line.trim().to_owned());
+            while let Some(more) = lines.next_if(|l| l.starts_with("        ")) {
+                out.push(format!("    {}", more.trim()));
+            }
+        }
+    }
+    (!out.is_empty()).then(|| format!("usage: {}", out.join("\n")))
+}
 
 /// What the user asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,10 +117,10 @@ pub enum Invocation {
         /// The command.
         argv: Vec<OsString>,
     },
-    /// `spore check DIR [--json]`.
+    /// `spore check PATH... [--json]`.
     Check {
-        /// The directory of service files.
-        dir: PathBuf,
+        /// Service files, directories of them, spore.toml.
+        paths: Vec<PathBuf>,
         /// Machine-readable output.
         json: bool,
     },
@@ -88,6 +135,8 @@ pub enum Invocation {
     },
     /// `--help`.
     Help,
+    /// `COMMAND --help`: that command's usage.
+    CommandHelp(String),
     /// `--version`.
     Version,
 }
@@ -110,16 +159,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             None => return Err("missing a command".into()),
         }
     };
-    let client = |request| {
-        Ok(Invocation::Client {
-            socket: socket.clone(),
-            json,
-            request,
-        })
-    };
     match command.as_str() {
         "run" => {
-            let (config_dir, state_dir) = directories(&mut parser, Some(&mut socket))?;
+            let Some((config_dir, state_dir)) = directories(&mut parser, Some(&mut socket))? else {
+                return Ok(Invocation::CommandHelp(command));
+            };
             Ok(Invocation::Run {
                 config_dir,
                 state_dir,
@@ -127,7 +171,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             })
         }
         "call-home" => {
-            let (config_dir, state_dir) = directories(&mut parser, None)?;
+            let Some((config_dir, state_dir)) = directories(&mut parser, None)? else {
+                return Ok(Invocation::CommandHelp(command));
+            };
             Ok(Invocation::CallHome {
                 config_dir,
                 state_dir,
@@ -139,6 +185,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             while let Some(arg) = parser.next()? {
                 match arg {
                     Short('g') if argv.is_empty() => group = true,
+                    Long("help") | Short('h') if argv.is_empty() => {
+                        return Ok(Invocation::CommandHelp(command))
+                    }
                     Value(value) => {
                         argv.push(value);
                         argv.extend(parser.raw_args()?);
@@ -152,78 +201,61 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             Ok(Invocation::Exec { group, argv })
         }
         "check" => {
-            let mut dir = None;
+            let mut paths = Vec::new();
             while let Some(arg) = parser.next()? {
                 match arg {
                     Long("json") => json = true,
-                    Value(value) if dir.is_none() => dir = Some(PathBuf::from(value)),
+                    Long("help") | Short('h') => return Ok(Invocation::CommandHelp(command)),
+                    Value(value) => paths.push(PathBuf::from(value)),
                     other => return Err(other.unexpected()),
                 }
             }
-            let dir = dir.ok_or("`check` needs a directory")?;
-            Ok(Invocation::Check { dir, json })
-        }
-        "status" | "info" | "reboot" | "poweroff" => {
-            if let Some(arg) = parser.next()? {
-                return Err(arg.unexpected());
+            if paths.is_empty() {
+                return Err("`check` needs a path: service files, a directory, spore.toml".into());
             }
-            client(match command.as_str() {
-                "status" => Request::Status,
-                "info" => Request::Info,
-                "reboot" => Request::Reboot,
-                _ => Request::Poweroff,
-            })
+            Ok(Invocation::Check { paths, json })
         }
-        "show" | "start" | "stop" | "restart" => {
-            let name = match parser.next()? {
-                Some(Value(name)) => name.string()?,
-                Some(other) => return Err(other.unexpected()),
-                None => return Err(format!("`{command}` needs a service name").into()),
-            };
-            if let Some(arg) = parser.next()? {
-                return Err(arg.unexpected());
-            }
-            client(match command.as_str() {
-                "show" => Request::Show(name),
-                "start" => Request::Start(name),
-                "stop" => Request::Stop(name),
-                _ => Request::Restart(name),
-            })
-        }
-        "logs" => {
-            let mut name = None;
-            let mut lines = 100;
-            let mut follow = false;
+        _ => {
+            let mut request = Request::new(&command)?;
             while let Some(arg) = parser.next()? {
                 match arg {
-                    Short('f') | Long("follow") => follow = true,
-                    Short('n') | Long("lines") => lines = parser.value()?.parse()?,
+                    Long("help") | Short('h') => return Ok(Invocation::CommandHelp(command)),
                     Long("json") => json = true,
-                    Value(value) if name.is_none() => name = Some(value.string()?),
+                    Short('f') | Long("follow") if request.verb == Verb::Logs => {
+                        request.shape.follow = true
+                    }
+                    Short('n') | Long("lines") if request.verb == Verb::Logs => {
+                        request.shape.lines = parser.value()?.parse()?
+                    }
+                    Long("start") if request.verb == Verb::Deploy => request.shape.start = true,
+                    Long("no-wait") if request.waits() => request.shape.wait = None,
+                    Long("timeout") if request.waits() => {
+                        let text = parser.value()?.string()?;
+                        request.shape.wait = Some(rpc::verbs::parse_duration(&text)?);
+                    }
+                    Long("file") if request.verb == Verb::SecretSet => {
+                        request.secret_file = Some(parser.value()?.into())
+                    }
+                    Value(value) => request.push(value.string()?)?,
                     other => return Err(other.unexpected()),
                 }
             }
-            let name = name.ok_or("`logs` needs a service name")?;
+            request.finish()?;
             Ok(Invocation::Client {
                 socket,
                 json,
-                request: Request::Logs {
-                    name,
-                    lines,
-                    follow,
-                },
+                request,
             })
         }
-        other => Err(format!("unknown command `{other}`").into()),
     }
 }
 
 /// `--config-dir` and `--state-dir` (default /etc/spore, /var/lib/spore),
-/// and `--socket` where the command takes one.
+/// and `--socket` where the command takes one; None for `--help`.
 fn directories(
     parser: &mut lexopt::Parser,
     mut socket: Option<&mut Option<PathBuf>>,
-) -> Result<(PathBuf, PathBuf), lexopt::Error> {
+) -> Result<Option<(PathBuf, PathBuf)>, lexopt::Error> {
     use lexopt::prelude::*;
     let mut config_dir = PathBuf::from("/etc/spore");
     let mut state_dir = PathBuf::from("/var/lib/spore");
@@ -231,6 +263,7 @@ fn directories(
         match arg {
             Long("config-dir") => config_dir = parser.value()?.into(),
             Long("state-dir") => state_dir = parser.value()?.into(),
+            Long("help") | Short('h') => return Ok(None),
             Long("socket") if socket.is_some() => {
                 if let Some(slot) = socket.as_deref_mut() {
                     *slot = Some(parser.value()?.into());
@@ -239,7 +272,7 @@ fn directories(
             other => return Err(other.unexpected()),
         }
     }
-    Ok((config_dir, state_dir))
+    Ok(Some((config_dir, state_dir)))
 }
 
 #[cfg(test)]
@@ -260,7 +293,7 @@ mod tests {
         assert_eq!(
             parse_args(&["check", "d", "--json"]).unwrap(),
             Invocation::Check {
-                dir: "d".into(),
+                paths: vec!["d".into()],
                 json: true
             }
         );
@@ -305,28 +338,58 @@ mod tests {
         );
     }
 
+    fn request(args: &[&str]) -> Request {
+        match parse_args(args).unwrap() {
+            Invocation::Client { request, .. } => request,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
     #[test]
     fn client_commands_take_global_socket_and_json() {
+        let Invocation::Client {
+            socket,
+            json,
+            request,
+        } = parse_args(&["--socket", "s", "--json", "logs", "web", "-f", "-n", "5"]).unwrap()
+        else {
+            panic!("not a client command");
+        };
+        assert_eq!((socket, json), (Some("s".into()), true));
+        assert_eq!(request.verb, Verb::Logs);
+        assert_eq!(request.operands, ["web"]);
+        assert_eq!((request.shape.lines, request.shape.follow), (5, true));
+    }
+
+    #[test]
+    fn the_verbs_are_sporectls() {
+        let restart = request(&["restart", "web", "db", "--timeout", "30s"]);
+        assert_eq!(restart.verb, Verb::Restart);
+        assert_eq!(restart.operands, ["web", "db"]);
+        assert_eq!(restart.shape.wait, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(request(&["start", "web", "--no-wait"]).shape.wait, None);
+        assert_eq!(request(&["status"]).verb, Verb::List);
+        assert_eq!(request(&["show", "web"]).verb, Verb::Status);
+        assert_eq!(request(&["status", "web", "db"]).operands, ["web", "db"]);
+        let set = request(&["secret", "set", "token", "--file", "f"]);
         assert_eq!(
-            parse_args(&["--socket", "s", "--json", "logs", "web", "-f", "-n", "5"]).unwrap(),
-            Invocation::Client {
-                socket: Some("s".into()),
-                json: true,
-                request: Request::Logs {
-                    name: "web".into(),
-                    lines: 5,
-                    follow: true
-                }
-            }
+            (set.verb, set.operands.clone()),
+            (Verb::SecretSet, vec!["token".to_owned()])
         );
-        assert_eq!(
-            parse_args(&["restart", "web"]).unwrap(),
-            Invocation::Client {
-                socket: None,
-                json: false,
-                request: Request::Restart("web".into())
-            }
-        );
+        assert_eq!(set.secret_file, Some("f".into()));
+        assert_eq!(request(&["secret", "list"]).verb, Verb::SecretList);
+        assert!(request(&["deploy", "a.toml", "--start"]).shape.start);
+        assert!(matches!(
+            parse_args(&["logs", "--help"]).unwrap(),
+            Invocation::CommandHelp(c) if c == "logs"
+        ));
+        assert!(matches!(
+            parse_args(&["run", "--help"]).unwrap(),
+            Invocation::CommandHelp(_)
+        ));
+        let help = command_usage("logs").unwrap();
+        assert!(help.starts_with("usage: spore logs NAME"), "{help}");
+        assert!(command_usage("start").unwrap().contains("--no-wait"));
     }
 
     #[test]
@@ -334,10 +397,12 @@ mod tests {
         for args in [
             &["check"][..],
             &["frobnicate"],
-            &["check", "a", "b"],
             &["start"],
             &["exec"],
-            &["status", "x"],
+            &["list", "x"],
+            &["logs", "a", "b"],
+            &["secret", "frob"],
+            &["stop", "--start", "x"],
         ] {
             assert!(parse_args(args).is_err(), "{args:?}");
         }

@@ -1,122 +1,227 @@
-//! `spore status|start|stop|restart|logs|info`: talk to a running spore over
-//! its local control socket.
+//! `spore list|status|start|…`: talk to the spore on this machine over its
+//! local control socket, with sporectl's verbs, calls and output
+//! ([`rpc::verbs`]): only the socket differs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use rpc::display::{log_line, service_table, text};
+use rpc::display::log_line;
+use rpc::verbs::{self, Shape, Verb};
 use serde_json::{json, Value};
 
-/// What to ask.
+/// What to ask: a verb, its operands, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// service.list.
-    Status,
-    /// node.info.
-    Info,
-    /// service.status NAME.
-    Show(String),
-    /// service.start NAME.
-    Start(String),
-    /// service.stop NAME.
-    Stop(String),
-    /// service.restart NAME.
-    Restart(String),
-    /// service.logs NAME.
-    Logs {
-        /// Service.
-        name: String,
-        /// Lines of backlog.
-        lines: u64,
-        /// Keep printing new lines.
-        follow: bool,
-    },
-    /// node.reboot.
-    Reboot,
-    /// node.poweroff.
-    Poweroff,
+pub struct Request {
+    /// The verb.
+    pub verb: Verb,
+    /// Services or files (one call each).
+    pub operands: Vec<String>,
+    /// Lines, follow, start, wait.
+    pub shape: Shape,
+    /// `secret set --file`.
+    pub secret_file: Option<PathBuf>,
+    /// `secret` was read; its action (set, list, rm) comes next.
+    secret_action_pending: bool,
 }
 
 impl Request {
-    fn method_and_params(&self) -> (&'static str, Value) {
-        match self {
-            Request::Status => ("service.list", json!({})),
-            Request::Info => ("node.info", json!({})),
-            Request::Show(name) => ("service.status", json!({ "name": name })),
-            Request::Start(name) => ("service.start", json!({ "name": name })),
-            Request::Stop(name) => ("service.stop", json!({ "name": name })),
-            Request::Restart(name) => ("service.restart", json!({ "name": name })),
-            Request::Logs {
-                name,
-                lines,
-                follow,
-            } => (
-                "service.logs",
-                json!({ "name": name, "lines": lines, "follow": follow }),
-            ),
-            Request::Reboot => ("node.reboot", json!({})),
-            Request::Poweroff => ("node.poweroff", json!({})),
+    /// The request for command `word` (`show` and a bare `status` are the
+    /// old spellings of `status NAME` and `list`); `secret` takes its
+    /// action as the first operand.
+    pub fn new(word: &str) -> Result<Self, String> {
+        let verb = match word {
+            "show" => Verb::Status,
+            "secret" => Verb::SecretList,
+            other => Verb::parse(other, None)
+                .ok_or_else(|| format!("unknown command `{other}` (spore --help lists them)"))?,
+        };
+        Ok(Self {
+            verb,
+            operands: Vec::new(),
+            shape: Shape {
+                lines: 100,
+                follow: false,
+                start: false,
+                wait: Some(Duration::from_secs(60)),
+            },
+            secret_file: None,
+            secret_action_pending: word == "secret",
+        })
+    }
+
+    /// True for verbs that wait for their services.
+    pub fn waits(&self) -> bool {
+        matches!(self.verb, Verb::Start | Verb::Restart | Verb::Deploy)
+    }
+
+    /// Adds an operand (for `secret`, first its action).
+    pub fn push(&mut self, operand: String) -> Result<(), String> {
+        if self.secret_action_pending {
+            self.verb = Verb::parse("secret", Some(&operand))
+                .ok_or_else(|| format!("`secret {operand}`: expected set NAME, list or rm NAME"))?;
+            self.secret_action_pending = false;
+            return Ok(());
+        }
+        self.operands.push(operand);
+        Ok(())
+    }
+
+    /// Checks the operands once the command line is read.
+    pub fn finish(&mut self) -> Result<(), String> {
+        if self.secret_action_pending {
+            return Err("`secret` needs set NAME, list or rm NAME".into());
+        }
+        if self.verb == Verb::Status && self.operands.is_empty() {
+            self.verb = Verb::List;
+        }
+        let takes = self.verb.takes_operands();
+        let count = self.operands.len();
+        let single = matches!(self.verb, Verb::Logs | Verb::SecretSet | Verb::SecretRm);
+        match (takes, count) {
+            (true, 0) => Err("this command needs a name (or a file for deploy)".into()),
+            (true, n) if single && n > 1 => Err("this command takes one name".into()),
+            (false, n) if n > 0 => Err(format!(
+                "this command takes no name (got `{}`)",
+                self.operands.join(" ")
+            )),
+            _ => Ok(()),
         }
     }
 }
 
-/// Exit codes: 0 done, 1 the node answered with an error, 3 no connection.
+/// Where the control socket is: `--socket`, else `$SPORE_SOCKET`, else
+/// PID 1's `/run/spore/spore.sock`, else `spore run`'s default
+/// `/var/lib/spore/spore.sock` when that one exists.
+pub fn socket_path(given: Option<PathBuf>) -> PathBuf {
+    let pid1 = PathBuf::from("/run/spore/spore.sock");
+    let run = PathBuf::from("/var/lib/spore/spore.sock");
+    given
+        .or_else(|| std::env::var_os("SPORE_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            if !pid1.exists() && run.exists() {
+                run
+            } else {
+                pid1
+            }
+        })
+}
+
+/// Exit codes: 0 done, 1 the node answered with an error or a service did
+/// not come up, 2 usage or a local problem, 3 no connection.
 pub fn run(socket: &Path, request: &Request, json_output: bool) -> ExitCode {
     let stream = match UnixStream::connect(socket) {
         Ok(stream) => stream,
         Err(error) => {
-            eprintln!("error: cannot reach spore at {}: {error}", socket.display());
+            eprintln!(
+                "spore: cannot reach spore at {}: {error} (--socket or $SPORE_SOCKET names another)",
+                socket.display()
+            );
             return ExitCode::from(3);
         }
     };
     match exchange(stream, request, json_output) {
         Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error}");
+        Err(Failure::Local(error)) => {
+            eprintln!("spore: {error}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Io(error)) => {
+            eprintln!("spore: {error}");
             ExitCode::from(3)
         }
     }
 }
 
-fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> std::io::Result<ExitCode> {
-    let (method, params) = request.method_and_params();
+enum Failure {
+    Local(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Self {
+        Failure::Io(error)
+    }
+}
+
+fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<ExitCode, Failure> {
     let mut writer = stream.try_clone()?;
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    writer.write_all(format!("{body}\n").as_bytes())?;
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "spore closed the connection",
-        ));
-    }
-    let response: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-    if let Some(error) = response.get("error") {
-        if json_output {
-            println!("{error}");
-        } else {
-            eprintln!(
-                "error: {} ({})",
-                error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error"),
-                error.get("code").and_then(Value::as_i64).unwrap_or(0)
-            );
-        }
-        return Ok(ExitCode::from(1));
-    }
-    let result = response.get("result").cloned().unwrap_or(Value::Null);
-    if json_output {
-        println!("{result}");
+    let operands = if request.operands.is_empty() {
+        vec![String::new()]
     } else {
-        print_human(request, &result);
+        request.operands.clone()
+    };
+    let stdout = std::io::stdout();
+    let mut all_ok = true;
+    for (id, operand) in operands.iter().enumerate() {
+        let secret = match request.verb {
+            Verb::SecretSet => Some(
+                verbs::read_secret(operand, request.secret_file.as_deref())
+                    .map_err(|e| Failure::Local(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let (method, params) = verbs::request(
+            request.verb,
+            operand,
+            &request.shape,
+            secret.as_deref().map(String::as_str),
+        )
+        .map_err(|e| Failure::Local(e.to_string()))?;
+        let mut body =
+            json!({ "jsonrpc": "2.0", "id": id, "method": method.name(), "params": params })
+                .to_string();
+        body.push('\n');
+        let sent = writer.write_all(body.as_bytes());
+        runtime::secret::wipe(&mut body);
+        sent?;
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(Failure::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "spore closed the connection",
+            )));
+        }
+        let response: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        let mut out = stdout.lock();
+        if let Some(error) = response.get("error") {
+            all_ok = false;
+            if json_output {
+                writeln!(out, "{}", json!({ "error": error }))?;
+            } else {
+                eprintln!(
+                    "spore: {}{} ({})",
+                    if operands.len() > 1 {
+                        format!("{operand}: ")
+                    } else {
+                        String::new()
+                    },
+                    error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error"),
+                    error.get("code").and_then(Value::as_i64).unwrap_or(0)
+                );
+            }
+            continue;
+        }
+        let result = response.get("result").cloned().unwrap_or(Value::Null);
+        if json_output {
+            writeln!(out, "{result}")?;
+        } else {
+            for text in verbs::render(request.verb, &result) {
+                writeln!(out, "{text}")?;
+            }
+        }
+        all_ok &= verbs::came_up(&result);
     }
-    if let Request::Logs { follow: true, .. } = request {
-        let stdout = std::io::stdout();
+    if request.verb == Verb::Logs && request.shape.follow {
         for line in reader.lines() {
             let line = line?;
             let note: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
@@ -130,32 +235,9 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> std::io
             out.flush()?;
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_human(request: &Request, result: &Value) {
-    match request {
-        Request::Status => {
-            for row in service_table(result) {
-                println!("{row}");
-            }
-        }
-        Request::Logs { .. } => {
-            for line in result
-                .get("lines")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                println!("{}", log_line(line));
-            }
-        }
-        Request::Start(_) | Request::Stop(_) | Request::Restart(_) => {
-            println!("{}: {}", text(result, "name"), text(result, "detail"));
-        }
-        _ => match serde_json::to_string_pretty(result) {
-            Ok(pretty) => println!("{pretty}"),
-            Err(_) => println!("{result}"),
-        },
-    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -29,10 +29,123 @@ pub struct NodeConfig {
     /// The local control socket's limits (`[control]`).
     #[serde(default)]
     pub control: Control,
-    /// The signed RPC listener (used by the rpc crate).
-    pub rpc: Option<toml::Table>,
-    /// Call-home settings (used by the rpc crate).
-    pub beacon: Option<toml::Table>,
+    /// The signed RPC listener (`[rpc]`).
+    #[serde(default)]
+    pub rpc: Rpc,
+    /// Call-home settings (`[beacon]`).
+    #[serde(default)]
+    pub beacon: Beacon,
+}
+
+/// One `[rpc] listen` entry, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// The node's mycelium overlay address, bound when mycelium is ready.
+    Mycelium(u16),
+    /// A fixed socket address.
+    Address(std::net::SocketAddr),
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(deserializer)?;
+        Listen::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+impl Listen {
+    /// `mycelium`, `mycelium:PORT` or `HOST:PORT` (an IP address).
+    pub fn parse(text: &str) -> Result<Listen, String> {
+        if let Some(rest) = text.strip_prefix("mycelium") {
+            return match rest {
+                "" => Ok(Listen::Mycelium(crate::remote::DEFAULT_PORT)),
+                _ => rest
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .map(Listen::Mycelium)
+                    .ok_or_else(|| format!("listen entry `{text}`: expected mycelium:PORT")),
+            };
+        }
+        text.parse().map(Listen::Address).map_err(|_| {
+            format!(
+                "listen entry `{text}`: expected IP:PORT ([::1]:9999), mycelium or mycelium:PORT"
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Mycelium(port) => write!(f, "mycelium:{port}"),
+            Listen::Address(address) => write!(f, "{address}"),
+        }
+    }
+}
+
+/// `[rpc]`: where the signed RPC API listens and what it may cost.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rpc {
+    /// Addresses to listen on; default `127.0.0.1:9999` and `mycelium`.
+    pub listen: Option<Vec<Listen>>,
+    /// Time from accept to the end of the handshake.
+    pub handshake_timeout_ms: Option<u64>,
+    /// The handshake deadline while the pre-auth table is half full.
+    pub pressure_timeout_ms: Option<u64>,
+    /// Connections at once.
+    pub max_connections: Option<u64>,
+    /// Connections in their handshake.
+    pub max_handshaking: Option<u64>,
+    /// Connections in their handshake from one source address.
+    pub max_handshaking_per_source: Option<u64>,
+    /// An authenticated session idle this long is closed.
+    pub session_idle_timeout_ms: Option<u64>,
+    /// Sessions at once per operator key.
+    pub max_sessions_per_key: Option<u64>,
+    /// Connections kept for admin keys (0: none).
+    pub admin_reserved: Option<u64>,
+    /// The service whose readiness means the overlay address exists.
+    pub mycelium_service: Option<String>,
+    /// mycelium's admin API, where its `nodeIp` is read.
+    pub mycelium_api: Option<String>,
+}
+
+impl Rpc {
+    /// The port announced to the beacon: the `mycelium:PORT` entry, else 9999.
+    pub fn announced_port(&self) -> u16 {
+        self.listen
+            .iter()
+            .flatten()
+            .find_map(|l| match l {
+                Listen::Mycelium(port) => Some(*port),
+                Listen::Address(_) => None,
+            })
+            .unwrap_or(crate::remote::DEFAULT_PORT)
+    }
+}
+
+/// `[beacon]`: call-home's settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Beacon {
+    /// The beacon's URL (`CALL_HOME_URL` overrides it).
+    pub url: Option<String>,
+    /// mycelium's admin API.
+    pub mycelium_api: Option<String>,
+    /// Seconds between heartbeats after registering (absent or 0: none).
+    pub heartbeat_s: Option<u64>,
+    /// Allow plain http to a beacon that is not loopback or mycelium.
+    pub allow_insecure_http: bool,
+    /// A CA file to trust for an https beacon.
+    pub ca_file: Option<PathBuf>,
+    /// The enrollment credential (default CONFIG_DIR/enrollment_key).
+    pub enrollment_key: Option<PathBuf>,
+    /// First retry delay.
+    pub retry_first_ms: Option<u64>,
+    /// Longest retry delay.
+    pub retry_max_ms: Option<u64>,
 }
 
 /// `[control]`: bounds on the local control socket.
@@ -174,18 +287,14 @@ impl Mount {
 }
 
 /// Reads `path`; returns defaults plus an error message when it is missing
-/// or invalid (toml's message names line and column).
+/// or invalid (`FILE:LINE:COLUMN: …`, with the nearest key for a typo).
 pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
     match std::fs::read_to_string(path) {
-        Ok(text) => match toml::from_str::<NodeConfig>(&text) {
+        Ok(text) => match parse(path, &text) {
             Ok(config) => (config, None),
             Err(error) => (
                 NodeConfig::default(),
-                Some(format!(
-                    "{}: {}; booting with defaults",
-                    path.display(),
-                    error.to_string().trim()
-                )),
+                Some(format!("{error}; booting with defaults")),
             ),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => (NodeConfig::default(), None),
@@ -197,6 +306,44 @@ pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
             )),
         ),
     }
+}
+
+/// Parses spore.toml's `text`; the error names `path`, line, column, the
+/// table, and the nearest key when one is misspelt.
+pub fn parse(path: &Path, text: &str) -> Result<NodeConfig, String> {
+    toml::from_str::<NodeConfig>(text).map_err(|error| located(path, text, &error))
+}
+
+fn located(path: &Path, text: &str, error: &toml::de::Error) -> String {
+    let start = error.span().map_or(0, |span| span.start);
+    let at = svc::position::LineIndex::new(text).position(start);
+    let message = error.message().trim().to_owned();
+    // serde says "unknown field `x`, expected one of `a`, `b`": say where,
+    // and what was probably meant.
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let hint = match quoted.split_first() {
+        Some((unknown, known)) if message.starts_with("unknown field") => {
+            svc::suggest::nearest(unknown, known)
+                .map(|near| format!("; did you mean `{near}`?"))
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let table = text
+        .get(..start)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|header| format!(" in {header}"))
+        .unwrap_or_default();
+    format!(
+        "{}:{}:{}: {message}{table}{hint}",
+        path.display(),
+        at.line,
+        at.column
+    )
 }
 
 /// Where things live on the node.
@@ -304,10 +451,57 @@ mod tests {
         let (config, error) = load(&path);
         assert_eq!(config, NodeConfig::default());
         let error = error.unwrap();
-        assert!(error.contains("line 2"), "{error}");
-        assert!(error.contains("module"), "{error}");
+        assert!(
+            error.contains("spore.toml:2:1: unknown field `module`"),
+            "{error}"
+        );
+        assert!(error.contains("did you mean `modules`?"), "{error}");
         let (config, error) = load(&dir.path().join("absent.toml"));
         assert_eq!((config, error), (NodeConfig::default(), None));
+    }
+
+    #[test]
+    fn a_typo_in_rpc_is_reported_with_file_line_and_the_nearest_key() {
+        let path = Path::new("/etc/spore/spore.toml");
+        let text = "hostname = \"n\"\n[rpc]\nlisten = [\"mycelium\"]\nmax_conections = 10\n";
+        let error = parse(path, text).unwrap_err();
+        assert!(
+            error.starts_with("/etc/spore/spore.toml:4:1: unknown field `max_conections`"),
+            "{error}"
+        );
+        assert!(error.contains("in [rpc]"), "{error}");
+        assert!(error.contains("did you mean `max_connections`?"), "{error}");
+        let error = parse(path, "[beacon]\nurl = \"http://x\"\nheartbeat = 5\n").unwrap_err();
+        assert!(
+            error.contains(":3:1:") && error.contains("heartbeat_s"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn listen_entries_are_parsed_once() {
+        let config = parse(
+            Path::new("spore.toml"),
+            "[rpc]\nlisten = [\"127.0.0.1:9999\", \"mycelium:7000\", \"mycelium\"]\n",
+        )
+        .unwrap();
+        let listen = config.rpc.listen.clone().unwrap();
+        assert_eq!(
+            listen[0],
+            Listen::Address("127.0.0.1:9999".parse().unwrap())
+        );
+        assert_eq!(listen[1], Listen::Mycelium(7000));
+        assert_eq!(listen[2], Listen::Mycelium(9999));
+        assert_eq!(config.rpc.announced_port(), 7000);
+        let error = parse(
+            Path::new("spore.toml"),
+            "[rpc]\nlisten = [\"localhost:9\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("spore.toml:2:") && error.contains("expected IP:PORT"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use runtime::api::{self, code, ApiError, Reply, Role};
 use runtime::journal;
-use serde_json::{json, Value};
+use runtime::jsonrpc::{self, Delivered};
+use serde_json::Value;
 use smol::future::FutureExt;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::unix::UnixStream;
@@ -99,7 +100,7 @@ fn refuse(stream: &std::os::unix::net::UnixStream, cap: usize) {
         code: code::BUSY,
         message: format!("node busy: too many connections ({cap}); try again"),
     };
-    let mut line = response(Value::Null, Err(error)).to_string();
+    let mut line = jsonrpc::response(Value::Null, Err(error)).to_string();
     line.push('\n');
     let _ = stream.set_nonblocking(true);
     let _ = (&*stream).write(line.as_bytes());
@@ -152,14 +153,24 @@ fn peer_allowed(stream: &std::os::unix::net::UnixStream) -> bool {
     }
 }
 
-/// What a following connection sees next.
-enum FollowStep {
-    Line(runtime::logbook::LogLine),
-    /// The service's book is gone (it was removed).
-    Ended,
-    /// The caller closed its end (or wrote something, which a follow does
-    /// not take): stop following and free the connection.
-    Closed,
+/// The local socket's side of [`jsonrpc::Transport`]: one JSON line per
+/// message.
+struct Lines<'a> {
+    writer: UnixStream,
+    reader: &'a mut BufReader<UnixStream>,
+}
+
+impl jsonrpc::Transport for Lines<'_> {
+    type Error = io::Error;
+
+    async fn send(&mut self, message: &Value) -> io::Result<()> {
+        write_line(&mut self.writer, message).await
+    }
+
+    async fn hangup(&mut self) {
+        let mut scratch = [0u8; 64];
+        let _ = self.reader.read(&mut scratch).await;
+    }
 }
 
 async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Result<()> {
@@ -182,107 +193,39 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
             return Ok(());
         }
         if !line.ends_with('\n') && n as u64 >= MAX_REQUEST {
-            let error = ApiError {
-                code: code::INVALID_REQUEST,
-                message: "request too large".into(),
-            };
-            write_line(&mut writer, &response(Value::Null, Err(error))).await?;
+            let error = ApiError::new(code::INVALID_REQUEST, "request too large");
+            write_line(&mut writer, &jsonrpc::response(Value::Null, Err(error))).await?;
             return Ok(());
         }
-        let (id, outcome) = dispatch(node, line.trim());
-        match outcome {
-            Ok(Reply::Follow { result, lines }) => {
-                write_line(&mut writer, &response(id, Ok(result))).await?;
-                // Stream until the service's book is gone or the caller
-                // hangs up: watch the socket too, or a caller that left
-                // while the service is quiet would hold its slot forever.
-                let mut scratch = [0u8; 64];
-                loop {
-                    let step = async {
-                        match lines.recv().await {
-                            Ok(line) => FollowStep::Line(line),
-                            Err(_) => FollowStep::Ended,
-                        }
-                    }
-                    .or(async {
-                        let _ = reader.read(&mut scratch).await;
-                        FollowStep::Closed
-                    })
-                    .await;
-                    match step {
-                        FollowStep::Line(line) => {
-                            let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": api::line_json(&line) });
-                            // A caller that stops reading fills the socket;
-                            // after `idle` of a blocked write its slot goes.
-                            let written = async { Some(write_line(&mut writer, &note).await) }
-                                .or(async {
-                                    smol::Timer::after(idle).await;
-                                    None
-                                })
-                                .await;
-                            match written {
-                                Some(written) => written?,
-                                None => return Ok(()),
-                            }
-                        }
-                        FollowStep::Ended | FollowStep::Closed => return Ok(()),
-                    }
-                }
-            }
-            Ok(Reply::Power(power, result)) => {
-                write_line(&mut writer, &response(id, Ok(result))).await?;
-                node.request_power(power);
-            }
-            Ok(Reply::Value(result)) => write_line(&mut writer, &response(id, Ok(result))).await?,
-            Ok(Reply::Pending(answer)) => {
-                let outcome = api::settle(&answer).await;
-                write_line(&mut writer, &response(id, outcome)).await?
-            }
-            Err(error) => write_line(&mut writer, &response(id, Err(error))).await?,
+        let (id, outcome) = match jsonrpc::parse(line.trim().as_bytes()) {
+            Ok(request) => (request.id.clone(), call(node, &request)),
+            Err((id, error)) => (id, Err(error)),
+        };
+        runtime::secret::wipe(&mut line);
+        let mut transport = Lines {
+            writer: writer.clone(),
+            reader: &mut reader,
+        };
+        match jsonrpc::deliver(&mut transport, id, outcome, idle).await? {
+            Delivered::Answered => {}
+            Delivered::Power(power) => node.request_power(power),
+            Delivered::FollowEnded | Delivered::Stalled => return Ok(()),
         }
     }
 }
 
-/// Parses one request and calls it as admin; returns its id and outcome.
-fn dispatch(node: &Node, text: &str) -> (Value, Result<Reply, ApiError>) {
-    let request: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(error) => {
-            return (
-                Value::Null,
-                Err(ApiError {
-                    code: code::PARSE_ERROR,
-                    message: format!("invalid JSON: {error}"),
-                }),
-            );
-        }
-    };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let method = request.get("method").and_then(Value::as_str);
-    let (Some(method), Some("2.0")) = (method, request.get("jsonrpc").and_then(Value::as_str))
-    else {
-        let error = ApiError {
-            code: code::INVALID_REQUEST,
-            message: "not a JSON-RPC 2.0 request".into(),
-        };
-        return (id, Err(error));
-    };
-    let params = request.get("params").cloned().unwrap_or(Value::Null);
+/// Calls one request as admin (the kernel vouched for the caller).
+fn call(node: &Node, request: &jsonrpc::Request) -> Result<Reply, ApiError> {
     let info = || node.info();
-    let outcome = match node.runtime.try_borrow_mut() {
-        Ok(mut runtime) => api::call(&mut runtime, Role::Admin, method, &params, &info),
-        Err(_) => Err(ApiError {
-            code: code::INVALID_REQUEST,
-            message: "busy; try again".into(),
-        }),
-    };
-    (id, outcome)
-}
-
-fn response(id: Value, outcome: Result<Value, ApiError>) -> Value {
-    match outcome {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error.to_json() }),
+    match node.runtime.try_borrow_mut() {
+        Ok(mut runtime) => api::call(
+            &mut runtime,
+            Role::Admin,
+            &request.method,
+            &request.params,
+            &info,
+        ),
+        Err(_) => Err(ApiError::new(code::INVALID_REQUEST, "busy; try again")),
     }
 }
 

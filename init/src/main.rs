@@ -61,19 +61,21 @@ fn main() -> ExitCode {
             config_dir,
             state_dir,
         }),
-        Ok(cli::Invocation::Check { dir, json }) => check::run(&dir, json),
+        Ok(cli::Invocation::Check { paths, json }) => check::run(&paths, json),
         Ok(cli::Invocation::Client {
             socket,
             json,
             request,
-        }) => {
-            let socket = socket
-                .or_else(|| std::env::var_os("SPORE_SOCKET").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("/run/spore/spore.sock"));
-            client::run(&socket, &request, json)
-        }
+        }) => client::run(&client::socket_path(socket), &request, json),
         Ok(cli::Invocation::Help) => {
             println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(cli::Invocation::CommandHelp(command)) => {
+            println!(
+                "{}",
+                cli::command_usage(&command).unwrap_or_else(|| cli::USAGE.to_owned())
+            );
             ExitCode::SUCCESS
         }
         Ok(cli::Invocation::Version) => {
@@ -81,7 +83,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}\n\n{}", cli::USAGE);
+            eprintln!("spore: {error}\ntry `spore --help`");
             ExitCode::from(2)
         }
     }

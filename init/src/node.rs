@@ -108,6 +108,9 @@ impl Node {
         if let Some(list) = posture.get_mut("listen").and_then(Value::as_array_mut) {
             list.push(Value::String(address));
         }
+        if let Some(open) = posture.get_mut("open") {
+            *open = Value::Bool(true);
+        }
     }
 
     /// Records the RPC API's state.

@@ -10,27 +10,21 @@ use rpc::server::{Dispatcher, Limits, Server};
 use runtime::journal;
 use serde_json::{json, Value};
 
-use crate::config::{NodeConfig, Paths};
+use crate::config::{Listen, NodeConfig, Paths, Rpc};
 use crate::node::Node;
 
 /// The RPC port when an address gives none.
 pub const DEFAULT_PORT: u16 = 9999;
 
 /// The addresses to listen on: `[rpc] listen` from spore.toml, default
-/// loopback. `mycelium` (the overlay address) is reported as not yet bound.
-fn listen_addresses(config: &NodeConfig) -> Vec<String> {
-    let configured = config
-        .rpc
-        .as_ref()
-        .and_then(|rpc| rpc.get("listen"))
-        .and_then(|listen| listen.as_array())
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.as_str().map(str::to_owned))
-                .collect::<Vec<_>>()
-        });
-    configured.unwrap_or_else(|| vec![format!("127.0.0.1:{DEFAULT_PORT}"), "mycelium".into()])
+/// loopback and the mycelium address (bound once mycelium is ready).
+fn listen_addresses(config: &NodeConfig) -> Vec<Listen> {
+    config.rpc.listen.clone().unwrap_or_else(|| {
+        vec![
+            Listen::Address(std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+            Listen::Mycelium(DEFAULT_PORT),
+        ]
+    })
 }
 
 /// Starts the API; records what it did in the node's posture for node.info.
@@ -67,53 +61,21 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     }
     let fingerprint = key.fingerprint();
     let public = key.openssh_public();
-    let mut limits = Limits::default();
-    let any_setting = |key: &str| {
-        config
-            .rpc
-            .as_ref()
-            .and_then(|rpc| rpc.get(key))
-            .and_then(|v| v.as_integer())
-            .and_then(|n| u64::try_from(n).ok())
-    };
-    // Zero means nothing for these, so it is taken as unset; only
-    // admin_reserved has a meaningful zero (no slots kept for admins).
-    let setting = |key: &str| any_setting(key).filter(|n| *n > 0);
-    if let Some(ms) = setting("handshake_timeout_ms") {
-        limits.handshake_deadline = std::time::Duration::from_millis(ms);
-    }
-    if let Some(n) = setting("max_connections") {
-        limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(n) = setting("max_handshaking") {
-        limits.max_handshaking = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(n) = setting("max_handshaking_per_source") {
-        limits.max_handshaking_per_source = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(ms) = setting("session_idle_timeout_ms") {
-        limits.session_idle = std::time::Duration::from_millis(ms);
-    }
-    if let Some(n) = setting("max_sessions_per_key") {
-        limits.max_sessions_per_key = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(n) = any_setting("admin_reserved") {
-        limits.admin_reserved = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(ms) = setting("pressure_timeout_ms") {
-        limits.pressure_deadline = std::time::Duration::from_millis(ms);
-    }
+    let limits = limits(&config.rpc);
     let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
-    let mut bound: Vec<Value> = Vec::new();
+    let (mut bound, mut pending, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for address in &addresses {
-        if let Some(port) = mycelium_port(address) {
-            follow_mycelium(config, node, server.clone(), port);
-            bound.push(json!(format!(
-                "mycelium:{port} (bound when mycelium is ready)"
-            )));
-            continue;
-        }
-        match bind(address) {
+        let address = match address {
+            Listen::Mycelium(port) => {
+                follow_mycelium(config, node, server.clone(), *port);
+                pending.push(json!(format!(
+                    "mycelium:{port} (bound when mycelium is ready)"
+                )));
+                continue;
+            }
+            Listen::Address(address) => address.to_string(),
+        };
+        match bind(&address) {
             Ok(listener) => {
                 let local = listener
                     .local_addr()
@@ -125,13 +87,19 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
                     .spawn(server.clone().serve(listener, node.executor))
                     .detach();
             }
-            Err(error) => journal::note(format_args!("rpc: cannot listen on {address}: {error}")),
+            Err(error) => {
+                journal::note(format_args!("rpc: cannot listen on {address}: {error}"));
+                failed.push(json!(format!("{address}: {error}")));
+            }
         }
     }
+    // Open means some listener is bound now, not that one may be later.
     node.set_posture(json!({
         "auth": true,
         "open": !bound.is_empty(),
         "listen": bound,
+        "pending": pending,
+        "failed": failed,
         "node_key": "ok",
         "node_key_fingerprint": fingerprint,
         "node_key_public": public,
@@ -139,12 +107,39 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     }));
 }
 
-/// `mycelium` or `mycelium:PORT`: the port to listen on at the overlay address.
-fn mycelium_port(address: &str) -> Option<u16> {
-    match address.strip_prefix("mycelium")? {
-        "" => Some(DEFAULT_PORT),
-        rest => rest.strip_prefix(':')?.parse().ok(),
+/// The server's bounds: `[rpc]`'s settings over the defaults. Zero means
+/// nothing for most of them, so it is taken as unset; only admin_reserved
+/// has a meaningful zero (no slots kept for admins).
+fn limits(rpc: &Rpc) -> Limits {
+    let mut limits = Limits::default();
+    let set = |n: Option<u64>| n.filter(|n| *n > 0);
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let ms = std::time::Duration::from_millis;
+    if let Some(n) = set(rpc.handshake_timeout_ms) {
+        limits.handshake_deadline = ms(n);
     }
+    if let Some(n) = set(rpc.pressure_timeout_ms) {
+        limits.pressure_deadline = ms(n);
+    }
+    if let Some(n) = set(rpc.session_idle_timeout_ms) {
+        limits.session_idle = ms(n);
+    }
+    if let Some(n) = set(rpc.max_connections) {
+        limits.max_connections = count(n);
+    }
+    if let Some(n) = set(rpc.max_handshaking) {
+        limits.max_handshaking = count(n);
+    }
+    if let Some(n) = set(rpc.max_handshaking_per_source) {
+        limits.max_handshaking_per_source = count(n);
+    }
+    if let Some(n) = set(rpc.max_sessions_per_key) {
+        limits.max_sessions_per_key = count(n);
+    }
+    if let Some(n) = rpc.admin_reserved {
+        limits.admin_reserved = count(n);
+    }
+    limits
 }
 
 /// Mycelium's admin API at its default address, where its `nodeIp` is
@@ -154,15 +149,16 @@ pub const MYCELIUM_API: &str = "http://127.0.0.1:8989/api/v1/admin";
 /// Each time the mycelium service becomes ready, reads its overlay address
 /// from its API and listens there too (once per address).
 fn follow_mycelium(config: &NodeConfig, node: &Rc<Node>, server: Rc<Server>, port: u16) {
-    let rpc = config.rpc.as_ref();
-    let setting = |key: &str, default: &str| {
-        rpc.and_then(|t| t.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or(default)
-            .to_owned()
-    };
-    let service = setting("mycelium_service", "mycelium");
-    let api = setting("mycelium_api", MYCELIUM_API);
+    let service = config
+        .rpc
+        .mycelium_service
+        .clone()
+        .unwrap_or_else(|| "mycelium".into());
+    let api = config
+        .rpc
+        .mycelium_api
+        .clone()
+        .unwrap_or_else(|| MYCELIUM_API.into());
     if node.with_runtime(|runtime| runtime.get(&service).is_none()) != Some(false) {
         journal::note(format_args!(
             "rpc: no `{service}` service; the mycelium listen address stays unused"

@@ -122,11 +122,89 @@ fn json_output_carries_plan_and_errors() {
 fn missing_directory_and_bad_usage_fail_clearly() {
     let out = spore_check(&["/nonexistent/dir"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("cannot read service directory /nonexistent/dir"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/dir: No such file"),
+        "{stderr}"
+    );
     let usage = spore_check(&[]);
     assert_eq!(usage.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&usage.stderr).contains("spore check DIR [--json]"));
+    let stderr = String::from_utf8_lossy(&usage.stderr);
+    assert!(stderr.contains("`check` needs a path"), "{stderr}");
+    assert!(stderr.contains("spore --help"), "{stderr}");
+}
+
+#[test]
+fn check_takes_files_directories_and_spore_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services");
+    fs::create_dir(&services).unwrap();
+    fs::write(
+        services.join("db.toml"),
+        "[service]\nname = \"db\"\nexec = \"sleep 9\"\n",
+    )
+    .unwrap();
+    let web = dir.path().join("web.toml");
+    fs::write(
+        &web,
+        "[service]\nname = \"web\"\nexec = \"sleep 9\"\n[dependencies]\nrequires = [\"db\"]\n",
+    )
+    .unwrap();
+    // One file alone: it requires a service it is not given.
+    let alone = spore_check(&[web.to_str().unwrap()]);
+    assert_eq!(alone.status.code(), Some(1));
+    // With the directory that holds its dependency: valid, planned together.
+    let together = spore_check(&[web.to_str().unwrap(), services.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&together.stdout);
+    assert!(
+        together.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&together.stderr)
+    );
+    assert!(stdout.contains("start: db → web"), "{stdout}");
+    // A name that does not match its file is refused here as on deploy.
+    let renamed = dir.path().join("other.toml");
+    fs::write(&renamed, "[service]\nname = \"web\"\nexec = \"sleep 9\"\n").unwrap();
+    let out = spore_check(&[renamed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "other.toml:2:8: service name `web` does not match its file name `other.toml`"
+        ),
+        "{stderr}"
+    );
+    // spore.toml: a typo in [rpc] names file, line, column and the key meant.
+    let node = dir.path().join("spore.toml");
+    fs::write(
+        &node,
+        "[rpc]\nlisten = [\"mycelium\"]\nmax_conections = 8\n",
+    )
+    .unwrap();
+    let out = spore_check(&[node.to_str().unwrap(), services.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:1: unknown field `max_conections`",
+            node.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `max_connections`?"),
+        "{stderr}"
+    );
+    fs::write(
+        &node,
+        "[rpc]\nlisten = [\"mycelium\"]\nmax_connections = 8\n",
+    )
+    .unwrap();
+    let out = spore_check(&[node.to_str().unwrap(), services.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -1065,6 +1065,7 @@ fn deploys_and_removals_survive_a_restart_and_status_says_where_a_service_comes_
         "the removed image service stays removed"
     );
     // Deployed again, the mask goes and the deployed copy wins.
+    let file = fleet.spore.path("web.toml");
     std::fs::write(&file, "[service]\nname = \"web\"\nexec = \"sleep 999\"\n").unwrap();
     assert!(fleet
         .sporectl("admin", &["deploy", file.to_str().unwrap()])
@@ -1086,8 +1087,9 @@ fn invalid_deploy_is_refused_whole_and_changes_nothing() {
     ];
     let before = std::fs::read(fleet.spore.path("etc/services/web.toml")).unwrap();
     let pid = fleet.web_pid();
+    std::fs::create_dir_all(fleet.spore.path("candidates")).unwrap();
     for (name, text, expected) in cases {
-        let file = fleet.spore.path(&format!("{name}-candidate.toml"));
+        let file = fleet.spore.path(&format!("candidates/{name}.toml"));
         std::fs::write(&file, text).unwrap();
         let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{name}");
@@ -1108,7 +1110,7 @@ fn invalid_deploy_is_refused_whole_and_changes_nothing() {
         "reader",
         &[
             "deploy",
-            fleet.spore.path("typo-candidate.toml").to_str().unwrap(),
+            fleet.spore.path("candidates/typo.toml").to_str().unwrap(),
         ],
     );
     assert_eq!(reader.status.code(), Some(1));

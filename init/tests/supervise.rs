@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::{alive, read_time, zombies_of, Spore};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// A free TCP port on loopback (bound and released at once).
 fn free_port() -> u16 {
@@ -295,9 +295,17 @@ fn control_socket_starts_stops_and_shows_logs() {
         .call("service.start", json!({ "name": "talker" }))
         .unwrap();
     assert_eq!(started["name"], "talker");
+    let output_lines = |logs: &Value| {
+        logs["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["stream"] != "spore")
+            .count()
+    };
     spore.wait_for("both lines", Duration::from_secs(10), |s| {
         let logs = s.call("service.logs", json!({ "name": "talker" })).unwrap();
-        logs["lines"].as_array().unwrap().len() == 2
+        output_lines(&logs) == 2
     });
     let logs = spore
         .call("service.logs", json!({ "name": "talker", "lines": 10 }))
@@ -314,12 +322,20 @@ fn control_socket_starts_stops_and_shows_logs() {
         })
         .collect();
     texts.sort();
+    // Its output, and between the lines spore's own markers of what
+    // happened to it.
+    let (markers, output): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(s, _)| s == "spore");
     assert_eq!(
-        texts,
+        output,
         [
             ("stderr".into(), "oops".into()),
             ("stdout".into(), "hello".into())
         ]
+    );
+    assert!(
+        markers.iter().any(|(_, t)| t == "starting")
+            && markers.iter().any(|(_, t)| t.starts_with("ready (pid ")),
+        "{markers:?}"
     );
     // The command-line client speaks the same socket.
     let out = std::process::Command::new(common::spore_bin())

@@ -51,6 +51,10 @@ pub enum ClientError {
     /// over a channel that cannot be trusted for this command.
     #[error("{0}")]
     Declined(String),
+    /// Something on this side is wrong (a file that cannot be read, a key
+    /// file that is not a key): nothing was sent.
+    #[error("{0}")]
+    Local(String),
     /// The node answered with a JSON-RPC error.
     #[error("{message} ({code})")]
     Rpc {
@@ -62,11 +66,11 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// 1 RPC error, 2 declined, 3 unreachable, 4 authentication,
-    /// 5 protocol, 6 node busy.
+    /// 1 RPC error, 2 usage, local problem or declined, 3 unreachable,
+    /// 4 authentication, 5 protocol, 6 node busy.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Declined(_) => 2,
+            ClientError::Declined(_) | ClientError::Local(_) => 2,
             ClientError::Busy(_) | ClientError::Shed(_) => 6,
             ClientError::Rpc { .. } => 1,
             ClientError::Unreachable(_) => 3,

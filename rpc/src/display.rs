@@ -27,33 +27,280 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
-/// One log line: time, stream, text.
+/// One log line: time, stream, text (control characters escaped: a
+/// service's output cannot repaint the operator's terminal).
 pub fn log_line(line: &Value) -> String {
     format!(
         "{} {} {}",
         text(line, "time"),
         text(line, "stream"),
-        text(line, "text")
+        printable(&text(line, "text"))
     )
 }
 
-/// The `service.list` result as a table, header first.
+/// Column widths that fit every cell of `rows`.
+fn widths(rows: &[Vec<String>]) -> Vec<usize> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|row| row.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// `rows` (header first) as aligned text, each column as wide as its
+/// widest cell, the last one unpadded.
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let widths = widths(rows);
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
+}
+
+/// The `service.list` result as a table, header first, sized to its
+/// contents (a long name widens its column instead of breaking the rows).
 pub fn service_table(list: &Value) -> Vec<String> {
-    let mut rows = vec![format!(
-        "{:<24} {:<9} {:<10} {:>8}  DETAIL",
-        "SERVICE", "KIND", "STATE", "PID"
-    )];
+    let mut rows = vec![["SERVICE", "KIND", "STATE", "PID", "RESTARTS", "DETAIL"]
+        .map(str::to_owned)
+        .to_vec()];
     for s in list.as_array().into_iter().flatten() {
-        rows.push(format!(
-            "{:<24} {:<9} {:<10} {:>8}  {}",
-            text(s, "name"),
+        rows.push(vec![
+            printable(&text(s, "name")),
             text(s, "kind"),
             text(s, "state"),
             text(s, "pid"),
-            text(s, "detail")
+            text(s, "restarts"),
+            printable(&text(s, "detail")),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `1h02m`, `3m05s`, `42s` for a number of seconds.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        s if s >= 86_400 => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `service.status` as text: the fields a person looks for, then its last
+/// lines of output.
+pub fn status_text(status: &Value) -> Vec<String> {
+    let mut out = vec![format!(
+        "{} ({}, {})",
+        printable(&text(status, "name")),
+        text(status, "kind"),
+        text(status, "source")
+    )];
+    let since = status
+        .get("since_ms")
+        .and_then(Value::as_u64)
+        .map(|ms| format!(" for {}", age(ms / 1000)))
+        .unwrap_or_default();
+    out.push(format!(
+        "  state:    {}{since}",
+        printable(&text(status, "detail"))
+    ));
+    if let Some(pid) = status.get("pid").and_then(Value::as_u64) {
+        out.push(format!("  pid:      {pid}"));
+    }
+    out.push(format!("  restarts: {}", text(status, "restarts")));
+    if status.get("last_exit").is_some_and(|e| !e.is_null()) {
+        out.push(format!("  last run: {}", text(status, "last_exit")));
+    }
+    if status.get("last_error").is_some_and(|e| !e.is_null()) {
+        out.push(format!(
+            "  error:    {}",
+            printable(&text(status, "last_error"))
         ));
     }
-    rows
+    if let Some(argv) = status.get("argv").and_then(Value::as_array) {
+        let words: Vec<String> = argv
+            .iter()
+            .filter_map(Value::as_str)
+            .map(printable)
+            .collect();
+        out.push(format!("  exec:     {}", words.join(" ")));
+    }
+    out.push(format!("  file:     {}", printable(&text(status, "file"))));
+    if let Some(deps) = status.get("dependencies") {
+        for key in ["requires", "after", "wants", "conflicts"] {
+            let names: Vec<String> = deps
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(printable)
+                .collect();
+            if !names.is_empty() {
+                out.push(format!("  {key:<9} {}", names.join(", ")));
+            }
+        }
+    }
+    let lines: Vec<&Value> = status
+        .get("lines")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if !lines.is_empty() {
+        out.push("  recent output:".into());
+        out.extend(lines.into_iter().map(|l| format!("    {}", log_line(l))));
+    }
+    out
+}
+
+/// `node.info` as text.
+pub fn info_text(info: &Value) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}: spore {}, up {}{}",
+        printable(&text(info, "hostname")),
+        text(info, "version"),
+        age(info.get("uptime_s").and_then(Value::as_u64).unwrap_or(0)),
+        if info.get("pid1") == Some(&Value::Bool(true)) {
+            ", PID 1"
+        } else {
+            ""
+        }
+    )];
+    if let Some(services) = info.get("services") {
+        let states: Vec<String> = services
+            .get("by_state")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        out.push(format!(
+            "  services: {} ({})",
+            text(services, "total"),
+            states.join(", ")
+        ));
+    }
+    if let Some(errors) = info.get("service_file_errors").and_then(Value::as_u64) {
+        if errors > 0 {
+            out.push(format!(
+                "  service files rejected at boot: {errors} (see `logs spore`)"
+            ));
+        }
+    }
+    if let Some(deploys) = info.get("deploys") {
+        out.push(format!(
+            "  deploys:  {} ({})",
+            printable(&text(deploys, "dir")),
+            if deploys.get("persistent") == Some(&Value::Bool(true)) {
+                "kept across reboots"
+            } else {
+                "lost at reboot: RAM"
+            }
+        ));
+    }
+    if let Some(rpc) = info.get("rpc") {
+        let list = |key: &str| -> Vec<String> {
+            rpc.get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|v| printable(v.as_str().unwrap_or_default()))
+                .collect()
+        };
+        let listening = list("listen");
+        out.push(format!(
+            "  rpc:      {}",
+            if listening.is_empty() {
+                "not listening".to_owned()
+            } else {
+                format!("listening on {}", listening.join(", "))
+            }
+        ));
+        for pending in list("pending") {
+            out.push(format!("            {pending}"));
+        }
+        for failed in list("failed") {
+            out.push(format!("            not bound: {failed}"));
+        }
+        if rpc.get("node_key_fingerprint").is_some() {
+            out.push(format!("  node key: {}", text(rpc, "node_key_fingerprint")));
+        }
+    }
+    out
+}
+
+/// The outcome of start, stop, restart or deploy: one line per service,
+/// and its last lines of output when it did not come up.
+pub fn outcome_text(result: &Value) -> Vec<String> {
+    let name = printable(&text(result, "name"));
+    let detail = printable(&text(result, "detail"));
+    let mut out = vec![match result.get("outcome").and_then(Value::as_str) {
+        Some("ready") => match result.get("pid").and_then(Value::as_u64) {
+            Some(pid) => format!("{name}: {detail} (pid {pid})"),
+            None => format!("{name}: {detail}"),
+        },
+        Some("timeout") => format!("{name}: not settled before the timeout: {detail}"),
+        Some(_) => format!("{name}: FAILED: {detail}"),
+        None if result.get("unchanged") == Some(&Value::Bool(true)) => {
+            format!("{name}: unchanged ({detail})")
+        }
+        None => format!("{name}: {detail}"),
+    }];
+    if result.get("outcome").is_some_and(|o| o != "ready") {
+        if result.get("last_exit").is_some_and(|e| !e.is_null()) {
+            out.push(format!("  last run: {}", text(result, "last_exit")));
+        }
+        for line in result
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push(format!("  {}", log_line(line)));
+        }
+    }
+    out
+}
+
+/// What `node.reload` changed.
+pub fn reload_text(result: &Value) -> Vec<String> {
+    let names = |key: &str| -> Vec<String> {
+        result
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|v| printable(v.as_str().unwrap_or_default()))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (key, word) in [
+        ("added", "added"),
+        ("changed", "changed"),
+        ("removed", "removed"),
+    ] {
+        for name in names(key) {
+            out.push(format!("{name}: {word}"));
+        }
+    }
+    for error in names("errors") {
+        out.push(format!("rejected (the running definition stays): {error}"));
+    }
+    if out.is_empty() {
+        out.push("nothing changed".into());
+    }
+    out
 }
 
 #[cfg(test)]

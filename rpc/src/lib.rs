@@ -30,3 +30,4 @@ pub mod refusals;
 pub mod registration;
 pub mod server;
 pub mod session;
+pub mod verbs;

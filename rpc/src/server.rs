@@ -10,7 +10,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
-use runtime::api::{code, ApiError, Power, Reply};
+use runtime::api::{ApiError, Power, Reply};
+use runtime::jsonrpc::{self, Delivered};
 use serde_json::{json, Value};
 use smol::future::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -456,14 +457,22 @@ impl Server {
             // The plaintext may hold a secret's value (secret.set): wiped
             // as soon as the request is handled.
             let plain = zeroize::Zeroizing::new(rx.open(&frame)?);
-            let (id, method, target, outcome) = self.dispatch(operator, &plain);
+            let parsed = jsonrpc::parse(&plain);
             drop(plain);
+            let (id, method, target, outcome) = match &parsed {
+                Ok(request) => (
+                    request.id.clone(),
+                    request.method.clone(),
+                    request.target().map(str::to_owned),
+                    self.dispatcher
+                        .call(operator, &request.method, &request.params),
+                ),
+                Err((id, error)) => (id.clone(), "-".to_owned(), None, Err(error.clone())),
+            };
+            drop(parsed);
             // Disk work (deploy, remove, secret.set) runs off the loop; its
             // outcome is the call's outcome, for the caller and the audit.
-            let outcome = match outcome {
-                Ok(Reply::Pending(answer)) => runtime::api::settle(&answer).await.map(Reply::Value),
-                other => other,
-            };
+            let outcome = jsonrpc::resolve(outcome).await;
             let verdict = match &outcome {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => format!("error {} {}", error.code, error.message),
@@ -474,109 +483,46 @@ impl Server {
                 operator.comment,
                 target.map(|t| format!(" {t}")).unwrap_or_default()
             ));
-            match outcome {
-                Ok(Reply::Value(result)) => {
-                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?
+            let mut transport = Sealed {
+                stream: &mut stream,
+                tx: &mut tx,
+            };
+            match jsonrpc::deliver(&mut transport, id, outcome, idle).await? {
+                Delivered::Answered => {}
+                Delivered::Power(power) => self.dispatcher.power(power),
+                Delivered::FollowEnded => return Ok(()),
+                Delivered::Stalled => {
+                    self.dispatcher.log(format!(
+                        "rpc: {peer}: {} ({}) stopped reading its follow for {idle:?}; session closed",
+                        operator.fingerprint, operator.comment
+                    ));
+                    return Ok(());
                 }
-                Ok(Reply::Power(power, result)) => {
-                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
-                    self.dispatcher.power(power);
-                }
-                Ok(Reply::Follow { result, lines }) => {
-                    send(&mut stream, &mut tx, &response(id, Ok(result))).await?;
-                    // Stream until the service's book is gone or the
-                    // operator hangs up: watch the socket too, or a follow
-                    // left while the service is quiet holds its connection
-                    // forever. A follow takes no further request.
-                    let mut closed = stream.clone();
-                    let mut scratch = [0u8; 64];
-                    loop {
-                        let line = async { lines.recv().await.ok() }
-                            .or(async {
-                                let _ =
-                                    smol::io::AsyncReadExt::read(&mut closed, &mut scratch).await;
-                                None
-                            })
-                            .await;
-                        let Some(line) = line else {
-                            return Ok(());
-                        };
-                        let note = json!({ "jsonrpc": "2.0", "method": "service.log", "params": runtime::api::line_json(&line) });
-                        // A follow is active only while its client reads:
-                        // one that stops reading fills the socket, and after
-                        // `session_idle` of a blocked write it gives its
-                        // slot back.
-                        let sent = async { Some(send(&mut stream, &mut tx, &note).await) }
-                            .or(async {
-                                Timer::after(idle).await;
-                                None
-                            })
-                            .await;
-                        match sent {
-                            Some(sent) => sent?,
-                            None => {
-                                self.dispatcher.log(format!(
-                                    "rpc: {peer}: {} ({}) stopped reading its follow for {idle:?}; session closed",
-                                    operator.fingerprint, operator.comment
-                                ));
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-                Ok(Reply::Pending(_)) => {
-                    let error = ApiError {
-                        code: code::INTERNAL,
-                        message: "internal error: unsettled reply".into(),
-                    };
-                    send(&mut stream, &mut tx, &response(id, Err(error))).await?
-                }
-                Err(error) => send(&mut stream, &mut tx, &response(id, Err(error))).await?,
             }
         }
     }
+}
 
-    /// Parses one request and runs it; returns id, method, target and outcome.
-    fn dispatch(
-        &self,
-        operator: &Operator,
-        plain: &[u8],
-    ) -> (Value, String, Option<String>, Result<Reply, ApiError>) {
-        let mut request: Value = match serde_json::from_slice(plain) {
-            Ok(value) => value,
-            Err(error) => {
-                let error = ApiError {
-                    code: code::PARSE_ERROR,
-                    message: format!("invalid JSON: {error}"),
-                };
-                return (Value::Null, "-".into(), None, Err(error));
-            }
-        };
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method = request
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let (Some(method), Some("2.0")) = (method, request.get("jsonrpc").and_then(Value::as_str))
-        else {
-            runtime::secret::wipe_strings(&mut request);
-            let error = ApiError {
-                code: code::INVALID_REQUEST,
-                message: "not a JSON-RPC 2.0 request".into(),
-            };
-            return (id, "-".into(), None, Err(error));
-        };
-        let mut params = request.get("params").cloned().unwrap_or(Value::Null);
-        let target = params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let outcome = self.dispatcher.call(operator, &method, &params);
-        // Nothing of the request outlives its handling (secret.set carries
-        // a value in it).
-        runtime::secret::wipe_strings(&mut params);
-        runtime::secret::wipe_strings(&mut request);
-        (id, method, target, outcome)
+/// A sealed session's side of [`jsonrpc::Transport`]: one sealed frame per
+/// message.
+struct Sealed<'a> {
+    stream: &'a mut TcpStream,
+    tx: &'a mut Channel,
+}
+
+impl jsonrpc::Transport for Sealed<'_> {
+    type Error = Failure;
+
+    async fn send(&mut self, message: &Value) -> Result<(), Failure> {
+        send(self.stream, self.tx, message).await
+    }
+
+    async fn hangup(&mut self) {
+        // A follow takes no further request: anything read, or the end,
+        // ends it.
+        let mut closed = self.stream.clone();
+        let mut scratch = [0u8; 64];
+        let _ = smol::io::AsyncReadExt::read(&mut closed, &mut scratch).await;
     }
 }
 
@@ -584,13 +530,6 @@ fn role_word(operator: &Operator) -> &'static str {
     match operator.role {
         runtime::api::Role::Admin => "admin",
         runtime::api::Role::Reader => "reader",
-    }
-}
-
-fn response(id: Value, outcome: Result<Value, ApiError>) -> Value {
-    match outcome {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error.to_json() }),
     }
 }
 

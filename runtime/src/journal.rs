@@ -10,7 +10,11 @@
 //! blocks on the console, never the event loop.
 
 use std::fmt::Display;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use smol::channel::Receiver;
+
+use crate::logbook::{LogBook, LogLine, Stream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::spool::Spool;
@@ -30,12 +34,44 @@ fn console() -> &'static Spool {
     })
 }
 
-/// Writes `spore: MESSAGE` with a timestamp to stderr, without waiting.
+/// spore's own lines kept in memory, for `node.journal`.
+pub const JOURNAL_LINES: usize = 2000;
+
+fn book() -> &'static Mutex<LogBook> {
+    static BOOK: OnceLock<Mutex<LogBook>> = OnceLock::new();
+    BOOK.get_or_init(|| Mutex::new(LogBook::new(JOURNAL_LINES, None).0))
+}
+
+/// Writes `spore: MESSAGE` with a timestamp to stderr, without waiting, and
+/// keeps it in the journal's ring (and for its followers).
 pub fn note(message: impl Display) {
-    console().push(format!(
-        "{} spore: {message}\n",
-        timestamp(SystemTime::now())
-    ));
+    let time = SystemTime::now();
+    let text = message.to_string();
+    console().push(format!("{} spore: {text}\n", timestamp(time)));
+    if let Ok(mut book) = book().lock() {
+        book.push(LogLine {
+            time,
+            stream: Stream::Spore,
+            text,
+        });
+    }
+}
+
+/// The journal's last `count` lines as JSON, oldest first.
+pub fn tail(count: usize) -> Vec<serde_json::Value> {
+    book()
+        .lock()
+        .map(|book| book.tail(count).map(crate::api::line_json).collect())
+        .unwrap_or_default()
+}
+
+/// Every journal line from now on.
+pub fn follow() -> Receiver<LogLine> {
+    match book().lock() {
+        Ok(mut book) => book.follow(),
+        // A poisoned lock (a panic while pushing) ends the follow at once.
+        Err(_) => smol::channel::bounded(1).1,
+    }
 }
 
 /// Writes a line of a service's output with its name, without waiting.

@@ -18,6 +18,7 @@ pub mod api;
 pub mod atomic;
 pub mod credentials;
 pub mod journal;
+pub mod jsonrpc;
 pub mod logbook;
 pub mod probe;
 mod runtime;
@@ -26,5 +27,6 @@ pub mod spawn;
 pub mod spool;
 pub mod store;
 pub mod sys;
+pub mod wait;
 
 pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};

@@ -17,6 +17,9 @@ pub enum Stream {
     Stdout,
     /// Standard error.
     Stderr,
+    /// spore's own words: its journal, or a marker in a service's output
+    /// (started, exited with code 3, removed).
+    Spore,
 }
 
 impl Stream {
@@ -25,6 +28,7 @@ impl Stream {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
+            Stream::Spore => "spore",
         }
     }
 }
@@ -127,6 +131,12 @@ impl LogBook {
         let (tx, rx) = smol::channel::bounded(FOLLOW_QUEUE);
         self.followers.push(tx);
         rx
+    }
+
+    /// Ends every follow: each follower gets what is queued, then sees its
+    /// queue closed (the service was removed).
+    pub fn end_follows(&mut self) {
+        self.followers.clear();
     }
 
     /// Number of lines kept.

@@ -14,6 +14,7 @@ use smol::LocalExecutor;
 use crate::logbook::{LogBook, LogLine, Stream};
 use crate::spawn::SpawnError;
 use crate::sys::{CheckRun, Launch, RealSys, Sys, TimerKey};
+use crate::wait::{Answer, Outcome, Step, Waits};
 use svc::service::{Probe, Service};
 use svc::supervisor::{Action, Event, State, Supervisor, UnitView, SIGKILL};
 
@@ -38,6 +39,14 @@ pub enum Input {
     },
     /// A file write or deletion finished off the loop.
     Stored(Box<crate::store::Done>),
+    /// A waiting call's deadline passed (`steady`: its service has now
+    /// been ready long enough; see [`crate::wait`]).
+    WaitTimer {
+        /// The waiter.
+        id: u64,
+        /// Which of its two timers.
+        steady: bool,
+    },
 }
 
 struct ExecCheck {
@@ -90,6 +99,10 @@ pub struct Runtime {
     /// Credential directories of running services, by main pid.
     credential_dirs: HashMap<i32, std::path::PathBuf>,
     ready_watchers: HashMap<String, Vec<Sender<()>>>,
+    /// Calls waiting for a service to settle.
+    waits: Waits,
+    /// Services removed while still stopping: their books end once stopped.
+    removing: HashSet<String>,
 }
 
 /// Where service files and secrets are kept.
@@ -158,6 +171,8 @@ impl Runtime {
             files: None,
             credential_dirs: HashMap::new(),
             ready_watchers: HashMap::new(),
+            waits: Waits::default(),
+            removing: HashSet::new(),
         }
     }
 
@@ -255,10 +270,10 @@ impl Runtime {
             }
             Input::Stored(done) => {
                 let crate::store::Done { job, outcome } = *done;
-                let answer = crate::api::after_store(self, &job.work, job.then, outcome);
-                // A caller that hung up no longer needs the answer.
-                let _ = job.reply.try_send(answer);
+                crate::api::after_store(self, &job.work, job.then, outcome, job.reply);
             }
+            Input::WaitTimer { id, steady: true } => self.advance_wait(id),
+            Input::WaitTimer { id, steady: false } => self.settle_wait(id, Outcome::Timeout),
         }
     }
 
@@ -289,10 +304,104 @@ impl Runtime {
         self.queue.push_back(event);
         while let Some(event) = self.queue.pop_front() {
             let now = self.sys.now();
+            let removed = match &event {
+                Event::Remove(name) => Some(name.clone()),
+                Event::Deploy(service) => {
+                    self.removing.remove(&service.name);
+                    None
+                }
+                _ => None,
+            };
             let actions = self.supervisor.handle(now, event);
+            if let Some(name) = removed {
+                let stopping = actions.iter().any(|a| {
+                    matches!(a, Action::Changed { service, state: State::Stopping } if *service == name)
+                });
+                if stopping {
+                    self.removing.insert(name);
+                } else {
+                    self.end_book(&name);
+                }
+            }
             for action in actions {
                 self.apply(action);
             }
+        }
+    }
+
+    /// Answers `answer` once `name` is ready or has failed, or after
+    /// `timeout` with its state then (see [`crate::wait`]).
+    pub fn wait_for(&mut self, name: &str, timeout: std::time::Duration, answer: Answer) {
+        let Some(state) = self.get(name).map(|v| v.state.clone()) else {
+            let _ = answer.try_send(Err(crate::api::ApiError::new(
+                crate::api::code::NO_SUCH_SERVICE,
+                format!("no such service: {name}"),
+            )));
+            return;
+        };
+        match self.waits.add(name, &state, answer.clone()) {
+            Some(id) => {
+                self.sys.arm_timer(TimerKey::Wait(id), timeout);
+                self.advance_wait(id);
+            }
+            None => {
+                let _ = answer.try_send(Err(crate::api::ApiError::new(
+                    crate::api::code::BUSY,
+                    format!(
+                        "too many calls wait for services ({}); try again or use --no-wait",
+                        crate::wait::MAX_WAITERS
+                    ),
+                )));
+            }
+        }
+    }
+
+    /// Moves waiter `id` on with its service's state now.
+    fn advance_wait(&mut self, id: u64) {
+        let Some(name) = self.waits.service(id).map(str::to_owned) else {
+            return;
+        };
+        let now = self.sys.now();
+        let step = match self.supervisor.get(&name) {
+            Some(view) => {
+                let held = view
+                    .since
+                    .map(|t| now.saturating_duration_since(t))
+                    .unwrap_or_default();
+                let checks = !view.service.health.is_empty();
+                self.waits
+                    .step(id, view.state, view.service.kind, checks, held)
+            }
+            // Removed while we waited.
+            None => Step::Settle(Outcome::Failed),
+        };
+        match step {
+            Step::Keep => {}
+            Step::Steady(left) => self.sys.arm_timer(TimerKey::Steady(id), left),
+            Step::Settle(outcome) => self.settle_wait(id, outcome),
+        }
+    }
+
+    /// Answers waiter `id` with `outcome` and the service's state.
+    fn settle_wait(&mut self, id: u64, outcome: Outcome) {
+        self.sys.cancel_timer(TimerKey::Wait(id));
+        self.sys.cancel_timer(TimerKey::Steady(id));
+        let Some((name, answer)) = self.waits.take(id) else {
+            return;
+        };
+        let value = crate::api::views::settled(self, &name, outcome);
+        let _ = answer.try_send(Ok(value));
+    }
+
+    /// Ends the follows of a removed service's output, with a last marker.
+    fn end_book(&mut self, name: &str) {
+        if let Some(mut book) = self.logs.remove(name) {
+            book.push(LogLine {
+                time: SystemTime::now(),
+                stream: Stream::Spore,
+                text: "removed".into(),
+            });
+            book.end_follows();
         }
     }
 
@@ -356,6 +465,14 @@ impl Runtime {
             } => self.run_check(service, run, check),
             Action::Changed { service, state } => {
                 self.report(&service, &state);
+                if !self.waits.is_empty() {
+                    for id in self.waits.of(&service) {
+                        self.advance_wait(id);
+                    }
+                }
+                if state != State::Stopping && self.removing.remove(&service) {
+                    self.end_book(&service);
+                }
                 if state == State::Ready {
                     if let Some(watchers) = self.ready_watchers.get_mut(&service) {
                         // A full queue already holds a token: nothing is lost.
@@ -396,6 +513,20 @@ impl Runtime {
             }
         }
         self.sys.note(&line);
+        // The same words in the service's own output, so `logs -f` shows
+        // what happened between its lines.
+        if let Some(book) = self.logs.get_mut(service) {
+            let text = line
+                .strip_prefix(service)
+                .and_then(|l| l.strip_prefix(": "))
+                .unwrap_or(&line)
+                .to_owned();
+            book.push(LogLine {
+                time: SystemTime::now(),
+                stream: Stream::Spore,
+                text,
+            });
+        }
     }
 
     fn spawn_service(&mut self, name: String, run: u64) {

@@ -191,6 +191,8 @@ impl Fixture {
             let input = match key {
                 TimerKey::Supervisor(id) => Input::Event(Event::TimerFired(id)),
                 TimerKey::CheckDeadline(pid) => Input::CheckTimedOut { pid },
+                TimerKey::Wait(id) => Input::WaitTimer { id, steady: false },
+                TimerKey::Steady(id) => Input::WaitTimer { id, steady: true },
             };
             self.runtime.handle(input);
         }

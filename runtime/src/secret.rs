@@ -49,6 +49,11 @@ impl std::fmt::Debug for SecretBytes {
     }
 }
 
+/// Zeroes `text` (a request line that may have carried a secret).
+pub fn wipe(text: &mut String) {
+    text.zeroize();
+}
+
 /// Zeroes every string in `value` (a request that carried a secret, once
 /// it has been handled). serde_json keeps no other copy of a string it
 /// parsed without escapes.

@@ -115,6 +115,8 @@ pub enum Then {
         service: Box<Service>,
         /// Start it even if its status is not `start`.
         start: bool,
+        /// Answer once it settled, waiting at most this long.
+        wait: Option<std::time::Duration>,
     },
     /// Stop the service and forget it.
     Remove {

@@ -32,6 +32,10 @@ pub enum TimerKey {
     /// The deadline of an exec health check with this pid: reported as
     /// [`Input::CheckTimedOut`].
     CheckDeadline(i32),
+    /// A waiting call's deadline: [`Input::WaitTimer`] (not steady).
+    Wait(u64),
+    /// A waiting call's service has been ready long enough: [`Input::WaitTimer`].
+    Steady(u64),
 }
 
 /// Identifies a health check run, echoed back in [`Event::CheckDone`].
@@ -238,6 +242,8 @@ impl Sys for RealSys {
             let input = match key {
                 TimerKey::Supervisor(id) => Input::Event(Event::TimerFired(id)),
                 TimerKey::CheckDeadline(pid) => Input::CheckTimedOut { pid },
+                TimerKey::Wait(id) => Input::WaitTimer { id, steady: false },
+                TimerKey::Steady(id) => Input::WaitTimer { id, steady: true },
             };
             let _ = tx.send(input).await;
         });

@@ -18,9 +18,9 @@ pub mod parse;
 pub mod service;
 pub mod supervisor;
 
-mod position;
+pub mod position;
 mod section;
-mod suggest;
+pub mod suggest;
 
 pub use error::{ConfigError, ErrorKind};
 pub use exec::Command;

@@ -25,7 +25,10 @@ pub fn client(options: &Options) -> Result<BeaconClient, ClientError> {
 /// `sporectl nodes [pending | approve NAME | remove NAME]`.
 pub fn nodes(options: &Options) -> Result<(), ClientError> {
     let beacon = client(options)?;
-    match (options.name.as_deref(), options.extra.as_deref()) {
+    match (
+        options.names.first().map(String::as_str),
+        options.extra.as_deref(),
+    ) {
         (Some("approve"), Some(hostname)) => approve(options, &beacon, hostname),
         (Some("remove"), Some(hostname)) => {
             let id = identity(options)?;
@@ -165,8 +168,32 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
     Ok(())
 }
 
+/// `sporectl beacon serve`'s options.
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: String,
+    /// Where records are kept.
+    pub data: std::path::PathBuf,
+    /// The enrollment CA.
+    pub enrollment_ca: Option<std::path::PathBuf>,
+    /// Revoked credential key IDs.
+    pub revoke: Vec<String>,
+    /// Unknown nodes wait for approval.
+    pub approve: bool,
+    /// Every node is listed.
+    pub open: bool,
+    /// Admin keys for orders.
+    pub authorized_keys: Option<std::path::PathBuf>,
+    /// Enrolled nodes may rekey.
+    pub allow_rekey: bool,
+    /// https certificate chain.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// https key.
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
 /// `sporectl beacon serve`.
-pub fn serve(options: &Options) -> ExitCode {
+pub fn serve(options: &ServeOptions) -> ExitCode {
     let fail = |message: String| {
         eprintln!("sporectl: {message}");
         ExitCode::from(1)

@@ -7,63 +7,21 @@
 #[macro_use]
 mod out;
 mod beacon;
+mod cli;
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use rpc::beacon::client::Channel;
 use rpc::client::{connect, ClientError, Pin, Session};
-use rpc::display::{log_line, service_table, text};
+use rpc::display::{log_line, text};
 use rpc::identity::Identity;
+use rpc::verbs::{self, Shape, Verb};
 use rpc::{nodekey, pins};
 use serde_json::{json, Value};
 
-const USAGE: &str = "\
-usage: sporectl [--node ADDR] [--identity FILE] [--node-key 'ssh-ed25519 AAAA…']
-                [--known-nodes FILE] [--accept-new] [--json] COMMAND
-commands:
-  info                      node.info
-  list                      every service and its state
-  status NAME               one service in detail
-  start|stop|restart NAME   change a service
-  logs NAME [-n N] [-f]     its output (follow with -f)
-  deploy FILE [--start]     add or replace the service in FILE (validated whole)
-  remove NAME               stop a service and delete its file
-  secret set NAME [--file F] store a secret read from F or stdin (never argv)
-  secret rm NAME            delete a stored secret
-  secret list               names of stored secrets
-  reload                    read the service files again, apply what changed
-  reboot | poweroff         stop every service in order, then reboot / power off
-  nodes --beacon URL        the nodes a beacon lists, with last-seen age
-  nodes pending             registrations waiting for an operator's approval
-  nodes approve NAME [--fingerprint SHA256:…]
-                            list a pending node (signed with your key)
-  nodes remove NAME         drop a node from the beacon (signed with your key)
-  beacon serve --listen ADDR --data DIR
-               [--enrollment-ca FILE [--revoke KEY_ID]…] [--approve]
-               [--open] [--authorized-keys FILE] [--allow-rekey]
-               [--tls-cert FILE --tls-key FILE]
-                            run a beacon; nodes are listed when enrolled by a
-                            credential of the CA, or approved, or (--open) always
-beacon: https://… (--beacon-ca FILE to trust your own CA), or http:// to a
-loopback or mycelium address; --insecure-beacon reads plain http elsewhere,
-and fleet commands that change state then refuse its nodes.
-fleet: --beacon URL --all COMMAND, or --beacon URL --nodes a,b,c COMMAND, runs
-COMMAND on every node concurrently (--concurrency N, default 64), pinning
-each node's key to what the beacon published; exit 1 if any node failed;
-reboot, poweroff, remove and secret set ask first (--yes: do not ask).
-  --address NAME=HOST:PORT  reach node NAME there instead of at its overlay
-                            address (a port forward, a NAT); its key is still
-                            the one the beacon published (repeatable)
-  discover                  the node's OpenRPC document
-defaults: --node 127.0.0.1:9999; identity: ssh-agent ($SSH_AUTH_SOCK) else
-~/.ssh/id_ed25519; node keys pinned in ~/.config/spore/known_nodes.
-exit codes: 1 RPC error, 2 usage or declined, 3 unreachable, 4 authentication,
-5 protocol, 6 node busy";
-
-/// The command line.
+/// The command line, as the commands use it (see [`cli`]).
 pub(crate) struct Options {
     node: String,
     identity: Option<PathBuf>,
@@ -71,191 +29,28 @@ pub(crate) struct Options {
     known_nodes: PathBuf,
     accept_new: bool,
     json: bool,
+    /// The command's word (`start`, `secret`, `nodes` …).
     command: String,
-    name: Option<String>,
-    lines: u64,
-    follow: bool,
-    start: bool,
-    file: Option<PathBuf>,
+    /// Its operands: services, files, or the sub-command word.
+    names: Vec<String>,
+    /// The name after a sub-command (`secret set NAME`, `nodes approve NAME`).
     extra: Option<String>,
+    /// The verb, for commands that talk to nodes.
+    verb: Option<Verb>,
+    /// How its calls are made (lines, follow, start, wait).
+    shape: Shape,
+    /// `secret set --file`.
+    file: Option<PathBuf>,
     beacon: Option<String>,
     all: bool,
     only: Option<Vec<String>>,
     addresses: Vec<(String, String)>,
     concurrency: usize,
-    listen: String,
-    data: PathBuf,
-    allow_rekey: bool,
     beacon_ca: Option<PathBuf>,
     insecure_beacon: bool,
     yes: bool,
     fingerprint: Option<String>,
-    enrollment_ca: Option<PathBuf>,
-    revoke: Vec<String>,
-    approve: bool,
-    open: bool,
-    authorized_keys: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-}
-
-fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut options = Options {
-        node: "127.0.0.1:9999".into(),
-        identity: None,
-        node_key: None,
-        known_nodes: pins::default_path(),
-        accept_new: false,
-        json: false,
-        command: String::new(),
-        name: None,
-        lines: 100,
-        follow: false,
-        start: false,
-        file: None,
-        extra: None,
-        beacon: None,
-        all: false,
-        only: None,
-        addresses: Vec::new(),
-        concurrency: 64,
-        listen: "127.0.0.1:8080".into(),
-        data: PathBuf::from("beacon-data"),
-        allow_rekey: false,
-        beacon_ca: None,
-        insecure_beacon: false,
-        yes: false,
-        fingerprint: None,
-        enrollment_ca: None,
-        revoke: Vec::new(),
-        approve: false,
-        open: false,
-        authorized_keys: None,
-        tls_cert: None,
-        tls_key: None,
-    };
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("node") => options.node = parser.value()?.string()?,
-            Long("identity") | Short('i') => options.identity = Some(parser.value()?.into()),
-            Long("node-key") => options.node_key = Some(parser.value()?.string()?),
-            Long("known-nodes") => options.known_nodes = parser.value()?.into(),
-            Long("accept-new") => options.accept_new = true,
-            Long("json") => options.json = true,
-            Short('f') | Long("follow") => options.follow = true,
-            Short('n') | Long("lines") => options.lines = parser.value()?.parse()?,
-            Long("help") | Short('h') => return Err("help".into()),
-            Long("version") | Short('V') => return Err("version".into()),
-            Long("start") => options.start = true,
-            Long("beacon") => options.beacon = Some(parser.value()?.string()?),
-            Long("all") => options.all = true,
-            Long("nodes") => {
-                let list = parser.value()?.string()?;
-                options.only = Some(
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                );
-            }
-            Long("address") => {
-                let text = parser.value()?.string()?;
-                let (name, address) = text
-                    .split_once('=')
-                    .filter(|(n, a)| !n.is_empty() && !a.is_empty())
-                    .ok_or_else(|| format!("--address `{text}`: expected NAME=HOST:PORT"))?;
-                options
-                    .addresses
-                    .push((name.to_owned(), address.to_owned()));
-            }
-            Long("concurrency") => options.concurrency = parser.value()?.parse::<usize>()?.max(1),
-            Long("listen") => options.listen = parser.value()?.string()?,
-            Long("data") => options.data = parser.value()?.into(),
-            Long("allow-rekey") => options.allow_rekey = true,
-            Long("beacon-ca") => options.beacon_ca = Some(parser.value()?.into()),
-            Long("insecure-beacon") => options.insecure_beacon = true,
-            Long("yes") | Short('y') => options.yes = true,
-            Long("fingerprint") => options.fingerprint = Some(parser.value()?.string()?),
-            Long("enrollment-ca") => options.enrollment_ca = Some(parser.value()?.into()),
-            Long("revoke") => options.revoke.push(parser.value()?.string()?),
-            Long("approve") => options.approve = true,
-            Long("open") => options.open = true,
-            Long("authorized-keys") => options.authorized_keys = Some(parser.value()?.into()),
-            Long("tls-cert") => options.tls_cert = Some(parser.value()?.into()),
-            Long("tls-key") => options.tls_key = Some(parser.value()?.into()),
-            Long("file") => options.file = Some(parser.value()?.into()),
-            Value(value) if options.command.is_empty() => options.command = value.string()?,
-            Value(value) if options.name.is_none() => options.name = Some(value.string()?),
-            Value(value)
-                if matches!(options.command.as_str(), "secret" | "nodes")
-                    && options.extra.is_none() =>
-            {
-                options.extra = Some(value.string()?)
-            }
-            other => return Err(other.unexpected()),
-        }
-    }
-    if options.command == "beacon" {
-        if options.tls_cert.is_some() != options.tls_key.is_some() {
-            return Err("--tls-cert and --tls-key go together".into());
-        }
-        return match options.name.as_deref() {
-            Some("serve") => Ok(options),
-            _ => Err("usage: beacon serve --listen ADDR --data DIR [--enrollment-ca FILE] [--approve] [--open] …".into()),
-        };
-    }
-    if options.command == "nodes" {
-        let usage = "usage: nodes --beacon URL [pending | approve NAME | remove NAME]";
-        if options.beacon.is_none() {
-            return Err(usage.into());
-        }
-        return match (options.name.as_deref(), options.extra.is_some()) {
-            (None | Some("pending"), false) | (Some("approve" | "remove"), true) => Ok(options),
-            _ => Err(usage.into()),
-        };
-    }
-    if (options.all || options.only.is_some()) && options.beacon.is_none() {
-        return Err("--all and --nodes need --beacon URL".into());
-    }
-    let fleet = options.all || options.only.is_some();
-    if !options.addresses.is_empty() && !fleet {
-        return Err("--address applies to fleet commands (--all or --nodes)".into());
-    }
-    if options.command == "secret" {
-        return match (options.name.as_deref(), options.extra.is_some()) {
-            (Some("set" | "rm"), true) | (Some("list"), false) => Ok(options),
-            _ => Err("usage: secret set NAME [--file F] | secret rm NAME | secret list".into()),
-        };
-    }
-    let needs_name = matches!(
-        options.command.as_str(),
-        "status" | "start" | "stop" | "restart" | "logs" | "deploy" | "remove"
-    );
-    let known = needs_name
-        || options.command == "nodes"
-        || matches!(
-            options.command.as_str(),
-            "info" | "list" | "reboot" | "poweroff" | "discover" | "reload"
-        );
-    if !known {
-        return Err(format!("unknown command `{}`", options.command).into());
-    }
-    if needs_name != options.name.is_some() {
-        return Err(format!(
-            "`{}` {}",
-            options.command,
-            if needs_name {
-                "needs a service name"
-            } else {
-                "takes no name"
-            }
-        )
-        .into());
-    }
-    Ok(options)
+    serve: Option<beacon::ServeOptions>,
 }
 
 /// Asks `question` on the terminal (not stdin: it may carry a secret);
@@ -321,74 +116,49 @@ fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
     )))
 }
 
-/// Methods a fleet command may send to nodes whose keys came from an
-/// unauthenticated beacon: they only read.
-const READ_ONLY: &[&str] = &[
-    "node.info",
-    "service.list",
-    "service.status",
-    "service.logs",
-    "rpc.discover",
-    "secret.list",
-];
+/// The method and parameters for the command on `operand` (a service or
+/// a file); files and stdin are read here, once.
+fn request(
+    options: &Options,
+    verb: Verb,
+    operand: &str,
+) -> Result<(&'static str, Value), ClientError> {
+    let secret = match verb {
+        Verb::SecretSet => Some(
+            verbs::read_secret(operand, options.file.as_deref())
+                .map_err(|e| ClientError::Local(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let (method, params) = verbs::request(
+        verb,
+        operand,
+        &options.shape,
+        secret.as_deref().map(String::as_str),
+    )
+    .map_err(|e| ClientError::Local(e.to_string()))?;
+    Ok((method.name(), params))
+}
 
-/// Methods a fleet command asks about first (unless --yes).
-const ASK_FIRST: &[&str] = &[
-    "node.reboot",
-    "node.poweroff",
-    "service.remove",
-    "secret.set",
-];
-
-/// The method `request` will send, without reading files or stdin.
-fn request_method(options: &Options, plain: &'static str) -> &'static str {
-    match (options.command.as_str(), options.name.as_deref()) {
-        ("deploy", _) => "service.deploy",
-        ("remove", _) => "service.remove",
-        ("secret", Some("list")) => "secret.list",
-        ("secret", Some("rm")) => "secret.remove",
-        ("secret", _) => "secret.set",
-        _ => plain,
+/// What each call of the command is made on: its services or files, or
+/// once with nothing.
+fn operands(options: &Options) -> Vec<String> {
+    if options.names.is_empty() {
+        vec![String::new()]
+    } else {
+        options.names.clone()
     }
 }
 
-/// The method and parameters for the command (files and stdin read once).
-fn request(options: &Options) -> Result<(&'static str, Value), ClientError> {
-    let name = options.name.clone().unwrap_or_default();
-    Ok(match (options.command.as_str(), name.as_str()) {
-        ("deploy", file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| ClientError::Protocol(format!("cannot read {file}: {e}")))?;
-            (
-                "service.deploy",
-                json!({ "toml": text, "start": options.start }),
-            )
-        }
-        ("remove", _) => ("service.remove", json!({ "name": name })),
-        ("secret", "list") => ("secret.list", json!({})),
-        ("secret", "rm") => (
-            "secret.remove",
-            json!({ "name": options.extra.clone().unwrap_or_default() }),
-        ),
-        ("secret", _) => {
-            let value = read_secret(options)?;
-            (
-                "secret.set",
-                json!({ "name": options.extra.clone().unwrap_or_default(), "value": value }),
-            )
-        }
-        _ => plain_method(options, &name),
-    })
-}
-
-async fn run(options: &Options) -> Result<(), ClientError> {
+/// Runs the command on one node, one call per operand over one session;
+/// true when every call succeeded (and every waited-for service came up).
+async fn run(options: &Options) -> Result<bool, ClientError> {
     let identities = identities(options)?;
     let (pin, record) = pin(options)?;
-    let (method, params) = request(options)?;
     let mut session = connect_with_any(&options.node, &identities, &pin).await?;
     if record {
         pins::remember(&options.known_nodes, &options.node, &session.node_key)
-            .map_err(|e| ClientError::Protocol(format!("cannot record the node key: {e}")))?;
+            .map_err(|e| ClientError::Local(format!("cannot record the node key: {e}")))?;
         eprintln!(
             "sporectl: pinned {} as {} in {}",
             options.node,
@@ -396,12 +166,28 @@ async fn run(options: &Options) -> Result<(), ClientError> {
             options.known_nodes.display()
         );
     }
-    let result = session.call(method, params).await?;
-    print_result(options, &result);
-    if options.command == "logs" && options.follow {
+    let verb = options.verb.unwrap_or(Verb::Discover);
+    let operands = operands(options);
+    let several = operands.len() > 1;
+    let mut all_ok = true;
+    for operand in &operands {
+        let (method, params) = request(options, verb, operand)?;
+        let result = match session.call(method, params).await {
+            Ok(result) => result,
+            // With several operands, one refusal does not stop the rest.
+            Err(ClientError::Rpc { code, message }) if several => {
+                eprintln!("sporectl: {operand}: {message} ({code})");
+                all_ok = false;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        all_ok &= print_result(options, verb, &result);
+    }
+    if verb == Verb::Logs && options.shape.follow {
         follow(options, &mut session).await?;
     }
-    Ok(())
+    Ok(all_ok)
 }
 
 /// The keys to offer, in ssh's order: `-i FILE` alone when given; else
@@ -539,11 +325,12 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     use std::collections::VecDeque;
     use std::io::IsTerminal;
     use std::rc::Rc;
-    if options.follow {
-        return Err(ClientError::Protocol(
+    if options.shape.follow {
+        return Err(ClientError::Local(
             "logs -f cannot follow a whole fleet".into(),
         ));
     }
+    let verb = options.verb.unwrap_or(Verb::Discover);
     let beacon = beacon::client(options)?;
     let records = beacon.nodes()?;
     let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
@@ -566,15 +353,16 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         }
         targets.retain(|(h, _, _)| only.contains(h));
     }
-    let (method, _) = plain_method(options, options.name.as_deref().unwrap_or_default());
-    let method = request_method(options, method);
-    if beacon.channel == Channel::Unauthenticated && !READ_ONLY.contains(&method) {
+    let operand = operands(options).into_iter().next().unwrap_or_default();
+    let table_method = verb.method(&operand);
+    let method = table_method.name();
+    if beacon.channel == Channel::Unauthenticated && table_method.changes_state() {
         return Err(ClientError::Declined(format!(
             "refusing {method} on nodes whose keys came over plain http from {} (--insecure-beacon): a node key from an unauthenticated beacon may be anyone's; use https or a loopback beacon",
             options.beacon.as_deref().unwrap_or_default()
         )));
     }
-    if ASK_FIRST.contains(&method) {
+    if table_method.asks_first() {
         let names: Vec<&str> = targets.iter().map(|(h, _, _)| h.as_str()).take(5).collect();
         let more = targets.len().saturating_sub(names.len());
         confirm(
@@ -593,7 +381,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     }
     // Files and stdin are read once the command is confirmed.
     let identities = Rc::new(identities(options)?);
-    let (method, mut params) = request(options)?;
+    let (method, mut params) = request(options, verb, &operand)?;
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
     let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
@@ -697,60 +485,6 @@ fn summary(result: &Value) -> String {
     result.to_string().chars().take(80).collect()
 }
 
-/// A secret's value from `--file` or stdin, without a trailing newline.
-fn read_secret(options: &Options) -> Result<String, ClientError> {
-    use std::io::Read;
-    let mut value = String::new();
-    match &options.file {
-        Some(path) => {
-            value = std::fs::read_to_string(path).map_err(|e| {
-                ClientError::Protocol(format!("cannot read {}: {e}", path.display()))
-            })?;
-        }
-        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-            // A person at a terminal: asked, with echo off, one line.
-            let name = options.extra.as_deref().unwrap_or_default();
-            let typed =
-                rpc::identity::read_hidden(&format!("Value for secret {name} (not shown): "))
-                    .map_err(|e| ClientError::Declined(format!("cannot read the value: {e}")))?;
-            value.push_str(&typed);
-        }
-        None => {
-            std::io::stdin()
-                .read_to_string(&mut value)
-                .map_err(|e| ClientError::Protocol(format!("cannot read stdin: {e}")))?;
-        }
-    }
-    if value.ends_with('\n') {
-        value.pop();
-    }
-    if value.is_empty() {
-        return Err(ClientError::Declined(
-            "the secret is empty (nothing came on stdin or in --file); nothing was stored".into(),
-        ));
-    }
-    Ok(value)
-}
-
-fn plain_method(options: &Options, name: &str) -> (&'static str, Value) {
-    match options.command.as_str() {
-        "info" => ("node.info", json!({})),
-        "list" => ("service.list", json!({})),
-        "status" => ("service.status", json!({ "name": name })),
-        "start" => ("service.start", json!({ "name": name })),
-        "stop" => ("service.stop", json!({ "name": name })),
-        "restart" => ("service.restart", json!({ "name": name })),
-        "logs" => (
-            "service.logs",
-            json!({ "name": name, "lines": options.lines, "follow": options.follow }),
-        ),
-        "reboot" => ("node.reboot", json!({})),
-        "reload" => ("node.reload", json!({})),
-        "poweroff" => ("node.poweroff", json!({})),
-        _ => ("rpc.discover", json!({})),
-    }
-}
-
 async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientError> {
     loop {
         let note = session.notification().await?;
@@ -763,108 +497,48 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
     }
 }
 
-fn print_result(options: &Options, result: &Value) {
+/// Prints one answer; false when it reports a service that did not come up.
+fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
     if options.json {
         say!("{result}");
-        return;
+    } else {
+        for line in verbs::render(verb, result) {
+            say!("{line}");
+        }
     }
-    match options.command.as_str() {
-        "list" => {
-            for row in service_table(result) {
-                say!("{row}");
-            }
-        }
-        "logs" => {
-            for line in result
-                .get("lines")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                say!("{}", log_line(line));
-            }
-        }
-        "start" | "stop" | "restart" | "deploy" => {
-            say!("{}: {}", text(result, "name"), text(result, "detail"))
-        }
-        "remove" => say!("{}: removed", text(result, "name")),
-        "secret" if options.name.as_deref() == Some("set") => {
-            say!("{}: stored", text(result, "name"));
-            let services = |key: &str| {
-                result
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            };
-            for service in services("restarted") {
-                say!("{service}: restarted to load it");
-            }
-            for service in services("signalled") {
-                say!("{service}: told to read it again");
-            }
-        }
-        "secret" if options.name.as_deref() == Some("rm") => {
-            say!("{}: removed", text(result, "name"))
-        }
-        "secret" => {
-            for name in result.as_array().into_iter().flatten() {
-                say!("{}", name.as_str().unwrap_or_default());
-            }
-        }
-        _ => say!(
-            "{}",
-            serde_json::to_string_pretty(result).unwrap_or_default()
-        ),
-    }
+    verbs::came_up(result)
 }
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args_os().skip(1).collect()) {
-        Ok(options) => options,
-        Err(error) if error.to_string() == "help" => {
-            say!("{USAGE}");
+    let options = match cli::parse() {
+        cli::Parsed::Run(options) => options,
+        cli::Parsed::Print(text) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&text);
             return ExitCode::SUCCESS;
-        }
-        Err(error) if error.to_string() == "version" => {
-            say!("sporectl {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("sporectl: {error}\n\n{USAGE}");
-            return ExitCode::from(2);
         }
     };
-    if options.command == "beacon" {
-        return beacon::serve(&options);
+    let report = |error: ClientError| {
+        eprintln!("sporectl: {error}");
+        ExitCode::from(error.exit_code())
+    };
+    if let Some(serve) = &options.serve {
+        return beacon::serve(serve);
     }
     if options.command == "nodes" {
         return match beacon::nodes(&options) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("sporectl: {error}");
-                ExitCode::from(error.exit_code())
-            }
+            Err(error) => report(error),
         };
     }
-    if options.all || options.only.is_some() {
-        return match smol::block_on(fleet(&options)) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(error) => {
-                eprintln!("sporectl: {error}");
-                ExitCode::from(error.exit_code())
-            }
-        };
-    }
-    match smol::block_on(run(&options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("sporectl: {error}");
-            ExitCode::from(error.exit_code())
-        }
+    let outcome = if options.all || options.only.is_some() {
+        smol::block_on(fleet(&options))
+    } else {
+        smol::block_on(run(&options))
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => report(error),
     }
 }

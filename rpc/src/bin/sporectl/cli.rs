@@ -1,0 +1,454 @@
+//! sporectl's command line, defined once: parsing, per-command help,
+//! suggestions, `--version`, shell completions and the man page all come
+//! from [`Cli`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::Options;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 the node answered with an error, or a service did not
+come up; 2 usage, or a question declined; 3 node unreachable; 4 authentication
+(node key or ours); 5 protocol error; 6 node busy.
+
+Identity: every ssh-ed25519 key of the ssh-agent ($SSH_AUTH_SOCK), then
+~/.ssh/id_ed25519; node keys are pinned in ~/.config/spore/known_nodes.
+Beacon: https://… (--beacon-ca to trust your own CA), or http:// to a loopback
+or mycelium address; --insecure-beacon reads plain http elsewhere, and then
+commands that change state refuse its nodes.";
+
+/// Manage spore nodes over signed RPC.
+#[derive(Parser, Debug)]
+#[command(name = "sporectl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The node's RPC address
+    #[arg(
+        long,
+        global = true,
+        env = "SPORECTL_NODE",
+        default_value = "127.0.0.1:9999"
+    )]
+    node: String,
+    /// Offer only this key (a private key file, or FILE.pub to use that key of the agent)
+    #[arg(short = 'i', long, global = true, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Pin the node's key instead of looking it up in known_nodes
+    #[arg(long, global = true, value_name = "'ssh-ed25519 AAAA…'")]
+    node_key: Option<String>,
+    /// Where node keys are pinned
+    #[arg(long, global = true, value_name = "FILE", env = "SPORECTL_KNOWN_NODES")]
+    known_nodes: Option<PathBuf>,
+    /// Trust and pin the key of a node met for the first time
+    #[arg(long, global = true)]
+    accept_new: bool,
+    /// Print JSON (one document per answer) instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    /// The beacon that lists the fleet (for `nodes`, `--all`, `--nodes`)
+    #[arg(long, global = true, env = "SPORECTL_BEACON", value_name = "URL")]
+    beacon: Option<String>,
+    /// Run the command on every node the beacon lists
+    #[arg(long, global = true)]
+    all: bool,
+    /// Run the command on these nodes of the beacon
+    #[arg(
+        long = "nodes",
+        global = true,
+        value_delimiter = ',',
+        value_name = "A,B,…"
+    )]
+    only: Option<Vec<String>>,
+    /// Reach fleet node NAME at HOST:PORT instead of its overlay address (repeatable)
+    #[arg(long, global = true, value_name = "NAME=HOST:PORT", value_parser = name_address)]
+    address: Vec<(String, String)>,
+    /// Nodes a fleet command talks to at once
+    #[arg(long, global = true, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Trust this CA for an https beacon
+    #[arg(long, global = true, value_name = "FILE")]
+    beacon_ca: Option<PathBuf>,
+    /// Read a plain-http beacon that is not on loopback or mycelium
+    #[arg(long, global = true)]
+    insecure_beacon: bool,
+    /// Do not ask before reboot, poweroff, remove or secrets on a fleet
+    #[arg(short = 'y', long, global = true)]
+    yes: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a command that starts services waits for them.
+#[derive(Args, Debug, Clone, Copy)]
+struct Wait {
+    /// Return once the node accepted the order, without waiting for the outcome
+    #[arg(long)]
+    no_wait: bool,
+    /// Wait at most this long for each service (e.g. 90, 30s, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The node: hostname, version, uptime, listeners, posture
+    Info,
+    /// Every service and its state
+    List,
+    /// Services in detail: state, since, last exit, restarts, recent lines
+    Status {
+        /// Services to show
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Start services (and what they require); waits until each is ready or has failed
+    Start {
+        /// Services to start
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Stop services (stop signal, grace, SIGKILL)
+    Stop {
+        /// Services to stop
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart services; waits until each is ready or has failed
+    Restart {
+        /// Services to restart
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// A service's output (`spore`: the node's own journal)
+    Logs {
+        /// The service, or `spore`
+        name: String,
+        /// Lines of backlog
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u64,
+        /// Then follow new lines until the service is removed
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Add or replace services from files (checked as `spore check` does); waits for each
+    Deploy {
+        /// Service files
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Start them even if their status is not start
+        #[arg(long)]
+        start: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Stop services and delete their files
+    Remove {
+        /// Services to remove
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Read the service files again and apply what changed
+    Reload,
+    /// Secrets stored on the node
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Stop every service in order, then reboot
+    Reboot,
+    /// Stop every service in order, then power off
+    Poweroff,
+    /// The node's OpenRPC document
+    Discover,
+    /// The nodes a beacon lists (needs --beacon)
+    Nodes {
+        #[command(subcommand)]
+        action: Option<NodesCommand>,
+    },
+    /// Run a beacon
+    #[command(subcommand)]
+    Beacon(BeaconCommand),
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretCommand {
+    /// Store a secret read from --file, a terminal prompt (echo off) or stdin; never argv
+    Set {
+        /// The secret's name
+        name: String,
+        /// Read the value from this file
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Delete a stored secret
+    Rm {
+        /// The secret's name
+        name: String,
+    },
+    /// The names of stored secrets
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodesCommand {
+    /// Registrations waiting for an operator's approval
+    Pending,
+    /// List a pending node (an order signed with your key)
+    Approve {
+        /// The node's hostname
+        name: String,
+        /// The key to approve, when several claim the name
+        #[arg(long, value_name = "SHA256:…")]
+        fingerprint: Option<String>,
+    },
+    /// Drop a node from the beacon (an order signed with your key)
+    Remove {
+        /// The node's hostname
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BeaconCommand {
+    /// Serve registrations and the node list
+    Serve(Serve),
+}
+
+#[derive(Args, Debug)]
+struct Serve {
+    /// Where to listen
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the beacon keeps its records
+    #[arg(long, default_value = "beacon-data")]
+    data: PathBuf,
+    /// List nodes whose enrollment credential this CA signed
+    #[arg(long, value_name = "FILE")]
+    enrollment_ca: Option<PathBuf>,
+    /// Refuse credentials with this key ID (repeatable)
+    #[arg(long, value_name = "KEY_ID")]
+    revoke: Vec<String>,
+    /// Keep unknown nodes pending until an admin approves them
+    #[arg(long)]
+    approve: bool,
+    /// List every node that registers (a lab, never a fleet)
+    #[arg(long)]
+    open: bool,
+    /// Admin keys whose signed orders approve and remove nodes
+    #[arg(long, value_name = "FILE")]
+    authorized_keys: Option<PathBuf>,
+    /// Let an enrolled node register a new key for its name
+    #[arg(long)]
+    allow_rekey: bool,
+    /// Serve https with this certificate chain
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// …and this key (0600)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// What `main` does after parsing.
+pub enum Parsed {
+    /// Talk to a node, the fleet or a beacon.
+    Run(Box<Options>),
+    /// Print this text (completions, the man page) and exit 0.
+    Print(Vec<u8>),
+}
+
+fn name_address(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+        .map(|(n, a)| (n.to_owned(), a.to_owned()))
+        .ok_or_else(|| format!("`{text}`: expected NAME=HOST:PORT"))
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    rpc::verbs::parse_duration(text)
+}
+
+/// Parses the command line (clap prints help, versions and usage errors
+/// and exits: 0 for help, 2 for errors).
+pub fn parse() -> Parsed {
+    into_options(Cli::parse())
+}
+
+fn into_options(cli: Cli) -> Parsed {
+    let mut options = Options {
+        node: cli.node,
+        identity: cli.identity,
+        node_key: cli.node_key,
+        known_nodes: cli.known_nodes.unwrap_or_else(rpc::pins::default_path),
+        accept_new: cli.accept_new,
+        json: cli.json,
+        command: String::new(),
+        names: Vec::new(),
+        extra: None,
+        verb: None,
+        shape: rpc::verbs::Shape {
+            lines: 100,
+            ..Default::default()
+        },
+        file: None,
+        beacon: cli.beacon,
+        all: cli.all,
+        only: cli.only,
+        addresses: cli.address,
+        concurrency: usize::from(cli.concurrency),
+        beacon_ca: cli.beacon_ca,
+        insecure_beacon: cli.insecure_beacon,
+        yes: cli.yes,
+        fingerprint: None,
+        serve: None,
+    };
+    let wait = |w: Wait| (!w.no_wait).then_some(w.timeout);
+    let word = match cli.command {
+        Command::Info => "info",
+        Command::List => "list",
+        Command::Status { names } => {
+            options.names = names;
+            "status"
+        }
+        Command::Start { names, wait: w } => {
+            options.names = names;
+            options.shape.wait = wait(w);
+            "start"
+        }
+        Command::Stop { names } => {
+            options.names = names;
+            "stop"
+        }
+        Command::Restart { names, wait: w } => {
+            options.names = names;
+            options.shape.wait = wait(w);
+            "restart"
+        }
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => {
+            options.names = vec![name];
+            options.shape.lines = lines;
+            options.shape.follow = follow;
+            "logs"
+        }
+        Command::Deploy {
+            files,
+            start,
+            wait: w,
+        } => {
+            options.names = files.iter().map(|f| f.display().to_string()).collect();
+            options.shape.start = start;
+            options.shape.wait = wait(w);
+            "deploy"
+        }
+        Command::Remove { names } => {
+            options.names = names;
+            "remove"
+        }
+        Command::Reload => "reload",
+        Command::Secret(secret) => {
+            let (action, name, file) = match secret {
+                SecretCommand::Set { name, file } => ("set", Some(name), file),
+                SecretCommand::Rm { name } => ("rm", Some(name), None),
+                SecretCommand::List => ("list", None, None),
+            };
+            options.verb = rpc::verbs::Verb::parse("secret", Some(action));
+            options.names = name.into_iter().collect();
+            options.file = file;
+            "secret"
+        }
+        Command::Reboot => "reboot",
+        Command::Poweroff => "poweroff",
+        Command::Discover => "discover",
+        Command::Nodes { action } => {
+            let (action, name) = match action {
+                None => (None, None),
+                Some(NodesCommand::Pending) => (Some("pending"), None),
+                Some(NodesCommand::Approve { name, fingerprint }) => {
+                    options.fingerprint = fingerprint;
+                    (Some("approve"), Some(name))
+                }
+                Some(NodesCommand::Remove { name }) => (Some("remove"), Some(name)),
+            };
+            options.names = action.map(str::to_owned).into_iter().collect();
+            options.extra = name;
+            "nodes"
+        }
+        Command::Beacon(BeaconCommand::Serve(serve)) => {
+            options.serve = Some(crate::beacon::ServeOptions {
+                listen: serve.listen,
+                data: serve.data,
+                enrollment_ca: serve.enrollment_ca,
+                revoke: serve.revoke,
+                approve: serve.approve,
+                open: serve.open,
+                authorized_keys: serve.authorized_keys,
+                allow_rekey: serve.allow_rekey,
+                tls_cert: serve.tls_cert,
+                tls_key: serve.tls_key,
+            });
+            "beacon"
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sporectl", &mut out);
+            return Parsed::Print(out);
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            if clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .is_err()
+            {
+                out.clear();
+            }
+            return Parsed::Print(out);
+        }
+    };
+    options.command = word.to_owned();
+    if options.verb.is_none() {
+        options.verb = rpc::verbs::Verb::parse(word, None);
+    }
+    let fleet = options.all || options.only.is_some();
+    let usage = |message: &str| -> ! {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit()
+    };
+    if fleet && options.beacon.is_none() {
+        usage("--all and --nodes need --beacon URL");
+    }
+    if !options.addresses.is_empty() && !fleet {
+        usage("--address applies to fleet commands (--all or --nodes)");
+    }
+    if word == "nodes" && options.beacon.is_none() {
+        usage("nodes needs --beacon URL (or SPORECTL_BEACON)");
+    }
+    if fleet && options.names.len() > 1 {
+        usage("a fleet command takes one service or file at a time");
+    }
+    Parsed::Run(Box::new(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

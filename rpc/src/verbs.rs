@@ -1,0 +1,367 @@
+//! The operator's vocabulary, shared by `sporectl` (signed RPC) and
+//! `spore`'s local client (the control socket): the same verbs make the
+//! same calls and print the same answers, whichever socket carries them.
+
+use std::time::Duration;
+
+use runtime::api::Method;
+use serde_json::{json, Value};
+
+use crate::display::{self, log_line, service_table, text};
+
+/// The name `logs` takes for the node's own journal.
+pub const JOURNAL: &str = "spore";
+
+/// One verb of the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `info`: the node.
+    Info,
+    /// `list`: every service.
+    List,
+    /// `status NAME…`: services in detail.
+    Status,
+    /// `start NAME…`.
+    Start,
+    /// `stop NAME…`.
+    Stop,
+    /// `restart NAME…`.
+    Restart,
+    /// `logs NAME` (`spore`: the node's journal).
+    Logs,
+    /// `deploy FILE…`.
+    Deploy,
+    /// `remove NAME…`.
+    Remove,
+    /// `reload`.
+    Reload,
+    /// `secret set NAME`.
+    SecretSet,
+    /// `secret list`.
+    SecretList,
+    /// `secret rm NAME`.
+    SecretRm,
+    /// `reboot`.
+    Reboot,
+    /// `poweroff`.
+    Poweroff,
+    /// `discover`: the OpenRPC document.
+    Discover,
+}
+
+impl Verb {
+    /// The verb spelled `word` (`secret` takes its action: `set`, `list`,
+    /// `rm`).
+    pub fn parse(word: &str, action: Option<&str>) -> Option<Verb> {
+        Some(match (word, action) {
+            ("info", _) => Verb::Info,
+            ("list", _) => Verb::List,
+            ("status", _) => Verb::Status,
+            ("start", _) => Verb::Start,
+            ("stop", _) => Verb::Stop,
+            ("restart", _) => Verb::Restart,
+            ("logs", _) => Verb::Logs,
+            ("deploy", _) => Verb::Deploy,
+            ("remove", _) => Verb::Remove,
+            ("reload", _) => Verb::Reload,
+            ("secret", Some("set")) => Verb::SecretSet,
+            ("secret", Some("list")) => Verb::SecretList,
+            ("secret", Some("rm")) => Verb::SecretRm,
+            ("reboot", _) => Verb::Reboot,
+            ("poweroff", _) => Verb::Poweroff,
+            ("discover", _) => Verb::Discover,
+            _ => return None,
+        })
+    }
+
+    /// Whether the verb takes one or more operands (services or files).
+    pub fn takes_operands(self) -> bool {
+        matches!(
+            self,
+            Verb::Status
+                | Verb::Start
+                | Verb::Stop
+                | Verb::Restart
+                | Verb::Logs
+                | Verb::Deploy
+                | Verb::Remove
+                | Verb::SecretSet
+                | Verb::SecretRm
+        )
+    }
+
+    /// The method it calls on `operand`.
+    pub fn method(self, operand: &str) -> Method {
+        match self {
+            Verb::Info => Method::NodeInfo,
+            Verb::List => Method::ServiceList,
+            Verb::Status => Method::ServiceStatus,
+            Verb::Start => Method::ServiceStart,
+            Verb::Stop => Method::ServiceStop,
+            Verb::Restart => Method::ServiceRestart,
+            Verb::Logs if operand == JOURNAL => Method::NodeJournal,
+            Verb::Logs => Method::ServiceLogs,
+            Verb::Deploy => Method::ServiceDeploy,
+            Verb::Remove => Method::ServiceRemove,
+            Verb::Reload => Method::NodeReload,
+            Verb::SecretSet => Method::SecretSet,
+            Verb::SecretList => Method::SecretList,
+            Verb::SecretRm => Method::SecretRemove,
+            Verb::Reboot => Method::NodeReboot,
+            Verb::Poweroff => Method::NodePoweroff,
+            Verb::Discover => Method::Discover,
+        }
+    }
+}
+
+/// How a call is made, beyond its verb and operand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Lines of backlog for `logs`.
+    pub lines: u64,
+    /// `logs -f`.
+    pub follow: bool,
+    /// `deploy --start`.
+    pub start: bool,
+    /// How long start, restart and deploy wait for the outcome (None:
+    /// `--no-wait`).
+    pub wait: Option<Duration>,
+}
+
+/// A problem found before anything was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum VerbError {
+    /// A file to deploy (or a secret's file, or stdin) could not be read.
+    #[error("cannot read {file}: {error}")]
+    Read {
+        /// The file as given.
+        file: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The secret's value is empty.
+    #[error("the secret is empty (nothing came on stdin or in --file); nothing was stored")]
+    EmptySecret,
+}
+
+/// A secret's value: from `file`, else asked on the terminal with echo off
+/// (one line), else all of stdin; without a trailing newline, never empty.
+pub fn read_secret(
+    name: &str,
+    file: Option<&std::path::Path>,
+) -> Result<zeroize::Zeroizing<String>, VerbError> {
+    use std::io::Read;
+    let mut value = zeroize::Zeroizing::new(String::new());
+    let failed = |file: &str| {
+        let file = file.to_owned();
+        move |error| VerbError::Read { file, error }
+    };
+    match file {
+        Some(path) => {
+            *value = std::fs::read_to_string(path).map_err(failed(&path.display().to_string()))?;
+        }
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let typed =
+                crate::identity::read_hidden(&format!("Value for secret {name} (not shown): "))
+                    .map_err(failed("the terminal"))?;
+            value.push_str(&typed);
+        }
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .map_err(failed("stdin"))?;
+        }
+    }
+    if value.ends_with('\n') {
+        value.pop();
+    }
+    if value.is_empty() {
+        return Err(VerbError::EmptySecret);
+    }
+    Ok(value)
+}
+
+/// `90`, `90s`, `1500ms`, `2m` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a duration like 90, 30s, 1500ms or 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("`{text}`: the unit is ms, s or m")),
+    }
+}
+
+/// The method and params for `verb` on `operand`; `secret` is the value
+/// of `secret set` (read by the caller from a file, a prompt or stdin).
+pub fn request(
+    verb: Verb,
+    operand: &str,
+    shape: &Shape,
+    secret: Option<&str>,
+) -> Result<(Method, Value), VerbError> {
+    let method = verb.method(operand);
+    let mut params = match method {
+        Method::ServiceLogs => {
+            json!({ "name": operand, "lines": shape.lines, "follow": shape.follow })
+        }
+        Method::NodeJournal => json!({ "lines": shape.lines, "follow": shape.follow }),
+        Method::ServiceDeploy => {
+            let text = std::fs::read_to_string(operand).map_err(|error| VerbError::Read {
+                file: operand.to_owned(),
+                error,
+            })?;
+            json!({ "toml": text, "start": shape.start, "file": operand })
+        }
+        Method::SecretSet => json!({ "name": operand, "value": secret.unwrap_or_default() }),
+        _ if verb.takes_operands() => json!({ "name": operand }),
+        _ => json!({}),
+    };
+    let waits = matches!(
+        method,
+        Method::ServiceStart | Method::ServiceRestart | Method::ServiceDeploy
+    );
+    if let (Some(timeout), true, Value::Object(map)) = (shape.wait, waits, &mut params) {
+        map.insert("wait".into(), json!(true));
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        map.insert("timeout_ms".into(), json!(ms));
+    }
+    Ok((method, params))
+}
+
+/// True unless `result` says a service it waited for did not come up.
+pub fn came_up(result: &Value) -> bool {
+    result
+        .get("outcome")
+        .is_none_or(|outcome| outcome == "ready")
+}
+
+/// The answer of `verb` for people, one line each.
+pub fn render(verb: Verb, result: &Value) -> Vec<String> {
+    let names = |key: &str| -> Vec<String> {
+        result
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(display::printable)
+            .collect()
+    };
+    match verb {
+        Verb::List => service_table(result),
+        Verb::Logs => result
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(log_line)
+            .collect(),
+        Verb::Status => display::status_text(result),
+        Verb::Info => display::info_text(result),
+        Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),
+        Verb::Remove | Verb::SecretRm => vec![format!("{}: removed", text(result, "name"))],
+        Verb::Reload => display::reload_text(result),
+        Verb::Reboot => vec!["reboot: accepted; the node stops its services in order".into()],
+        Verb::Poweroff => vec!["poweroff: accepted; the node stops its services in order".into()],
+        Verb::SecretSet => {
+            let mut out = vec![format!("{}: stored", text(result, "name"))];
+            out.extend(
+                names("restarted")
+                    .into_iter()
+                    .map(|s| format!("{s}: restarted to load it")),
+            );
+            out.extend(
+                names("signalled")
+                    .into_iter()
+                    .map(|s| format!("{s}: told to read it again")),
+            );
+            out
+        }
+        Verb::SecretList => result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(display::printable)
+            .collect(),
+        Verb::Discover => result
+            .get("methods")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                format!(
+                    "{:<16} {:<7} {}",
+                    text(m, "name"),
+                    text(m, "x-spore-role"),
+                    text(m, "summary")
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn logs_of_spore_read_the_journal() {
+        let shape = Shape {
+            lines: 5,
+            ..Shape::default()
+        };
+        let (method, params) = request(Verb::Logs, JOURNAL, &shape, None).unwrap();
+        assert_eq!(method, Method::NodeJournal);
+        assert_eq!(params, json!({ "lines": 5, "follow": false }));
+        let (method, _) = request(Verb::Logs, "web", &shape, None).unwrap();
+        assert_eq!(method, Method::ServiceLogs);
+    }
+
+    #[test]
+    fn starts_wait_unless_told_not_to() {
+        let waiting = Shape {
+            wait: Some(Duration::from_secs(30)),
+            ..Shape::default()
+        };
+        let (_, params) = request(Verb::Start, "web", &waiting, None).unwrap();
+        assert_eq!(
+            params,
+            json!({ "name": "web", "wait": true, "timeout_ms": 30000 })
+        );
+        let (_, params) = request(Verb::Stop, "web", &waiting, None).unwrap();
+        assert_eq!(params, json!({ "name": "web" }));
+        let (_, params) = request(Verb::Start, "web", &Shape::default(), None).unwrap();
+        assert_eq!(params, json!({ "name": "web" }));
+    }
+
+    #[test]
+    fn a_failed_outcome_shows_its_last_lines() {
+        let result = json!({ "name": "flaky", "detail": "backoff: restart in 900 ms", "outcome": "failed",
+            "last_exit": "exited with code 3", "lines": [{ "time": "t", "stream": "stderr", "text": "bad config" }] });
+        assert!(!came_up(&result));
+        let text = render(Verb::Deploy, &result).join("\n");
+        assert!(text.contains("flaky: FAILED"), "{text}");
+        assert!(
+            text.contains("exited with code 3") && text.contains("bad config"),
+            "{text}"
+        );
+        assert!(came_up(&json!({ "name": "x", "outcome": "ready" })));
+    }
+}

@@ -1,0 +1,476 @@
+//! Changes that touch files: deploy, remove, secrets, reload. Each is
+//! validated here on the loop, handed to the storage task as [`Work`]
+//! (written off the loop: temp file, fsync, rename), and applied to the
+//! supervisor by [`after_store`] only once the disk says it is done, so a
+//! change is applied whole or not at all.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use svc::supervisor::Event;
+
+use super::views::summary;
+use super::{code, ApiError, Reply};
+use crate::store::{LoadSlot, Then, Work};
+use crate::wait::Answer;
+use crate::Runtime;
+
+fn store(runtime: &Runtime) -> Result<crate::Files, ApiError> {
+    runtime.files().cloned().ok_or_else(|| {
+        ApiError::new(
+            code::NO_STORE,
+            "this node keeps no service files or secrets",
+        )
+    })
+}
+
+/// The `name` of a service or target file, read loosely before validation.
+fn declared_name(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let head = table.get("service").or_else(|| table.get("target"))?;
+    head.get("name")?.as_str().map(str::to_owned)
+}
+
+/// What `service.deploy` was asked.
+pub struct DeployRequest<'a> {
+    /// The file's TOML text.
+    pub text: &'a str,
+    /// The operator's name for the file (errors name it, and its name must
+    /// match the service's, as `spore check` requires).
+    pub file: Option<&'a str>,
+    /// Start it even if its status is not `start`.
+    pub start: bool,
+    /// Answer once it is ready or has failed, waiting at most this long.
+    pub wait: Option<Duration>,
+}
+
+/// Validates a deploy like `spore check` does (the operator's file name in
+/// every error, one per line), then hands the write to the storage task.
+/// A definition identical to the running one changes nothing.
+pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    let invalid = |message: String| ApiError::new(code::INVALID_SERVICE, message);
+    // Only the last part of the operator's path: the node has no business
+    // with the operator's directories, and errors read as `spore check`'s.
+    let shown = request
+        .file
+        .and_then(|f| std::path::Path::new(f).file_name())
+        .map(std::path::PathBuf::from);
+    let declared = declared_name(request.text);
+    let shown = shown
+        .or_else(|| declared.as_ref().map(|n| format!("{n}.toml").into()))
+        .unwrap_or_else(|| "service.toml".into());
+    let mut service = svc::parse::parse_service(&shown, request.text)
+        .map_err(|errors| invalid(join_errors(&errors)))?;
+    let name = service.name.clone();
+    let path = files.deployed.join(format!("{name}.toml"));
+    let mask = files.deployed.join(svc::load::mask_name(&name));
+    service.file = path.clone();
+    if let Some(current) = runtime.get(&name) {
+        let mut same = current.service.clone();
+        same.file = path.clone();
+        if same == service {
+            return Ok(unchanged(runtime, &name, request));
+        }
+    }
+    // Valid alone; now valid among the others (dependencies exist, no cycle)?
+    let mut all: Vec<svc::service::Service> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .filter(|s| s.name != name)
+        .cloned()
+        .collect();
+    all.push(service.clone());
+    let report = svc::load::check_together(all, Vec::new(), std::collections::HashSet::new());
+    if !report.errors.is_empty() {
+        let shown_errors: Vec<svc::error::ConfigError> = report
+            .errors
+            .into_iter()
+            .map(|mut e| {
+                if e.file == path {
+                    e.file = shown.clone();
+                }
+                e
+            })
+            .collect();
+        return Err(invalid(join_errors(&shown_errors)));
+    }
+    // Written off the loop; the supervisor gets the service only once the
+    // file is durably there (applied whole or not at all).
+    // Into the deployed layer, then any mask of the name goes (a service
+    // removed earlier and deployed again).
+    let work = Work::Steps(vec![
+        Work::Write {
+            path,
+            bytes: request.text.as_bytes().to_vec().into(),
+            mode: 0o644,
+        },
+        Work::Remove { path: mask },
+    ]);
+    let then = Then::Deploy {
+        service: Box::new(service),
+        start: request.start,
+        wait: request.wait,
+    };
+    Ok(Reply::Pending(runtime.store(work, then)))
+}
+
+/// The answer to a deploy of the definition already running: nothing is
+/// written or restarted; `start` still starts it, and `wait` waits for it.
+fn unchanged(runtime: &mut Runtime, name: &str, request: &DeployRequest<'_>) -> Reply {
+    if request.start {
+        runtime.feed(Event::Start(name.to_owned()));
+    }
+    let wanted = runtime.get(name).is_some_and(|v| v.wanted);
+    if let (Some(timeout), true) = (request.wait, wanted) {
+        let (answer, pending) = smol::channel::bounded(1);
+        runtime.wait_for(name, timeout, answer);
+        return Reply::Pending(pending);
+    }
+    let mut value = runtime
+        .get(name)
+        .map(|v| summary(&v, Instant::now()))
+        .unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("unchanged".into(), json!(true));
+    }
+    Reply::Value(value)
+}
+
+/// Applies what follows disk work that finished off the loop, and answers
+/// the caller on `answer` (at once, or once the deployed service settled
+/// when the deploy waits). Nothing is applied when the work failed.
+pub fn after_store(
+    runtime: &mut Runtime,
+    work: &Work,
+    then: Then,
+    outcome: std::io::Result<()>,
+    answer: Answer,
+) {
+    if let (
+        Then::Deploy {
+            service,
+            start,
+            wait,
+        },
+        Ok(()),
+    ) = (&then, &outcome)
+    {
+        let name = service.name.clone();
+        let starts = *start || service.status == svc::service::Status::Start;
+        let wait = *wait;
+        let was_running = runtime.get(&name).is_some_and(|v| v.pid.is_some());
+        let result = applied(runtime, work, then, outcome);
+        match wait {
+            Some(timeout) if result.is_ok() && (starts || was_running) => {
+                runtime.wait_for(&name, timeout, answer);
+            }
+            _ => {
+                let _ = answer.try_send(result);
+            }
+        }
+        return;
+    }
+    // A caller that hung up no longer needs the answer.
+    let _ = answer.try_send(applied(runtime, work, then, outcome));
+}
+
+fn applied(
+    runtime: &mut Runtime,
+    work: &Work,
+    then: Then,
+    outcome: std::io::Result<()>,
+) -> Result<Value, ApiError> {
+    let path = work.path().display().to_string();
+    match (then, outcome) {
+        (Then::Deploy { .. }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot write {path}: {e}"),
+        )),
+        (Then::Remove { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot delete {path}: {e}; {name} keeps running"),
+        )),
+        (Then::Secret { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot store secret {name}: {e}"),
+        )),
+        (Then::Deploy { service, start, .. }, Ok(())) => {
+            let name = service.name.clone();
+            crate::journal::note(format_args!("{name}: deployed to {path}"));
+            runtime.deploy(*service);
+            if start {
+                runtime.feed(Event::Start(name.clone()));
+            }
+            Ok(runtime
+                .get(&name)
+                .map(|v| summary(&v, Instant::now()))
+                .unwrap_or(Value::Null))
+        }
+        (Then::Remove { name }, Ok(())) => {
+            runtime.feed(Event::Remove(name.clone()));
+            crate::journal::note(format_args!("{name}: removed"));
+            Ok(json!({ "name": name, "removed": true }))
+        }
+        (Then::Secret { name }, Ok(())) => {
+            // Services that load the secret are restarted so they see the
+            // new value (their credential files are made at each start).
+            let loaders: Vec<String> = runtime
+                .supervisor()
+                .services()
+                .into_iter()
+                .filter(|s| s.credentials.contains(&name) || s.secrets.values().any(|v| *v == name))
+                .map(|s| s.name.clone())
+                .filter(|service| runtime.get(service).is_some_and(|v| v.pid.is_some()))
+                .collect();
+            let (mut restarted, mut signalled) = (Vec::new(), Vec::new());
+            for service in loaders {
+                let signal = runtime
+                    .get(&service)
+                    .filter(|v| v.service.credentials.contains(&name))
+                    .and_then(|v| v.service.reload_signal);
+                if let Some(signal) = signal {
+                    if runtime.refresh_credential(&service, &name, signal) {
+                        crate::journal::note(format_args!(
+                            "{service}: told (signal {signal}) of the new value of secret {name}"
+                        ));
+                        signalled.push(service);
+                        continue;
+                    }
+                }
+                crate::journal::note(format_args!(
+                    "{service}: restarted for the new value of secret {name}"
+                ));
+                runtime.feed(Event::Restart(service.clone()));
+                restarted.push(service);
+            }
+            Ok(
+                json!({ "name": name, "stored": true, "restarted": restarted, "signalled": signalled }),
+            )
+        }
+        (Then::SecretRemoved { name }, Ok(())) => Ok(json!({ "name": name, "removed": true })),
+        (Then::Reload { .. }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot read the service files: {e}; nothing changed"),
+        )),
+        (Then::Reload { from }, Ok(())) => {
+            let report = from.lock().ok().and_then(|mut slot| slot.take());
+            match report {
+                Some(report) => Ok(apply_reload(runtime, report)),
+                None => Err(ApiError::new(code::INTERNAL, "the load left no report")),
+            }
+        }
+        (Then::SecretRemoved { name }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot remove secret {name}: {e}"),
+        )),
+    }
+}
+
+fn join_errors(errors: &[svc::error::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `service.remove`: checks nothing depends on it, then deletes (or masks)
+/// its file off the loop; the service stops once the file is gone.
+pub fn remove(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
+    let users: Vec<String> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .filter(|s| {
+            let d = &s.dependencies;
+            d.requires
+                .iter()
+                .chain(&d.after)
+                .chain(&d.conflicts)
+                .any(|r| r.name == name)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            code::IN_USE,
+            format!(
+                "{name} is named in requires/after/conflicts of {}; change those first",
+                users.join(", ")
+            ),
+        ));
+    }
+    if runtime.get(name).is_none() {
+        return Err(ApiError::new(
+            code::NO_SUCH_SERVICE,
+            format!("no service named {name}"),
+        ));
+    }
+    let files = store(runtime)?;
+    let deployed = files.deployed.join(format!("{name}.toml"));
+    let image = files.services.join(format!("{name}.toml"));
+    // The files go first (off the loop); the service stops once they are
+    // gone, so a failed deletion leaves it running as it was. An image
+    // service cannot be deleted from the image: a mask in the deployed
+    // layer hides it, and is written before the deployed copy goes.
+    let mut steps = Vec::new();
+    if image.exists() {
+        steps.push(Work::Write {
+            path: files.deployed.join(svc::load::mask_name(name)),
+            bytes: Vec::new().into(),
+            mode: 0o644,
+        });
+    }
+    steps.push(Work::Remove { path: deployed });
+    let then = Then::Remove {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(Work::Steps(steps), then)))
+}
+
+/// Longest secret accepted.
+const MAX_SECRET: usize = 64 * 1024;
+
+/// `secret.set`: stores the value 0600 off the loop; services that load it
+/// are restarted (or told) once it is written.
+pub fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    if !svc::parse::is_valid_name(name) {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("invalid secret name `{name}`"),
+        ));
+    }
+    if value.len() > MAX_SECRET {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("a secret holds at most {MAX_SECRET} bytes"),
+        ));
+    }
+    let work = Work::Write {
+        path: files.secrets.join(name),
+        bytes: value.as_bytes().to_vec().into(),
+        mode: 0o600,
+    };
+    let then = Then::Secret {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(work, then)))
+}
+
+/// `node.reload`: reads the image's services and the deployed layer again
+/// (off the loop) and applies what changed.
+pub fn reload(runtime: &mut Runtime) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    let from = LoadSlot::default();
+    let work = Work::Load {
+        base: files.services.clone(),
+        layer: files.deployed.clone(),
+        into: from.clone(),
+    };
+    Ok(Reply::Pending(runtime.store(work, Then::Reload { from })))
+}
+
+/// Applies a reload: new services are added (and started when their status
+/// says so), changed ones replace the old definition, vanished ones are
+/// removed. A file that no longer validates changes nothing: its service
+/// keeps running as it was, and the error is reported.
+fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
+    use std::collections::HashSet;
+    let rejected: HashSet<String> = report
+        .errors
+        .iter()
+        .filter_map(|e| {
+            e.file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    let listed: HashSet<String> = report.services.iter().map(|s| s.name.clone()).collect();
+    let current: Vec<svc::service::Service> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .cloned()
+        .collect();
+    let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    for service in report.services {
+        match current.iter().find(|s| s.name == service.name) {
+            Some(old) if *old == service => {}
+            Some(_) => {
+                changed.push(service.name.clone());
+                runtime.deploy(service);
+            }
+            None => {
+                let start = service.status == svc::service::Status::Start;
+                let name = service.name.clone();
+                added.push(name.clone());
+                runtime.deploy(service);
+                if start {
+                    runtime.feed(Event::Start(name));
+                }
+            }
+        }
+    }
+    for old in &current {
+        if !listed.contains(&old.name) && !rejected.contains(&old.name) {
+            removed.push(old.name.clone());
+            runtime.feed(Event::Remove(old.name.clone()));
+        }
+    }
+    let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    for error in &errors {
+        crate::journal::note(format_args!(
+            "reload: rejected (the running definition stays): {error}"
+        ));
+    }
+    crate::journal::note(format_args!(
+        "reload: {} added, {} changed, {} removed, {} rejected",
+        added.len(),
+        changed.len(),
+        removed.len(),
+        errors.len()
+    ));
+    json!({ "added": added, "changed": changed, "removed": removed, "errors": errors })
+}
+
+/// `secret.remove`: deletes a stored secret off the loop.
+pub fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    if !svc::parse::is_valid_name(name) {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("invalid secret name `{name}`"),
+        ));
+    }
+    let path = files.secrets.join(name);
+    if !path.exists() {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("no secret named {name}"),
+        ));
+    }
+    let then = Then::SecretRemoved {
+        name: name.to_owned(),
+    };
+    Ok(Reply::Pending(runtime.store(Work::Remove { path }, then)))
+}
+
+/// `secret.list`: the names of stored secrets, sorted.
+pub fn list_secrets(runtime: &Runtime) -> Result<Value, ApiError> {
+    let files = store(runtime)?;
+    let mut names: Vec<String> = std::fs::read_dir(&files.secrets)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    Ok(json!(names))
+}

@@ -1,0 +1,366 @@
+//! The one table of methods: every name, summary, parameter and role comes
+//! from [`Method`]'s exhaustive matches, so a method cannot exist in one
+//! place and be missing in another (the compiler refuses a new variant
+//! until each match names it). `rpc.discover` and the role check are
+//! derived from it.
+
+use serde_json::{json, Map, Value};
+
+use super::{code, ApiError, Role};
+
+/// A parameter's JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A JSON string.
+    String,
+    /// A non-negative JSON integer.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl Kind {
+    /// The JSON Schema type name.
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Integer => "integer",
+            Kind::Boolean => "boolean",
+        }
+    }
+
+    fn admits(self, value: &Value) -> bool {
+        match self {
+            Kind::String => value.is_string(),
+            Kind::Integer => value.is_u64(),
+            Kind::Boolean => value.is_boolean(),
+        }
+    }
+}
+
+/// One parameter of a method.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Its key in the params object.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Whether a call must carry it.
+    pub required: bool,
+}
+
+const fn param(name: &'static str, kind: Kind, required: bool) -> Param {
+    Param {
+        name,
+        kind,
+        required,
+    }
+}
+
+const NAME: Param = param("name", Kind::String, true);
+const WAIT: Param = param("wait", Kind::Boolean, false);
+const TIMEOUT: Param = param("timeout_ms", Kind::Integer, false);
+const LINES: Param = param("lines", Kind::Integer, false);
+const FOLLOW: Param = param("follow", Kind::Boolean, false);
+
+const DEPLOY: [Param; 5] = [
+    param("toml", Kind::String, true),
+    param("start", Kind::Boolean, false),
+    param("file", Kind::String, false),
+    WAIT,
+    TIMEOUT,
+];
+const SECRET: [Param; 2] = [NAME, param("value", Kind::String, true)];
+
+/// Every method a control channel serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `node.info`
+    NodeInfo,
+    /// `node.journal`
+    NodeJournal,
+    /// `service.list`
+    ServiceList,
+    /// `service.status`
+    ServiceStatus,
+    /// `service.start`
+    ServiceStart,
+    /// `service.stop`
+    ServiceStop,
+    /// `service.restart`
+    ServiceRestart,
+    /// `service.logs`
+    ServiceLogs,
+    /// `service.deploy`
+    ServiceDeploy,
+    /// `service.remove`
+    ServiceRemove,
+    /// `secret.set`
+    SecretSet,
+    /// `secret.list`
+    SecretList,
+    /// `secret.remove`
+    SecretRemove,
+    /// `node.reload`
+    NodeReload,
+    /// `node.reboot`
+    NodeReboot,
+    /// `node.poweroff`
+    NodePoweroff,
+    /// `rpc.discover`
+    Discover,
+}
+
+impl Method {
+    /// Every method, in the order `rpc.discover` lists them.
+    pub const ALL: [Method; 17] = [
+        Method::NodeInfo,
+        Method::NodeJournal,
+        Method::ServiceList,
+        Method::ServiceStatus,
+        Method::ServiceStart,
+        Method::ServiceStop,
+        Method::ServiceRestart,
+        Method::ServiceLogs,
+        Method::ServiceDeploy,
+        Method::ServiceRemove,
+        Method::SecretSet,
+        Method::SecretList,
+        Method::SecretRemove,
+        Method::NodeReload,
+        Method::NodeReboot,
+        Method::NodePoweroff,
+        Method::Discover,
+    ];
+
+    /// The method called `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Its dot name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::NodeInfo => "node.info",
+            Method::NodeJournal => "node.journal",
+            Method::ServiceList => "service.list",
+            Method::ServiceStatus => "service.status",
+            Method::ServiceStart => "service.start",
+            Method::ServiceStop => "service.stop",
+            Method::ServiceRestart => "service.restart",
+            Method::ServiceLogs => "service.logs",
+            Method::ServiceDeploy => "service.deploy",
+            Method::ServiceRemove => "service.remove",
+            Method::SecretSet => "secret.set",
+            Method::SecretList => "secret.list",
+            Method::SecretRemove => "secret.remove",
+            Method::NodeReload => "node.reload",
+            Method::NodeReboot => "node.reboot",
+            Method::NodePoweroff => "node.poweroff",
+            Method::Discover => "rpc.discover",
+        }
+    }
+
+    /// One line for people.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Method::NodeInfo => "Hostname, version, uptime and the node's posture",
+            Method::NodeJournal => "spore's own lines (state changes, audit, errors); with follow, every new one after them",
+            Method::ServiceList => "Every service with its state, by name",
+            Method::ServiceStatus => "One service in detail",
+            Method::ServiceStart => "Start a service and what it requires; with wait, answer once it is ready or has failed",
+            Method::ServiceStop => "Stop a service (stop signal, grace, SIGKILL)",
+            Method::ServiceRestart => "Stop a service if it runs, then start it; with wait, answer once it is ready or has failed",
+            Method::ServiceLogs => "The last lines of a service's output; with follow, every new line and state change after them",
+            Method::ServiceDeploy => "Add or replace a service from its TOML text: validated whole against the others, written atomically, started when its status is start (or `start` is true); an identical definition changes nothing",
+            Method::ServiceRemove => "Stop a service, then delete its file",
+            Method::SecretSet => "Store a secret (0600 under the state directory; never echoed or logged)",
+            Method::SecretList => "The names of stored secrets",
+            Method::SecretRemove => "Delete a stored secret (services that loaded it keep their copy until they stop)",
+            Method::NodeReload => "Read the image's service files and the deployed layer again and apply what changed",
+            Method::NodeReboot => "Stop every service in order, then reboot",
+            Method::NodePoweroff => "Stop every service in order, then power off",
+            Method::Discover => "This list, as an OpenRPC document",
+        }
+    }
+
+    /// Its parameters.
+    pub fn params(self) -> &'static [Param] {
+        match self {
+            Method::NodeInfo
+            | Method::ServiceList
+            | Method::SecretList
+            | Method::NodeReload
+            | Method::NodeReboot
+            | Method::NodePoweroff
+            | Method::Discover => &[],
+            Method::NodeJournal => &[LINES, FOLLOW],
+            Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
+            Method::SecretRemove => &[NAME],
+            Method::ServiceStart | Method::ServiceRestart => &[NAME, WAIT, TIMEOUT],
+            Method::ServiceLogs => &[NAME, LINES, FOLLOW],
+            Method::ServiceDeploy => &DEPLOY,
+            Method::SecretSet => &SECRET,
+        }
+    }
+
+    /// The least role allowed to call it.
+    pub fn role(self) -> Role {
+        match self {
+            Method::NodeInfo
+            | Method::NodeJournal
+            | Method::ServiceList
+            | Method::ServiceStatus
+            | Method::ServiceLogs
+            | Method::Discover => Role::Reader,
+            Method::ServiceStart
+            | Method::ServiceStop
+            | Method::ServiceRestart
+            | Method::ServiceDeploy
+            | Method::ServiceRemove
+            | Method::SecretSet
+            | Method::SecretList
+            | Method::SecretRemove
+            | Method::NodeReload
+            | Method::NodeReboot
+            | Method::NodePoweroff => Role::Admin,
+        }
+    }
+
+    /// Whether it changes anything on the node (what a fleet command may
+    /// not send to nodes whose keys came from an unauthenticated beacon).
+    pub fn changes_state(self) -> bool {
+        !matches!(
+            self,
+            Method::NodeInfo
+                | Method::NodeJournal
+                | Method::ServiceList
+                | Method::ServiceStatus
+                | Method::ServiceLogs
+                | Method::SecretList
+                | Method::Discover
+        )
+    }
+
+    /// Whether a fleet command asks before sending it to many nodes: it
+    /// ends the node or deletes something.
+    pub fn asks_first(self) -> bool {
+        matches!(
+            self,
+            Method::NodeReboot
+                | Method::NodePoweroff
+                | Method::ServiceRemove
+                | Method::SecretSet
+                | Method::SecretRemove
+        )
+    }
+
+    /// Checks `params` against the table: an object (or absent), no
+    /// unknown key, every required one, each of its type.
+    pub fn check(self, params: &Value) -> Result<Map<String, Value>, ApiError> {
+        let object = match params {
+            Value::Null => Map::new(),
+            Value::Object(map) => map.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    code::INVALID_PARAMS,
+                    "params must be an object",
+                ))
+            }
+        };
+        for key in object.keys() {
+            if !self.params().iter().any(|p| p.name == key) {
+                return Err(ApiError::new(
+                    code::INVALID_PARAMS,
+                    format!("unknown parameter `{key}` for {}", self.name()),
+                ));
+            }
+        }
+        for p in self.params() {
+            match object.get(p.name) {
+                None if p.required => {
+                    return Err(ApiError::new(
+                        code::INVALID_PARAMS,
+                        format!("{} needs `{}` ({})", self.name(), p.name, p.kind.word()),
+                    ))
+                }
+                Some(value) if !p.kind.admits(value) => {
+                    return Err(ApiError::new(
+                        code::INVALID_PARAMS,
+                        format!("`{}` must be a {}", p.name, p.kind.word()),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(object)
+    }
+}
+
+/// The OpenRPC document for every [`Method`].
+pub fn discover() -> Value {
+    let methods: Vec<Value> = Method::ALL
+        .iter()
+        .map(|m| {
+            let params: Vec<Value> = m
+                .params()
+                .iter()
+                .map(|p| json!({ "name": p.name, "required": p.required, "schema": { "type": p.kind.word() } }))
+                .collect();
+            json!({
+                "name": m.name(),
+                "summary": m.summary(),
+                "params": params,
+                "result": { "name": "result", "schema": {} },
+                "x-spore-role": if m.role() == Role::Admin { "admin" } else { "reader" },
+            })
+        })
+        .collect();
+    json!({
+        "openrpc": "1.2.6",
+        "info": { "title": "spore", "version": env!("CARGO_PKG_VERSION") },
+        "methods": methods,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_parses_back_from_its_name() {
+        for method in Method::ALL {
+            assert_eq!(Method::parse(method.name()), Some(method));
+        }
+        assert_eq!(Method::parse("service.lst"), None);
+    }
+
+    #[test]
+    fn discover_lists_every_method_with_its_role() {
+        let doc = discover();
+        let listed: Vec<&str> = doc["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(listed, names);
+        assert_eq!(doc["methods"][0]["x-spore-role"], "reader");
+    }
+
+    #[test]
+    fn params_are_checked_against_the_table() {
+        let start = Method::ServiceStart;
+        assert!(start.check(&json!({"name": "a", "wait": true})).is_ok());
+        let unknown = start
+            .check(&json!({"name": "a", "wiat": true}))
+            .unwrap_err();
+        assert!(unknown.message.contains("unknown parameter `wiat`"));
+        let missing = start.check(&json!({})).unwrap_err();
+        assert_eq!(missing.code, code::INVALID_PARAMS);
+        let typed = start.check(&json!({"name": 3})).unwrap_err();
+        assert!(typed.message.contains("must be a string"));
+        assert!(start.check(&json!([1])).is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! The JSON-RPC methods every control channel serves — the local Unix
+//! socket and the signed TCP transport — from one table ([`Method`]), which
+//! also generates the `rpc.discover` document and decides who may call what.
+//! Views of the state are in [`views`]; changes that touch files in
+//! [`changes`].
+
+pub mod changes;
+pub mod method;
+pub mod views;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use smol::channel::Receiver;
+use svc::supervisor::Event;
+
+pub use changes::after_store;
+pub use method::{discover, Method};
+pub use views::{line_json, unix_time};
+
+use crate::logbook::LogLine;
+use crate::Runtime;
+
+/// JSON-RPC 2.0 error codes (spec section 5.1) and spore's own.
+pub mod code {
+    /// Invalid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a JSON-RPC request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Missing or wrong parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The caller's role does not allow the method.
+    pub const FORBIDDEN: i64 = -32003;
+    /// No service by that name.
+    pub const NO_SUCH_SERVICE: i64 = -32004;
+    /// The node is shutting down and takes no new work.
+    pub const SHUTTING_DOWN: i64 = -32005;
+    /// Other services depend on the one to remove.
+    pub const IN_USE: i64 = -32006;
+    /// The node turned the connection away: too many at once.
+    pub const BUSY: i64 = -32007;
+    /// A deployed service file does not validate.
+    pub const INVALID_SERVICE: i64 = -32010;
+    /// The node keeps no files (deploy and secrets are off).
+    pub const NO_STORE: i64 = -32011;
+    /// Writing or deleting a file failed.
+    pub const STORAGE: i64 = -32012;
+    /// spore itself went wrong (JSON-RPC's internal error).
+    pub const INTERNAL: i64 = -32603;
+}
+
+/// A JSON-RPC error: a code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct ApiError {
+    /// One of [`code`].
+    pub code: i64,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON-RPC `error` object.
+    pub fn to_json(&self) -> Value {
+        json!({ "code": self.code, "message": self.message })
+    }
+}
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// May only look: list, status, logs, info, discover.
+    Reader,
+    /// May do everything.
+    Admin,
+}
+
+/// What a power method asks the init to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    /// Stop everything, then reboot.
+    Reboot,
+    /// Stop everything, then power off.
+    Poweroff,
+}
+
+/// The result of a call.
+#[derive(Debug)]
+pub enum Reply {
+    /// A plain result.
+    Value(Value),
+    /// A result, then every new log line until the caller hangs up.
+    Follow {
+        /// The result sent first (the backlog).
+        result: Value,
+        /// New lines.
+        lines: Receiver<LogLine>,
+    },
+    /// A result; then the init stops the node this way.
+    Power(Power, Value),
+    /// The answer comes once disk work off the event loop is done and
+    /// applied (deploy, remove, secret.set): await it, then send it.
+    Pending(Receiver<Result<Value, ApiError>>),
+}
+
+/// Waits for the answer of a [`Reply::Pending`].
+pub async fn settle(answer: &Receiver<Result<Value, ApiError>>) -> Result<Value, ApiError> {
+    answer.recv().await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            code::INTERNAL,
+            "internal error: the storage task dropped the answer",
+        ))
+    })
+}
+
+/// Calls `method` with `params` as `role`. `node_info` makes what
+/// `node.info` answers (the init knows it, this crate does not); it runs only
+/// for that method, not on every call.
+pub fn call(
+    runtime: &mut Runtime,
+    role: Role,
+    method_name: &str,
+    params: &Value,
+    node_info: &dyn Fn() -> Value,
+) -> Result<Reply, ApiError> {
+    let method = Method::parse(method_name).ok_or_else(|| {
+        ApiError::new(
+            code::METHOD_NOT_FOUND,
+            format!("method not found: {method_name}"),
+        )
+    })?;
+    if role < method.role() {
+        return Err(ApiError::new(
+            code::FORBIDDEN,
+            format!("{method_name} needs the admin role"),
+        ));
+    }
+    let params = method.check(params)?;
+    let shutting_down = runtime.supervisor().is_shutting_down();
+    let refuse_when_stopping = || {
+        if shutting_down {
+            Err(ApiError::new(
+                code::SHUTTING_DOWN,
+                "the node is shutting down",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let value = match method {
+        Method::NodeInfo => {
+            let mut info = node_info();
+            if let Value::Object(map) = &mut info {
+                map.insert("services".into(), views::census(runtime));
+                map.insert(
+                    "time_utc".into(),
+                    json!(crate::journal::timestamp(std::time::SystemTime::now())),
+                );
+            }
+            info
+        }
+        Method::NodeJournal => {
+            let count = line_count(&params);
+            let result = json!({ "name": "spore", "lines": crate::journal::tail(count) });
+            if flag(&params, "follow") {
+                return Ok(Reply::Follow {
+                    result,
+                    lines: crate::journal::follow(),
+                });
+            }
+            result
+        }
+        Method::ServiceList => {
+            let now = Instant::now();
+            let mut units = runtime.supervisor().list();
+            // By name: the start order moves with every deploy.
+            units.sort_by(|a, b| a.service.name.cmp(&b.service.name));
+            Value::Array(units.iter().map(|v| views::summary(v, now)).collect())
+        }
+        Method::ServiceStatus => {
+            let name = service_name(runtime, &params)?;
+            let deployed = runtime.files().map(|f| f.deployed.clone());
+            let lines: Vec<Value> = runtime
+                .logs(&name)
+                .map(|book| book.tail(STATUS_LINES).map(views::line_json).collect())
+                .unwrap_or_default();
+            let mut value = runtime
+                .get(&name)
+                .map(|v| views::detail(&v, Instant::now(), deployed.as_deref()))
+                .unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut value {
+                map.insert("lines".into(), Value::Array(lines));
+            }
+            value
+        }
+        Method::ServiceStart | Method::ServiceRestart => {
+            let name = service_name(runtime, &params)?;
+            refuse_when_stopping()?;
+            let event = if method == Method::ServiceStart {
+                Event::Start(name.clone())
+            } else {
+                Event::Restart(name.clone())
+            };
+            runtime.feed(event);
+            if let Some(timeout) = wait_for(&params) {
+                let (answer, pending) = smol::channel::bounded(1);
+                runtime.wait_for(&name, timeout, answer);
+                return Ok(Reply::Pending(pending));
+            }
+            runtime
+                .get(&name)
+                .map(|v| views::summary(&v, Instant::now()))
+                .unwrap_or(Value::Null)
+        }
+        Method::ServiceStop => {
+            let name = service_name(runtime, &params)?;
+            runtime.feed(Event::Stop(name.clone()));
+            runtime
+                .get(&name)
+                .map(|v| views::summary(&v, Instant::now()))
+                .unwrap_or(Value::Null)
+        }
+        Method::ServiceLogs => {
+            let name = service_name(runtime, &params)?;
+            let count = line_count(&params);
+            let lines: Vec<Value> = runtime
+                .logs(&name)
+                .map(|book| book.tail(count).map(views::line_json).collect())
+                .unwrap_or_default();
+            let result = json!({ "name": name, "lines": lines });
+            if flag(&params, "follow") {
+                if let Some(lines) = runtime.follow(&name) {
+                    return Ok(Reply::Follow { result, lines });
+                }
+            }
+            result
+        }
+        Method::NodeReboot => return Ok(Reply::Power(Power::Reboot, json!({ "accepted": true }))),
+        Method::NodePoweroff => {
+            return Ok(Reply::Power(Power::Poweroff, json!({ "accepted": true })))
+        }
+        Method::Discover => method::discover(),
+        Method::ServiceDeploy => {
+            refuse_when_stopping()?;
+            let request = changes::DeployRequest {
+                text: text_param(&params, "toml"),
+                file: params.get("file").and_then(Value::as_str),
+                start: flag(&params, "start"),
+                wait: wait_for(&params),
+            };
+            return changes::deploy(runtime, &request);
+        }
+        Method::ServiceRemove => {
+            let name = service_name(runtime, &params)?;
+            return changes::remove(runtime, &name);
+        }
+        Method::SecretSet => {
+            let (name, value) = (text_param(&params, "name"), text_param(&params, "value"));
+            return changes::set_secret(runtime, name, value);
+        }
+        Method::SecretList => changes::list_secrets(runtime)?,
+        Method::SecretRemove => {
+            return changes::remove_secret(runtime, text_param(&params, "name"))
+        }
+        Method::NodeReload => return changes::reload(runtime),
+    };
+    Ok(Reply::Value(value))
+}
+
+/// Lines of a service's output `service.status` carries.
+const STATUS_LINES: usize = 10;
+
+/// How long a call that waits for its service may wait, at most and by
+/// default (`timeout_ms` picks less or more within it).
+const MAX_WAIT: Duration = Duration::from_secs(600);
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// The wait a call asked for (`wait: true`, `timeout_ms`), if any.
+fn wait_for(params: &Map<String, Value>) -> Option<Duration> {
+    if !flag(params, "wait") {
+        return None;
+    }
+    let timeout = params
+        .get("timeout_ms")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_WAIT, Duration::from_millis);
+    Some(timeout.min(MAX_WAIT))
+}
+
+fn flag(params: &Map<String, Value>, key: &str) -> bool {
+    params.get(key).and_then(Value::as_bool) == Some(true)
+}
+
+fn text_param<'a>(params: &'a Map<String, Value>, key: &str) -> &'a str {
+    params.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn line_count(params: &Map<String, Value>) -> usize {
+    let count = params.get("lines").and_then(Value::as_u64).unwrap_or(100);
+    usize::try_from(count).unwrap_or(usize::MAX)
+}
+
+fn service_name(runtime: &Runtime, params: &Map<String, Value>) -> Result<String, ApiError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if runtime.get(name).is_none() {
+        return Err(ApiError::new(
+            code::NO_SUCH_SERVICE,
+            format!("no such service: {name}"),
+        ));
+    }
+    Ok(name.to_owned())
+}
