@@ -225,6 +225,9 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
         for line in reader.lines() {
             let line = line?;
             let note: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if note.get("method").and_then(Value::as_str) == Some("service.log.end") {
+                break;
+            }
             let params = note.get("params").cloned().unwrap_or(Value::Null);
             let mut out = stdout.lock();
             if json_output {

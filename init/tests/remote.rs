@@ -1473,3 +1473,240 @@ fn authorized_keys_changes_apply_without_a_restart() {
         .stderr()
         .contains("authorized keys reloaded: 3 operator(s)"));
 }
+
+/// Writes `text` as `NAME.toml` in a fresh directory of the test and
+/// returns its path (the file name must match the service's name).
+fn service_file(fleet: &Fleet, name: &str, text: &str) -> PathBuf {
+    let dir = fleet.spore.path("operator");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_deploy_that_fails_exits_non_zero_and_shows_its_last_lines() {
+    let fleet = node();
+    let file = service_file(
+        &fleet,
+        "flaky",
+        "[service]\nname = \"flaky\"\nexec = \"/bin/sh -c 'echo bad config line 7 >&2; exit 3'\"\n",
+    );
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("flaky: FAILED"), "{text}");
+    assert!(text.contains("last run: exited with code 3"), "{text}");
+    assert!(text.contains("stderr bad config line 7"), "{text}");
+    // --json says the same to a script.
+    let out = fleet.sporectl("admin", &["--json", "restart", "flaky"]);
+    assert_eq!(out.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["outcome"], "failed", "{answer}");
+    assert_eq!(answer["last_exit_code"], 3, "{answer}");
+    // --no-wait returns once the order is taken, as before.
+    let out = fleet.sporectl("admin", &["--json", "restart", "flaky", "--no-wait"]);
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer.get("outcome").is_none(), "{answer}");
+}
+
+#[test]
+fn an_identical_deploy_changes_nothing_and_a_changed_one_waits_for_ready() {
+    let fleet = node();
+    let before = fleet.web_pid();
+    let image = std::fs::read_to_string(fleet.spore.path("etc/services/web.toml")).unwrap();
+    let file = service_file(&fleet, "web", &image);
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("web: unchanged"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert_eq!(
+        fleet.web_pid(),
+        before,
+        "an identical deploy restarts nothing"
+    );
+    assert!(!fleet.spore.path("state/services/web.toml").exists());
+    // Changed: restarted, and the answer comes once it is up.
+    std::fs::write(
+        &file,
+        "[service]\nname = \"web\"\nexec = \"/bin/sh -c 'echo web two; exec sleep 1000'\"\n",
+    )
+    .unwrap();
+    let out = fleet.sporectl("admin", &["--json", "deploy", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["outcome"], "ready", "{answer}");
+    assert_eq!(answer["state"], "ready", "{answer}");
+    assert_ne!(answer["pid"].as_i64().unwrap(), before, "{answer}");
+    assert_eq!(answer["pid"].as_i64().unwrap(), fleet.web_pid());
+}
+
+#[test]
+fn start_takes_several_names_and_a_service_that_never_gets_ready_times_out() {
+    let fleet = node();
+    for name in ["one", "two"] {
+        let file = service_file(
+            &fleet,
+            name,
+            &format!("[service]\nname = \"{name}\"\nexec = \"sleep 1000\"\nstatus = \"stop\"\n"),
+        );
+        let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stdout_of(&out));
+    }
+    let out = fleet.sporectl("admin", &["start", "one", "two"]);
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}");
+    for name in ["one", "two"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name}: ready (pid "))),
+            "{text}"
+        );
+    }
+    // A name the node does not know fails alone; the others still go.
+    let out = fleet.sporectl("admin", &["stop", "one", "ghost", "two"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost: no such service"));
+    assert!(stdout_of(&out).contains("one: stopp") && stdout_of(&out).contains("two: stopp"));
+    // A health check that never passes: the wait ends at --timeout, not ready.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = service_file(
+        &fleet,
+        "deaf",
+        &format!("[service]\nname = \"deaf\"\nexec = \"sleep 1000\"\n\n[health]\ntype = \"tcp\"\ntarget = \"127.0.0.1:{port}\"\ninterval_ms = 200\n"),
+    );
+    let out = fleet.sporectl(
+        "admin",
+        &["deploy", file.to_str().unwrap(), "--timeout", "1500ms"],
+    );
+    let text = format!(
+        "{}{}",
+        stdout_of(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("deaf: not settled before the timeout: running"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_node_journal_and_service_markers_are_read_over_rpc_and_a_follow_ends_with_its_service() {
+    let fleet = node();
+    let out = fleet.sporectl("reader", &["logs", "spore", "-n", "500"]);
+    let journal = stdout_of(&out);
+    assert!(out.status.success(), "{journal}");
+    assert!(
+        journal.contains(" spore rpc: listening on 127.0.0.1:"),
+        "{journal}"
+    );
+    assert!(journal.contains("web: ready (pid "), "{journal}");
+    // Lifecycle markers among the service's own lines.
+    let logs = stdout_of(&fleet.sporectl("reader", &["logs", "web"]));
+    assert!(logs.contains(" stdout web says hello"), "{logs}");
+    assert!(logs.contains(" spore ready (pid "), "{logs}");
+    // A follow of a removed service ends, with a last word.
+    let file = service_file(
+        &fleet,
+        "brief",
+        "[service]\nname = \"brief\"\nexec = \"/bin/sh -c 'echo here; exec sleep 1000'\"\n",
+    );
+    assert!(fleet
+        .sporectl("admin", &["deploy", file.to_str().unwrap()])
+        .status
+        .success());
+    let mut follow = fleet
+        .sporectl_command("reader", &["logs", "brief", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fleet
+        .sporectl("admin", &["remove", "brief"])
+        .status
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = follow.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the follow outlived its service");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains(" spore stopping"), "{text}");
+    assert!(text.trim_end().ends_with(" spore removed"), "{text}");
+}
+
+#[test]
+fn info_and_status_read_as_text_and_help_is_per_command() {
+    let fleet = node();
+    let info = stdout_of(&fleet.sporectl("reader", &["info"]));
+    assert!(
+        info.contains(": spore ") && info.contains(", up "),
+        "{info}"
+    );
+    assert!(info.contains("services: 1 (1 ready)"), "{info}");
+    assert!(
+        info.contains(&format!("rpc:      listening on {}", fleet.address)),
+        "{info}"
+    );
+    let status = stdout_of(&fleet.sporectl("reader", &["status", "web"]));
+    assert!(status.starts_with("web (daemon, image)"), "{status}");
+    assert!(status.contains("  state:    ready for "), "{status}");
+    assert!(
+        status.contains("    ") && status.contains("web says hello"),
+        "{status}"
+    );
+    let help = Command::new(sporectl_bin())
+        .args(["logs", "--help"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&help);
+    assert!(help.status.success());
+    assert!(
+        text.contains("Usage: sporectl logs [OPTIONS] <NAME>"),
+        "{text}"
+    );
+    let wrong = Command::new(sporectl_bin()).arg("lsit").output().unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        text.contains("a similar subcommand exists: 'list'"),
+        "{text}"
+    );
+    assert!(text.contains("try '--help'"), "{text}");
+    let bare = Command::new(sporectl_bin()).output().unwrap();
+    assert_eq!(bare.status.code(), Some(2));
+    let completions = Command::new(sporectl_bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(stdout_of(&completions).contains("sporectl"));
+    let man = Command::new(sporectl_bin()).arg("man").output().unwrap();
+    assert!(
+        stdout_of(&man).contains(".TH sporectl"),
+        "{}",
+        stdout_of(&man)
+    );
+}

@@ -81,6 +81,12 @@ pub fn log_note(line: &LogLine) -> Value {
     json!({ "jsonrpc": "2.0", "method": "service.log", "params": crate::api::line_json(line) })
 }
 
+/// The notification that ends a follow whose book ended (the service was
+/// removed): after it the channel closes.
+pub fn end_note() -> Value {
+    json!({ "jsonrpc": "2.0", "method": "service.log.end", "params": { "reason": "removed" } })
+}
+
 /// How messages cross one channel.
 #[allow(async_fn_in_trait)] // used with concrete types on one thread
 pub trait Transport {
@@ -138,14 +144,21 @@ pub async fn deliver<T: Transport>(
             loop {
                 // Watch the caller too, or one that left while the book is
                 // quiet would hold its slot forever.
-                let line = async { lines.recv().await.ok() }
+                let line = async { Some(lines.recv().await.ok()) }
                     .or(async {
                         transport.hangup().await;
                         None
                     })
                     .await;
-                let Some(line) = line else {
-                    return Ok(Delivered::FollowEnded);
+                let line = match line {
+                    Some(Some(line)) => line,
+                    // The book ended: say so, so the caller can tell it
+                    // from a lost connection.
+                    Some(None) => {
+                        transport.send(&end_note()).await?;
+                        return Ok(Delivered::FollowEnded);
+                    }
+                    None => return Ok(Delivered::FollowEnded),
                 };
                 let note = log_note(&line);
                 let sent = async { Some(transport.send(&note).await) }

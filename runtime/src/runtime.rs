@@ -40,7 +40,8 @@ pub enum Input {
     /// A file write or deletion finished off the loop.
     Stored(Box<crate::store::Done>),
     /// A waiting call's deadline passed (`steady`: its service has now
-    /// been ready long enough; see [`crate::wait`]).
+    /// been ready long enough, or its failure's last lines are in; see
+    /// [`crate::wait`]).
     WaitTimer {
         /// The waiter.
         id: u64,
@@ -377,7 +378,9 @@ impl Runtime {
         };
         match step {
             Step::Keep => {}
-            Step::Steady(left) => self.sys.arm_timer(TimerKey::Steady(id), left),
+            Step::Steady(left) | Step::Drain(left) => {
+                self.sys.arm_timer(TimerKey::Steady(id), left)
+            }
             Step::Settle(outcome) => self.settle_wait(id, outcome),
         }
     }

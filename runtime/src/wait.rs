@@ -13,6 +13,9 @@
 //!   that is down, or stopped meanwhile;
 //! - timeout: its deadline passed first (the answer says the state then).
 //!
+//! A failure is answered [`DRAIN`] later, so the service's last lines
+//! (read from its pipes after its exit was reported) are in the answer.
+//!
 //! No polling: a waiter moves only on the supervisor's own state changes
 //! and its two timers.
 
@@ -27,6 +30,10 @@ use crate::api::ApiError;
 
 /// How long a daemon without health checks must stay up to count as ready.
 pub const STEADY: Duration = Duration::from_secs(1);
+
+/// How long a failed service's last output may take to arrive (its pipes
+/// are read as lines, after the exit as a fact) before the answer goes.
+pub const DRAIN: Duration = Duration::from_millis(200);
 
 /// At most this many calls wait at once; more are refused (busy).
 pub const MAX_WAITERS: usize = 256;
@@ -63,6 +70,8 @@ pub enum Step {
     Keep,
     /// Ready, but must stay so for this long first.
     Steady(Duration),
+    /// Failed: answer after this long, once its last lines are in.
+    Drain(Duration),
     /// Answer now.
     Settle(Outcome),
 }
@@ -70,6 +79,8 @@ pub enum Step {
 struct Waiter {
     service: String,
     armed: bool,
+    /// Failed; the answer waits [`DRAIN`] for the last lines.
+    failing: bool,
     answer: Answer,
 }
 
@@ -93,6 +104,7 @@ impl Waits {
         let waiter = Waiter {
             service: service.to_owned(),
             armed: *state != State::Stopping,
+            failing: false,
             answer,
         };
         self.waiters.insert(self.next, waiter);
@@ -144,7 +156,11 @@ impl Waits {
                 _ => Step::Settle(Outcome::Ready),
             },
             State::Ready | State::Succeeded => Step::Settle(Outcome::Ready),
-            _ => Step::Settle(Outcome::Failed),
+            _ if waiter.failing => Step::Settle(Outcome::Failed),
+            _ => {
+                waiter.failing = true;
+                Step::Drain(DRAIN)
+            }
         }
     }
 
@@ -186,6 +202,7 @@ mod tests {
         assert_eq!(step(&mut waits, &State::Stopped), Step::Keep);
         assert_eq!(step(&mut waits, &State::Starting), Step::Keep);
         let exited = State::Exited(ExitStatus::Code(3));
+        assert_eq!(step(&mut waits, &exited), Step::Drain(DRAIN));
         assert_eq!(step(&mut waits, &exited), Step::Settle(Outcome::Failed));
     }
 
@@ -222,7 +239,7 @@ mod tests {
             reason: BlockReason::DependencyDown,
         };
         let step = waits.step(id, &blocked, Kind::Daemon, false, Duration::ZERO);
-        assert_eq!(step, Step::Settle(Outcome::Failed));
+        assert_eq!(step, Step::Drain(DRAIN));
     }
 
     #[test]

@@ -122,8 +122,12 @@ fn unchanged(runtime: &mut Runtime, name: &str, request: &DeployRequest<'_>) -> 
     if request.start {
         runtime.feed(Event::Start(name.to_owned()));
     }
-    let wanted = runtime.get(name).is_some_and(|v| v.wanted);
-    if let (Some(timeout), true) = (request.wait, wanted) {
+    // Nothing to wait for when it is up already; one still coming up (or
+    // just asked to start) is waited for.
+    let waits = runtime
+        .get(name)
+        .is_some_and(|v| v.wanted && (request.start || !v.state.is_ready()));
+    if let (Some(timeout), true) = (request.wait, waits) {
         let (answer, pending) = smol::channel::bounded(1);
         runtime.wait_for(name, timeout, answer);
         return Reply::Pending(pending);

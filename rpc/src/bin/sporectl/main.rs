@@ -488,6 +488,10 @@ fn summary(result: &Value) -> String {
 async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientError> {
     loop {
         let note = session.notification().await?;
+        if note.get("method").and_then(Value::as_str) == Some("service.log.end") {
+            // The service was removed: the follow is over, by design.
+            return Ok(());
+        }
         let params = note.get("params").cloned().unwrap_or(Value::Null);
         if options.json {
             say!("{params}");
