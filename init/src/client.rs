@@ -212,7 +212,17 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             continue;
         }
         let result = response.get("result").cloned().unwrap_or(Value::Null);
-        if json_output {
+        if json_output && request.verb == Verb::Logs && request.shape.follow {
+            // One shape for the whole stream, as sporectl prints it.
+            for line in result
+                .get("lines")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                writeln!(out, "{line}")?;
+            }
+        } else if json_output {
             writeln!(out, "{result}")?;
         } else {
             for text in verbs::render(request.verb, &result) {

@@ -1710,3 +1710,87 @@ fn info_and_status_read_as_text_and_help_is_per_command() {
         stdout_of(&man)
     );
 }
+
+#[test]
+fn key_problems_are_local_errors_that_say_what_to_do() {
+    let fleet = node();
+    let socket = fleet.spore.path("agent3.sock");
+    let mut agent = start_agent(&socket);
+    agent_add(&socket, &fleet.keys.join("admin"));
+    let run_with = |socket: &Path, args: &[&str], home: &Path| {
+        Command::new("setsid")
+            .arg(sporectl_bin())
+            .args(["--node", &fleet.address, "--node-key", &fleet.node_key])
+            .args(args)
+            .env("SSH_AUTH_SOCK", socket)
+            .env("HOME", home)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let run = |args: &[&str], home: &Path| run_with(&socket, args, home);
+    let home = fleet.spore.path("home-keys");
+    std::fs::create_dir_all(&home).unwrap();
+    // -i KEY.pub, as ssh takes it: that key, held by the agent.
+    let public = fleet.keys.join("admin.pub");
+    let out = run(&["-i", public.to_str().unwrap(), "list"], &home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stranger = fleet.keys.join("stranger.pub");
+    let out = run(&["-i", stranger.to_str().unwrap(), "list"], &home);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the agent does not hold this key; load it with ssh-add"),
+        "{stderr}"
+    );
+    // A file that is no key at all.
+    let out = run(&["-i", "/etc/hostname", "list"], &home);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/etc/hostname: not an OpenSSH private key"),
+        "{stderr}"
+    );
+    // An encrypted key and no terminal to ask its passphrase: use the agent.
+    let locked = fleet.keys.join("locked");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = run(&["-i", locked.to_str().unwrap(), "list"], &home);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ssh-add") && stderr.contains("passphrase"),
+        "{stderr}"
+    );
+    // An agent with only an RSA key, and no key file: the agent is named.
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let rsa_socket = fleet.spore.path("agent4.sock");
+    let mut agent = start_agent(&rsa_socket);
+    let rsa = fleet.keys.join("rsa");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(&rsa)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    agent_add(&rsa_socket, &rsa);
+    let out = run_with(&rsa_socket, &["list"], &home);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the agent holds no ssh-ed25519 key")
+            && stderr.contains("ssh-keygen -t ed25519"),
+        "{stderr}"
+    );
+}

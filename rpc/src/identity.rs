@@ -52,7 +52,14 @@ impl Identity {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?,
         );
-        let mut key = PrivateKey::from_openssh(text.trim()).map_err(|e| fail(e.to_string()))?;
+        if PublicKey::from_openssh(text.trim()).is_ok() {
+            return Err(fail(
+                "this is a public key; the agent holds no matching key (load the private key with ssh-add), or give the private key file".into(),
+            ));
+        }
+        let mut key = PrivateKey::from_openssh(text.trim()).map_err(|_| {
+            fail("not an OpenSSH private key (expected -----BEGIN OPENSSH PRIVATE KEY-----; make one with ssh-keygen -t ed25519)".into())
+        })?;
         if key.algorithm() != Algorithm::Ed25519 {
             return Err(fail(format!(
                 "{} keys are not supported; use ssh-ed25519",
@@ -60,13 +67,42 @@ impl Identity {
             )));
         }
         if key.is_encrypted() {
-            let passphrase = prompt_passphrase(path)
-                .map_err(|e| fail(format!("cannot read the passphrase: {e}")))?;
+            let passphrase = prompt_passphrase(path).map_err(|e| {
+                fail(format!(
+                    "encrypted, and its passphrase cannot be asked ({e}: no terminal?); load it into ssh-agent with ssh-add {}",
+                    path.display()
+                ))
+            })?;
             key = key
                 .decrypt(passphrase.as_bytes())
                 .map_err(|_| fail("wrong passphrase".into()))?;
         }
         Ok(Identity::File(Box::new(key)))
+    }
+
+    /// `-i FILE.pub`: the agent's key that FILE holds the public half of.
+    pub fn from_agent_by_public(socket: &Path, public: &Path) -> Result<Self, IdentityError> {
+        let fail = |reason: String| IdentityError::File {
+            path: public.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(public).map_err(|e| fail(e.to_string()))?;
+        let wanted = PublicKey::from_openssh(text.trim())
+            .map_err(|_| fail("not an OpenSSH public key".into()))?;
+        let keys = Agent::connect(socket)?.ed25519_keys()?;
+        let key = keys
+            .into_iter()
+            .find(|k| k.key_data() == wanted.key_data())
+            .ok_or_else(|| {
+                fail(format!(
+                    "the agent does not hold this key; load it with ssh-add {}",
+                    public.with_extension("").display()
+                ))
+            })?;
+        Ok(Identity::Agent {
+            socket: socket.to_owned(),
+            key,
+        })
     }
 
     /// Uses the agent at `socket`: the key matching `preferred` when given

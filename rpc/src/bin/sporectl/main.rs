@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rpc::beacon::client::Channel;
 use rpc::client::{connect, ClientError, Pin, Session};
-use rpc::display::{log_line, text};
+use rpc::display::log_line;
 use rpc::identity::Identity;
 use rpc::verbs::{self, Shape, Verb};
 use rpc::{nodekey, pins};
@@ -175,8 +175,11 @@ async fn run(options: &Options) -> Result<bool, ClientError> {
         let result = match session.call(method, params).await {
             Ok(result) => result,
             // With several operands, one refusal does not stop the rest.
-            Err(ClientError::Rpc { code, message }) if several => {
-                eprintln!("sporectl: {operand}: {message} ({code})");
+            Err(error @ ClientError::Rpc { .. }) if several => {
+                eprintln!("sporectl: {operand}: {error}");
+                if options.json {
+                    say!("{}", json_error(&error));
+                }
                 all_ok = false;
                 continue;
             }
@@ -194,9 +197,19 @@ async fn run(options: &Options) -> Result<bool, ClientError> {
 /// every ssh-ed25519 key the agent holds (the one of ~/.ssh/id_ed25519.pub
 /// first), then ~/.ssh/id_ed25519 itself unless the agent holds it.
 pub(crate) fn identities(options: &Options) -> Result<Vec<Identity>, ClientError> {
-    let auth = |e: rpc::identity::IdentityError| ClientError::Auth(e.to_string());
+    // A key that cannot be read or used is a local problem: nothing was
+    // offered to the node yet.
+    let auth = |e: rpc::identity::IdentityError| ClientError::Local(e.to_string());
     if let Some(path) = &options.identity {
-        return Ok(vec![Identity::from_file(path).map_err(auth)?]);
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        let identity = match agent {
+            // `-i KEY.pub`, as ssh takes it: that key, from the agent.
+            Some(socket) if path.extension().is_some_and(|e| e == "pub") => {
+                Identity::from_agent_by_public(&socket, path)
+            }
+            _ => Identity::from_file(path),
+        };
+        return Ok(vec![identity.map_err(auth)?]);
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -238,7 +251,7 @@ pub(crate) fn identities(options: &Options) -> Result<Vec<Identity>, ClientError
         }
     }
     if offered.is_empty() {
-        return Err(ClientError::Auth(format!(
+        return Err(ClientError::Local(format!(
             "no ssh-ed25519 key in the agent{} or at {}; make one with ssh-keygen -t ed25519, or give one with -i FILE",
             agent_note.map(|n| format!(" ({n})")).unwrap_or_default(),
             default_key.display()
@@ -320,6 +333,13 @@ struct Outcome {
     result: Result<Value, ClientError>,
 }
 
+impl Outcome {
+    /// The call succeeded, and any service it waited for came up.
+    fn ok(&self) -> bool {
+        self.result.as_ref().is_ok_and(verbs::came_up)
+    }
+}
+
 async fn fleet(options: &Options) -> Result<bool, ClientError> {
     use std::cell::RefCell;
     use std::collections::VecDeque;
@@ -386,6 +406,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
     let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
     let progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
     let executor = smol::LocalExecutor::new();
     let workers: Vec<_> = (0..options.concurrency.min(total.max(1)))
         .map(|_| {
@@ -406,7 +427,14 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                     .await;
                     outcomes.borrow_mut().push(Outcome { hostname, result });
                     if progress {
-                        eprint!("\r{}/{total} nodes done", outcomes.borrow().len());
+                        let outcomes = outcomes.borrow();
+                        let done = outcomes.len();
+                        let failed = outcomes.iter().filter(|o| !o.ok()).count();
+                        let elapsed = started.elapsed().as_secs_f64();
+                        let left = elapsed / done.max(1) as f64 * (total - done) as f64;
+                        eprint!(
+                            "\r{done}/{total} nodes done, {failed} failed, about {left:.0} s left  "
+                        );
                     }
                 }
                 runtime::secret::wipe_strings(&mut params);
@@ -431,7 +459,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     outcomes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     let failed: Vec<&str> = outcomes
         .iter()
-        .filter(|o| o.result.is_err())
+        .filter(|o| !o.ok())
         .map(|o| o.hostname.as_str())
         .collect();
     if options.json {
@@ -444,11 +472,29 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
             .collect();
         say!("{}", Value::Array(rows));
     } else {
-        say!("{:<24} RESULT", "NODE");
+        let width = outcomes
+            .iter()
+            .map(|o| o.hostname.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        say!("{:<width$}  RESULT", "NODE");
         for o in &outcomes {
+            let word = if o.ok() { "ok  " } else { "FAIL" };
             match &o.result {
-                Ok(result) => say!("{:<24} ok   {}", o.hostname, summary(result)),
-                Err(e) => say!("{:<24} FAIL {e}", o.hostname),
+                Ok(result) => {
+                    let lines = verbs::render(verb, result);
+                    match lines.as_slice() {
+                        [one] => say!("{:<width$}  {word} {one}", o.hostname),
+                        more => {
+                            say!("{:<width$}  {word}", o.hostname);
+                            for line in more {
+                                say!("    {line}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => say!("{:<width$}  FAIL {e}", o.hostname),
             }
         }
     }
@@ -460,29 +506,6 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         );
     }
     Ok(failed.is_empty())
-}
-
-/// One line about a result, for the fleet table.
-fn summary(result: &Value) -> String {
-    if let Some(list) = result.as_array() {
-        let ready = list
-            .iter()
-            .filter(|s| s["state"] == "ready" || s["state"] == "succeeded")
-            .count();
-        return format!("{} service(s), {ready} ready or done", list.len());
-    }
-    if let Some(version) = result.get("version") {
-        return format!(
-            "{} spore {} up {}s",
-            text(result, "hostname"),
-            version.as_str().unwrap_or("?"),
-            text(result, "uptime_s")
-        );
-    }
-    if result.get("detail").is_some() {
-        return format!("{}: {}", text(result, "name"), text(result, "detail"));
-    }
-    result.to_string().chars().take(80).collect()
 }
 
 async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientError> {
@@ -501,9 +524,29 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
     }
 }
 
+/// An error as `--json` prints it (on stdout, as answers are).
+fn json_error(error: &ClientError) -> Value {
+    let code = match error {
+        ClientError::Rpc { code, .. } => json!(code),
+        _ => Value::Null,
+    };
+    json!({ "error": { "message": error.to_string(), "code": code, "exit_code": error.exit_code() } })
+}
+
 /// Prints one answer; false when it reports a service that did not come up.
 fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
-    if options.json {
+    if options.json && verb == Verb::Logs && options.shape.follow {
+        // One shape for the whole stream: the backlog line by line, as
+        // the lines that follow it.
+        for line in result
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            say!("{line}");
+        }
+    } else if options.json {
         say!("{result}");
     } else {
         for line in verbs::render(verb, result) {
@@ -524,6 +567,9 @@ fn main() -> ExitCode {
     };
     let report = |error: ClientError| {
         eprintln!("sporectl: {error}");
+        if options.json {
+            say!("{}", json_error(&error));
+        }
         ExitCode::from(error.exit_code())
     };
     if let Some(serve) = &options.serve {
