@@ -1,5 +1,8 @@
-//! The node configuration, `/etc/spore/spore.toml`. A missing or bad file is
-//! logged and the node boots with defaults: a typo must not brick a node.
+//! The node configuration, `/etc/spore/spore.toml`. Every table is typed and
+//! refuses unknown keys (`FILE:LINE:COLUMN`, the nearest key). A bad table is
+//! logged and left out, the rest applies (a typo in `[rpc]` must not cost
+//! the node its network or its disks); a file that is not TOML, or missing,
+//! gives the defaults.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -292,10 +295,19 @@ pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
     match std::fs::read_to_string(path) {
         Ok(text) => match parse(path, &text) {
             Ok(config) => (config, None),
-            Err(error) => (
-                NodeConfig::default(),
-                Some(format!("{error}; booting with defaults")),
-            ),
+            Err(error) => match salvage(&text) {
+                Some((config, dropped)) if !dropped.is_empty() => (
+                    config,
+                    Some(format!(
+                        "{error}; {} left out, the rest applies",
+                        dropped.join(", ")
+                    )),
+                ),
+                _ => (
+                    NodeConfig::default(),
+                    Some(format!("{error}; booting with defaults")),
+                ),
+            },
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => (NodeConfig::default(), None),
         Err(error) => (
@@ -306,6 +318,32 @@ pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
             )),
         ),
     }
+}
+
+/// The configuration without the top-level keys or tables that do not
+/// parse on their own, and their names (`[rpc]`, `module`); None when the
+/// text is not TOML at all.
+fn salvage(text: &str) -> Option<(NodeConfig, Vec<String>)> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let mut kept = toml::Table::new();
+    let mut dropped = Vec::new();
+    for (key, value) in table {
+        let mut alone = toml::Table::new();
+        alone.insert(key.clone(), value.clone());
+        if alone.try_into::<NodeConfig>().is_ok() {
+            kept.insert(key, value);
+        } else if value.is_table()
+            || value
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(toml::Value::is_table))
+        {
+            dropped.push(format!("[{key}]"));
+        } else {
+            dropped.push(format!("`{key}`"));
+        }
+    }
+    let config = kept.try_into::<NodeConfig>().ok()?;
+    Some((config, dropped))
 }
 
 /// Parses spore.toml's `text`; the error names `path`, line, column, the
@@ -444,18 +482,38 @@ mod tests {
     }
 
     #[test]
-    fn bad_config_falls_back_to_defaults_with_a_located_message() {
+    fn a_bad_table_is_left_out_with_a_located_message() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spore.toml");
         std::fs::write(&path, "hostname = \"n\"\nmodule = [\"tun\"]\n").unwrap();
         let (config, error) = load(&path);
-        assert_eq!(config, NodeConfig::default());
+        assert_eq!(config.hostname.as_deref(), Some("n"), "the rest applies");
+        assert!(config.modules.is_empty());
         let error = error.unwrap();
         assert!(
             error.contains("spore.toml:2:1: unknown field `module`"),
             "{error}"
         );
         assert!(error.contains("did you mean `modules`?"), "{error}");
+        assert!(
+            error.contains("`module` left out, the rest applies"),
+            "{error}"
+        );
+        // A typo in [rpc] leaves the network and the disks alone.
+        std::fs::write(
+            &path,
+            "[rpc]\nlisten = [\"mycelium\"]\nmax_conections = 9\n[network]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\n",
+        )
+        .unwrap();
+        let (config, error) = load(&path);
+        assert!(config.network.is_some());
+        assert_eq!(config.rpc, Rpc::default());
+        assert!(error.unwrap().contains("[rpc] left out"));
+        // Not TOML at all: defaults.
+        std::fs::write(&path, "this is not toml\n").unwrap();
+        let (config, error) = load(&path);
+        assert_eq!(config, NodeConfig::default());
+        assert!(error.unwrap().contains("booting with defaults"));
         let (config, error) = load(&dir.path().join("absent.toml"));
         assert_eq!((config, error), (NodeConfig::default(), None));
     }
