@@ -38,6 +38,18 @@ pub fn log_line(line: &Value) -> String {
     )
 }
 
+/// The strings of the array at `key`, escaped (non-strings are skipped).
+pub fn strings(value: &Value, key: &str) -> Vec<String> {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(printable)
+        .collect()
+}
+
 /// Column widths that fit every cell of `rows`.
 fn widths(rows: &[Vec<String>]) -> Vec<usize> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -138,14 +150,7 @@ pub fn status_text(status: &Value) -> Vec<String> {
     out.push(format!("  file:     {}", printable(&text(status, "file"))));
     if let Some(deps) = status.get("dependencies") {
         for key in ["requires", "after", "wants", "conflicts"] {
-            let names: Vec<String> = deps
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(printable)
-                .collect();
+            let names = strings(deps, key);
             if !names.is_empty() {
                 out.push(format!("  {key:<9} {}", names.join(", ")));
             }
@@ -210,14 +215,7 @@ pub fn info_text(info: &Value) -> Vec<String> {
         ));
     }
     if let Some(rpc) = info.get("rpc") {
-        let list = |key: &str| -> Vec<String> {
-            rpc.get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|v| printable(v.as_str().unwrap_or_default()))
-                .collect()
-        };
+        let list = |key: &str| strings(rpc, key);
         let listening = list("listen");
         out.push(format!(
             "  rpc:      {}",
@@ -275,15 +273,7 @@ pub fn outcome_text(result: &Value) -> Vec<String> {
 
 /// What `node.reload` changed.
 pub fn reload_text(result: &Value) -> Vec<String> {
-    let names = |key: &str| -> Vec<String> {
-        result
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|v| printable(v.as_str().unwrap_or_default()))
-            .collect()
-    };
+    let names = |key: &str| strings(result, key);
     let mut out = Vec::new();
     for (key, word) in [
         ("added", "added"),

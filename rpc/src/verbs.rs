@@ -243,16 +243,7 @@ pub fn came_up(result: &Value) -> bool {
 
 /// The answer of `verb` for people, one line each.
 pub fn render(verb: Verb, result: &Value) -> Vec<String> {
-    let names = |key: &str| -> Vec<String> {
-        result
-            .get(key)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(display::printable)
-            .collect()
-    };
+    let names = |key: &str| display::strings(result, key);
     match verb {
         Verb::List => service_table(result),
         Verb::Logs => result
