@@ -1,4 +1,5 @@
-//! A small blocking HTTP/1.1 client for the beacon's API and mycelium's:
+//! A small blocking HTTP/1.1 client for the beacon's API and mycelium's
+//! (URLs and responses are read by [`runtime::http1`]):
 //! plain http, or https with rustls (the system's roots or a CA file), one
 //! request per connection, bounded responses. call-home and sporectl use it.
 
@@ -6,58 +7,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// A parsed http URL.
-#[derive(Debug)]
-pub struct Url {
-    /// https.
-    pub tls: bool,
-    /// The host name or address (IPv6 without brackets).
-    pub host: String,
-    /// The port (443 or 80 when absent).
-    pub port: u16,
-    /// The path, `/` when absent.
-    pub path: String,
-}
-
-/// Parses `http://` and `https://` URLs.
-pub fn parse_url(url: &str) -> Result<Url, String> {
-    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(rest), _) => (true, rest),
-        (None, Some(rest)) => (false, rest),
-        _ => return Err("must start with http:// or https://".into()),
-    };
-    let default_port = if tls { 443 } else { 80 };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or("unclosed [")?;
-        let port = after
-            .strip_prefix(':')
-            .map(|p| p.parse::<u16>().map_err(|_| "bad port"))
-            .transpose()?;
-        (host.to_owned(), port.unwrap_or(default_port))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host.to_owned(),
-                port.parse::<u16>().map_err(|_| "bad port")?,
-            ),
-            None => (authority.to_owned(), default_port),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host".into());
-    }
-    Ok(Url {
-        tls,
-        host,
-        port,
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_owned()
-        },
-    })
-}
+pub use runtime::http1::{parse_url, Url};
 
 /// Loopback, or inside mycelium's 400::/7 (already encrypted end to end).
 pub fn is_trusted_path(ip: IpAddr) -> bool {
@@ -147,14 +97,10 @@ pub fn request(
     } else {
         Box::new(tcp)
     };
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
     let mut request = format!(
-        "{method} {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: spore\r\nConnection: close\r\n",
-        url.path, url.port
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: spore\r\nConnection: close\r\n",
+        url.path,
+        url.authority()
     );
     if let Some(body) = body {
         request.push_str(&format!(
@@ -171,17 +117,7 @@ pub fn request(
     }
     stream.flush().map_err(|e| e.to_string())?;
     let response = read_all(&mut stream, limit)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no HTTP status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.as_bytes().to_vec())
-        .unwrap_or_default();
-    Ok((status, body))
+    runtime::http1::parse_response(&response)
 }
 
 /// A byte stream that is either plain TCP or TLS over it.
@@ -193,18 +129,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_with_ipv6_and_ports() {
-        let u = parse_url("http://[::1]:8080/api/v1/nodes/register").unwrap();
+    fn a_chunked_answer_from_a_real_server_is_read_whole() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (connection, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(connection.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let mut writer = connection;
+            writer
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"ok\":\r\n5\r\ntrue}\r\n0\r\n\r\n")
+                .unwrap();
+        });
+        let (status, body) = request(
+            "GET",
+            &format!("http://{address}/api/v1/nodes"),
+            None,
+            None,
+            4096,
+        )
+        .unwrap();
+        server.join().unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("::1", 8080, "/api/v1/nodes/register")
+            (status, body.as_slice()),
+            (200, br#"{"ok":true}"#.as_slice())
         );
-        let u = parse_url("http://beacon.example").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        let u = parse_url("https://beacon.example/register").unwrap();
-        assert!(u.tls);
-        assert_eq!(u.port, 443);
-        assert!(parse_url("ftp://x/").is_err());
     }
 
     #[test]

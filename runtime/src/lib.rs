@@ -17,6 +17,7 @@
 pub mod api;
 pub mod atomic;
 pub mod credentials;
+pub mod http1;
 pub mod journal;
 pub mod jsonrpc;
 pub mod logbook;

@@ -104,54 +104,16 @@ pub async fn http_get_limited(
 
 /// Status and decoded body of a complete HTTP/1.1 response.
 fn split_response(response: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let status = parse_status_line(response)?;
-    let end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(response.get(..end)?)
-        .ok()?
-        .to_ascii_lowercase();
-    let body = response.get(end + 4..)?;
-    if head.contains("transfer-encoding: chunked") {
-        return Some((status, dechunk(body)?));
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    match length {
-        Some(n) => Some((status, body.get(..n)?.to_vec())),
-        None => Some((status, body.to_vec())),
-    }
-}
-
-/// Decodes a chunked body (RFC 9112 §7.1), ignoring extensions and trailers.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(body.get(..line_end)?).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = body.get(line_end + 2..)?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
+    crate::http1::parse_response(response).ok()
 }
 
 /// The status code of `HTTP/1.x NNN reason`.
 fn parse_status_line(response: &[u8]) -> Option<u16> {
-    let line = response.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    if !words.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let code = words.next()?;
-    (code.len() == 3).then(|| code.parse().ok()).flatten()
+    crate::http1::status(response)
 }
 
-/// An `http://host[:port]/path` URL split for a request.
+/// An `http://host[:port]/path` URL split for a request (probes speak
+/// plain http only).
 #[derive(Debug, PartialEq, Eq)]
 struct HttpTarget {
     /// `host:port` (IPv6 hosts in brackets), port 80 when absent.
@@ -162,27 +124,10 @@ struct HttpTarget {
 
 impl HttpTarget {
     fn parse(url: &str) -> Option<Self> {
-        let rest = url.strip_prefix("http://")?;
-        let (host_port, path) = match rest.find('/') {
-            Some(at) => (rest.get(..at)?, rest.get(at..)?),
-            None => (rest, "/"),
-        };
-        if host_port.is_empty() {
-            return None;
-        }
-        let has_port = if host_port.starts_with('[') {
-            host_port.contains("]:")
-        } else {
-            host_port.contains(':')
-        };
-        let authority = if has_port {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:80")
-        };
+        let url = crate::http1::parse_url(url).ok().filter(|u| !u.tls)?;
         Some(Self {
-            authority,
-            path: path.to_owned(),
+            authority: url.authority(),
+            path: url.path,
         })
     }
 }

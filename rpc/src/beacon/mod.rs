@@ -273,6 +273,7 @@ impl Beacon {
                     error(429, "too many requests")
                 }
             }
+            Err(501) => error(501, "request bodies must carry a Content-Length"),
             Err(status) => error(status, "bad request"),
         };
         let body = reply.body.to_string();
@@ -285,6 +286,7 @@ impl Beacon {
             409 => "Conflict",
             413 => "Payload Too Large",
             429 => "Too Many Requests",
+            501 => "Not Implemented",
             _ => "Error",
         };
         let head = format!(
@@ -354,11 +356,14 @@ impl Beacon {
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<(String, String, Vec<u8>), u16> {
+    use runtime::http1::{parse_request_head, HeadError};
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
+    let head = loop {
+        match parse_request_head(&buffer) {
+            Ok(head) => break head,
+            Err(HeadError::Status(status)) => return Err(status),
+            Err(HeadError::Partial) => {}
         }
         if buffer.len() > MAX_REQUEST {
             return Err(413);
@@ -369,21 +374,11 @@ async fn read_request<S: AsyncRead + Unpin>(
         }
         buffer.extend_from_slice(chunk.get(..n).ok_or(400u16)?);
     };
-    let head = std::str::from_utf8(buffer.get(..head_end).ok_or(400u16)?).map_err(|_| 400u16)?;
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().ok_or(400u16)?.split(' ');
-    let method = request_line.next().ok_or(400u16)?.to_owned();
-    let path = request_line.next().ok_or(400u16)?.to_owned();
-    let length = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.trim().parse::<usize>().map_err(|_| 400u16))
-        .transpose()?
-        .unwrap_or(0);
+    let length = head.content_length;
     if length > MAX_REQUEST {
         return Err(413);
     }
-    let mut body = buffer.get(head_end + 4..).ok_or(400u16)?.to_vec();
+    let mut body = buffer.get(head.head_len..).ok_or(400u16)?.to_vec();
     while body.len() < length {
         let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
         if n == 0 {
@@ -392,7 +387,7 @@ async fn read_request<S: AsyncRead + Unpin>(
         body.extend_from_slice(chunk.get(..n).ok_or(400u16)?);
     }
     body.truncate(length);
-    Ok((method, path, body))
+    Ok((head.method, head.path, body))
 }
 
 #[cfg(test)]
