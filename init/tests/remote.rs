@@ -1794,3 +1794,76 @@ fn key_problems_are_local_errors_that_say_what_to_do() {
         "{stderr}"
     );
 }
+
+#[test]
+fn known_nodes_are_listed_and_forgotten_and_a_silent_node_costs_the_connect_timeout() {
+    let fleet = node();
+    let pins = fleet.spore.path("operator-known_nodes");
+    let with_pins = |args: &[&str]| {
+        Command::new(sporectl_bin())
+            .args(["--node", &fleet.address, "--known-nodes"])
+            .arg(&pins)
+            .arg("--identity")
+            .arg(fleet.keys.join("admin"))
+            .args(args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+    assert!(with_pins(&["--accept-new", "info"]).status.success());
+    let listed = stdout_of(&with_pins(&["known-nodes", "list"]));
+    let fingerprint = {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(fleet.spore.path("state/node_key"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(listed.trim(), format!("{}  {fingerprint}", fleet.address));
+    let forgotten = with_pins(&["known-nodes", "forget", &fleet.address]);
+    assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    assert!(stdout_of(&with_pins(&["known-nodes", "list"])).is_empty());
+    let again = with_pins(&["info"]);
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "no pin: refused until pinned again"
+    );
+    let missing = with_pins(&["known-nodes", "forget", "10.9.9.9:1"]);
+    assert_eq!(missing.status.code(), Some(2));
+    // A node that accepts and then says nothing (a black hole): the
+    // connect timeout bounds the wait.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let started = Instant::now();
+    let out = Command::new(sporectl_bin())
+        .args([
+            "--node",
+            &address,
+            "--node-key",
+            &fleet.node_key,
+            "--identity",
+        ])
+        .arg(fleet.keys.join("admin"))
+        .args(["--connect-timeout", "1s", "info"])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    drop(silent);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the default 15 s was used: {took:?}"
+    );
+}

@@ -4,52 +4,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: spore-mkinitramfs MANIFEST -o IMAGE [--allow-dynamic]
-
-Builds a reproducible initramfs (newc cpio, gzip/zstd) with spore as /init,
-spore.toml, validated service files, keys, kernel modules with their
-dependencies (in load order) and extra binaries, as MANIFEST lists them.";
-
+/// Builds a reproducible initramfs (newc cpio, gzip/zstd) with spore as
+/// /init, spore.toml, validated service files, keys, kernel modules with
+/// their dependencies (in load order) and extra binaries, as MANIFEST lists
+/// them.
+#[derive(clap::Parser)]
+#[command(name = "spore-mkinitramfs", version)]
 struct Options {
+    /// The manifest (TOML) that lists what goes in
     manifest: PathBuf,
+    /// Where to write the image (atomically)
+    #[arg(short = 'o', long, value_name = "IMAGE")]
     output: PathBuf,
+    /// Accept dynamically linked binaries (their libraries are not copied)
+    #[arg(long)]
     allow_dynamic: bool,
 }
 
-fn parse() -> Result<Option<Options>, lexopt::Error> {
-    use lexopt::prelude::*;
-    let mut parser = lexopt::Parser::from_env();
-    let (mut manifest, mut output, mut allow_dynamic) = (None, None, false);
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Short('o') | Long("output") => output = Some(PathBuf::from(parser.value()?)),
-            Long("allow-dynamic") => allow_dynamic = true,
-            Short('h') | Long("help") => return Ok(None),
-            Value(path) if manifest.is_none() => manifest = Some(PathBuf::from(path)),
-            _ => return Err(arg.unexpected()),
-        }
-    }
-    let manifest = manifest.ok_or("missing MANIFEST")?;
-    let output = output.ok_or("missing -o IMAGE")?;
-    Ok(Some(Options {
-        manifest,
-        output,
-        allow_dynamic,
-    }))
-}
-
 fn main() -> ExitCode {
-    let options = match parse() {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("error: {error}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // clap prints help and versions (exit 0) and usage errors (exit 2).
+    let options = <Options as clap::Parser>::parse();
     let mut manifest = match initramfs::Manifest::load(&options.manifest) {
         Ok(manifest) => manifest,
         Err(error) => {

@@ -40,3 +40,64 @@ pub fn remember(file: &Path, address: &str, key: &VerifyingKey) -> std::io::Resu
         .open(file)?;
     writeln!(out, "{address} {}", openssh_public(key))
 }
+
+/// Every pin in `file`: address and key, in file order (lines that are
+/// not pins are skipped).
+pub fn list(file: &Path) -> std::io::Result<Vec<(String, VerifyingKey)>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (address, key) = line.trim().split_once(' ')?;
+            Some((address.to_owned(), parse_openssh_public(key)?))
+        })
+        .collect())
+}
+
+/// Removes every pin of `address` from `file`, written atomically; how
+/// many there were.
+pub fn forget(file: &Path, address: &str) -> std::io::Result<usize> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let (gone, kept): (Vec<&str>, Vec<&str>) = text.lines().partition(|line| {
+        line.trim()
+            .split_once(' ')
+            .is_some_and(|(a, _)| a == address)
+    });
+    if !gone.is_empty() {
+        let mut rest = kept.join("\n");
+        if !rest.is_empty() {
+            rest.push('\n');
+        }
+        runtime::atomic::write_atomically(file, rest.as_bytes(), 0o600)?;
+    }
+    Ok(gone.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_listed_and_forgotten_one_address_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("spore/known_nodes");
+        let key = |n: u8| ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key();
+        remember(&file, "10.0.0.1:9999", &key(1)).unwrap();
+        remember(&file, "10.0.0.2:9999", &key(2)).unwrap();
+        let listed: Vec<String> = list(&file).unwrap().into_iter().map(|(a, _)| a).collect();
+        assert_eq!(listed, ["10.0.0.1:9999", "10.0.0.2:9999"]);
+        assert_eq!(forget(&file, "10.0.0.1:9999").unwrap(), 1);
+        assert_eq!(forget(&file, "10.0.0.1:9999").unwrap(), 0);
+        assert_eq!(lookup(&file, "10.0.0.1:9999"), None);
+        assert_eq!(lookup(&file, "10.0.0.2:9999"), Some(key(2)));
+        assert!(list(&dir.path().join("absent")).unwrap().is_empty());
+    }
+}

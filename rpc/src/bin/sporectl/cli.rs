@@ -76,6 +76,9 @@ pub struct Cli {
     /// Do not ask before reboot, poweroff, remove or secrets on a fleet
     #[arg(short = 'y', long, global = true)]
     yes: bool,
+    /// Give up on a node that does not complete the handshake in this long
+    #[arg(long, global = true, value_name = "DURATION", default_value = "15s", value_parser = duration)]
+    connect_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -172,6 +175,9 @@ enum Command {
     /// Run a beacon
     #[command(subcommand)]
     Beacon(BeaconCommand),
+    /// The node keys pinned in known_nodes
+    #[command(subcommand)]
+    KnownNodes(KnownNodesCommand),
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -198,6 +204,18 @@ enum SecretCommand {
     },
     /// The names of stored secrets
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum KnownNodesCommand {
+    /// Every pinned node and its key's fingerprint
+    List,
+    /// Forget a node's pinned key (after the node was rebuilt with a new one)
+    Forget {
+        /// The address as it was pinned (HOST:PORT)
+        #[arg(value_name = "ADDRESS")]
+        pinned: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,6 +327,7 @@ fn into_options(cli: Cli) -> Parsed {
         beacon_ca: cli.beacon_ca,
         insecure_beacon: cli.insecure_beacon,
         yes: cli.yes,
+        connect_timeout: cli.connect_timeout,
         fingerprint: None,
         serve: None,
     };
@@ -401,6 +420,13 @@ fn into_options(cli: Cli) -> Parsed {
                 tls_key: serve.tls_key,
             });
             "beacon"
+        }
+        Command::KnownNodes(action) => {
+            options.names = match action {
+                KnownNodesCommand::List => vec!["list".into()],
+                KnownNodesCommand::Forget { pinned } => vec!["forget".into(), pinned],
+            };
+            "known-nodes"
         }
         Command::Completions { shell } => {
             let mut out = Vec::new();

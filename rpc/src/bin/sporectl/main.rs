@@ -49,6 +49,8 @@ pub(crate) struct Options {
     beacon_ca: Option<PathBuf>,
     insecure_beacon: bool,
     yes: bool,
+    /// How long a connection and handshake may take.
+    connect_timeout: Duration,
     fingerprint: Option<String>,
     serve: Option<beacon::ServeOptions>,
 }
@@ -155,7 +157,8 @@ fn operands(options: &Options) -> Vec<String> {
 async fn run(options: &Options) -> Result<bool, ClientError> {
     let identities = identities(options)?;
     let (pin, record) = pin(options)?;
-    let mut session = connect_with_any(&options.node, &identities, &pin).await?;
+    let mut session =
+        connect_with_any(&options.node, &identities, &pin, options.connect_timeout).await?;
     if record {
         pins::remember(&options.known_nodes, &options.node, &session.node_key)
             .map_err(|e| ClientError::Local(format!("cannot record the node key: {e}")))?;
@@ -267,10 +270,11 @@ async fn connect_with_any(
     address: &str,
     identities: &[Identity],
     pin: &Pin,
+    timeout: Duration,
 ) -> Result<Session, ClientError> {
     let mut refused = Vec::new();
     for identity in identities {
-        match connect_patiently(address, identity, pin).await {
+        match connect_patiently(address, identity, pin, timeout).await {
             Err(ClientError::KeyRefused(key)) => refused.push(key),
             other => return other,
         }
@@ -288,10 +292,11 @@ async fn connect_patiently(
     address: &str,
     identity: &Identity,
     pin: &Pin,
+    timeout: Duration,
 ) -> Result<Session, ClientError> {
     let mut pause = Duration::from_millis(250);
     loop {
-        match connect(address, identity, pin, Duration::from_secs(15)).await {
+        match connect(address, identity, pin, timeout).await {
             Err(error @ (ClientError::Busy(_) | ClientError::Shed(_)))
                 if pause <= Duration::from_secs(1) =>
             {
@@ -401,6 +406,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     }
     // Files and stdin are read once the command is confirmed.
     let identities = Rc::new(identities(options)?);
+    let connect_timeout = options.connect_timeout;
     let (method, mut params) = request(options, verb, &operand)?;
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
@@ -421,7 +427,8 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         break;
                     };
                     let result = async {
-                        let mut session = connect_with_any(&address, &identities, &pin).await?;
+                        let mut session =
+                            connect_with_any(&address, &identities, &pin, connect_timeout).await?;
                         session.call(method, params.clone()).await
                     }
                     .await;
@@ -556,6 +563,39 @@ fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
     verbs::came_up(result)
 }
 
+/// `sporectl known-nodes list | forget ADDRESS`.
+fn known_nodes(options: &Options) -> Result<(), ClientError> {
+    let file = &options.known_nodes;
+    let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", file.display()));
+    match options.names.as_slice() {
+        [action, address] if action == "forget" => {
+            let gone = pins::forget(file, address).map_err(local)?;
+            if gone == 0 {
+                return Err(ClientError::Local(format!(
+                    "{address} is not pinned in {}",
+                    file.display()
+                )));
+            }
+            say!("{address}: forgotten; the next connection needs --accept-new or --node-key");
+        }
+        _ => {
+            let pins = pins::list(file).map_err(local)?;
+            if options.json {
+                let rows: Vec<Value> = pins
+                    .iter()
+                    .map(|(a, k)| json!({ "address": a, "fingerprint": nodekey::fingerprint(k), "key": nodekey::openssh_public(k) }))
+                    .collect();
+                say!("{}", Value::Array(rows));
+            } else {
+                for (address, key) in &pins {
+                    say!("{address}  {}", nodekey::fingerprint(key));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let options = match cli::parse() {
         cli::Parsed::Run(options) => options,
@@ -574,6 +614,12 @@ fn main() -> ExitCode {
     };
     if let Some(serve) = &options.serve {
         return beacon::serve(serve);
+    }
+    if options.command == "known-nodes" {
+        return match known_nodes(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => report(error),
+        };
     }
     if options.command == "nodes" {
         return match beacon::nodes(&options) {
