@@ -1826,7 +1826,11 @@ fn known_nodes_are_listed_and_forgotten_and_a_silent_node_costs_the_connect_time
     };
     assert_eq!(listed.trim(), format!("{}  {fingerprint}", fleet.address));
     let forgotten = with_pins(&["known-nodes", "forget", &fleet.address]);
-    assert!(forgotten.status.success(), "{}", String::from_utf8_lossy(&forgotten.stderr));
+    assert!(
+        forgotten.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgotten.stderr)
+    );
     assert!(stdout_of(&with_pins(&["known-nodes", "list"])).is_empty());
     let again = with_pins(&["info"]);
     assert_eq!(

@@ -50,6 +50,43 @@ pub fn strings(value: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The width of the terminal on stdout, when stdout is one.
+pub fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; fd 1 is open.
+    let done = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut size) } == 0;
+    (done && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// `lines` cut to `width` characters (the cut marked `…`), for a table on
+/// a terminal: its last column gives way, rows never wrap.
+pub fn fit(lines: Vec<String>, width: Option<usize>) -> Vec<String> {
+    let Some(width) = width.filter(|w| *w > 1) else {
+        return lines;
+    };
+    lines
+        .into_iter()
+        .map(|line| {
+            if line.chars().count() <= width {
+                line
+            } else {
+                let mut cut: String = line.chars().take(width - 1).collect();
+                cut.push('…');
+                cut
+            }
+        })
+        .collect()
+}
+
 /// Column widths that fit every cell of `rows`.
 fn widths(rows: &[Vec<String>]) -> Vec<usize> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -298,6 +335,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn tables_fit_the_terminal_by_cutting_the_end_of_rows() {
+        let rows = vec![
+            "web   ready  a long detail".to_owned(),
+            "db    ready".to_owned(),
+        ];
+        assert_eq!(fit(rows.clone(), None), rows);
+        assert_eq!(
+            fit(rows.clone(), Some(15)),
+            ["web   ready  a…", "db    ready"]
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped() {

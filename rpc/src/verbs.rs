@@ -245,7 +245,7 @@ pub fn came_up(result: &Value) -> bool {
 pub fn render(verb: Verb, result: &Value) -> Vec<String> {
     let names = |key: &str| display::strings(result, key);
     match verb {
-        Verb::List => service_table(result),
+        Verb::List => display::fit(service_table(result), display::terminal_width()),
         Verb::Logs => result
             .get("lines")
             .and_then(Value::as_array)

@@ -149,21 +149,9 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
             },
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| {
-            rows.iter()
-                .map(|row| row.get(i).map_or(0, |c| c.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        say!("{}", line.join("  ").trim_end());
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    for line in rpc::display::fit(rpc::display::table(&rows), rpc::display::terminal_width()) {
+        say!("{line}");
     }
     Ok(())
 }
