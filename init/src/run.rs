@@ -193,7 +193,7 @@ fn on_signal(node: &Node, signal: Signal, pid1: bool) {
             // As node.reload: files edited or dropped into the service
             // directories are read again (off the loop) and applied.
             journal::note("SIGHUP received; reloading the service files");
-            let pending = node.with_runtime(runtime::api::changes::reload);
+            let pending = node.with_runtime(runtime::changes::reload);
             if let Some(Err(error)) = pending {
                 journal::note(format_args!("reload: {}", error.message));
             }

@@ -41,15 +41,18 @@ pub fn remember(file: &Path, address: &str, key: &VerifyingKey) -> std::io::Resu
     writeln!(out, "{address} {}", openssh_public(key))
 }
 
+/// The pin file's text; none yet reads as empty.
+fn read(file: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(file) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        other => other,
+    }
+}
+
 /// Every pin in `file`: address and key, in file order (lines that are
 /// not pins are skipped).
 pub fn list(file: &Path) -> std::io::Result<Vec<(String, VerifyingKey)>> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    Ok(text
+    Ok(read(file)?
         .lines()
         .filter_map(|line| {
             let (address, key) = line.trim().split_once(' ')?;
@@ -61,11 +64,7 @@ pub fn list(file: &Path) -> std::io::Result<Vec<(String, VerifyingKey)>> {
 /// Removes every pin of `address` from `file`, written atomically; how
 /// many there were.
 pub fn forget(file: &Path, address: &str) -> std::io::Result<usize> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(error) => return Err(error),
-    };
+    let text = read(file)?;
     let (gone, kept): (Vec<&str>, Vec<&str>) = text.lines().partition(|line| {
         line.trim()
             .split_once(' ')

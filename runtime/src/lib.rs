@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod atomic;
+pub mod changes;
 pub mod credentials;
 pub mod http1;
 pub mod journal;

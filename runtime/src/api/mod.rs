@@ -1,10 +1,9 @@
 //! The JSON-RPC methods every control channel serves — the local Unix
 //! socket and the signed TCP transport — from one table ([`Method`]), which
 //! also generates the `rpc.discover` document and decides who may call what.
-//! Views of the state are in [`views`]; changes that touch files in
-//! [`changes`].
+//! Views of the state are in [`views`]; changes that touch files are in
+//! [`crate::changes`], with the storage task that writes them.
 
-pub mod changes;
 pub mod method;
 pub mod views;
 
@@ -14,7 +13,7 @@ use serde_json::{json, Map, Value};
 use smol::channel::Receiver;
 use svc::supervisor::Event;
 
-pub use changes::after_store;
+pub use crate::changes::after_store;
 pub use method::{discover, Method};
 pub use views::{line_json, unix_time};
 
@@ -252,27 +251,27 @@ pub fn call(
         Method::Discover => method::discover(),
         Method::ServiceDeploy => {
             refuse_when_stopping()?;
-            let request = changes::DeployRequest {
+            let request = crate::changes::DeployRequest {
                 text: text_param(&params, "toml"),
                 file: params.get("file").and_then(Value::as_str),
                 start: flag(&params, "start"),
                 wait: wait_for(&params),
             };
-            return changes::deploy(runtime, &request);
+            return crate::changes::deploy(runtime, &request);
         }
         Method::ServiceRemove => {
             let name = service_name(runtime, &params)?;
-            return changes::remove(runtime, &name);
+            return crate::changes::remove(runtime, &name);
         }
         Method::SecretSet => {
             let (name, value) = (text_param(&params, "name"), text_param(&params, "value"));
-            return changes::set_secret(runtime, name, value);
+            return crate::changes::set_secret(runtime, name, value);
         }
-        Method::SecretList => changes::list_secrets(runtime)?,
+        Method::SecretList => crate::changes::list_secrets(runtime)?,
         Method::SecretRemove => {
-            return changes::remove_secret(runtime, text_param(&params, "name"))
+            return crate::changes::remove_secret(runtime, text_param(&params, "name"))
         }
-        Method::NodeReload => return changes::reload(runtime),
+        Method::NodeReload => return crate::changes::reload(runtime),
     };
     Ok(Reply::Value(value))
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use svc::supervisor::Event;
 
-use super::views::summary;
-use super::{code, ApiError, Reply};
+use crate::api::views::summary;
+use crate::api::{code, ApiError, Reply};
 use crate::store::{LoadSlot, Then, Work};
 use crate::wait::Answer;
 use crate::Runtime;
