@@ -4,10 +4,13 @@
 //! times 0, compression without timestamps.
 
 pub mod cpio;
+pub mod disk;
 pub mod elf;
 pub mod image;
+pub mod install;
 pub mod manifest;
 pub mod modules;
+pub mod uki;
 
 pub use image::{build, BuildError, Image};
 pub use manifest::Manifest;

@@ -13,9 +13,17 @@ use std::process::ExitCode;
 struct Options {
     /// The manifest (TOML) that lists what goes in
     manifest: PathBuf,
-    /// Where to write the image (atomically)
-    #[arg(short = 'o', long, value_name = "IMAGE")]
-    output: PathBuf,
+    /// Where to write the initramfs (atomically)
+    #[arg(short = 'o', long, value_name = "IMAGE", required_unless_present_any = ["uki", "disk"])]
+    output: Option<PathBuf>,
+    /// Also write a unified kernel image (systemd's EFI stub + kernel +
+    /// initramfs + command line, from [disk]): one PE file that UEFI boots
+    #[arg(long, value_name = "FILE")]
+    uki: Option<PathBuf>,
+    /// Also write a disk image (GPT: an EFI system partition with the UKI
+    /// as \EFI\BOOT\BOOTX64.EFI, and the state partition); dd it to a stick
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
     /// Accept dynamically linked binaries (their libraries are not copied)
     #[arg(long)]
     allow_dynamic: bool,
@@ -42,14 +50,46 @@ fn main() -> ExitCode {
     for warning in &image.warnings {
         eprintln!("warning: {warning}");
     }
+    // Everything is built before anything is written: an error leaves
+    // no file behind.
+    let uki = match (&options.uki, &options.disk) {
+        (None, None) => None,
+        _ => match initramfs::install::uki(&manifest, &image.bytes) {
+            Ok(uki) => Some(uki),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let disk = match (&options.disk, &uki) {
+        (Some(_), Some(uki)) => match initramfs::install::disk_image(&manifest, uki) {
+            Ok(disk) => Some(disk),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        _ => None,
+    };
     // Atomically (temp file, fsync, rename): a half-written image never boots.
-    if let Err(error) = runtime::atomic::write_atomically(&options.output, &image.bytes, 0o644) {
-        eprintln!("error: {}: {error}", options.output.display());
-        return ExitCode::from(1);
+    let outputs = [
+        (options.output.as_ref(), Some(&image.bytes), "initramfs"),
+        (options.uki.as_ref(), uki.as_ref(), "unified kernel image"),
+        (options.disk.as_ref(), disk.as_ref(), "disk image"),
+    ];
+    for (path, bytes, what) in outputs {
+        let (Some(path), Some(bytes)) = (path, bytes) else {
+            continue;
+        };
+        if let Err(error) = runtime::atomic::write_atomically(path, bytes, 0o644) {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(1);
+        }
+        eprintln!("{}: {what}, {} bytes", path.display(), bytes.len());
     }
     eprintln!(
-        "{}: {} bytes, {} module(s){}",
-        options.output.display(),
+        "initramfs: {} bytes, {} module(s){}",
         image.bytes.len(),
         image.modules.len(),
         image

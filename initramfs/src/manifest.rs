@@ -49,6 +49,45 @@ pub struct Kernel {
     pub modules: Vec<String>,
 }
 
+/// `[disk]`: how `--disk` and `--uki` boot the initramfs under UEFI.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// The kernel (an EFI-stub `vmlinuz`); default: the one `boot/` of
+    /// `[kernel] tree` holds.
+    pub kernel: Option<PathBuf>,
+    /// The kernel command line baked into the UKI.
+    #[serde(default = "default_cmdline")]
+    pub cmdline: String,
+    /// systemd's EFI stub (Debian: systemd-boot-efi).
+    #[serde(default = "default_stub")]
+    pub stub: PathBuf,
+    /// Size of the EFI system partition in MiB (at least 33: FAT32).
+    #[serde(default = "default_esp")]
+    pub esp_mib: u64,
+    /// Size of the state partition in MiB.
+    #[serde(default = "default_state")]
+    pub state_mib: u64,
+    /// The disk's GUID; default: derived from the inputs.
+    pub disk_guid: Option<String>,
+}
+
+fn default_cmdline() -> String {
+    "console=ttyS0 console=tty0 panic=-1 quiet".into()
+}
+
+fn default_stub() -> PathBuf {
+    PathBuf::from("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+}
+
+fn default_esp() -> u64 {
+    64
+}
+
+fn default_state() -> u64 {
+    128
+}
+
 /// A binary (or any file) copied in, with symlinks to it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +126,8 @@ pub struct Manifest {
     pub enrollment_key: Option<PathBuf>,
     /// Kernel modules.
     pub kernel: Option<Kernel>,
+    /// Install media (`--disk`, `--uki`).
+    pub disk: Option<Disk>,
     /// Extra binaries and files.
     #[serde(default)]
     pub binaries: Vec<Binary>,
@@ -152,6 +193,10 @@ impl Manifest {
         self.enrollment_key.iter_mut().for_each(join);
         if let Some(kernel) = &mut self.kernel {
             join(&mut kernel.tree);
+        }
+        if let Some(disk) = &mut self.disk {
+            disk.kernel.iter_mut().for_each(join);
+            join(&mut disk.stub);
         }
         for binary in &mut self.binaries {
             join(&mut binary.source);

@@ -168,6 +168,7 @@ impl NodeSpec {
                 tree: artifacts.kernel_tree.clone(),
                 modules: self.modules(),
             }),
+            disk: None,
             binaries: vec![
                 initramfs::manifest::Binary {
                     source: artifacts.mycelium.clone(),
