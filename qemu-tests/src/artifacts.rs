@@ -25,6 +25,29 @@ pub struct Artifacts {
     pub kernel_tree: PathBuf,
     /// Its vmlinuz.
     pub vmlinuz: PathBuf,
+    /// systemd's EFI stub, for unified kernel images (Debian's
+    /// systemd-boot-efi), when installed.
+    pub efi_stub: Option<PathBuf>,
+    /// UEFI firmware for QEMU (Debian's ovmf): code and a variable store
+    /// to copy per guest, when installed.
+    pub ovmf: Option<(PathBuf, PathBuf)>,
+}
+
+impl Artifacts {
+    /// The EFI stub, or what to install.
+    pub fn efi_stub(&self) -> Result<&Path, String> {
+        self.efi_stub.as_deref().ok_or_else(|| {
+            "no systemd EFI stub: run scripts/setup (apt-get install systemd-boot-efi)".into()
+        })
+    }
+
+    /// OVMF's code and variable-store template, or what to install.
+    pub fn ovmf(&self) -> Result<(&Path, &Path), String> {
+        self.ovmf
+            .as_ref()
+            .map(|(code, vars)| (code.as_path(), vars.as_path()))
+            .ok_or_else(|| "no OVMF: run scripts/setup (apt-get install ovmf)".into())
+    }
 }
 
 /// Runs `command`; its trimmed stdout, or an error with its stderr.
@@ -105,6 +128,13 @@ fn build() -> Result<Artifacts, String> {
         kernel_tree,
         vmlinuz,
         root,
+        efi_stub: Some(PathBuf::from("/usr/lib/systemd/boot/efi/linuxx64.efi.stub"))
+            .filter(|p| p.is_file()),
+        ovmf: Some((
+            PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+            PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ))
+        .filter(|(code, vars)| code.is_file() && vars.is_file()),
     })
 }
 

@@ -91,10 +91,12 @@ impl Fleet {
         }
         let mut nodes = Vec::new();
         for (spec, node_dir, initrd, key, disk) in built {
+            let usb_image = spec.usb_image.then(|| initrd.clone());
             let vm = Vm::boot(
                 artifacts,
                 &BootOptions {
                     initrd,
+                    usb_image,
                     rpc_port: crate::free_port(),
                     segment_port,
                     index: spec.index,

@@ -28,6 +28,10 @@ pub struct NodeSpec {
     /// node makes its key on first boot and keeps it, and mycelium's key,
     /// across reboots.
     pub state_disk: bool,
+    /// Boot it as a real machine would: UEFI firmware (OVMF) starting the
+    /// UKI from a USB stick that holds spore's disk image (its state
+    /// partition mounted on /var/lib by label), no `-kernel`/`-initrd`.
+    pub usb_image: bool,
 }
 
 impl NodeSpec {
@@ -40,6 +44,7 @@ impl NodeSpec {
             segment_peers: None,
             extra_services: Vec::new(),
             state_disk: false,
+            usb_image: false,
         }
     }
 
@@ -59,9 +64,11 @@ impl NodeSpec {
                 self.segment_address()
             ));
         }
-        if self.state_disk {
+        if self.keeps_state() {
+            // A USB stick shows up after the controller and the bus are
+            // probed: under TCG that takes seconds.
             text.push_str(
-                "\n[[mount]]\nsource = \"LABEL=spore-state\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\n",
+                "\n[[mount]]\nsource = \"LABEL=spore-state\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\nwait_ms = 30000\n",
             );
         }
         text.push_str(&format!(
@@ -88,10 +95,20 @@ impl NodeSpec {
         )
     }
 
+    /// Whether the node keeps its state on a disk (its own key, made at
+    /// first boot, survives reboots).
+    pub fn keeps_state(&self) -> bool {
+        self.state_disk || self.usb_image
+    }
+
     /// The kernel modules its image carries (dependencies are added).
     fn modules(&self) -> Vec<String> {
         let mut modules = vec!["virtio_pci", "virtio_net", "tun"];
-        if self.state_disk {
+        if self.usb_image {
+            // The stick: the xHCI controller, USB mass storage, SCSI disks.
+            modules.extend(["xhci_pci", "usb_storage", "sd_mod"]);
+        }
+        if self.keeps_state() {
             // ext4 checksums its metadata with crc32c, which the kernel
             // would ask modprobe for; there is none, so load it first.
             modules.extend(["virtio_blk", "crc32c_generic", "ext4"]);
@@ -118,8 +135,9 @@ impl NodeSpec {
         Ok(disk)
     }
 
-    /// Writes the node's inputs under `dir` and builds its image; returns
-    /// the image and the node's public key (`ssh-ed25519 …`) to pin, which
+    /// Writes the node's inputs under `dir` and builds its image (the
+    /// initramfs, or for a USB node the disk image); returns the image and
+    /// the node's public key (`ssh-ed25519 …`) to pin, which
     /// is empty for a node with a state disk: it makes its own key, which
     /// the beacon then publishes.
     pub fn build(
@@ -147,7 +165,7 @@ impl NodeSpec {
             std::fs::write(&path, text).map_err(io)?;
             listed.push(path);
         }
-        let (node_key, public) = if self.state_disk {
+        let (node_key, public) = if self.keeps_state() {
             (None, String::new())
         } else {
             let node_key = dir.join("node_key");
@@ -168,7 +186,19 @@ impl NodeSpec {
                 tree: artifacts.kernel_tree.clone(),
                 modules: self.modules(),
             }),
-            disk: None,
+            disk: self
+                .usb_image
+                .then(|| -> Result<initramfs::manifest::Disk, String> {
+                    Ok(initramfs::manifest::Disk {
+                        kernel: Some(artifacts.vmlinuz.clone()),
+                        cmdline: "console=ttyS0 panic=-1 quiet".into(),
+                        stub: artifacts.efi_stub()?.to_path_buf(),
+                        esp_mib: 40,
+                        state_mib: 32,
+                        disk_guid: None,
+                    })
+                })
+                .transpose()?,
             binaries: vec![
                 initramfs::manifest::Binary {
                     source: artifacts.mycelium.clone(),
@@ -190,6 +220,17 @@ impl NodeSpec {
             allow_dynamic: false,
         };
         let image = initramfs::build(&manifest).map_err(|e| e.to_string())?;
+        if self.usb_image {
+            // What an operator dd's to a stick: the same code as
+            // `spore-mkinitramfs --disk`.
+            let uki =
+                initramfs::install::uki(&manifest, &image.bytes).map_err(|e| e.to_string())?;
+            let disk =
+                initramfs::install::disk_image(&manifest, &uki).map_err(|e| e.to_string())?;
+            let path = dir.join("node.img");
+            std::fs::write(&path, &disk).map_err(io)?;
+            return Ok((path, public.trim().to_owned()));
+        }
         let path = dir.join("initrd.gz");
         std::fs::write(&path, &image.bytes).map_err(io)?;
         Ok((path, public.trim().to_owned()))

@@ -15,6 +15,9 @@ use crate::console;
 pub struct BootOptions {
     /// The node's image.
     pub initrd: PathBuf,
+    /// Boot under UEFI (OVMF) from this disk image attached as a USB
+    /// stick instead of `-kernel`/`-initrd`.
+    pub usb_image: Option<PathBuf>,
     /// Host port forwarded to the guest's RPC port 9999.
     pub rpc_port: u16,
     /// The shared segment's multicast port, when the node has a second NIC.
@@ -61,24 +64,61 @@ impl Vm {
                 "-smp",
                 "1",
                 "-nographic",
-            ])
-            .arg("-kernel")
-            .arg(&artifacts.vmlinuz)
-            .arg("-initrd")
-            .arg(&options.initrd)
-            .args(["-append", "console=ttyS0 panic=-1 quiet"])
-            .args([
-                "-netdev",
-                &format!(
-                    "user,id=wan,hostfwd=tcp:127.0.0.1:{}-:9999",
-                    options.rpc_port
-                ),
-                "-device",
-                &format!(
-                    "virtio-net-pci,netdev=wan,mac=52:54:00:12:34:{:02x}",
-                    options.index
-                ),
             ]);
+        match &options.usb_image {
+            Some(image) => {
+                // The firmware's variables are the guest's own (boot
+                // entries it writes survive its reboots, as on a machine).
+                let (code, template) = artifacts.ovmf()?;
+                let vars = options.console.with_file_name("ovmf_vars.fd");
+                std::fs::copy(template, &vars).map_err(|e| format!("{}: {e}", vars.display()))?;
+                command
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                        code.display()
+                    ))
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=1,file={}",
+                        vars.display()
+                    ))
+                    .args(["-device", "qemu-xhci,id=xhci"])
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=none,id=stick,format=raw,file={}",
+                        image.display()
+                    ))
+                    .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
+            }
+            None => {
+                command
+                    .arg("-kernel")
+                    .arg(&artifacts.vmlinuz)
+                    .arg("-initrd")
+                    .arg(&options.initrd)
+                    .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+            }
+        }
+        // The NICs carry no boot ROM: the firmware boots the stick
+        // instead of trying PXE first.
+        let rom = if options.usb_image.is_some() {
+            ",romfile="
+        } else {
+            ""
+        };
+        command.args([
+            "-netdev",
+            &format!(
+                "user,id=wan,hostfwd=tcp:127.0.0.1:{}-:9999",
+                options.rpc_port
+            ),
+            "-device",
+            &format!(
+                "virtio-net-pci,netdev=wan,mac=52:54:00:12:34:{:02x}{rom}",
+                options.index
+            ),
+        ]);
         if let Some(port) = options.segment_port {
             command.args([
                 "-netdev",
