@@ -182,6 +182,11 @@ fn boot_and_supervise(
             paths.state_dir.display()
         ));
     }
+    // Named once the state directory is there: a node with no name given
+    // takes one from its key.
+    if pid1 {
+        pid1::hostname::name_node(&config, &paths.state_dir);
+    }
     let signals = match signals::Signals::open(set) {
         Ok(signals) => signals,
         Err(error) => {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::disk::{self, DiskError, Layout};
 use crate::manifest::{Disk, Manifest};
+use crate::netboot::NetbootError;
 use crate::uki::{self, UkiError};
 
 /// Why install media cannot be made; nothing is written then.
@@ -32,6 +33,9 @@ pub enum InstallError {
     /// The disk cannot be made.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The netboot bundle cannot be made.
+    #[error(transparent)]
+    Netboot(#[from] NetbootError),
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, InstallError> {
@@ -97,4 +101,26 @@ pub fn disk_image(manifest: &Manifest, uki: &[u8]) -> Result<Vec<u8>, InstallErr
         state_mib: disk.state_mib,
         disk_guid: disk.disk_guid.as_deref(),
     })?)
+}
+
+/// The netboot bundle for `manifest`: its files, `(name, bytes)`.
+pub fn netboot(
+    manifest: &Manifest,
+    initrd: &[u8],
+    uki: &[u8],
+) -> Result<Vec<(String, Vec<u8>)>, InstallError> {
+    let disk = manifest.disk.as_ref().ok_or(InstallError::NoDiskTable)?;
+    let kernel = read("the kernel", &kernel_path(manifest, disk)?)?;
+    let hosts = manifest
+        .netboot
+        .as_ref()
+        .map(|n| n.hosts.clone())
+        .unwrap_or_default();
+    Ok(crate::netboot::bundle(
+        &kernel,
+        initrd,
+        uki,
+        &disk.cmdline,
+        &hosts,
+    )?)
 }

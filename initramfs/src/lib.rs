@@ -10,6 +10,7 @@ pub mod image;
 pub mod install;
 pub mod manifest;
 pub mod modules;
+pub mod netboot;
 pub mod uki;
 
 pub use image::{build, BuildError, Image};

@@ -14,7 +14,7 @@ struct Options {
     /// The manifest (TOML) that lists what goes in
     manifest: PathBuf,
     /// Where to write the initramfs (atomically)
-    #[arg(short = 'o', long, value_name = "IMAGE", required_unless_present_any = ["uki", "disk"])]
+    #[arg(short = 'o', long, value_name = "IMAGE", required_unless_present_any = ["uki", "disk", "netboot"])]
     output: Option<PathBuf>,
     /// Also write a unified kernel image (systemd's EFI stub + kernel +
     /// initramfs + command line, from [disk]): one PE file that UEFI boots
@@ -24,6 +24,10 @@ struct Options {
     /// as \EFI\BOOT\BOOTX64.EFI, and the state partition); dd it to a stick
     #[arg(long, value_name = "FILE")]
     disk: Option<PathBuf>,
+    /// Also write a netboot bundle into DIR: vmlinuz, initrd.img, the UKI
+    /// (spore.efi) and iPXE scripts (boot.ipxe; one per [netboot] host)
+    #[arg(long, value_name = "DIR")]
+    netboot: Option<PathBuf>,
     /// Accept dynamically linked binaries (their libraries are not copied)
     #[arg(long)]
     allow_dynamic: bool,
@@ -52,8 +56,8 @@ fn main() -> ExitCode {
     }
     // Everything is built before anything is written: an error leaves
     // no file behind.
-    let uki = match (&options.uki, &options.disk) {
-        (None, None) => None,
+    let uki = match (&options.uki, &options.disk, &options.netboot) {
+        (None, None, None) => None,
         _ => match initramfs::install::uki(&manifest, &image.bytes) {
             Ok(uki) => Some(uki),
             Err(error) => {
@@ -72,6 +76,30 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
+    let bundle = match (&options.netboot, &uki) {
+        (Some(_), Some(uki)) => match initramfs::install::netboot(&manifest, &image.bytes, uki) {
+            Ok(files) => files,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        _ => Vec::new(),
+    };
+    if let Some(dir) = &options.netboot {
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            eprintln!("error: {}: {error}", dir.display());
+            return ExitCode::from(1);
+        }
+        for (name, bytes) in &bundle {
+            let path = dir.join(name);
+            if let Err(error) = runtime::atomic::write_atomically(&path, bytes, 0o644) {
+                eprintln!("error: {}: {error}", path.display());
+                return ExitCode::from(1);
+            }
+        }
+        eprintln!("{}: netboot bundle, {} files", dir.display(), bundle.len());
+    }
     // Atomically (temp file, fsync, rename): a half-written image never boots.
     let outputs = [
         (options.output.as_ref(), Some(&image.bytes), "initramfs"),

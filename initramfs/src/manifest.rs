@@ -88,6 +88,17 @@ fn default_state() -> u64 {
     128
 }
 
+/// `[netboot]`: the `--netboot` bundle's per-machine names (the kernel,
+/// stub and command line come from `[disk]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Netboot {
+    /// MAC address to hostname: that machine boots with
+    /// `spore.hostname=NAME`.
+    #[serde(default)]
+    pub hosts: std::collections::BTreeMap<String, String>,
+}
+
 /// A binary (or any file) copied in, with symlinks to it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -126,8 +137,10 @@ pub struct Manifest {
     pub enrollment_key: Option<PathBuf>,
     /// Kernel modules.
     pub kernel: Option<Kernel>,
-    /// Install media (`--disk`, `--uki`).
+    /// Install media (`--disk`, `--uki`, `--netboot`).
     pub disk: Option<Disk>,
+    /// The netboot bundle's hosts.
+    pub netboot: Option<Netboot>,
     /// Extra binaries and files.
     #[serde(default)]
     pub binaries: Vec<Binary>,

@@ -69,7 +69,7 @@ impl Fleet {
         )?;
         let segment_port = segment.then(crate::free_port);
         // Every image first, then every boot: the nodes start together.
-        let mut built = Vec::new();
+        let mut built: Vec<(NodeSpec, PathBuf, PathBuf, String, Option<PathBuf>)> = Vec::new();
         for index in 1..=count {
             let mut spec = NodeSpec::new(index, beacon.port);
             if segment {
@@ -77,12 +77,27 @@ impl Fleet {
             }
             customize(&mut spec);
             let node_dir = dir.join(&spec.hostname);
-            let (initrd, key) = spec.build(
-                artifacts,
-                &node_dir,
-                &operator.public(),
-                &enrollment.image_key,
-            )?;
+            // Nodes named by their keys boot copies of one image, as five
+            // sticks written from one file.
+            let shared = built
+                .first()
+                .filter(|_| spec.named_by_key)
+                .map(|(_, _, image, key, _)| (image.clone(), key.clone()));
+            let (initrd, key) = match shared {
+                Some((image, key)) => {
+                    std::fs::create_dir_all(&node_dir)
+                        .map_err(|e| format!("{}: {e}", node_dir.display()))?;
+                    let copy = node_dir.join(image.file_name().unwrap_or_default());
+                    std::fs::copy(&image, &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+                    (copy, key)
+                }
+                None => spec.build(
+                    artifacts,
+                    &node_dir,
+                    &operator.public(),
+                    &enrollment.image_key,
+                )?,
+            };
             let disk = spec
                 .state_disk
                 .then(|| spec.make_state_disk(&node_dir))
@@ -92,11 +107,13 @@ impl Fleet {
         let mut nodes = Vec::new();
         for (spec, node_dir, initrd, key, disk) in built {
             let usb_image = spec.usb_image.then(|| initrd.clone());
+            let netboot = spec.netboot.then(|| initrd.clone());
             let vm = Vm::boot(
                 artifacts,
                 &BootOptions {
                     initrd,
                     usb_image,
+                    netboot,
                     rpc_port: crate::free_port(),
                     segment_port,
                     index: spec.index,
@@ -137,6 +154,21 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Takes each node's name from its console (`spore: hostname NAME`),
+    /// for nodes that named themselves after their keys.
+    pub fn learn_names(&mut self) -> Result<(), String> {
+        for node in &mut self.nodes {
+            let console = node.vm.console_text();
+            let name = console
+                .lines()
+                .find_map(|l| l.split("spore: hostname ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .ok_or_else(|| format!("no hostname line on {}", node.vm.console.display()))?;
+            node.spec.hostname = name.to_owned();
+        }
+        Ok(())
     }
 
     /// Takes each node's key from its registration with the beacon, as an

@@ -32,6 +32,14 @@ pub struct NodeSpec {
     /// UKI from a USB stick that holds spore's disk image (its state
     /// partition mounted on /var/lib by label), no `-kernel`/`-initrd`.
     pub usb_image: bool,
+    /// Leave the hostname out of the image: the node names itself after
+    /// its key (`node-XXXXXXXX`), so copies of one image make distinct
+    /// nodes. Such nodes share one image (built once, copied).
+    pub named_by_key: bool,
+    /// Boot it over the network with no disk: QEMU's TFTP serves the
+    /// `--netboot` bundle, iPXE runs `boot.ipxe`, and the node's MAC
+    /// address gives it its name on the kernel command line.
+    pub netboot: bool,
 }
 
 impl NodeSpec {
@@ -45,7 +53,14 @@ impl NodeSpec {
             extra_services: Vec::new(),
             state_disk: false,
             usb_image: false,
+            named_by_key: false,
+            netboot: false,
         }
+    }
+
+    /// Its first NIC's MAC address (QEMU's `mac=`).
+    pub fn mac(&self) -> String {
+        format!("52:54:00:12:34:{:02x}", self.index)
     }
 
     /// Its address on the shared segment.
@@ -54,9 +69,13 @@ impl NodeSpec {
     }
 
     fn spore_toml(&self) -> String {
-        let mut text = format!(
-            "hostname = \"{}\"\n\n[[network]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n",
-            self.hostname
+        let mut text = if self.named_by_key || self.netboot {
+            String::new()
+        } else {
+            format!("hostname = \"{}\"\n\n", self.hostname)
+        };
+        text.push_str(
+            "[[network]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n",
         );
         if self.segment_peers.is_some() {
             text.push_str(&format!(
@@ -186,8 +205,7 @@ impl NodeSpec {
                 tree: artifacts.kernel_tree.clone(),
                 modules: self.modules(),
             }),
-            disk: self
-                .usb_image
+            disk: (self.usb_image || self.netboot)
                 .then(|| -> Result<initramfs::manifest::Disk, String> {
                     Ok(initramfs::manifest::Disk {
                         kernel: Some(artifacts.vmlinuz.clone()),
@@ -199,6 +217,9 @@ impl NodeSpec {
                     })
                 })
                 .transpose()?,
+            netboot: self.netboot.then(|| initramfs::manifest::Netboot {
+                hosts: [(self.mac(), self.hostname.clone())].into_iter().collect(),
+            }),
             binaries: vec![
                 initramfs::manifest::Binary {
                     source: artifacts.mycelium.clone(),
@@ -220,6 +241,20 @@ impl NodeSpec {
             allow_dynamic: false,
         };
         let image = initramfs::build(&manifest).map_err(|e| e.to_string())?;
+        if self.netboot {
+            // What an operator puts on a TFTP server: the same code as
+            // `spore-mkinitramfs --netboot`.
+            let uki =
+                initramfs::install::uki(&manifest, &image.bytes).map_err(|e| e.to_string())?;
+            let files = initramfs::install::netboot(&manifest, &image.bytes, &uki)
+                .map_err(|e| e.to_string())?;
+            let tftp = dir.join("tftp");
+            std::fs::create_dir_all(&tftp).map_err(io)?;
+            for (name, bytes) in files {
+                std::fs::write(tftp.join(name), bytes).map_err(io)?;
+            }
+            return Ok((tftp, public.trim().to_owned()));
+        }
         if self.usb_image {
             // What an operator dd's to a stick: the same code as
             // `spore-mkinitramfs --disk`.

@@ -18,6 +18,9 @@ pub struct BootOptions {
     /// Boot under UEFI (OVMF) from this disk image attached as a USB
     /// stick instead of `-kernel`/`-initrd`.
     pub usb_image: Option<PathBuf>,
+    /// Boot over the network from this TFTP directory (QEMU's built-in
+    /// server, `bootfile=boot.ipxe`) with no disk and no `-kernel`.
+    pub netboot: Option<PathBuf>,
     /// Host port forwarded to the guest's RPC port 9999.
     pub rpc_port: u16,
     /// The shared segment's multicast port, when the node has a second NIC.
@@ -91,6 +94,10 @@ impl Vm {
                     ))
                     .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
             }
+            // SeaBIOS boots the NIC's iPXE ROM first.
+            None if options.netboot.is_some() => {
+                command.args(["-boot", "n"]);
+            }
             None => {
                 command
                     .arg("-kernel")
@@ -110,8 +117,13 @@ impl Vm {
         command.args([
             "-netdev",
             &format!(
-                "user,id=wan,hostfwd=tcp:127.0.0.1:{}-:9999",
-                options.rpc_port
+                "user,id=wan,hostfwd=tcp:127.0.0.1:{}-:9999{}",
+                options.rpc_port,
+                options
+                    .netboot
+                    .as_ref()
+                    .map(|dir| format!(",tftp={},bootfile=boot.ipxe", dir.display()))
+                    .unwrap_or_default()
             ),
             "-device",
             &format!(

@@ -3,6 +3,7 @@
 
 mod block_id;
 mod configured_mounts;
+pub mod hostname;
 mod modules;
 mod mounts;
 mod network;
@@ -31,11 +32,11 @@ pub fn early_mounts_and_console() {
     }
 }
 
-/// Hostname, modules, `[[mount]]` filesystems and network from the node
-/// configuration.
+/// Modules, `[[mount]]` filesystems and network from the node
+/// configuration (the hostname follows, once the state directory is there:
+/// see [`hostname`]).
 pub fn configure(config: &NodeConfig) {
     crate::fault::point("configure");
-    set_hostname(config);
     modules::load_all(&config.modules);
     configured_mounts::mount_all(&config.mount);
     network::loopback_up();
@@ -67,22 +68,4 @@ fn console() {
         Err(error) => journal::note(format_args!("/dev/console: {error}")),
     }
     let _ = std::io::stderr().flush();
-}
-
-/// The hostname from spore.toml, else `spore.hostname=` on the kernel
-/// command line; otherwise the kernel's stays.
-fn set_hostname(config: &NodeConfig) {
-    let from_cmdline = std::fs::read_to_string("/proc/cmdline")
-        .ok()
-        .and_then(|line| {
-            line.split_whitespace()
-                .find_map(|word| word.strip_prefix("spore.hostname=").map(str::to_owned))
-        });
-    let Some(name) = config.hostname.clone().or(from_cmdline) else {
-        return;
-    };
-    match nix::unistd::sethostname(&name) {
-        Ok(()) => journal::note(format_args!("hostname {name}")),
-        Err(error) => journal::note(format_args!("sethostname {name}: {error}")),
-    }
 }
