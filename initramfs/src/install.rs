@@ -90,13 +90,18 @@ pub fn uki(manifest: &Manifest, initrd: &[u8]) -> Result<Vec<u8>, InstallError> 
     })?)
 }
 
-/// The disk image for `manifest`: a GPT with the ESP holding the UKI and
-/// the empty state partition.
-pub fn disk_image(manifest: &Manifest, uki: &[u8]) -> Result<Vec<u8>, InstallError> {
+/// The disk image for `manifest`: a GPT with the ESP holding the UKI (and
+/// `esp_files`, e.g. a machine's `spore-node.toml`) and the empty state
+/// partition.
+pub fn disk_image(
+    manifest: &Manifest,
+    uki: &[u8],
+    esp_files: &[(&str, &[u8])],
+) -> Result<Vec<u8>, InstallError> {
     let disk = manifest.disk.as_ref().ok_or(InstallError::NoDiskTable)?;
     Ok(disk::build(&Layout {
         uki,
-        esp_files: &[],
+        esp_files,
         esp_mib: disk.esp_mib,
         state_mib: disk.state_mib,
         disk_guid: disk.disk_guid.as_deref(),

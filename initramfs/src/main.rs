@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         },
     };
     let disk = match (&options.disk, &uki) {
-        (Some(_), Some(uki)) => match initramfs::install::disk_image(&manifest, uki) {
+        (Some(_), Some(uki)) => match initramfs::install::disk_image(&manifest, uki, &[]) {
             Ok(disk) => Some(disk),
             Err(error) => {
                 eprintln!("error: {error}");

@@ -69,7 +69,7 @@ impl NodeSpec {
     }
 
     fn spore_toml(&self) -> String {
-        let mut text = if self.named_by_key || self.netboot {
+        let mut text = if self.named_by_key || self.netboot || self.usb_image {
             String::new()
         } else {
             format!("hostname = \"{}\"\n\n", self.hostname)
@@ -88,6 +88,12 @@ impl NodeSpec {
             // probed: under TCG that takes seconds.
             text.push_str(
                 "\n[[mount]]\nsource = \"LABEL=spore-state\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptions = \"noatime,errors=remount-ro\"\nwait_ms = 30000\n",
+            );
+        }
+        if self.usb_image {
+            // The stick's ESP, where a machine's spore-node.toml is read.
+            text.push_str(
+                "\n[[mount]]\nsource = \"LABEL=SPORE-ESP\"\ntarget = \"/boot/efi\"\ntype = \"vfat\"\noptions = \"ro\"\nwait_ms = 30000\n",
             );
         }
         text.push_str(&format!(
@@ -126,6 +132,8 @@ impl NodeSpec {
         if self.usb_image {
             // The stick: the xHCI controller, USB mass storage, SCSI disks.
             modules.extend(["xhci_pci", "usb_storage", "sd_mod"]);
+            // The ESP: FAT with the kernel's default code page and charset.
+            modules.extend(["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]);
         }
         if self.keeps_state() {
             // ext4 checksums its metadata with crc32c, which the kernel
@@ -260,8 +268,17 @@ impl NodeSpec {
             // `spore-mkinitramfs --disk`.
             let uki =
                 initramfs::install::uki(&manifest, &image.bytes).map_err(|e| e.to_string())?;
+            // A machine of its own (not one of many copies) gets its name
+            // the way an operator gives it: spore-node.toml dropped on the
+            // stick's ESP.
+            let node_file = format!("hostname = \"{}\"\n", self.hostname);
+            let esp: Vec<(&str, &[u8])> = if self.named_by_key {
+                Vec::new()
+            } else {
+                vec![("spore-node.toml", node_file.as_bytes())]
+            };
             let disk =
-                initramfs::install::disk_image(&manifest, &uki).map_err(|e| e.to_string())?;
+                initramfs::install::disk_image(&manifest, &uki, &esp).map_err(|e| e.to_string())?;
             let path = dir.join("node.img");
             std::fs::write(&path, &disk).map_err(io)?;
             return Ok((path, public.trim().to_owned()));

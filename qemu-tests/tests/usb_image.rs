@@ -49,6 +49,13 @@ fn a_node_boots_from_the_usb_image_under_uefi_and_keeps_its_key_across_a_reboot(
         console.contains("spore: generated node key /var/lib/spore/node_key"),
         "{console}"
     );
+    // The image names no node; the machine's spore-node.toml on the ESP
+    // does.
+    assert!(
+        console
+            .contains("spore: hostname node1 (from spore-node.toml on the EFI system partition)"),
+        "{console}"
+    );
     let node = &fleet.nodes[0];
     let out = node.sporectl(&fleet.operator, &["--json", "info"]);
     assert!(
