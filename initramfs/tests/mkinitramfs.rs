@@ -415,3 +415,186 @@ fn an_enrollment_credential_lands_0600_and_a_bad_one_refuses_the_image() {
     std::fs::remove_file(dir.path().join("bare-cert.pub")).unwrap();
     refused(&bare, "bare-cert.pub");
 }
+
+/// `[disk]` for the real Debian EFI stub and kernel of `scripts/setup`.
+fn with_disk(manifest: &Path, extra: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let vmlinuz = std::fs::read_dir(root.join("target/kernel"))
+        .expect("scripts/kernel unpacks the Debian kernel under target/kernel")
+        .flatten()
+        .flat_map(|tree| {
+            std::fs::read_dir(tree.path().join("boot"))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("a vmlinuz");
+    let mut text = std::fs::read_to_string(manifest).unwrap();
+    text.push_str(&format!(
+        "\n[disk]\nkernel = \"{}\"\ncmdline = \"console=ttyS0 quiet\"\nesp_mib = 34\nstate_mib = 16\n{extra}",
+        vmlinuz.display()
+    ));
+    std::fs::write(manifest, text).unwrap();
+}
+
+/// What sfdisk says on stderr about the image's table (empty when valid).
+fn table_stderr(dir: &Path) -> Vec<u8> {
+    Command::new("sfdisk")
+        .arg("--verify")
+        .arg(dir.join("node.img"))
+        .output()
+        .unwrap()
+        .stderr
+}
+
+fn install_media(manifest: &Path, dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spore-mkinitramfs"))
+        .arg(manifest)
+        .arg("--uki")
+        .arg(dir.join("node.efi"))
+        .arg("--disk")
+        .arg(dir.join("node.img"))
+        .arg("--netboot")
+        .arg(dir.join("tftp"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_media_are_reproducible_and_objdump_reads_the_uki() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "gzip", "");
+    with_disk(
+        &manifest,
+        "\n[netboot.hosts]\n\"52:54:00:12:34:01\" = \"node1\"\n",
+    );
+    let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&first, &second] {
+        std::fs::create_dir_all(out).unwrap();
+        let run = install_media(&manifest, out);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    for file in [
+        "node.efi",
+        "node.img",
+        "tftp/boot.ipxe",
+        "tftp/mac-52-54-00-12-34-01.ipxe",
+        "tftp/spore.efi",
+        "tftp/vmlinuz",
+        "tftp/initrd.img",
+    ] {
+        assert!(
+            std::fs::read(first.join(file)).unwrap() == std::fs::read(second.join(file)).unwrap(),
+            "{file} is byte-identical across builds"
+        );
+    }
+    // binutils reads the UKI as a PE with the stub's sections and ours.
+    let headers = Command::new("objdump")
+        .arg("-h")
+        .arg(first.join("node.efi"))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout);
+    for section in [".sdmagic", ".osrel", ".cmdline", ".initrd", ".linux"] {
+        assert!(headers.contains(section), "{section}: {headers}");
+    }
+    // The disk's partitions as util-linux sees them.
+    let table = Command::new("sfdisk")
+        .arg("--json")
+        .arg(first.join("node.img"))
+        .output()
+        .expect("sfdisk (scripts/setup installs fdisk)");
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table: serde_json::Value = serde_json::from_slice(&table.stdout).unwrap();
+    assert_eq!(table["partitiontable"]["label"], "gpt");
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts[0]["type"], "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    assert_eq!(parts[0]["start"], 2048);
+    assert_eq!(parts[1]["name"], "spore-state");
+    // sfdisk checks both headers and their CRCs, and warns on a mismatch.
+    assert!(
+        String::from_utf8_lossy(&table_stderr(&first))
+            .trim()
+            .is_empty(),
+        "{}",
+        String::from_utf8_lossy(&table_stderr(&first))
+    );
+    let probe = Command::new("blkid")
+        .args(["-p", "-O"])
+        .arg(((2048 + 34 * 2048) * 512).to_string())
+        .arg(first.join("node.img"))
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.contains("LABEL=\"spore-state\"") && probe.contains("TYPE=\"ext4\""),
+        "{probe}"
+    );
+}
+
+#[test]
+fn bad_install_inputs_are_refused_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "gzip", "");
+    // No [disk] table.
+    let out = install_media(&manifest, dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [disk] table"));
+    // A kernel that has no EFI stub.
+    std::fs::write(dir.path().join("bzImage"), b"not a PE kernel").unwrap();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[disk]\nkernel = \"bzImage\"\n");
+    std::fs::write(&manifest, &text).unwrap();
+    let out = install_media(&manifest, dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an EFI-stub kernel"),
+        "{out:?}"
+    );
+    // An ESP too small for its contents.
+    let manifest = inputs(dir.path(), "gzip", "");
+    with_disk(&manifest, "");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("esp_mib = 34", "esp_mib = 8");
+    std::fs::write(&manifest, text).unwrap();
+    let out = install_media(&manifest, dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("esp_mib"),
+        "{out:?}"
+    );
+    // A stub that is not systemd's (the kernel's own EFI stub).
+    let manifest = inputs(dir.path(), "gzip", "");
+    with_disk(&manifest, "");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let kernel = text
+        .lines()
+        .find(|l| l.starts_with("kernel = "))
+        .unwrap()
+        .trim_start_matches("kernel = ")
+        .to_owned();
+    std::fs::write(&manifest, format!("{text}stub = {kernel}\n")).unwrap();
+    let out = install_media(&manifest, dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no .sdmagic section"),
+        "{out:?}"
+    );
+    for file in ["node.efi", "node.img", "tftp"] {
+        assert!(!dir.path().join(file).exists(), "{file} was written");
+    }
+}
