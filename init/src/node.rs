@@ -111,6 +111,10 @@ impl Node {
         if let Some(open) = posture.get_mut("open") {
             *open = Value::Bool(true);
         }
+        // The overlay listener is bound now: no longer pending.
+        if let Some(pending) = posture.get_mut("pending").and_then(Value::as_array_mut) {
+            pending.retain(|p| !p.as_str().is_some_and(|p| p.starts_with("mycelium:")));
+        }
     }
 
     /// Records the RPC API's state.

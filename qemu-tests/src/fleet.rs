@@ -161,10 +161,7 @@ impl Fleet {
     pub fn learn_names(&mut self) -> Result<(), String> {
         for node in &mut self.nodes {
             let console = node.vm.console_text();
-            let name = console
-                .lines()
-                .find_map(|l| l.split("spore: hostname ").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
+            let name = crate::hostname_on(&console)
                 .ok_or_else(|| format!("no hostname line on {}", node.vm.console.display()))?;
             node.spec.hostname = name.to_owned();
         }

@@ -79,3 +79,11 @@ impl Enrollment {
         })
     }
 }
+
+/// The name a node took, from its console's `spore: hostname NAME (…)`.
+pub fn hostname_on(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .find_map(|l| l.split("spore: hostname ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+}

@@ -1,7 +1,9 @@
 //! `spore-demo`: builds everything, boots five nodes under QEMU and a beacon
 //! on the host, shows the nodes registering, runs a signed command on each
 //! and powers them off, with progress on the terminal. Consoles and inputs
-//! stay under `target/demo/`.
+//! stay under `target/demo/`. `spore-demo --usb` boots the five from copies
+//! of one USB disk image under UEFI firmware instead, as five servers
+//! installed from one file.
 
 use std::process::{ExitCode, Output};
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ fn show(output: &Output) -> Result<(), String> {
     }
 }
 
-fn demo() -> Result<(), String> {
+fn demo(usb: bool) -> Result<(), String> {
     step("building spore (static musl), the mycelium stand-in and sporectl; fetching the Debian kernel");
     let artifacts = qemu_tests::artifacts()?;
     eprintln!(
@@ -41,10 +43,20 @@ fn demo() -> Result<(), String> {
     let dir = artifacts.root.join("target/demo");
     let _ = std::fs::remove_dir_all(&dir);
 
-    step(&format!(
-        "booting {NODES} nodes under QEMU (TCG) on a shared segment, beacon on the host"
-    ));
-    let mut fleet = Fleet::boot(&dir, NODES, true, false, |_| {})?;
+    let mut fleet = if usb {
+        step(&format!(
+            "booting {NODES} machines under QEMU (TCG) with UEFI firmware (OVMF), each from a copy of one USB disk image; beacon on the host"
+        ));
+        Fleet::boot(&dir, NODES, false, false, |spec| {
+            spec.usb_image = true;
+            spec.named_by_key = true;
+        })?
+    } else {
+        step(&format!(
+            "booting {NODES} nodes under QEMU (TCG) on a shared segment, beacon on the host"
+        ));
+        Fleet::boot(&dir, NODES, true, false, |_| {})?
+    };
     let started = fleet
         .nodes
         .first()
@@ -65,9 +77,11 @@ fn demo() -> Result<(), String> {
                     .contains("spore: call-home: succeeded")
             {
                 *done = true;
+                let console = node.vm.console_text();
+                let name = qemu_tests::hostname_on(&console).unwrap_or(&node.spec.hostname);
                 let address = fleet
                     .beacon
-                    .node(&node.spec.hostname)
+                    .node(name)
                     .and_then(|n| {
                         n.pointer("/registration/mycelium_address")
                             .and_then(|a| a.as_str())
@@ -75,9 +89,9 @@ fn demo() -> Result<(), String> {
                     })
                     .unwrap_or_else(|| "?".into());
                 eprintln!(
-                    "  {:<6} registered {:5.1} s after QEMU started, overlay {address}",
-                    node.spec.hostname,
-                    started.elapsed().as_secs_f64()
+                    "  {name:<13} registered {:5.1} s after {} started, overlay {address}",
+                    started.elapsed().as_secs_f64(),
+                    if usb { "the firmware" } else { "QEMU" }
                 );
             }
         }
@@ -95,6 +109,7 @@ fn demo() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(250));
     }
     fleet.wait_registered(Duration::from_secs(60))?;
+    fleet.learn_names()?;
 
     step("the beacon's view: sporectl nodes --beacon URL");
     show(
@@ -124,7 +139,7 @@ fn demo() -> Result<(), String> {
     for node in &fleet.nodes {
         if let Some(f) = boot_figures(&node.vm.console_text(), &["mycelium", "call-home"]) {
             eprintln!(
-                "  {:<6} kernel start -> spore {:.2} s, spore -> all services ready {:.2} s ({:.0}% of the boot)",
+                "  {:<13} kernel start -> spore {:.2} s, spore -> all services ready {:.2} s ({:.0}% of the boot)",
                 node.spec.hostname,
                 f.kernel_to_spore,
                 f.spore_to_ready,
@@ -145,7 +160,7 @@ fn demo() -> Result<(), String> {
             .map(|l| l.trim_end_matches(": stopped"))
             .collect();
         eprintln!(
-            "  {:<6} QEMU {status}; stopped in order: {}",
+            "  {:<13} QEMU {status}; stopped in order: {}",
             node.spec.hostname,
             stopped.join(" -> ")
         );
@@ -159,7 +174,8 @@ fn demo() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match demo() {
+    let usb = std::env::args().skip(1).any(|a| a == "--usb");
+    match demo(usb) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("demo failed: {error}");
