@@ -2,7 +2,9 @@
 //! `cargo bench -p spore --bench fleet`). One `spore run` listens on 1,000
 //! loopback ports, each registered at an in-process beacon as its own node;
 //! `sporectl --all info` reaches every one under a 256-descriptor limit,
-//! with concurrency 1 and 64 side by side (the ratio is the speed-up).
+//! with concurrency 1 and 64 side by side (the ratio is the speed-up). The
+//! one process stands in for 1,000 nodes, so its per-source and per-key
+//! bounds are raised to what 1,000 nodes would each allow one operator.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -121,7 +123,7 @@ fn main() {
     std::fs::write(
         d.join("etc/spore.toml"),
         format!(
-            "[rpc]\nlisten = [{}]\nmax_connections = 4096\nmax_handshaking = 4096\n",
+            "[rpc]\nlisten = [{}]\nmax_connections = 4096\nmax_handshaking = 4096\nmax_handshaking_per_source = 4096\nmax_sessions_per_key = 4096\n",
             listen.join(", ")
         ),
     )

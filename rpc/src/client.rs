@@ -271,7 +271,12 @@ impl Session {
                     .to_owned(),
             });
         }
-        Ok(response.get("result").cloned().unwrap_or(Value::Null))
+        // Taken, not cloned: a fleet command holds thousands of answers.
+        let mut response = response;
+        Ok(response
+            .as_object_mut()
+            .and_then(|o| o.remove("result"))
+            .unwrap_or(Value::Null))
     }
 
     /// The next notification (e.g. a followed log line).

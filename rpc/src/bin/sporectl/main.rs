@@ -332,16 +332,29 @@ fn node_address(record: &Value) -> Option<(String, String, Pin)> {
     ))
 }
 
-/// One node's outcome in a fleet command.
+/// One node's outcome in a fleet command. The answer is kept as compact
+/// JSON text, not as a `Value` tree (several times its size): a fleet
+/// command holds every node's answer until it prints them in order.
 struct Outcome {
     hostname: String,
-    result: Result<Value, ClientError>,
+    result: Result<Box<str>, ClientError>,
+    /// The call succeeded, and any service it waited for came up.
+    ok: bool,
 }
 
 impl Outcome {
-    /// The call succeeded, and any service it waited for came up.
+    fn new(hostname: String, result: Result<Value, ClientError>) -> Self {
+        let ok = result.as_ref().is_ok_and(verbs::came_up);
+        let result = result.map(|value| value.to_string().into_boxed_str());
+        Self {
+            hostname,
+            result,
+            ok,
+        }
+    }
+
     fn ok(&self) -> bool {
-        self.result.as_ref().is_ok_and(verbs::came_up)
+        self.ok
     }
 }
 
@@ -432,7 +445,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         session.call(method, params.clone()).await
                     }
                     .await;
-                    outcomes.borrow_mut().push(Outcome { hostname, result });
+                    outcomes.borrow_mut().push(Outcome::new(hostname, result));
                     if progress {
                         let outcomes = outcomes.borrow();
                         let done = outcomes.len();
@@ -470,14 +483,24 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         .map(|o| o.hostname.as_str())
         .collect();
     if options.json {
-        let rows: Vec<Value> = outcomes
-            .iter()
-            .map(|o| match &o.result {
-                Ok(result) => json!({ "hostname": o.hostname, "ok": true, "result": result }),
-                Err(e) => json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() }),
-            })
-            .collect();
-        say!("{}", Value::Array(rows));
+        // One row at a time, each answer spliced in as the text it is kept
+        // as: the whole document never exists in memory at once.
+        say!("[");
+        for (i, o) in outcomes.iter().enumerate() {
+            let comma = if i + 1 < outcomes.len() { "," } else { "" };
+            let name = Value::String(o.hostname.clone());
+            match &o.result {
+                Ok(result) => say!(
+                    "{{\"hostname\":{name},\"ok\":{},\"result\":{result}}}{comma}",
+                    o.ok()
+                ),
+                Err(e) => say!(
+                    "{}{comma}",
+                    json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() })
+                ),
+            }
+        }
+        say!("]");
     } else {
         let width = outcomes
             .iter()
@@ -490,7 +513,8 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
             let word = if o.ok() { "ok  " } else { "FAIL" };
             match &o.result {
                 Ok(result) => {
-                    let lines = verbs::render(verb, result);
+                    let result: Value = serde_json::from_str(result).unwrap_or(Value::Null);
+                    let lines = verbs::render(verb, &result);
                     match lines.as_slice() {
                         [one] => say!("{:<width$}  {word} {one}", o.hostname),
                         more => {
