@@ -78,6 +78,23 @@ impl Beacon {
         serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))
     }
 
+    /// `hostname`'s record once its registration is newer than `since`
+    /// (a node that came back and registered again), within ten seconds.
+    pub fn registered_after(&self, hostname: &str, since: u64) -> Option<serde_json::Value> {
+        for _ in 0..50 {
+            let record = self.node(hostname)?;
+            let at = record
+                .pointer("/registration/timestamp")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            if at > since {
+                return Some(record);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        None
+    }
+
     /// The registration of `hostname`, if any.
     pub fn node(&self, hostname: &str) -> Option<Value> {
         self.nodes()

@@ -102,15 +102,10 @@ fn a_node_rebooted_over_rpc_comes_back_and_registers_again() {
     // Registered again: a newer registration, one record, the same key
     // (the beacon refuses a new key for a known name) and the same overlay
     // address (mycelium's key is on the disk too).
-    let mut after = fleet.beacon.node("node1").unwrap();
-    for _ in 0..50 {
-        if after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        after = fleet.beacon.node("node1").unwrap();
-    }
-    assert!(after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp);
+    let after = fleet
+        .beacon
+        .registered_after("node1", first_timestamp)
+        .expect("a newer registration");
     assert_eq!(fleet.beacon.nodes().unwrap().len(), 1);
     assert_eq!(after["registration"]["mycelium_address"], first_address);
     assert_eq!(

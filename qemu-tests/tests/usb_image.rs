@@ -80,15 +80,10 @@ fn a_node_boots_from_the_usb_image_under_uefi_and_keeps_its_key_across_a_reboot(
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_for_nth("spore: call-home: succeeded", 2, Duration::from_secs(180))
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut after = fleet.beacon.node("node1").unwrap();
-    for _ in 0..50 {
-        if after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        after = fleet.beacon.node("node1").unwrap();
-    }
-    assert!(after["registration"]["timestamp"].as_u64().unwrap() > first_timestamp);
+    let after = fleet
+        .beacon
+        .registered_after("node1", first_timestamp)
+        .expect("a newer registration");
     assert_eq!(
         after["registration"]["hero_proc_auth_pubkey"].as_str(),
         Some(first_key.as_str()),
