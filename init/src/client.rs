@@ -174,9 +174,12 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             secret.as_deref().map(String::as_str),
         )
         .map_err(|e| Failure::Local(e.to_string()))?;
-        let mut body =
-            json!({ "jsonrpc": "2.0", "id": id, "method": method.name(), "params": params })
-                .to_string();
+        // secret.set's value is in the request: every copy is wiped once
+        // sent (the Value, the line), as sporectl's client does.
+        let mut call =
+            json!({ "jsonrpc": "2.0", "id": id, "method": method.name(), "params": params });
+        let mut body = call.to_string();
+        runtime::secret::wipe_strings(&mut call);
         body.push('\n');
         let sent = writer.write_all(body.as_bytes());
         runtime::secret::wipe(&mut body);

@@ -125,8 +125,7 @@ impl Fleet {
     /// Writes `text` as `NAME.toml` beside the node and deploys it with
     /// `--start`, as an operator would; panics if the deploy fails.
     fn deploy_started(&self, name: &str, text: &str) {
-        let file = self.spore.path(&format!("{name}.toml"));
-        std::fs::write(&file, text).unwrap();
+        let file = service_file(self, name, text);
         let out = self.sporectl("admin", &["deploy", file.to_str().unwrap(), "--start"]);
         assert!(
             out.status.success(),
