@@ -5,8 +5,6 @@
 //! [`MAX_SKEW`] of the beacon's clock and a nonce the beacon has not seen
 //! in that window make a captured order worthless.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ssh_key::{Algorithm, SshSig};
@@ -20,9 +18,6 @@ pub const NAMESPACE: &str = "spore-beacon-admin-v1";
 pub const CONTEXT: &[u8] = b"spore-beacon-admin-v1\0";
 /// Orders may be this far from the beacon's clock, either way (seconds).
 pub const MAX_SKEW: u64 = 300;
-/// Nonces remembered at most (a flood of signed orders cannot grow it
-/// without bound; only admins can sign one).
-const MAX_NONCES: usize = 10_000;
 
 /// One signed order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,21 +107,21 @@ impl Order {
     }
 }
 
-/// Checks orders: signature, operator, role, freshness, replays.
-#[derive(Default)]
-pub struct Gate {
-    nonces: HashMap<String, u64>,
-}
+/// Nonces remembered at most by a store (a flood of signed orders cannot
+/// grow it without bound; only admins can sign one).
+pub const MAX_NONCES: usize = 10_000;
 
-impl Gate {
-    /// Verifies `order` at `now` against `operators`; returns the operator.
+impl Order {
+    /// Verifies this order at `now` against `operators`: signature,
+    /// operator, role, freshness. Returns the operator. Its nonce is the
+    /// store's to take (every replica must see it used).
     pub fn check(
-        &mut self,
-        order: &Order,
+        &self,
         operators: Option<&mut AuthorizedKeys>,
         now: u64,
         log: &mut dyn FnMut(String),
     ) -> Result<Operator, OrderError> {
+        let order = self;
         let operators = operators.ok_or(OrderError::NoOperators)?;
         if !matches!(order.action.as_str(), "approve" | "remove") {
             return Err(OrderError::Malformed(format!(
@@ -167,12 +162,12 @@ impl Gate {
         if order.timestamp + MAX_SKEW < now || order.timestamp > now + MAX_SKEW {
             return Err(OrderError::Replayed);
         }
-        self.nonces.retain(|_, expires| *expires > now);
-        if self.nonces.contains_key(&order.nonce) || self.nonces.len() >= MAX_NONCES {
-            return Err(OrderError::Replayed);
-        }
-        self.nonces
-            .insert(order.nonce.clone(), order.timestamp + MAX_SKEW + 1);
         Ok(operator)
+    }
+
+    /// How long the store keeps this order's nonce: until the order is too
+    /// old to be taken anyway.
+    pub fn nonce_expires(&self) -> u64 {
+        self.timestamp + MAX_SKEW + 1
     }
 }

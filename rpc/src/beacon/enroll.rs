@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 
 use serde_json::json;
 
-use super::admin::Order;
-use super::store::Record;
+use super::admin::{Order, MAX_NONCES};
+use super::store::{Expect, Record};
 use super::{answer, error, now, Answer, Beacon};
 use crate::display::printable;
 use crate::registration::Registration;
@@ -28,7 +28,7 @@ use crate::registration::Registration;
 pub const MAX_SKEW: u64 = 300;
 
 impl Beacon {
-    pub(crate) fn register(&self, body: &[u8], peer: SocketAddr) -> Answer {
+    pub(crate) async fn register(&self, body: &[u8], peer: SocketAddr) -> Answer {
         let registration: Registration = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return error(400, format!("not a registration: {e}")),
@@ -65,7 +65,7 @@ impl Beacon {
                 ),
             );
         }
-        let existing = match self.store.node(&hostname) {
+        let existing = match self.store.node(&hostname).await {
             Ok(existing) => existing,
             Err(e) => return error(500, format!("storage: {e}")),
         };
@@ -88,7 +88,9 @@ impl Beacon {
             let old_key =
                 crate::nodekey::parse_openssh_public(&old.registration.hero_proc_auth_pubkey);
             if old_key == Some(key) {
-                return self.store_node(record(old.enrolled_by.clone(), old.first_seen));
+                return self
+                    .store_node(record(old.enrolled_by.clone(), old.first_seen), old)
+                    .await;
             }
         }
         let policy = &self.settings.policy;
@@ -111,10 +113,11 @@ impl Beacon {
                 } else {
                     eprintln!("beacon: enrolled {hostname} ({fingerprint}) from {peer} ({by})");
                 }
-                self.store_node(record(by, clock))
+                let expect = Expect::from_read(existing.as_ref());
+                self.store_node_expecting(record(by, clock), expect).await
             }
             outcome if policy.approve => {
-                let first_seen = match self.store.pending_entry(&hostname, &fingerprint) {
+                let first_seen = match self.store.pending_entry(&hostname, &fingerprint).await {
                     Ok(Some(old)) if registration.timestamp <= old.registration.timestamp => {
                         return error(409, "refused: stale or replayed registration");
                     }
@@ -131,10 +134,11 @@ impl Beacon {
                     }
                     Err(e) => return error(500, format!("storage: {e}")),
                 };
-                match self.store.put_pending(
-                    &record(String::new(), first_seen),
-                    self.settings.max_pending,
-                ) {
+                match self
+                    .store
+                    .put_pending(record(String::new(), first_seen), self.settings.max_pending)
+                    .await
+                {
                     Ok(evicted) => {
                         if evicted {
                             self.refused("pending registrations evicted", || {
@@ -178,15 +182,22 @@ impl Beacon {
         }
     }
 
-    fn store_node(&self, record: Record) -> Answer {
+    /// A heartbeat: the record replaces `old` if nothing changed it since.
+    async fn store_node(&self, record: Record, old: &Record) -> Answer {
+        self.store_node_expecting(record, Expect::from_read(Some(old)))
+            .await
+    }
+
+    async fn store_node_expecting(&self, record: Record, expect: Expect) -> Answer {
         let hostname = record.registration.hostname.clone();
-        match self.store.put_node(&record) {
-            Ok(()) => answer(200, json!({ "accepted": true, "hostname": hostname })),
+        match self.store.put_node(record, expect).await {
+            Ok(true) => answer(200, json!({ "accepted": true, "hostname": hostname })),
+            Ok(false) => changed_meanwhile(),
             Err(e) => error(500, format!("storage: {e}")),
         }
     }
 
-    pub(crate) fn order(&self, body: &[u8], peer: SocketAddr) -> Answer {
+    pub(crate) async fn order(&self, body: &[u8], peer: SocketAddr) -> Answer {
         let order: Order = match serde_json::from_slice(body) {
             Ok(order) => order,
             Err(e) => return error(400, format!("not an order: {e}")),
@@ -194,13 +205,26 @@ impl Beacon {
         if let Err(e) = crate::hostname::check(&order.hostname) {
             return error(400, format!("bad hostname: {e}"));
         }
-        let checked = match (self.gate.try_borrow_mut(), self.operators.try_borrow_mut()) {
-            (Ok(mut gate), Ok(mut operators)) => {
-                gate.check(&order, operators.as_mut(), now(), &mut |line| {
-                    eprintln!("beacon: {line}")
-                })
-            }
-            _ => return error(503, "busy"),
+        let clock = now();
+        let checked = match self.operators.try_borrow_mut() {
+            Ok(mut operators) => order.check(operators.as_mut(), clock, &mut |line| {
+                eprintln!("beacon: {line}")
+            }),
+            Err(_) => return error(503, "busy"),
+        };
+        // The nonce last, in the store every replica shares: only an order
+        // that would be obeyed uses one up.
+        let checked = match checked {
+            Ok(operator) => match self
+                .store
+                .take_nonce(&order.nonce, order.nonce_expires(), clock, MAX_NONCES)
+                .await
+            {
+                Ok(true) => Ok(operator),
+                Ok(false) => Err(super::admin::OrderError::Replayed),
+                Err(e) => return error(500, format!("storage: {e}")),
+            },
+            Err(e) => Err(e),
         };
         let operator = match checked {
             Ok(operator) => operator,
@@ -218,17 +242,22 @@ impl Beacon {
         let who = format!("{} {}", operator.fingerprint, printable(&operator.comment));
         let hostname = order.hostname.as_str();
         match order.action.as_str() {
-            "approve" => match self.store.pending_entry(hostname, &order.node_key) {
+            "approve" => match self.store.pending_entry(hostname, &order.node_key).await {
                 Ok(Some(mut record)) => {
-                    let previous = self.store.node(hostname).ok().flatten();
+                    let previous = match self.store.node(hostname).await {
+                        Ok(previous) => previous,
+                        Err(e) => return error(500, format!("storage: {e}")),
+                    };
+                    let expect = Expect::from_read(previous.as_ref());
                     record.enrolled_by = format!("approved by {}", operator.fingerprint);
                     if let Some(previous) = previous {
                         if previous.fingerprint == record.fingerprint {
                             record.first_seen = previous.first_seen;
                         }
                     }
-                    match self.store.put_node(&record) {
-                        Ok(()) => {
+                    match self.store.put_node(record.clone(), expect).await {
+                        Ok(false) => changed_meanwhile(),
+                        Ok(true) => {
                             eprintln!(
                                 "beacon: {who} approved {hostname} ({}) from {peer}",
                                 record.fingerprint
@@ -250,7 +279,7 @@ impl Beacon {
                 ),
                 Err(e) => error(500, format!("storage: {e}")),
             },
-            _ => match self.store.remove(hostname) {
+            _ => match self.store.remove(hostname).await {
                 Ok(0) => error(404, format!("no node {hostname}")),
                 Ok(n) => {
                     eprintln!("beacon: {who} removed {hostname} ({n} entries) from {peer}");
@@ -260,4 +289,13 @@ impl Beacon {
             },
         }
     }
+}
+
+/// A compare-and-set that lost: another registration or order (perhaps at
+/// another replica) changed the node between this one's read and write.
+fn changed_meanwhile() -> Answer {
+    error(
+        409,
+        "refused: the node changed meanwhile (another registration of this name); try again",
+    )
 }

@@ -1,6 +1,7 @@
 //! The beacon: nodes register (signed by their node key), operators list
 //! them. HTTP/1.1 with JSON bodies, over TLS when given a certificate;
-//! records stored durably in redb (crash-safe commits, see [`store`]).
+//! records stored durably in redb, or in PostgreSQL shared by several
+//! replicas (see [`store`]).
 //!
 //! A node is listed only once it proves it belongs to the fleet (see
 //! [`enroll`]): an enrollment credential baked into its image, or an
@@ -18,7 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,7 +35,7 @@ use crate::authorized::AuthorizedKeys;
 use crate::enrollment::Trust;
 use crate::refusals::RefusalLog;
 
-pub use store::Record;
+pub use store::{Location, Record};
 
 /// Largest request (head and body) accepted.
 const MAX_REQUEST: usize = 16 * 1024;
@@ -102,9 +103,9 @@ impl Default for Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum BeaconError {
     /// The database could not be opened.
-    #[error("database {path}: {reason}")]
+    #[error("store {path}: {reason}")]
     Database {
-        /// Its file.
+        /// Its file or URL (without a password).
         path: String,
         /// What went wrong.
         reason: String,
@@ -122,7 +123,6 @@ pub struct Beacon {
     store: store::Store,
     settings: Settings,
     operators: RefCell<Option<AuthorizedKeys>>,
-    gate: RefCell<admin::Gate>,
     refusals: RefusalLog,
     admission: Admission,
     buckets: RefCell<HashMap<IpAddr, (f64, Instant)>>,
@@ -151,9 +151,9 @@ pub(crate) fn error(status: u16, message: impl Into<String>) -> Answer {
 }
 
 impl Beacon {
-    /// Opens (or creates) the database under `data_dir`; refuses settings
-    /// that would list anyone by accident.
-    pub fn open(data_dir: &Path, settings: Settings) -> Result<Rc<Self>, BeaconError> {
+    /// Opens (or creates) the store at `location`; refuses settings that
+    /// would list anyone by accident.
+    pub fn open(location: &Location, settings: Settings) -> Result<Rc<Self>, BeaconError> {
         let policy = &settings.policy;
         if policy.trust.is_none() && !policy.approve && !policy.open {
             return Err(BeaconError::NoPolicy);
@@ -161,13 +161,10 @@ impl Beacon {
         if policy.approve && settings.operators.is_none() {
             return Err(BeaconError::NoOperators);
         }
-        let path = data_dir.join("beacon.redb");
-        let fail = |reason: String| BeaconError::Database {
-            path: path.display().to_string(),
+        let store = store::Store::open(location).map_err(|reason| BeaconError::Database {
+            path: location.describe(),
             reason,
-        };
-        std::fs::create_dir_all(data_dir).map_err(|e| fail(e.to_string()))?;
-        let store = store::Store::open(&path).map_err(fail)?;
+        })?;
         let operators = settings
             .operators
             .as_deref()
@@ -184,7 +181,6 @@ impl Beacon {
             store,
             settings,
             operators: RefCell::new(operators),
-            gate: RefCell::new(admin::Gate::default()),
             refusals: RefusalLog::new("beacon", crate::admission::SUMMARY_EVERY),
             admission,
             buckets: RefCell::new(HashMap::new()),
@@ -268,7 +264,7 @@ impl Beacon {
             // and are not.
             Ok((method, path, body)) => {
                 if method != "POST" || self.take_token(peer.ip()) {
-                    self.route(&method, &path, &body, peer)
+                    self.route(&method, &path, &body, peer).await
                 } else {
                     error(429, "too many requests")
                 }
@@ -326,22 +322,22 @@ impl Beacon {
         }
     }
 
-    fn route(&self, method: &str, path: &str, body: &[u8], peer: SocketAddr) -> Answer {
+    async fn route(&self, method: &str, path: &str, body: &[u8], peer: SocketAddr) -> Answer {
         let listing = |records: Result<Vec<Record>, String>| match records {
             Ok(records) => answer(200, json!(records)),
             Err(e) => error(500, e),
         };
         match (method, path) {
-            ("POST", "/api/v1/nodes/register") => self.register(body, peer),
-            ("POST", "/api/v1/admin") => self.order(body, peer),
-            ("GET", "/api/v1/nodes") => listing(self.store.nodes()),
-            ("GET", "/api/v1/pending") => listing(self.store.pending()),
+            ("POST", "/api/v1/nodes/register") => self.register(body, peer).await,
+            ("POST", "/api/v1/admin") => self.order(body, peer).await,
+            ("GET", "/api/v1/nodes") => listing(self.store.nodes().await),
+            ("GET", "/api/v1/pending") => listing(self.store.pending().await),
             ("GET", path) if path.starts_with("/api/v1/nodes/") => {
                 let hostname = path.trim_start_matches("/api/v1/nodes/");
                 if crate::hostname::check(hostname).is_err() {
                     return error(404, "no such node");
                 }
-                match self.store.node(hostname) {
+                match self.store.node(hostname).await {
                     Ok(Some(record)) => answer(200, json!(record)),
                     Ok(None) => error(404, format!("no node {hostname}")),
                     Err(e) => error(500, e),
@@ -393,6 +389,7 @@ async fn read_request<S: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn open_beacon(dir: &Path) -> Rc<Beacon> {
         let settings = Settings {
@@ -402,13 +399,14 @@ mod tests {
             },
             ..Settings::default()
         };
-        Beacon::open(dir, settings).unwrap()
+        Beacon::open(&Location::File(dir.join("beacon.redb")), settings).unwrap()
     }
 
     #[test]
     fn a_beacon_without_a_policy_refuses_to_start() {
         let dir = tempfile::tempdir().unwrap();
-        let error = Beacon::open(dir.path(), Settings::default())
+        let location = Location::File(dir.path().join("beacon.redb"));
+        let error = Beacon::open(&location, Settings::default())
             .err()
             .unwrap()
             .to_string();
@@ -421,7 +419,7 @@ mod tests {
             ..Settings::default()
         };
         assert!(matches!(
-            Beacon::open(dir.path(), approve),
+            Beacon::open(&location, approve),
             Err(BeaconError::NoOperators)
         ));
     }
@@ -445,21 +443,18 @@ mod tests {
         let beacon = open_beacon(dir.path());
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
-            beacon
-                .route("POST", "/api/v1/nodes/register", b"{not json", peer)
+            smol::block_on(beacon.route("POST", "/api/v1/nodes/register", b"{not json", peer))
                 .status,
             400
         );
         assert_eq!(
-            beacon
-                .route("GET", "/api/v1/nodes/nobody", b"", peer)
-                .status,
+            smol::block_on(beacon.route("GET", "/api/v1/nodes/nobody", b"", peer)).status,
             404
         );
         assert_eq!(
-            beacon.route("DELETE", "/api/v1/nodes", b"", peer).status,
+            smol::block_on(beacon.route("DELETE", "/api/v1/nodes", b"", peer)).status,
             404
         );
-        assert!(beacon.store.nodes().unwrap().is_empty());
+        assert!(smol::block_on(beacon.store.nodes()).unwrap().is_empty());
     }
 }

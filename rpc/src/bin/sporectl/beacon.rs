@@ -162,6 +162,10 @@ pub struct ServeOptions {
     pub listen: String,
     /// Where records are kept.
     pub data: std::path::PathBuf,
+    /// Or this PostgreSQL database.
+    pub store: Option<String>,
+    /// Its password.
+    pub store_password_file: Option<std::path::PathBuf>,
     /// The enrollment CA.
     pub enrollment_ca: Option<std::path::PathBuf>,
     /// Revoked credential key IDs.
@@ -178,6 +182,26 @@ pub struct ServeOptions {
     pub tls_cert: Option<std::path::PathBuf>,
     /// https key.
     pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// Where `beacon serve` keeps its records. A password written into a
+/// `--store` URL on the command line is refused: every user on the host
+/// can read argv.
+fn store_location(options: &ServeOptions) -> Result<rpc::beacon::Location, String> {
+    let location = rpc::beacon::Location::choose(options.store.as_deref(), &options.data)?;
+    if let rpc::beacon::Location::Postgres { url, .. } = &location {
+        let from_environment = std::env::var("SPORECTL_BEACON_STORE").ok().as_ref() == Some(url);
+        if !from_environment && rpc::beacon::store::has_password(url) {
+            return Err(
+                "--store: a password in the URL is readable by every user of this host (argv); use --store-password-file FILE or SPORECTL_BEACON_STORE".into(),
+            );
+        }
+        return Ok(rpc::beacon::Location::Postgres {
+            url: url.clone(),
+            password_file: options.store_password_file.clone(),
+        });
+    }
+    Ok(location)
 }
 
 /// `sporectl beacon serve`.
@@ -211,7 +235,11 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         operators: options.authorized_keys.clone(),
         ..Default::default()
     };
-    let beacon = match rpc::beacon::Beacon::open(&options.data, settings) {
+    let location = match store_location(options) {
+        Ok(location) => location,
+        Err(error) => return fail(error),
+    };
+    let beacon = match rpc::beacon::Beacon::open(&location, settings) {
         Ok(beacon) => beacon,
         Err(error) => return fail(error.to_string()),
     };
@@ -238,7 +266,7 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default(),
-        options.data.display(),
+        location.describe(),
         admits.join(" or ")
     );
     let executor: &'static smol::LocalExecutor<'static> =

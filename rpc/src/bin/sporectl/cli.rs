@@ -248,9 +248,17 @@ struct Serve {
     /// Where to listen
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Where the beacon keeps its records
+    /// Where the beacon keeps its records (the redb file beacon.redb)
     #[arg(long, default_value = "beacon-data")]
     data: PathBuf,
+    /// Keep them in PostgreSQL instead, shared with other replicas
+    /// (postgres://USER@HOST[:PORT]/DB[?host=/run/postgresql]); the
+    /// password goes in --store-password-file or the environment
+    #[arg(long, value_name = "URL", env = "SPORECTL_BEACON_STORE")]
+    store: Option<String>,
+    /// The PostgreSQL password, read from this file (0600)
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_password_file: Option<PathBuf>,
     /// List nodes whose enrollment credential this CA signed
     #[arg(long, value_name = "FILE")]
     enrollment_ca: Option<PathBuf>,
@@ -410,6 +418,8 @@ fn into_options(cli: Cli) -> Parsed {
             options.serve = Some(crate::beacon::ServeOptions {
                 listen: serve.listen,
                 data: serve.data,
+                store: serve.store,
+                store_password_file: serve.store_password_file,
                 enrollment_ca: serve.enrollment_ca,
                 revoke: serve.revoke,
                 approve: serve.approve,

@@ -1,0 +1,479 @@
+//! The beacon's durable state: enrolled nodes by hostname, registrations
+//! waiting for an operator's approval by hostname and node key (so two keys
+//! claiming one name are two entries, and an approval names the one it
+//! means), and the nonces of operators' orders.
+//!
+//! Two backends keep it: a redb file for a single beacon ([`embedded`]),
+//! and PostgreSQL for several replicas serving one fleet ([`shared`]). Both
+//! run on a thread of their own behind one [`Store`] handle, so the beacon's
+//! event loop never waits on a disk or a database: it sends a job and
+//! awaits the answer. The thread takes every job that is queued when it
+//! wakes and applies their writes in one transaction (a group commit), and
+//! answers a write only once its transaction is committed.
+//!
+//! Node writes are compare-and-set ([`Expect`]): a registration is decided
+//! on what was read, and written only if that is still what is stored, so
+//! two replicas deciding on one hostname at once cannot both win.
+
+mod embedded;
+#[cfg(feature = "postgres")]
+mod shared;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use smol::channel::{Receiver, Sender};
+
+use crate::registration::Registration;
+
+/// What the beacon keeps about a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The latest accepted registration.
+    pub registration: Registration,
+    /// When it first registered (Unix seconds).
+    pub first_seen: u64,
+    /// When it last registered.
+    pub last_seen: u64,
+    /// The address it last registered from.
+    pub source: String,
+    /// How it was let in: `credential ID`, `approved by SHA256:…`, `open`.
+    #[serde(default)]
+    pub enrolled_by: String,
+    /// The node key's fingerprint (`SHA256:…`).
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// A storage failure, as text for the 500 answer and the log.
+pub type StoreError = String;
+
+/// Jobs queued for the store's thread, at most; a beacon task that finds
+/// the queue full waits (the connection table bounds how many can).
+const QUEUE: usize = 1024;
+
+/// Jobs taken into one batch (one transaction), at most.
+const MAX_BATCH: usize = 256;
+
+/// Where the records are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A redb file (a single beacon).
+    File(PathBuf),
+    /// A PostgreSQL database (`postgres://…` or `postgresql://…`), shared
+    /// by several replicas.
+    Postgres {
+        /// Its URL.
+        url: String,
+        /// A file (0600) holding the password, if the URL has none.
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl Location {
+    /// `--store VALUE`: a PostgreSQL URL or a redb file; without it, the
+    /// file `beacon.redb` under `data_dir`.
+    pub fn choose(store: Option<&str>, data_dir: &Path) -> Result<Self, String> {
+        match store {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Location::Postgres {
+                    url: url.to_owned(),
+                    password_file: None,
+                })
+            }
+            Some(other) if other.contains("://") => Err(format!(
+                "--store {}: a postgres:// URL or a file path",
+                without_password(other)
+            )),
+            Some(path) => Ok(Location::File(PathBuf::from(path))),
+            None => Ok(Location::File(data_dir.join("beacon.redb"))),
+        }
+    }
+
+    /// For the log: the file, or the database without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Postgres { url, .. } => without_password(url),
+        }
+    }
+}
+
+/// Whether `url` carries a password (`postgres://user:secret@…` or
+/// `?password=`).
+pub fn has_password(url: &str) -> bool {
+    without_password(url) != url || url.contains("password=")
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// What a node write expects to find under its hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// No enrolled node.
+    Absent,
+    /// The record that was read: this key, this registration timestamp.
+    Holds {
+        /// Its fingerprint.
+        fingerprint: String,
+        /// Its registration's timestamp.
+        timestamp: u64,
+    },
+}
+
+impl Expect {
+    /// What `record` (as read) leaves a write to expect.
+    pub fn from_read(record: Option<&Record>) -> Self {
+        match record {
+            Some(record) => Expect::Holds {
+                fingerprint: record.fingerprint.clone(),
+                timestamp: record.registration.timestamp,
+            },
+            None => Expect::Absent,
+        }
+    }
+
+    /// Whether `stored` is what this expects.
+    pub(crate) fn matches(&self, stored: Option<&Record>) -> bool {
+        match (self, stored) {
+            (Expect::Absent, None) => true,
+            (
+                Expect::Holds {
+                    fingerprint,
+                    timestamp,
+                },
+                Some(record),
+            ) => record.fingerprint == *fingerprint && record.registration.timestamp == *timestamp,
+            _ => false,
+        }
+    }
+}
+
+/// One change, applied with the others of its batch in one transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    /// Store `record` as enrolled if [`Expect`] holds, and drop the pending
+    /// entries of its hostname.
+    Node { record: Record, expect: Expect },
+    /// Store `record` as pending; when `limit` are pending, the one seen
+    /// longest ago makes room.
+    Pending { record: Record, limit: usize },
+    /// Drop a hostname: its node and its pending entries.
+    Remove { hostname: String },
+    /// Remember an order's nonce until `expires`, unless it is known (or
+    /// `limit` unexpired ones are).
+    Nonce {
+        nonce: String,
+        expires: u64,
+        now: u64,
+        limit: usize,
+    },
+}
+
+impl Write {
+    /// The hostname a write touches; batches apply writes in this order
+    /// (stably), so two replicas' transactions lock rows in one order.
+    fn hostname(&self) -> &str {
+        match self {
+            Write::Node { record, .. } | Write::Pending { record, .. } => {
+                &record.registration.hostname
+            }
+            Write::Remove { hostname } => hostname,
+            Write::Nonce { .. } => "",
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// A node write: whether it was applied (its expectation held).
+    Node(bool),
+    /// A pending write: whether an older entry was evicted.
+    Pending(bool),
+    /// A removal: how many entries went.
+    Removed(usize),
+    /// A nonce: whether it was fresh (and is now remembered).
+    Nonce(bool),
+}
+
+/// One read.
+#[derive(Debug, Clone)]
+pub(crate) enum Read {
+    /// The enrolled node of a hostname.
+    Node(String),
+    /// Every enrolled node, by hostname.
+    Nodes,
+    /// Every pending entry, by hostname then fingerprint.
+    Pending,
+    /// The pending entry of a hostname and key fingerprint.
+    PendingEntry(String, String),
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// One record or none.
+    One(Option<Box<Record>>),
+    /// Many.
+    Many(Vec<Record>),
+}
+
+/// A storage engine, driven by the store's thread.
+pub(crate) trait Backend: Send {
+    /// Answers one read.
+    fn read(&mut self, read: &Read) -> Result<Found, StoreError>;
+    /// Applies `writes` in this order in one transaction, committed before
+    /// it returns; one answer per write.
+    fn write(&mut self, writes: &[&Write]) -> Result<Vec<Written>, StoreError>;
+}
+
+enum Job {
+    Read(Read, Sender<Result<Found, StoreError>>),
+    Write(Box<Write>, Sender<Result<Written, StoreError>>),
+}
+
+/// The beacon's handle on its store.
+pub struct Store {
+    jobs: Sender<Job>,
+}
+
+impl Store {
+    /// Opens `location` (creating the file, or applying the database's
+    /// migrations) and starts the store's thread.
+    pub fn open(location: &Location) -> Result<Self, StoreError> {
+        let backend: Box<dyn Backend> = match location {
+            Location::File(path) => Box::new(embedded::Embedded::open(path)?),
+            #[cfg(feature = "postgres")]
+            Location::Postgres { url, password_file } => {
+                Box::new(shared::Shared::open(url, password_file.as_deref())?)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Postgres { .. } => {
+                return Err("this build has no PostgreSQL store (feature `postgres`)".into())
+            }
+        };
+        let (jobs, queue) = smol::channel::bounded(QUEUE);
+        std::thread::Builder::new()
+            .name("beacon-store".into())
+            .spawn(move || serve(backend, &queue))
+            .map_err(|e| format!("cannot start the store's thread: {e}"))?;
+        Ok(Self { jobs })
+    }
+
+    async fn read(&self, read: Read) -> Result<Found, StoreError> {
+        let (reply, answer) = smol::channel::bounded(1);
+        self.jobs
+            .send(Job::Read(read, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.recv().await.map_err(|_| gone())?
+    }
+
+    async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        let (reply, answer) = smol::channel::bounded(1);
+        self.jobs
+            .send(Job::Write(Box::new(write), reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.recv().await.map_err(|_| gone())?
+    }
+
+    async fn one(&self, read: Read) -> Result<Option<Record>, StoreError> {
+        match self.read(read).await? {
+            Found::One(record) => Ok(record.map(|r| *r)),
+            Found::Many(_) => Err(mixed()),
+        }
+    }
+
+    async fn many(&self, read: Read) -> Result<Vec<Record>, StoreError> {
+        match self.read(read).await? {
+            Found::Many(records) => Ok(records),
+            Found::One(_) => Err(mixed()),
+        }
+    }
+
+    /// The enrolled record for `hostname`.
+    pub async fn node(&self, hostname: &str) -> Result<Option<Record>, StoreError> {
+        self.one(Read::Node(hostname.to_owned())).await
+    }
+
+    /// Every enrolled record, by hostname.
+    pub async fn nodes(&self) -> Result<Vec<Record>, StoreError> {
+        self.many(Read::Nodes).await
+    }
+
+    /// Every pending registration, by hostname then fingerprint.
+    pub async fn pending(&self) -> Result<Vec<Record>, StoreError> {
+        self.many(Read::Pending).await
+    }
+
+    /// The pending entry for `hostname` with key `fingerprint`.
+    pub async fn pending_entry(
+        &self,
+        hostname: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        self.one(Read::PendingEntry(
+            hostname.to_owned(),
+            fingerprint.to_owned(),
+        ))
+        .await
+    }
+
+    /// Stores `record` as enrolled if `expect` still holds (committed
+    /// before this returns) and drops the pending entries of its hostname.
+    /// `Ok(false)`: someone else changed the node since it was read.
+    pub async fn put_node(&self, record: Record, expect: Expect) -> Result<bool, StoreError> {
+        match self.write(Write::Node { record, expect }).await? {
+            Written::Node(applied) => Ok(applied),
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Stores `record` as pending. When `limit` entries are already
+    /// pending, the one seen longest ago makes room (a flood of junk
+    /// claims pushes out junk; a real node keeps retrying and comes back).
+    /// Returns whether one was evicted.
+    pub async fn put_pending(&self, record: Record, limit: usize) -> Result<bool, StoreError> {
+        match self.write(Write::Pending { record, limit }).await? {
+            Written::Pending(evicted) => Ok(evicted),
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Removes `hostname`: its enrolled record and every pending entry.
+    /// Returns how many entries went.
+    pub async fn remove(&self, hostname: &str) -> Result<usize, StoreError> {
+        let hostname = hostname.to_owned();
+        match self.write(Write::Remove { hostname }).await? {
+            Written::Removed(n) => Ok(n),
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Remembers an order's `nonce` until `expires` (every replica sees
+    /// it); `Ok(false)` when it was seen before, or when `limit` unexpired
+    /// nonces are remembered.
+    pub async fn take_nonce(
+        &self,
+        nonce: &str,
+        expires: u64,
+        now: u64,
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        let nonce = nonce.to_owned();
+        match self
+            .write(Write::Nonce {
+                nonce,
+                expires,
+                now,
+                limit,
+            })
+            .await?
+        {
+            Written::Nonce(fresh) => Ok(fresh),
+            _ => Err(mixed()),
+        }
+    }
+}
+
+fn gone() -> StoreError {
+    "the store's thread is gone".into()
+}
+
+fn mixed() -> StoreError {
+    "the store answered another question".into()
+}
+
+/// The store's thread: takes what is queued, applies the writes in one
+/// transaction, answers them, then answers the reads.
+fn serve(mut backend: Box<dyn Backend>, queue: &Receiver<Job>) {
+    while let Ok(first) = queue.recv_blocking() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        for job in batch {
+            match job {
+                Job::Write(write, reply) => writes.push((write, reply)),
+                Job::Read(read, reply) => reads.push((read, reply)),
+            }
+        }
+        if !writes.is_empty() {
+            writes.sort_by(|a, b| a.0.hostname().cmp(b.0.hostname()));
+            let batch: Vec<&Write> = writes.iter().map(|(write, _)| write.as_ref()).collect();
+            match backend.write(&batch) {
+                Ok(written) if written.len() == writes.len() => {
+                    for ((_, reply), written) in writes.iter().zip(written) {
+                        let _ = reply.try_send(Ok(written));
+                    }
+                }
+                Ok(_) => {
+                    for (_, reply) in &writes {
+                        let _ = reply.try_send(Err("the store lost count of a batch".into()));
+                    }
+                }
+                Err(error) => {
+                    for (_, reply) in &writes {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        for (read, reply) in reads {
+            let _ = reply.try_send(backend.read(&read));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_is_logged_without_its_password() {
+        assert_eq!(
+            without_password("postgres://beacon:s3cret@db.example:5432/fleet?sslmode=require"),
+            "postgres://beacon@db.example:5432/fleet?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgresql://db/fleet"),
+            "postgresql://db/fleet"
+        );
+        assert_eq!(
+            Location::choose(Some("postgres://u:p@h/d"), Path::new("/x"))
+                .unwrap()
+                .describe(),
+            "postgres://u@h/d"
+        );
+        assert_eq!(
+            Location::choose(None, Path::new("/x")).unwrap(),
+            Location::File(PathBuf::from("/x/beacon.redb"))
+        );
+        assert!(has_password("postgres://u:p@h/d"));
+        assert!(has_password("postgres://u@h/d?password=p"));
+        assert!(!has_password("postgres://u@h/d?host=/run/postgresql"));
+        let typo = Location::choose(Some("postgress://u:p@h/d"), Path::new("/x")).unwrap_err();
+        assert!(typo.contains("postgress://u@h/d"), "{typo}");
+    }
+}

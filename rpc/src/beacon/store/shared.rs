@@ -1,0 +1,439 @@
+//! The store in PostgreSQL, shared by several beacon replicas: any of them
+//! can die and the others go on with every acknowledged write.
+//!
+//! The schema is versioned ([`MIGRATIONS`]) and brought up to date at
+//! start, under an advisory lock so replicas starting together apply each
+//! migration once. A batch is one transaction; node writes are
+//! compare-and-set on the row (`INSERT … ON CONFLICT DO NOTHING`, `UPDATE …
+//! WHERE fingerprint = … AND registered_at = …`), so two replicas deciding
+//! on one hostname cannot both win, and rows are touched in hostname order,
+//! so their transactions do not deadlock. A batch that meets a deadlock or
+//! a serialization failure anyway is tried once more.
+//!
+//! The connection is made again when it drops (the answer in flight is an
+//! error, a 500 the node retries).
+
+use std::path::Path;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use postgres::error::SqlState;
+use postgres::types::Json;
+use postgres::{Client, Config, NoTls, Statement};
+
+use super::{Backend, Found, Read, Record, StoreError, Write, Written};
+
+/// One schema change: its version, what it does, its SQL.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// The schema, oldest first. Never edit a released entry: add one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "nodes, pending registrations, order nonces",
+    sql: "
+        CREATE TABLE beacon_nodes (
+            hostname      text   PRIMARY KEY,
+            fingerprint   text   NOT NULL,
+            registered_at bigint NOT NULL,
+            last_seen     bigint NOT NULL,
+            record        jsonb  NOT NULL
+        );
+        CREATE TABLE beacon_pending (
+            hostname      text   NOT NULL,
+            fingerprint   text   NOT NULL,
+            registered_at bigint NOT NULL,
+            last_seen     bigint NOT NULL,
+            record        jsonb  NOT NULL,
+            PRIMARY KEY (hostname, fingerprint)
+        );
+        CREATE INDEX beacon_pending_last_seen ON beacon_pending (last_seen);
+        CREATE TABLE beacon_nonces (
+            nonce   text   PRIMARY KEY,
+            expires bigint NOT NULL
+        );
+        CREATE INDEX beacon_nonces_expires ON beacon_nonces (expires);
+    ",
+}];
+
+/// The advisory lock key migrations and pending-table evictions hold
+/// ("spore" in ASCII, then 1 and 2).
+const MIGRATION_LOCK: i64 = 0x7370_6f72_6500_0001;
+const PENDING_LOCK: i64 = 0x7370_6f72_6500_0002;
+
+/// Connect attempts give up after this long unless the URL says otherwise.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PostgreSQL's error, with what caused it (the driver's `Display` alone
+/// often says only "db error").
+fn text(error: postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) => format!("PostgreSQL: {}: {}", db.severity(), db.message()),
+        None => {
+            let mut out = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                out.push_str(": ");
+                out.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            out
+        }
+    }
+}
+
+/// The prepared statements of one connection.
+struct Statements {
+    node: Statement,
+    nodes: Statement,
+    pending: Statement,
+    pending_entry: Statement,
+    insert_node: Statement,
+    update_node: Statement,
+    drop_pending: Statement,
+    pending_known: Statement,
+    pending_count: Statement,
+    evict_pending: Statement,
+    upsert_pending: Statement,
+    remove_node: Statement,
+    expire_nonces: Statement,
+    count_nonces: Statement,
+    insert_nonce: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Self, postgres::Error> {
+        Ok(Self {
+            node: client.prepare("SELECT record FROM beacon_nodes WHERE hostname = $1")?,
+            nodes: client.prepare("SELECT record FROM beacon_nodes ORDER BY hostname")?,
+            pending: client
+                .prepare("SELECT record FROM beacon_pending ORDER BY hostname, fingerprint")?,
+            pending_entry: client.prepare(
+                "SELECT record FROM beacon_pending WHERE hostname = $1 AND fingerprint = $2",
+            )?,
+            insert_node: client.prepare(
+                "INSERT INTO beacon_nodes (hostname, fingerprint, registered_at, last_seen, record)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hostname) DO NOTHING",
+            )?,
+            update_node: client.prepare(
+                "UPDATE beacon_nodes
+                 SET fingerprint = $2, registered_at = $3, last_seen = $4, record = $5
+                 WHERE hostname = $1 AND fingerprint = $6 AND registered_at = $7",
+            )?,
+            drop_pending: client.prepare("DELETE FROM beacon_pending WHERE hostname = $1")?,
+            pending_known: client.prepare(
+                "SELECT 1 FROM beacon_pending WHERE hostname = $1 AND fingerprint = $2",
+            )?,
+            pending_count: client.prepare("SELECT count(*) FROM beacon_pending")?,
+            evict_pending: client.prepare(
+                "DELETE FROM beacon_pending WHERE (hostname, fingerprint) =
+                 (SELECT hostname, fingerprint FROM beacon_pending ORDER BY last_seen LIMIT 1)",
+            )?,
+            upsert_pending: client.prepare(
+                "INSERT INTO beacon_pending (hostname, fingerprint, registered_at, last_seen, record)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (hostname, fingerprint) DO UPDATE
+                 SET registered_at = EXCLUDED.registered_at, last_seen = EXCLUDED.last_seen,
+                     record = EXCLUDED.record",
+            )?,
+            remove_node: client.prepare("DELETE FROM beacon_nodes WHERE hostname = $1")?,
+            expire_nonces: client.prepare("DELETE FROM beacon_nonces WHERE expires <= $1")?,
+            count_nonces: client.prepare("SELECT count(*) FROM beacon_nonces")?,
+            insert_nonce: client.prepare(
+                "INSERT INTO beacon_nonces (nonce, expires) VALUES ($1, $2)
+                 ON CONFLICT (nonce) DO NOTHING",
+            )?,
+        })
+    }
+}
+
+/// A PostgreSQL database.
+pub(crate) struct Shared {
+    config: Config,
+    connection: Option<(Client, Statements)>,
+}
+
+impl Shared {
+    /// Connects to `url`, applies the migrations it lacks, prepares the
+    /// statements.
+    pub(crate) fn open(url: &str, password_file: Option<&Path>) -> Result<Self, StoreError> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e: postgres::Error| format!("not a PostgreSQL URL: {}", text(e)))?;
+        if let Some(path) = password_file {
+            let password = read_password(path)?;
+            config.password(password.as_bytes());
+        }
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(
+                "sslmode=require: this beacon speaks to PostgreSQL without TLS; connect over a Unix socket (?host=/run/postgresql) or a private network".into(),
+            );
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("spore-beacon");
+        }
+        let mut shared = Self {
+            config,
+            connection: None,
+        };
+        shared.connection()?;
+        Ok(shared)
+    }
+
+    /// The live connection, made again if it dropped.
+    fn connection(&mut self) -> Result<&mut (Client, Statements), StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|(client, _)| client.is_closed())
+        {
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            let mut client = self.config.connect(NoTls).map_err(text)?;
+            // A fresh database has no tables to prepare against yet.
+            migrate(&mut client)?;
+            let statements = Statements::prepare(&mut client).map_err(text)?;
+            self.connection = Some((client, statements));
+        }
+        self.connection
+            .as_mut()
+            .ok_or_else(|| "no connection".to_owned())
+    }
+
+    fn records(rows: Vec<postgres::Row>) -> Result<Vec<Record>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                row.try_get::<_, Json<Record>>(0)
+                    .map(|Json(record)| record)
+                    .map_err(text)
+            })
+            .collect()
+    }
+
+    fn apply(&mut self, writes: &[&Write]) -> Result<Vec<Written>, postgres::Error> {
+        let Some((client, statements)) = self.connection.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut txn = client.transaction()?;
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            out.push(match write {
+                Write::Node { record, expect } => {
+                    let r = &record.registration;
+                    let (timestamp, seen) = (bigint(r.timestamp), bigint(record.last_seen));
+                    let applied = match expect {
+                        super::Expect::Absent => txn.execute(
+                            &statements.insert_node,
+                            &[
+                                &r.hostname,
+                                &record.fingerprint,
+                                &timestamp,
+                                &seen,
+                                &Json(record),
+                            ],
+                        )?,
+                        super::Expect::Holds {
+                            fingerprint,
+                            timestamp: was,
+                        } => txn.execute(
+                            &statements.update_node,
+                            &[
+                                &r.hostname,
+                                &record.fingerprint,
+                                &timestamp,
+                                &seen,
+                                &Json(record),
+                                fingerprint,
+                                &bigint(*was),
+                            ],
+                        )?,
+                    } == 1;
+                    if applied {
+                        txn.execute(&statements.drop_pending, &[&r.hostname])?;
+                    }
+                    Written::Node(applied)
+                }
+                Write::Pending { record, limit } => {
+                    let r = &record.registration;
+                    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&PENDING_LOCK])?;
+                    let known = txn
+                        .query_opt(
+                            &statements.pending_known,
+                            &[&r.hostname, &record.fingerprint],
+                        )?
+                        .is_some();
+                    let mut evicted = false;
+                    if !known {
+                        let count: i64 =
+                            txn.query_one(&statements.pending_count, &[])?.try_get(0)?;
+                        if count >= bigint(*limit as u64).max(1) {
+                            evicted = txn.execute(&statements.evict_pending, &[])? > 0;
+                        }
+                    }
+                    txn.execute(
+                        &statements.upsert_pending,
+                        &[
+                            &r.hostname,
+                            &record.fingerprint,
+                            &bigint(r.timestamp),
+                            &bigint(record.last_seen),
+                            &Json(record),
+                        ],
+                    )?;
+                    Written::Pending(evicted)
+                }
+                Write::Remove { hostname } => {
+                    let nodes = txn.execute(&statements.remove_node, &[hostname])?;
+                    let pending = txn.execute(&statements.drop_pending, &[hostname])?;
+                    Written::Removed(usize::try_from(nodes + pending).unwrap_or(usize::MAX))
+                }
+                Write::Nonce {
+                    nonce,
+                    expires,
+                    now,
+                    limit,
+                } => {
+                    txn.execute(&statements.expire_nonces, &[&bigint(*now)])?;
+                    let count: i64 = txn.query_one(&statements.count_nonces, &[])?.try_get(0)?;
+                    if count >= bigint(*limit as u64) {
+                        Written::Nonce(false)
+                    } else {
+                        let fresh =
+                            txn.execute(&statements.insert_nonce, &[nonce, &bigint(*expires)])?;
+                        Written::Nonce(fresh == 1)
+                    }
+                }
+            });
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+/// The password in `path`: one line, the file not readable by group or
+/// others.
+fn read_password(path: &Path) -> Result<Zeroizing<String>, StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("--store-password-file {shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "--store-password-file {shown}: readable by group or others (mode {:o}); chmod 600 it",
+            mode & 0o777
+        ));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("--store-password-file {shown}: {e}"))?,
+    );
+    Ok(Zeroizing::new(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+/// A bigint for PostgreSQL: timestamps and limits fit; anything larger
+/// is clamped (no stored value is ever that large).
+fn bigint(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Brings the schema up to date, in one transaction under an advisory
+/// lock; refuses a database whose schema is newer than this beacon knows.
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut txn = client.transaction().map_err(text)?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(text)?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS beacon_migrations (
+             version     integer     PRIMARY KEY,
+             description text        NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .map_err(text)?;
+    let current: i32 = txn
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM beacon_migrations",
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(text)?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > latest {
+        return Err(format!(
+            "the database's schema is version {current}, newer than this beacon's {latest}: upgrade this beacon"
+        ));
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        txn.batch_execute(migration.sql).map_err(|e| {
+            format!(
+                "migration {} ({}): {}",
+                migration.version,
+                migration.description,
+                text(e)
+            )
+        })?;
+        txn.execute(
+            "INSERT INTO beacon_migrations (version, description) VALUES ($1, $2)",
+            &[&migration.version, &migration.description],
+        )
+        .map_err(text)?;
+    }
+    txn.commit().map_err(text)
+}
+
+/// Whether trying the same batch again may succeed.
+fn transient(error: &postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+    )
+}
+
+impl Backend for Shared {
+    fn read(&mut self, read: &Read) -> Result<Found, StoreError> {
+        let (client, statements) = self.connection()?;
+        match read {
+            Read::Node(hostname) => {
+                let rows = client.query(&statements.node, &[hostname]).map_err(text)?;
+                Ok(Found::One(
+                    Self::records(rows)?.into_iter().next().map(Box::new),
+                ))
+            }
+            Read::Nodes => {
+                let rows = client.query(&statements.nodes, &[]).map_err(text)?;
+                Ok(Found::Many(Self::records(rows)?))
+            }
+            Read::Pending => {
+                let rows = client.query(&statements.pending, &[]).map_err(text)?;
+                Ok(Found::Many(Self::records(rows)?))
+            }
+            Read::PendingEntry(hostname, fingerprint) => {
+                let rows = client
+                    .query(&statements.pending_entry, &[hostname, fingerprint])
+                    .map_err(text)?;
+                Ok(Found::One(
+                    Self::records(rows)?.into_iter().next().map(Box::new),
+                ))
+            }
+        }
+    }
+
+    fn write(&mut self, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+        self.connection()?;
+        match self.apply(writes) {
+            Err(error) if transient(&error) => self.apply(writes).map_err(text),
+            result => result.map_err(text),
+        }
+    }
+}
