@@ -157,7 +157,8 @@ fn main() {
             },
             ..Settings::default()
         };
-        let beacon = Beacon::open(&data, settings).unwrap();
+        let location = rpc::beacon::Location::File(data.join("beacon.redb"));
+        let beacon = Beacon::open(&location, settings).unwrap();
         let listener = smol::net::TcpListener::try_from(
             std::net::TcpListener::bind(("127.0.0.1", beacon_port)).unwrap(),
         )

@@ -1,6 +1,6 @@
 //! `spore call-home`: the built-in call-home service (no curl, no shell).
 //! Settings come from `[beacon]` in spore.toml; `CALL_HOME_URL` in the
-//! environment (the seed's variable) overrides the URL.
+//! environment (the seed's variable) overrides the URLs.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,15 +18,21 @@ pub fn main(paths: &Paths) -> ExitCode {
         journal::note(error);
     }
     let beacon = &config.beacon;
-    let Some(beacon_url) = std::env::var("CALL_HOME_URL")
-        .ok()
-        .or_else(|| beacon.url.clone())
-    else {
+    // CALL_HOME_URL may list several, separated by commas or spaces.
+    let beacon_urls: Vec<String> = match std::env::var("CALL_HOME_URL") {
+        Ok(urls) => urls
+            .split([',', ' '])
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => beacon.url.clone(),
+    };
+    if beacon_urls.is_empty() {
         eprintln!(
             "spore call-home: no beacon URL: set url in [beacon] of spore.toml or CALL_HOME_URL"
         );
         return ExitCode::from(2);
-    };
+    }
     let hostname = config.hostname.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
             .ok()
@@ -34,7 +40,7 @@ pub fn main(paths: &Paths) -> ExitCode {
             .unwrap_or_default()
     });
     let settings = Settings {
-        beacon_url,
+        beacon_urls,
         mycelium_api: beacon
             .mycelium_api
             .clone()

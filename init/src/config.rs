@@ -133,8 +133,10 @@ impl Rpc {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Beacon {
-    /// The beacon's URL (`CALL_HOME_URL` overrides it).
-    pub url: Option<String>,
+    /// The beacon's URL, or several (replicas serving one fleet: call-home
+    /// fails over between them). `CALL_HOME_URL` overrides it.
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
     /// mycelium's admin API.
     pub mycelium_api: Option<String>,
     /// Seconds between heartbeats after registering (absent or 0: none).
@@ -149,6 +151,31 @@ pub struct Beacon {
     pub retry_first_ms: Option<u64>,
     /// Longest retry delay.
     pub retry_max_ms: Option<u64>,
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a URL or a list of URLs")
+        }
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(vec![value.to_owned()])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(url) = seq.next_element::<String>()? {
+                out.push(url);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// `[control]`: bounds on the local control socket.
@@ -532,6 +559,20 @@ mod tests {
         let error = parse(path, "[beacon]\nurl = \"http://x\"\nheartbeat = 5\n").unwrap_err();
         assert!(
             error.contains(":3:1:") && error.contains("heartbeat_s"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_beacon_url_is_one_or_a_list_of_replicas() {
+        let path = Path::new("spore.toml");
+        let one = parse(path, "[beacon]\nurl = \"http://a/r\"\n").unwrap();
+        assert_eq!(one.beacon.url, ["http://a/r"]);
+        let two = parse(path, "[beacon]\nurl = [\"http://a/r\", \"http://b/r\"]\n").unwrap();
+        assert_eq!(two.beacon.url, ["http://a/r", "http://b/r"]);
+        let error = parse(path, "[beacon]\nurl = 5\n").unwrap_err();
+        assert!(
+            error.contains(":2:") && error.contains("a URL or a list of URLs"),
             "{error}"
         );
     }

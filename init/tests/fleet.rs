@@ -12,158 +12,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::beacon::*;
 use common::{keygen, sporectl_bin, Spore};
 use rpc::registration::Registration;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A beacon process on `port` keeping its data in `data`.
-struct Beacon {
-    child: Child,
-    port: u16,
-}
-
-impl Beacon {
-    fn start(port: u16, data: &Path, extra: &[&str]) -> Beacon {
-        let child = Command::new(sporectl_bin())
-            .args([
-                "beacon",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data",
-            ])
-            .arg(data)
-            .args(extra)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let beacon = Beacon { child, port };
-        for _ in 0..500 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return beacon;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("beacon did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Beacon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP request to the beacon: (status, body).
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn nodes(port: u16) -> Vec<Value> {
-    let (status, body) = http(port, "GET", "/api/v1/nodes", "");
-    assert_eq!(status, 200);
-    serde_json::from_str(&body).unwrap()
-}
-
-/// A node named `hostname` whose mycelium stand-in claims `::1`, with a
-/// call-home service pointed at `beacon_port`; RPC on `[::1]:rpc_port`.
-fn node(hostname: &str, beacon_port: u16, operator: &Path, heartbeat_s: u64) -> (Spore, u16) {
-    node_with(hostname, beacon_port, operator, heartbeat_s, None)
-}
-
-/// [`node`], with an enrollment credential (an image key and its
-/// `-cert.pub`) in its configuration directory, as the image builder puts it.
-fn node_with(
-    hostname: &str,
-    beacon_port: u16,
-    operator: &Path,
-    heartbeat_s: u64,
-    credential: Option<&Path>,
-) -> (Spore, u16) {
-    let (api, rpc_port) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path().join("etc");
-    std::fs::create_dir_all(etc.join("services")).unwrap();
-    if let Some(key) = credential {
-        std::fs::copy(key, etc.join("enrollment_key")).unwrap();
-        let mut cert = key.as_os_str().to_owned();
-        cert.push("-cert.pub");
-        std::fs::copy(cert, etc.join("enrollment_key-cert.pub")).unwrap();
-    }
-    std::fs::copy(operator.with_extension("pub"), etc.join("authorized_keys")).unwrap();
-    std::fs::write(
-        etc.join("spore.toml"),
-        format!(
-            "hostname = \"{hostname}\"\n[rpc]\nlisten = [\"mycelium:{rpc_port}\"]\nmycelium_api = \"http://127.0.0.1:{api}/api/v1/admin\"\n\n[beacon]\nurl = \"http://127.0.0.1:{beacon_port}/api/v1/nodes/register\"\nmycelium_api = \"http://127.0.0.1:{api}/api/v1/admin\"\nretry_first_ms = 100\nretry_max_ms = 400\nheartbeat_s = {heartbeat_s}\n"
-        ),
-    )
-    .unwrap();
-    let script = common::mycelium_standin(api, 0.2, &dir.path().join("ready"), "::1");
-    std::fs::write(
-        etc.join("services/mycelium.toml"),
-        format!("[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{api}/api/v1/admin\"\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        etc.join("services/call-home.toml"),
-        format!(
-            "[service]\nname = \"call-home\"\nexec = [\"{}\", \"call-home\", \"--config-dir\", \"{}\", \"--state-dir\", \"{}\"]\n\n[dependencies]\nrequires = [\"mycelium\"]\n",
-            common::spore_bin(),
-            etc.display(),
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    (Spore::start_in(dir), rpc_port)
-}
-
-fn operator(dir: &Path) -> PathBuf {
-    let key = dir.join("op");
-    if !key.exists() {
-        keygen(&key, "op@fleet");
-    }
-    key
-}
-
-fn node_public_key(spore: &Spore) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-y")
-        .arg("-f")
-        .arg(spore.path("state/node_key"))
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 #[test]
 fn node_registers_with_a_valid_signature_whatever_the_beacon_does() {
@@ -431,14 +286,6 @@ fn sporectl_escapes_what_a_beacon_sends() {
     assert!(text.contains("x\\u{1b}[2J\\nfake-row"), "{text}");
 }
 
-fn sporectl(args: &[&str]) -> Output {
-    Command::new(sporectl_bin())
-        .args(args)
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn all_runs_on_every_node_and_names_the_one_that_fails() {
     let work = tempfile::tempdir().unwrap();
@@ -669,52 +516,6 @@ fn credential(dir: &Path, name: &str, ca: &Path, principals: &str, id: &str) -> 
         .unwrap();
     assert!(status.success(), "ssh-keygen -s failed");
     key
-}
-
-/// A registration signed by `key` for `hostname`, reachable at `[::1]:1`
-/// (a closed port), carrying `proof`.
-fn signed_registration(
-    hostname: &str,
-    key: &ed25519_dalek::SigningKey,
-    proof: Option<rpc::enrollment::Proof>,
-) -> String {
-    registration_json(hostname, key, proof, true)
-}
-
-/// A registration naming `key`'s public half, signed by it only if `sign`.
-fn registration_json(
-    hostname: &str,
-    key: &ed25519_dalek::SigningKey,
-    proof: Option<rpc::enrollment::Proof>,
-    sign: bool,
-) -> String {
-    let mut r = Registration {
-        hostname: hostname.into(),
-        mycelium_pubkey: "ab".repeat(32),
-        mycelium_subnet: "::/64".into(),
-        mycelium_address: "::1".into(),
-        hero_proc_port: 1,
-        hero_proc_auth_pubkey: rpc::nodekey::openssh_public(&key.verifying_key()),
-        spore_version: "test".into(),
-        timestamp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-        enrollment: proof,
-        extra: Default::default(),
-        signature: String::new(),
-    };
-    if sign {
-        r.sign(key).unwrap();
-    }
-    serde_json::to_string(&r).unwrap()
-}
-
-fn listed(port: u16) -> Vec<String> {
-    nodes(port)
-        .iter()
-        .map(|r| r["registration"]["hostname"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! call-home: read mycelium's address from its API, sign a registration
 //! with the node key, POST it to the beacon; retry with backoff and jitter
 //! until accepted; then re-register every heartbeat (which also reports a
-//! changed mycelium address). Runs as its own process (`spore call-home`),
+//! changed mycelium address). Given several beacon URLs (replicas serving
+//! one fleet), it stays with the one that answers and moves to the next
+//! when it fails; it backs off only when all of them failed in a row. Runs as its own process (`spore call-home`),
 //! so plain blocking I/O is fine here.
 
 use std::collections::BTreeMap;
@@ -23,8 +25,8 @@ const RESPONSE_LIMIT: u64 = 1 << 20;
 /// How call-home is set up.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `http://HOST[:PORT]/api/v1/nodes/register`.
-    pub beacon_url: String,
+    /// `http://HOST[:PORT]/api/v1/nodes/register`, one per beacon replica.
+    pub beacon_urls: Vec<String>,
     /// Mycelium's admin API.
     pub mycelium_api: String,
     /// The node's hostname.
@@ -83,13 +85,27 @@ pub fn load_credential(settings: &Settings) -> Result<Option<Credential>, CallHo
     Ok(Some(Credential::load(path)?))
 }
 
-/// Checks the beacon URL once, up front.
-pub fn check_url(settings: &Settings) -> Result<(), CallHomeError> {
+/// Checks every beacon URL once, up front.
+pub fn check_urls(settings: &Settings) -> Result<(), CallHomeError> {
+    if settings.beacon_urls.is_empty() {
+        return Err(CallHomeError::Url {
+            url: String::new(),
+            reason: "no beacon URL".into(),
+        });
+    }
+    settings
+        .beacon_urls
+        .iter()
+        .try_for_each(|url| check_url(settings, url))
+}
+
+/// Checks one beacon URL.
+fn check_url(settings: &Settings, beacon_url: &str) -> Result<(), CallHomeError> {
     let fail = |reason: String| CallHomeError::Url {
-        url: settings.beacon_url.clone(),
+        url: beacon_url.to_owned(),
         reason,
     };
-    let url = parse_url(&settings.beacon_url).map_err(fail)?;
+    let url = parse_url(beacon_url).map_err(fail)?;
     if url.tls {
         tls_config(settings.ca_file.as_deref()).map_err(fail)?;
         return Ok(());
@@ -153,9 +169,10 @@ enum Registered {
     Pending,
 }
 
-/// One attempt: read mycelium, sign, POST.
+/// One attempt: read mycelium, sign, POST to `beacon_url`.
 fn attempt(
     settings: &Settings,
+    beacon_url: &str,
     key: &NodeKey,
     credential: Option<&Credential>,
 ) -> Result<Registered, String> {
@@ -181,7 +198,7 @@ fn attempt(
     let body = serde_json::to_vec(&registration).map_err(|e| e.to_string())?;
     let (status, answer) = request(
         "POST",
-        &settings.beacon_url,
+        beacon_url,
         Some(&body),
         settings.ca_file.as_deref(),
         RESPONSE_LIMIT,
@@ -205,7 +222,7 @@ pub fn run(
     key: &NodeKey,
     log: &mut dyn FnMut(String),
 ) -> Result<(), CallHomeError> {
-    check_url(settings)?;
+    check_urls(settings)?;
     crate::hostname::check(&settings.hostname).map_err(|reason| CallHomeError::Hostname {
         name: crate::display::printable(&settings.hostname),
         reason,
@@ -218,11 +235,18 @@ pub fn run(
         ));
     }
     let mut delay = settings.first_delay;
-    let mut last_address: Option<String> = None;
+    let mut last_registered: Option<(String, usize)> = None;
     let mut pending_logged = false;
+    let urls = &settings.beacon_urls;
+    let mut current = 0usize;
+    // Failures in a row since the last answer; a whole round of them (every
+    // URL tried) means back off before the next round.
+    let mut failures = 0usize;
     loop {
-        match attempt(settings, key, credential.as_ref()) {
+        let url = urls.get(current).map_or("", String::as_str);
+        match attempt(settings, url, key, credential.as_ref()) {
             Ok(Registered::Pending) => {
+                failures = 0;
                 if !pending_logged {
                     log(format!(
                         "{} waits for an operator's approval at the beacon (sporectl nodes approve {})",
@@ -235,13 +259,17 @@ pub fn run(
                 std::thread::sleep(settings.max_delay.min(Duration::from_secs(10)));
             }
             Ok(Registered::Accepted(address)) => {
-                if last_address.as_deref() != Some(address.as_str()) {
-                    log(format!(
-                        "registered {} at {address} with {}",
-                        settings.hostname, settings.beacon_url
-                    ));
-                    last_address = Some(address);
+                let registered = Some((address, current));
+                if last_registered != registered {
+                    if let Some((address, _)) = &registered {
+                        log(format!(
+                            "registered {} at {address} with {url}",
+                            settings.hostname
+                        ));
+                    }
+                    last_registered = registered;
                 }
+                failures = 0;
                 delay = settings.first_delay;
                 match settings.heartbeat {
                     Some(every) => std::thread::sleep(every),
@@ -249,6 +277,17 @@ pub fn run(
                 }
             }
             Err(reason) => {
+                failures += 1;
+                if urls.len() > 1 {
+                    current = (current + 1) % urls.len();
+                    if failures % urls.len() != 0 {
+                        log(format!(
+                            "call-home failed at {url}: {reason}; trying {}",
+                            urls.get(current).map_or("", String::as_str)
+                        ));
+                        continue;
+                    }
+                }
                 // Jitter in [delay/2, delay] so a fleet rebooting together
                 // does not hammer the beacon in step.
                 let half = delay / 2;
@@ -273,7 +312,10 @@ mod tests {
     #[test]
     fn untrusted_plain_http_is_refused_with_the_way_out_in_the_message() {
         let settings = Settings {
-            beacon_url: "http://10.0.2.2:8080/api/v1/nodes/register".into(),
+            beacon_urls: vec![
+                "http://127.0.0.1:8080/api/v1/nodes/register".into(),
+                "http://10.0.2.2:8080/api/v1/nodes/register".into(),
+            ],
             mycelium_api: String::new(),
             hostname: "n".into(),
             rpc_port: 9999,
@@ -284,9 +326,13 @@ mod tests {
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
         };
-        let error = check_url(&settings).unwrap_err().to_string();
+        let error = check_urls(&settings).unwrap_err().to_string();
         assert!(error.contains("allow_insecure_http"), "{error}");
-        assert!(check_url(&Settings {
+        assert!(
+            error.contains("10.0.2.2"),
+            "names the URL at fault: {error}"
+        );
+        assert!(check_urls(&Settings {
             allow_insecure_http: true,
             ..settings
         })

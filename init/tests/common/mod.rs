@@ -2,6 +2,8 @@
 //! socket.
 #![allow(dead_code)]
 
+pub mod beacon;
+pub mod postgres;
 pub mod pty;
 
 use std::io::{BufRead, BufReader, Write};

@@ -178,6 +178,10 @@ pub struct ServeOptions {
     pub authorized_keys: Option<std::path::PathBuf>,
     /// Enrolled nodes may rekey.
     pub allow_rekey: bool,
+    /// Registrations per second per source.
+    pub rate: f64,
+    /// Their burst.
+    pub burst: f64,
     /// https certificate chain.
     pub tls_cert: Option<std::path::PathBuf>,
     /// https key.
@@ -217,6 +221,9 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         },
         None => None,
     };
+    if !(options.rate > 0.0 && options.burst >= 1.0) {
+        return fail("--rate must be above 0 and --burst at least 1".into());
+    }
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => match rpc::beacon::tls::server_config(cert, key) {
             Ok(config) => Some(config),
@@ -233,6 +240,8 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         },
         allow_rekey: options.allow_rekey,
         operators: options.authorized_keys.clone(),
+        rate_per_second: options.rate,
+        burst: options.burst,
         ..Default::default()
     };
     let location = match store_location(options) {

@@ -277,6 +277,13 @@ struct Serve {
     /// Let an enrolled node register a new key for its name
     #[arg(long)]
     allow_rekey: bool,
+    /// Registrations and orders per second from one address (a NAT in
+    /// front of many nodes needs more)
+    #[arg(long, value_name = "N", default_value_t = 5.0)]
+    rate: f64,
+    /// …and in a burst
+    #[arg(long, value_name = "N", default_value_t = 20.0)]
+    burst: f64,
     /// Serve https with this certificate chain
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -426,6 +433,8 @@ fn into_options(cli: Cli) -> Parsed {
                 open: serve.open,
                 authorized_keys: serve.authorized_keys,
                 allow_rekey: serve.allow_rekey,
+                rate: serve.rate,
+                burst: serve.burst,
                 tls_cert: serve.tls_cert,
                 tls_key: serve.tls_key,
             });
