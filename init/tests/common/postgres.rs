@@ -85,7 +85,11 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = super::beacon::free_port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
         let child = unprivileged(&bin.join("postgres"))
             .arg("-D")
@@ -120,6 +124,11 @@ impl Postgres {
             .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// The postmaster's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The URL a beacon is given.

@@ -237,6 +237,17 @@ pub(crate) enum Found {
 pub(crate) trait Backend: Send {
     /// Answers one read.
     fn read(&mut self, read: &Read) -> Result<Found, StoreError>;
+    /// The enrolled nodes of several hostnames, in their order (one query
+    /// where the engine allows it).
+    fn nodes_named(&mut self, hostnames: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
+        hostnames
+            .iter()
+            .map(|h| match self.read(&Read::Node((*h).to_owned()))? {
+                Found::One(record) => Ok(record.map(|r| *r)),
+                Found::Many(_) => Err(mixed()),
+            })
+            .collect()
+    }
     /// Applies `writes` in this order in one transaction, committed before
     /// it returns; one answer per write.
     fn write(&mut self, writes: &[&Write]) -> Result<Vec<Written>, StoreError>;
@@ -422,26 +433,54 @@ fn serve(mut backend: Box<dyn Backend>, queue: &Receiver<Job>) {
         if !writes.is_empty() {
             writes.sort_by(|a, b| a.0.hostname().cmp(b.0.hostname()));
             let batch: Vec<&Write> = writes.iter().map(|(write, _)| write.as_ref()).collect();
-            match backend.write(&batch) {
-                Ok(written) if written.len() == writes.len() => {
-                    for ((_, reply), written) in writes.iter().zip(written) {
-                        let _ = reply.try_send(Ok(written));
-                    }
-                }
-                Ok(_) => {
-                    for (_, reply) in &writes {
-                        let _ = reply.try_send(Err("the store lost count of a batch".into()));
-                    }
-                }
-                Err(error) => {
-                    for (_, reply) in &writes {
-                        let _ = reply.try_send(Err(error.clone()));
-                    }
-                }
+            answer_each(&writes, backend.write(&batch));
+        }
+        // The node lookups of every registration in the batch: one query.
+        let (lookups, others): (Vec<_>, Vec<_>) = reads
+            .into_iter()
+            .partition(|(read, _)| matches!(read, Read::Node(_)));
+        if !lookups.is_empty() {
+            let hostnames: Vec<&str> = lookups
+                .iter()
+                .map(|(read, _)| match read {
+                    Read::Node(hostname) => hostname.as_str(),
+                    _ => "",
+                })
+                .collect();
+            let found = backend.nodes_named(&hostnames).map(|records| {
+                records
+                    .into_iter()
+                    .map(|record| Found::One(record.map(Box::new)))
+                    .collect()
+            });
+            answer_each(&lookups, found);
+        }
+        for (read, reply) in others {
+            let _ = reply.try_send(backend.read(&read));
+        }
+    }
+}
+
+/// Sends each job of a batch its answer, or the batch's error to all.
+fn answer_each<J, T>(
+    jobs: &[(J, Sender<Result<T, StoreError>>)],
+    answers: Result<Vec<T>, StoreError>,
+) {
+    match answers {
+        Ok(answers) if answers.len() == jobs.len() => {
+            for ((_, reply), answer) in jobs.iter().zip(answers) {
+                let _ = reply.try_send(Ok(answer));
             }
         }
-        for (read, reply) in reads {
-            let _ = reply.try_send(backend.read(&read));
+        Ok(_) => {
+            for (_, reply) in jobs {
+                let _ = reply.try_send(Err("the store lost count of a batch".into()));
+            }
+        }
+        Err(error) => {
+            for (_, reply) in jobs {
+                let _ = reply.try_send(Err(error.clone()));
+            }
         }
     }
 }

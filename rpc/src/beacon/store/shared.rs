@@ -93,6 +93,7 @@ struct Statements {
     pending: Statement,
     pending_entry: Statement,
     insert_node: Statement,
+    named_nodes: Statement,
     update_node: Statement,
     drop_pending: Statement,
     pending_known: Statement,
@@ -115,14 +116,31 @@ impl Statements {
             pending_entry: client.prepare(
                 "SELECT record FROM beacon_pending WHERE hostname = $1 AND fingerprint = $2",
             )?,
+            // A node written drops its pending entries in the same
+            // statement (one round trip per write).
             insert_node: client.prepare(
-                "INSERT INTO beacon_nodes (hostname, fingerprint, registered_at, last_seen, record)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hostname) DO NOTHING",
+                "WITH written AS (
+                     INSERT INTO beacon_nodes (hostname, fingerprint, registered_at, last_seen, record)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hostname) DO NOTHING
+                     RETURNING hostname
+                 ), dropped AS (
+                     DELETE FROM beacon_pending WHERE hostname IN (SELECT hostname FROM written)
+                 )
+                 SELECT count(*) FROM written",
             )?,
             update_node: client.prepare(
-                "UPDATE beacon_nodes
-                 SET fingerprint = $2, registered_at = $3, last_seen = $4, record = $5
-                 WHERE hostname = $1 AND fingerprint = $6 AND registered_at = $7",
+                "WITH written AS (
+                     UPDATE beacon_nodes
+                     SET fingerprint = $2, registered_at = $3, last_seen = $4, record = $5
+                     WHERE hostname = $1 AND fingerprint = $6 AND registered_at = $7
+                     RETURNING hostname
+                 ), dropped AS (
+                     DELETE FROM beacon_pending WHERE hostname IN (SELECT hostname FROM written)
+                 )
+                 SELECT count(*) FROM written",
+            )?,
+            named_nodes: client.prepare(
+                "SELECT hostname, record FROM beacon_nodes WHERE hostname = ANY($1)",
             )?,
             drop_pending: client.prepare("DELETE FROM beacon_pending WHERE hostname = $1")?,
             pending_known: client.prepare(
@@ -229,8 +247,8 @@ impl Shared {
                 Write::Node { record, expect } => {
                     let r = &record.registration;
                     let (timestamp, seen) = (bigint(r.timestamp), bigint(record.last_seen));
-                    let applied = match expect {
-                        super::Expect::Absent => txn.execute(
+                    let written = match expect {
+                        super::Expect::Absent => txn.query_one(
                             &statements.insert_node,
                             &[
                                 &r.hostname,
@@ -243,7 +261,7 @@ impl Shared {
                         super::Expect::Holds {
                             fingerprint,
                             timestamp: was,
-                        } => txn.execute(
+                        } => txn.query_one(
                             &statements.update_node,
                             &[
                                 &r.hostname,
@@ -255,11 +273,8 @@ impl Shared {
                                 &bigint(*was),
                             ],
                         )?,
-                    } == 1;
-                    if applied {
-                        txn.execute(&statements.drop_pending, &[&r.hostname])?;
-                    }
-                    Written::Node(applied)
+                    };
+                    Written::Node(written.try_get::<_, i64>(0)? == 1)
                 }
                 Write::Pending { record, limit } => {
                     let r = &record.registration;
@@ -401,6 +416,20 @@ fn transient(error: &postgres::Error) -> bool {
 }
 
 impl Backend for Shared {
+    fn nodes_named(&mut self, hostnames: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
+        let (client, statements) = self.connection()?;
+        let rows = client
+            .query(&statements.named_nodes, &[&hostnames])
+            .map_err(text)?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let hostname: String = row.try_get(0).map_err(text)?;
+            let Json(record): Json<Record> = row.try_get(1).map_err(text)?;
+            found.insert(hostname, record);
+        }
+        Ok(hostnames.iter().map(|h| found.remove(*h)).collect())
+    }
+
     fn read(&mut self, read: &Read) -> Result<Found, StoreError> {
         let (client, statements) = self.connection()?;
         match read {
