@@ -35,6 +35,16 @@ fn main() -> ExitCode {
     if pid1 && !names_a_command {
         return init(true);
     }
+    // The helper spore starts services through once it holds many
+    // descriptors (see runtime::spawner); never PID 1, never typed by hand.
+    if !pid1
+        && args.len() == 1
+        && args
+            .first()
+            .is_some_and(|a| a == runtime::spawner::SUBCOMMAND)
+    {
+        return runtime::spawner::serve();
+    }
     match cli::parse(args) {
         Ok(cli::Invocation::Init) => init(pid1),
         // `spore run` never does machine duties, even as PID 1 of a PID
@@ -117,6 +127,9 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
         journal::note(format_args!("cannot block signals: {error}"));
     }
     no_core_dumps();
+    if std::env::var_os("SPORE_SPAWNER").is_some_and(|v| v == "always") {
+        runtime::spawn::always_use_spawner();
+    }
     if !pid1 {
         if std::process::id() != 1 {
             become_subreaper();

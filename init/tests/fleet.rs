@@ -491,8 +491,10 @@ httpd.serve_forever()
             serde_json::json!({ "name": "call-home" }),
         )
         .unwrap();
+    // Whole: the stand-in opens the file before it writes it.
     spore.wait_for("the https registration", Duration::from_secs(15), |_| {
-        received.exists()
+        std::fs::read(&received)
+            .is_ok_and(|body| serde_json::from_slice::<Registration>(&body).is_ok())
     });
     drop(beacon);
     let registration: Registration =

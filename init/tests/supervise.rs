@@ -82,11 +82,7 @@ fn service_forking_a_thousand_children_leaves_no_zombie() {
     spore.wait_for(
         "the orphaned sleeps to end",
         Duration::from_secs(30),
-        |_| {
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            children.split_whitespace().count() == 0
-        },
+        |_| common::service_children(pid).is_empty(),
     );
     assert_eq!(zombies_of(pid), Vec::<i32>::new());
 }

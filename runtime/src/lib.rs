@@ -26,6 +26,7 @@ pub mod probe;
 mod runtime;
 pub mod secret;
 pub mod spawn;
+pub mod spawner;
 pub mod spool;
 pub mod store;
 pub mod sys;

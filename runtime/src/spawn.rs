@@ -6,7 +6,41 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ChildStderr, ChildStdout, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::spawner::{Failure, Spawner};
+
+/// The highest descriptor number a service's pipe got lately: the kernel
+/// hands out the lowest free one, so this is about the size of spore's
+/// descriptor table, which every fork copies and every exec closes.
+static TABLE_HINT: AtomicI32 = AtomicI32::new(0);
+
+/// From this table size on, services start through the [`Spawner`]
+/// (below it a fork of spore costs less than asking another process).
+const SPAWNER_FROM: i32 = 256;
+
+/// After the spawner failed, spore starts services itself this long before
+/// it tries a new spawner.
+const SPAWNER_RETRY: Duration = Duration::from_secs(60);
+
+enum SpawnerState {
+    Idle,
+    Running(Spawner),
+    Failed(Instant),
+}
+
+static SPAWNER: Mutex<SpawnerState> = Mutex::new(SpawnerState::Idle);
+
+/// Forces the spawner on from the first start (tests of the spawner path).
+static SPAWNER_ALWAYS: AtomicBool = AtomicBool::new(false);
+
+/// Starts every service through the spawner, whatever the table size
+/// (`SPORE_SPAWNER=always` in spore's environment).
+pub fn always_use_spawner() {
+    SPAWNER_ALWAYS.store(true, Ordering::SeqCst);
+}
 
 /// The RLIMIT_CORE soft limit spore was started with, given back to every
 /// service (spore lowers its own to 0: a core of spore would hold secrets).
@@ -86,6 +120,12 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             message: format!("state directory {}: {error}", dir.display()),
         })?;
     }
+    if SPAWNER_ALWAYS.load(Ordering::Relaxed) || TABLE_HINT.load(Ordering::Relaxed) >= SPAWNER_FROM
+    {
+        if let Some(result) = spawn_through_spawner(spec, program) {
+            return result;
+        }
+    }
     let mut command = std::process::Command::new(program);
     command
         .args(args)
@@ -108,23 +148,111 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         command.pre_exec(prepare_child);
     }
     let mut child = command.spawn().map_err(|error| SpawnError {
-        code: match error.kind() {
-            io::ErrorKind::NotFound => 127,
-            io::ErrorKind::PermissionDenied => 126,
-            _ if error.raw_os_error() == Some(libc::ENOEXEC) => 126,
-            _ => 1,
-        },
+        code: exit_code_of(&error),
         program: program.clone(),
         message: error.to_string(),
     })?;
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-    Ok(Spawned {
+    let spawned = Spawned {
         pid,
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
-    })
+    };
+    note_table_size(spawned.stderr.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
+    Ok(spawned)
     // `child` is dropped without waiting: dropping a Child neither kills nor
     // reaps it, and the reaper's waitpid(-1) collects its status.
+}
+
+fn note_table_size(fd: Option<i32>) {
+    if let Some(fd) = fd {
+        TABLE_HINT.store(fd, Ordering::Relaxed);
+    }
+}
+
+/// The shell-style code of a failed start.
+fn exit_code_of(error: &io::Error) -> i32 {
+    match error.kind() {
+        io::ErrorKind::NotFound => 127,
+        io::ErrorKind::PermissionDenied => 126,
+        _ if error.raw_os_error() == Some(libc::ENOEXEC) => 126,
+        _ => 1,
+    }
+}
+
+/// Starts `spec` through the spawner; None when there is no working
+/// spawner (the caller forks instead).
+fn spawn_through_spawner(
+    spec: &SpawnSpec<'_>,
+    program: &str,
+) -> Option<Result<Spawned, SpawnError>> {
+    let mut state = SPAWNER.lock().ok()?;
+    if let SpawnerState::Failed(when) = &*state {
+        if when.elapsed() < SPAWNER_RETRY {
+            return None;
+        }
+        *state = SpawnerState::Idle;
+    }
+    if matches!(*state, SpawnerState::Idle) {
+        match Spawner::start(Path::new("/proc/self/exe")) {
+            Ok(spawner) => {
+                crate::journal::note(
+                    "services start through the spawner from now on (spore holds many descriptors)",
+                );
+                *state = SpawnerState::Running(spawner);
+            }
+            Err(error) => {
+                crate::journal::note(format_args!(
+                    "cannot start the spawner: {error}; starting services directly"
+                ));
+                *state = SpawnerState::Failed(Instant::now());
+                return None;
+            }
+        }
+    }
+    let SpawnerState::Running(spawner) = &*state else {
+        return None;
+    };
+    let core_limit = SERVICE_CORE_LIMIT_SET
+        .load(Ordering::Relaxed)
+        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed));
+    let request = crate::spawner::request_for(
+        spec.argv,
+        spec.base_env,
+        spec.env,
+        spec.dir,
+        spec.capture,
+        core_limit,
+    );
+    match spawner.start_one(&request) {
+        Ok(started) => {
+            let (stdout, stderr) = match started.pipes {
+                Some((out, err)) => {
+                    note_table_size(Some(std::os::fd::AsRawFd::as_raw_fd(&err)));
+                    (Some(ChildStdout::from(out)), Some(ChildStderr::from(err)))
+                }
+                None => (None, None),
+            };
+            Some(Ok(Spawned {
+                pid: started.pid,
+                stdout,
+                stderr,
+            }))
+        }
+        Err(Failure::Start(error)) => Some(Err(SpawnError {
+            code: exit_code_of(&error),
+            program: program.to_owned(),
+            message: error.to_string(),
+        })),
+        Err(Failure::Spawner(reason)) => {
+            crate::journal::note(format_args!(
+                "the spawner failed ({reason}); starting services directly for {} s",
+                SPAWNER_RETRY.as_secs()
+            ));
+            *state = SpawnerState::Failed(Instant::now());
+            None
+        }
+    }
 }
 
 /// Makes `dir` (and its parents) and sets it 0700, as systemd's
@@ -148,6 +276,15 @@ fn make_state_dir(dir: &Path) -> io::Result<()> {
 
 /// Runs in the child between fork and exec.
 fn prepare_child() -> io::Result<()> {
+    let core = SERVICE_CORE_LIMIT_SET
+        .load(Ordering::Relaxed)
+        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed));
+    prepare_child_with(core)
+}
+
+/// [`prepare_child`] with the core-file limit to give (the spawner's
+/// children get spore's through their request).
+pub(crate) fn prepare_child_with(core_limit: Option<u64>) -> io::Result<()> {
     // Own session, so the service's process group is its pid and a stop
     // signal to the group reaches everything it started (setsid(2)).
     // SAFETY: plain system calls with valid arguments.
@@ -166,8 +303,7 @@ fn prepare_child() -> io::Result<()> {
             }
         }
         // The core-file limit spore was started with, not spore's own 0.
-        if SERVICE_CORE_LIMIT_SET.load(Ordering::Relaxed) {
-            let core = SERVICE_CORE_LIMIT.load(Ordering::Relaxed);
+        if let Some(core) = core_limit {
             let mut limit: libc::rlimit = std::mem::zeroed();
             if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) == 0 {
                 limit.rlim_cur = core.min(limit.rlim_max);

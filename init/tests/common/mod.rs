@@ -201,15 +201,28 @@ pub fn signal(pid: i32, signal: i32) {
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid} {signal}");
 }
 
+/// The children of `pid` but the spawner (spore's helper once it holds
+/// many descriptors, or with SPORE_SPAWNER=always): what callers look for.
+pub fn service_children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|child| {
+            !std::fs::read(format!("/proc/{child}/cmdline"))
+                .unwrap_or_default()
+                .starts_with(b"spore-spawner\0")
+        })
+        .filter_map(|child| child.parse().ok())
+        .collect()
+}
+
 /// The first child of process `pid` (waits up to 10 s for one): spore
 /// under `unshare --fork`, or the service under spore.
 pub fn child_of(pid: i32) -> i32 {
     let start = Instant::now();
     loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next() {
-            return child.parse().unwrap();
+        if let Some(child) = service_children(pid).first() {
+            return *child;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),

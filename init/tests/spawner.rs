@@ -1,0 +1,133 @@
+//! Starting services through the spawner: once spore holds a few hundred
+//! descriptors (here 200 services with captured output), it starts the
+//! rest through its helper process. They must be spore's own children,
+//! with their output captured, their environment and directory, exit
+//! codes for what cannot run, and the helper must end with spore.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Spore;
+use serde_json::{json, Value};
+
+/// The parent pid of `pid`, from /proc.
+fn parent_of(pid: i64) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn spawners() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline.starts_with(b"spore-spawner\0"))
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .collect()
+}
+
+#[test]
+fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_children() {
+    let before = spawners().len();
+    let mut services: Vec<(String, String)> = (0..200)
+        .map(|i| {
+            (
+                format!("s{i:03}"),
+                format!(
+                    "[service]\nname = \"s{i:03}\"\nexec = [\"sh\", \"-c\", \"echo out $WHO $(pwd); echo err >&2; exec sleep 1000\"]\ndir = \"/tmp\"\n\n[service.env]\nWHO = \"s{i:03}\"\n"
+                ),
+            )
+        })
+        .collect();
+    services.push((
+        "zz-missing".into(),
+        "[service]\nname = \"zz-missing\"\nexec = \"no-such-program-anywhere\"\n\n[dependencies]\nafter = [\"s199\"]\n".into(),
+    ));
+    let refs: Vec<(&str, String)> = services
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    let mut spore = Spore::start(&refs);
+    spore.wait_for("200 services ready", Duration::from_secs(60), |s| {
+        let list = s.call("service.list", json!({})).unwrap();
+        list.as_array()
+            .map(|all| all.iter().filter(|v| v["state"] == "ready").count())
+            == Some(200)
+    });
+    let log = spore.stderr();
+    assert!(
+        log.contains("services start through the spawner from now on"),
+        "{log}"
+    );
+    assert_eq!(spawners().len(), before + 1, "one spawner");
+    // Every service, early (forked by spore) or late (through the
+    // spawner), is spore's child and has its output captured.
+    for i in [0, 150, 199] {
+        let name = format!("s{i:03}");
+        let status = spore
+            .call("service.status", json!({ "name": name }))
+            .unwrap();
+        let pid = status["pid"].as_i64().unwrap();
+        assert_eq!(parent_of(pid), i64::from(spore.pid()), "{name}");
+        spore.wait_for("its two lines", Duration::from_secs(10), |s| {
+            let logs = s
+                .call("service.logs", json!({ "name": name, "lines": 10 }))
+                .unwrap();
+            let texts: Vec<String> = logs["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["stream"] != "spore")
+                .map(|l| {
+                    format!(
+                        "{} {}",
+                        l["stream"].as_str().unwrap(),
+                        l["text"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            texts.contains(&format!("stdout out {name} /tmp"))
+                && texts.contains(&"stderr err".to_owned())
+        });
+    }
+    // A program that is not there fails as it does without the spawner:
+    // 127, and the reason.
+    spore.wait_for("zz-missing to fail", Duration::from_secs(30), |s| {
+        s.stderr()
+            .contains("zz-missing: backoff: restart in 1000 ms (last run exited with code 127) (cannot run `no-such-program-anywhere`: No such file or directory (os error 2))")
+    });
+    // A restart goes through the spawner too.
+    let old: Value = spore
+        .call("service.status", json!({ "name": "s150" }))
+        .unwrap();
+    spore
+        .call("service.restart", json!({ "name": "s150", "wait": false }))
+        .unwrap();
+    spore.wait_for("s150 restarted", Duration::from_secs(20), |s| {
+        let now = s.call("service.status", json!({ "name": "s150" })).unwrap();
+        now["state"] == "ready" && now["pid"] != old["pid"]
+    });
+    let pid = spore
+        .call("service.status", json!({ "name": "s150" }))
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(parent_of(pid), i64::from(spore.pid()));
+    assert!(spore.terminate().success());
+    let start = std::time::Instant::now();
+    while spawners().len() > before {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the spawner outlived spore"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
