@@ -118,6 +118,7 @@ impl Fleet {
                     segment_port,
                     index: spec.index,
                     console: node_dir.join("console.log"),
+                    kernel_args: spec.kernel_args.clone(),
                     allow_reboot,
                     disk,
                 },

@@ -40,6 +40,9 @@ pub struct NodeSpec {
     /// `--netboot` bundle, iPXE runs `boot.ipxe`, and the node's MAC
     /// address gives it its name on the kernel command line.
     pub netboot: bool,
+    /// More kernel command-line words (`KEY=VALUE` ones reach spore's
+    /// environment), for `-kernel` boots.
+    pub kernel_args: String,
 }
 
 impl NodeSpec {
@@ -55,6 +58,7 @@ impl NodeSpec {
             usb_image: false,
             named_by_key: false,
             netboot: false,
+            kernel_args: String::new(),
         }
     }
 

@@ -29,6 +29,8 @@ pub struct BootOptions {
     pub index: u8,
     /// Where the serial console goes.
     pub console: PathBuf,
+    /// More kernel command-line words (for `-kernel` boots).
+    pub kernel_args: String,
     /// A raw disk image attached as virtio-blk (`/dev/vda`).
     pub disk: Option<PathBuf>,
     /// Let a guest reboot (QEMU resets and boots the same image again);
@@ -104,7 +106,10 @@ impl Vm {
                     .arg(&artifacts.vmlinuz)
                     .arg("-initrd")
                     .arg(&options.initrd)
-                    .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+                    .arg("-append")
+                    .arg(
+                        format!("console=ttyS0 panic=-1 quiet {}", options.kernel_args).trim_end(),
+                    );
             }
         }
         // The NICs carry no boot ROM: the firmware boots the stick

@@ -1,5 +1,8 @@
 //! Boot test 4: node.poweroff over RPC stops the services in reverse
-//! dependency order, then QEMU ends cleanly (read from the console).
+//! dependency order, then QEMU ends cleanly (read from the console). PID 1
+//! starts every service through its spawner here (`SPORE_SPAWNER=always`
+//! on the kernel command line reaches its environment), so the spawner is
+//! tested as a real init's helper too, and must not hold up the poweroff.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,6 +19,7 @@ use qemu_tests::Fleet;
 fn poweroff_stops_services_in_reverse_order_and_ends_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let mut fleet = Fleet::boot(dir.path(), 1, false, false, |spec| {
+        spec.kernel_args = "SPORE_SPAWNER=always".into();
         spec.extra_services.push((
             "worker".into(),
             "[service]\nname = \"worker\"\nexec = [\"/bin/sh\", \"-c\", \"while true; do sleep 1; done\"]\n\n[dependencies]\nrequires = [\"mycelium\"]\n".into(),
@@ -29,6 +33,13 @@ fn poweroff_stops_services_in_reverse_order_and_ends_qemu() {
     node.vm
         .wait_for("spore: worker: ready", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        node.vm
+            .console_text()
+            .contains("services start through the spawner from now on"),
+        "{}",
+        node.vm.console_text()
+    );
     let out = node.sporectl(&fleet.operator, &["poweroff"]);
     assert!(
         out.status.success(),
