@@ -244,6 +244,7 @@ fn spawn_through_spawner(
             program: program.to_owned(),
             message: error.to_string(),
         })),
+        Err(Failure::TooLarge) => None,
         Err(Failure::Spawner(reason)) => {
             crate::journal::note(format_args!(
                 "the spawner failed ({reason}); starting services directly for {} s",

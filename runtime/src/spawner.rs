@@ -204,7 +204,7 @@ impl Spawner {
     pub fn start_one(&self, request: &Request) -> Result<Started, Failure> {
         let bytes = request.encode();
         if bytes.len() > MAX_REQUEST {
-            return Err(Failure::Spawner("request too large".into()));
+            return Err(Failure::TooLarge);
         }
         let sent = sendmsg::<()>(
             self.socket.as_raw_fd(),
@@ -277,6 +277,9 @@ pub enum Failure {
     Start(io::Error),
     /// The spawner itself failed; start the service some other way.
     Spawner(String),
+    /// This request does not fit a message (a huge environment): start
+    /// this one service some other way; the spawner is fine.
+    TooLarge,
 }
 
 /// The spawner's main loop: answer requests until spore hangs up.
