@@ -22,6 +22,27 @@ use serde_json::json;
 
 const WINDOW: Duration = Duration::from_secs(5);
 
+/// `service.status` on the local control socket, one at a time, until
+/// `WINDOW` after `t`; how many were answered.
+fn local_requests(socket: &std::path::Path, t: Instant) -> u64 {
+    let stream = UnixStream::connect(socket).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let request = format!(
+        "{}\n",
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "service.status", "params": { "name": "web" } })
+    );
+    let mut n = 0u64;
+    let mut line = String::new();
+    while t.elapsed() < WINDOW {
+        writer.write_all(request.as_bytes()).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        n += 1;
+    }
+    n
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -82,23 +103,8 @@ fn main() {
         n as f64 / t.elapsed().as_secs_f64()
     });
     let local_rate = {
-        let stream = UnixStream::connect(&socket).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let mut reader = BufReader::new(stream);
-        let request = format!(
-            "{}\n",
-            json!({ "jsonrpc": "2.0", "id": 1, "method": "service.status", "params": { "name": "web" } })
-        );
-        let mut n = 0u64;
-        let mut line = String::new();
         let t = Instant::now();
-        while t.elapsed() < WINDOW {
-            writer.write_all(request.as_bytes()).unwrap();
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            n += 1;
-        }
-        n as f64 / t.elapsed().as_secs_f64()
+        local_requests(&socket, t) as f64 / t.elapsed().as_secs_f64()
     };
 
     // 3. The same with 64 sessions at once (64 tasks on one client thread),
@@ -147,24 +153,7 @@ fn main() {
         let counts: Vec<_> = (0..concurrent)
             .map(|_| {
                 let socket = socket.clone();
-                std::thread::spawn(move || {
-                    let stream = UnixStream::connect(&socket).unwrap();
-                    let mut writer = stream.try_clone().unwrap();
-                    let mut reader = BufReader::new(stream);
-                    let request = format!(
-                        "{}\n",
-                        json!({ "jsonrpc": "2.0", "id": 1, "method": "service.status", "params": { "name": "web" } })
-                    );
-                    let mut n = 0u64;
-                    let mut line = String::new();
-                    while t.elapsed() < WINDOW {
-                        writer.write_all(request.as_bytes()).unwrap();
-                        line.clear();
-                        reader.read_line(&mut line).unwrap();
-                        n += 1;
-                    }
-                    n
-                })
+                std::thread::spawn(move || local_requests(&socket, t))
             })
             .collect();
         let total: u64 = counts.into_iter().map(|c| c.join().unwrap()).sum();

@@ -3,8 +3,9 @@
 //! until accepted; then re-register every heartbeat (which also reports a
 //! changed mycelium address). Given several beacon URLs (replicas serving
 //! one fleet), it stays with the one that answers and moves to the next
-//! when it fails; it backs off only when all of them failed in a row. Runs as its own process (`spore call-home`),
-//! so plain blocking I/O is fine here.
+//! when it fails; it backs off only when all of them failed in a row. Runs
+//! as its own process (`spore call-home`), so plain blocking I/O is fine
+//! here.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
