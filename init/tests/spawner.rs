@@ -48,12 +48,30 @@ fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_c
         })
         .collect();
     services.push((
+        "zz-garbage".into(),
+        "[service]\nname = \"zz-garbage\"\nexec = \"GARBAGE\"\n\n[dependencies]\nafter = [\"s199\"]\n".into(),
+    ));
+    services.push((
         "zz-missing".into(),
         "[service]\nname = \"zz-missing\"\nexec = \"no-such-program-anywhere\"\n\n[dependencies]\nafter = [\"s199\"]\n".into(),
     ));
     let refs: Vec<(&str, String)> = services
         .iter()
         .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    // An executable file that is no program: found in PATH, so the failure
+    // comes from exec itself, in the service's own process.
+    let bin = tempfile::tempdir().unwrap();
+    let garbage = bin.path().join("not-a-program");
+    std::fs::write(&garbage, [0u8, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+    std::fs::set_permissions(
+        &garbage,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let refs: Vec<(&str, String)> = refs
+        .into_iter()
+        .map(|(n, t)| (n, t.replace("GARBAGE", garbage.to_str().unwrap())))
         .collect();
     let mut spore = Spore::start(&refs);
     spore.wait_for("200 services ready", Duration::from_secs(60), |s| {
@@ -104,6 +122,16 @@ fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_c
         s.stderr()
             .contains("zz-missing: backoff: restart in 1000 ms (last run exited with code 127) (cannot run `no-such-program-anywhere`: No such file or directory (os error 2))")
     });
+    // exec's own failure: exit 126 as a shell would, and the reason on the
+    // service's stderr, which spore captured.
+    spore.wait_for("zz-garbage to fail", Duration::from_secs(30), |s| {
+        s.stderr()
+            .contains("zz-garbage: backoff: restart in 1000 ms (last run exited with code 126)")
+    });
+    let logs = spore
+        .call("service.logs", json!({ "name": "zz-garbage", "lines": 20 }))
+        .unwrap();
+    assert!(logs.to_string().contains("Exec format error"), "{logs}");
     // A restart goes through the spawner too.
     let old: Value = spore
         .call("service.status", json!({ "name": "s150" }))

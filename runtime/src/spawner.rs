@@ -6,13 +6,17 @@
 //! each start cost the kernel ~2,000 reference counts up and down. The
 //! spawner is spore itself, exec'd once (`spore __spawner`) with only a
 //! socket and /dev/null open; it makes each service's pipes, starts the
-//! service as posix_spawn does (`clone(CLONE_VM | CLONE_VFORK)`: no page
-//! tables copied) and with `CLONE_PARENT`, so the service is spore's child
+//! service with a fork-like `clone` of itself (cheap: its memory and its
+//! descriptor table are small) with `CLONE_PARENT`, so the service is
+//! spore's child
 //! (spore reaps it and signals it as before), and hands the read ends back
 //! over the socket (SCM_RIGHTS). Its descriptor table stays a handful.
 //!
-//! spore asks and waits for the answer (at most [`ANSWER_TIMEOUT`]; the
-//! spawner only forks and execs). Anything wrong with the spawner (gone,
+//! The spawner checks what it can before the clone (the program in PATH,
+//! the directory) and answers as soon as the child exists, without waiting
+//! for its exec: the exec runs on the other core while spore takes the
+//! answer and asks for the next start. spore waits for each answer (at most
+//! [`ANSWER_TIMEOUT`]). Anything wrong with the spawner (gone,
 //! slow, a garbled answer) makes spore drop it and start the service
 //! itself, as it does when it holds few descriptors.
 
@@ -343,13 +347,29 @@ pub fn serve() -> std::process::ExitCode {
     }
 }
 
-/// The program to exec: `argv[0]` itself when it has a slash, else the
-/// first executable match in the environment's PATH (ENOENT when there is
-/// none, EACCES when only unrunnable ones exist).
+/// Whether `path` names an executable file: Ok, or ENOENT / EACCES as
+/// exec would say.
+fn runnable(path: &CString) -> Result<(), i32> {
+    let meta = std::fs::metadata(OsStr::from_bytes(path.as_bytes()))
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
+    // SAFETY: access with a valid C string.
+    let executable = unsafe { libc::access(path.as_ptr(), libc::X_OK) } == 0;
+    if meta.is_file() && executable {
+        Ok(())
+    } else {
+        Err(libc::EACCES)
+    }
+}
+
+/// The program to exec: `argv[0]` itself when it has a slash (checked),
+/// else the first executable match in the environment's PATH (ENOENT when
+/// there is none, EACCES when only unrunnable ones exist).
 fn resolve(program: &[u8], env: &[Vec<u8>]) -> Result<CString, i32> {
     let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| libc::EINVAL);
     if program.contains(&b'/') {
-        return cstring(program);
+        let path = cstring(program)?;
+        runnable(&path)?;
+        return Ok(path);
     }
     let path = env
         .iter()
@@ -362,15 +382,10 @@ fn resolve(program: &[u8], env: &[Vec<u8>]) -> Result<CString, i32> {
         candidate.push(b'/');
         candidate.extend_from_slice(program);
         let candidate = cstring(&candidate)?;
-        // SAFETY: access with a valid C string.
-        let runnable = unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } == 0;
-        let is_file =
-            std::fs::metadata(OsStr::from_bytes(candidate.as_bytes())).is_ok_and(|m| m.is_file());
-        if runnable && is_file {
-            return Ok(candidate);
-        }
-        if is_file {
-            found_unrunnable = true;
+        match runnable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(libc::EACCES) => found_unrunnable = true,
+            Err(_) => {}
         }
     }
     Err(if found_unrunnable {
@@ -404,12 +419,20 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
         .as_deref()
         .map(|d| CString::new(d).map_err(|_| libc::EINVAL))
         .transpose()?;
+    // A missing directory is an error of the start, as with a fork.
+    if let Some(dir) = &request.dir {
+        match std::fs::metadata(OsStr::from_bytes(dir)) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(libc::ENOTDIR),
+            Err(error) => return Err(error.raw_os_error().unwrap_or(libc::ENOENT)),
+        }
+    }
     let (out, err) = if request.capture {
         (Some(pipe()?), Some(pipe()?))
     } else {
         (None, None)
     };
-    let mut child = ChildArgs {
+    let child = ChildArgs {
         program: program.as_ptr(),
         argv: argv_ptrs.as_ptr(),
         env: env_ptrs.as_ptr(),
@@ -422,31 +445,29 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
             .as_ref()
             .map_or(devnull.as_raw_fd(), |(_, w)| w.as_raw_fd()),
         core_limit: request.core_limit,
-        errno: 0,
     };
-    // The child's stack while it shares our memory (until it execs).
-    let mut stack = vec![0u8; CHILD_STACK];
-    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK) as usize & !15;
-    // SAFETY: posix_spawn's way: CLONE_VM | CLONE_VFORK, so the child runs
-    // on its own stack in our memory while we are suspended until it execs
-    // or exits; it touches only `child` and makes system calls. CLONE_PARENT
-    // makes it spore's child, not ours.
+    // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
+    // ours) of this single-threaded process, so the child may do anything
+    // before exec. CLONE_PARENT makes it spore's child, not ours. We do not
+    // wait for its exec: it runs while spore handles the answer and asks
+    // for the next start.
     let pid = unsafe {
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
-            (&raw mut child).cast(),
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_PARENT | libc::SIGCHLD,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
         )
     };
-    drop(stack);
     if pid < 0 {
         return Err(errno());
     }
-    if child.errno != 0 {
-        // The child exited 127; spore reaps it as an orphan.
-        return Err(child.errno);
+    if pid == 0 {
+        child_main(&child);
     }
+    let pid = i32::try_from(pid).map_err(|_| libc::EINVAL)?;
     // Our copies of the write ends go, so the service holds the only ones.
     let pipes = match (out, err) {
         (Some((out_read, _)), Some((err_read, _))) => Some((out_read, err_read)),
@@ -454,9 +475,6 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
     };
     Ok((pid, pipes))
 }
-
-/// The child's stack size (it only makes system calls before exec).
-const CHILD_STACK: usize = 64 * 1024;
 
 /// What the child needs, prepared before the clone.
 struct ChildArgs {
@@ -468,16 +486,17 @@ struct ChildArgs {
     out_fd: RawFd,
     err_fd: RawFd,
     core_limit: Option<u64>,
-    /// Set by the child when it could not exec.
-    errno: i32,
 }
 
 /// The cloned child: a clean slate, the descriptors, the directory, exec.
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the parent's ChildArgs, alive while the parent is
-    // suspended (CLONE_VFORK); only system calls follow.
+/// When exec fails (what the spawner could not check first: a file that
+/// is no program, say), it says why on the service's stderr, which spore
+/// captures, and exits as a shell would: 126 when the file cannot be run,
+/// 127 otherwise.
+fn child_main(child: &ChildArgs) -> ! {
+    // SAFETY: we are a fork-like clone of a single-threaded process; the
+    // pointers in `child` point into our copy of its memory.
     unsafe {
-        let child = &mut *arg.cast::<ChildArgs>();
         let ok = crate::spawn::prepare_child_with(child.core_limit).is_ok()
             && libc::dup2(child.null_fd, 0) >= 0
             && libc::dup2(child.out_fd, 1) >= 0
@@ -486,8 +505,18 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if ok {
             libc::execve(child.program, child.argv, child.env);
         }
-        child.errno = errno().max(1);
-        libc::_exit(127)
+        let errno = errno();
+        let message = format!(
+            "spore: cannot run `{}`: {}\n",
+            std::ffi::CStr::from_ptr(child.program).to_string_lossy(),
+            io::Error::from_raw_os_error(errno)
+        );
+        libc::write(2, message.as_ptr().cast(), message.len());
+        let code = match errno {
+            libc::EACCES | libc::ENOEXEC | libc::EPERM => 126,
+            _ => 127,
+        };
+        libc::_exit(code)
     }
 }
 
@@ -554,6 +583,7 @@ mod tests {
         assert!(found.as_bytes().ends_with(b"/sh"), "{found:?}");
         assert_eq!(resolve(b"no-such-program-here", &env), Err(libc::ENOENT));
         assert_eq!(resolve(b"/bin/sh", &[]).unwrap().as_bytes(), b"/bin/sh");
+        assert_eq!(resolve(b"/nonexistent/program", &[]), Err(libc::ENOENT));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plain"), "not runnable").unwrap();
         let env = vec![[b"PATH=".as_slice(), dir.path().as_os_str().as_bytes()].concat()];
