@@ -281,6 +281,7 @@ fn main() {
     let location = Location::Postgres {
         url: pg.url(),
         password_file: None,
+        ca_file: None,
     };
     let replicas = [start(location.clone()), start(location)];
     let shared = run(&replicas, &keys, now, Some(pg.pid()));

@@ -248,3 +248,59 @@ fn heartbeats_move_to_the_surviving_replica() {
         last_seen() > first
     });
 }
+
+#[test]
+fn a_replica_reaches_postgresql_over_tls_and_trusts_only_the_given_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_material(work.path());
+    let pg = Postgres::start_with_tls(&cert, &key);
+    let url = format!("{}?sslmode=require", pg.url());
+    let serve = |extra: &[&str]| {
+        std::process::Command::new(sporectl_bin())
+            .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
+            .args(["--store", &url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The system's roots do not know the test CA: refused at start.
+    let refused = serve(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    // A CA without TLS asked for is a mistake, said so.
+    let plain = std::process::Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
+        .args(["--store", &pg.url(), "--store-ca", ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("needs sslmode=require"));
+    // With the CA it serves, and PostgreSQL says its connection is TLS.
+    let beacon = Beacon::start(
+        free_port(),
+        &work.path().join("b"),
+        &[
+            "--open",
+            "--store",
+            &url,
+            "--store-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let (status, answer) = http(
+        beacon.port,
+        "POST",
+        "/api/v1/nodes/register",
+        &signed_registration("tls-node", &key, None),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(listed(beacon.port), ["tls-node"]);
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'spore-beacon' AND ssl"
+        ),
+        "1"
+    );
+}

@@ -60,6 +60,15 @@ fn unprivileged(program: &Path) -> Command {
 impl Postgres {
     /// initdb, then start the server and wait until it takes connections.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`], serving TLS too with this certificate and key.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Postgres {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("spore-pg")
@@ -91,7 +100,38 @@ impl Postgres {
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let mut tls_args = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The key must belong to the server's user and be 0600.
+            let (cert_copy, key_copy) =
+                (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(cert, &cert_copy).unwrap();
+            std::fs::copy(key, &key_copy).unwrap();
+            std::fs::set_permissions(
+                &key_copy,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            if nix::unistd::geteuid().is_root() {
+                let status = Command::new("chown")
+                    .arg("nobody:nogroup")
+                    .arg(&cert_copy)
+                    .arg(&key_copy)
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert_copy.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key_copy.display()),
+            ];
+        }
         let child = unprivileged(&bin.join("postgres"))
+            .args(&tls_args)
             .arg("-D")
             .arg(&data)
             .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])

@@ -67,6 +67,8 @@ pub enum Location {
         url: String,
         /// A file (0600) holding the password, if the URL has none.
         password_file: Option<PathBuf>,
+        /// CA certificates (PEM) for `sslmode=require`, else the system's.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -79,6 +81,7 @@ impl Location {
                 Ok(Location::Postgres {
                     url: url.to_owned(),
                     password_file: None,
+                    ca_file: None,
                 })
             }
             Some(other) if other.contains("://") => Err(format!(
@@ -270,9 +273,15 @@ impl Store {
         let backend: Box<dyn Backend> = match location {
             Location::File(path) => Box::new(embedded::Embedded::open(path)?),
             #[cfg(feature = "postgres")]
-            Location::Postgres { url, password_file } => {
-                Box::new(shared::Shared::open(url, password_file.as_deref())?)
-            }
+            Location::Postgres {
+                url,
+                password_file,
+                ca_file,
+            } => Box::new(shared::Shared::open(
+                url,
+                password_file.as_deref(),
+                ca_file.as_deref(),
+            )?),
             #[cfg(not(feature = "postgres"))]
             Location::Postgres { .. } => {
                 return Err("this build has no PostgreSQL store (feature `postgres`)".into())

@@ -169,16 +169,29 @@ impl Statements {
     }
 }
 
+/// How the connection is made: plain (`sslmode=disable` or `prefer`, the
+/// driver's default), or TLS verified against the system's roots or a CA
+/// file (`sslmode=require`).
+enum Connector {
+    Plain,
+    Tls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
 /// A PostgreSQL database.
 pub(crate) struct Shared {
     config: Config,
+    connector: Connector,
     connection: Option<(Client, Statements)>,
 }
 
 impl Shared {
     /// Connects to `url`, applies the migrations it lacks, prepares the
     /// statements.
-    pub(crate) fn open(url: &str, password_file: Option<&Path>) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        url: &str,
+        password_file: Option<&Path>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let mut config: Config = url
             .parse()
             .map_err(|e: postgres::Error| format!("not a PostgreSQL URL: {}", text(e)))?;
@@ -186,11 +199,16 @@ impl Shared {
             let password = read_password(path)?;
             config.password(password.as_bytes());
         }
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(
-                "sslmode=require: this beacon speaks to PostgreSQL without TLS; connect over a Unix socket (?host=/run/postgresql) or a private network".into(),
-            );
-        }
+        let connector = if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            let tls = crate::http::tls_config(ca_file).map_err(|e| format!("--store-ca: {e}"))?;
+            Connector::Tls(tokio_postgres_rustls::MakeRustlsConnect::new(
+                (*tls).clone(),
+            ))
+        } else if ca_file.is_some() {
+            return Err("--store-ca needs sslmode=require in the URL".into());
+        } else {
+            Connector::Plain
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -199,6 +217,7 @@ impl Shared {
         }
         let mut shared = Self {
             config,
+            connector,
             connection: None,
         };
         shared.connection()?;
@@ -215,7 +234,11 @@ impl Shared {
             self.connection = None;
         }
         if self.connection.is_none() {
-            let mut client = self.config.connect(NoTls).map_err(text)?;
+            let mut client = match &self.connector {
+                Connector::Plain => self.config.connect(NoTls),
+                Connector::Tls(tls) => self.config.connect(tls.clone()),
+            }
+            .map_err(text)?;
             // A fresh database has no tables to prepare against yet.
             migrate(&mut client)?;
             let statements = Statements::prepare(&mut client).map_err(text)?;

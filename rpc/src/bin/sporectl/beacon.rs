@@ -166,6 +166,8 @@ pub struct ServeOptions {
     pub store: Option<String>,
     /// Its password.
     pub store_password_file: Option<std::path::PathBuf>,
+    /// The CA its TLS certificate must chain to.
+    pub store_ca: Option<std::path::PathBuf>,
     /// The enrollment CA.
     pub enrollment_ca: Option<std::path::PathBuf>,
     /// Revoked credential key IDs.
@@ -203,6 +205,7 @@ fn store_location(options: &ServeOptions) -> Result<rpc::beacon::Location, Strin
         return Ok(rpc::beacon::Location::Postgres {
             url: url.clone(),
             password_file: options.store_password_file.clone(),
+            ca_file: options.store_ca.clone(),
         });
     }
     Ok(location)

@@ -259,6 +259,10 @@ struct Serve {
     /// The PostgreSQL password, read from this file (0600)
     #[arg(long, value_name = "FILE", requires = "store")]
     store_password_file: Option<PathBuf>,
+    /// With sslmode=require in the URL: trust only these CA certificates
+    /// (PEM) for PostgreSQL's TLS, not the system's
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<PathBuf>,
     /// List nodes whose enrollment credential this CA signed
     #[arg(long, value_name = "FILE")]
     enrollment_ca: Option<PathBuf>,
@@ -427,6 +431,7 @@ fn into_options(cli: Cli) -> Parsed {
                 data: serve.data,
                 store: serve.store,
                 store_password_file: serve.store_password_file,
+                store_ca: serve.store_ca,
                 enrollment_ca: serve.enrollment_ca,
                 revoke: serve.revoke,
                 approve: serve.approve,
