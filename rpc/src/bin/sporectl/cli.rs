@@ -240,7 +240,7 @@ enum NodesCommand {
 #[derive(Subcommand, Debug)]
 enum BeaconCommand {
     /// Serve registrations and the node list
-    Serve(Serve),
+    Serve(Box<Serve>),
 }
 
 #[derive(Args, Debug)]
