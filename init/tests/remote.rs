@@ -1410,14 +1410,7 @@ fn node_listens_on_the_mycelium_address_once_mycelium_is_ready() {
     .unwrap();
     // The stand-in claims ::1 as its overlay address, so the test needs no
     // 400::/7 address on this machine.
-    let script = common::mycelium_standin(api_port, 0.5, &dir.path().join("ready"), "::1");
-    std::fs::write(
-        etc.join("services/mycelium.toml"),
-        format!(
-            "[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{api_port}/api/v1/admin\"\n"
-        ),
-    )
-    .unwrap();
+    common::mycelium_service(&etc, api_port, 0.5, &dir.path().join("ready"), "::1");
     let spore = Spore::start_in(dir);
     spore.wait_state("mycelium", "ready");
     spore.wait_for("the overlay listener", Duration::from_secs(10), |s| {

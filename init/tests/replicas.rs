@@ -36,6 +36,17 @@ fn replica(pg: &Postgres, data: &std::path::Path, extra: &[&str]) -> Beacon {
     Beacon::start(free_port(), data, &args)
 }
 
+/// `sporectl beacon serve --open --store STORE EXTRA…` run to its end (a
+/// beacon that refuses to start); its output.
+fn serve_refused(store: &str, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
+        .args(["--store", store])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn register_url(beacon: &Beacon) -> String {
     format!("{}/api/v1/nodes/register", beacon.url())
 }
@@ -106,11 +117,7 @@ fn registrations_approvals_and_order_nonces_are_shared_by_the_replicas() {
     // A database whose schema is newer than this beacon is refused at
     // start, with the reason.
     pg.psql("INSERT INTO beacon_migrations (version, description) VALUES (99, 'from the future')");
-    let refused = std::process::Command::new(sporectl_bin())
-        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
-        .args(["--store", &pg.url()])
-        .output()
-        .unwrap();
+    let refused = serve_refused(&pg.url(), &[]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -255,25 +262,13 @@ fn a_replica_reaches_postgresql_over_tls_and_trusts_only_the_given_ca() {
     let (ca, cert, key) = tls_material(work.path());
     let pg = Postgres::start_with_tls(&cert, &key);
     let url = format!("{}?sslmode=require", pg.url());
-    let serve = |extra: &[&str]| {
-        std::process::Command::new(sporectl_bin())
-            .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
-            .args(["--store", &url])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
     // The system's roots do not know the test CA: refused at start.
-    let refused = serve(&[]);
+    let refused = serve_refused(&url, &[]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("certificate"), "{stderr}");
     // A CA without TLS asked for is a mistake, said so.
-    let plain = std::process::Command::new(sporectl_bin())
-        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open"])
-        .args(["--store", &pg.url(), "--store-ca", ca.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let plain = serve_refused(&pg.url(), &["--store-ca", ca.to_str().unwrap()]);
     assert_eq!(plain.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&plain.stderr).contains("needs sslmode=require"));
     // With the CA it serves, and PostgreSQL says its connection is TLS.

@@ -48,6 +48,13 @@ pub fn always_use_spawner() {
 static SERVICE_CORE_LIMIT: AtomicU64 = AtomicU64::new(0);
 static SERVICE_CORE_LIMIT_SET: AtomicBool = AtomicBool::new(false);
 
+/// The core-file soft limit to give services, once one was recorded.
+fn service_core_limit() -> Option<u64> {
+    SERVICE_CORE_LIMIT_SET
+        .load(Ordering::Relaxed)
+        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed))
+}
+
 /// Records the core-file soft limit services get (see [`SERVICE_CORE_LIMIT`]).
 pub fn keep_core_limit_for_services(soft: u64) {
     SERVICE_CORE_LIMIT.store(soft, Ordering::SeqCst);
@@ -213,16 +220,13 @@ fn spawn_through_spawner(
     let SpawnerState::Running(spawner) = &*state else {
         return None;
     };
-    let core_limit = SERVICE_CORE_LIMIT_SET
-        .load(Ordering::Relaxed)
-        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed));
     let request = crate::spawner::request_for(
         spec.argv,
         spec.base_env,
         spec.env,
         spec.dir,
         spec.capture,
-        core_limit,
+        service_core_limit(),
     );
     match spawner.start_one(&request) {
         Ok(started) => {
@@ -277,10 +281,7 @@ fn make_state_dir(dir: &Path) -> io::Result<()> {
 
 /// Runs in the child between fork and exec.
 fn prepare_child() -> io::Result<()> {
-    let core = SERVICE_CORE_LIMIT_SET
-        .load(Ordering::Relaxed)
-        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed));
-    prepare_child_with(core)
+    prepare_child_with(service_core_limit())
 }
 
 /// [`prepare_child`] with the core-file limit to give (the spawner's

@@ -148,12 +148,7 @@ pub fn node_calling(
         ),
     )
     .unwrap();
-    let script = super::mycelium_standin(api, 0.2, &dir.path().join("ready"), "::1");
-    std::fs::write(
-        etc.join("services/mycelium.toml"),
-        format!("[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{api}/api/v1/admin\"\n"),
-    )
-    .unwrap();
+    super::mycelium_service(&etc, api, 0.2, &dir.path().join("ready"), "::1");
     std::fs::write(
         etc.join("services/call-home.toml"),
         format!(

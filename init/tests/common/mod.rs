@@ -287,6 +287,19 @@ pub fn read_time(path: &Path) -> f64 {
         .unwrap()
 }
 
+/// Writes `etc/services/mycelium.toml`: the [`mycelium_standin`] on `port`
+/// (ready after `delay`, claiming `node_ip`), healthy once its API answers.
+pub fn mycelium_service(etc: &Path, port: u16, delay: f64, ready_file: &Path, node_ip: &str) {
+    let script = mycelium_standin(port, delay, ready_file, node_ip);
+    std::fs::write(
+        etc.join("services/mycelium.toml"),
+        format!(
+            "[service]\nname = \"mycelium\"\nexec = [\"python3\", \"{script}\"]\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:{port}/api/v1/admin\"\n"
+        ),
+    )
+    .unwrap();
+}
+
 /// A stand-in for mycelium's API: after `delay` it records the time and
 /// serves `GET /api/v1/admin` with mycelium's four fields on `port`,
 /// claiming `node_ip` as its overlay address. Returns the script's path.

@@ -57,6 +57,18 @@ fn unprivileged(program: &Path) -> Command {
     }
 }
 
+/// Hands `paths` to the user the server runs as (`nobody` under root).
+fn give_to_server_user(paths: &[&Path]) {
+    if nix::unistd::geteuid().is_root() {
+        let status = Command::new("chown")
+            .arg("nobody:nogroup")
+            .args(paths)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown {paths:?} failed");
+    }
+}
+
 impl Postgres {
     /// initdb, then start the server and wait until it takes connections.
     pub fn start() -> Postgres {
@@ -74,14 +86,7 @@ impl Postgres {
             .prefix("spore-pg")
             .tempdir()
             .unwrap();
-        if nix::unistd::geteuid().is_root() {
-            let status = Command::new("chown")
-                .args(["nobody:nogroup"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown of the cluster's directory failed");
-        }
+        give_to_server_user(&[dir.path()]);
         let data = dir.path().join("data");
         let out = unprivileged(&bin.join("initdb"))
             .arg("-D")
@@ -112,15 +117,7 @@ impl Postgres {
                 std::os::unix::fs::PermissionsExt::from_mode(0o600),
             )
             .unwrap();
-            if nix::unistd::geteuid().is_root() {
-                let status = Command::new("chown")
-                    .arg("nobody:nogroup")
-                    .arg(&cert_copy)
-                    .arg(&key_copy)
-                    .status()
-                    .unwrap();
-                assert!(status.success());
-            }
+            give_to_server_user(&[&cert_copy, &key_copy]);
             tls_args = vec![
                 "-c".to_owned(),
                 "ssl=on".to_owned(),

@@ -89,7 +89,10 @@ impl Beacon {
                 crate::nodekey::parse_openssh_public(&old.registration.hero_proc_auth_pubkey);
             if old_key == Some(key) {
                 return self
-                    .store_node(record(old.enrolled_by.clone(), old.first_seen), old)
+                    .store_node(
+                        record(old.enrolled_by.clone(), old.first_seen),
+                        Expect::from_read(Some(old)),
+                    )
                     .await;
             }
         }
@@ -114,7 +117,7 @@ impl Beacon {
                     eprintln!("beacon: enrolled {hostname} ({fingerprint}) from {peer} ({by})");
                 }
                 let expect = Expect::from_read(existing.as_ref());
-                self.store_node_expecting(record(by, clock), expect).await
+                self.store_node(record(by, clock), expect).await
             }
             outcome if policy.approve => {
                 let first_seen = match self.store.pending_entry(&hostname, &fingerprint).await {
@@ -182,13 +185,8 @@ impl Beacon {
         }
     }
 
-    /// A heartbeat: the record replaces `old` if nothing changed it since.
-    async fn store_node(&self, record: Record, old: &Record) -> Answer {
-        self.store_node_expecting(record, Expect::from_read(Some(old)))
-            .await
-    }
-
-    async fn store_node_expecting(&self, record: Record, expect: Expect) -> Answer {
+    /// Stores `record` as enrolled if the node is still as `expect` says.
+    async fn store_node(&self, record: Record, expect: Expect) -> Answer {
         let hostname = record.registration.hostname.clone();
         match self.store.put_node(record, expect).await {
             Ok(true) => answer(200, json!({ "accepted": true, "hostname": hostname })),

@@ -88,7 +88,6 @@ fn text(error: postgres::Error) -> StoreError {
 
 /// The prepared statements of one connection.
 struct Statements {
-    node: Statement,
     nodes: Statement,
     pending: Statement,
     pending_entry: Statement,
@@ -109,7 +108,6 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Self, postgres::Error> {
         Ok(Self {
-            node: client.prepare("SELECT record FROM beacon_nodes WHERE hostname = $1")?,
             nodes: client.prepare("SELECT record FROM beacon_nodes ORDER BY hostname")?,
             pending: client
                 .prepare("SELECT record FROM beacon_pending ORDER BY hostname, fingerprint")?,
@@ -454,14 +452,13 @@ impl Backend for Shared {
     }
 
     fn read(&mut self, read: &Read) -> Result<Found, StoreError> {
+        if let Read::Node(hostname) = read {
+            let found = self.nodes_named(&[hostname.as_str()])?.pop().flatten();
+            return Ok(Found::One(found.map(Box::new)));
+        }
         let (client, statements) = self.connection()?;
         match read {
-            Read::Node(hostname) => {
-                let rows = client.query(&statements.node, &[hostname]).map_err(text)?;
-                Ok(Found::One(
-                    Self::records(rows)?.into_iter().next().map(Box::new),
-                ))
-            }
+            Read::Node(_) => Err(super::mixed()),
             Read::Nodes => {
                 let rows = client.query(&statements.nodes, &[]).map_err(text)?;
                 Ok(Found::Many(Self::records(rows)?))

@@ -254,7 +254,13 @@ struct Serve {
     /// Keep them in PostgreSQL instead, shared with other replicas
     /// (postgres://USER@HOST[:PORT]/DB[?host=/run/postgresql]); the
     /// password goes in --store-password-file or the environment
-    #[arg(long, value_name = "URL", env = "SPORECTL_BEACON_STORE")]
+    // hide_env_values: --help would print the URL, password and all.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SPORECTL_BEACON_STORE",
+        hide_env_values = true
+    )]
     store: Option<String>,
     /// The PostgreSQL password, read from this file (0600)
     #[arg(long, value_name = "FILE", requires = "store")]
