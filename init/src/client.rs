@@ -174,42 +174,40 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             secret.as_deref().map(String::as_str),
         )
         .map_err(|e| Failure::Local(e.to_string()))?;
-        // secret.set's value is in the request: every copy is wiped once
-        // sent (the Value, the line), as sporectl's client does.
-        let mut call =
-            json!({ "jsonrpc": "2.0", "id": id, "method": method.name(), "params": params });
-        let mut body = call.to_string();
-        runtime::secret::wipe_strings(&mut call);
-        body.push('\n');
-        let sent = writer.write_all(body.as_bytes());
-        runtime::secret::wipe(&mut body);
-        sent?;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(Failure::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "spore closed the connection",
-            )));
+        let mut whole = Vec::new();
+        let mut next = Some(verbs::first_page(method.name(), params.clone()));
+        let mut response = Value::Null;
+        while let Some(page) = next.take() {
+            response = ask(&mut writer, &mut reader, id, method.name(), page)?;
+            let paged = method == runtime::api::Method::ServiceList;
+            if let (true, Some(result)) = (paged, response.get_mut("result")) {
+                next = verbs::next_page(result.take(), &mut whole);
+                if next.is_none() {
+                    *result = Value::Array(std::mem::take(&mut whole));
+                }
+            }
         }
-        let response: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
         let mut out = stdout.lock();
         if let Some(error) = response.get("error") {
             all_ok = false;
             if json_output {
-                writeln!(out, "{}", json!({ "error": error }))?;
+                put(&mut out, &json!({ "error": error }).to_string())?;
             } else {
                 eprintln!(
-                    "spore: {}{} ({})",
-                    if operands.len() > 1 {
-                        format!("{operand}: ")
-                    } else {
-                        String::new()
-                    },
-                    error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error"),
-                    error.get("code").and_then(Value::as_i64).unwrap_or(0)
+                    "{}",
+                    rpc::display::terminal(&format!(
+                        "spore: {}{} ({})",
+                        if operands.len() > 1 {
+                            format!("{operand}: ")
+                        } else {
+                            String::new()
+                        },
+                        error
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown error"),
+                        error.get("code").and_then(Value::as_i64).unwrap_or(0)
+                    ))
                 );
             }
             continue;
@@ -223,13 +221,13 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
                 .into_iter()
                 .flatten()
             {
-                writeln!(out, "{line}")?;
+                put(&mut out, &line.to_string())?;
             }
         } else if json_output {
-            writeln!(out, "{result}")?;
+            put(&mut out, &result.to_string())?;
         } else {
             for text in verbs::render(request.verb, &result) {
-                writeln!(out, "{text}")?;
+                put(&mut out, &text)?;
             }
         }
         all_ok &= verbs::came_up(&result);
@@ -244,9 +242,9 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             let params = note.get("params").cloned().unwrap_or(Value::Null);
             let mut out = stdout.lock();
             if json_output {
-                writeln!(out, "{params}")?;
+                put(&mut out, &params.to_string())?;
             } else {
-                writeln!(out, "{}", log_line(&params))?;
+                put(&mut out, &log_line(&params))?;
             }
             out.flush()?;
         }
@@ -256,4 +254,38 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Writes one line of an answer, escaped for the terminal
+/// ([`rpc::display::terminal`]): service names and output a remote admin
+/// deployed cannot drive the local operator's terminal either.
+fn put(out: &mut impl Write, line: &str) -> std::io::Result<()> {
+    writeln!(out, "{}", rpc::display::terminal(line))
+}
+
+/// Sends one request and reads its response. secret.set's value is in the
+/// request: every copy is wiped once sent (the Value, the line), as
+/// sporectl's client does.
+fn ask(
+    writer: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+    id: usize,
+    method: &str,
+    params: Value,
+) -> Result<Value, Failure> {
+    let mut call = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    let mut body = call.to_string();
+    runtime::secret::wipe_strings(&mut call);
+    body.push('\n');
+    let sent = writer.write_all(body.as_bytes());
+    runtime::secret::wipe(&mut body);
+    sent?;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(Failure::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "spore closed the connection",
+        )));
+    }
+    Ok(serde_json::from_str(&line).map_err(std::io::Error::other)?)
 }

@@ -54,6 +54,21 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
             Err(error) => journal::note(format_args!("{}: {error}", dir.display())),
         }
     }
+    // Credential directories of services of an earlier run (spore was
+    // killed, or the directory is on a disk): copies of secrets nobody uses.
+    let credentials = paths
+        .socket
+        .parent()
+        .unwrap_or(&paths.state_dir)
+        .join("credentials");
+    match runtime::credentials::sweep(&credentials) {
+        Ok(0) => {}
+        Ok(n) => journal::note(format_args!(
+            "removed {n} credential directory(ies) an earlier run left in {}",
+            credentials.display()
+        )),
+        Err(error) => journal::note(format_args!("{}: {error}", credentials.display())),
+    }
     let (services, errors) = match svc::load_layers(&services_dir, &deployed_dir) {
         Ok(report) => (report.services, report.errors),
         Err(error) => {
@@ -91,11 +106,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         deployed: deployed_dir,
         secrets: paths.state_dir.join("secrets"),
         // Beside the control socket: /run/spore (a tmpfs) on a node.
-        credentials: paths
-            .socket
-            .parent()
-            .unwrap_or(&paths.state_dir)
-            .join("credentials"),
+        credentials,
         persistent,
     });
     let node = Rc::new(Node {

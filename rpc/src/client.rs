@@ -279,6 +279,33 @@ impl Session {
             .unwrap_or(Value::Null))
     }
 
+    /// Calls `method` and returns its whole answer: a paged method
+    /// (`service.list`) is asked page after page and answered as one array;
+    /// a node too old to page is asked once, unpaged.
+    pub async fn call_whole(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let first = crate::verbs::first_page(method, params.clone());
+        if first == params {
+            return self.call(method, params).await;
+        }
+        let mut whole = Vec::new();
+        let mut next = Some(first);
+        while let Some(page) = next.take() {
+            let answer = match self.call(method, page).await {
+                // A node from before paging refuses `limit`.
+                Err(ClientError::Rpc { code, message })
+                    if code == runtime::api::code::INVALID_PARAMS
+                        && message.contains("`limit`")
+                        && whole.is_empty() =>
+                {
+                    return self.call(method, params).await;
+                }
+                other => other?,
+            };
+            next = crate::verbs::next_page(answer, &mut whole);
+        }
+        Ok(Value::Array(whole))
+    }
+
     /// The next notification (e.g. a followed log line).
     pub async fn notification(&mut self) -> Result<Value, ClientError> {
         self.receive().await

@@ -246,7 +246,8 @@ pub fn verify_operator(
     if signature.namespace() != NAMESPACE {
         return Err(HandshakeError::ClientSignature(format!(
             "wrong namespace `{}`",
-            signature.namespace()
+            // The peer's words, before any key is known: capped and escaped.
+            runtime::escape::field(signature.namespace())
         )));
     }
     if signature.algorithm() != ssh_key::Algorithm::Ed25519 {

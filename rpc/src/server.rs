@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 use runtime::api::{ApiError, Power, Reply};
+use runtime::escape;
 use runtime::jsonrpc::{self, Delivered};
 use serde_json::{json, Value};
 use smol::future::FutureExt;
@@ -475,13 +476,19 @@ impl Server {
             let outcome = jsonrpc::resolve(outcome).await;
             let verdict = match &outcome {
                 Ok(_) => "ok".to_owned(),
-                Err(error) => format!("error {} {}", error.code, error.message),
+                Err(error) => format!("error {} {}", error.code, escape::field(&error.message)),
             };
+            // The method, its target and the error echo the caller's words:
+            // each is capped and escaped, so a reader cannot forge an audit
+            // line or grow the journal (the sink escapes the line again).
             self.dispatcher.log(format!(
-                "rpc audit: {} ({}) from {peer}: {method}{} -> {verdict}",
+                "rpc audit: {} ({}) from {peer}: {}{} -> {verdict}",
                 operator.fingerprint,
-                operator.comment,
-                target.map(|t| format!(" {t}")).unwrap_or_default()
+                escape::field(&operator.comment),
+                escape::field(&method),
+                target
+                    .map(|t| format!(" {}", escape::field(&t)))
+                    .unwrap_or_default()
             ));
             let mut transport = Sealed {
                 stream: &mut stream,

@@ -234,6 +234,38 @@ pub fn request(
     Ok((method, params))
 }
 
+/// Services per page when `list` asks a node for them (`service.list` with
+/// `limit`; a node answers a page of at most this many, and fewer when
+/// they would not fit in one frame).
+pub const LIST_PAGE: u64 = 500;
+
+/// The params of the first call of `method`: `service.list` is asked in
+/// pages, everything else whole.
+pub fn first_page(method: &str, params: Value) -> Value {
+    if method != Method::ServiceList.name() {
+        return params;
+    }
+    json!({ "limit": LIST_PAGE })
+}
+
+/// Folds one page of a paged answer into `whole` (an array): the params of
+/// the next call, or None when `answer` was the last page (or not paged:
+/// an older node answers the whole list as an array).
+pub fn next_page(answer: Value, whole: &mut Vec<Value>) -> Option<Value> {
+    let mut answer = answer;
+    match answer.get_mut("services").map(Value::take) {
+        Some(Value::Array(page)) => whole.extend(page),
+        _ => {
+            if let Value::Array(all) = answer {
+                whole.extend(all);
+            }
+            return None;
+        }
+    }
+    let next = answer.get("next").filter(|n| n.is_string())?;
+    Some(json!({ "limit": LIST_PAGE, "after": next }))
+}
+
 /// True unless `result` says a service it waited for did not come up.
 pub fn came_up(result: &Value) -> bool {
     result
@@ -246,13 +278,22 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
     let names = |key: &str| display::strings(result, key);
     match verb {
         Verb::List => display::fit(service_table(result), display::terminal_width()),
-        Verb::Logs => result
-            .get("lines")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(log_line)
-            .collect(),
+        Verb::Logs => {
+            let omitted = result.get("omitted").and_then(Value::as_u64).unwrap_or(0);
+            let note = (omitted > 0).then(|| {
+                format!("({omitted} older lines left out: an answer holds at most 768 KiB; ask for fewer with -n)")
+            });
+            note.into_iter()
+                .chain(
+                    result
+                        .get("lines")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(log_line),
+                )
+                .collect()
+        }
         Verb::Status => display::status_text(result),
         Verb::Info => display::info_text(result),
         Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),

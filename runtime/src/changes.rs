@@ -55,7 +55,8 @@ pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Repl
     let shown = request
         .file
         .and_then(|f| std::path::Path::new(f).file_name())
-        .map(std::path::PathBuf::from);
+        // The operator's words, echoed in every error: capped and escaped.
+        .map(|f| std::path::PathBuf::from(crate::escape::field(&f.to_string_lossy())));
     let declared = declared_name(request.text);
     let shown = shown
         .or_else(|| declared.as_ref().map(|n| format!("{n}.toml").into()))
@@ -344,7 +345,7 @@ pub fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Repl
     if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
             code::INVALID_PARAMS,
-            format!("invalid secret name `{name}`"),
+            format!("invalid secret name `{}`", crate::escape::field(name)),
         ));
     }
     if value.len() > MAX_SECRET {
@@ -394,36 +395,49 @@ fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
         })
         .collect();
     let listed: HashSet<String> = report.services.iter().map(|s| s.name.clone()).collect();
-    let current: Vec<svc::service::Service> = runtime
+    let current: std::collections::HashMap<String, svc::service::Service> = runtime
         .supervisor()
         .services()
         .into_iter()
-        .cloned()
+        .map(|s| (s.name.clone(), s.clone()))
+        .collect();
+    // Removals go in the supervisor's order, as before.
+    let order: Vec<String> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .map(|s| s.name.clone())
         .collect();
     let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut deploys = Vec::new();
+    let mut starts = Vec::new();
     for service in report.services {
-        match current.iter().find(|s| s.name == service.name) {
+        match current.get(&service.name) {
             Some(old) if *old == service => {}
             Some(_) => {
                 changed.push(service.name.clone());
-                runtime.deploy(service);
+                deploys.push(service);
             }
             None => {
-                let start = service.status == svc::service::Status::Start;
-                let name = service.name.clone();
-                added.push(name.clone());
-                runtime.deploy(service);
-                if start {
-                    runtime.feed(Event::Start(name));
+                if service.status == svc::service::Status::Start {
+                    starts.push(service.name.clone());
                 }
+                added.push(service.name.clone());
+                deploys.push(service);
             }
         }
     }
-    for old in &current {
-        if !listed.contains(&old.name) && !rejected.contains(&old.name) {
-            removed.push(old.name.clone());
-            runtime.feed(Event::Remove(old.name.clone()));
-        }
+    // All at once: the supervisor builds its graph once, not per service.
+    runtime.deploy_all(deploys);
+    for name in starts {
+        runtime.feed(Event::Start(name));
+    }
+    for name in order
+        .into_iter()
+        .filter(|name| !listed.contains(name) && !rejected.contains(name))
+    {
+        removed.push(name.clone());
+        runtime.feed(Event::Remove(name.clone()));
     }
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     for error in &errors {
@@ -447,7 +461,7 @@ pub fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiErro
     if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
             code::INVALID_PARAMS,
-            format!("invalid secret name `{name}`"),
+            format!("invalid secret name `{}`", crate::escape::field(name)),
         ));
     }
     let path = files.secrets.join(name);

@@ -12,8 +12,6 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::secret::SecretBytes;
-
 /// The variable that names the directory to the service.
 pub const VARIABLE: &str = "CREDENTIALS_DIRECTORY";
 
@@ -38,9 +36,8 @@ pub fn prepare(
         .create(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     for name in names {
-        let value = SecretBytes::new(
-            fs::read(store.join(name)).map_err(|e| format!("secret `{name}` is not set ({e})"))?,
-        );
+        let value = crate::secret::read_regular(&store.join(name))
+            .map_err(|e| format!("secret `{name}` is not set ({e})"))?;
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -61,9 +58,8 @@ pub fn prepare(
 /// replaced whole: written beside, then renamed over.
 pub fn refresh(dir: &Path, store: &Path, name: &str) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", dir.join(name).display());
-    let value = SecretBytes::new(
-        fs::read(store.join(name)).map_err(|e| format!("secret `{name}` is not set ({e})"))?,
-    );
+    let value = crate::secret::read_regular(&store.join(name))
+        .map_err(|e| format!("secret `{name}` is not set ({e})"))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
     let temp = dir.join(format!(".{name}.new"));
     let written = (|| {
@@ -93,6 +89,29 @@ pub fn remove(dir: &Path) -> std::io::Result<()> {
             fs::remove_dir_all(dir)
         }
     }
+}
+
+/// Removes every service's credential directory under `root`: at start no
+/// service runs, so any left there are copies of secrets a crash (spore
+/// SIGKILLed, power lost with `root` on a disk) left behind. Returns how
+/// many went; entries that are not directories are removed too.
+pub fn sweep(root: &Path) -> std::io::Result<usize> {
+    let entries = match fs::read_dir(root) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    let mut swept = 0;
+    for entry in entries {
+        let path = entry?.path();
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => remove(&path)?,
+            Ok(_) => fs::remove_file(&path)?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        }
+        swept += 1;
+    }
+    Ok(swept)
 }
 
 #[cfg(test)]
@@ -133,5 +152,44 @@ mod tests {
         assert!(!again.exists());
         let missing = prepare(&creds, "web", &store, &["nope".into()]).unwrap_err();
         assert!(missing.contains("secret `nope` is not set"), "{missing}");
+    }
+
+    #[test]
+    fn only_regular_files_are_read_as_secrets() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("secrets");
+        fs::create_dir_all(&store).unwrap();
+        let fifo = std::ffi::CString::new(store.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/etc/passwd", store.join("link")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", store.join("device")).unwrap();
+        fs::create_dir(store.join("dir")).unwrap();
+        fs::write(store.join("huge"), vec![b'x'; 2 << 20]).unwrap();
+        let creds = root.path().join("credentials");
+        for (name, why) in [
+            ("fifo", "a FIFO"),
+            ("link", "a symbolic link"),
+            ("device", "a symbolic link"),
+            ("dir", "a directory"),
+            ("huge", "more than the"),
+        ] {
+            let error = prepare(&creds, "web", &store, &[name.into()]).unwrap_err();
+            assert!(error.contains(why), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn credential_directories_left_by_a_crash_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("secrets");
+        fs::create_dir_all(&store).unwrap();
+        fs::write(store.join("token"), "t").unwrap();
+        let creds = root.path().join("credentials");
+        prepare(&creds, "a", &store, &["token".into()]).unwrap();
+        prepare(&creds, "b", &store, &["token".into()]).unwrap();
+        assert_eq!(sweep(&creds).unwrap(), 2);
+        assert_eq!(fs::read_dir(&creds).unwrap().count(), 0);
+        assert_eq!(sweep(&root.path().join("absent")).unwrap(), 0);
     }
 }

@@ -43,10 +43,12 @@ fn book() -> &'static Mutex<LogBook> {
 }
 
 /// Writes `spore: MESSAGE` with a timestamp to stderr, without waiting, and
-/// keeps it in the journal's ring (and for its followers).
+/// keeps it in the journal's ring (and for its followers). The message is
+/// escaped and capped here, once for every caller ([`crate::escape::line`]):
+/// a peer's words in it can neither forge a line nor drive the console.
 pub fn note(message: impl Display) {
     let time = SystemTime::now();
-    let text = message.to_string();
+    let text = crate::escape::line(&message.to_string());
     console().push(format!("{} spore: {text}\n", timestamp(time)));
     if let Ok(mut book) = book().lock() {
         book.push(LogLine {
@@ -57,11 +59,12 @@ pub fn note(message: impl Display) {
     }
 }
 
-/// The journal's last `count` lines as JSON, oldest first.
-pub fn tail(count: usize) -> Vec<serde_json::Value> {
+/// The journal's last `count` lines as JSON, oldest first, as many of the
+/// newest as fit in `budget` bytes, and how many older ones were left out.
+pub fn tail(count: usize, budget: usize) -> (Vec<serde_json::Value>, usize) {
     book()
         .lock()
-        .map(|book| book.tail(count).map(crate::api::line_json).collect())
+        .map(|book| crate::api::views::lines_within(book.tail(count), budget))
         .unwrap_or_default()
 }
 
@@ -74,11 +77,14 @@ pub fn follow() -> Receiver<LogLine> {
     }
 }
 
-/// Writes a line of a service's output with its name, without waiting.
+/// Writes a line of a service's output with its name, without waiting;
+/// escaped as [`note`] escapes (a service may echo what a peer sent it).
 pub fn service_line(service: &str, line: &str) {
     console().push(format!(
-        "{} [{service}] {line}\n",
-        timestamp(SystemTime::now())
+        "{} [{}] {}\n",
+        timestamp(SystemTime::now()),
+        crate::escape::field(service),
+        crate::escape::escape(line, crate::logbook::MAX_LINE)
     ));
 }
 

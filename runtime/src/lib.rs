@@ -18,6 +18,7 @@ pub mod api;
 pub mod atomic;
 pub mod changes;
 pub mod credentials;
+pub mod escape;
 pub mod http1;
 pub mod journal;
 pub mod jsonrpc;

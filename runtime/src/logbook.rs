@@ -119,7 +119,7 @@ impl LogBook {
     }
 
     /// The last `n` lines, oldest first.
-    pub fn tail(&self, n: usize) -> impl Iterator<Item = &LogLine> {
+    pub fn tail(&self, n: usize) -> impl DoubleEndedIterator<Item = &LogLine> {
         self.lines.iter().skip(self.lines.len().saturating_sub(n))
     }
 

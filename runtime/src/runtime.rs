@@ -208,6 +208,20 @@ impl Runtime {
         self.feed(Event::Deploy(Box::new(service)));
     }
 
+    /// [`Runtime::deploy`] for many services at once (a reload): the
+    /// supervisor builds its graph once for all of them.
+    pub fn deploy_all(&mut self, services: Vec<Service>) {
+        for service in &services {
+            if !self.logs.contains_key(&service.name) {
+                let book = log_book(self.sys.as_mut(), service);
+                self.logs.insert(service.name.clone(), book);
+            }
+        }
+        if !services.is_empty() {
+            self.feed(Event::DeployAll(services));
+        }
+    }
+
     /// Whether service output is also echoed to spore's stderr (default on).
     pub fn set_echo_output(&mut self, echo: bool) {
         self.echo_output = echo;
@@ -336,7 +350,7 @@ impl Runtime {
         let Some(state) = self.get(name).map(|v| v.state.clone()) else {
             let _ = answer.try_send(Err(crate::api::ApiError::new(
                 crate::api::code::NO_SUCH_SERVICE,
-                format!("no such service: {name}"),
+                format!("no such service: {}", crate::escape::field(name)),
             )));
             return;
         };
@@ -672,9 +686,10 @@ impl Runtime {
                 .as_ref()
                 .map(|f| f.secrets.clone())
                 .ok_or_else(|| missing("has no store".into()))?;
-            let value = std::fs::read(dir.join(secret))
+            let value = crate::secret::read_regular(&dir.join(secret))
                 .map_err(|e| missing(format!("is not set ({e})")))?;
-            let value = String::from_utf8(value).map_err(|_| missing("is not UTF-8".into()))?;
+            let value = String::from_utf8(value.as_slice().to_vec())
+                .map_err(|_| missing("is not UTF-8".into()))?;
             env.push((variable.clone(), value));
         }
         Ok(env)

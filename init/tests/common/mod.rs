@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod beacon;
+pub mod fleet;
 pub mod postgres;
 pub mod pty;
 
@@ -124,6 +125,12 @@ impl Spore {
     /// as a reboot would (its console appended to the same file).
     pub fn restart(&mut self) {
         assert!(self.terminate().success(), "{}", self.stderr());
+        self.start_again();
+    }
+
+    /// Starts spore again on the same directories after it ended (killed,
+    /// say), its console appended to the same file.
+    pub fn start_again(&mut self) {
         let console = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.path().join("spore.err"))
@@ -397,11 +404,20 @@ pub fn start_agent(socket: &Path) -> Child {
 
 /// `ssh-add KEY` into the agent at `socket`.
 pub fn agent_add(socket: &Path, key: &Path) {
-    let add = Command::new("ssh-add")
-        .arg(key)
-        .env("SSH_AUTH_SOCK", socket)
-        .output()
-        .unwrap();
+    let started = Instant::now();
+    let add = loop {
+        let add = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", socket)
+            .output()
+            .unwrap();
+        // The agent's socket exists from bind(2), before it listens.
+        let early = String::from_utf8_lossy(&add.stderr).contains("Connection refused");
+        if !early || started.elapsed() > Duration::from_secs(10) {
+            break add;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         add.status.success(),
         "{}",

@@ -112,9 +112,13 @@ impl Beacon {
         match enrolled {
             Ok(by) if !rekey || self.settings.allow_rekey => {
                 if rekey {
-                    eprintln!("beacon: {hostname} rekeyed to {fingerprint} from {peer} ({by})");
+                    super::log(format_args!(
+                        "beacon: {hostname} rekeyed to {fingerprint} from {peer} ({by})"
+                    ));
                 } else {
-                    eprintln!("beacon: enrolled {hostname} ({fingerprint}) from {peer} ({by})");
+                    super::log(format_args!(
+                        "beacon: enrolled {hostname} ({fingerprint}) from {peer} ({by})"
+                    ));
                 }
                 let expect = Expect::from_read(existing.as_ref());
                 self.store_node(record(by, clock), expect).await
@@ -206,7 +210,7 @@ impl Beacon {
         let clock = now();
         let checked = match self.operators.try_borrow_mut() {
             Ok(mut operators) => order.check(operators.as_mut(), clock, &mut |line| {
-                eprintln!("beacon: {line}")
+                super::log(format_args!("beacon: {line}"))
             }),
             Err(_) => return error(503, "busy"),
         };
@@ -256,10 +260,10 @@ impl Beacon {
                     match self.store.put_node(record.clone(), expect).await {
                         Ok(false) => changed_meanwhile(),
                         Ok(true) => {
-                            eprintln!(
+                            super::log(format_args!(
                                 "beacon: {who} approved {hostname} ({}) from {peer}",
                                 record.fingerprint
-                            );
+                            ));
                             answer(
                                 200,
                                 json!({ "approved": hostname, "node_key": record.fingerprint }),
@@ -280,7 +284,9 @@ impl Beacon {
             _ => match self.store.remove(hostname).await {
                 Ok(0) => error(404, format!("no node {hostname}")),
                 Ok(n) => {
-                    eprintln!("beacon: {who} removed {hostname} ({n} entries) from {peer}");
+                    super::log(format_args!(
+                        "beacon: {who} removed {hostname} ({n} entries) from {peer}"
+                    ));
                     answer(200, json!({ "removed": hostname, "entries": n }))
                 }
                 Err(e) => error(500, format!("storage: {e}")),

@@ -37,6 +37,13 @@ use crate::refusals::RefusalLog;
 
 pub use store::{Location, Record};
 
+/// Writes one line of the beacon's log to stderr, escaped and capped
+/// ([`runtime::escape::line`]): hostnames, credential IDs and peers' words
+/// in it can neither forge a line nor drive the terminal.
+pub fn log(line: impl std::fmt::Display) {
+    eprintln!("{}", runtime::escape::line(&line.to_string()));
+}
+
 /// Largest request (head and body) accepted.
 const MAX_REQUEST: usize = 16 * 1024;
 
@@ -168,7 +175,7 @@ impl Beacon {
         let operators = settings
             .operators
             .as_deref()
-            .map(|p| AuthorizedKeys::load(p, &mut |line| eprintln!("beacon: {line}")));
+            .map(|p| AuthorizedKeys::load(p, &mut |line| log(format_args!("beacon: {line}"))));
         let admission = Admission::new(Bounds {
             label: "beacon",
             task: "request",
@@ -191,7 +198,7 @@ impl Beacon {
     /// rest counted (a flood of bad registrations is not a flood of lines).
     pub(crate) fn refused(&self, kind: &'static str, detail: impl FnOnce() -> String) {
         for line in self.refusals.refuse(kind, detail) {
-            eprintln!("{line}");
+            log(&line);
         }
     }
 
@@ -239,7 +246,7 @@ impl Beacon {
                     beacon.admission.done(id);
                     if let Err(ending) = ending {
                         if let Some(line) = beacon.admission.count(ending) {
-                            eprintln!("{line}");
+                            log(&line);
                         }
                     }
                 })

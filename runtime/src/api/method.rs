@@ -70,6 +70,10 @@ const DEPLOY: [Param; 5] = [
     WAIT,
     TIMEOUT,
 ];
+const PAGE: [Param; 2] = [
+    param("after", Kind::String, false),
+    param("limit", Kind::Integer, false),
+];
 const SECRET: [Param; 2] = [NAME, param("value", Kind::String, true)];
 
 /// Every method a control channel serves.
@@ -166,7 +170,7 @@ impl Method {
         match self {
             Method::NodeInfo => "Hostname, version, uptime and the node's posture",
             Method::NodeJournal => "spore's own lines (state changes, audit, errors); with follow, every new one after them",
-            Method::ServiceList => "Every service with its state, by name",
+            Method::ServiceList => "Every service with its state, by name; with limit or after, one page of them and the name to ask the next page after",
             Method::ServiceStatus => "One service in detail",
             Method::ServiceStart => "Start a service and what it requires; with wait, answer once it is ready or has failed",
             Method::ServiceStop => "Stop a service (stop signal, grace, SIGKILL)",
@@ -187,8 +191,8 @@ impl Method {
     /// Its parameters.
     pub fn params(self) -> &'static [Param] {
         match self {
+            Method::ServiceList => &PAGE,
             Method::NodeInfo
-            | Method::ServiceList
             | Method::SecretList
             | Method::NodeReload
             | Method::NodeReboot
@@ -272,7 +276,11 @@ impl Method {
             if !self.params().iter().any(|p| p.name == key) {
                 return Err(ApiError::new(
                     code::INVALID_PARAMS,
-                    format!("unknown parameter `{key}` for {}", self.name()),
+                    format!(
+                        "unknown parameter `{}` for {}",
+                        crate::escape::field(key),
+                        self.name()
+                    ),
                 ));
             }
         }

@@ -46,6 +46,8 @@ pub mod code {
     pub const NO_STORE: i64 = -32011;
     /// Writing or deleting a file failed.
     pub const STORAGE: i64 = -32012;
+    /// The answer would not fit in one frame: ask for it in pages.
+    pub const TOO_LARGE: i64 = -32013;
     /// spore itself went wrong (JSON-RPC's internal error).
     pub const INTERNAL: i64 = -32603;
 }
@@ -135,7 +137,7 @@ pub fn call(
     let method = Method::parse(method_name).ok_or_else(|| {
         ApiError::new(
             code::METHOD_NOT_FOUND,
-            format!("method not found: {method_name}"),
+            format!("method not found: {}", crate::escape::field(method_name)),
         )
     })?;
     if role < method.role() {
@@ -170,7 +172,8 @@ pub fn call(
         }
         Method::NodeJournal => {
             let count = line_count(&params);
-            let result = json!({ "name": "spore", "lines": crate::journal::tail(count) });
+            let (lines, omitted) = crate::journal::tail(count, REPLY_BYTES);
+            let result = json!({ "name": "spore", "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
                 return Ok(Reply::Follow {
                     result,
@@ -179,13 +182,7 @@ pub fn call(
             }
             result
         }
-        Method::ServiceList => {
-            let now = Instant::now();
-            let mut units = runtime.supervisor().list();
-            // By name: the start order moves with every deploy.
-            units.sort_by(|a, b| a.service.name.cmp(&b.service.name));
-            Value::Array(units.iter().map(|v| views::summary(v, now)).collect())
-        }
+        Method::ServiceList => list(runtime, &params)?,
         Method::ServiceStatus => {
             let name = service_name(runtime, &params)?;
             let deployed = runtime.files().map(|f| f.deployed.clone());
@@ -232,11 +229,11 @@ pub fn call(
         Method::ServiceLogs => {
             let name = service_name(runtime, &params)?;
             let count = line_count(&params);
-            let lines: Vec<Value> = runtime
+            let (lines, omitted) = runtime
                 .logs(&name)
-                .map(|book| book.tail(count).map(views::line_json).collect())
+                .map(|book| views::lines_within(book.tail(count), REPLY_BYTES))
                 .unwrap_or_default();
-            let result = json!({ "name": name, "lines": lines });
+            let result = json!({ "name": name, "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
                 if let Some(lines) = runtime.follow(&name) {
                     return Ok(Reply::Follow { result, lines });
@@ -274,6 +271,57 @@ pub fn call(
         Method::NodeReload => return crate::changes::reload(runtime),
     };
     Ok(Reply::Value(value))
+}
+
+/// An answer's share of a frame (1 MiB on the signed transport): lists of
+/// lines are cut to the newest that fit, and `service.list` is paged, so a
+/// full journal or 10,000 services still answer.
+pub const REPLY_BYTES: usize = 768 * 1024;
+
+/// `service.list`: every service by name; with `limit` or `after`, one page
+/// of them (`{"services": […], "next": NAME|null}`, `next` to pass as
+/// `after` for the page after it). Unpaged, a list too large for one
+/// answer is refused with a pointer to paging instead of being cut.
+fn list(runtime: &Runtime, params: &Map<String, Value>) -> Result<Value, ApiError> {
+    let now = Instant::now();
+    let mut units = runtime.supervisor().list();
+    // By name: the start order moves with every deploy.
+    units.sort_by(|a, b| a.service.name.cmp(&b.service.name));
+    let after = params.get("after").and_then(Value::as_str);
+    let limit = params.get("limit").and_then(Value::as_u64);
+    if after.is_none() && limit.is_none() {
+        let all = Value::Array(units.iter().map(|v| views::summary(v, now)).collect());
+        if all.to_string().len() > REPLY_BYTES {
+            return Err(ApiError::new(
+                code::TOO_LARGE,
+                format!(
+                    "{} services do not fit in one answer; ask for pages with `limit` and `after`",
+                    units.len()
+                ),
+            ));
+        }
+        return Ok(all);
+    }
+    let limit = limit.map_or(usize::MAX, |l| {
+        usize::try_from(l.max(1)).unwrap_or(usize::MAX)
+    });
+    let start = after.map_or(0, |a| {
+        units.partition_point(|v| v.service.name.as_str() <= a)
+    });
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    let mut next = None;
+    for view in units.iter().skip(start) {
+        let entry = views::summary(view, now);
+        let size = entry.to_string().len() + 1;
+        if page.len() == limit || (bytes + size > REPLY_BYTES && !page.is_empty()) {
+            next = page.last().and_then(|e: &Value| e.get("name").cloned());
+            break;
+        }
+        bytes += size;
+        page.push(entry);
+    }
+    Ok(json!({ "services": page, "next": next }))
 }
 
 /// Lines of a service's output `service.status` carries.
@@ -317,7 +365,7 @@ fn service_name(runtime: &Runtime, params: &Map<String, Value>) -> Result<String
     if runtime.get(name).is_none() {
         return Err(ApiError::new(
             code::NO_SUCH_SERVICE,
-            format!("no such service: {name}"),
+            format!("no such service: {}", crate::escape::field(name)),
         ));
     }
     Ok(name.to_owned())

@@ -18,6 +18,32 @@ pub fn line_json(line: &LogLine) -> Value {
     })
 }
 
+/// The newest of `lines` (oldest first) whose JSON fits in `budget`
+/// bytes, oldest first, and how many older ones were left out for it.
+pub fn lines_within<'a>(
+    lines: impl DoubleEndedIterator<Item = &'a LogLine>,
+    budget: usize,
+) -> (Vec<Value>, usize) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    let mut omitted = 0;
+    for line in lines.rev() {
+        if omitted > 0 {
+            omitted += 1;
+            continue;
+        }
+        let json = line_json(line);
+        bytes += json.to_string().len() + 1;
+        if bytes > budget {
+            omitted = 1;
+            continue;
+        }
+        kept.push(json);
+    }
+    kept.reverse();
+    (kept, omitted)
+}
+
 fn kind_word(kind: Kind) -> &'static str {
     match kind {
         Kind::Daemon => "daemon",

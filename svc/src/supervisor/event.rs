@@ -73,6 +73,9 @@ pub enum Event {
     /// (validated by the caller against the others). A running service
     /// restarts with the new definition.
     Deploy(Box<Service>),
+    /// [`Event::Deploy`] for many services at once (a reload): the graph is
+    /// built once for all of them, not once each.
+    DeployAll(Vec<Service>),
     /// Stop a service and forget it.
     Remove(String),
 }

@@ -214,7 +214,7 @@ fn store_location(options: &ServeOptions) -> Result<rpc::beacon::Location, Strin
 /// `sporectl beacon serve`.
 pub fn serve(options: &ServeOptions) -> ExitCode {
     let fail = |message: String| {
-        eprintln!("sporectl: {message}");
+        complain!("sporectl: {message}");
         ExitCode::from(1)
     };
     let trust = match &options.enrollment_ca {

@@ -175,11 +175,11 @@ async fn run(options: &Options) -> Result<bool, ClientError> {
     let mut all_ok = true;
     for operand in &operands {
         let (method, params) = request(options, verb, operand)?;
-        let result = match session.call(method, params).await {
+        let result = match session.call_whole(method, params).await {
             Ok(result) => result,
             // With several operands, one refusal does not stop the rest.
             Err(error @ ClientError::Rpc { .. }) if several => {
-                eprintln!("sporectl: {operand}: {error}");
+                complain!("sporectl: {operand}: {error}");
                 if options.json {
                     say!("{}", json_error(&error));
                 }
@@ -442,7 +442,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                     let result = async {
                         let mut session =
                             connect_with_any(&address, &identities, &pin, connect_timeout).await?;
-                        session.call(method, params.clone()).await
+                        session.call_whole(method, params.clone()).await
                     }
                     .await;
                     outcomes.borrow_mut().push(Outcome::new(hostname, result));
@@ -530,7 +530,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         }
     }
     if !failed.is_empty() {
-        eprintln!(
+        complain!(
             "sporectl: failed on {} of {total} node(s): {}",
             failed.len(),
             failed.join(", ")
@@ -630,7 +630,7 @@ fn main() -> ExitCode {
         }
     };
     let report = |error: ClientError| {
-        eprintln!("sporectl: {error}");
+        complain!("sporectl: {error}");
         if options.json {
             say!("{}", json_error(&error));
         }

@@ -1,0 +1,354 @@
+//! What a hostile peer or a bad file may try against a real `spore run`:
+//! hostile strings through every entry point reach the console and the
+//! journal escaped and capped, and a reader cannot grow spore's memory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::fleet::{half_handshake, node, read_frame, service_file, stdout, write_frame, Fleet};
+use rpc::client::ClientError;
+use rpc::handshake::encode_proof;
+use runtime::escape::{needs_escape, HOSTILE, LINE_BYTES};
+use serde_json::{json, Value};
+
+/// spore's console as text (invalid UTF-8 shown as U+FFFD).
+fn console(fleet: &Fleet) -> String {
+    String::from_utf8_lossy(&std::fs::read(fleet.spore.path("spore.err")).unwrap()).into_owned()
+}
+
+/// Every line of `text` holds nothing that could break a line or drive a
+/// terminal, nothing longer than a sink allows, and no forged audit line.
+fn assert_clean(text: &str, what: &str) {
+    for line in text.lines() {
+        assert!(
+            !line.chars().any(needs_escape),
+            "{what}: a raw control or bidi character reached it: {line:?}"
+        );
+        assert!(
+            line.len() < LINE_BYTES + 200,
+            "{what}: a line of {} bytes",
+            line.len()
+        );
+        // The corpus's forged line may only appear inside a real one.
+        let body = line.split_once(' ').map_or(line, |(_, rest)| rest);
+        assert!(
+            !body.starts_with("spore: rpc audit: SHA256:x")
+                && !line.starts_with("rpc audit: SHA256:x"),
+            "{what}: a forged audit line: {line:?}"
+        );
+    }
+}
+
+/// The node's journal over RPC, each line's text.
+fn journal(fleet: &Fleet) -> Vec<String> {
+    let answer = fleet
+        .spore
+        .call("node.journal", json!({ "lines": 2000 }))
+        .unwrap();
+    answer["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal() {
+    let fleet = node();
+    let mut corpus: Vec<String> = HOSTILE.iter().map(|s| (*s).to_owned()).collect();
+    corpus.push(format!("big\u{1b}[2J{}", "x".repeat(1_000_000)));
+    // Before any key: a ClientAuth whose SSHSIG namespace is the attack.
+    let admin = ssh_key::PrivateKey::read_openssh_file(&fleet.keys.join("admin")).unwrap();
+    for hostile in HOSTILE {
+        let (mut stream, transcript, mut tx) = half_handshake(&fleet);
+        let signature =
+            ssh_key::SshSig::sign(&admin, hostile, ssh_key::HashAlg::Sha512, &transcript).unwrap();
+        write_frame(
+            &mut stream,
+            &tx.seal(&encode_proof(&signature).unwrap()).unwrap(),
+        );
+        let _ = read_frame(&mut stream);
+    }
+    smol::block_on(async {
+        for key in ["reader", "admin"] {
+            let mut session = fleet.open(key).unwrap();
+            for hostile in &corpus {
+                // A name, a method, a parameter key: each refused, each logged.
+                let status = session
+                    .call("service.status", json!({ "name": hostile }))
+                    .await;
+                assert!(matches!(status, Err(ClientError::Rpc { code: -32004, .. })));
+                let method = session.call(hostile, json!({})).await;
+                assert!(matches!(method, Err(ClientError::Rpc { code: -32601, .. })));
+                let mut params = serde_json::Map::new();
+                params.insert(hostile.clone(), json!(1));
+                let key = session.call("service.list", Value::Object(params)).await;
+                assert!(matches!(key, Err(ClientError::Rpc { code: -32602, .. })));
+            }
+        }
+        // A deploy whose file name and contents are the attack.
+        let mut session = fleet.open("admin").unwrap();
+        for hostile in HOSTILE {
+            let toml = format!("[service]\nname = \"x\"\nexec = \"/bin/true\"\n{hostile} = 1\n");
+            let deploy = session
+                .call(
+                    "service.deploy",
+                    json!({ "toml": toml, "file": format!("{hostile}.toml") }),
+                )
+                .await;
+            assert!(matches!(deploy, Err(ClientError::Rpc { code: -32010, .. })));
+        }
+    });
+    // A service that prints the attack: its lines on the console too.
+    let printer = service_file(
+        &fleet,
+        "printer",
+        "[service]\nname = \"printer\"\nexec = [\"/bin/printf\", 'out \\033[2J\\342\\200\\256 \\r\\n']\noneshot = true\n",
+    );
+    let out = fleet.sporectl("admin", &["deploy", printer.to_str().unwrap(), "--start"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fleet
+        .spore
+        .wait_for("the refusals to be logged", Duration::from_secs(10), |s| {
+            s.stderr().contains("wrong namespace") && s.stderr().contains("[printer] out")
+        });
+    let log = console(&fleet);
+    assert_clean(&log, "the console");
+    assert!(
+        log.contains("wrong namespace `a\\nspore: rpc audit"),
+        "{log}"
+    );
+    assert!(log.contains("[printer] out \\u{1b}[2J\\u{202e}"), "{log}");
+    assert!(
+        log.contains("big\\u{1b}[2Jxxx") && log.contains("xxx…[999"),
+        "the 1 MB name is cut and says so"
+    );
+    let lines = journal(&fleet);
+    assert_clean(&lines.join("\n"), "node.journal");
+}
+
+#[test]
+fn sporectl_escapes_what_a_node_sends_before_it_reaches_the_terminal() {
+    let fleet = node();
+    fleet.deploy_started(
+        "shouter",
+        "[service]\nname = \"shouter\"\nexec = [\"/bin/sh\", \"-c\", \"printf 'a\\\\033]0;owned\\\\007 \\\\342\\\\200\\\\256b\\\\n'; exec sleep 1000\"]\n",
+    );
+    let logs = fleet.sporectl("reader", &["logs", "shouter"]);
+    let text = stdout(&logs);
+    assert!(text.contains("a\\u{1b}]0;owned\\u{7} \\u{202e}b"), "{text}");
+    assert_clean(&text, "sporectl logs");
+    let json = fleet.sporectl("reader", &["--json", "logs", "shouter"]);
+    let text = stdout(&json);
+    assert_clean(&text, "sporectl --json logs");
+    for line in text.lines() {
+        let value: Value = serde_json::from_str(line).expect("still JSON");
+        if let Some(lines) = value["lines"].as_array() {
+            assert!(lines.iter().any(|l| l["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("\u{1b}]0;owned\u{7} \u{202e}b"))));
+        }
+    }
+}
+
+/// spore's resident memory in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_reader_with_megabyte_names_grows_no_memory_and_the_journal_still_reads() {
+    let fleet = node();
+    let before = rss_kib(fleet.spore.pid());
+    smol::block_on(async {
+        let mut session = fleet.open("reader").unwrap();
+        for i in 0..40 {
+            let name = format!("{i}{}", "m".repeat(1_000_000));
+            let answer = session.call(&name, json!({})).await;
+            assert!(matches!(answer, Err(ClientError::Rpc { code: -32601, .. })));
+        }
+    });
+    let after = rss_kib(fleet.spore.pid());
+    // Was 11.8 -> 216 MB after 100: every 1 MB name kept whole (twice) in
+    // the journal.
+    assert!(
+        after < before + 32 * 1024,
+        "spore grew from {before} KiB to {after} KiB"
+    );
+    let logs = fleet.sporectl("admin", &["logs", "spore", "-n", "20"]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert_eq!(stdout(&logs).lines().count(), 20, "{}", stdout(&logs));
+    // A journal of 1,300 long lines (each audit line carries a capped
+    // name twice): cut to what fits in one answer, and said.
+    smol::block_on(async {
+        let mut session = fleet.open("reader").unwrap();
+        for i in 0..1300 {
+            let name = format!("{i}{}", "n".repeat(600));
+            let answer = session
+                .call("service.status", json!({ "name": name }))
+                .await;
+            assert!(matches!(answer, Err(ClientError::Rpc { code: -32004, .. })));
+        }
+    });
+    let full = fleet.sporectl("admin", &["logs", "spore", "-n", "2000"]);
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let text = stdout(&full);
+    assert!(
+        text.starts_with('(') && text.contains("older lines left out"),
+        "{}",
+        &text[..200]
+    );
+}
+
+#[test]
+fn ten_thousand_services_still_list_locally_and_over_rpc() {
+    let fleet = node();
+    let services = fleet.spore.path("state/services");
+    std::fs::create_dir_all(&services).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(
+            services.join(format!("idle-service-with-a-longish-name-{i:05}.toml")),
+            format!("[service]\nname = \"idle-service-with-a-longish-name-{i:05}\"\nexec = \"/bin/true\"\nstatus = \"stop\"\n"),
+        )
+        .unwrap();
+    }
+    fleet.spore.call("node.reload", json!({})).unwrap();
+    fleet
+        .spore
+        .wait_for("10,000 services", Duration::from_secs(60), |s| {
+            s.call(
+                "service.status",
+                json!({ "name": "idle-service-with-a-longish-name-09999" }),
+            )
+            .is_ok()
+        });
+    let unpaged = fleet.spore.call("service.list", json!({})).unwrap_err();
+    assert_eq!(unpaged["code"], -32013, "{unpaged}");
+    let list = fleet.sporectl("reader", &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    // A header, web, and every one of them, once each, in order.
+    let rows: Vec<String> = stdout(&list).lines().map(str::to_owned).collect();
+    assert_eq!(rows.len(), 10_002);
+    assert!(rows[1].starts_with("idle-service-with-a-longish-name-00000"));
+    assert!(rows[10_000].starts_with("idle-service-with-a-longish-name-09999"));
+    assert!(rows[10_001].starts_with("web"));
+    let json = fleet.sporectl("reader", &["--json", "list"]);
+    let json: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 10_001);
+    let local = std::process::Command::new(common::spore_bin())
+        .arg("--socket")
+        .arg(&fleet.spore.socket)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(stdout(&local).lines().count(), 10_002);
+}
+
+#[test]
+fn a_fifo_planted_as_a_secret_fails_its_service_and_never_stops_pid_1() {
+    let fleet = node();
+    let secrets = fleet.spore.path("state/secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let fifo = std::ffi::CString::new(secrets.join("token").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let file = service_file(
+        &fleet,
+        "reader-of-token",
+        "[service]\nname = \"reader-of-token\"\nexec = \"/bin/sleep 1000\"\n\n[credentials]\nload = [\"token\"]\n",
+    );
+    // Before: PID 1 blocked for good in the read of the FIFO.
+    let out = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            file.to_str().unwrap(),
+            "--start",
+            "--timeout",
+            "5s",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "the service cannot start: {}",
+        stdout(&out)
+    );
+    let shown = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("a FIFO, not a file"), "{shown}");
+    let status = fleet
+        .spore
+        .call("service.status", json!({ "name": "reader-of-token" }))
+        .unwrap();
+    assert!(
+        status.to_string().contains("a FIFO, not a file"),
+        "{status}"
+    );
+    let list = fleet.sporectl("reader", &["list"]);
+    assert!(list.status.success(), "the node still answers");
+}
+
+#[test]
+fn credential_directories_a_killed_spore_left_are_swept_at_start() {
+    let mut fleet = node();
+    let secrets = fleet.spore.path("state/secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "t0ps3cret").unwrap();
+    fleet.deploy_started(
+        "holder",
+        "[service]\nname = \"holder\"\nexec = \"/bin/sleep 1000\"\n\n[credentials]\nload = [\"token\"]\n",
+    );
+    let dir = fleet.spore.path("state/credentials/holder");
+    assert!(dir.join("token").exists());
+    let services = common::service_children(fleet.spore.pid());
+    common::signal(fleet.spore.pid(), libc::SIGKILL);
+    fleet.spore.child.wait().unwrap();
+    for pid in services {
+        common::signal(-pid, libc::SIGKILL);
+    }
+    assert!(dir.join("token").exists(), "left behind by the kill");
+    fleet.spore.start_again();
+    fleet
+        .spore
+        .wait_for("the sweep", Duration::from_secs(10), |s| {
+            s.stderr()
+                .contains("credential directory(ies) an earlier run left")
+        });
+    // holder is started again with a fresh copy: the stale one went first.
+    fleet.spore.wait_state("holder", "ready");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("token")).unwrap(),
+        "t0ps3cret"
+    );
+}
