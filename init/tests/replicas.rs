@@ -299,3 +299,41 @@ fn a_replica_reaches_postgresql_over_tls_and_trusts_only_the_given_ca() {
         "1"
     );
 }
+
+#[test]
+fn a_store_password_is_refused_on_argv_however_spelled_and_never_logged() {
+    let pg = Postgres::start();
+    for query in ["pass%77ord=PW-1", "%70assword=PW-1", "password=PW-1"] {
+        let url = format!("{}?{query}", pg.url());
+        let out = serve_refused(&url, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{query}: accepted on argv: {err}");
+        assert!(err.contains("a password in the URL"), "{query}: {err}");
+        assert!(!err.contains("PW-1"), "{query}: {err}");
+    }
+    // The documented route, the environment: it starts, and its start-up
+    // line shows neither the password nor the user.
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("{}?sslmode=disable&%70assword=PW-2", pg.url());
+    let mut beacon = std::process::Command::new(sporectl_bin())
+        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open", "--data"])
+        .arg(data.path())
+        .env("SPORECTL_BEACON_STORE", &url)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = beacon.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains('\n') {
+        use std::io::Read;
+        assert_eq!(err.read(&mut byte).unwrap(), 1, "the beacon ended early");
+        seen.push(byte[0]);
+    }
+    let _ = beacon.kill();
+    let _ = beacon.wait();
+    let line = String::from_utf8_lossy(&seen);
+    assert!(line.contains("beacon: listening on"), "{line}");
+    assert!(line.contains("/postgres?sslmode=…&password=…"), "{line}");
+    assert!(!line.contains("PW-2") && !line.contains("spore@"), "{line}");
+}

@@ -102,26 +102,93 @@ impl Location {
     }
 }
 
-/// Whether `url` carries a password (`postgres://user:secret@…` or
-/// `?password=`).
+/// Whether `url` carries a password, however it is spelled: in the user
+/// info (`postgres://user:secret@…`) or as a query parameter whose name,
+/// percent-decoded as the driver decodes it, is `password`
+/// (`?password=`, `?pass%77ord=`, `?%70assword=`). With the driver built
+/// in, its own parser is asked too, so nothing it would log in with is
+/// missed.
 pub fn has_password(url: &str) -> bool {
-    without_password(url) != url || url.contains("password=")
+    #[cfg(feature = "postgres")]
+    if url
+        .parse::<postgres::Config>()
+        .is_ok_and(|config| config.get_password().is_some())
+    {
+        return true;
+    }
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let (authority, _) = split_authority(rest);
+    let in_user_info = authority
+        .rsplit_once('@')
+        .is_some_and(|(user_info, _)| user_info.contains(':'));
+    let in_query = rest.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| percent_decoded(pair.split('=').next().unwrap_or_default()) == b"password")
+    });
+    in_user_info || in_query
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+/// For the log: `url` with no user info and no query values
+/// (`postgres://host:5432/db?sslmode=…`): neither a password nor anything
+/// else that may be one reaches a log line.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return "(not a URL)".to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(name, _)| name);
-            format!("{scheme}://{user}@{host}{path}")
-        }
-        None => url.to_owned(),
+    let (authority, path) = split_authority(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    let mut shown = format!("{scheme}://{host}{path}");
+    if let Some(query) = query {
+        let names: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let name = pair.split('=').next().unwrap_or_default();
+                format!("{}=…", String::from_utf8_lossy(&percent_decoded(name)))
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&names.join("&"));
     }
+    runtime::escape::field(&shown)
+}
+
+/// `rest` (what follows `scheme://`) split into its authority and the path
+/// and query after it.
+fn split_authority(rest: &str) -> (&str, &str) {
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    rest.split_at(end)
+}
+
+/// `text` with `%XX` sequences decoded (and `+` left as it is, as the
+/// driver leaves it).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(value)) => {
+                out.push(value);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// What a node write expects to find under its hostname.
@@ -499,29 +566,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_database_url_is_logged_without_its_password() {
+    fn a_database_url_is_logged_without_user_info_or_query_values() {
         assert_eq!(
             without_password("postgres://beacon:s3cret@db.example:5432/fleet?sslmode=require"),
-            "postgres://beacon@db.example:5432/fleet?sslmode=require"
+            "postgres://db.example:5432/fleet?sslmode=…"
         );
         assert_eq!(
             without_password("postgresql://db/fleet"),
             "postgresql://db/fleet"
         );
         assert_eq!(
+            without_password("postgres://u@h/d?pass%77ord=PW&sslmode=disable"),
+            "postgres://h/d?password=…&sslmode=…"
+        );
+        assert_eq!(
             Location::choose(Some("postgres://u:p@h/d"), Path::new("/x"))
                 .unwrap()
                 .describe(),
-            "postgres://u@h/d"
+            "postgres://h/d"
         );
         assert_eq!(
             Location::choose(None, Path::new("/x")).unwrap(),
             Location::File(PathBuf::from("/x/beacon.redb"))
         );
-        assert!(has_password("postgres://u:p@h/d"));
-        assert!(has_password("postgres://u@h/d?password=p"));
-        assert!(!has_password("postgres://u@h/d?host=/run/postgresql"));
+    }
+
+    #[test]
+    fn a_password_is_found_however_it_is_spelled() {
+        for url in [
+            "postgres://u:p@h/d",
+            "postgres://u@h/d?password=p",
+            "postgres://spore@h/db?pass%77ord=PW",
+            "postgres://spore@h/db?%70assword=PW",
+            "postgres://spore@h/db?sslmode=disable&%70%61%73%73%77%6f%72%64=PW",
+            "postgresql://u:@h/d",
+        ] {
+            assert!(has_password(url), "{url}");
+        }
+        for url in [
+            "postgres://u@h/d?host=/run/postgresql",
+            "postgres://h/d",
+            "postgres://u@h/d?passwordless=1",
+        ] {
+            assert!(!has_password(url), "{url}");
+        }
         let typo = Location::choose(Some("postgress://u:p@h/d"), Path::new("/x")).unwrap_err();
-        assert!(typo.contains("postgress://u@h/d"), "{typo}");
+        assert!(typo.contains("postgress://h/d"), "{typo}");
     }
 }
