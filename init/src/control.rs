@@ -202,6 +202,17 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
             Err((id, error)) => (id, Err(error)),
         };
         runtime::secret::wipe(&mut line);
+        // A caller that hangs up while it waits (start with wait) gives its
+        // wait back at once: the answer's receiver goes with this future.
+        let resolved = async { Some(jsonrpc::resolve(outcome).await) }
+            .or(async {
+                caller_gone(&mut reader).await;
+                None
+            })
+            .await;
+        let Some(outcome) = resolved else {
+            return Ok(());
+        };
         let mut transport = Lines {
             writer: writer.clone(),
             reader: &mut reader,
@@ -211,6 +222,16 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
             Delivered::Power(power) => node.request_power(power),
             Delivered::FollowEnded | Delivered::Stalled => return Ok(()),
         }
+    }
+}
+
+/// Resolves once the caller has closed its side. What it sent meanwhile is
+/// only buffered, never taken (the next request); while it waits there,
+/// the caller is there, so this never resolves.
+async fn caller_gone(reader: &mut BufReader<UnixStream>) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending::<()>().await,
     }
 }
 

@@ -352,3 +352,75 @@ fn credential_directories_a_killed_spore_left_are_swept_at_start() {
         "t0ps3cret"
     );
 }
+
+/// Deploys `deaf`: it runs, but its health check never passes, so a wait
+/// for it lasts until its timeout.
+fn deploy_deaf(fleet: &Fleet) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = service_file(
+        fleet,
+        "deaf",
+        &format!("[service]\nname = \"deaf\"\nexec = \"sleep 1000\"\n\n[health]\ntype = \"tcp\"\ntarget = \"127.0.0.1:{port}\"\ninterval_ms = 60000\n"),
+    );
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn callers_that_hang_up_while_they_wait_give_their_slots_back_at_once() {
+    let fleet = node();
+    deploy_deaf(&fleet);
+    // Was: 32 of these held that admin key's every session ("busy") for
+    // the 10 minutes each asked to wait.
+    for _ in 0..40 {
+        let mut session = fleet.open("admin").unwrap();
+        smol::block_on(async {
+            let waiting = session.call(
+                "service.start",
+                json!({ "name": "deaf", "wait": true, "timeout_ms": 600_000 }),
+            );
+            let gave_up = async {
+                smol::Timer::after(Duration::from_millis(300)).await;
+                Err(ClientError::Protocol("gave up".into()))
+            };
+            assert!(smol::future::or(waiting, gave_up).await.is_err());
+        });
+        drop(session);
+    }
+    fleet
+        .spore
+        .wait_for("40 abandoned waits", Duration::from_secs(10), |s| {
+            s.stderr()
+                .matches("-> abandoned (the caller hung up")
+                .count()
+                == 40
+        });
+    let out = fleet.sporectl("admin", &["start", "deaf", "--timeout", "1s"]);
+    let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("deaf: not settled before the timeout"),
+        "the same key still gets a session and a wait: {text}"
+    );
+    // The same on the control socket, whose table holds 64 connections.
+    for _ in 0..70 {
+        use std::io::Write;
+        let mut local = std::os::unix::net::UnixStream::connect(&fleet.spore.socket).unwrap();
+        let request = json!({ "jsonrpc": "2.0", "id": 1, "method": "service.start",
+            "params": { "name": "deaf", "wait": true, "timeout_ms": 600_000 } });
+        local.write_all(format!("{request}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = fleet
+        .spore
+        .call(
+            "service.start",
+            json!({ "name": "deaf", "wait": true, "timeout_ms": 500 }),
+        )
+        .unwrap();
+    assert_eq!(answer["outcome"], "timeout", "{answer}");
+}

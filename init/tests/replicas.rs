@@ -316,7 +316,14 @@ fn a_store_password_is_refused_on_argv_however_spelled_and_never_logged() {
     let data = tempfile::tempdir().unwrap();
     let url = format!("{}?sslmode=disable&%70assword=PW-2", pg.url());
     let mut beacon = std::process::Command::new(sporectl_bin())
-        .args(["beacon", "serve", "--listen", "127.0.0.1:0", "--open", "--data"])
+        .args([
+            "beacon",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--open",
+            "--data",
+        ])
         .arg(data.path())
         .env("SPORECTL_BEACON_STORE", &url)
         .stderr(std::process::Stdio::piped())

@@ -473,7 +473,27 @@ impl Server {
             drop(parsed);
             // Disk work (deploy, remove, secret.set) runs off the loop; its
             // outcome is the call's outcome, for the caller and the audit.
-            let outcome = jsonrpc::resolve(outcome).await;
+            // A caller that hangs up while it waits (service.start with
+            // wait) gives its wait back at once: the answer's receiver goes
+            // with this future, and the wait table drops closed ones.
+            let resolved = async { Some(jsonrpc::resolve(outcome).await) }
+                .or(async {
+                    peer_gone(&stream).await;
+                    None
+                })
+                .await;
+            let Some(outcome) = resolved else {
+                self.dispatcher.log(format!(
+                    "rpc audit: {} ({}) from {peer}: {}{} -> abandoned (the caller hung up while it waited)",
+                    operator.fingerprint,
+                    escape::field(&operator.comment),
+                    escape::field(&method),
+                    target
+                        .map(|t| format!(" {}", escape::field(&t)))
+                        .unwrap_or_default()
+                ));
+                return Ok(());
+            };
             let verdict = match &outcome {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => format!("error {} {}", error.code, escape::field(&error.message)),
@@ -530,6 +550,18 @@ impl jsonrpc::Transport for Sealed<'_> {
         let mut closed = self.stream.clone();
         let mut scratch = [0u8; 64];
         let _ = smol::io::AsyncReadExt::read(&mut closed, &mut scratch).await;
+    }
+}
+
+/// Resolves once the peer of `stream` has closed its side (or the
+/// connection broke). Bytes it sent meanwhile (a pipelined request) are
+/// only peeked, never taken; while they wait unread the peer is there, so
+/// this never resolves.
+async fn peer_gone(stream: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match stream.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending::<()>().await,
     }
 }
 

@@ -139,7 +139,9 @@ fn without_password(url: &str) -> String {
         return "(not a URL)".to_owned();
     };
     let (authority, path) = split_authority(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (path, query) = match path.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path, None),
