@@ -24,19 +24,23 @@ fn parent_of(pid: i64) -> i64 {
     rest.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn spawners() -> Vec<String> {
+/// The spawners whose parent is `spore` (tests run side by side, each
+/// with its own spore).
+fn spawners_of(spore: i64) -> Vec<i64> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| cmdline.starts_with(b"spore-spawner\0"))
-        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i64>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"spore-spawner\0"))
+        })
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}")).is_ok() && parent_of(*pid) == spore)
         .collect()
 }
 
 #[test]
 fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_children() {
-    let before = spawners().len();
     let mut services: Vec<(String, String)> = (0..200)
         .map(|i| {
             (
@@ -85,7 +89,8 @@ fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_c
         log.contains("services start through the spawner from now on"),
         "{log}"
     );
-    assert_eq!(spawners().len(), before + 1, "one spawner");
+    let spawners = spawners_of(i64::from(spore.pid()));
+    assert_eq!(spawners.len(), 1, "one spawner");
     // Every service, early (forked by spore) or late (through the
     // spawner), is spore's child and has its output captured.
     for i in [0, 150, 199] {
@@ -151,11 +156,82 @@ fn past_a_few_hundred_descriptors_services_start_through_the_spawner_as_spores_c
     assert_eq!(parent_of(pid), i64::from(spore.pid()));
     assert!(spore.terminate().success());
     let start = std::time::Instant::now();
-    while spawners().len() > before {
+    while spawners
+        .iter()
+        .any(|pid| std::fs::metadata(format!("/proc/{pid}")).is_ok())
+    {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "the spawner outlived spore"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Processes whose command line holds `marker`.
+fn running(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker))
+        .collect()
+}
+
+#[test]
+fn a_stopped_spawner_never_starts_a_second_copy_spore_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("etc/services");
+    std::fs::create_dir_all(&services).unwrap();
+    let marker = format!("spore-dup-{}", std::process::id());
+    std::fs::write(
+        services.join("first.toml"),
+        "[service]\nname = \"first\"\nexec = \"sleep 1000\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        services.join("twin.toml"),
+        format!("[service]\nname = \"twin\"\nexec = [\"sh\", \"-c\", \"sleep 1000; : {marker}\"]\nstatus = \"stop\"\n"),
+    )
+    .unwrap();
+    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+    let spore = Spore::start_with_env(
+        dir,
+        std::process::Stdio::from(console),
+        &[("SPORE_SPAWNER", "always")],
+    );
+    spore.wait_state("first", "ready");
+    let spawner = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", spore.pid()))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse::<i32>().unwrap())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .starts_with(b"spore-spawner\0")
+        })
+        .expect("spore runs a spawner");
+    common::signal(spawner, libc::SIGSTOP);
+    // spore waits 2 s for the stopped spawner, gives up and starts it.
+    spore
+        .call("service.start", json!({ "name": "twin" }))
+        .unwrap();
+    spore.wait_state("twin", "ready");
+    std::thread::sleep(Duration::from_millis(500));
+    // Was: the spawner, let go after 2 s, started the queued request too.
+    let _ = unsafe { libc::kill(spawner, libc::SIGCONT) };
+    std::thread::sleep(Duration::from_secs(1));
+    let copies = running(&marker);
+    assert_eq!(copies.len(), 1, "{copies:?}\n{}", spore.stderr());
+    assert!(spore
+        .stderr()
+        .contains("the spawner failed (no answer in time)"));
+    spore
+        .call("service.stop", json!({ "name": "twin" }))
+        .unwrap();
+    spore.wait_state("twin", "stopped");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(running(&marker).is_empty(), "nothing of it survives stop");
 }

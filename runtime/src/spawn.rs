@@ -217,7 +217,7 @@ fn spawn_through_spawner(
             }
         }
     }
-    let SpawnerState::Running(spawner) = &*state else {
+    let SpawnerState::Running(spawner) = &mut *state else {
         return None;
     };
     let request = crate::spawner::request_for(

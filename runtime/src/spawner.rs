@@ -17,8 +17,18 @@
 //! for its exec: the exec runs on the other core while spore takes the
 //! answer and asks for the next start. spore waits for each answer (at most
 //! [`ANSWER_TIMEOUT`]). Anything wrong with the spawner (gone,
-//! slow, a garbled answer) makes spore drop it and start the service
+//! slow, a garbled answer) makes spore kill it and start the service
 //! itself, as it does when it holds few descriptors.
+//!
+//! A start spore gave up on must never happen anyway, or a second copy of
+//! the service would run that spore does not know (it would survive `stop`
+//! and outlive spore). So each request carries an id and a deadline
+//! ([`EXEC_DEADLINE`] after it was sent, well inside [`ANSWER_TIMEOUT`],
+//! on CLOCK_MONOTONIC, which both processes share): the spawner refuses a
+//! request whose deadline has passed, and the cloned child checks it once
+//! more just before its exec and exits instead. A spawner that was stopped
+//! or slow is killed when spore gives up on it, so what it still had
+//! queued dies with it.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, IoSlice, IoSliceMut};
@@ -45,10 +55,38 @@ const MAX_REQUEST: usize = 256 * 1024;
 /// How long spore waits for an answer before it gives up on the spawner.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A request may turn into a process only this long after spore sent it;
+/// later, the spawner and the child drop it (spore has given up by
+/// [`ANSWER_TIMEOUT`], and starts the service itself).
+pub const EXEC_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Errno-like code of a request dropped because its deadline passed.
+const EXPIRED: i32 = libc::ETIMEDOUT;
+
+/// CLOCK_MONOTONIC now, in nanoseconds (no allocation: safe between clone
+/// and exec).
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
+}
+
 /// What the spawner is asked to start. Everything is bytes: argv and the
 /// environment need not be UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Request {
+    /// Set by [`Spawner::start_one`]: the answer must carry it back.
+    pub id: u64,
+    /// Set by [`Spawner::start_one`]: CLOCK_MONOTONIC nanoseconds after
+    /// which nothing may be started for this request.
+    pub deadline_ns: u64,
     /// Program and arguments.
     pub argv: Vec<Vec<u8>>,
     /// `KEY=VALUE` entries, the whole environment.
@@ -106,6 +144,8 @@ impl Request {
     /// The wire form.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.deadline_ns.to_le_bytes());
         put_list(&mut out, &self.argv);
         put_list(&mut out, &self.env);
         put_list(&mut out, &self.dir.iter().cloned().collect::<Vec<_>>());
@@ -123,6 +163,8 @@ impl Request {
     /// Parses the wire form; None if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader(bytes);
+        let id = r.u64()?;
+        let deadline_ns = r.u64()?;
         let argv = r.list()?;
         let env = r.list()?;
         let dir = r.list()?.into_iter().next();
@@ -132,6 +174,8 @@ impl Request {
         r.0 = rest;
         let core_limit = if has_limit == 1 { Some(r.u64()?) } else { None };
         r.0.is_empty().then_some(Self {
+            id,
+            deadline_ns,
             argv,
             env,
             dir,
@@ -151,6 +195,24 @@ fn errno() -> i32 {
 /// spore's end: the socket to a running spawner.
 pub struct Spawner {
     socket: OwnedFd,
+    /// The spawner's pid, killed when spore drops it.
+    pid: i32,
+    /// The id of the next request.
+    next_id: u64,
+}
+
+impl Drop for Spawner {
+    /// Kills the spawner: spore dropped it because it failed, was slow or
+    /// stopped, and a request still queued there must not start later.
+    /// (spore's reaper collects it.)
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: kill(2) with plain integers; the pid is our child,
+            // not reaped before this kill (only the reaper reaps, on the
+            // loop, after it).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// What the spawner started: the pid and, when captured, the read ends of
@@ -199,13 +261,26 @@ impl Spawner {
         }
         // The child is reaped by spore's reaper when it ends (an orphan
         // there); dropping the handle neither kills nor waits.
-        drop(command.spawn()?);
+        let child = command.spawn()?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        drop(child);
         drop(theirs);
-        Ok(Self { socket: ours })
+        Ok(Self {
+            socket: ours,
+            pid,
+            next_id: 1,
+        })
     }
 
-    /// Asks for `request` to be started.
-    pub fn start_one(&self, request: &Request) -> Result<Started, Failure> {
+    /// Asks for `request` to be started (its id and deadline are set
+    /// here). A [`Failure::Spawner`] means the spawner must be dropped,
+    /// which kills it.
+    pub fn start_one(&mut self, request: &Request) -> Result<Started, Failure> {
+        let mut request = request.clone();
+        request.id = self.next_id;
+        self.next_id += 1;
+        request.deadline_ns = monotonic_ns().saturating_add(EXEC_DEADLINE.as_nanos() as u64);
+        let request = &request;
         let bytes = request.encode();
         if bytes.len() > MAX_REQUEST {
             return Err(Failure::TooLarge);
@@ -231,7 +306,7 @@ impl Spawner {
             Ok(_) => return Err(Failure::Spawner("no answer in time".into())),
             Err(e) => return Err(Failure::Spawner(format!("poll: {e}"))),
         }
-        let mut answer = [0u8; 8];
+        let mut answer = [0u8; 16];
         let mut space = nix::cmsg_space!([RawFd; 2]);
         let mut iov = [IoSliceMut::new(&mut answer)];
         let message = recvmsg::<()>(
@@ -258,7 +333,18 @@ impl Spawner {
         if message.bytes != answer.len() {
             return Err(Failure::Spawner("the spawner hung up".into()));
         }
-        let value = i64::from_le_bytes(answer);
+        let (id, value) = answer.split_at(8);
+        let id = u64::from_le_bytes(id.try_into().unwrap_or_default());
+        let value = i64::from_le_bytes(value.try_into().unwrap_or_default());
+        if id != request.id {
+            return Err(Failure::Spawner(format!(
+                "answer to request {id}, not {}",
+                request.id
+            )));
+        }
+        if value == -i64::from(EXPIRED) {
+            return Err(Failure::Spawner("the request expired in its queue".into()));
+        }
         if value < 0 {
             let errno = i32::try_from(-value).unwrap_or(libc::EINVAL);
             return Err(Failure::Start(io::Error::from_raw_os_error(errno)));
@@ -316,7 +402,11 @@ pub fn serve() -> std::process::ExitCode {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return std::process::ExitCode::from(1),
         };
-        let outcome = match buffer.get(..n).and_then(Request::decode) {
+        let request = buffer.get(..n).and_then(Request::decode);
+        let id = request.as_ref().map_or(0, |r| r.id);
+        let outcome = match request {
+            // spore gave up on it (we were stopped or slow): never start it.
+            Some(request) if monotonic_ns() > request.deadline_ns => Err(EXPIRED),
             Some(request) => launch(&request, &devnull),
             None => Err(libc::EINVAL),
         };
@@ -324,7 +414,7 @@ pub fn serve() -> std::process::ExitCode {
             Ok((pid, pipes)) => (i64::from(pid), pipes),
             Err(errno) => (-i64::from(errno), None),
         };
-        let answer = value.to_le_bytes();
+        let answer = [id.to_le_bytes(), value.to_le_bytes()].concat();
         let fds: Vec<RawFd> = pipes
             .iter()
             .flat_map(|(out, err)| [out.as_raw_fd(), err.as_raw_fd()])
@@ -445,6 +535,7 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
             .as_ref()
             .map_or(devnull.as_raw_fd(), |(_, w)| w.as_raw_fd()),
         core_limit: request.core_limit,
+        deadline_ns: request.deadline_ns,
     };
     // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
     // ours) of this single-threaded process, so the child may do anything
@@ -486,7 +577,12 @@ struct ChildArgs {
     out_fd: RawFd,
     err_fd: RawFd,
     core_limit: Option<u64>,
+    deadline_ns: u64,
 }
+
+/// How a child whose request expired before its exec ends (nobody waits
+/// for it: spore reaps it as an orphan).
+const EXPIRED_EXIT: i32 = 124;
 
 /// The cloned child: a clean slate, the descriptors, the directory, exec.
 /// When exec fails (what the spawner could not check first: a file that
@@ -502,6 +598,12 @@ fn child_main(child: &ChildArgs) -> ! {
             && libc::dup2(child.out_fd, 1) >= 0
             && libc::dup2(child.err_fd, 2) >= 0
             && (child.dir.is_null() || libc::chdir(child.dir) >= 0);
+        // The last moment to notice spore gave up on this start (the
+        // spawner was stopped between its check and the clone): leave
+        // without a trace rather than run a copy spore does not know.
+        if monotonic_ns() > child.deadline_ns {
+            libc::_exit(EXPIRED_EXIT);
+        }
         if ok {
             libc::execve(child.program, child.argv, child.env);
         }
@@ -537,6 +639,8 @@ pub fn request_for(
         merged.insert(key.into(), value.into());
     }
     Request {
+        id: 0,
+        deadline_ns: 0,
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
         env: merged
             .into_iter()
@@ -555,6 +659,8 @@ mod tests {
     #[test]
     fn requests_round_trip_and_garbage_is_refused() {
         let request = Request {
+            id: 42,
+            deadline_ns: 1 << 40,
             argv: vec![b"sleep".to_vec(), b"\xff1".to_vec()],
             env: vec![b"PATH=/bin".to_vec(), b"A=".to_vec()],
             dir: Some(b"/tmp".to_vec()),

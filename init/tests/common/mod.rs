@@ -48,9 +48,15 @@ impl Spore {
     /// Starts `spore run` on `DIR/etc` with its stderr (its console) on
     /// `console`.
     pub fn start_with_console(dir: tempfile::TempDir, console: Stdio) -> Spore {
+        Self::start_with_env(dir, console, &[])
+    }
+
+    /// [`Spore::start_with_console`] with `env` added to spore's
+    /// environment (`SPORE_SPAWNER=always`, say).
+    pub fn start_with_env(dir: tempfile::TempDir, console: Stdio, env: &[(&str, &str)]) -> Spore {
         let socket = dir.path().join("state/spore.sock");
         let log = dir.path().join("spore.log");
-        let child = spawn_run(dir.path(), &log, console);
+        let child = spawn_run(dir.path(), &log, console, env);
         let spore = Spore {
             child,
             dir,
@@ -135,7 +141,7 @@ impl Spore {
             .append(true)
             .open(self.dir.path().join("spore.err"))
             .unwrap();
-        self.child = spawn_run(self.dir.path(), &self.log, Stdio::from(console));
+        self.child = spawn_run(self.dir.path(), &self.log, Stdio::from(console), &[]);
         self.wait_for("the control socket", Duration::from_secs(10), |s| {
             UnixStream::connect(&s.socket).is_ok()
         });
@@ -158,8 +164,9 @@ impl Spore {
 }
 
 /// `spore run` on `dir/etc` and `dir/state`.
-fn spawn_run(dir: &Path, log: &Path, console: Stdio) -> Child {
+fn spawn_run(dir: &Path, log: &Path, console: Stdio, env: &[(&str, &str)]) -> Child {
     Command::new(spore_bin())
+        .envs(env.iter().copied())
         .arg("run")
         .arg("--config-dir")
         .arg(dir.join("etc"))
