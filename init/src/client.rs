@@ -279,13 +279,27 @@ fn ask(
     body.push('\n');
     let sent = writer.write_all(body.as_bytes());
     runtime::secret::wipe(&mut body);
-    sent?;
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(Failure::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "spore closed the connection",
-        )));
+    let read = reader.read_line(&mut line);
+    // A full socket answers "busy" and closes, maybe before the request
+    // was written: its answer, if any, is the answer. A broken pipe here
+    // is spore's side closing, never a reader of our stdout going away, so
+    // it must not end as success with nothing said.
+    if let Ok(value) = serde_json::from_str::<Value>(&line) {
+        return Ok(value);
     }
-    Ok(serde_json::from_str(&line).map_err(std::io::Error::other)?)
+    let closed = |why: String| {
+        Failure::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            format!("spore closed the connection ({why})"),
+        ))
+    };
+    if let Err(error) = sent {
+        return Err(closed(format!("sending: {error}")));
+    }
+    match read {
+        Ok(0) => Err(closed("no answer".into())),
+        Ok(_) => Err(closed("an answer that is not JSON".into())),
+        Err(error) => Err(closed(format!("reading: {error}"))),
+    }
 }

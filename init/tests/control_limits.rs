@@ -85,6 +85,24 @@ fn over_the_cap_a_caller_is_told_why_and_idle_connections_time_out() {
         let message = answer["error"]["message"].as_str().unwrap();
         assert!(message.contains("too many connections"), "{message}");
     }
+    // spore's own client, refused: it says so and fails (was: exit 0 and
+    // no output when its write met the closed socket).
+    for verb in ["list", "status", "secret"] {
+        let mut command = std::process::Command::new(common::spore_bin());
+        command.arg("--socket").arg(&spore.socket).arg(verb);
+        if verb == "secret" {
+            command.arg("list");
+        } else if verb == "status" {
+            command.arg("quiet");
+        }
+        let out = command.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "spore {verb} succeeded: {err}");
+        assert!(
+            err.contains("too many connections") || err.contains("closed the connection"),
+            "spore {verb}: {err}"
+        );
+    }
     // The idle four are closed after the idle timeout; then there is room.
     spore.wait_for(
         "the idle connections to close",

@@ -424,3 +424,41 @@ fn callers_that_hang_up_while_they_wait_give_their_slots_back_at_once() {
         .unwrap();
     assert_eq!(answer["outcome"], "timeout", "{answer}");
 }
+
+/// The status line a real beacon answers `request` with.
+fn beacon_status(port: u16, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_beacon_refuses_a_signed_content_length_and_an_oversized_head() {
+    let data = tempfile::tempdir().unwrap();
+    let beacon =
+        common::beacon::Beacon::start(common::beacon::free_port(), data.path(), &["--open"]);
+    let plus = b"POST /api/v1/nodes/register HTTP/1.1\r\nHost: b\r\nContent-Length: +2\r\n\r\n{}";
+    assert_eq!(beacon_status(beacon.port, plus), "HTTP/1.1 400 Bad Request");
+    let mut big = b"GET /api/v1/nodes HTTP/1.1\r\nHost: b\r\n".to_vec();
+    for i in 0..20 {
+        big.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(900)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    assert!(big.len() > 16 * 1024);
+    assert_eq!(
+        beacon_status(beacon.port, &big),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let fine = b"GET /api/v1/nodes HTTP/1.1\r\nHost: b\r\n\r\n";
+    assert_eq!(beacon_status(beacon.port, fine), "HTTP/1.1 200 OK");
+}

@@ -994,6 +994,26 @@ fn a_stored_secret_does_not_linger_in_the_nodes_memory() {
     assert_eq!(copies, 0, "copies of the secret left in spore's memory");
 }
 
+#[test]
+fn a_secret_set_on_the_control_socket_or_refused_leaves_no_copy() {
+    let fleet = node();
+    let secret = "zq8-local-linger-5c2f1e7a-value";
+    for round in 0..3 {
+        let set = fleet
+            .spore
+            .call("secret.set", json!({ "name": "token", "value": secret }));
+        assert!(set.is_ok(), "round {round}: {set:?}");
+        // Refused for an unknown parameter, after the value was read.
+        let refused = fleet.spore.call(
+            "secret.set",
+            json!({ "name": "token", "value": secret, "colour": "red" }),
+        );
+        assert_eq!(refused.unwrap_err()["code"], -32602);
+    }
+    let copies = occurrences_in_memory(fleet.spore.pid(), secret.as_bytes());
+    assert_eq!(copies, 0, "copies of the secret left in spore's memory");
+}
+
 /// `sporectl secret set NAME` with `value` on stdin.
 fn set_secret(fleet: &Fleet, name: &str, value: &str) -> Output {
     let mut child = fleet

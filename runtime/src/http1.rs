@@ -181,9 +181,13 @@ pub fn parse_request_head(bytes: &[u8]) -> Result<RequestHead, HeadError> {
             return Err(HeadError::Status(501));
         }
         if header.name.eq_ignore_ascii_case("content-length") {
+            // RFC 9110 §8.6: 1*DIGIT. Rust's parse takes `+5` too, which a
+            // proxy in front may read otherwise (request smuggling).
             let n = std::str::from_utf8(header.value)
                 .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok())
                 .ok_or(HeadError::Status(400))?;
             if content_length.is_some_and(|seen| seen != n) {
                 return Err(HeadError::Status(400));
@@ -202,6 +206,20 @@ pub fn parse_request_head(bytes: &[u8]) -> Result<RequestHead, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_content_length_is_digits_only() {
+        for bad in ["+5", "-5", "5 5", "0x5", "", "5.0"] {
+            let head = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(
+                parse_request_head(head.as_bytes()),
+                Err(HeadError::Status(400)),
+                "{bad:?}"
+            );
+        }
+        let head = parse_request_head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(head.content_length, 5);
+    }
 
     #[test]
     fn urls_parse_with_ipv6_and_ports() {

@@ -44,6 +44,9 @@ pub fn log(line: impl std::fmt::Display) {
     eprintln!("{}", runtime::escape::line(&line.to_string()));
 }
 
+/// Largest request head accepted (a registration's head is ~200 bytes).
+const MAX_HEAD: usize = 8 * 1024;
+
 /// Largest request (head and body) accepted.
 const MAX_REQUEST: usize = 16 * 1024;
 
@@ -277,6 +280,7 @@ impl Beacon {
                 }
             }
             Err(501) => error(501, "request bodies must carry a Content-Length"),
+            Err(431) => error(431, "request head too large"),
             Err(status) => error(status, "bad request"),
         };
         let body = reply.body.to_string();
@@ -289,6 +293,7 @@ impl Beacon {
             409 => "Conflict",
             413 => "Payload Too Large",
             429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
             501 => "Not Implemented",
             _ => "Error",
         };
@@ -368,10 +373,16 @@ async fn read_request<S: AsyncRead + Unpin>(
             Err(HeadError::Status(status)) => return Err(status),
             Err(HeadError::Partial) => {}
         }
-        if buffer.len() > MAX_REQUEST {
-            return Err(413);
+        // A head larger than MAX_HEAD is refused as soon as it is that
+        // long, not after reading on (RFC 6585 §5).
+        if buffer.len() >= MAX_HEAD {
+            return Err(431);
         }
-        let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
+        let room = (MAX_HEAD - buffer.len()).min(chunk.len());
+        let n = stream
+            .read(chunk.get_mut(..room).ok_or(400u16)?)
+            .await
+            .map_err(|_| 400u16)?;
         if n == 0 {
             return Err(400);
         }

@@ -261,10 +261,16 @@ impl Method {
 
     /// Checks `params` against the table: an object (or absent), no
     /// unknown key, every required one, each of its type.
-    pub fn check(self, params: &Value) -> Result<Map<String, Value>, ApiError> {
+    ///
+    /// Checked on the caller's map, and copied only once it passes, into
+    /// [`Params`], which wipes its strings when dropped: a refused
+    /// `secret.set` leaves no copy of the value, an accepted one none
+    /// beyond the call.
+    pub fn check(self, params: &Value) -> Result<Params, ApiError> {
+        let empty = Map::new();
         let object = match params {
-            Value::Null => Map::new(),
-            Value::Object(map) => map.clone(),
+            Value::Null => &empty,
+            Value::Object(map) => map,
             _ => {
                 return Err(ApiError::new(
                     code::INVALID_PARAMS,
@@ -301,7 +307,28 @@ impl Method {
                 _ => {}
             }
         }
-        Ok(object)
+        Ok(Params(object.clone()))
+    }
+}
+
+/// Checked params: a map whose strings are wiped when it is dropped (it
+/// may hold a secret's value).
+#[derive(Debug, Default)]
+pub struct Params(Map<String, Value>);
+
+impl std::ops::Deref for Params {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Map<String, Value> {
+        &self.0
+    }
+}
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            crate::secret::wipe_strings(value);
+        }
     }
 }
 

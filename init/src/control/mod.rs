@@ -15,15 +15,19 @@ use runtime::journal;
 use runtime::jsonrpc::{self, Delivered};
 use serde_json::Value;
 use smol::future::FutureExt;
-use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::io::AsyncWriteExt;
 use smol::net::unix::UnixStream;
 use smol::Async;
 
 use crate::config::Control;
 use crate::node::Node;
 
+mod request_reader;
+
+use request_reader::{Next, RequestReader};
+
 /// The longest request line accepted.
-const MAX_REQUEST: u64 = 1 << 20;
+const MAX_REQUEST: usize = 1 << 20;
 /// Refusals are summarised in one log line at most this often.
 const REFUSAL_SUMMARY: Duration = Duration::from_secs(10);
 
@@ -157,7 +161,7 @@ fn peer_allowed(stream: &std::os::unix::net::UnixStream) -> bool {
 /// message.
 struct Lines<'a> {
     writer: UnixStream,
-    reader: &'a mut BufReader<UnixStream>,
+    reader: &'a mut RequestReader,
 }
 
 impl jsonrpc::Transport for Lines<'_> {
@@ -168,17 +172,17 @@ impl jsonrpc::Transport for Lines<'_> {
     }
 
     async fn hangup(&mut self) {
-        let mut scratch = [0u8; 64];
-        let _ = self.reader.read(&mut scratch).await;
+        // A follow takes no further request: anything read, or the end,
+        // ends it.
+        let _ = self.reader.next().await;
     }
 }
 
 async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Result<()> {
     let mut writer = stream.clone();
-    let mut reader = BufReader::new(stream);
+    let mut reader = RequestReader::new(stream, MAX_REQUEST);
     loop {
-        let mut line = String::new();
-        let read = async { Some((&mut reader).take(MAX_REQUEST).read_line(&mut line).await) }
+        let read = async { Some(reader.next().await) }
             .or(async {
                 smol::Timer::after(idle).await;
                 None
@@ -188,25 +192,26 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
             // Idle too long: the slot goes to someone else.
             return Ok(());
         };
-        let n = read?;
-        if n == 0 {
-            return Ok(());
-        }
-        if !line.ends_with('\n') && n as u64 >= MAX_REQUEST {
-            let error = ApiError::new(code::INVALID_REQUEST, "request too large");
-            write_line(&mut writer, &jsonrpc::response(Value::Null, Err(error))).await?;
-            return Ok(());
-        }
-        let (id, outcome) = match jsonrpc::parse(line.trim().as_bytes()) {
+        let line = match read? {
+            Next::Line(line) => line,
+            Next::End => return Ok(()),
+            Next::TooLarge => {
+                let error = ApiError::new(code::INVALID_REQUEST, "request too large");
+                write_line(&mut writer, &jsonrpc::response(Value::Null, Err(error))).await?;
+                return Ok(());
+            }
+        };
+        let (id, outcome) = match jsonrpc::parse(line.trim_ascii()) {
             Ok(request) => (request.id.clone(), call(node, &request)),
             Err((id, error)) => (id, Err(error)),
         };
-        runtime::secret::wipe(&mut line);
+        // The line may hold a secret's value: wiped as it goes.
+        drop(line);
         // A caller that hangs up while it waits (start with wait) gives its
         // wait back at once: the answer's receiver goes with this future.
         let resolved = async { Some(jsonrpc::resolve(outcome).await) }
             .or(async {
-                caller_gone(&mut reader).await;
+                reader.closed().await;
                 None
             })
             .await;
@@ -222,16 +227,6 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
             Delivered::Power(power) => node.request_power(power),
             Delivered::FollowEnded | Delivered::Stalled => return Ok(()),
         }
-    }
-}
-
-/// Resolves once the caller has closed its side. What it sent meanwhile is
-/// only buffered, never taken (the next request); while it waits there,
-/// the caller is there, so this never resolves.
-async fn caller_gone(reader: &mut BufReader<UnixStream>) {
-    match reader.fill_buf().await {
-        Ok([]) | Err(_) => {}
-        Ok(_) => std::future::pending::<()>().await,
     }
 }
 
