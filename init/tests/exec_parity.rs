@@ -328,3 +328,93 @@ fn spore_keeps_no_directory_busy() {
     kill(sleeper, libc::SIGKILL);
     assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGKILL));
 }
+
+/// The SigIgn mask of what `spore exec` runs, started with `ignored` left
+/// ignored by its caller.
+fn ignored_in_child(ignored: &'static [i32]) -> u64 {
+    // cat installs no handler of its own (GNU grep catches SIGSEGV).
+    let mut command = spore_exec(false, &["--", "cat", "/proc/self/status"]);
+    // SAFETY: signal(2) only, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            for &signal in ignored {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
+    let mask = line.split_whitespace().nth(1).unwrap();
+    u64::from_str_radix(mask, 16).unwrap()
+}
+
+#[test]
+fn signals_the_caller_left_ignored_stay_ignored_in_the_child() {
+    // As tini: nohup's SIGHUP, a shell's `trap '' PIPE`, and the
+    // synchronous ones spore itself handles (exec would reset those).
+    let wanted = [
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGUSR1,
+    ];
+    let mask = ignored_in_child(&[
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGUSR1,
+    ]);
+    for signal in wanted {
+        assert_ne!(
+            mask & (1 << (signal - 1)),
+            0,
+            "signal {signal} not ignored: {mask:x}"
+        );
+    }
+    // And nothing the caller did not ignore.
+    let clean = ignored_in_child(&[]);
+    assert_eq!(clean & (1 << (libc::SIGPIPE - 1)), 0, "{clean:x}");
+    assert_eq!(clean & (1 << (libc::SIGSEGV - 1)), 0, "{clean:x}");
+}
+
+#[test]
+fn with_g_a_stop_signal_stops_the_group_even_when_the_child_catches_it() {
+    let mut outer = spore_exec(
+        false,
+        &[
+            "-g",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo caught' TSTP TTIN TTOU; while :; do sleep 0.05; done",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let spore = outer.id() as i32;
+    let _cleanup = Cleanup(spore);
+    let shell = child_of(spore);
+    std::thread::sleep(Duration::from_millis(200));
+    for stop in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        kill(spore, stop);
+        // Was: the shell caught it and ran on while spore stopped.
+        wait_state(shell, &['T'], "the child that catches the stop signal");
+        wait_state(spore, &['T'], "spore");
+        kill(spore, libc::SIGCONT);
+        wait_state(shell, &['S', 'R'], "the child after SIGCONT");
+        wait_state(spore, &['S', 'R'], "spore after SIGCONT");
+    }
+    kill(spore, libc::SIGTERM);
+    assert_eq!(outer.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+}

@@ -16,12 +16,15 @@
 //!   (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS) only when
 //!   another process sent them; a real fault in spore keeps its default
 //!   action.
-//! - **`-g`**: signals go to the child's whole process group, and when the
-//!   child exits the rest of its group gets SIGTERM.
-//! - The child starts with the signal mask spore inherited; spore moves to
-//!   `/` so it keeps no directory busy.
+//! - **`-g`**: signals go to the child's whole process group (SIGTSTP,
+//!   SIGTTIN and SIGTTOU as SIGSTOP, so the group stops whatever it
+//!   catches), and when the child exits the rest of its group gets SIGTERM.
+//! - The child starts with the signal mask and the ignored signals spore
+//!   inherited (SIGPIPE too); spore moves to `/` so it keeps no directory
+//!   busy.
 
 mod faults;
+mod inherited;
 mod terminal;
 
 use std::ffi::OsString;
@@ -40,6 +43,8 @@ use faults::SYNCHRONOUS;
 
 /// Runs `argv`; `group`: signal the child's whole process group.
 pub fn run(argv: &[OsString], group: bool) -> ExitCode {
+    // Before any handler is installed: what the caller left ignored.
+    let ignored = inherited::ignored();
     let mut set = SigSet::all();
     for signal in SYNCHRONOUS
         .iter()
@@ -81,6 +86,8 @@ pub fn run(argv: &[OsString], group: bool) -> ExitCode {
             // The mask spore was started with, not spore's own (tini does
             // the same): a program started with signals blocked keeps them.
             libc::sigprocmask(libc::SIG_SETMASK, &restore, std::ptr::null_mut());
+            // And the dispositions: what was ignored stays ignored.
+            inherited::restore(&ignored);
             Ok(())
         });
     }
@@ -202,7 +209,10 @@ impl Forwarder {
     fn on_signal(&mut self, signal: Signal) {
         match signal {
             Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => {
-                self.forward(signal);
+                // With -g the group is stopped for sure (dumb-init does the
+                // same): a child that catches SIGTSTP would otherwise go on
+                // running while spore, its job, is stopped.
+                self.forward(if self.group { Signal::SIGSTOP } else { signal });
                 if !self.pid1 {
                     self.stopped_by_us = true;
                     self.stop_self();
