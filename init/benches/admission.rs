@@ -1,11 +1,15 @@
 //! Admission under a flood (run by hand: `cargo bench -p spore --bench
 //! admission`). A real `spore run` listens on loopback; an attacker opens
-//! connections as fast as it can from the same source address as the
-//! operator and holds every one open without a byte sent, while an operator
-//! does full signed handshakes back to back. Reported side by side from one
-//! run: the operator's handshake times without the flood and during it, and
-//! how many pre-auth connections per second the node sheds (closes to make
-//! room) meanwhile.
+//! connections as fast as it can and holds every one open, reopening as the
+//! node sheds them, while an operator on 127.0.0.1 does full signed
+//! handshakes back to back, retried as sporectl retries a shed or busy
+//! connection. Three floods, side by side in one run against the same
+//! operator without a flood: from the operator's own address, idle; from
+//! 64 other addresses (127.0.1.1-64), idle; and from those 64 with a valid
+//! ClientHello sent on each (the node then does its half of the handshake
+//! and waits for a proof that never comes). Reported: the operator's
+//! handshake times, how many succeeded, how many took over 2 s, and how
+//! many pre-auth connections per second the node shed meanwhile.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -91,76 +95,150 @@ fn closed_by_peer(stream: &TcpStream) -> bool {
         && !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
+/// A TCP connection to `to` from the address `from` (port chosen by the
+/// kernel).
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )?;
+    let std::net::SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// One flood: `sources` in turn, each connection held (with `hello` sent
+/// first when given) until `limit` are held; then the oldest goes.
+fn flood(
+    address: &str,
+    sources: Vec<std::net::Ipv4Addr>,
+    hello: Option<Vec<u8>>,
+    limit: usize,
+    flooding: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize, Duration)> {
+    let to: std::net::SocketAddr = address.parse().unwrap();
+    std::thread::spawn(move || {
+        let mut held = std::collections::VecDeque::with_capacity(limit);
+        let (mut opened, mut shed) = (0usize, 0usize);
+        let start = Instant::now();
+        let mut next = 0usize;
+        while flooding.load(Ordering::Relaxed) {
+            if held.len() >= limit {
+                if let Some(old) = held.pop_front() {
+                    shed += usize::from(closed_by_peer(&old));
+                }
+            }
+            let source = sources[next % sources.len()];
+            next += 1;
+            if let Ok(mut stream) = connect_from(source, to) {
+                if let Some(hello) = &hello {
+                    use std::io::Write;
+                    let _ = stream.write_all(hello);
+                }
+                held.push_back(stream);
+                opened += 1;
+            }
+        }
+        shed += held.iter().filter(|s| closed_by_peer(s)).count();
+        (opened, shed, start.elapsed())
+    })
+}
+
+/// A framed, valid ClientHello (the node answers it with its half of the
+/// handshake).
+fn client_hello_frame() -> Vec<u8> {
+    use rand_core::{OsRng, RngCore};
+    let ephemeral = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+    let mut nonce = [0u8; 32];
+    OsRng.fill_bytes(&mut nonce);
+    let hello = rpc::handshake::client_hello(
+        rpc::handshake::VERSION,
+        &x25519_dalek::PublicKey::from(&ephemeral),
+        &nonce,
+    );
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    frame
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let node = common::start(dir.path(), &[], "");
     let (address, identity, pin) = (&node.address, &node.identity, &node.pin);
     let quiet = operator_handshakes(address, identity, pin);
 
-    // The flood: as many connections as the descriptor limit allows (minus
-    // room for the operator), opened as fast as one thread can, all held.
+    // As many connections as the descriptor limit allows (minus room for
+    // the operator), at most 5,000 held at once, as in the probe.
     let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024)
         .saturating_sub(200)
-        .min(18_000) as usize;
-    let flooding = Arc::new(AtomicBool::new(true));
-    let attacker = {
-        let flooding = flooding.clone();
-        let address = address.to_owned();
-        std::thread::spawn(move || {
-            // A ring of held sockets: when it is full the oldest goes (the
-            // node closed nearly all of those long ago), so the flood lasts
-            // as long as the operator measures.
-            let mut held = std::collections::VecDeque::with_capacity(limit);
-            let (mut opened, mut shed) = (0usize, 0usize);
-            let start = Instant::now();
-            while flooding.load(Ordering::Relaxed) {
-                if held.len() >= limit {
-                    if let Some(old) = held.pop_front() {
-                        shed += usize::from(closed_by_peer(&old));
-                    }
-                }
-                if let Ok(stream) = TcpStream::connect(&address) {
-                    held.push_back(stream);
-                    opened += 1;
-                }
-            }
-            shed += held.iter().filter(|s| closed_by_peer(s)).count();
-            (opened, shed, start.elapsed())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(200));
-    let flood = operator_handshakes(address, identity, pin);
-    flooding.store(false, Ordering::Relaxed);
-    let (opened, shed, flood_time) = attacker.join().unwrap();
+        .min(5_000) as usize;
+    let own = vec![std::net::Ipv4Addr::LOCALHOST];
+    let many: Vec<std::net::Ipv4Addr> = (1..=64)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 1, i))
+        .collect();
+    let mut rows = vec![("no flood".to_owned(), quiet, String::new())];
+    for (name, sources, hello) in [
+        ("own address, idle", own, None),
+        ("64 sources, idle", many.clone(), None),
+        ("64 sources, hellos", many, Some(client_hello_frame())),
+    ] {
+        let flooding = Arc::new(AtomicBool::new(true));
+        let attacker = flood(address, sources, hello, limit, flooding.clone());
+        std::thread::sleep(Duration::from_millis(500));
+        let seen = operator_handshakes(address, identity, pin);
+        flooding.store(false, Ordering::Relaxed);
+        let (opened, shed, time) = attacker.join().unwrap();
+        let what = format!(
+            "{opened} opened in {:.1} s ({:.0}/s), {shed} shed by the node ({:.0}/s)",
+            time.as_secs_f64(),
+            opened as f64 / time.as_secs_f64(),
+            shed as f64 / time.as_secs_f64()
+        );
+        rows.push((name.to_owned(), seen, what));
+        // Let the node close what is left before the next flood.
+        std::thread::sleep(Duration::from_secs(3));
+    }
     drop(node);
 
+    println!("floods hold up to {limit} connections at once, reopening as they are shed");
     println!(
-        "flood from the operator's own address, up to {limit} held at once: {opened} connections opened in {:.1} s ({:.0}/s); the node shed {shed} ({:.0}/s)",
-        flood_time.as_secs_f64(),
-        opened as f64 / flood_time.as_secs_f64(),
-        shed as f64 / flood_time.as_secs_f64()
+        "operator handshakes   median ms   p99 ms   max ms   calls  ok (%)  over 2 s  first try failed"
     );
-    println!(
-        "operator handshakes  median ms   p99 ms   max ms     ok  first try failed  failed after retries"
-    );
-    for (name, seen) in [("no flood", &quiet), ("flood", &flood)] {
+    for (name, seen, _) in &rows {
+        let total = seen.times.len() + seen.failed;
+        let slow = seen
+            .times
+            .iter()
+            .filter(|t| **t > Duration::from_secs(2))
+            .count();
         println!(
-            "{name:<20} {:>9.2} {:>8.2} {:>8.2} {:>6} {:>17} {:>21}",
+            "{name:<21} {:>9.2} {:>8.2} {:>8.2} {:>7} {:>7.1} {:>9} {:>17}",
             quantile(&seen.times, 0.5),
             quantile(&seen.times, 0.99),
             quantile(&seen.times, 1.0),
-            seen.times.len(),
+            total,
+            100.0 * seen.times.len() as f64 / total.max(1) as f64,
+            slow,
             seen.first_failures.values().sum::<usize>(),
-            seen.failed
         );
+    }
+    for (name, seen, what) in &rows {
+        if !what.is_empty() {
+            println!("{name}: {what}");
+        }
         for (why, n) in &seen.first_failures {
             println!("    {n} x {why}");
         }
     }
-    println!(
-        "median during the flood / without it: {:.2}",
-        quantile(&flood.times, 0.5) / quantile(&quiet.times, 0.5)
-    );
 }

@@ -462,3 +462,127 @@ fn the_beacon_refuses_a_signed_content_length_and_an_oversized_head() {
     let fine = b"GET /api/v1/nodes HTTP/1.1\r\nHost: b\r\n\r\n";
     assert_eq!(beacon_status(beacon.port, fine), "HTTP/1.1 200 OK");
 }
+
+/// POSTs `body` to the beacon's registration endpoint from address `from`;
+/// the status.
+fn register_from(from: std::net::Ipv4Addr, port: u16, body: &str) -> u16 {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::io::{Read, Write};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )
+    .unwrap();
+    let to = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to)).unwrap();
+    let mut stream = std::net::TcpStream::from(fd);
+    write!(
+        stream,
+        "POST /api/v1/nodes/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_registration_flood_from_many_sources_cannot_flush_an_honest_pending_node() {
+    pending_flood(&[]);
+}
+
+#[test]
+fn on_postgresql_too_a_flood_cannot_flush_an_honest_pending_node() {
+    let pg = common::postgres::Postgres::start();
+    pending_flood(&["--store", &pg.url()]);
+}
+
+/// An honest node pending at a beacon (`extra` flags), then a flood of
+/// pending registrations from 60 other sources; the honest one stays.
+fn pending_flood(extra: &[&str]) {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::beacon::free_port();
+    let operator = common::beacon::operator(data.path());
+    let keys = operator.with_extension("pub");
+    let keys = keys.to_str().unwrap();
+    let mut args = vec!["--approve", "--authorized-keys", keys];
+    args.extend_from_slice(extra);
+    let beacon = common::beacon::Beacon::start(port, data.path(), &args);
+    let honest = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let body = common::beacon::signed_registration("honest-node", &honest, None);
+    assert_eq!(
+        register_from(std::net::Ipv4Addr::new(127, 0, 3, 1), beacon.port, &body),
+        202
+    );
+    // Seen (in whole seconds) strictly before every flood entry.
+    std::thread::sleep(Duration::from_millis(1100));
+    // 60 sources, 20 registrations each (their burst), all different
+    // names: 1,200 against a table of 1,000. Was: the honest entry, seen
+    // longest ago, was the first to go.
+    for source in 1..=60u8 {
+        for i in 0..20u8 {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[
+                source, i, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+                21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+            ]);
+            let body =
+                common::beacon::signed_registration(&format!("flood-{source}-{i}"), &key, None);
+            let status = register_from(
+                std::net::Ipv4Addr::new(127, 0, 2, source),
+                beacon.port,
+                &body,
+            );
+            assert!(status == 202 || status == 429, "{status}");
+        }
+    }
+    let (status, pending) = common::beacon::http(beacon.port, "GET", "/api/v1/pending", "");
+    assert_eq!(status, 200);
+    let pending: Vec<Value> = serde_json::from_str(&pending).unwrap();
+    assert_eq!(pending.len(), 1000, "the table is full");
+    assert!(
+        pending
+            .iter()
+            .any(|r| r["registration"]["hostname"] == "honest-node"),
+        "the honest node is still pending"
+    );
+}
+
+#[test]
+fn a_power_order_is_answered_before_the_node_stops_its_services() {
+    let mut fleet = node();
+    let mut session = fleet.open("admin").unwrap();
+    let request = br#"{"jsonrpc":"2.0","id":1,"method":"node.poweroff"}"#;
+    let sealed = session.seal_next(request).unwrap();
+    smol::block_on(session.send_raw_frame(&sealed)).unwrap();
+    // The operator has not read the answer yet (its packets are still on
+    // the overlay): the node must not take the overlay down under it.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        fleet.spore.state("web"),
+        "ready",
+        "the node began to stop before its answer was read"
+    );
+    let answer = smol::block_on(session.notification()).unwrap();
+    assert_eq!(answer["result"]["accepted"], true, "{answer}");
+    drop(session);
+    let start = std::time::Instant::now();
+    while fleet.spore.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "spore did not power off"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

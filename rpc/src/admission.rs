@@ -1,9 +1,13 @@
 //! Who may hold a connection that has not authenticated yet. Unauthenticated
 //! connections are the attacker's to spend, not the operators': when the
-//! pre-auth table is full (in total, or for one source address), the
-//! newcomer is admitted and an older unauthenticated connection makes room,
-//! preferring one that has sent nothing (an idle socket held open) over one
-//! with a handshake under way. Under pressure (the table half full) new
+//! pre-auth table is full (in total, or for one source), the newcomer is
+//! admitted and an older unauthenticated connection makes room, preferring
+//! one that has sent nothing (an idle socket held open) over one that has
+//! sent part of a hello over one with a handshake under way; within that,
+//! one of the source holding the most entries (so a flood from many
+//! addresses displaces itself, not the operator with one connection), and
+//! of those the oldest. A source is an IPv4 address or an IPv6 /64 (one
+//! host's share of addresses). Under pressure (the table half full) new
 //! connections get a short handshake deadline. An operator whose handshake
 //! takes ~100 ms therefore always gets through a flood that only holds
 //! sockets open, however many it opens (OpenSSH's MaxStartups refuses the
@@ -72,6 +76,7 @@ pub enum Ending {
 
 struct Entry {
     id: u64,
+    /// The source: an IPv4 address, or an IPv6 address's /64.
     ip: IpAddr,
     fd: RawFd,
     since: Instant,
@@ -125,6 +130,7 @@ impl Admission {
     /// Admits a connection from `ip` (socket `fd`), making room first when
     /// its source or the whole table is at its bound.
     pub fn admit(&self, ip: IpAddr, fd: RawFd) -> Ticket {
+        let ip = source_of(ip);
         let (evict, evicted) = smol::channel::bounded(1);
         let id = self.next.get();
         self.next.set(id + 1);
@@ -224,19 +230,46 @@ impl Admission {
     }
 }
 
-/// The entry to evict among those `eligible`, oldest first within the
-/// first group that has one: sockets that have sent nothing at all (held
-/// open idle), then those that have not sent a whole hello, then the rest.
+/// The entry to evict among those `eligible`: from the first group that
+/// has one (sockets that have sent nothing at all, then those that have not
+/// sent a whole hello, then the rest), one of the source that holds the
+/// most entries in the table, and of those the oldest.
 fn pick_victim(table: &[Entry], eligible: impl Fn(&Entry) -> bool) -> Option<usize> {
-    let oldest = |rank: u8| {
+    let ranks: Vec<u8> = table.iter().map(victim_rank).collect();
+    let mut held: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
+    for entry in table {
+        *held.entry(entry.ip).or_insert(0) += 1;
+    }
+    let pick = |rank: u8| {
         table
             .iter()
+            .zip(&ranks)
             .enumerate()
-            .filter(|(_, e)| eligible(e) && victim_rank(e) <= rank)
-            .min_by_key(|(_, e)| e.since)
+            .filter(|(_, (e, r))| eligible(e) && **r == rank)
+            .max_by_key(|(_, (e, _))| {
+                let heaviest = held.get(&e.ip).copied().unwrap_or(0);
+                // Oldest first: a later `since` ranks lower.
+                (heaviest, std::cmp::Reverse(e.since))
+            })
             .map(|(at, _)| at)
     };
-    oldest(0).or_else(|| oldest(1)).or_else(|| oldest(2))
+    pick(0).or_else(|| pick(1)).or_else(|| pick(2))
+}
+
+/// The source a connection counts against: an IPv4 address (also when it
+/// comes as an IPv4-mapped IPv6 address), or the /64 of an IPv6 address,
+/// the share one host is given.
+pub fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 /// 0: idle (nothing sent), 1: bytes but no hello yet, 2: handshake under way.
@@ -285,16 +318,64 @@ mod tests {
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
     #[test]
-    fn a_full_table_makes_room_for_the_newcomer_oldest_first() {
+    fn a_full_table_makes_room_from_the_heaviest_source_oldest_first() {
         let admission = Admission::new(bounds(3, 3));
         let first = admission.admit(A, -1);
         let second = admission.admit(B, -1);
-        let _third = admission.admit(B, -1);
+        let third = admission.admit(B, -1);
         let newcomer = admission.admit(B, -1);
         assert_eq!(admission.len(), 3);
-        assert!(first.evicted.try_recv().is_ok(), "the oldest made room");
-        assert!(second.evicted.try_recv().is_err());
+        assert!(second.evicted.try_recv().is_ok(), "B's oldest made room");
+        assert!(first.evicted.try_recv().is_err(), "A holds one: it stays");
+        assert!(third.evicted.try_recv().is_err());
         assert!(newcomer.evicted.try_recv().is_err());
+        // Equal shares: the oldest goes.
+        let even = Admission::new(bounds(2, 2));
+        let a = even.admit(A, -1);
+        let b = even.admit(B, -1);
+        let _c = even.admit(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), -1);
+        assert!(a.evicted.try_recv().is_ok());
+        assert!(b.evicted.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_flood_from_many_sources_displaces_itself_not_the_operator() {
+        // The table holds more than there are attacking sources (256 and
+        // 64): each source's share grows past the operator's one entry.
+        let admission = Admission::new(bounds(256, 16));
+        let operator = admission.admit(A, -1);
+        admission.progressed(operator.id());
+        // 64 sources, each reopening as it is shed, each sending a hello.
+        for _round in 0..50 {
+            for source in 0..64u8 {
+                let ip = IpAddr::V4(Ipv4Addr::new(10, 1, 0, source));
+                let flood = admission.admit(ip, -1);
+                admission.progressed(flood.id());
+            }
+        }
+        assert!(
+            operator.evicted.try_recv().is_err(),
+            "the operator kept its slot"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_64() {
+        let host =
+            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 7, 0, 0, 0, last));
+        assert_eq!(source_of(host(1)), source_of(host(0xffff)));
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 8, 0, 0, 0, 1));
+        assert_ne!(source_of(host(1)), source_of(other));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(source_of(mapped), A);
+        let admission = Admission::new(bounds(10, 2));
+        let first = admission.admit(host(1), -1);
+        let _ = admission.admit(host(2), -1);
+        let _ = admission.admit(host(3), -1);
+        assert!(
+            first.evicted.try_recv().is_ok(),
+            "three addresses, one host"
+        );
     }
 
     #[test]

@@ -43,9 +43,9 @@ pub enum ClientError {
     /// The node is full: too many connections or sessions (try again).
     #[error("{0}")]
     Busy(String),
-    /// The node closed the connection before answering our hello: under a
+    /// The node closed the connection before the handshake ended: under a
     /// flood it sheds unauthenticated connections (try again).
-    #[error("the node closed the connection before the handshake ({0}); it sheds unauthenticated connections when flooded")]
+    #[error("node busy: it closed the connection during the handshake ({0}); it sheds unauthenticated connections when flooded")]
     Shed(String),
     /// sporectl declined to go on: not confirmed, or a node key that came
     /// over a channel that cannot be trusted for this command.
@@ -160,12 +160,15 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
     let sealed = tx
         .seal(&proof)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    // A node refuses a key with a sealed answer; closing without one is a
+    // node shedding unauthenticated connections under a flood, whatever
+    // the phase: said as such, and retried like any shed connection.
     write_frame(&mut stream, &sealed)
         .await
-        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        .map_err(|e| ClientError::Shed(e.to_string()))?;
     let answer = read_frame(&mut stream, MAX_HANDSHAKE_FRAME)
         .await
-        .map_err(|_| ClientError::Auth("the node closed the connection".into()))?;
+        .map_err(|e| ClientError::Shed(e.to_string()))?;
     let answer = rx
         .open(&answer)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;

@@ -39,7 +39,8 @@ pub trait Dispatcher {
 /// Bounds on what the network may cost the node.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Connections at once, authenticated or not.
+    /// Authenticated sessions at once (connections still in their
+    /// handshake are bounded by `max_handshaking`, and make their own room).
     pub max_connections: usize,
     /// Connections still in their handshake (see [`crate::admission`]).
     pub max_handshaking: usize,
@@ -66,7 +67,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
-            max_handshaking: 32,
+            max_handshaking: 256,
             max_handshaking_per_source: 16,
             handshake_deadline: Duration::from_secs(10),
             pressure_deadline: Duration::from_secs(2),
@@ -95,6 +96,10 @@ pub struct Server {
     /// interval, the rest counted.
     refusals: crate::refusals::RefusalLog,
 }
+
+/// How long a power order's answer may take to reach the operator before
+/// the node stops anyway.
+const POWER_FLUSH: Duration = Duration::from_secs(2);
 
 /// Connections told "node busy" at once, at most.
 const MAX_BUSY_NOTICES: usize = 64;
@@ -169,9 +174,9 @@ impl Server {
                     continue;
                 }
             };
-            // Authenticated sessions plus the pre-auth table; the table
-            // makes its own room, so only sessions can fill the node.
-            if self.connections.get() >= self.limits.max_connections {
+            // Only sessions can fill the node: the pre-auth table is bounded
+            // on its own and makes its own room.
+            if self.open_sessions() >= self.limits.max_connections {
                 if let Some(line) = self.admission.count(Ending::Full) {
                     self.dispatcher.log(line);
                 }
@@ -288,6 +293,14 @@ impl Server {
         }
         sessions.insert(operator.fingerprint.clone(), mine + 1);
         Ok(())
+    }
+
+    /// Authenticated sessions open now (connections being evicted or
+    /// timing out in their handshake are not among them).
+    fn open_sessions(&self) -> usize {
+        self.sessions
+            .try_borrow()
+            .map_or(0, |sessions| sessions.values().sum())
     }
 
     /// The session of `operator` ended.
@@ -516,7 +529,31 @@ impl Server {
             };
             match jsonrpc::deliver(&mut transport, id, outcome, idle).await? {
                 Delivered::Answered => {}
-                Delivered::Power(power) => self.dispatcher.power(power),
+                Delivered::Power(power) => {
+                    // The node is about to stop its services, the overlay
+                    // (mycelium) among them, and with it the only path
+                    // this answer has: let the operator read it first.
+                    // Our side is closed, then we wait for the client to
+                    // close its own (it has read the answer) or at most
+                    // POWER_FLUSH.
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    let mut drained = [0u8; 256];
+                    let _ = async {
+                        while let Ok(n) =
+                            smol::io::AsyncReadExt::read(&mut stream, &mut drained).await
+                        {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    .or(async {
+                        Timer::after(POWER_FLUSH).await;
+                    })
+                    .await;
+                    self.dispatcher.power(power);
+                    return Ok(());
+                }
                 Delivered::FollowEnded => return Ok(()),
                 Delivered::Stalled => {
                     self.dispatcher.log(format!(

@@ -75,6 +75,7 @@ impl Beacon {
             first_seen,
             last_seen: clock,
             source: peer.ip().to_string(),
+            source_prefix: crate::admission::source_of(peer.ip()).to_string(),
             enrolled_by,
             fingerprint: fingerprint.clone(),
         };

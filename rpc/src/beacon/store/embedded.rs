@@ -76,28 +76,40 @@ fn drop_pending(pending: &mut Table<&str, &[u8]>, hostname: &str) -> Result<usiz
     Ok(usize::try_from(before.saturating_sub(after)).unwrap_or(usize::MAX))
 }
 
-/// Makes room for one more pending entry when `limit` are pending: the one
-/// seen longest ago goes. Returns whether one went.
-fn evict_oldest(pending: &mut Table<&str, &[u8]>, limit: usize) -> Result<bool, StoreError> {
+/// Makes room for one more pending entry when `limit` are pending: of the
+/// source holding the most entries (its prefix; ties go to the one seen
+/// longest ago), the entry seen longest ago goes, so a flood from a few
+/// sources flushes its own entries, not an honest node's. Returns whether
+/// one went.
+fn evict_fairly(pending: &mut Table<&str, &[u8]>, limit: usize) -> Result<bool, StoreError> {
     if pending.len().map_err(text)? < limit.max(1) as u64 {
         return Ok(false);
     }
-    let mut oldest: Option<(String, u64)> = None;
+    let mut entries: Vec<(String, u64, String)> = Vec::new();
     for entry in pending.iter().map_err(text)? {
         let (k, v) = entry.map_err(text)?;
-        let seen = serde_json::from_slice::<Record>(v.value())
-            .map(|r| r.last_seen)
-            .unwrap_or(0);
-        if oldest.as_ref().is_none_or(|(_, s)| seen < *s) {
-            oldest = Some((k.value().to_owned(), seen));
-        }
+        let (seen, group) = serde_json::from_slice::<Record>(v.value())
+            .map(|r| (r.last_seen, group_of(&r)))
+            .unwrap_or_default();
+        entries.push((k.value().to_owned(), seen, group));
     }
-    match oldest {
-        Some((victim, _)) => {
+    let victim = super::fair_victim(&entries);
+    match victim {
+        Some(victim) => {
             pending.remove(victim.as_str()).map_err(text)?;
             Ok(true)
         }
         None => Ok(false),
+    }
+}
+
+/// The pending table's share a record counts against (records stored
+/// before the prefix was kept count by their address).
+fn group_of(record: &Record) -> String {
+    if record.source_prefix.is_empty() {
+        record.source.clone()
+    } else {
+        record.source_prefix.clone()
     }
 }
 
@@ -140,7 +152,7 @@ impl Backend for Embedded {
                     Write::Pending { record, limit } => {
                         let key = pending_key(&record.registration.hostname, &record.fingerprint);
                         let known = pending.get(key.as_str()).map_err(text)?.is_some();
-                        let evicted = !known && evict_oldest(&mut pending, *limit)?;
+                        let evicted = !known && evict_fairly(&mut pending, *limit)?;
                         let bytes = serde_json::to_vec(record).map_err(text)?;
                         pending
                             .insert(key.as_str(), bytes.as_slice())

@@ -37,12 +37,39 @@ pub struct Record {
     pub last_seen: u64,
     /// The address it last registered from.
     pub source: String,
+    /// The share of the pending table that address counts against: the
+    /// address itself (IPv4), or its /64 (IPv6). A flood from one source
+    /// evicts its own pending entries first.
+    #[serde(default)]
+    pub source_prefix: String,
     /// How it was let in: `credential ID`, `approved by SHA256:…`, `open`.
     #[serde(default)]
     pub enrolled_by: String,
     /// The node key's fingerprint (`SHA256:…`).
     #[serde(default)]
     pub fingerprint: String,
+}
+
+/// Of pending entries `(key, last_seen, source group)`, the one to evict:
+/// the group holding the most entries (ties: the group whose oldest entry
+/// is oldest), and in it the entry seen longest ago.
+pub(crate) fn fair_victim(entries: &[(String, u64, String)]) -> Option<String> {
+    let mut groups: std::collections::HashMap<&str, (usize, u64)> =
+        std::collections::HashMap::new();
+    for (_, seen, group) in entries {
+        let slot = groups.entry(group.as_str()).or_insert((0, u64::MAX));
+        slot.0 += 1;
+        slot.1 = slot.1.min(*seen);
+    }
+    let heaviest = groups
+        .iter()
+        .max_by_key(|(_, (count, oldest))| (*count, std::cmp::Reverse(*oldest)))
+        .map(|(group, _)| *group)?;
+    entries
+        .iter()
+        .filter(|(_, _, group)| group == heaviest)
+        .min_by_key(|(_, seen, _)| *seen)
+        .map(|(key, _, _)| key.clone())
 }
 
 /// A storage failure, as text for the 500 answer and the log.
@@ -591,6 +618,23 @@ mod tests {
             Location::choose(None, Path::new("/x")).unwrap(),
             Location::File(PathBuf::from("/x/beacon.redb"))
         );
+    }
+
+    #[test]
+    fn the_heaviest_source_gives_up_its_oldest_pending_entry() {
+        let entry = |key: &str, seen: u64, group: &str| (key.to_owned(), seen, group.to_owned());
+        let flood = vec![
+            entry("honest", 1, "10.0.0.1"),
+            entry("f1", 5, "10.9.9.9"),
+            entry("f2", 3, "10.9.9.9"),
+            entry("f3", 9, "10.9.9.9"),
+            entry("other", 2, "10.0.0.2"),
+        ];
+        assert_eq!(fair_victim(&flood).as_deref(), Some("f2"));
+        // One entry each: the one seen longest ago, as before.
+        let even = vec![entry("a", 4, "x"), entry("b", 2, "y"), entry("c", 3, "z")];
+        assert_eq!(fair_victim(&even).as_deref(), Some("b"));
+        assert_eq!(fair_victim(&[]), None);
     }
 
     #[test]

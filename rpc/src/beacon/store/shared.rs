@@ -145,9 +145,20 @@ impl Statements {
                 "SELECT 1 FROM beacon_pending WHERE hostname = $1 AND fingerprint = $2",
             )?,
             pending_count: client.prepare("SELECT count(*) FROM beacon_pending")?,
+            // The source holding the most pending entries gives one up
+            // (ties: the source whose oldest entry is oldest), its oldest:
+            // a flood from a few sources flushes its own entries.
             evict_pending: client.prepare(
-                "DELETE FROM beacon_pending WHERE (hostname, fingerprint) =
-                 (SELECT hostname, fingerprint FROM beacon_pending ORDER BY last_seen LIMIT 1)",
+                "WITH grouped AS (
+                   SELECT hostname, fingerprint, last_seen,
+                          coalesce(nullif(record->>'source_prefix', ''), record->>'source') AS grp
+                   FROM beacon_pending),
+                 heaviest AS (
+                   SELECT grp FROM grouped GROUP BY grp
+                   ORDER BY count(*) DESC, min(last_seen) LIMIT 1)
+                 DELETE FROM beacon_pending WHERE (hostname, fingerprint) =
+                 (SELECT hostname, fingerprint FROM grouped
+                  WHERE grp = (SELECT grp FROM heaviest) ORDER BY last_seen LIMIT 1)",
             )?,
             upsert_pending: client.prepare(
                 "INSERT INTO beacon_pending (hostname, fingerprint, registered_at, last_seen, record)

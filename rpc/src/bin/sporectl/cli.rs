@@ -79,6 +79,10 @@ pub struct Cli {
     /// Give up on a node that does not complete the handshake in this long
     #[arg(long, global = true, value_name = "DURATION", default_value = "15s", value_parser = duration)]
     connect_timeout: Duration,
+    /// Give up on a call the node has not answered in this long (beyond
+    /// the wait of start, restart and deploy)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    call_timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -353,6 +357,7 @@ fn into_options(cli: Cli) -> Parsed {
         insecure_beacon: cli.insecure_beacon,
         yes: cli.yes,
         connect_timeout: cli.connect_timeout,
+        call_timeout: cli.call_timeout,
         fingerprint: None,
         serve: None,
     };

@@ -51,6 +51,10 @@ pub(crate) struct Options {
     yes: bool,
     /// How long a connection and handshake may take.
     connect_timeout: Duration,
+    /// How long a call may take to be answered, beyond any wait it asked
+    /// for (a node that went away mid-call sends no reset: without this,
+    /// sporectl would wait for ever).
+    call_timeout: Duration,
     fingerprint: Option<String>,
     serve: Option<beacon::ServeOptions>,
 }
@@ -175,7 +179,8 @@ async fn run(options: &Options) -> Result<bool, ClientError> {
     let mut all_ok = true;
     for operand in &operands {
         let (method, params) = request(options, verb, operand)?;
-        let result = match session.call_whole(method, params).await {
+        let limit = call_limit(options, method);
+        let result = match call_within(&mut session, method, params, limit).await {
             Ok(result) => result,
             // With several operands, one refusal does not stop the rest.
             Err(error @ ClientError::Rpc { .. }) if several => {
@@ -421,6 +426,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
     let identities = Rc::new(identities(options)?);
     let connect_timeout = options.connect_timeout;
     let (method, mut params) = request(options, verb, &operand)?;
+    let limit = call_limit(options, method);
     let total = targets.len();
     let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
     let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
@@ -442,7 +448,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                     let result = async {
                         let mut session =
                             connect_with_any(&address, &identities, &pin, connect_timeout).await?;
-                        session.call_whole(method, params.clone()).await
+                        call_within(&mut session, method, params.clone(), limit).await
                     }
                     .await;
                     outcomes.borrow_mut().push(Outcome::new(hostname, result));
@@ -553,6 +559,45 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
             say!("{}", log_line(&params));
         }
     }
+}
+
+/// How long a call of `method` may take: `--call-timeout`, plus the wait
+/// it asks the node for (start, restart and deploy wait for the service).
+fn call_limit(options: &Options, method: &str) -> Duration {
+    let waits = [
+        runtime::api::Method::ServiceStart,
+        runtime::api::Method::ServiceRestart,
+        runtime::api::Method::ServiceDeploy,
+    ]
+    .iter()
+    .any(|m| m.name() == method);
+    match (waits, options.shape.wait) {
+        (true, Some(wait)) => options.call_timeout + wait,
+        _ => options.call_timeout,
+    }
+}
+
+/// [`Session::call_whole`], given up after `limit`: a node that powered
+/// off (or lost its network) mid-call never answers and never resets.
+async fn call_within(
+    session: &mut Session,
+    method: &str,
+    params: Value,
+    limit: Duration,
+) -> Result<Value, ClientError> {
+    use smol::future::FutureExt;
+    async { Some(session.call_whole(method, params).await) }
+        .or(async {
+            smol::Timer::after(limit).await;
+            None
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(ClientError::Unreachable(format!(
+                "no answer within {:.0} s (--call-timeout)",
+                limit.as_secs_f64()
+            )))
+        })
 }
 
 /// An error as `--json` prints it (on stdout, as answers are).
