@@ -34,7 +34,7 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
     for node in &mut fleet.nodes {
         node.vm
             .wait_for(
-                "message=\"Connected to new peer 192.168.100.",
+                "message=\"Connected to new peer\" endpoint.address=192.168.100.",
                 Duration::from_secs(120),
             )
             .unwrap_or_else(|e| panic!("{e}"));

@@ -1,5 +1,7 @@
-//! mycelium's log lines: `ts=2026-12-01T09:00:00.123456Z level=INFO
-//! message="…"` on stdout, one line each (its tracing logfmt output).
+//! mycelium's log lines, as v0.7.10 writes them with `--log-format plain`
+//! off a terminal (its tracing logfmt output): `ts=2026-12-01T09:00:00.123456Z
+//! level=info target=mycelium::peer_manager message="Connected to new peer"
+//! endpoint.address=10.0.2.2:9651`, on stdout, one line each.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,24 +35,39 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// One line: `ts=… level=LEVEL message="…"` (quotes and backslashes in
-/// the message escaped).
-pub fn line(level: &str, message: &str) -> String {
-    let escaped = message.replace('\\', "\\\\").replace('"', "\\\"");
-    format!(
-        "ts={} level={level} message=\"{escaped}\"",
-        timestamp(SystemTime::now())
-    )
+/// `text` quoted as logfmt quotes a value (quotes and backslashes
+/// escaped).
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Writes an INFO line.
-pub fn info(message: &str) {
-    println!("{}", line("INFO", message));
+/// One line: `ts=… level=LEVEL target=TARGET message="…"` and then each
+/// field as `key=value` (quoted when it holds a space or a quote).
+pub fn line(level: &str, target: &str, message: &str, fields: &[(&str, String)]) -> String {
+    let mut out = format!(
+        "ts={} level={level} target={target} message={}",
+        timestamp(SystemTime::now()),
+        quoted(message)
+    );
+    for (key, value) in fields {
+        let shown = if value.contains([' ', '"', '=']) {
+            quoted(value)
+        } else {
+            value.clone()
+        };
+        out.push_str(&format!(" {key}={shown}"));
+    }
+    out
 }
 
-/// Writes an ERROR line.
-pub fn error(message: &str) {
-    println!("{}", line("ERROR", message));
+/// Writes an info line.
+pub fn info(target: &str, message: &str, fields: &[(&str, String)]) {
+    println!("{}", line("info", target, message, fields));
+}
+
+/// Writes an error line.
+pub fn error(target: &str, message: &str, fields: &[(&str, String)]) {
+    println!("{}", line("error", target, message, fields));
 }
 
 #[cfg(test)]
@@ -68,12 +85,20 @@ mod tests {
     }
 
     #[test]
-    fn lines_have_ts_level_and_a_quoted_message() {
-        let text = line("INFO", "peer \"a\" up");
+    fn lines_have_ts_level_target_a_quoted_message_and_fields() {
+        let text = line(
+            "info",
+            "mycelium::peer_manager",
+            "peer \"a\" up",
+            &[("endpoint.address", "10.0.2.2:9651".into())],
+        );
         assert!(
-            text.starts_with("ts=") && text.contains(" level=INFO "),
+            text.starts_with("ts=") && text.contains(" level=info target=mycelium::peer_manager "),
             "{text}"
         );
-        assert!(text.ends_with("message=\"peer \\\"a\\\" up\""), "{text}");
+        assert!(
+            text.ends_with("message=\"peer \\\"a\\\" up\" endpoint.address=10.0.2.2:9651"),
+            "{text}"
+        );
     }
 }

@@ -39,6 +39,18 @@ struct Peer {
     state: State,
     tx_bytes: u64,
     rx_bytes: u64,
+    /// When it became known (Unix seconds).
+    discovered: u64,
+    /// When a connection to it last came up (Unix seconds).
+    last_connected: Option<u64>,
+}
+
+/// Unix seconds now.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Each peer, its state and its byte counters.
@@ -48,20 +60,23 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// mycelium's `GET /api/v1/admin/peers` shape (`PeerStats`, camelCase):
-    /// `{"endpoint": {"proto", "socketAddr"}, "type", "connectionState",
-    /// "txBytes", "rxBytes"}`.
+    /// mycelium v0.7.10's `GET /api/v1/admin/peers` shape (`PeerStats`,
+    /// camelCase): `{"endpoint": {"proto", "addr": {"socket"}}, "type",
+    /// "connectionState", "txBytes", "rxBytes", "discovered",
+    /// "lastConnected"}`.
     pub fn to_json(&self) -> Value {
         Value::Array(
             self.list
                 .iter()
                 .map(|peer| {
                     json!({
-                        "endpoint": { "proto": "tcp", "socketAddr": peer.address.to_string() },
+                        "endpoint": { "proto": "tcp", "addr": { "socket": peer.address.to_string() } },
                         "type": if peer.inbound { "inbound" } else { "static" },
                         "connectionState": peer.state.word(),
                         "txBytes": peer.tx_bytes,
                         "rxBytes": peer.rx_bytes,
+                        "discovered": peer.discovered,
+                        "lastConnected": peer.last_connected,
                     })
                 })
                 .collect(),
@@ -69,14 +84,20 @@ impl Peers {
     }
 
     fn set(&mut self, address: SocketAddr, inbound: bool, state: State) {
+        let connected = (state == State::Alive).then(now);
         match self.list.iter_mut().find(|p| p.address == address) {
-            Some(peer) => peer.state = state,
+            Some(peer) => {
+                peer.state = state;
+                peer.last_connected = connected.or(peer.last_connected);
+            }
             None => self.list.push(Peer {
                 address,
                 inbound,
                 state,
                 tx_bytes: 0,
                 rx_bytes: 0,
+                discovered: now(),
+                last_connected: connected,
             }),
         }
     }
@@ -111,15 +132,30 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
             }
             match TcpStream::connect_timeout(&address, Duration::from_secs(3)) {
                 Ok(stream) => {
-                    crate::logfmt::info(&format!("Connected to new peer {address}"));
+                    crate::logfmt::info(
+                        "mycelium::peer_manager",
+                        "Connected to new peer",
+                        &[("endpoint.address", address.to_string())],
+                    );
                     if let Ok(mut p) = peers.lock() {
                         p.set(address, false, State::Alive);
                     }
                     drain(&peers, address, stream);
-                    crate::logfmt::info(&format!("Peer {address} died"));
+                    crate::logfmt::info(
+                        "mycelium::peer",
+                        "Peer died",
+                        &[("endpoint.address", address.to_string())],
+                    );
                 }
                 Err(error) => {
-                    crate::logfmt::error(&format!("Couldn't connect to {address}: {error}"));
+                    crate::logfmt::error(
+                        "mycelium::peer_manager",
+                        "Couldn't connect to peer",
+                        &[
+                            ("endpoint.address", address.to_string()),
+                            ("err", error.to_string()),
+                        ],
+                    );
                 }
             }
             if let Ok(mut p) = peers.lock() {
@@ -128,7 +164,8 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
             std::thread::sleep(Duration::from_secs(2));
         });
     }
-    match TcpListener::bind(("0.0.0.0", listen_port)) {
+    // `[::]`, dual-stack, as the real daemon listens (`:::9651`).
+    match TcpListener::bind(("::", listen_port)) {
         Ok(listener) => {
             let peers = peers.clone();
             std::thread::spawn(move || {
@@ -136,7 +173,11 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
                     let Ok(from) = stream.peer_addr() else {
                         continue;
                     };
-                    crate::logfmt::info(&format!("Accepted inbound peer {from}"));
+                    crate::logfmt::info(
+                        "mycelium::peer_manager",
+                        "Accepted new inbound peer",
+                        &[("endpoint.address", from.to_string())],
+                    );
                     if let Ok(mut p) = peers.lock() {
                         p.set(from, true, State::Alive);
                     }
@@ -150,6 +191,13 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
                 }
             });
         }
-        Err(error) => crate::logfmt::error(&format!("tcp listen port {listen_port}: {error}")),
+        Err(error) => crate::logfmt::error(
+            "mycelium::peer_manager",
+            "Error starting TCP listener",
+            &[
+                ("port", listen_port.to_string()),
+                ("err", error.to_string()),
+            ],
+        ),
     }
 }

@@ -158,7 +158,7 @@ fn without_its_tun_it_exits_unless_told_no_tun() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1), "no TUN, no daemon");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("level=ERROR"), "{stdout}");
+    assert!(stdout.contains("level=error"), "{stdout}");
 }
 
 #[test]
@@ -206,7 +206,15 @@ fn it_answers_listens_logs_and_keeps_its_key_as_mycelium_does() {
     assert_eq!(status, 200, "a second request on the same connection");
     let first = &peers[0];
     assert_eq!(first["endpoint"]["proto"], "tcp");
-    assert_eq!(first["endpoint"]["socketAddr"], peer_address.to_string());
+    assert_eq!(
+        first["endpoint"]["addr"]["socket"],
+        peer_address.to_string()
+    );
+    assert!(first["discovered"].as_u64().is_some(), "{first}");
+    assert!(
+        first["lastConnected"].is_null() || first["lastConnected"].as_u64().is_some(),
+        "{first}"
+    );
     assert_eq!(first["type"], "static");
     assert!(["alive", "connecting", "dead"].contains(&first["connectionState"].as_str().unwrap()));
     assert!(first["txBytes"].as_u64().is_some() && first["rxBytes"].as_u64().is_some());
@@ -242,7 +250,8 @@ fn it_answers_listens_logs_and_keeps_its_key_as_mycelium_does() {
         .unwrap();
     assert_eq!(out.status.code(), Some(101));
 
-    // SIGTERM: a clean exit; every line it wrote is `ts=… level=… message=…`.
+    // SIGTERM: a clean exit; every line it wrote is
+    // `ts=… level=… target=… message="…" key=value…`.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success());
@@ -255,21 +264,23 @@ fn it_answers_listens_logs_and_keeps_its_key_as_mycelium_does() {
         .unwrap();
     assert!(stdout.lines().count() >= 4, "{stdout}");
     for line in stdout.lines() {
-        let mut words = line.splitn(3, ' ');
-        let (ts, level, message) = (
+        let mut words = line.splitn(4, ' ');
+        let (ts, level, target, message) = (
+            words.next().unwrap(),
             words.next().unwrap(),
             words.next().unwrap(),
             words.next().unwrap(),
         );
         assert!(ts.starts_with("ts=20") && ts.ends_with('Z'), "{line}");
         assert!(
-            ["level=INFO", "level=ERROR", "level=WARN"].contains(&level),
+            ["level=info", "level=error", "level=warn"].contains(&level),
             "{line}"
         );
-        assert!(
-            message.starts_with("message=\"") && message.ends_with('"'),
-            "{line}"
-        );
+        assert!(target.starts_with("target=mycelium"), "{line}");
+        assert!(message.starts_with("message=\""), "{line}");
     }
-    assert!(stdout.contains(&expected.to_string()));
+    assert!(
+        stdout.contains(&format!("message=\"Node overlay IP: {expected}\"")),
+        "{stdout}"
+    );
 }
