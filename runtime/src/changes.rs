@@ -74,16 +74,25 @@ pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Repl
             return Ok(unchanged(runtime, &name, request));
         }
     }
-    // Valid alone; now valid among the others (dependencies exist, no cycle)?
-    let mut all: Vec<svc::service::Service> = runtime
+    // Valid alone; now valid among the others (dependencies exist, no
+    // cycle)? What the new file reaches is checked first; only a file that
+    // may not fit is checked with all the others, for the exact errors (a
+    // deploy on a node of 10,000 services must not cost a full check).
+    let others: std::collections::HashMap<&str, &svc::service::Service> = runtime
         .supervisor()
         .services()
         .into_iter()
         .filter(|s| s.name != name)
-        .cloned()
+        .map(|s| (s.name.as_str(), s))
         .collect();
-    all.push(service.clone());
-    let report = svc::load::check_together(all, Vec::new(), std::collections::HashSet::new());
+    let fits = svc::load::fits_with(&others, &service);
+    let report = if fits {
+        svc::LoadReport::default()
+    } else {
+        let mut all: Vec<svc::service::Service> = others.into_values().cloned().collect();
+        all.push(service.clone());
+        svc::load::check_together(all, Vec::new(), std::collections::HashSet::new())
+    };
     if !report.errors.is_empty() {
         let shown_errors: Vec<svc::error::ConfigError> = report
             .errors

@@ -238,6 +238,43 @@ pub fn check_together(
     }
 }
 
+/// True when `service` certainly fits among `others` (valid together
+/// already, `service` not among them): every service it `requires`,
+/// orders `after` or `conflicts` with exists, and no ordering path leads
+/// from it back to itself. Adding or replacing one service can break
+/// nothing else (the others' names all stay), so this is all a deploy
+/// must check; it costs what `service` reaches, not the whole set. When
+/// false, [`check_together`] says exactly what is wrong.
+pub fn fits_with(others: &HashMap<&str, &Service>, service: &Service) -> bool {
+    let deps = &service.dependencies;
+    let named = deps
+        .requires
+        .iter()
+        .chain(&deps.after)
+        .chain(&deps.conflicts);
+    if named
+        .clone()
+        .any(|d| d.name == service.name || !others.contains_key(d.name.as_str()))
+    {
+        return false;
+    }
+    // Does any ordering path from `service` come back to it?
+    let mut stack: Vec<&str> = deps.ordering().map(|d| d.name.as_str()).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    while let Some(name) = stack.pop() {
+        if name == service.name {
+            return false;
+        }
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(next) = others.get(name) {
+            stack.extend(next.dependencies.ordering().map(|d| d.name.as_str()));
+        }
+    }
+    true
+}
+
 /// Rejects every queued service that names a missing service, then re-checks
 /// whoever named it, until nothing changes.
 fn cascade(

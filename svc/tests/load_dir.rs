@@ -248,3 +248,55 @@ fn the_deployed_layer_replaces_adds_and_masks_image_services() {
     let alone = svc::load_layers(&image, &root.path().join("none")).unwrap();
     assert_eq!(alone.services.len(), 3);
 }
+
+/// `daemon(name, deps)` parsed.
+fn parsed(name: &str, dependencies: &str) -> svc::service::Service {
+    svc::parse::parse_service(
+        Path::new(&format!("{name}.toml")),
+        &daemon(name, dependencies),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_deploy_fits_when_what_it_names_exists_and_no_path_comes_back_to_it() {
+    let a = parsed("a", "");
+    let b = parsed("b", "requires = [\"a\"]");
+    let c = parsed("c", "after = [\"b\"]\nwants = [\"ghost\"]");
+    let others: std::collections::HashMap<&str, &svc::service::Service> =
+        [(&a, "a"), (&b, "b"), (&c, "c")]
+            .into_iter()
+            .map(|(s, n)| (n, s))
+            .collect();
+    // Every case agrees with the whole check.
+    let cases = [
+        ("d", "requires = [\"c\"]", true),
+        ("d", "wants = [\"nobody\"]", true),
+        ("d", "requires = [\"nobody\"]", false),
+        ("d", "conflicts = [\"nobody\"]", false),
+        ("d", "after = [\"d\"]", false),
+        // Replacing a with one that orders after c closes a -> c -> b -> a.
+        ("a", "after = [\"c\"]", false),
+        ("a", "wants = [\"c\"]", false),
+        ("a", "conflicts = [\"c\"]", true),
+    ];
+    for (name, deps, fits) in cases {
+        let service = parsed(name, deps);
+        let mut rest: std::collections::HashMap<&str, &svc::service::Service> = others.clone();
+        rest.remove(name);
+        assert_eq!(
+            svc::load::fits_with(&rest, &service),
+            fits,
+            "{name}: {deps}"
+        );
+        let mut all: Vec<svc::service::Service> = rest.values().map(|s| (*s).clone()).collect();
+        all.push(service);
+        let whole = svc::load::check_together(all, Vec::new(), Default::default());
+        assert_eq!(
+            whole.errors.is_empty(),
+            fits,
+            "{name}: {deps}: {:?}",
+            whole.errors
+        );
+    }
+}
