@@ -72,6 +72,9 @@ pub enum Ending {
     TimedOut,
     /// It went away before finishing its handshake.
     Failed,
+    /// Its hello was closed unanswered: its source spent its budget of
+    /// hellos under pressure ([`crate::hello_budget`]).
+    OverBudget,
 }
 
 struct Entry {
@@ -91,6 +94,7 @@ struct Tally {
     evicted: u64,
     timed_out: u64,
     failed: u64,
+    over_budget: u64,
     last_logged: Option<Instant>,
 }
 
@@ -120,6 +124,13 @@ impl Admission {
     /// Unauthenticated connections held now.
     pub fn len(&self) -> usize {
         self.table.try_borrow().map_or(0, |t| t.len())
+    }
+
+    /// True while the table is at least half full (a flood, or close to
+    /// one): new connections get the short deadline, and hellos are
+    /// budgeted per source.
+    pub fn under_pressure(&self) -> bool {
+        self.len() * 2 >= self.bounds.total
     }
 
     /// True when no unauthenticated connection is held.
@@ -204,6 +215,7 @@ impl Admission {
             Ending::Evicted => {} // counted when evicted
             Ending::TimedOut => tally.timed_out += 1,
             Ending::Failed => tally.failed += 1,
+            Ending::OverBudget => tally.over_budget += 1,
         }
         let due = tally
             .last_logged
@@ -212,7 +224,7 @@ impl Admission {
             return None;
         }
         let line = format!(
-            "{}: unauthenticated connections since the last summary: {} evicted to make room, {} timed out ({} not finished within {}s), {} went away, {} refused (at the connection limit); {} held now",
+            "{}: unauthenticated connections since the last summary: {} evicted to make room, {} timed out ({} not finished within {}s), {} went away, {} refused (at the connection limit), {} closed unanswered (their source's hello budget spent); {} held now",
             self.bounds.label,
             tally.evicted,
             tally.timed_out,
@@ -220,6 +232,7 @@ impl Admission {
             self.bounds.deadline.as_secs_f64(),
             tally.failed,
             tally.full,
+            tally.over_budget,
             self.len()
         );
         *tally = Tally {

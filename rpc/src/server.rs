@@ -95,6 +95,9 @@ pub struct Server {
     /// Malformed handshakes and refused keys: a few lines per kind per
     /// interval, the rest counted.
     refusals: crate::refusals::RefusalLog,
+    /// Hellos each source may have answered while the table is under
+    /// pressure.
+    hello_budget: RefCell<crate::hello_budget::HelloBudget>,
 }
 
 /// How long a power order's answer may take to reach the operator before
@@ -117,6 +120,8 @@ enum Failure {
     Deadline(Duration),
     #[error("closed to make room for a newer connection")]
     Evicted,
+    #[error("hello closed unanswered: its source spent its hello budget")]
+    OverBudget,
     #[error("{0}")]
     Busy(String),
     #[error("internal error: the operator keys were busy")]
@@ -156,6 +161,7 @@ impl Server {
             sessions: RefCell::new(std::collections::HashMap::new()),
             busy_notices: Rc::new(Cell::new(0)),
             refusals: crate::refusals::RefusalLog::new("rpc", crate::admission::SUMMARY_EVERY),
+            hello_budget: RefCell::new(crate::hello_budget::HelloBudget::default()),
         })
     }
 
@@ -194,6 +200,7 @@ impl Server {
                         // Pre-auth endings a flood causes by the thousand:
                         // counted and summarised, not a line each.
                         Err(Failure::Evicted) => server.summary(Ending::Evicted),
+                        Err(Failure::OverBudget) => server.summary(Ending::OverBudget),
                         Err(Failure::Deadline(_)) => server.summary(Ending::TimedOut),
                         Err(Failure::Io(_)) => server.summary(Ending::Failed),
                         // Malformed handshakes and refused keys say what
@@ -329,7 +336,7 @@ impl Server {
     ) -> Result<(), Failure> {
         let deadline = ticket.deadline;
         let handshake = self
-            .handshake(&mut stream, ticket.id())
+            .handshake(&mut stream, peer, ticket.id())
             .or(async {
                 Timer::after(deadline).await;
                 Err(Failure::Deadline(deadline))
@@ -366,9 +373,23 @@ impl Server {
     async fn handshake(
         &self,
         stream: &mut TcpStream,
+        peer: SocketAddr,
         ticket: u64,
     ) -> Result<(Operator, Channel, Channel), Failure> {
         let hello = read_frame(stream, MAX_HANDSHAKE_FRAME).await?;
+        // Flooded: a source may make the node sign only so many hellos a
+        // second, so the core is not spent on a flood's (never borrowed
+        // across an await; a failed borrow answers, as without pressure).
+        if self.admission.under_pressure() {
+            let source = crate::admission::source_of(peer.ip());
+            let spent = self
+                .hello_budget
+                .try_borrow_mut()
+                .is_ok_and(|mut budget| !budget.take(source, std::time::Instant::now()));
+            if spent {
+                return Err(Failure::OverBudget);
+            }
+        }
         let ephemeral = StaticSecret::random_from_rng(OsRng);
         let mut nonce = [0u8; 32];
         OsRng.fill_bytes(&mut nonce);
