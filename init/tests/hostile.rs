@@ -586,3 +586,52 @@ fn a_power_order_is_answered_before_the_node_stops_its_services() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn hostile_registrations_reach_the_beacons_log_escaped() {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::beacon::free_port();
+    let log = data.path().join("beacon.err");
+    let mut beacon = std::process::Command::new(common::sporectl_bin())
+        .args([
+            "beacon",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--open",
+            "--data",
+        ])
+        .arg(data.path())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let up = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "the beacon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    for hostile in HOSTILE {
+        // As a hostname (refused before anything else is read) …
+        let body = common::beacon::signed_registration(hostile, &key, None);
+        let (status, _) = common::beacon::http(port, "POST", "/api/v1/nodes/register", &body);
+        assert_eq!(status, 400, "{hostile:?}");
+        // … and in a field of a registration whose signature fails.
+        let mut record: Value =
+            serde_json::from_str(&common::beacon::signed_registration("node-x", &key, None))
+                .unwrap();
+        record["spore_version"] = json!(hostile);
+        let (status, _) =
+            common::beacon::http(port, "POST", "/api/v1/nodes/register", &record.to_string());
+        assert_eq!(status, 403, "{hostile:?}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = beacon.kill();
+    let _ = beacon.wait();
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(text.contains("refused a registration"), "{text}");
+    assert_clean(&text, "the beacon's log");
+}
