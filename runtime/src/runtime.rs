@@ -39,6 +39,15 @@ pub enum Input {
     },
     /// A file write or deletion finished off the loop.
     Stored(Box<crate::store::Done>),
+    /// A service's secrets were read off the loop: start it now.
+    Prepared {
+        /// The service.
+        service: String,
+        /// The run it is for.
+        run: u64,
+        /// What was read, or why it could not be.
+        prepared: Box<Result<Prepared, SpawnError>>,
+    },
     /// A waiting call's deadline passed (`steady`: its service has now
     /// been ready long enough, or its failure's last lines are in; see
     /// [`crate::wait`]).
@@ -286,6 +295,17 @@ impl Runtime {
             Input::Stored(done) => {
                 let crate::store::Done { job, outcome } = *done;
                 crate::api::after_store(self, &job.work, job.then, outcome, job.reply);
+            }
+            Input::Prepared {
+                service,
+                run,
+                prepared,
+            } => {
+                self.launch(service, run, *prepared);
+                // The spawn's outcome is queued for the supervisor.
+                if let Some(event) = self.queue.pop_front() {
+                    self.feed(event);
+                }
             }
             Input::WaitTimer { id, steady: true } => self.advance_wait(id),
             Input::WaitTimer { id, steady: false } => self.settle_wait(id, Outcome::Timeout),
@@ -546,25 +566,55 @@ impl Runtime {
         }
     }
 
+    /// Starts `name` for `run`. A service that reads secrets (`[secrets]`
+    /// or `[credentials]`) has them read off the loop first (a slow disk
+    /// must not hold reaping); it starts when [`Input::Prepared`] comes
+    /// back. A run that went stale meanwhile is killed by the supervisor
+    /// when it reports the spawn.
     fn spawn_service(&mut self, name: String, run: u64) {
         let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
             return;
         };
-        let secrets = self
-            .secret_env(&service)
-            .and_then(|env| Ok((env, self.credential_dir(&service)?)));
-        let credential_dir = secrets.as_ref().ok().and_then(|(_, dir)| dir.clone());
-        let result = match (&service.command, secrets) {
+        if service.secrets.is_empty() && service.credentials.is_empty() {
+            self.launch(name, run, Ok(Prepared::default()));
+            return;
+        }
+        let files = self.files.clone();
+        self.sys.off_loop(Box::new(move || {
+            let prepared = prepare_secrets(&service, files.as_ref());
+            Input::Prepared {
+                service: name,
+                run,
+                prepared: Box::new(prepared),
+            }
+        }));
+    }
+
+    /// Starts `name` for `run` with what was read for it.
+    fn launch(&mut self, name: String, run: u64, prepared: Result<Prepared, SpawnError>) {
+        let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
+            // Removed while its secrets were read: their copy goes.
+            if let Ok(Prepared {
+                credentials: Some(dir),
+                ..
+            }) = &prepared
+            {
+                self.drop_credentials(dir);
+            }
+            return;
+        };
+        let credential_dir = prepared.as_ref().ok().and_then(|p| p.credentials.clone());
+        let result = match (&service.command, prepared) {
             (_, Err(error)) => Err(error),
-            (Some(command), Ok((secrets, credentials))) => {
+            (Some(command), Ok(mut prepared)) => {
                 let argv = command.argv();
                 let mut env: Vec<(String, String)> = service
                     .env
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                env.extend(secrets);
-                if let Some(dir) = &credentials {
+                env.append(&mut prepared.env);
+                if let Some(dir) = &prepared.credentials {
                     env.push((
                         crate::credentials::VARIABLE.to_owned(),
                         dir.display().to_string(),
@@ -618,31 +668,6 @@ impl Runtime {
         }
     }
 
-    /// The service's credential directory, made now with the current
-    /// values of the secrets it loads; None when it loads none.
-    fn credential_dir(&self, service: &Service) -> Result<Option<std::path::PathBuf>, SpawnError> {
-        if service.credentials.is_empty() {
-            return Ok(None);
-        }
-        let fail = |message: String| SpawnError {
-            code: 1,
-            program: service.name.clone(),
-            message,
-        };
-        let files = self
-            .files
-            .as_ref()
-            .ok_or_else(|| fail("credentials: this node keeps no secrets".into()))?;
-        crate::credentials::prepare(
-            &files.credentials,
-            &service.name,
-            &files.secrets,
-            &service.credentials,
-        )
-        .map(Some)
-        .map_err(|e| fail(format!("credentials: {e}")))
-    }
-
     /// Rewrites secret `name` in the credential directory of `service`
     /// (running) and sends it `signal`; false when it has no such
     /// directory or the rewrite failed (the caller restarts it instead).
@@ -669,30 +694,6 @@ impl Runtime {
         if let Err(error) = crate::credentials::remove(dir) {
             self.sys.note(&format!("{}: {error}", dir.display()));
         }
-    }
-
-    /// The `[secrets]` a service asks for, read now (so a changed secret
-    /// takes effect at the next start). Values never reach a log.
-    fn secret_env(&self, service: &Service) -> Result<Vec<(String, String)>, SpawnError> {
-        let mut env = Vec::with_capacity(service.secrets.len());
-        for (variable, secret) in &service.secrets {
-            let missing = |why: String| SpawnError {
-                code: 1,
-                program: service.name.clone(),
-                message: format!("secret `{secret}` {why}"),
-            };
-            let dir = self
-                .files
-                .as_ref()
-                .map(|f| f.secrets.clone())
-                .ok_or_else(|| missing("has no store".into()))?;
-            let value = crate::secret::read_regular(&dir.join(secret))
-                .map_err(|e| missing(format!("is not set ({e})")))?;
-            let value = String::from_utf8(value.as_slice().to_vec())
-                .map_err(|_| missing("is not UTF-8".into()))?;
-            env.push((variable.clone(), value));
-        }
-        Ok(env)
     }
 
     fn run_check(&mut self, service: String, run: u64, check: usize) {
@@ -765,6 +766,67 @@ fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
         ));
     }
     book
+}
+
+/// A service's secrets, read off the loop before it starts: the
+/// `[secrets]` variables (wiped when dropped) and its credential directory.
+#[derive(Default)]
+pub struct Prepared {
+    /// `[secrets]` as environment variables.
+    env: Vec<(String, String)>,
+    /// Its credential directory, made with the current values.
+    credentials: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("env", &format_args!("<{} variables>", self.env.len()))
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.env {
+            zeroize::Zeroize::zeroize(value);
+        }
+    }
+}
+
+/// Reads what `service` needs of the secrets in `files` (blocking: run off
+/// the loop): its `[secrets]` values and its credential directory, made now
+/// so a changed secret takes effect at this start. Values never reach a log.
+fn prepare_secrets(service: &Service, files: Option<&Files>) -> Result<Prepared, SpawnError> {
+    let fail = |message: String| SpawnError {
+        code: 1,
+        program: service.name.clone(),
+        message,
+    };
+    let mut prepared = Prepared::default();
+    for (variable, secret) in &service.secrets {
+        let dir = files
+            .map(|f| f.secrets.clone())
+            .ok_or_else(|| fail(format!("secret `{secret}` has no store")))?;
+        let value = crate::secret::read_regular(&dir.join(secret))
+            .map_err(|e| fail(format!("secret `{secret}` is not set ({e})")))?;
+        let value = String::from_utf8(value.as_slice().to_vec())
+            .map_err(|_| fail(format!("secret `{secret}` is not UTF-8")))?;
+        prepared.env.push((variable.clone(), value));
+    }
+    if !service.credentials.is_empty() {
+        let files = files.ok_or_else(|| fail("credentials: this node keeps no secrets".into()))?;
+        let dir = crate::credentials::prepare(
+            &files.credentials,
+            &service.name,
+            &files.secrets,
+            &service.credentials,
+        )
+        .map_err(|e| fail(format!("credentials: {e}")))?;
+        prepared.credentials = Some(dir);
+    }
+    Ok(prepared)
 }
 
 #[cfg(test)]

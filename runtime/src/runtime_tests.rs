@@ -31,6 +31,8 @@ struct World {
     notes: Vec<String>,
     echoes: Vec<(String, String)>,
     fail_spawns: bool,
+    /// Work handed off the loop, not run until a test runs it.
+    offloaded: Vec<crate::sys::OffLoop>,
 }
 
 struct FakeSys(Rc<RefCell<World>>);
@@ -97,6 +99,10 @@ impl Sys for FakeSys {
             .echoes
             .push((service.to_owned(), line.to_owned()));
     }
+
+    fn off_loop(&mut self, job: crate::sys::OffLoop) {
+        self.0.borrow_mut().offloaded.push(job);
+    }
 }
 
 struct Fixture {
@@ -130,6 +136,7 @@ impl Fixture {
             notes: Vec::new(),
             echoes: Vec::new(),
             fail_spawns: false,
+            offloaded: Vec::new(),
         }));
         let (tx, events) = smol::channel::unbounded();
         let (store_tx, jobs) = smol::channel::unbounded();
@@ -410,4 +417,66 @@ fn shutdown_completes_once_every_group_is_gone() {
         f.world.borrow().timers.is_empty(),
         "an idle node arms nothing"
     );
+}
+
+#[test]
+fn a_service_with_secrets_starts_only_once_they_were_read_off_the_loop() {
+    let store = tempfile::tempdir().unwrap();
+    let secrets = store.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "t0k3n").unwrap();
+    let mut f = Fixture::new(&[
+        "[service]\nname = \"vault\"\nexec = \"/bin/vault\"\nstatus = \"stop\"\n\n[credentials]\nload = [\"token\"]\n\n[secrets]\nTOKEN = \"token\"\n",
+    ]);
+    f.runtime.set_files(Files {
+        services: store.path().join("services"),
+        deployed: store.path().join("deployed"),
+        secrets,
+        credentials: store.path().join("credentials"),
+        persistent: true,
+    });
+    f.runtime.feed(Event::Start("vault".into()));
+    // Nothing started on the loop: the read waits on its thread.
+    assert!(
+        f.spawned().is_empty(),
+        "started before its secrets were read"
+    );
+    let job = f
+        .world
+        .borrow_mut()
+        .offloaded
+        .pop()
+        .expect("the read went off the loop");
+    let input = job();
+    f.runtime.handle(input);
+    let spawned = f.spawned();
+    assert_eq!(spawned.len(), 1);
+    assert_eq!(spawned[0].1, vec!["/bin/vault".to_owned()]);
+    assert_eq!(
+        std::fs::read_to_string(store.path().join("credentials/vault/token")).unwrap(),
+        "t0k3n"
+    );
+    assert_eq!(f.state("vault"), "ready");
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_off_the_loop_fails_the_start_with_why() {
+    let store = tempfile::tempdir().unwrap();
+    let mut f = Fixture::new(&[
+        "[service]\nname = \"vault\"\nexec = \"/bin/vault\"\nstatus = \"stop\"\n\n[credentials]\nload = [\"missing\"]\n",
+    ]);
+    f.runtime.set_files(Files {
+        services: store.path().join("services"),
+        deployed: store.path().join("deployed"),
+        secrets: store.path().join("secrets"),
+        credentials: store.path().join("credentials"),
+        persistent: true,
+    });
+    f.runtime.feed(Event::Start("vault".into()));
+    let job = f.world.borrow_mut().offloaded.pop().unwrap();
+    f.runtime.handle(job());
+    assert!(f.spawned().is_empty());
+    let notes = f.world.borrow().notes.join("\n");
+    assert!(notes.contains("secret `missing` is not set"), "{notes}");
+    assert_ne!(f.state("vault"), "running");
 }

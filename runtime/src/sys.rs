@@ -86,7 +86,13 @@ pub trait Sys {
     fn note(&mut self, line: &str);
     /// Echoes a line of a service's output to the console.
     fn echo(&mut self, service: &str, line: &str);
+    /// Runs `job` off the event loop (it may block on a disk: reading a
+    /// service's secrets) and feeds the input it returns to the loop.
+    fn off_loop(&mut self, job: OffLoop);
 }
+
+/// Blocking work for [`Sys::off_loop`]: what it returns goes to the loop.
+pub type OffLoop = Box<dyn FnOnce() -> Input + Send + 'static>;
 
 /// The real system: processes, signals, waitpid, smol timers, the journal.
 pub struct RealSys {
@@ -255,6 +261,16 @@ impl Sys for RealSys {
     fn cancel_timer(&mut self, key: TimerKey) {
         // Dropping the task cancels it: the timer never wakes us.
         self.timers.remove(&key);
+    }
+
+    fn off_loop(&mut self, job: OffLoop) {
+        let tx = self.events.clone();
+        self.executor
+            .spawn(async move {
+                let input = smol::unblock(job).await;
+                let _ = tx.send(input).await;
+            })
+            .detach();
     }
 
     fn probe(&mut self, run: CheckRun, probe: &Probe, timeout: Duration) {
