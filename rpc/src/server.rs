@@ -322,6 +322,29 @@ impl Server {
         }
     }
 
+    /// The audit line of one call. The method, its target and the error
+    /// echo the caller's words: each is capped and escaped, so a reader
+    /// cannot forge an audit line or grow the journal (the sink escapes the
+    /// whole line again).
+    fn audit(
+        &self,
+        peer: SocketAddr,
+        operator: &Operator,
+        method: &str,
+        target: Option<&str>,
+        verdict: &str,
+    ) {
+        self.dispatcher.log(format!(
+            "rpc audit: {} ({}) from {peer}: {}{} -> {verdict}",
+            operator.fingerprint,
+            escape::field(&operator.comment),
+            escape::field(method),
+            target
+                .map(|t| format!(" {}", escape::field(t)))
+                .unwrap_or_default()
+        ));
+    }
+
     fn summary(&self, ending: Ending) {
         if let Some(line) = self.admission.count(ending) {
             self.dispatcher.log(line);
@@ -517,33 +540,15 @@ impl Server {
                 })
                 .await;
             let Some(outcome) = resolved else {
-                self.dispatcher.log(format!(
-                    "rpc audit: {} ({}) from {peer}: {}{} -> abandoned (the caller hung up while it waited)",
-                    operator.fingerprint,
-                    escape::field(&operator.comment),
-                    escape::field(&method),
-                    target
-                        .map(|t| format!(" {}", escape::field(&t)))
-                        .unwrap_or_default()
-                ));
+                let verdict = "abandoned (the caller hung up while it waited)";
+                self.audit(peer, operator, &method, target.as_deref(), verdict);
                 return Ok(());
             };
             let verdict = match &outcome {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => format!("error {} {}", error.code, escape::field(&error.message)),
             };
-            // The method, its target and the error echo the caller's words:
-            // each is capped and escaped, so a reader cannot forge an audit
-            // line or grow the journal (the sink escapes the line again).
-            self.dispatcher.log(format!(
-                "rpc audit: {} ({}) from {peer}: {}{} -> {verdict}",
-                operator.fingerprint,
-                escape::field(&operator.comment),
-                escape::field(&method),
-                target
-                    .map(|t| format!(" {}", escape::field(&t)))
-                    .unwrap_or_default()
-            ));
+            self.audit(peer, operator, &method, target.as_deref(), &verdict);
             let mut transport = Sealed {
                 stream: &mut stream,
                 tx: &mut tx,

@@ -77,7 +77,7 @@ pub const MAX_SECRET_BYTES: u64 = 1 << 20;
 /// with `fstat` on the open descriptor (no window between check and read).
 pub fn read_regular(path: &std::path::Path) -> std::io::Result<SecretBytes> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -90,20 +90,11 @@ pub fn read_regular(path: &std::path::Path) -> std::io::Result<SecretBytes> {
             }
         })?;
     let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(std::io::Error::other(format!("{what}, not a file")));
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{}, not a file",
+            svc::load::file_kind(meta.file_type())
+        )));
     }
     if meta.len() > MAX_SECRET_BYTES {
         return Err(std::io::Error::other(format!(

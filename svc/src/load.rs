@@ -145,20 +145,10 @@ fn read_service_file(file: &Path) -> Result<String, String> {
         }
     })?;
     if !meta.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = meta.file_type();
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("{what}, not a regular file"));
+        return Err(format!(
+            "{}, not a regular file",
+            file_kind(meta.file_type())
+        ));
     }
     std::fs::read_to_string(file).map_err(|error| error.to_string())
 }
@@ -235,6 +225,25 @@ pub fn check_together(
     LoadReport {
         services: accepted.into_values().collect(),
         errors,
+    }
+}
+
+/// What a file that is not a regular file is, for an error message: `a
+/// directory`, `a FIFO`, `a device`, `a socket`, or `not a regular file`.
+pub fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
 }
 
