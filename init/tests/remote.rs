@@ -1692,3 +1692,74 @@ fn known_nodes_are_listed_and_forgotten_and_a_silent_node_costs_the_connect_time
         "the default 15 s was used: {took:?}"
     );
 }
+
+#[test]
+fn a_fix_or_a_missing_secret_takes_effect_at_once_not_after_the_backoff() {
+    let fleet = node();
+    // A broken service in a long backoff, then its fix.
+    let broken = service_file(
+        &fleet,
+        "flaky",
+        "[service]\nname = \"flaky\"\nexec = \"/bin/sh -c 'exit 3'\"\n\n[lifecycle]\nrestart_delay_ms = 60000\n",
+    );
+    let out = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            broken.to_str().unwrap(),
+            "--start",
+            "--timeout",
+            "3s",
+        ],
+    );
+    assert!(!out.status.success());
+    fleet.spore.wait_state("flaky", "backoff");
+    let fixed = service_file(
+        &fleet,
+        "flaky",
+        "[service]\nname = \"flaky\"\nexec = \"sleep 1000\"\n\n[lifecycle]\nrestart_delay_ms = 60000\n",
+    );
+    // Was: "FAILED: backoff: restart in 59… ms" with the old run's output.
+    let out = fleet.sporectl(
+        "admin",
+        &["deploy", fixed.to_str().unwrap(), "--timeout", "10s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fleet.spore.state("flaky"), "ready");
+    // A service whose secret is missing waits in backoff; the secret makes
+    // it start now.
+    let needs = service_file(
+        &fleet,
+        "needs-token",
+        "[service]\nname = \"needs-token\"\nexec = \"sleep 1000\"\n\n[lifecycle]\nrestart_delay_ms = 60000\n\n[credentials]\nload = [\"late-token\"]\n",
+    );
+    let out = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            needs.to_str().unwrap(),
+            "--start",
+            "--timeout",
+            "3s",
+        ],
+    );
+    assert!(!out.status.success());
+    fleet.spore.wait_state("needs-token", "backoff");
+    let out = set_secret(&fleet, "late-token", "v4lue");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("needs-token: restarted"),
+        "{}",
+        stdout(&out)
+    );
+    fleet.spore.wait_state("needs-token", "ready");
+}

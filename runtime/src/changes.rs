@@ -230,15 +230,44 @@ fn applied(
         (Then::Secret { name }, Ok(())) => {
             // Services that load the secret are restarted so they see the
             // new value (their credential files are made at each start).
-            let loaders: Vec<String> = runtime
+            let users: Vec<String> = runtime
                 .supervisor()
                 .services()
                 .into_iter()
                 .filter(|s| s.credentials.contains(&name) || s.secrets.values().any(|v| *v == name))
                 .map(|s| s.name.clone())
+                .collect();
+            let loaders: Vec<String> = users
+                .iter()
                 .filter(|service| runtime.get(service).is_some_and(|v| v.pid.is_some()))
+                .cloned()
+                .collect();
+            // Those waiting to be retried (in backoff, or failed while
+            // wanted: the secret was missing, say) start now with it,
+            // instead of waiting out a backoff meant for the old value.
+            let waiting: Vec<String> = users
+                .iter()
+                .filter(|service| {
+                    runtime.get(service).is_some_and(|v| {
+                        v.pid.is_none()
+                            && v.wanted
+                            && matches!(
+                                v.state,
+                                svc::supervisor::State::Backoff { .. }
+                                    | svc::supervisor::State::Failed(_)
+                            )
+                    })
+                })
+                .cloned()
                 .collect();
             let (mut restarted, mut signalled) = (Vec::new(), Vec::new());
+            for service in waiting {
+                crate::journal::note(format_args!(
+                    "{service}: started now with the new value of secret {name}"
+                ));
+                runtime.feed(Event::Restart(service.clone()));
+                restarted.push(service);
+            }
             for service in loaders {
                 let signal = runtime
                     .get(&service)

@@ -612,7 +612,15 @@ impl Supervisor {
                 self.stop_unit(u, AfterStop::Start);
             }
         } else {
-            if matches!(
+            if matches!(x.state, State::Backoff { .. }) {
+                // The old definition failed; the new one need not wait out
+                // its backoff (an operator who deploys a fix wants it run).
+                self.cancel_run_timers(u);
+                if let Some(x) = self.units.get_mut(u) {
+                    x.restarts = 0;
+                }
+                self.set_state(u, State::Inactive);
+            } else if matches!(
                 x.state,
                 State::Failed(_) | State::Exited(_) | State::Succeeded
             ) {

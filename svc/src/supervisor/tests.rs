@@ -851,6 +851,23 @@ fn deploy_over_a_running_service_restarts_it_with_the_new_definition() {
 }
 
 #[test]
+fn a_fixed_definition_deployed_during_backoff_starts_at_once() {
+    let mut h = Harness::new(&[daemon("flaky", "[lifecycle]\nrestart_delay_ms = 60000\n")]);
+    h.send(Event::Boot);
+    h.spawned("flaky");
+    h.exit("flaky", ExitStatus::Code(1));
+    assert!(matches!(h.state("flaky"), State::Backoff { .. }));
+    // Was: the new definition waited out the old one's 60 s backoff.
+    let actions = h.send(Event::Deploy(Box::new(svc(&daemon(
+        "flaky",
+        "[lifecycle]\nrestart_delay_ms = 1000\n",
+    )))));
+    assert_eq!(spawns(&actions), ["flaky"], "started at once");
+    assert!(h.timers.is_empty(), "the old backoff timer is gone");
+    assert_eq!(h.sup.get("flaky").unwrap().restarts, 0);
+}
+
+#[test]
 fn redeploying_a_service_cancels_the_old_definitions_check_timers() {
     // Found by the property test: the old checks were replaced with their
     // timers still armed, which then fired for nothing after a shutdown.
