@@ -1,8 +1,9 @@
 //! The node configuration, `/etc/spore/spore.toml`. Every table is typed and
-//! refuses unknown keys (`FILE:LINE:COLUMN`, the nearest key). A bad table is
-//! logged and left out, the rest applies (a typo in `[rpc]` must not cost
-//! the node its network or its disks); a file that is not TOML, or missing,
-//! gives the defaults.
+//! refuses unknown keys (`FILE:LINE:COLUMN`, the nearest key). A bad key is
+//! logged and only that key is left out, the rest of its table applies (a
+//! typo in `[rpc]` must cost the node neither its network, nor its disks,
+//! nor the listeners and limits set beside the typo); a file that is not
+//! TOML, or missing, gives the defaults.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -347,30 +348,104 @@ pub fn load(path: &Path) -> (NodeConfig, Option<String>) {
     }
 }
 
-/// The configuration without the top-level keys or tables that do not
-/// parse on their own, and their names (`[rpc]`, `module`); None when the
-/// text is not TOML at all.
+/// The configuration without the keys that do not parse, and their names
+/// (`[rpc] max_conections`, `module`, `[[mount]] 2`); None when the text is
+/// not TOML at all. A table keeps every key of its own that parses, so a
+/// typo beside `listen` never puts the node back on the default listeners;
+/// an entry of an array of tables (`[[mount]]`) is kept without its bad
+/// keys when it parses so, and left out whole when it does not (a mount
+/// without its target).
 fn salvage(text: &str) -> Option<(NodeConfig, Vec<String>)> {
     let table: toml::Table = toml::from_str(text).ok()?;
     let mut kept = toml::Table::new();
     let mut dropped = Vec::new();
     for (key, value) in table {
-        let mut alone = toml::Table::new();
-        alone.insert(key.clone(), value.clone());
-        if alone.try_into::<NodeConfig>().is_ok() {
+        if wrapped(&key, value.clone()).is_none() {
             kept.insert(key, value);
-        } else if value.is_table()
-            || value
-                .as_array()
-                .is_some_and(|a| !a.is_empty() && a.iter().all(toml::Value::is_table))
-        {
-            dropped.push(format!("[{key}]"));
-        } else {
-            dropped.push(format!("`{key}`"));
+            continue;
+        }
+        match value {
+            toml::Value::Table(fields) => {
+                let (good, bad) =
+                    without_bad_keys(fields, |t| wrapped(&key, toml::Value::Table(t.clone())));
+                match good {
+                    Some(good) => {
+                        dropped.extend(bad.iter().map(|field| format!("[{key}] {field}")));
+                        kept.insert(key, toml::Value::Table(good));
+                    }
+                    None => dropped.push(format!("[{key}]")),
+                }
+            }
+            toml::Value::Array(entries)
+                if !entries.is_empty() && entries.iter().all(toml::Value::is_table) =>
+            {
+                let mut good_entries = Vec::new();
+                for (at, entry) in entries.into_iter().enumerate() {
+                    let toml::Value::Table(fields) = entry else {
+                        continue;
+                    };
+                    let (good, bad) = without_bad_keys(fields, |t| {
+                        wrapped(
+                            &key,
+                            toml::Value::Array(vec![toml::Value::Table(t.clone())]),
+                        )
+                    });
+                    match good {
+                        Some(good) => {
+                            dropped.extend(
+                                bad.iter()
+                                    .map(|field| format!("[[{key}]] {} {field}", at + 1)),
+                            );
+                            good_entries.push(toml::Value::Table(good));
+                        }
+                        None => dropped.push(format!("[[{key}]] {}", at + 1)),
+                    }
+                }
+                kept.insert(key, toml::Value::Array(good_entries));
+            }
+            _ => dropped.push(format!("`{key}`")),
         }
     }
     let config = kept.try_into::<NodeConfig>().ok()?;
     Some((config, dropped))
+}
+
+/// `value` as the only top-level `key` of spore.toml, written out as TOML:
+/// None when that parses, else the error and the text it points into.
+fn wrapped(key: &str, value: toml::Value) -> Option<(toml::de::Error, String)> {
+    let mut alone = toml::Table::new();
+    alone.insert(key.to_owned(), value);
+    let text = toml::to_string(&alone).unwrap_or_default();
+    toml::from_str::<NodeConfig>(&text)
+        .err()
+        .map(|error| (error, text))
+}
+
+/// `fields` with the keys the parser names as wrong removed one by one
+/// (each error's span points at the key or its value), and those keys;
+/// None for the table when it still does not parse without them (a
+/// required key is missing, say).
+fn without_bad_keys(
+    mut fields: toml::Table,
+    check: impl Fn(&toml::Table) -> Option<(toml::de::Error, String)>,
+) -> (Option<toml::Table>, Vec<String>) {
+    let mut bad = Vec::new();
+    while let Some((error, text)) = check(&fields) {
+        let start = error.span().map_or(0, |span| span.start);
+        let line_start = text
+            .get(..start)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let field = text
+            .get(line_start..)
+            .and_then(|line| line.split_once('='))
+            .map(|(name, _)| name.trim().trim_matches('"').to_owned());
+        match field {
+            Some(field) if fields.remove(&field).is_some() => bad.push(field),
+            _ => return (None, bad),
+        }
+    }
+    (Some(fields), bad)
 }
 
 /// Parses spore.toml's `text`; the error names `path`, line, column, the
@@ -534,8 +609,34 @@ mod tests {
         .unwrap();
         let (config, error) = load(&path);
         assert!(config.network.is_some());
-        assert_eq!(config.rpc, Rpc::default());
-        assert!(error.unwrap().contains("[rpc] left out"));
+        // Only the typo goes: the listeners set beside it stay.
+        assert_eq!(
+            config.rpc.listen,
+            Some(vec![Listen::Mycelium(crate::remote::DEFAULT_PORT)])
+        );
+        assert!(
+            error
+                .as_deref()
+                .unwrap()
+                .contains("[rpc] max_conections left out"),
+            "{error:?}"
+        );
+        // In an array of tables, an entry keeps its good keys, and one that
+        // cannot stand without the bad ones is left out alone.
+        std::fs::write(
+            &path,
+            "[[mount]]\nsource = \"LABEL=a\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\noptoins = \"noatime\"\n[[mount]]\nsource = \"LABEL=b\"\ntaget = \"/srv\"\ntype = \"ext4\"\n",
+        )
+        .unwrap();
+        let (config, error) = load(&path);
+        let error = error.unwrap();
+        assert_eq!(config.mount.len(), 1, "{error}");
+        assert_eq!(config.mount[0].target, std::path::PathBuf::from("/var/lib"));
+        assert!(error.contains("[[mount]] 1 optoins"), "{error}");
+        assert!(
+            error.contains("[[mount]] 2,") || error.contains("[[mount]] 2 "),
+            "{error}"
+        );
         // Not TOML at all: defaults.
         std::fs::write(&path, "this is not toml\n").unwrap();
         let (config, error) = load(&path);
