@@ -18,11 +18,6 @@ use rpc::handshake::encode_proof;
 use runtime::escape::{needs_escape, HOSTILE, LINE_BYTES};
 use serde_json::{json, Value};
 
-/// spore's console as text (invalid UTF-8 shown as U+FFFD).
-fn console(fleet: &Fleet) -> String {
-    String::from_utf8_lossy(&std::fs::read(fleet.spore.path("spore.err")).unwrap()).into_owned()
-}
-
 /// Every line of `text` holds nothing that could break a line or drive a
 /// terminal, nothing longer than a sink allows, and no forged audit line.
 fn assert_clean(text: &str, what: &str) {
@@ -125,7 +120,7 @@ fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal(
         .wait_for("the refusals to be logged", Duration::from_secs(10), |s| {
             s.stderr().contains("wrong namespace") && s.stderr().contains("[printer] out")
         });
-    let log = console(&fleet);
+    let log = fleet.spore.stderr();
     assert_clean(&log, "the console");
     assert!(
         log.contains("wrong namespace `a\\nspore: rpc audit"),
@@ -592,27 +587,7 @@ fn hostile_registrations_reach_the_beacons_log_escaped() {
     let data = tempfile::tempdir().unwrap();
     let port = common::beacon::free_port();
     let log = data.path().join("beacon.err");
-    let mut beacon = std::process::Command::new(common::sporectl_bin())
-        .args([
-            "beacon",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--open",
-            "--data",
-        ])
-        .arg(data.path())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let up = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            up.elapsed() < Duration::from_secs(10),
-            "the beacon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let beacon = common::beacon::Beacon::start_logging(port, data.path(), &["--open"], &log);
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     for hostile in HOSTILE {
         // As a hostname (refused before anything else is read) …
@@ -629,8 +604,7 @@ fn hostile_registrations_reach_the_beacons_log_escaped() {
         assert_eq!(status, 403, "{hostile:?}");
     }
     std::thread::sleep(Duration::from_millis(300));
-    let _ = beacon.kill();
-    let _ = beacon.wait();
+    drop(beacon);
     let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
     assert!(text.contains("refused a registration"), "{text}");
     assert_clean(&text, "the beacon's log");

@@ -85,7 +85,6 @@ pub struct Server {
     authorized: RefCell<AuthorizedKeys>,
     dispatcher: Rc<dyn Dispatcher>,
     limits: Limits,
-    connections: Cell<usize>,
     admission: Admission,
     /// Authenticated sessions by operator key fingerprint.
     sessions: RefCell<std::collections::HashMap<String, usize>>,
@@ -157,7 +156,6 @@ impl Server {
                 pressure_deadline: limits.pressure_deadline,
             }),
             limits,
-            connections: Cell::new(0),
             sessions: RefCell::new(std::collections::HashMap::new()),
             busy_notices: Rc::new(Cell::new(0)),
             refusals: crate::refusals::RefusalLog::new("rpc", crate::admission::SUMMARY_EVERY),
@@ -191,7 +189,6 @@ impl Server {
             }
             let _ = stream.set_nodelay(true);
             let ticket = self.admission.admit(peer.ip(), stream.as_raw_fd());
-            self.connections.set(self.connections.get() + 1);
             let server = self.clone();
             executor
                 .spawn(async move {
@@ -223,9 +220,6 @@ impl Server {
                             }
                         }
                     }
-                    server
-                        .connections
-                        .set(server.connections.get().saturating_sub(1));
                 })
                 .detach();
         }

@@ -29,6 +29,16 @@ pub struct Beacon {
 
 impl Beacon {
     pub fn start(port: u16, data: &Path, extra: &[&str]) -> Beacon {
+        Self::start_with_stderr(port, data, extra, Stdio::null())
+    }
+
+    /// [`Beacon::start`] with the beacon's log written to `log`.
+    pub fn start_logging(port: u16, data: &Path, extra: &[&str], log: &Path) -> Beacon {
+        let file = std::fs::File::create(log).unwrap();
+        Self::start_with_stderr(port, data, extra, Stdio::from(file))
+    }
+
+    fn start_with_stderr(port: u16, data: &Path, extra: &[&str], stderr: Stdio) -> Beacon {
         let child = Command::new(sporectl_bin())
             .args([
                 "beacon",
@@ -39,7 +49,7 @@ impl Beacon {
             ])
             .arg(data)
             .args(extra)
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let beacon = Beacon { child, port };
@@ -170,6 +180,8 @@ pub fn operator(dir: &Path) -> PathBuf {
     key
 }
 
+/// The node's public key as `ssh-keygen -y` reads it from its key file
+/// (which must therefore be an OpenSSH key).
 pub fn node_public_key(spore: &Spore) -> String {
     let out = Command::new("ssh-keygen")
         .arg("-y")
@@ -177,6 +189,11 @@ pub fn node_public_key(spore: &Spore) -> String {
         .arg(spore.path("state/node_key"))
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "the node key is an OpenSSH key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 

@@ -71,18 +71,7 @@ pub fn node_with(rpc_settings: &str) -> Fleet {
         s.stderr().contains("rpc: listening on")
     });
     spore.wait_state("web", "ready");
-    let out = Command::new("ssh-keygen")
-        .arg("-y")
-        .arg("-f")
-        .arg(spore.path("state/node_key"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the node key is an OpenSSH key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let node_key = super::beacon::node_public_key(&spore);
     Fleet {
         keys: spore.path("keys"),
         spore,

@@ -124,7 +124,11 @@ impl Spore {
 
     /// spore's own log (stderr).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("spore.err")).unwrap_or_default()
+        // Lossy: a raw control byte spore let through must show, not
+        // turn the whole log into "".
+        std::fs::read(self.dir.path().join("spore.err"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
     }
 
     /// Stops spore in order and starts it again on the same directories,

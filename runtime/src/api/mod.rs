@@ -289,25 +289,14 @@ fn list(runtime: &Runtime, params: &Map<String, Value>) -> Result<Value, ApiErro
     units.sort_by(|a, b| a.service.name.cmp(&b.service.name));
     let after = params.get("after").and_then(Value::as_str);
     let limit = params.get("limit").and_then(Value::as_u64);
-    if after.is_none() && limit.is_none() {
-        let all = Value::Array(units.iter().map(|v| views::summary(v, now)).collect());
-        if all.to_string().len() > REPLY_BYTES {
-            return Err(ApiError::new(
-                code::TOO_LARGE,
-                format!(
-                    "{} services do not fit in one answer; ask for pages with `limit` and `after`",
-                    units.len()
-                ),
-            ));
-        }
-        return Ok(all);
-    }
+    let paged = after.is_some() || limit.is_some();
     let limit = limit.map_or(usize::MAX, |l| {
         usize::try_from(l.max(1)).unwrap_or(usize::MAX)
     });
     let start = after.map_or(0, |a| {
         units.partition_point(|v| v.service.name.as_str() <= a)
     });
+    // One pass builds the page and sizes it (each entry serialised once).
     let mut page = Vec::new();
     let mut bytes = 0;
     let mut next = None;
@@ -321,7 +310,17 @@ fn list(runtime: &Runtime, params: &Map<String, Value>) -> Result<Value, ApiErro
         bytes += size;
         page.push(entry);
     }
-    Ok(json!({ "services": page, "next": next }))
+    match (paged, next) {
+        (true, next) => Ok(json!({ "services": page, "next": next })),
+        (false, None) => Ok(Value::Array(page)),
+        (false, Some(_)) => Err(ApiError::new(
+            code::TOO_LARGE,
+            format!(
+                "{} services do not fit in one answer; ask for pages with `limit` and `after`",
+                units.len()
+            ),
+        )),
+    }
 }
 
 /// Lines of a service's output `service.status` carries.
