@@ -1,11 +1,15 @@
 //! A beacon on the host (`sporectl beacon serve`), which the guests reach at
-//! 10.0.2.2 through QEMU's user network.
+//! 10.0.2.2 through QEMU's user network, or, for a fleet on the overlay, in
+//! the operator's overlay namespace at its 400::/7 address.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::overlay::Overlay;
 
 use serde_json::Value;
 
@@ -14,27 +18,33 @@ pub struct Beacon {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The operator's overlay it runs in, if any.
+    overlay: Option<Arc<Overlay>>,
 }
 
 impl Beacon {
-    /// Starts `sporectl beacon serve` on 127.0.0.1:`port` with data in
-    /// `data`, listing nodes enrolled by a credential of `enrollment_ca`.
+    /// Starts `sporectl beacon serve` on 127.0.0.1:`port` (on `[::]` in
+    /// `overlay`'s namespace, when given) with data in `data`, listing
+    /// nodes enrolled by a credential of `enrollment_ca`.
     pub fn start(
         sporectl: &Path,
         port: u16,
         data: &Path,
         log: &Path,
         enrollment_ca: &Path,
+        overlay: Option<Arc<Overlay>>,
     ) -> Result<Beacon, String> {
         let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-        let child = Command::new(sporectl)
-            .args([
-                "beacon",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data",
-            ])
+        let listen = match overlay {
+            Some(_) => format!("[::]:{port}"),
+            None => format!("127.0.0.1:{port}"),
+        };
+        let mut command = Command::new(sporectl);
+        if let Some(overlay) = &overlay {
+            overlay.enter(&mut command);
+        }
+        let child = command
+            .args(["beacon", "serve", "--listen", &listen, "--data"])
             .arg(data)
             .arg("--enrollment-ca")
             .arg(enrollment_ca)
@@ -43,9 +53,13 @@ impl Beacon {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("sporectl beacon serve: {e}"))?;
-        let beacon = Beacon { child, port };
+        let beacon = Beacon {
+            child,
+            port,
+            overlay,
+        };
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while beacon.connect().is_err() {
             if start.elapsed() > Duration::from_secs(10) {
                 return Err("the beacon did not start listening".into());
             }
@@ -54,14 +68,33 @@ impl Beacon {
         Ok(beacon)
     }
 
-    /// Its URL from the host.
+    /// Its URL from the operator (on the host, or in the overlay's
+    /// namespace).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Its URL from a guest.
+    pub fn guest_url(&self) -> String {
+        match &self.overlay {
+            Some(overlay) => format!("http://[{}]:{}", overlay.address, self.port),
+            None => format!("http://10.0.2.2:{}", self.port),
+        }
+    }
+
+    /// A connection to it, made where the operator is.
+    fn connect(&self) -> Result<TcpStream, String> {
+        let port = self.port;
+        let connect = move || TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string());
+        match &self.overlay {
+            Some(overlay) => overlay.run(connect)?,
+            None => connect(),
+        }
+    }
+
     /// `GET /api/v1/nodes`: every registration.
     pub fn nodes(&self) -> Result<Vec<Value>, String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        let mut stream = self.connect()?;
         write!(
             stream,
             "GET /api/v1/nodes HTTP/1.1\r\nHost: beacon\r\nConnection: close\r\n\r\n"

@@ -2,12 +2,14 @@
 //! test and the demo start from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::artifacts::{artifacts, Artifacts};
 use crate::beacon::Beacon;
 use crate::node::NodeSpec;
 use crate::operator::Operator;
+use crate::overlay::Overlay;
 use crate::vm::{BootOptions, Vm};
 
 /// One booted node.
@@ -41,6 +43,8 @@ pub struct Fleet {
     pub operator: Operator,
     /// Where inputs, images and consoles live.
     pub dir: PathBuf,
+    /// The operator's overlay, for a fleet booted on it.
+    pub overlay: Option<Arc<Overlay>>,
 }
 
 impl Fleet {
@@ -54,9 +58,38 @@ impl Fleet {
         allow_reboot: bool,
         customize: impl Fn(&mut NodeSpec),
     ) -> Result<Fleet, String> {
+        Fleet::boot_with(dir, count, segment, allow_reboot, false, customize)
+    }
+
+    /// Boots `count` nodes on a shared segment, all on the overlay with
+    /// the operator ([`Overlay`]): each node's mycelium peers with the
+    /// others and with the operator's, nodes call home to the beacon over
+    /// the overlay, and the operator's sporectl reaches them there.
+    pub fn boot_on_overlay(
+        dir: &Path,
+        count: u8,
+        customize: impl Fn(&mut NodeSpec),
+    ) -> Result<Fleet, String> {
+        Fleet::boot_with(dir, count, true, false, true, customize)
+    }
+
+    fn boot_with(
+        dir: &Path,
+        count: u8,
+        segment: bool,
+        allow_reboot: bool,
+        on_overlay: bool,
+        customize: impl Fn(&mut NodeSpec),
+    ) -> Result<Fleet, String> {
         let artifacts = artifacts()?;
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let operator = Operator::new(dir, &artifacts.sporectl)?;
+        let mut operator = Operator::new(dir, &artifacts.sporectl)?;
+        let overlay = if on_overlay {
+            Some(Arc::new(Overlay::start(&artifacts.mycelium, dir)?))
+        } else {
+            None
+        };
+        operator.overlay = overlay.clone();
         // Every image carries the fleet's enrollment credential and the
         // beacon lists only nodes that prove it: no manual step at boot.
         let enrollment = crate::Enrollment::new(dir)?;
@@ -66,12 +99,14 @@ impl Fleet {
             &dir.join("beacon-data"),
             &dir.join("beacon.log"),
             &enrollment.ca_public,
+            overlay.clone(),
         )?;
         let segment_port = segment.then(crate::free_port);
         // Every image first, then every boot: the nodes start together.
         let mut built: Vec<(NodeSpec, PathBuf, PathBuf, String, Option<PathBuf>)> = Vec::new();
         for index in 1..=count {
-            let mut spec = NodeSpec::new(index, beacon.port);
+            let mut spec = NodeSpec::new(index, beacon.guest_url());
+            spec.operator_peer = overlay.as_ref().map(|o| o.port);
             if segment {
                 spec.segment_peers = Some((1..=count).filter(|i| *i != index).collect());
             }
@@ -131,6 +166,7 @@ impl Fleet {
             beacon,
             operator,
             dir: dir.to_path_buf(),
+            overlay,
         })
     }
 
@@ -186,8 +222,8 @@ impl Fleet {
         Ok(())
     }
 
-    /// `--address NAME=127.0.0.1:PORT` for every node: the host reaches
-    /// nodes through their forwarded ports, not the overlay.
+    /// `--address NAME=127.0.0.1:PORT` for every node, for a fleet not on
+    /// the overlay: the host reaches nodes through their forwarded ports.
     pub fn address_overrides(&self) -> Vec<String> {
         self.nodes
             .iter()

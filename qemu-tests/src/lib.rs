@@ -4,8 +4,10 @@
 //! over each node's forwarded RPC port, the serial console read for marks.
 //!
 //! Nothing here is faked but mycelium, whose stand-in
-//! (`qemu-tests/mycelium-standin`) takes its flags, makes its TUN and
-//! serves its admin API.
+//! (`qemu-tests/mycelium-standin`) takes its flags, makes its TUN, serves
+//! its admin API and carries the overlay between nodes; a fleet booted
+//! with [`Fleet::boot_on_overlay`] is driven over it, the operator's own
+//! stand-in in a network namespace of its own ([`Overlay`]).
 
 pub mod artifacts;
 pub mod beacon;
@@ -13,6 +15,7 @@ pub mod console;
 pub mod fleet;
 pub mod node;
 pub mod operator;
+pub mod overlay;
 pub mod vm;
 
 pub use artifacts::{artifacts, Artifacts};
@@ -20,6 +23,7 @@ pub use beacon::Beacon;
 pub use fleet::{Fleet, Node};
 pub use node::NodeSpec;
 pub use operator::Operator;
+pub use overlay::Overlay;
 pub use vm::Vm;
 
 /// A free TCP port on loopback (bound, then released).

@@ -16,8 +16,11 @@ pub struct NodeSpec {
     pub hostname: String,
     /// Its number (1..), for its segment address.
     pub index: u8,
-    /// The beacon's port on the host (the guest reaches 10.0.2.2:PORT).
-    pub beacon_port: u16,
+    /// The beacon's base URL as the guest reaches it.
+    pub beacon: String,
+    /// The operator's overlay port on the host: the node's mycelium peers
+    /// with `tcp://10.0.2.2:PORT` too.
+    pub operator_peer: Option<u16>,
     /// Give it a second NIC on the shared segment, peering with these
     /// node numbers.
     pub segment_peers: Option<Vec<u8>>,
@@ -46,12 +49,14 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
-    /// Node `index` named `node{index}`, calling home to `beacon_port`.
-    pub fn new(index: u8, beacon_port: u16) -> NodeSpec {
+    /// Node `index` named `node{index}`, calling home to `beacon` (a base
+    /// URL as the guest reaches it).
+    pub fn new(index: u8, beacon: String) -> NodeSpec {
         NodeSpec {
             hostname: format!("node{index}"),
             index,
-            beacon_port,
+            beacon,
+            operator_peer: None,
             segment_peers: None,
             extra_services: Vec::new(),
             state_disk: false,
@@ -101,8 +106,8 @@ impl NodeSpec {
             );
         }
         text.push_str(&format!(
-            "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"http://10.0.2.2:{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",
-            self.beacon_port
+            "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",
+            self.beacon
         ));
         text
     }
@@ -113,6 +118,10 @@ impl NodeSpec {
             .iter()
             .flatten()
             .map(|i| format!("tcp://{SEGMENT_PREFIX}.{}:9651", 10 + u32::from(*i)))
+            .chain(
+                self.operator_peer
+                    .map(|port| format!("tcp://10.0.2.2:{port}")),
+            )
             .collect();
         let peers = if peers.is_empty() {
             String::new()

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+
+use crate::overlay::Overlay;
 
 /// An operator's key and the sporectl they use.
 #[derive(Debug, Clone)]
@@ -13,6 +16,8 @@ pub struct Operator {
     pub sporectl: PathBuf,
     /// Their known_nodes file.
     pub known_nodes: PathBuf,
+    /// The overlay they are on, if any (sporectl runs in its namespace).
+    pub overlay: Option<Arc<Overlay>>,
 }
 
 impl Operator {
@@ -24,6 +29,7 @@ impl Operator {
             key,
             sporectl: sporectl.to_path_buf(),
             known_nodes: dir.join("known_nodes"),
+            overlay: None,
         })
     }
 
@@ -35,6 +41,9 @@ impl Operator {
     /// `sporectl --identity KEY ARGS…` (no agent, a private known_nodes).
     pub fn sporectl(&self, args: &[&str]) -> Output {
         let mut command = Command::new(&self.sporectl);
+        if let Some(overlay) = &self.overlay {
+            overlay.enter(&mut command);
+        }
         command
             .arg("--identity")
             .arg(&self.key)

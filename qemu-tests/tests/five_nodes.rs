@@ -1,6 +1,8 @@
 //! Boot test 3: five nodes boot together on a shared segment (their
-//! mycelium stand-ins peer over it), all five register with the beacon,
-//! and `sporectl --all` reaches all five.
+//! mycelium stand-ins peer over it and with the operator's), all five
+//! register with the beacon over the overlay, `sporectl --all` reaches all
+//! five at their 400::/7 addresses, and a fleet power-off over the overlay
+//! answers for every node before the overlay goes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,7 +11,8 @@
 )]
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
 
 use qemu_tests::console::boot_figures;
 use qemu_tests::Fleet;
@@ -18,7 +21,7 @@ use serde_json::Value;
 #[test]
 fn five_nodes_register_and_sporectl_all_reaches_every_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut fleet = Fleet::boot(dir.path(), 5, true, false, |_| {}).unwrap();
+    let mut fleet = Fleet::boot_on_overlay(dir.path(), 5, |_| {}).unwrap();
     fleet
         .wait_registered(Duration::from_secs(600))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -40,26 +43,38 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    let registered: BTreeSet<String> = fleet
-        .beacon
-        .nodes()
-        .unwrap()
+    let records = fleet.beacon.nodes().unwrap();
+    let registered: BTreeSet<String> = records
         .iter()
         .map(|n| n["registration"]["hostname"].as_str().unwrap().to_owned())
         .collect();
+    let overlay_addresses: Vec<Ipv6Addr> = records
+        .iter()
+        .map(|n| {
+            n["registration"]["mycelium_address"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        overlay_addresses
+            .iter()
+            .all(|a| a.octets()[0] & 0xfe == 0x04),
+        "each node registered its 400::/7 address: {overlay_addresses:?}"
+    );
     assert_eq!(
         registered,
         (1..=5).map(|i| format!("node{i}")).collect::<BTreeSet<_>>()
     );
 
     // sporectl --all: one signed call per node, each pinned to the key the
-    // beacon published, reached through the node's forwarded port.
+    // beacon published, reached at the overlay address the beacon lists.
     let url = fleet.beacon.url();
-    let mut args: Vec<String> = vec!["--beacon".into(), url, "--all".into(), "--json".into()];
-    args.extend(fleet.address_overrides());
-    args.push("info".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = fleet.operator.sporectl(&args);
+    let out = fleet
+        .operator
+        .sporectl(&["--beacon", &url, "--all", "--json", "info"]);
     assert!(
         out.status.success(),
         "sporectl --all: {}\n{}",
@@ -76,13 +91,20 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
     }
 
     // A wrong pin is refused: node2's address with node1's published key.
+    let node2 = records
+        .iter()
+        .find(|n| n["registration"]["hostname"] == "node2")
+        .unwrap()["registration"]["mycelium_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let args: Vec<String> = vec![
         "--beacon".into(),
         fleet.beacon.url(),
         "--nodes".into(),
         "node1".into(),
         "--address".into(),
-        format!("node1=127.0.0.1:{}", fleet.nodes[1].vm.rpc_port),
+        format!("node1=[{node2}]:9999"),
         "info".into(),
     ];
     let refused = fleet
@@ -93,4 +115,35 @@ fn five_nodes_register_and_sporectl_all_reaches_every_one() {
         "a node with another key must not be trusted"
     );
     assert!(String::from_utf8_lossy(&refused.stdout).contains("FAIL"));
+
+    // The whole fleet powered off over the overlay: every node answers
+    // (its reply leaves before its mycelium stops) and sporectl returns.
+    let started = Instant::now();
+    let out = fleet
+        .operator
+        .sporectl(&["--beacon", &url, "--all", "--yes", "--json", "poweroff"]);
+    eprintln!(
+        "sporectl --all poweroff returned in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "sporectl --all poweroff: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|row| row["ok"] == true), "{rows:?}");
+    for node in &mut fleet.nodes {
+        let status = node
+            .vm
+            .wait_exit(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            status.success(),
+            "{}: QEMU ended with {status}",
+            node.spec.hostname
+        );
+    }
 }

@@ -29,6 +29,8 @@ pub struct Args {
     /// `--log-format` (`logfmt` by default; `plain` has no colours, which
     /// the stand-in never writes anyway).
     pub log_format: String,
+    /// `--standin-netns`, the stand-in's own flag (see [`crate::netns`]).
+    pub own_netns: bool,
 }
 
 fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
@@ -63,6 +65,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         disable_quic: false,
         jsonrpc_addr: SocketAddr::from(([127, 0, 0, 1], 8990)),
         log_format: "logfmt".into(),
+        own_netns: false,
     };
     let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
@@ -112,6 +115,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             }
             "--log-format" => parsed.log_format = take(&mut args)?,
             "--disable-quic" => parsed.disable_quic = true,
+            "--standin-netns" => parsed.own_netns = true,
             // Accepted for fidelity; the stand-in has no use for them.
             "--peer-discovery-port" | "--metrics-api-address" | "--firewall-mark" => {
                 take(&mut args)?;

@@ -3,7 +3,8 @@
 //! X25519 key in the key file, creates its TUN with the 400::/7 address
 //! derived from that key (when it can), serves the admin API nodes use and
 //! holds TCP connections to its peers (listening on `[::]`, as the real
-//! daemon does). It routes no overlay traffic. A real
+//! daemon does), over which it carries the overlay's packets between the
+//! TUNs of the nodes, hop by hop ([`overlay`]). A real
 //! image gets the real daemon by giving its path to spore-mkinitramfs in
 //! place of this one: the service file does not change.
 
@@ -12,13 +13,18 @@ mod args;
 mod http;
 mod identity;
 mod jsonrpc;
+mod link;
 mod logfmt;
+mod net;
+mod netns;
+mod overlay;
+mod packet;
 mod peers;
 mod tun;
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long mycelium takes from start to serving its API on a TCG guest
@@ -46,6 +52,17 @@ fn main() -> ExitCode {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
+    let outside = if args.own_netns {
+        match netns::enter_own() {
+            Ok(outside) => Some(Arc::new(outside)),
+            Err(error) => {
+                eprintln!("Error: cannot enter a network namespace of its own: {error:?}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let secret = match identity::load_or_create(&args.key_file) {
         Ok(secret) => secret,
         Err(error) => {
@@ -61,7 +78,7 @@ fn main() -> ExitCode {
         &format!("Node overlay IP: {}", identity.address),
         &[],
     );
-    let _tun = if args.no_tun {
+    let tun = if args.no_tun {
         None
     } else {
         match tun::create(&args.tun_name, identity.address) {
@@ -74,7 +91,7 @@ fn main() -> ExitCode {
                         ("address", format!("{}/7", identity.address)),
                     ],
                 );
-                Some(fd)
+                Some(std::fs::File::from(fd))
             }
             Err(error) => {
                 // mycelium cannot run without its TUN (unless --no-tun).
@@ -99,8 +116,12 @@ fn main() -> ExitCode {
             }
         }
     };
-    let peers = Arc::new(Mutex::new(peers::Peers::default()));
-    peers::start(&peers, &args.peers, args.tcp_listen_port);
+    let net = net::Net::new(overlay::Overlay::new(identity.address), tun);
+    peers::start(&net, &args.peers, args.tcp_listen_port, outside);
+    {
+        let net = net.clone();
+        std::thread::spawn(move || net.run_tun());
+    }
     std::thread::sleep(START_UP);
     let api = Arc::new(api::Api {
         identity,
@@ -108,7 +129,7 @@ fn main() -> ExitCode {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or_default(),
-        peers,
+        peers: net.peers.clone(),
     });
     let rest = match TcpListener::bind(args.api_addr) {
         Ok(listener) => listener,

@@ -1,14 +1,16 @@
 //! Peers: the stand-in keeps a TCP connection to every `--peers` address
 //! (reconnecting every few seconds when it drops) and accepts connections
-//! on the TCP listen port, so a test can see that the nodes' shared
-//! segment carries traffic. It routes no overlay packets.
+//! on the TCP listen port; each connection is a link of the overlay
+//! ([`crate::net`]).
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::net::Net;
+use crate::netns::Outside;
 
 /// The state of one peer, as mycelium's `ConnectionState` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,31 +104,47 @@ impl Peers {
         }
     }
 
-    fn received(&mut self, address: SocketAddr, bytes: u64) {
+    /// Counts bytes received from `address`.
+    pub fn received(&mut self, address: SocketAddr, bytes: u64) {
         if let Some(peer) = self.list.iter_mut().find(|p| p.address == address) {
             peer.rx_bytes += bytes;
         }
     }
-}
 
-/// Reads from a peer until it goes away, counting the bytes.
-fn drain(peers: &Arc<Mutex<Peers>>, address: SocketAddr, mut stream: TcpStream) {
-    let mut buffer = [0u8; 4096];
-    while let Ok(n @ 1..) = stream.read(&mut buffer) {
-        if let Ok(mut p) = peers.lock() {
-            p.received(address, n as u64);
+    /// Counts bytes sent to `address`.
+    pub fn sent(&mut self, address: SocketAddr, bytes: u64) {
+        if let Some(peer) = self.list.iter_mut().find(|p| p.address == address) {
+            peer.tx_bytes += bytes;
         }
     }
 }
 
-/// Starts one thread per static peer and one accepting inbound peers.
-pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16) {
+/// Starts one thread per static peer and one accepting inbound peers;
+/// with `outside`, their sockets are made in that namespace.
+pub fn start(
+    net: &Arc<Net>,
+    statics: &[SocketAddr],
+    listen_port: u16,
+    outside: Option<Arc<Outside>>,
+) {
+    let peers = &net.peers;
     for address in statics {
         if let Ok(mut p) = peers.lock() {
             p.set(*address, false, State::Connecting);
         }
-        let (peers, address) = (peers.clone(), *address);
+        let (net, address, outside) = (net.clone(), *address, outside.clone());
+        let peers = net.peers.clone();
         std::thread::spawn(move || loop {
+            if let Some(outside) = &outside {
+                if let Err(error) = outside.enter() {
+                    crate::logfmt::error(
+                        "mycelium::peer_manager",
+                        "Could not leave the stand-in's namespace",
+                        &[("err", error.to_string())],
+                    );
+                    return;
+                }
+            }
             if let Ok(mut p) = peers.lock() {
                 p.set(address, false, State::Connecting);
             }
@@ -140,7 +158,7 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
                     if let Ok(mut p) = peers.lock() {
                         p.set(address, false, State::Alive);
                     }
-                    drain(&peers, address, stream);
+                    net.run_link(address, stream);
                     crate::logfmt::info(
                         "mycelium::peer",
                         "Peer died",
@@ -164,11 +182,27 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
             std::thread::sleep(Duration::from_secs(2));
         });
     }
-    // `[::]`, dual-stack, as the real daemon listens (`:::9651`).
+    // `[::]`, dual-stack, as the real daemon listens (`:::9651`); bound on
+    // a thread of its own, which leaves the stand-in's namespace first.
+    let net = net.clone();
+    std::thread::spawn(move || {
+        if let Some(outside) = &outside {
+            if outside.enter().is_err() {
+                return;
+            }
+        }
+        listen(&net, listen_port);
+    });
+}
+
+/// Accepts inbound peers on `[::]:listen_port` for good.
+fn listen(net: &Arc<Net>, listen_port: u16) {
+    let peers = &net.peers;
     match TcpListener::bind(("::", listen_port)) {
         Ok(listener) => {
+            let net = net.clone();
             let peers = peers.clone();
-            std::thread::spawn(move || {
+            {
                 for stream in listener.incoming().flatten() {
                     let Ok(from) = stream.peer_addr() else {
                         continue;
@@ -181,15 +215,15 @@ pub fn start(peers: &Arc<Mutex<Peers>>, statics: &[SocketAddr], listen_port: u16
                     if let Ok(mut p) = peers.lock() {
                         p.set(from, true, State::Alive);
                     }
-                    let peers = peers.clone();
+                    let (net, peers) = (net.clone(), peers.clone());
                     std::thread::spawn(move || {
-                        drain(&peers, from, stream);
+                        net.run_link(from, stream);
                         if let Ok(mut p) = peers.lock() {
                             p.set(from, true, State::Dead);
                         }
                     });
                 }
-            });
+            }
         }
         Err(error) => crate::logfmt::error(
             "mycelium::peer_manager",

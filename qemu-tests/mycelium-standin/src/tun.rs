@@ -55,6 +55,16 @@ fn ioctl<T>(fd: &OwnedFd, request: libc::c_ulong, arg: &mut T) -> io::Result<()>
     check(unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg as *mut T) })
 }
 
+/// Brings interface `name` up.
+pub fn up(name: &str) -> io::Result<()> {
+    let control = socket(libc::AF_INET)?;
+    let mut req = ifreq(name)?;
+    ioctl(&control, libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    ioctl(&control, libc::SIOCSIFFLAGS, &mut req)
+}
+
 /// Creates TUN `name`, sets MTU 1400, brings it up and adds `address/7`.
 /// The returned descriptor keeps the device alive.
 pub fn create(name: &str, address: Ipv6Addr) -> io::Result<OwnedFd> {
@@ -71,11 +81,7 @@ pub fn create(name: &str, address: Ipv6Addr) -> io::Result<OwnedFd> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_mtu = 1400;
     ioctl(&control, libc::SIOCSIFMTU, &mut req)?;
-    let mut req = ifreq(name)?;
-    ioctl(&control, libc::SIOCGIFFLAGS, &mut req)?;
-    // SAFETY: SIOCGIFFLAGS filled the flags member.
-    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
-    ioctl(&control, libc::SIOCSIFFLAGS, &mut req)?;
+    up(name)?;
     let mut req = ifreq(name)?;
     ioctl(&control, libc::SIOCGIFINDEX, &mut req)?;
     // SAFETY: SIOCGIFINDEX filled the index member.
