@@ -246,27 +246,29 @@ impl Admission {
 /// The entry to evict among those `eligible`: from the first group that
 /// has one (sockets that have sent nothing at all, then those that have not
 /// sent a whole hello, then the rest), one of the source that holds the
-/// most entries in the table, and of those the oldest.
+/// most entries in the table, and of those the oldest. The candidates are
+/// put in that order first and asked for waiting bytes one by one until an
+/// idle one turns up, so a flood of idle sockets costs one FIONREAD per
+/// eviction, not one per entry.
 fn pick_victim(table: &[Entry], eligible: impl Fn(&Entry) -> bool) -> Option<usize> {
-    let ranks: Vec<u8> = table.iter().map(victim_rank).collect();
     let mut held: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
     for entry in table {
         *held.entry(entry.ip).or_insert(0) += 1;
     }
-    let pick = |rank: u8| {
-        table
-            .iter()
-            .zip(&ranks)
-            .enumerate()
-            .filter(|(_, (e, r))| eligible(e) && **r == rank)
-            .max_by_key(|(_, (e, _))| {
-                let heaviest = held.get(&e.ip).copied().unwrap_or(0);
-                // Oldest first: a later `since` ranks lower.
-                (heaviest, std::cmp::Reverse(e.since))
-            })
-            .map(|(at, _)| at)
-    };
-    pick(0).or_else(|| pick(1)).or_else(|| pick(2))
+    let mut order: Vec<(usize, &Entry)> = table
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| eligible(e))
+        .collect();
+    order.sort_by_key(|(_, e)| {
+        let heaviest = held.get(&e.ip).copied().unwrap_or(0);
+        (e.progressed, std::cmp::Reverse(heaviest), e.since)
+    });
+    let quiet = order
+        .iter()
+        .take_while(|(_, e)| !e.progressed)
+        .find(|(_, e)| pending_bytes(e.fd) == 0);
+    quiet.or(order.first()).map(|(at, _)| *at)
 }
 
 /// The source a connection counts against: an IPv4 address (also when it
@@ -282,17 +284,6 @@ pub fn source_of(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(std::net::Ipv6Addr::from(prefix))
             }
         },
-    }
-}
-
-/// 0: idle (nothing sent), 1: bytes but no hello yet, 2: handshake under way.
-fn victim_rank(entry: &Entry) -> u8 {
-    if entry.progressed {
-        2
-    } else if pending_bytes(entry.fd) > 0 {
-        1
-    } else {
-        0
     }
 }
 
