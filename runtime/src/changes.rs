@@ -206,7 +206,7 @@ fn applied(
             code::STORAGE,
             format!("cannot delete {path}: {e}; {name} keeps running"),
         )),
-        (Then::Secret { name }, Err(e)) => Err(ApiError::new(
+        (Then::Secret { name, .. }, Err(e)) => Err(ApiError::new(
             code::STORAGE,
             format!("cannot store secret {name}: {e}"),
         )),
@@ -227,7 +227,14 @@ fn applied(
             crate::journal::note(format_args!("{name}: removed"));
             Ok(json!({ "name": name, "removed": true }))
         }
-        (Then::Secret { name }, Ok(())) => {
+        (Then::Secret { name, refreshed }, Ok(())) => {
+            let (rewritten, failures) = refreshed
+                .lock()
+                .map(|slot| slot.clone())
+                .unwrap_or_default();
+            for failure in failures {
+                crate::journal::note(format_args!("{failure}"));
+            }
             // Services that load the secret are restarted so they see the
             // new value (their credential files are made at each start).
             let users: Vec<String> = runtime
@@ -273,8 +280,9 @@ fn applied(
                     .get(&service)
                     .filter(|v| v.service.credentials.contains(&name))
                     .and_then(|v| v.service.reload_signal);
-                if let Some(signal) = signal {
-                    if runtime.refresh_credential(&service, &name, signal) {
+                let pid = runtime.get(&service).and_then(|v| v.pid);
+                if let (Some(signal), Some(pid)) = (signal, pid) {
+                    if rewritten.contains(&pid) && runtime.signal_run(&service, pid, signal) {
                         crate::journal::note(format_args!(
                             "{service}: told (signal {signal}) of the new value of secret {name}"
                         ));
@@ -392,13 +400,38 @@ pub fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Repl
             format!("a secret holds at most {MAX_SECRET} bytes"),
         ));
     }
-    let work = Work::Write {
+    // Running services told of a new value by a signal get their
+    // credential file rewritten by the same job, off the loop, once the
+    // store holds the value.
+    let dirs: Vec<(i32, std::path::PathBuf)> = runtime
+        .supervisor()
+        .services()
+        .into_iter()
+        .filter(|s| s.reload_signal.is_some() && s.credentials.iter().any(|c| c == name))
+        .filter_map(|s| runtime.credential_dir(&s.name))
+        .collect();
+    let refreshed = crate::store::RefreshSlot::default();
+    let write = Work::Write {
         path: files.secrets.join(name),
         bytes: value.as_bytes().to_vec().into(),
         mode: 0o600,
     };
+    let work = if dirs.is_empty() {
+        write
+    } else {
+        Work::Steps(vec![
+            write,
+            Work::Credentials {
+                name: name.to_owned(),
+                bytes: value.as_bytes().to_vec().into(),
+                dirs,
+                into: refreshed.clone(),
+            },
+        ])
+    };
     let then = Then::Secret {
         name: name.to_owned(),
+        refreshed,
     };
     Ok(Reply::Pending(runtime.store(work, then)))
 }

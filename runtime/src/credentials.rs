@@ -53,13 +53,12 @@ pub fn prepare(
     Ok(dir)
 }
 
-/// Rewrites `dir/name` with the secret's current value from `store` (a
-/// running service told by its reload signal reads it again). The file is
-/// replaced whole: written beside, then renamed over.
-pub fn refresh(dir: &Path, store: &Path, name: &str) -> Result<(), String> {
+/// Rewrites `dir/name` with `value`, a secret's new value (a running
+/// service told by its reload signal reads it again). The file is replaced
+/// whole: written beside, then renamed over. Called off the event loop,
+/// with the store's write (`Work::Credentials`).
+pub fn refresh(dir: &Path, name: &str, value: &[u8]) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", dir.join(name).display());
-    let value = crate::secret::read_regular(&store.join(name))
-        .map_err(|e| format!("secret `{name}` is not set ({e})"))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
     let temp = dir.join(format!(".{name}.new"));
     let written = (|| {
@@ -69,7 +68,7 @@ pub fn refresh(dir: &Path, store: &Path, name: &str) -> Result<(), String> {
             .create_new(true)
             .mode(0o400)
             .open(&temp)?;
-        file.write_all(value.as_slice())?;
+        file.write_all(value)?;
         fs::rename(&temp, dir.join(name))
     })();
     let sealed = fs::set_permissions(dir, fs::Permissions::from_mode(0o500));
@@ -140,8 +139,7 @@ mod tests {
             fs::read_to_string(again.join("db-password")).unwrap(),
             "changed"
         );
-        fs::write(store.join("db-password"), "rotated").unwrap();
-        refresh(&again, &store, "db-password").unwrap();
+        refresh(&again, "db-password", b"rotated").unwrap();
         assert_eq!(
             fs::read_to_string(again.join("db-password")).unwrap(),
             "rotated"

@@ -668,26 +668,20 @@ impl Runtime {
         }
     }
 
-    /// Rewrites secret `name` in the credential directory of `service`
-    /// (running) and sends it `signal`; false when it has no such
-    /// directory or the rewrite failed (the caller restarts it instead).
-    pub fn refresh_credential(&mut self, service: &str, name: &str, signal: i32) -> bool {
-        let Some(pid) = self.get(service).and_then(|v| v.pid) else {
+    /// The credential directory of `service`'s current run, with its pid.
+    pub fn credential_dir(&self, service: &str) -> Option<(i32, std::path::PathBuf)> {
+        let pid = self.get(service).and_then(|v| v.pid)?;
+        Some((pid, self.credential_dirs.get(&pid)?.clone()))
+    }
+
+    /// Sends `signal` to the process group of `service`'s run `pid`; false
+    /// when that run is no longer the current one.
+    pub fn signal_run(&mut self, service: &str, pid: i32, signal: i32) -> bool {
+        if self.get(service).and_then(|v| v.pid) != Some(pid) {
             return false;
-        };
-        let (Some(dir), Some(files)) = (self.credential_dirs.get(&pid), self.files.as_ref()) else {
-            return false;
-        };
-        match crate::credentials::refresh(dir, &files.secrets, name) {
-            Ok(()) => {
-                self.sys.signal_group(pid, signal);
-                true
-            }
-            Err(error) => {
-                self.sys.note(&format!("{service}: {error}"));
-                false
-            }
         }
+        self.sys.signal_group(pid, signal);
+        true
     }
 
     fn drop_credentials(&mut self, dir: &std::path::Path) {

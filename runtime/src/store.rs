@@ -36,6 +36,20 @@ pub enum Work {
     /// Each in order; the first failure ends it (a deploy over a masked
     /// name writes the file, then drops the mask).
     Steps(Vec<Work>),
+    /// Rewrite secret `name` in each running service's credential
+    /// directory (after the store's own copy was written): the directories
+    /// rewritten land in `into`; one that fails is left out (its service
+    /// is restarted instead), and the work still succeeds.
+    Credentials {
+        /// The secret's name.
+        name: String,
+        /// Its new value (wiped when the job is dropped).
+        bytes: crate::secret::SecretBytes,
+        /// The directories, with the pid of the run each belongs to.
+        dirs: Vec<(i32, PathBuf)>,
+        /// Where the rewritten ones go (pid, or an error line).
+        into: RefreshSlot,
+    },
     /// Read the image's services and the deployed layer (a reload): the
     /// report lands in `into` for the event loop.
     Load {
@@ -47,6 +61,10 @@ pub enum Work {
         into: LoadSlot,
     },
 }
+
+/// What a [`Work::Credentials`] did, handed to the event loop: the pids
+/// whose directory holds the new value, and the errors of the others.
+pub type RefreshSlot = std::sync::Arc<std::sync::Mutex<(Vec<i32>, Vec<String>)>>;
 
 /// A load's report, handed from the blocking thread to the event loop.
 pub type LoadSlot = std::sync::Arc<std::sync::Mutex<Option<svc::LoadReport>>>;
@@ -62,6 +80,11 @@ impl std::fmt::Debug for Work {
                 .finish(),
             Work::Remove { path } => f.debug_struct("Remove").field("path", path).finish(),
             Work::Steps(steps) => f.debug_list().entries(steps).finish(),
+            Work::Credentials { name, dirs, .. } => f
+                .debug_struct("Credentials")
+                .field("name", name)
+                .field("dirs", dirs)
+                .finish_non_exhaustive(),
             Work::Load { base, layer, .. } => f
                 .debug_struct("Load")
                 .field("base", base)
@@ -83,6 +106,23 @@ impl Work {
                 other => other,
             },
             Work::Steps(steps) => steps.iter().try_for_each(Work::run),
+            Work::Credentials {
+                name,
+                bytes,
+                dirs,
+                into,
+            } => {
+                for (pid, dir) in dirs {
+                    let done = crate::credentials::refresh(dir, name, bytes.as_slice());
+                    if let Ok(mut slot) = into.lock() {
+                        match done {
+                            Ok(()) => slot.0.push(*pid),
+                            Err(error) => slot.1.push(error),
+                        }
+                    }
+                }
+                Ok(())
+            }
             Work::Load { base, layer, into } => {
                 let report = svc::load_layers(base, layer)
                     .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))?;
@@ -99,6 +139,9 @@ impl Work {
         match self {
             Work::Write { path, .. } | Work::Remove { path } => path,
             Work::Load { base, .. } => base,
+            Work::Credentials { dirs, .. } => dirs
+                .first()
+                .map_or(std::path::Path::new(""), |(_, dir)| dir.as_path()),
             Work::Steps(steps) => steps
                 .first()
                 .map_or(std::path::Path::new(""), |step| step.path()),
@@ -127,6 +170,8 @@ pub enum Then {
     Secret {
         /// Its name (never its value).
         name: String,
+        /// The running loaders whose credential files were rewritten.
+        refreshed: RefreshSlot,
     },
     /// A secret was deleted.
     SecretRemoved {
