@@ -555,6 +555,109 @@ fn pending_flood(extra: &[&str]) {
 }
 
 #[test]
+fn a_pending_node_an_operator_holds_outlasts_a_flood_from_a_thousand_sources() {
+    held_through_flood(&[]);
+}
+
+#[test]
+fn on_postgresql_too_a_held_pending_node_outlasts_the_flood() {
+    let pg = common::postgres::Postgres::start();
+    held_through_flood(&["--store", &pg.url()]);
+}
+
+/// Two honest nodes pending at a beacon (`extra` flags), one of them held
+/// by an operator (`sporectl nodes hold`), then one registration from each
+/// of 1,100 other sources (as many /64s as an IPv6 flood has): every
+/// source holds one entry, so fairness by source cannot tell the flood
+/// from the honest, and the oldest go. The held one stays; the other is
+/// flushed, as both were before holds.
+fn held_through_flood(extra: &[&str]) {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::beacon::free_port();
+    let operator = common::beacon::operator(data.path());
+    let keys = operator.with_extension("pub");
+    let keys = keys.to_str().unwrap();
+    let mut args = vec!["--approve", "--authorized-keys", keys];
+    args.extend_from_slice(extra);
+    let beacon = common::beacon::Beacon::start(port, data.path(), &args);
+    for (i, name) in ["held-node", "unheld-node"].into_iter().enumerate() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[20 + i as u8; 32]);
+        let body = common::beacon::signed_registration(name, &key, None);
+        let from = std::net::Ipv4Addr::new(127, 0, 3, 1 + i as u8);
+        assert_eq!(register_from(from, beacon.port, &body), 202);
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let hold = common::beacon::sporectl(&[
+        "nodes",
+        "--beacon",
+        &url,
+        "-i",
+        operator.to_str().unwrap(),
+        "hold",
+        "held-node",
+    ]);
+    assert!(
+        hold.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hold.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&hold.stdout)
+            .contains("held-node: 1 pending entries held for 24 h"),
+        "{}",
+        String::from_utf8_lossy(&hold.stdout)
+    );
+    let listed = common::beacon::sporectl(&["nodes", "pending", "--beacon", &url]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("(held)"));
+    std::thread::sleep(Duration::from_millis(1100));
+    // The node registers again while it waits: the hold stays with it.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[20; 32]);
+    let body = common::beacon::signed_registration("held-node", &key, None);
+    assert_eq!(
+        register_from(std::net::Ipv4Addr::new(127, 0, 3, 1), beacon.port, &body),
+        202
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    for n in 0..1100u32 {
+        let key_bytes: [u8; 32] = std::array::from_fn(|i| (n >> (8 * (i % 4))) as u8 ^ i as u8);
+        let key = ed25519_dalek::SigningKey::from_bytes(&key_bytes);
+        let body = common::beacon::signed_registration(&format!("flood-{n}"), &key, None);
+        let from = std::net::Ipv4Addr::new(127, 0, 4 + (n / 250) as u8, 1 + (n % 250) as u8);
+        assert_eq!(register_from(from, beacon.port, &body), 202, "flood {n}");
+    }
+    let (status, pending) = common::beacon::http(beacon.port, "GET", "/api/v1/pending", "");
+    assert_eq!(status, 200);
+    let pending: Vec<Value> = serde_json::from_str(&pending).unwrap();
+    assert_eq!(pending.len(), 1000, "the table is full");
+    let present = |name: &str| {
+        pending
+            .iter()
+            .any(|r| r["registration"]["hostname"] == name)
+    };
+    assert!(present("held-node"), "the held node was flushed");
+    assert!(
+        !present("unheld-node"),
+        "the flood flushes what is not held"
+    );
+    // A hold on a name nobody registered is a clear 404, not a success.
+    let none = common::beacon::sporectl(&[
+        "nodes",
+        "--beacon",
+        &url,
+        "-i",
+        operator.to_str().unwrap(),
+        "hold",
+        "unheld-node",
+    ]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no pending registration of unheld-node"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+}
+
+#[test]
 fn a_power_order_is_answered_before_the_node_stops_its_services() {
     let mut fleet = node();
     let mut session = fleet.open("admin").unwrap();

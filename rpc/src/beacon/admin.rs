@@ -22,12 +22,13 @@ pub const MAX_SKEW: u64 = 300;
 /// One signed order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// `approve` or `remove`.
+    /// `approve`, `hold` or `remove`.
     pub action: String,
     /// The node it is about.
     pub hostname: String,
     /// For `approve`: the fingerprint (`SHA256:…`) of the pending node key
-    /// the operator approves; ignored by `remove`.
+    /// the operator approves; for `hold`, the one entry to hold (empty:
+    /// every pending entry of the name); ignored by `remove`.
     #[serde(default)]
     pub node_key: String,
     /// Unix seconds when it was signed.
@@ -123,7 +124,7 @@ impl Order {
     ) -> Result<Operator, OrderError> {
         let order = self;
         let operators = operators.ok_or(OrderError::NoOperators)?;
-        if !matches!(order.action.as_str(), "approve" | "remove") {
+        if !matches!(order.action.as_str(), "approve" | "hold" | "remove") {
             return Err(OrderError::Malformed(format!(
                 "unknown action `{}`",
                 crate::display::printable(&order.action)

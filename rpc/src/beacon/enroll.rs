@@ -78,6 +78,7 @@ impl Beacon {
             source_prefix: crate::admission::source_of(peer.ip()).to_string(),
             enrolled_by,
             fingerprint: fingerprint.clone(),
+            held_until: 0,
         };
         if let Some(old) = &existing {
             if registration.timestamp <= old.registration.timestamp {
@@ -282,6 +283,22 @@ impl Beacon {
                 ),
                 Err(e) => error(500, format!("storage: {e}")),
             },
+            "hold" => {
+                let until = clock + super::store::HOLD_SECS;
+                match self.store.hold(hostname, &order.node_key, until).await {
+                    Ok(0) => error(404, format!("no pending registration of {hostname}")),
+                    Ok(n) => {
+                        super::log(format_args!(
+                            "beacon: {who} holds {n} pending entries of {hostname} until {until} from {peer}"
+                        ));
+                        answer(
+                            200,
+                            json!({ "held": hostname, "entries": n, "until": until }),
+                        )
+                    }
+                    Err(e) => error(500, format!("storage: {e}")),
+                }
+            }
             _ => match self.store.remove(hostname).await {
                 Ok(0) => error(404, format!("no node {hostname}")),
                 Ok(n) => {

@@ -79,19 +79,29 @@ fn drop_pending(pending: &mut Table<&str, &[u8]>, hostname: &str) -> Result<usiz
 /// Makes room for one more pending entry when `limit` are pending: of the
 /// source holding the most entries (its prefix; ties go to the one seen
 /// longest ago), the entry seen longest ago goes, so a flood from a few
-/// sources flushes its own entries, not an honest node's. Returns whether
-/// one went.
-fn evict_fairly(pending: &mut Table<&str, &[u8]>, limit: usize) -> Result<bool, StoreError> {
+/// sources flushes its own entries, not an honest node's; entries an
+/// operator holds (until after `now`) go only when all are held. Returns
+/// whether one went.
+fn evict_fairly(
+    pending: &mut Table<&str, &[u8]>,
+    limit: usize,
+    now: u64,
+) -> Result<bool, StoreError> {
     if pending.len().map_err(text)? < limit.max(1) as u64 {
         return Ok(false);
     }
-    let mut entries: Vec<(String, u64, String)> = Vec::new();
+    let mut entries: Vec<super::Candidate> = Vec::new();
     for entry in pending.iter().map_err(text)? {
         let (k, v) = entry.map_err(text)?;
-        let (seen, group) = serde_json::from_slice::<Record>(v.value())
-            .map(|r| (r.last_seen, group_of(&r)))
+        let (seen, group, held) = serde_json::from_slice::<Record>(v.value())
+            .map(|r| (r.last_seen, group_of(&r), r.held_until > now))
             .unwrap_or_default();
-        entries.push((k.value().to_owned(), seen, group));
+        entries.push(super::Candidate {
+            key: k.value().to_owned(),
+            seen,
+            group,
+            held,
+        });
     }
     let victim = super::fair_victim(&entries);
     match victim {
@@ -151,13 +161,50 @@ impl Backend for Embedded {
                     }
                     Write::Pending { record, limit } => {
                         let key = pending_key(&record.registration.hostname, &record.fingerprint);
-                        let known = pending.get(key.as_str()).map_err(text)?.is_some();
-                        let evicted = !known && evict_fairly(&mut pending, *limit)?;
-                        let bytes = serde_json::to_vec(record).map_err(text)?;
+                        let known: Option<Record> = pending
+                            .get(key.as_str())
+                            .map_err(text)?
+                            .and_then(|v| serde_json::from_slice(v.value()).ok());
+                        let evicted = known.is_none()
+                            && evict_fairly(&mut pending, *limit, record.last_seen)?;
+                        // A hold outlives the node's next registration.
+                        let mut record = record.clone();
+                        if let Some(known) = known {
+                            record.held_until = record.held_until.max(known.held_until);
+                        }
+                        let bytes = serde_json::to_vec(&record).map_err(text)?;
                         pending
                             .insert(key.as_str(), bytes.as_slice())
                             .map_err(text)?;
                         Written::Pending(evicted)
+                    }
+                    Write::Hold {
+                        hostname,
+                        fingerprint,
+                        until,
+                    } => {
+                        let prefix = format!("{hostname}\0");
+                        let mut held = Vec::new();
+                        for entry in pending.range(prefix.as_str()..).map_err(text)? {
+                            let (k, v) = entry.map_err(text)?;
+                            let Some(rest) = k.value().strip_prefix(prefix.as_str()) else {
+                                break;
+                            };
+                            if !fingerprint.is_empty() && rest != fingerprint {
+                                continue;
+                            }
+                            if let Ok(mut record) = serde_json::from_slice::<Record>(v.value()) {
+                                record.held_until = *until;
+                                held.push((k.value().to_owned(), record));
+                            }
+                        }
+                        for (key, record) in &held {
+                            let bytes = serde_json::to_vec(record).map_err(text)?;
+                            pending
+                                .insert(key.as_str(), bytes.as_slice())
+                                .map_err(text)?;
+                        }
+                        Written::Held(held.len())
                     }
                     Write::Remove { hostname } => {
                         let node =

@@ -48,28 +48,59 @@ pub struct Record {
     /// The node key's fingerprint (`SHA256:…`).
     #[serde(default)]
     pub fingerprint: String,
+    /// For a pending entry: until when (Unix seconds) an operator asked to
+    /// keep it (`sporectl nodes hold`); a held entry is not evicted to
+    /// make room while any entry that is not held remains. 0: not held.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_until: u64,
 }
 
-/// Of pending entries `(key, last_seen, source group)`, the one to evict:
-/// the group holding the most entries (ties: the group whose oldest entry
-/// is oldest), and in it the entry seen longest ago.
-pub(crate) fn fair_victim(entries: &[(String, u64, String)]) -> Option<String> {
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// How long an operator's hold keeps a pending entry: a day to decide.
+pub const HOLD_SECS: u64 = 24 * 3600;
+
+/// One pending entry as eviction sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    /// Its key in the table.
+    pub key: String,
+    /// When it last registered.
+    pub seen: u64,
+    /// Its source group (see [`Record::source_prefix`]).
+    pub group: String,
+    /// Whether an operator's hold on it is still running.
+    pub held: bool,
+}
+
+/// Of pending entries, the one to evict: among those not held (all of
+/// them, when every one is held), the group holding the most entries
+/// (ties: the group whose oldest entry is oldest), and in it the entry
+/// seen longest ago.
+pub(crate) fn fair_victim(entries: &[Candidate]) -> Option<String> {
+    let unheld: Vec<&Candidate> = entries.iter().filter(|c| !c.held).collect();
+    let pool: Vec<&Candidate> = if unheld.is_empty() {
+        entries.iter().collect()
+    } else {
+        unheld
+    };
     let mut groups: std::collections::HashMap<&str, (usize, u64)> =
         std::collections::HashMap::new();
-    for (_, seen, group) in entries {
-        let slot = groups.entry(group.as_str()).or_insert((0, u64::MAX));
+    for entry in &pool {
+        let slot = groups.entry(entry.group.as_str()).or_insert((0, u64::MAX));
         slot.0 += 1;
-        slot.1 = slot.1.min(*seen);
+        slot.1 = slot.1.min(entry.seen);
     }
     let heaviest = groups
         .iter()
         .max_by_key(|(_, (count, oldest))| (*count, std::cmp::Reverse(*oldest)))
         .map(|(group, _)| *group)?;
-    entries
-        .iter()
-        .filter(|(_, _, group)| group == heaviest)
-        .min_by_key(|(_, seen, _)| *seen)
-        .map(|(key, _, _)| key.clone())
+    pool.iter()
+        .filter(|entry| entry.group == heaviest)
+        .min_by_key(|entry| entry.seen)
+        .map(|entry| entry.key.clone())
 }
 
 /// A storage failure, as text for the 500 answer and the log.
@@ -273,6 +304,13 @@ pub(crate) enum Write {
     Pending { record: Record, limit: usize },
     /// Drop a hostname: its node and its pending entries.
     Remove { hostname: String },
+    /// Keep the pending entries of `hostname` (only the one of
+    /// `fingerprint`, when not empty) until `until`.
+    Hold {
+        hostname: String,
+        fingerprint: String,
+        until: u64,
+    },
     /// Remember an order's nonce until `expires`, unless it is known (or
     /// `limit` unexpired ones are).
     Nonce {
@@ -291,7 +329,7 @@ impl Write {
             Write::Node { record, .. } | Write::Pending { record, .. } => {
                 &record.registration.hostname
             }
-            Write::Remove { hostname } => hostname,
+            Write::Remove { hostname } | Write::Hold { hostname, .. } => hostname,
             Write::Nonce { .. } => "",
         }
     }
@@ -306,6 +344,8 @@ pub(crate) enum Written {
     Pending(bool),
     /// A removal: how many entries went.
     Removed(usize),
+    /// A hold: how many pending entries it holds.
+    Held(usize),
     /// A nonce: whether it was fresh (and is now remembered).
     Nonce(bool),
 }
@@ -482,6 +522,25 @@ impl Store {
         }
     }
 
+    /// Keeps the pending entries of `hostname` (only the one with key
+    /// `fingerprint`, when not empty) until `until`; how many it holds.
+    pub async fn hold(
+        &self,
+        hostname: &str,
+        fingerprint: &str,
+        until: u64,
+    ) -> Result<usize, StoreError> {
+        let write = Write::Hold {
+            hostname: hostname.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            until,
+        };
+        match self.write(write).await? {
+            Written::Held(n) => Ok(n),
+            _ => Err(mixed()),
+        }
+    }
+
     /// Remembers an order's `nonce` until `expires` (every replica sees
     /// it); `Ok(false)` when it was seen before, or when `limit` unexpired
     /// nonces are remembered.
@@ -622,7 +681,12 @@ mod tests {
 
     #[test]
     fn the_heaviest_source_gives_up_its_oldest_pending_entry() {
-        let entry = |key: &str, seen: u64, group: &str| (key.to_owned(), seen, group.to_owned());
+        let entry = |key: &str, seen: u64, group: &str| Candidate {
+            key: key.to_owned(),
+            seen,
+            group: group.to_owned(),
+            held: false,
+        };
         let flood = vec![
             entry("honest", 1, "10.0.0.1"),
             entry("f1", 5, "10.9.9.9"),
@@ -635,6 +699,26 @@ mod tests {
         let even = vec![entry("a", 4, "x"), entry("b", 2, "y"), entry("c", 3, "z")];
         assert_eq!(fair_victim(&even).as_deref(), Some("b"));
         assert_eq!(fair_victim(&[]), None);
+    }
+
+    #[test]
+    fn a_held_entry_goes_only_when_every_entry_is_held() {
+        let entry = |key: &str, seen: u64, held: bool| Candidate {
+            key: key.to_owned(),
+            seen,
+            group: "10.9.9.9".to_owned(),
+            held,
+        };
+        // One source floods beside the held one: its own go first, even
+        // though the held entry is the oldest of the heaviest source.
+        let shared = vec![
+            entry("seen", 1, true),
+            entry("f1", 5, false),
+            entry("f2", 3, false),
+        ];
+        assert_eq!(fair_victim(&shared).as_deref(), Some("f2"));
+        let all_held = vec![entry("a", 4, true), entry("b", 2, true)];
+        assert_eq!(fair_victim(&all_held).as_deref(), Some("b"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ struct Statements {
     pending_count: Statement,
     evict_pending: Statement,
     upsert_pending: Statement,
+    hold_pending: Statement,
     remove_node: Statement,
     expire_nonces: Statement,
     count_nonces: Statement,
@@ -147,25 +148,40 @@ impl Statements {
             pending_count: client.prepare("SELECT count(*) FROM beacon_pending")?,
             // The source holding the most pending entries gives one up
             // (ties: the source whose oldest entry is oldest), its oldest:
-            // a flood from a few sources flushes its own entries.
+            // a flood from a few sources flushes its own entries. Entries
+            // an operator holds (past $1, now) go only when all are held.
             evict_pending: client.prepare(
                 "WITH grouped AS (
                    SELECT hostname, fingerprint, last_seen,
-                          coalesce(nullif(record->>'source_prefix', ''), record->>'source') AS grp
+                          coalesce(nullif(record->>'source_prefix', ''), record->>'source') AS grp,
+                          coalesce((record->>'held_until')::bigint, 0) > $1 AS held
                    FROM beacon_pending),
+                 candidates AS (
+                   SELECT * FROM grouped
+                   WHERE NOT held OR NOT EXISTS (SELECT 1 FROM grouped WHERE NOT held)),
                  heaviest AS (
-                   SELECT grp FROM grouped GROUP BY grp
+                   SELECT grp FROM candidates GROUP BY grp
                    ORDER BY count(*) DESC, min(last_seen) LIMIT 1)
                  DELETE FROM beacon_pending WHERE (hostname, fingerprint) =
-                 (SELECT hostname, fingerprint FROM grouped
+                 (SELECT hostname, fingerprint FROM candidates
                   WHERE grp = (SELECT grp FROM heaviest) ORDER BY last_seen LIMIT 1)",
             )?,
+            // A hold outlives the node's next registration.
             upsert_pending: client.prepare(
                 "INSERT INTO beacon_pending (hostname, fingerprint, registered_at, last_seen, record)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (hostname, fingerprint) DO UPDATE
                  SET registered_at = EXCLUDED.registered_at, last_seen = EXCLUDED.last_seen,
-                     record = EXCLUDED.record",
+                     record = CASE
+                       WHEN coalesce((beacon_pending.record->>'held_until')::bigint, 0) >
+                            coalesce((EXCLUDED.record->>'held_until')::bigint, 0)
+                       THEN jsonb_set(EXCLUDED.record, '{held_until}', beacon_pending.record->'held_until')
+                       ELSE EXCLUDED.record END",
+            )?,
+            hold_pending: client.prepare(
+                "UPDATE beacon_pending
+                 SET record = jsonb_set(record, '{held_until}', to_jsonb($3::bigint))
+                 WHERE hostname = $1 AND ($2 = '' OR fingerprint = $2)",
             )?,
             remove_node: client.prepare("DELETE FROM beacon_nodes WHERE hostname = $1")?,
             expire_nonces: client.prepare("DELETE FROM beacon_nonces WHERE expires <= $1")?,
@@ -322,7 +338,9 @@ impl Shared {
                         let count: i64 =
                             txn.query_one(&statements.pending_count, &[])?.try_get(0)?;
                         if count >= bigint(*limit as u64).max(1) {
-                            evicted = txn.execute(&statements.evict_pending, &[])? > 0;
+                            evicted = txn
+                                .execute(&statements.evict_pending, &[&bigint(record.last_seen)])?
+                                > 0;
                         }
                     }
                     txn.execute(
@@ -336,6 +354,17 @@ impl Shared {
                         ],
                     )?;
                     Written::Pending(evicted)
+                }
+                Write::Hold {
+                    hostname,
+                    fingerprint,
+                    until,
+                } => {
+                    let held = txn.execute(
+                        &statements.hold_pending,
+                        &[hostname, fingerprint, &bigint(*until)],
+                    )?;
+                    Written::Held(usize::try_from(held).unwrap_or(usize::MAX))
                 }
                 Write::Remove { hostname } => {
                     let nodes = txn.execute(&statements.remove_node, &[hostname])?;

@@ -22,7 +22,7 @@ pub fn client(options: &Options) -> Result<BeaconClient, ClientError> {
     )?)
 }
 
-/// `sporectl nodes [pending | approve NAME | remove NAME]`.
+/// `sporectl nodes [pending | approve NAME | hold NAME | remove NAME]`.
 pub fn nodes(options: &Options) -> Result<(), ClientError> {
     let beacon = client(options)?;
     match (
@@ -42,6 +42,28 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
             .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
             say!("{hostname}: removed ({} entries)", text(&answer, "entries"));
+            Ok(())
+        }
+        (Some("hold"), Some(hostname)) => {
+            let id = identity(options)?;
+            let fingerprint = options.fingerprint.clone().unwrap_or_default();
+            let order = rpc::beacon::admin::Order::signed(
+                "hold",
+                hostname,
+                &fingerprint,
+                &id,
+                runtime::api::unix_time(),
+            )
+            .map_err(ClientError::Auth)?;
+            let answer = beacon.order(&order)?;
+            let until = answer.get("until").and_then(Value::as_u64).unwrap_or(0);
+            say!(
+                "{hostname}: {} pending entries held for {} h (until approved, removed or then)",
+                text(&answer, "entries"),
+                until
+                    .saturating_sub(runtime::api::unix_time())
+                    .div_ceil(3600)
+            );
             Ok(())
         }
         (Some("pending"), None) => table(options, &beacon.pending()?, true),
@@ -143,7 +165,15 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
             age("last_seen"),
             printable(&text(record, "source")),
             if pending {
-                age("first_seen")
+                let held = record
+                    .get("held_until")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if held > now {
+                    format!("{} (held)", age("first_seen"))
+                } else {
+                    age("first_seen")
+                }
             } else {
                 printable(&text(record, "enrolled_by"))
             },

@@ -234,6 +234,15 @@ enum NodesCommand {
         #[arg(long, value_name = "SHA256:…")]
         fingerprint: Option<String>,
     },
+    /// Keep a pending node's entry for a day while you decide, so a flood
+    /// of registrations cannot push it out (an order signed with your key)
+    Hold {
+        /// The node's hostname
+        name: String,
+        /// Only the entry of this key, when several claim the name
+        #[arg(long, value_name = "SHA256:…")]
+        fingerprint: Option<String>,
+    },
     /// Drop a node from the beacon (an order signed with your key)
     Remove {
         /// The node's hostname
@@ -429,6 +438,10 @@ fn into_options(cli: Cli) -> Parsed {
                 Some(NodesCommand::Approve { name, fingerprint }) => {
                     options.fingerprint = fingerprint;
                     (Some("approve"), Some(name))
+                }
+                Some(NodesCommand::Hold { name, fingerprint }) => {
+                    options.fingerprint = fingerprint;
+                    (Some("hold"), Some(name))
                 }
                 Some(NodesCommand::Remove { name }) => (Some("remove"), Some(name)),
             };
