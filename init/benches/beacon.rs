@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rpc::beacon::{Beacon, Location, Settings};
+use beacon::{Beacon, Location, Settings};
 use rpc::registration::Registration;
 
 fn nodes() -> usize {
@@ -52,7 +52,7 @@ fn start(location: Location) -> u16 {
                 rate_per_second: 1e9,
                 burst: 1e9,
                 max_per_source: 1024,
-                policy: rpc::beacon::Policy {
+                policy: beacon::Policy {
                     open: true,
                     ..Default::default()
                 },

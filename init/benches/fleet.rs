@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rpc::beacon::{Beacon, Settings};
+use beacon::{Beacon, Settings};
 use rpc::registration::Registration;
 
 fn nodes() -> u16 {
@@ -40,7 +40,15 @@ fn command_word() -> String {
 
 fn sporectl() -> PathBuf {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "--release", "-p", "rpc", "--bin", "sporectl"])
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "sporectl",
+            "--bin",
+            "sporectl",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -158,13 +166,13 @@ fn main() {
         let settings = Settings {
             rate_per_second: 1e9,
             burst: 1e9,
-            policy: rpc::beacon::Policy {
+            policy: beacon::Policy {
                 open: true,
                 ..Default::default()
             },
             ..Settings::default()
         };
-        let location = rpc::beacon::Location::File(data.join("beacon.redb"));
+        let location = beacon::Location::File(data.join("beacon.redb"));
         let beacon = Beacon::open(&location, settings).unwrap();
         let listener = smol::net::TcpListener::try_from(
             std::net::TcpListener::bind(("127.0.0.1", beacon_port)).unwrap(),

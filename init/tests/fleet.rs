@@ -776,7 +776,7 @@ fn approve_mode_keeps_new_nodes_pending_until_an_operator_signs_an_approval() {
     assert_eq!(pending, "[]", "approving one claim drops the others");
     // A captured order is worthless a second time.
     let identity = rpc::identity::Identity::from_file(&op).unwrap();
-    let order = rpc::beacon::admin::Order::signed(
+    let order = beacon::admin::Order::signed(
         "remove",
         "node-05",
         "",

@@ -102,8 +102,7 @@ fn registrations_approvals_and_order_nonces_are_shared_by_the_replicas() {
     // One signed removal: obeyed at A, and the same order replayed at B is
     // refused (the nonce is in the shared store).
     let identity = rpc::identity::Identity::from_file(&op).unwrap();
-    let order =
-        rpc::beacon::admin::Order::signed("remove", "node-a", "", &identity, now()).unwrap();
+    let order = beacon::admin::Order::signed("remove", "node-a", "", &identity, now()).unwrap();
     let body = serde_json::to_string(&order).unwrap();
     let (status, answer) = http(a.port, "POST", "/api/v1/admin", &body);
     assert_eq!(status, 200, "{answer}");

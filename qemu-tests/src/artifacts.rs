@@ -103,7 +103,7 @@ fn build() -> Result<Artifacts, String> {
         "building sporectl",
         Command::new(&cargo)
             .current_dir(&root)
-            .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"]),
+            .args(["build", "-q", "-p", "sporectl", "--bin", "sporectl"]),
     )?;
     let kernel_tree = PathBuf::from(run(
         "fetching the Debian kernel",

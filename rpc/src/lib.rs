@@ -14,7 +14,6 @@
 pub mod admission;
 pub mod agent;
 pub mod authorized;
-pub mod beacon;
 pub mod callhome;
 pub mod client;
 pub mod display;

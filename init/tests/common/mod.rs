@@ -353,13 +353,13 @@ server.serve_forever()
 }
 
 /// sporectl, built from the current source once per test run (it belongs
-/// to the rpc package, so cargo does not build it for spore's tests).
+/// to its own package, so cargo does not build it for spore's tests).
 pub fn sporectl_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "rpc", "--bin", "sporectl"])
+                .args(["build", "-q", "-p", "sporectl", "--bin", "sporectl"])
                 .status()
                 .unwrap();
             assert!(status.success(), "building sporectl failed");

@@ -3,17 +3,21 @@
 //! Exit codes: 0 done, 1 the node answered with an error, 2 usage,
 //! 3 node unreachable, 4 authentication failed (node key or our key),
 //! 5 protocol error, 6 node busy.
+//!
+//! This crate is the operator's binary: its command line (clap, completions,
+//! man page) and the fleet commands. It sits on top: `rpc` for the signed
+//! calls, `beacon` for the fleet list and `sporectl beacon serve`.
 
 #[macro_use]
 mod out;
-mod beacon;
+mod beacon_commands;
 mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rpc::beacon::client::Channel;
+use beacon::client::Channel;
 use rpc::client::{connect, ClientError, Pin, Session};
 use rpc::display::log_line;
 use rpc::identity::Identity;
@@ -56,7 +60,7 @@ pub(crate) struct Options {
     /// sporectl would wait for ever).
     call_timeout: Duration,
     fingerprint: Option<String>,
-    serve: Option<beacon::ServeOptions>,
+    serve: Option<beacon_commands::ServeOptions>,
 }
 
 /// Asks `question` on the terminal (not stdin: it may carry a secret);
@@ -374,7 +378,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         ));
     }
     let verb = options.verb.unwrap_or(Verb::Discover);
-    let beacon = beacon::client(options)?;
+    let beacon = beacon_commands::client(options)?;
     let records = beacon.nodes()?;
     let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
     for (name, address) in &options.addresses {
@@ -682,7 +686,7 @@ fn main() -> ExitCode {
         ExitCode::from(error.exit_code())
     };
     if let Some(serve) = &options.serve {
-        return beacon::serve(serve);
+        return beacon_commands::serve(serve);
     }
     if options.command == "known-nodes" {
         return match known_nodes(&options) {
@@ -691,7 +695,7 @@ fn main() -> ExitCode {
         };
     }
     if options.command == "nodes" {
-        return match beacon::nodes(&options) {
+        return match beacon_commands::nodes(&options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => report(error),
         };

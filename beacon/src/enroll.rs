@@ -21,8 +21,8 @@ use serde_json::json;
 use super::admin::{Order, MAX_NONCES};
 use super::store::{Expect, Record};
 use super::{answer, error, now, Answer, Beacon};
-use crate::display::printable;
-use crate::registration::Registration;
+use rpc::display::printable;
+use rpc::registration::Registration;
 
 /// Registrations may be this far from the beacon's clock, either way.
 pub const MAX_SKEW: u64 = 300;
@@ -36,7 +36,7 @@ impl Beacon {
         // The name first: nothing else about a registration is looked at,
         // logged or stored while its name could carry a newline or an
         // escape sequence.
-        if let Err(e) = crate::hostname::check(&registration.hostname) {
+        if let Err(e) = rpc::hostname::check(&registration.hostname) {
             self.refused("bad hostnames", || {
                 format!(
                     "beacon: refused a registration from {peer}: bad hostname `{}`: {e}",
@@ -69,13 +69,13 @@ impl Beacon {
             Ok(existing) => existing,
             Err(e) => return error(500, format!("storage: {e}")),
         };
-        let fingerprint = crate::nodekey::fingerprint(&key);
+        let fingerprint = rpc::nodekey::fingerprint(&key);
         let record = |enrolled_by: String, first_seen: u64| Record {
             registration: registration.clone(),
             first_seen,
             last_seen: clock,
             source: peer.ip().to_string(),
-            source_prefix: crate::admission::source_of(peer.ip()).to_string(),
+            source_prefix: rpc::admission::source_of(peer.ip()).to_string(),
             enrolled_by,
             fingerprint: fingerprint.clone(),
             held_until: 0,
@@ -88,7 +88,7 @@ impl Beacon {
                 );
             }
             let old_key =
-                crate::nodekey::parse_openssh_public(&old.registration.hero_proc_auth_pubkey);
+                rpc::nodekey::parse_openssh_public(&old.registration.hero_proc_auth_pubkey);
             if old_key == Some(key) {
                 return self
                     .store_node(
@@ -206,7 +206,7 @@ impl Beacon {
             Ok(order) => order,
             Err(e) => return error(400, format!("not an order: {e}")),
         };
-        if let Err(e) = crate::hostname::check(&order.hostname) {
+        if let Err(e) = rpc::hostname::check(&order.hostname) {
             return error(400, format!("bad hostname: {e}"));
         }
         let clock = now();

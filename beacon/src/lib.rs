@@ -8,6 +8,11 @@
 //! operator's approval. `POST /api/v1/nodes/register`, `GET /api/v1/nodes`,
 //! `GET /api/v1/nodes/{hostname}`, `GET /api/v1/pending`, and signed
 //! operator orders on `POST /api/v1/admin` (see [`admin`]).
+//!
+//! This crate is the beacon and nothing else. It may use `rpc` (node keys,
+//! registrations, enrollment, admission, the HTTP client) and `runtime`'s
+//! leaf helpers; `spore` does not link it (redb and PostgreSQL stay out
+//! of the node's binary).
 
 pub mod admin;
 pub mod client;
@@ -30,10 +35,10 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpListener;
 use smol::{LocalExecutor, Timer};
 
-use crate::admission::{Admission, Bounds, Ending};
-use crate::authorized::AuthorizedKeys;
-use crate::enrollment::Trust;
-use crate::refusals::RefusalLog;
+use rpc::admission::{Admission, Bounds, Ending};
+use rpc::authorized::AuthorizedKeys;
+use rpc::enrollment::Trust;
+use rpc::refusals::RefusalLog;
 
 pub use store::{Location, Record};
 
@@ -191,7 +196,7 @@ impl Beacon {
             store,
             settings,
             operators: RefCell::new(operators),
-            refusals: RefusalLog::new("beacon", crate::admission::SUMMARY_EVERY),
+            refusals: RefusalLog::new("beacon", rpc::admission::SUMMARY_EVERY),
             admission,
             buckets: RefCell::new(HashMap::new()),
         }))
@@ -346,7 +351,7 @@ impl Beacon {
             ("GET", "/api/v1/pending") => listing(self.store.pending().await),
             ("GET", path) if path.starts_with("/api/v1/nodes/") => {
                 let hostname = path.trim_start_matches("/api/v1/nodes/");
-                if crate::hostname::check(hostname).is_err() {
+                if rpc::hostname::check(hostname).is_err() {
                     return error(404, "no such node");
                 }
                 match self.store.node(hostname).await {

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ssh_key::{Algorithm, SshSig};
 
-use crate::authorized::{AuthorizedKeys, Operator};
-use crate::identity::Identity;
+use rpc::authorized::{AuthorizedKeys, Operator};
+use rpc::identity::Identity;
 
 /// The SSHSIG namespace of beacon orders.
 pub const NAMESPACE: &str = "spore-beacon-admin-v1";
@@ -127,7 +127,7 @@ impl Order {
         if !matches!(order.action.as_str(), "approve" | "hold" | "remove") {
             return Err(OrderError::Malformed(format!(
                 "unknown action `{}`",
-                crate::display::printable(&order.action)
+                rpc::display::printable(&order.action)
             )));
         }
         if order.nonce.len() != 32 || !order.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {

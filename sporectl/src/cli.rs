@@ -450,7 +450,7 @@ fn into_options(cli: Cli) -> Parsed {
             "nodes"
         }
         Command::Beacon(BeaconCommand::Serve(serve)) => {
-            options.serve = Some(crate::beacon::ServeOptions {
+            options.serve = Some(crate::beacon_commands::ServeOptions {
                 listen: serve.listen,
                 data: serve.data,
                 store: serve.store,

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::client::ClientError;
-use crate::http::{is_trusted_path, parse_url, request, tls_config};
+use rpc::client::ClientError;
+use rpc::http::{is_trusted_path, parse_url, request, tls_config};
 
 /// Room for ~100,000 records.
 const LIST_LIMIT: u64 = 64 << 20;
@@ -136,7 +136,7 @@ impl BeaconClient {
         if !(200..300).contains(&status) {
             return Err(BeaconClientError::Refused {
                 status,
-                message: crate::display::printable(
+                message: rpc::display::printable(
                     value.get("error").and_then(Value::as_str).unwrap_or("-"),
                 ),
             });

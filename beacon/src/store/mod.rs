@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use smol::channel::{Receiver, Sender};
 
-use crate::registration::Registration;
+use rpc::registration::Registration;
 
 /// What the beacon keeps about a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -225,7 +225,7 @@ impl Shared {
             config.password(password.as_bytes());
         }
         let connector = if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            let tls = crate::http::tls_config(ca_file).map_err(|e| format!("--store-ca: {e}"))?;
+            let tls = rpc::http::tls_config(ca_file).map_err(|e| format!("--store-ca: {e}"))?;
             Connector::Tls(tokio_postgres_rustls::MakeRustlsConnect::new(
                 (*tls).clone(),
             ))

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use rpc::beacon::client::BeaconClient;
+use beacon::client::BeaconClient;
 use rpc::client::ClientError;
 use rpc::display::{printable, text};
 use rpc::nodekey;
@@ -32,7 +32,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
         (Some("approve"), Some(hostname)) => approve(options, &beacon, hostname),
         (Some("remove"), Some(hostname)) => {
             let id = identity(options)?;
-            let order = rpc::beacon::admin::Order::signed(
+            let order = beacon::admin::Order::signed(
                 "remove",
                 hostname,
                 "",
@@ -47,7 +47,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
         (Some("hold"), Some(hostname)) => {
             let id = identity(options)?;
             let fingerprint = options.fingerprint.clone().unwrap_or_default();
-            let order = rpc::beacon::admin::Order::signed(
+            let order = beacon::admin::Order::signed(
                 "hold",
                 hostname,
                 &fingerprint,
@@ -112,7 +112,7 @@ fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(
         }
     };
     let id = identity(options)?;
-    let order = rpc::beacon::admin::Order::signed(
+    let order = beacon::admin::Order::signed(
         "approve",
         hostname,
         &fingerprint,
@@ -223,16 +223,16 @@ pub struct ServeOptions {
 /// Where `beacon serve` keeps its records. A password written into a
 /// `--store` URL on the command line is refused: every user on the host
 /// can read argv.
-fn store_location(options: &ServeOptions) -> Result<rpc::beacon::Location, String> {
-    let location = rpc::beacon::Location::choose(options.store.as_deref(), &options.data)?;
-    if let rpc::beacon::Location::Postgres { url, .. } = &location {
+fn store_location(options: &ServeOptions) -> Result<beacon::Location, String> {
+    let location = beacon::Location::choose(options.store.as_deref(), &options.data)?;
+    if let beacon::Location::Postgres { url, .. } = &location {
         let from_environment = std::env::var("SPORECTL_BEACON_STORE").ok().as_ref() == Some(url);
-        if !from_environment && rpc::beacon::store::has_password(url) {
+        if !from_environment && beacon::store::has_password(url) {
             return Err(
                 "--store: a password in the URL is readable by every user of this host (argv); use --store-password-file FILE or SPORECTL_BEACON_STORE".into(),
             );
         }
-        return Ok(rpc::beacon::Location::Postgres {
+        return Ok(beacon::Location::Postgres {
             url: url.clone(),
             password_file: options.store_password_file.clone(),
             ca_file: options.store_ca.clone(),
@@ -258,15 +258,15 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         return fail("--rate must be above 0 and --burst at least 1".into());
     }
     let tls = match (&options.tls_cert, &options.tls_key) {
-        (Some(cert), Some(key)) => match rpc::beacon::tls::server_config(cert, key) {
+        (Some(cert), Some(key)) => match beacon::tls::server_config(cert, key) {
             Ok(config) => Some(config),
             Err(error) => return fail(error.to_string()),
         },
         _ => None,
     };
     let cas = trust.as_ref().map_or(0, |t| t.len());
-    let settings = rpc::beacon::Settings {
-        policy: rpc::beacon::Policy {
+    let settings = beacon::Settings {
+        policy: beacon::Policy {
             trust,
             approve: options.approve,
             open: options.open,
@@ -281,7 +281,7 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         Ok(location) => location,
         Err(error) => return fail(error),
     };
-    let beacon = match rpc::beacon::Beacon::open(&location, settings) {
+    let beacon = match beacon::Beacon::open(&location, settings) {
         Ok(beacon) => beacon,
         Err(error) => return fail(error.to_string()),
     };
