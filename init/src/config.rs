@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The RPC port when an address gives none.
+pub const DEFAULT_PORT: u16 = 9999;
+
 /// spore.toml.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +66,7 @@ impl Listen {
     pub fn parse(text: &str) -> Result<Listen, String> {
         if let Some(rest) = text.strip_prefix("mycelium") {
             return match rest {
-                "" => Ok(Listen::Mycelium(crate::remote::DEFAULT_PORT)),
+                "" => Ok(Listen::Mycelium(DEFAULT_PORT)),
                 _ => rest
                     .strip_prefix(':')
                     .and_then(|p| p.parse().ok())
@@ -126,7 +129,7 @@ impl Rpc {
                 Listen::Mycelium(port) => Some(*port),
                 Listen::Address(_) => None,
             })
-            .unwrap_or(crate::remote::DEFAULT_PORT)
+            .unwrap_or(DEFAULT_PORT)
     }
 }
 
@@ -612,7 +615,7 @@ mod tests {
         // Only the typo goes: the listeners set beside it stay.
         assert_eq!(
             config.rpc.listen,
-            Some(vec![Listen::Mycelium(crate::remote::DEFAULT_PORT)])
+            Some(vec![Listen::Mycelium(DEFAULT_PORT)])
         );
         assert!(
             error

@@ -14,6 +14,7 @@ mod pid1;
 mod remote;
 mod run;
 mod signals;
+mod subreaper;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,7 +133,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     }
     if !pid1 {
         if std::process::id() != 1 {
-            become_subreaper();
+            subreaper::become_subreaper();
         }
         let Some(ending) = boot_and_supervise(paths, &set, false) else {
             journal::flush(std::time::Duration::from_secs(2));
@@ -232,19 +233,6 @@ fn prepare_state_dir(dir: &std::path::Path, pid1: bool) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
-}
-
-/// PR_SET_CHILD_SUBREAPER: orphans of our services become our children, so
-/// we reap them and see process groups empty (prctl(2)).
-pub fn become_subreaper() {
-    // SAFETY: prctl with integer arguments.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if rc != 0 {
-        journal::note(format_args!(
-            "PR_SET_CHILD_SUBREAPER: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
 }
 
 /// spore holds secrets and the node key in memory: it must never leave a

@@ -10,11 +10,8 @@ use rpc::server::{Dispatcher, Limits, Server};
 use runtime::journal;
 use serde_json::{json, Value};
 
-use crate::config::{Listen, NodeConfig, Paths, Rpc};
+use crate::config::{Listen, NodeConfig, Paths, Rpc, DEFAULT_PORT};
 use crate::node::Node;
-
-/// The RPC port when an address gives none.
-pub const DEFAULT_PORT: u16 = 9999;
 
 /// The addresses to listen on: `[rpc] listen` from spore.toml, default
 /// loopback and the mycelium address (bound once mycelium is ready).

@@ -45,7 +45,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         paths.state_dir.join("secrets"),
         paths.state_dir.clone(),
     ] {
-        match runtime::atomic::remove_stale_temporaries(&dir) {
+        match durable::atomic::remove_stale_temporaries(&dir) {
             Ok(0) => {}
             Ok(n) => journal::note(format_args!(
                 "removed {n} temporary file(s) a crash left in {}",

@@ -504,17 +504,26 @@ fn on_postgresql_too_a_flood_cannot_flush_an_honest_pending_node() {
     pending_flood(&["--store", &pg.url()]);
 }
 
-/// An honest node pending at a beacon (`extra` flags), then a flood of
-/// pending registrations from 60 other sources; the honest one stays.
-fn pending_flood(extra: &[&str]) {
-    let data = tempfile::tempdir().unwrap();
+/// A beacon (`extra` flags) that keeps new nodes pending until an operator
+/// approves, with that operator's key (made in `dir`).
+fn approving_beacon(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (common::beacon::Beacon, std::path::PathBuf) {
     let port = common::beacon::free_port();
-    let operator = common::beacon::operator(data.path());
+    let operator = common::beacon::operator(dir);
     let keys = operator.with_extension("pub");
     let keys = keys.to_str().unwrap();
     let mut args = vec!["--approve", "--authorized-keys", keys];
     args.extend_from_slice(extra);
-    let beacon = common::beacon::Beacon::start(port, data.path(), &args);
+    (common::beacon::Beacon::start(port, dir, &args), operator)
+}
+
+/// An honest node pending at a beacon (`extra` flags), then a flood of
+/// pending registrations from 60 other sources; the honest one stays.
+fn pending_flood(extra: &[&str]) {
+    let data = tempfile::tempdir().unwrap();
+    let (beacon, _) = approving_beacon(data.path(), extra);
     let honest = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let body = common::beacon::signed_registration("honest-node", &honest, None);
     assert_eq!(
@@ -573,13 +582,8 @@ fn on_postgresql_too_a_held_pending_node_outlasts_the_flood() {
 /// flushed, as both were before holds.
 fn held_through_flood(extra: &[&str]) {
     let data = tempfile::tempdir().unwrap();
-    let port = common::beacon::free_port();
-    let operator = common::beacon::operator(data.path());
-    let keys = operator.with_extension("pub");
-    let keys = keys.to_str().unwrap();
-    let mut args = vec!["--approve", "--authorized-keys", keys];
-    args.extend_from_slice(extra);
-    let beacon = common::beacon::Beacon::start(port, data.path(), &args);
+    let (beacon, operator) = approving_beacon(data.path(), extra);
+    let port = beacon.port;
     for (i, name) in ["held-node", "unheld-node"].into_iter().enumerate() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[20 + i as u8; 32]);
         let body = common::beacon::signed_registration(name, &key, None);

@@ -387,7 +387,7 @@ pub fn disk_guid(image: &[u8]) -> Option<String> {
 
 /// Writes `image` to `path` atomically.
 pub fn write(path: &Path, image: &[u8]) -> std::io::Result<()> {
-    runtime::atomic::write_atomically(path, image, 0o644)
+    durable::atomic::write_atomically(path, image, 0o644)
 }
 
 #[cfg(test)]

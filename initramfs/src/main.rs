@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         }
         for (name, bytes) in &bundle {
             let path = dir.join(name);
-            if let Err(error) = runtime::atomic::write_atomically(&path, bytes, 0o644) {
+            if let Err(error) = durable::atomic::write_atomically(&path, bytes, 0o644) {
                 eprintln!("error: {}: {error}", path.display());
                 return ExitCode::from(1);
             }
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
         let (Some(path), Some(bytes)) = (path, bytes) else {
             continue;
         };
-        if let Err(error) = runtime::atomic::write_atomically(path, bytes, 0o644) {
+        if let Err(error) = durable::atomic::write_atomically(path, bytes, 0o644) {
             eprintln!("error: {}: {error}", path.display());
             return ExitCode::from(1);
         }

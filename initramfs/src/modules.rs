@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use modtree::{canonical, name_of, walk};
+
 /// Why the module list cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModuleError {
@@ -60,16 +62,6 @@ pub struct Resolved {
     pub modules: Vec<Module>,
     /// Names asked for (or depended on) that are built into the kernel.
     pub builtin: Vec<String>,
-}
-
-fn canonical(name: &str) -> String {
-    name.replace('-', "_")
-}
-
-/// `kernel/drivers/net/virtio_net.ko.xz` → `virtio_net`.
-fn name_of(path: &str) -> Option<String> {
-    let file = path.rsplit('/').next()?;
-    file.split_once(".ko").map(|(stem, _)| canonical(stem))
 }
 
 /// What the tree says about its modules.
@@ -127,26 +119,6 @@ fn parse_modules_dep(text: &str) -> BTreeMap<String, Vec<String>> {
             ))
         })
         .collect()
-}
-
-/// Every module file under `root`, by canonical name.
-fn walk(root: &Path) -> BTreeMap<String, PathBuf> {
-    let mut found = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(path);
-            } else if let Some(name) = name_of(&entry.file_name().to_string_lossy()) {
-                found.entry(name).or_insert(path);
-            }
-        }
-    }
-    found
 }
 
 /// `kernel/net/tun.ko.xz` → `kernel/net/tun.ko`.

@@ -118,7 +118,7 @@ impl Credential {
             .sign(&signed_bytes(hostname, node_key));
         Ok(Proof {
             certificate: self.certificate.to_openssh().map_err(|e| e.to_string())?,
-            signature: crate::registration::hex(&signature.to_bytes()),
+            signature: crate::hex::encode(&signature.to_bytes()),
         })
     }
 
@@ -270,7 +270,7 @@ impl Trust {
             return Err(EnrollmentError::Unusable("not an ssh-ed25519 key".into()));
         };
         let image_key = VerifyingKey::from_bytes(&public.0).map_err(|_| EnrollmentError::Forged)?;
-        let signature: [u8; 64] = crate::registration::decode_hex(&proof.signature)
+        let signature: [u8; 64] = crate::hex::decode(&proof.signature)
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or(EnrollmentError::Forged)?;
         image_key

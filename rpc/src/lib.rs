@@ -21,6 +21,7 @@ pub mod enrollment;
 pub mod frame;
 pub mod handshake;
 pub mod hello_budget;
+pub mod hex;
 pub mod hostname;
 pub mod http;
 pub mod identity;

@@ -150,7 +150,7 @@ impl NodeKey {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;
-        runtime::atomic::write_atomically(path, text.as_bytes(), 0o600).map_err(io)?;
+        durable::atomic::write_atomically(path, text.as_bytes(), 0o600).map_err(io)?;
         Ok(Self { signing })
     }
 

@@ -75,7 +75,7 @@ pub fn forget(file: &Path, address: &str) -> std::io::Result<usize> {
         if !rest.is_empty() {
             rest.push('\n');
         }
-        runtime::atomic::write_atomically(file, rest.as_bytes(), 0o600)?;
+        durable::atomic::write_atomically(file, rest.as_bytes(), 0o600)?;
     }
     Ok(gone.len())
 }

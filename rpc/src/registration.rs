@@ -79,7 +79,7 @@ impl Registration {
     /// Signs with the node key.
     pub fn sign(&mut self, key: &SigningKey) -> Result<(), RegistrationError> {
         let signature = key.sign(&self.signed_bytes()?);
-        self.signature = hex(&signature.to_bytes());
+        self.signature = crate::hex::encode(&signature.to_bytes());
         Ok(())
     }
 
@@ -87,7 +87,7 @@ impl Registration {
     pub fn verify(&self) -> Result<VerifyingKey, RegistrationError> {
         let key =
             parse_openssh_public(&self.hero_proc_auth_pubkey).ok_or(RegistrationError::BadKey)?;
-        let bytes = decode_hex(&self.signature).ok_or(RegistrationError::BadSignature)?;
+        let bytes = crate::hex::decode(&self.signature).ok_or(RegistrationError::BadSignature)?;
         let signature: [u8; 64] = bytes
             .try_into()
             .map_err(|_| RegistrationError::BadSignature)?;
@@ -95,25 +95,6 @@ impl Registration {
             .map_err(|_| RegistrationError::Forged)?;
         Ok(key)
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes from hex (either case); None unless every pair is hex.
-pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(test)]

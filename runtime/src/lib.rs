@@ -15,7 +15,7 @@
 //! ([`api`]), spore's own log ([`journal`]) and the atomic file writer.
 
 pub mod api;
-pub mod atomic;
+pub use durable::atomic;
 pub mod changes;
 pub mod credentials;
 pub mod escape;

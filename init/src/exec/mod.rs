@@ -61,7 +61,7 @@ pub fn run(argv: &[OsString], group: bool) -> ExitCode {
     }
     let pid1 = std::process::id() == 1;
     if !pid1 {
-        crate::become_subreaper();
+        crate::subreaper::become_subreaper();
     }
     let Some((program, args)) = argv.split_first() else {
         eprintln!("spore exec: no command given");

@@ -49,16 +49,7 @@ fn resolve(root: &Path, index: &str, module: &str) -> Option<PathBuf> {
             root.join(path)
         });
     }
-    let wanted = module.replace('-', "_");
-    index
-        .lines()
-        .filter_map(|line| line.split(':').next())
-        .find(|entry| {
-            let file = entry.rsplit('/').next().unwrap_or_default();
-            let stem = file.split(".ko").next().unwrap_or_default();
-            stem.replace('-', "_") == wanted
-        })
-        .map(|entry| root.join(entry))
+    modtree::in_index(index, module).map(|entry| root.join(entry))
 }
 
 /// Without modules.dep (a kernel package unpacked by hand has none), walks
@@ -67,28 +58,7 @@ fn search(root: &Path, module: &str) -> Option<PathBuf> {
     if module.contains('/') {
         return None;
     }
-    let wanted = module.replace('-', "_");
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(path);
-                continue;
-            }
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some((stem, _)) = name.split_once(".ko") {
-                if stem.replace('-', "_") == wanted {
-                    return Some(path);
-                }
-            }
-        }
-    }
-    None
+    modtree::walk(root).remove(&modtree::canonical(module))
 }
 
 fn load(path: &Path) {

@@ -10,22 +10,18 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv6Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::{address_of, free_port};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use serde_json::Value;
 
 /// The stand-in with `args`; stdout and stderr piped.
 fn standin(args: &[String]) -> Child {
@@ -116,18 +112,6 @@ fn wait_for_api(port: u16) -> TcpStream {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// mycelium's overlay address of an X25519 secret (crypto.rs).
-fn address_of(secret: [u8; 32]) -> Ipv6Addr {
-    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
-    let mut hash = [0u8; 16];
-    blake3::Hasher::new()
-        .update(public.as_bytes())
-        .finalize_xof()
-        .fill(&mut hash);
-    hash[0] = 0x04 | (hash[0].count_ones() % 2) as u8;
-    Ipv6Addr::from(hash)
 }
 
 #[test]

@@ -14,6 +14,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -21,26 +23,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// mycelium's overlay address of an X25519 secret (crypto.rs), computed
-/// here from the crates, not by the stand-in.
-fn address_of(secret: [u8; 32]) -> Ipv6Addr {
-    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
-    let mut hash = [0u8; 16];
-    blake3::Hasher::new()
-        .update(public.as_bytes())
-        .finalize_xof()
-        .fill(&mut hash);
-    hash[0] = 0x04 | (hash[0].count_ones() % 2) as u8;
-    Ipv6Addr::from(hash)
-}
+use common::{address_of, free_port};
 
 struct Daemon {
     child: Child,
