@@ -17,6 +17,7 @@
 pub mod api;
 pub use durable::atomic;
 pub mod changes;
+mod child;
 pub mod credentials;
 pub mod escape;
 pub mod http1;

@@ -61,9 +61,7 @@ pub fn keep_core_limit_for_services(soft: u64) {
     SERVICE_CORE_LIMIT_SET.store(true, Ordering::SeqCst);
 }
 
-/// PATH for services when spore's own environment has none (the kernel
-/// starts PID 1 without one).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::child::DEFAULT_PATH;
 
 /// What to start.
 pub struct SpawnSpec<'a> {
@@ -281,52 +279,5 @@ fn make_state_dir(dir: &Path) -> io::Result<()> {
 
 /// Runs in the child between fork and exec.
 fn prepare_child() -> io::Result<()> {
-    prepare_child_with(service_core_limit())
-}
-
-/// [`prepare_child`] with the core-file limit to give (the spawner's
-/// children get spore's through their request).
-pub(crate) fn prepare_child_with(core_limit: Option<u64>) -> io::Result<()> {
-    // Own session, so the service's process group is its pid and a stop
-    // signal to the group reaches everything it started (setsid(2)).
-    // SAFETY: plain system calls with valid arguments.
-    unsafe {
-        if libc::setsid() < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // spore blocks the signals it reads from its signalfd; the mask and
-        // ignored dispositions survive exec, so hand the service a clean slate.
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut all);
-        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        for signal in 1..libc::SIGRTMAX() {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        // The core-file limit spore was started with, not spore's own 0.
-        if let Some(core) = core_limit {
-            let mut limit: libc::rlimit = std::mem::zeroed();
-            if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) == 0 {
-                limit.rlim_cur = core.min(limit.rlim_max);
-                libc::setrlimit(libc::RLIMIT_CORE, &limit);
-            }
-        }
-        // Every descriptor above stderr closes at exec (close_range(2),
-        // CLOSE_RANGE_CLOEXEC; std's own exec-error pipe is already CLOEXEC).
-        let rc = libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-        if rc != 0 {
-            // Kernels before 5.11 lack the flag: mark them one by one.
-            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 65_536) as i32;
-            for fd in 3..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
-        }
-    }
-    Ok(())
+    crate::child::prepare(service_core_limit())
 }

@@ -464,7 +464,7 @@ fn resolve(program: &[u8], env: &[Vec<u8>]) -> Result<CString, i32> {
     let path = env
         .iter()
         .find_map(|entry| entry.strip_prefix(b"PATH="))
-        .unwrap_or(crate::spawn::DEFAULT_PATH.as_bytes());
+        .unwrap_or(crate::child::DEFAULT_PATH.as_bytes());
     let mut found_unrunnable = false;
     for dir in path.split(|b| *b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
@@ -593,7 +593,7 @@ fn child_main(child: &ChildArgs) -> ! {
     // SAFETY: we are a fork-like clone of a single-threaded process; the
     // pointers in `child` point into our copy of its memory.
     unsafe {
-        let ok = crate::spawn::prepare_child_with(child.core_limit).is_ok()
+        let ok = crate::child::prepare(child.core_limit).is_ok()
             && libc::dup2(child.null_fd, 0) >= 0
             && libc::dup2(child.out_fd, 1) >= 0
             && libc::dup2(child.err_fd, 2) >= 0

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 
 use crate::identity::Identity;
-use crate::peers::Peers;
+use crate::peer_stats::Peers;
 
 /// What the API serves.
 pub struct Api {

@@ -19,6 +19,7 @@ mod net;
 mod netns;
 mod overlay;
 mod packet;
+mod peer_stats;
 mod peers;
 mod tun;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::link::{self, Frame};
 use crate::overlay::{LinkId, Overlay, Verdict};
-use crate::peers::Peers;
+use crate::peer_stats::Peers;
 
 /// A link whose peer stops reading for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
