@@ -32,6 +32,7 @@ pub mod spawner;
 pub mod spool;
 pub mod store;
 pub mod sys;
+pub mod text;
 pub mod wait;
 
 pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};

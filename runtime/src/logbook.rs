@@ -101,7 +101,7 @@ impl LogBook {
         if let Some(file) = &self.file {
             file.push(format!(
                 "{} {} {}\n",
-                crate::journal::timestamp(line.time),
+                crate::text::timestamp(line.time),
                 line.stream.name(),
                 line.text
             ));

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::journal::{thousands, timestamp};
+use crate::text::{thousands, timestamp};
 
 /// Text waiting for a slow writer. Cheap to push to from any thread; its
 /// writer thread ends once the spool is dropped and everything is written.

@@ -165,14 +165,15 @@ pub fn call(
                 map.insert("services".into(), views::census(runtime));
                 map.insert(
                     "time_utc".into(),
-                    json!(crate::journal::timestamp(std::time::SystemTime::now())),
+                    json!(crate::text::timestamp(std::time::SystemTime::now())),
                 );
             }
             info
         }
         Method::NodeJournal => {
             let count = line_count(&params);
-            let (lines, omitted) = crate::journal::tail(count, REPLY_BYTES);
+            let (lines, omitted) =
+                views::lines_within(crate::journal::tail(count).iter(), REPLY_BYTES);
             let result = json!({ "name": "spore", "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
                 return Ok(Reply::Follow {

@@ -12,7 +12,7 @@ use crate::logbook::LogLine;
 /// One log line as JSON.
 pub fn line_json(line: &LogLine) -> Value {
     json!({
-        "time": crate::journal::timestamp(line.time),
+        "time": crate::text::timestamp(line.time),
         "stream": line.stream.name(),
         "text": line.text,
     })
