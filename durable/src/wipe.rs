@@ -53,3 +53,14 @@ impl std::fmt::Debug for SecretBytes {
 pub fn wipe(text: &mut String) {
     text.zeroize();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_length_never_the_bytes() {
+        let secret = SecretBytes::new(b"hunter2".to_vec());
+        assert_eq!(format!("{secret:?}"), "<7 bytes>");
+    }
+}

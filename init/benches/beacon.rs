@@ -273,7 +273,7 @@ fn main() {
             ed25519_dalek::SigningKey::from_bytes(&seed)
         })
         .collect();
-    let now = runtime::api::unix_time();
+    let now = nodeapi::api::unix_time();
     let dir = tempfile::tempdir().unwrap();
     let file = start(Location::File(dir.path().join("beacon.redb")));
     let embedded = run(&[file], &keys, now, None);

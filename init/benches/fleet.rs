@@ -188,7 +188,7 @@ fn main() {
     let key = rpc::nodekey::NodeKey::load_or_generate(&d.join("state/node_key"))
         .unwrap()
         .0;
-    let now = runtime::api::unix_time();
+    let now = nodeapi::api::unix_time();
     for (i, port) in ports.iter().enumerate() {
         let mut r = Registration {
             hostname: format!("node-{i:04}"),

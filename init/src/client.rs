@@ -179,7 +179,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
         let mut response = Value::Null;
         while let Some(page) = next.take() {
             response = ask(&mut writer, &mut reader, id, method.name(), page)?;
-            let paged = method == runtime::api::Method::ServiceList;
+            let paged = method == nodeapi::api::Method::ServiceList;
             if let (true, Some(result)) = (paged, response.get_mut("result")) {
                 next = verbs::next_page(result.take(), &mut whole);
                 if next.is_none() {
@@ -275,7 +275,7 @@ fn ask(
 ) -> Result<Value, Failure> {
     let mut call = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
     let mut body = call.to_string();
-    runtime::secret::wipe_strings(&mut call);
+    nodeapi::wipe::wipe_strings(&mut call);
     body.push('\n');
     let sent = writer.write_all(body.as_bytes());
     runtime::secret::wipe(&mut body);

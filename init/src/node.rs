@@ -5,8 +5,9 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use runtime::api::Power;
-use runtime::{Input, Runtime};
+use nodeapi::api::Power;
+use nodeapi::NodeApi;
+use runtime::Input;
 use serde_json::{json, Value};
 use smol::LocalExecutor;
 use svc::supervisor::Event;
@@ -25,7 +26,7 @@ pub enum Ending {
 /// Shared by the event loop and every control connection (one thread).
 pub struct Node {
     /// The supervisor and its processes.
-    pub runtime: RefCell<Runtime>,
+    pub runtime: RefCell<NodeApi>,
     /// Set once a shutdown was asked for.
     pub ending: Cell<Option<Ending>>,
     /// The executor every task runs on.
@@ -49,7 +50,7 @@ impl Node {
     /// Runs `f` on the runtime. Nothing holds the runtime across an await,
     /// so it is always free here; were it not, the call is logged and
     /// skipped (None) rather than letting a RefCell panic end PID 1.
-    pub fn with_runtime<T>(&self, f: impl FnOnce(&mut Runtime) -> T) -> Option<T> {
+    pub fn with_runtime<T>(&self, f: impl FnOnce(&mut NodeApi) -> T) -> Option<T> {
         match self.runtime.try_borrow_mut() {
             Ok(mut runtime) => Some(f(&mut runtime)),
             Err(_) => {
@@ -90,7 +91,7 @@ impl Node {
             "hostname": hostname,
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": self.started.elapsed().as_secs(),
-            "time": runtime::api::unix_time(),
+            "time": nodeapi::api::unix_time(),
             "pid1": self.pid1,
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
@@ -131,14 +132,14 @@ impl rpc::server::Dispatcher for Node {
         operator: &rpc::authorized::Operator,
         method: &str,
         params: &Value,
-    ) -> Result<runtime::api::Reply, runtime::api::ApiError> {
+    ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
         let info = || self.info();
         match self.runtime.try_borrow_mut() {
             Ok(mut runtime) => {
-                runtime::api::call(&mut runtime, operator.role, method, params, &info)
+                nodeapi::api::call(&mut runtime, operator.role, method, params, &info)
             }
-            Err(_) => Err(runtime::api::ApiError {
-                code: runtime::api::code::INVALID_REQUEST,
+            Err(_) => Err(nodeapi::api::ApiError {
+                code: nodeapi::api::code::INVALID_REQUEST,
                 message: "busy; try again".into(),
             }),
         }

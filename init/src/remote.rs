@@ -162,7 +162,8 @@ fn follow_mycelium(config: &NodeConfig, node: &Rc<Node>, server: Rc<Server>, por
         ));
         return;
     }
-    let Some(ready) = node.with_runtime(|runtime| runtime.watch_ready(&service)) else {
+    let Some(ready) = node.with_runtime(|runtime| runtime.runtime_mut().watch_ready(&service))
+    else {
         return;
     };
     let executor = node.executor;

@@ -5,8 +5,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
+use nodeapi::{Input, Inputs, NodeApi};
 use runtime::journal;
-use runtime::{Input, Inputs, Runtime};
+use runtime::Runtime;
 use smol::future::FutureExt;
 use smol::LocalExecutor;
 use svc::supervisor::Event;
@@ -93,7 +94,8 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         errors.len()
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
-    let (mut runtime, inputs) = Runtime::new(services, executor);
+    let (runtime, inputs) = Runtime::new(services, executor);
+    let (mut runtime, inputs) = NodeApi::new(runtime, inputs, executor);
     let deploys = serde_json::json!({
         "dir": deployed_dir.display().to_string(),
         "persistent": persistent,
@@ -101,7 +103,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
             serde_json::json!("the state directory is in RAM: deployed services and secrets are lost at reboot")
         },
     });
-    runtime.set_files(runtime::Files {
+    runtime.runtime_mut().set_files(runtime::Files {
         services: services_dir.clone(),
         deployed: deployed_dir,
         secrets: paths.state_dir.join("secrets"),
@@ -165,7 +167,7 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
             .await;
         match next {
             Next::Signal(Ok(Signal::SIGCHLD)) => {
-                node.with_runtime(Runtime::reap);
+                node.with_runtime(NodeApi::reap);
             }
             Next::Signal(Ok(signal)) => on_signal(&node, signal, pid1),
             Next::Signal(Err(error)) => {
@@ -173,7 +175,7 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
                 smol::Timer::after(std::time::Duration::from_millis(100)).await;
             }
             Next::Input(Some(input)) => {
-                node.with_runtime(|runtime| runtime.handle(input));
+                node.with_runtime(|api| nodeapi::api::handle(api, input));
             }
             Next::Input(None) => {
                 // The runtime holds the senders, so this cannot happen; survive it anyway.
@@ -204,7 +206,7 @@ fn on_signal(node: &Node, signal: Signal, pid1: bool) {
             // As node.reload: files edited or dropped into the service
             // directories are read again (off the loop) and applied.
             journal::note("SIGHUP received; reloading the service files");
-            let pending = node.with_runtime(runtime::changes::reload);
+            let pending = node.with_runtime(nodeapi::changes::reload);
             if let Some(Err(error)) = pending {
                 journal::note(format_args!("reload: {}", error.message));
             }

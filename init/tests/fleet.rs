@@ -781,7 +781,7 @@ fn approve_mode_keeps_new_nodes_pending_until_an_operator_signs_an_approval() {
         "node-05",
         "",
         &identity,
-        runtime::api::unix_time(),
+        nodeapi::api::unix_time(),
     )
     .unwrap();
     let body = serde_json::to_string(&order).unwrap();

@@ -27,6 +27,20 @@ fn parent_of(pid: i64) -> i64 {
 /// The spawners whose parent is `spore` (tests run side by side, each
 /// with its own spore).
 fn spawners_of(spore: i64) -> Vec<i64> {
+    // A child the spawner cloned shows the spawner's command line until its
+    // exec (failing services are retried meanwhile): a spawner is one that
+    // is still there a moment later.
+    let first = spawner_like(spore);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = spawner_like(spore);
+    first
+        .into_iter()
+        .filter(|pid| second.contains(pid))
+        .collect()
+}
+
+/// Children of `spore` whose command line is the spawner's.
+fn spawner_like(spore: i64) -> Vec<i64> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)

@@ -1,5 +1,7 @@
-//! Everything spore speaks over the network: the signed RPC protocol
-//! (see PROTOCOL.md), the node's server, the client library and `sporectl`.
+//! What spore speaks over the network: the signed RPC protocol (see
+//! PROTOCOL.md), the node's server, the client library and call-home.
+//! It may use `svc`'s names, `runtime`'s journal and `nodeapi`'s method
+//! table; the beacon and sporectl are crates above it.
 //!
 //! ```text
 //! frame ─ length-prefixed frames with hard caps

@@ -9,10 +9,10 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
+use nodeapi::api::{ApiError, Power, Reply};
+use nodeapi::jsonrpc::{self, Delivered};
 use rand_core::{OsRng, RngCore};
-use runtime::api::{ApiError, Power, Reply};
 use runtime::escape;
-use runtime::jsonrpc::{self, Delivered};
 use serde_json::{json, Value};
 use smol::future::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -279,7 +279,7 @@ impl Server {
             )));
         }
         let total: usize = sessions.values().sum();
-        let reader = operator.role == runtime::api::Role::Reader;
+        let reader = operator.role == nodeapi::api::Role::Reader;
         // At most half the slots are kept: a small node still serves readers.
         let reserved = self
             .limits
@@ -624,8 +624,8 @@ async fn peer_gone(stream: &TcpStream) {
 
 fn role_word(operator: &Operator) -> &'static str {
     match operator.role {
-        runtime::api::Role::Admin => "admin",
-        runtime::api::Role::Reader => "reader",
+        nodeapi::api::Role::Admin => "admin",
+        nodeapi::api::Role::Reader => "reader",
     }
 }
 

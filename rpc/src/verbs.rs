@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use runtime::api::Method;
+use nodeapi::api::Method;
 use serde_json::{json, Value};
 
 use crate::display::{self, log_line, service_table, text};

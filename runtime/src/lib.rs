@@ -11,18 +11,18 @@
 //!        └──────── Event ─────────┘  (exits from the reaper, timers, checks)
 //! ```
 //!
-//! It also holds the JSON-RPC method table both control channels serve
-//! ([`api`]), spore's own log ([`journal`]) and the atomic file writer.
+//! It also holds spore's own log ([`journal`]) and the services' output
+//! ([`logbook`]). It formats no JSON and answers no calls: the node API
+//! (the `nodeapi` crate) sits above it, feeds it events and reads the
+//! [`Notice`]s it leaves. It reaches the system through [`sys::Sys`].
 
-pub mod api;
 pub use durable::atomic;
-pub mod changes;
 mod child;
 pub mod credentials;
 pub mod escape;
 pub mod http1;
+mod input;
 pub mod journal;
-pub mod jsonrpc;
 pub mod logbook;
 pub mod probe;
 mod runtime;
@@ -30,9 +30,7 @@ pub mod secret;
 pub mod spawn;
 pub mod spawner;
 pub mod spool;
-pub mod store;
 pub mod sys;
 pub mod text;
-pub mod wait;
 
-pub use runtime::{Files, Input, Inputs, Runtime, LINE_QUEUE};
+pub use runtime::{Files, Input, Inputs, Notice, Runtime, LINE_QUEUE};

@@ -11,52 +11,27 @@ use std::time::SystemTime;
 use smol::channel::{Receiver, Sender};
 use smol::LocalExecutor;
 
+pub use crate::input::{Input, Prepared};
 use crate::logbook::{LogBook, LogLine, Stream};
 use crate::spawn::SpawnError;
 use crate::sys::{CheckRun, Launch, RealSys, Sys, TimerKey};
-use crate::wait::{Answer, Outcome, Step, Waits};
 use svc::service::{Probe, Service};
 use svc::supervisor::{Action, Event, State, Supervisor, UnitView, SIGKILL};
 
-/// Something for the runtime to handle, sent by its own tasks.
-#[derive(Debug)]
-pub enum Input {
-    /// A fact for the supervisor (timer fired, probe done).
-    Event(Event),
-    /// A line of a service's output.
-    Line {
+/// What the runtime tells the layer above (the node API) after it handled
+/// something: taken with [`Runtime::take_notices`], in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A service's state changed to this one (later ones may follow in
+    /// the same batch; [`Runtime::get`] shows the latest).
+    Changed {
         /// The service.
         service: String,
-        /// Its stream.
-        stream: Stream,
-        /// The text.
-        text: String,
+        /// Its state then.
+        state: State,
     },
-    /// An exec health check ran out of time.
-    CheckTimedOut {
-        /// The check's process.
-        pid: i32,
-    },
-    /// A file write or deletion finished off the loop.
-    Stored(Box<crate::store::Done>),
-    /// A service's secrets were read off the loop: start it now.
-    Prepared {
-        /// The service.
-        service: String,
-        /// The run it is for.
-        run: u64,
-        /// What was read, or why it could not be.
-        prepared: Box<Result<Prepared, SpawnError>>,
-    },
-    /// A waiting call's deadline passed (`steady`: its service has now
-    /// been ready long enough, or its failure's last lines are in; see
-    /// [`crate::wait`]).
-    WaitTimer {
-        /// The waiter.
-        id: u64,
-        /// Which of its two timers.
-        steady: bool,
-    },
+    /// A timer armed with [`Runtime::arm_caller_timer`] fired.
+    Timer(u64),
 }
 
 struct ExecCheck {
@@ -95,8 +70,6 @@ pub struct Runtime {
     /// The only way to the system.
     sys: Box<dyn Sys>,
     tx: Sender<Input>,
-    /// Disk work for the storage task (see [`crate::store`]).
-    store_tx: Sender<crate::store::Job>,
     /// Main pid of each running service, for the reaper.
     service_pids: HashSet<i32>,
     exec_checks: HashMap<i32, ExecCheck>,
@@ -109,8 +82,8 @@ pub struct Runtime {
     /// Credential directories of running services, by main pid.
     credential_dirs: HashMap<i32, std::path::PathBuf>,
     ready_watchers: HashMap<String, Vec<Sender<()>>>,
-    /// Calls waiting for a service to settle.
-    waits: Waits,
+    /// What the layer above has not taken yet (see [`Notice`]).
+    notices: Vec<Notice>,
     /// Services removed while still stopping: their books end once stopped.
     removing: HashSet<String>,
 }
@@ -145,23 +118,14 @@ impl Runtime {
         // request); lines are not, so they get a bounded queue of their own.
         let (tx, events) = smol::channel::unbounded();
         let (lines_tx, lines) = smol::channel::bounded(LINE_QUEUE);
-        let (store_tx, jobs) = smol::channel::unbounded();
-        executor
-            .spawn(crate::store::serve(jobs, tx.clone()))
-            .detach();
         let sys = RealSys::new(executor, tx.clone(), lines_tx);
-        let runtime = Self::with_sys(services, Box::new(sys), tx, store_tx);
+        let runtime = Self::with_sys(services, Box::new(sys), tx);
         (runtime, Inputs { events, lines })
     }
 
     /// A runtime for `services` on `sys` (the real system, or a fake in
-    /// tests); `tx` reaches the event loop, `store_tx` the storage task.
-    pub fn with_sys(
-        services: Vec<Service>,
-        mut sys: Box<dyn Sys>,
-        tx: Sender<Input>,
-        store_tx: Sender<crate::store::Job>,
-    ) -> Self {
+    /// tests); `tx` reaches the event loop.
+    pub fn with_sys(services: Vec<Service>, mut sys: Box<dyn Sys>, tx: Sender<Input>) -> Self {
         let mut logs = HashMap::new();
         for service in &services {
             logs.insert(service.name.clone(), log_book(sys.as_mut(), service));
@@ -170,7 +134,6 @@ impl Runtime {
             supervisor: Supervisor::new(services, sys.now()),
             sys,
             tx,
-            store_tx,
             service_pids: HashSet::new(),
             exec_checks: HashMap::new(),
             watched_groups: HashSet::new(),
@@ -181,7 +144,7 @@ impl Runtime {
             files: None,
             credential_dirs: HashMap::new(),
             ready_watchers: HashMap::new(),
-            waits: Waits::default(),
+            notices: Vec::new(),
             removing: HashSet::new(),
         }
     }
@@ -292,10 +255,6 @@ impl Runtime {
                     self.sys.signal_group(pid, SIGKILL);
                 }
             }
-            Input::Stored(done) => {
-                let crate::store::Done { job, outcome } = *done;
-                crate::api::after_store(self, &job.work, job.then, outcome, job.reply);
-            }
             Input::Prepared {
                 service,
                 run,
@@ -307,30 +266,8 @@ impl Runtime {
                     self.feed(event);
                 }
             }
-            Input::WaitTimer { id, steady: true } => self.advance_wait(id),
-            Input::WaitTimer { id, steady: false } => self.settle_wait(id, Outcome::Timeout),
+            Input::CallerTimer(key) => self.notices.push(Notice::Timer(key)),
         }
-    }
-
-    /// Queues disk work to run off the loop; the receiver gets the answer
-    /// once it is done and applied (see [`crate::store`]).
-    pub fn store(
-        &self,
-        work: crate::store::Work,
-        then: crate::store::Then,
-    ) -> Receiver<Result<serde_json::Value, crate::api::ApiError>> {
-        let (reply, answer) = smol::channel::bounded(1);
-        let job = crate::store::Job { work, then, reply };
-        if let Err(
-            smol::channel::TrySendError::Closed(job) | smol::channel::TrySendError::Full(job),
-        ) = self.store_tx.try_send(job)
-        {
-            let _ = job.reply.try_send(Err(crate::api::ApiError {
-                code: crate::api::code::STORAGE,
-                message: "the storage task is gone".into(),
-            }));
-        }
-        answer
     }
 
     /// Tells the supervisor `event` and carries out what it decides,
@@ -364,70 +301,24 @@ impl Runtime {
         }
     }
 
-    /// Answers `answer` once `name` is ready or has failed, or after
-    /// `timeout` with its state then (see [`crate::wait`]).
-    pub fn wait_for(&mut self, name: &str, timeout: std::time::Duration, answer: Answer) {
-        let Some(state) = self.get(name).map(|v| v.state.clone()) else {
-            let _ = answer.try_send(Err(crate::api::ApiError::new(
-                crate::api::code::NO_SUCH_SERVICE,
-                format!("no such service: {}", crate::escape::field(name)),
-            )));
-            return;
-        };
-        match self.waits.add(name, &state, answer.clone()) {
-            Some(id) => {
-                self.sys.arm_timer(TimerKey::Wait(id), timeout);
-                self.advance_wait(id);
-            }
-            None => {
-                let _ = answer.try_send(Err(crate::api::ApiError::new(
-                    crate::api::code::BUSY,
-                    format!(
-                        "too many calls wait for services ({}); try again or use --no-wait",
-                        crate::wait::MAX_WAITERS
-                    ),
-                )));
-            }
-        }
+    /// Reports [`Notice::Timer`]`(key)` after `after` (re-arming replaces).
+    pub fn arm_caller_timer(&mut self, key: u64, after: std::time::Duration) {
+        self.sys.arm_timer(TimerKey::Caller(key), after);
     }
 
-    /// Moves waiter `id` on with its service's state now.
-    fn advance_wait(&mut self, id: u64) {
-        let Some(name) = self.waits.service(id).map(str::to_owned) else {
-            return;
-        };
-        let now = self.sys.now();
-        let step = match self.supervisor.get(&name) {
-            Some(view) => {
-                let held = view
-                    .since
-                    .map(|t| now.saturating_duration_since(t))
-                    .unwrap_or_default();
-                let checks = !view.service.health.is_empty();
-                self.waits
-                    .step(id, view.state, view.service.kind, checks, held)
-            }
-            // Removed while we waited.
-            None => Step::Settle(Outcome::Failed),
-        };
-        match step {
-            Step::Keep => {}
-            Step::Steady(left) | Step::Drain(left) => {
-                self.sys.arm_timer(TimerKey::Steady(id), left)
-            }
-            Step::Settle(outcome) => self.settle_wait(id, outcome),
-        }
+    /// Forgets the timer `key`.
+    pub fn cancel_caller_timer(&mut self, key: u64) {
+        self.sys.cancel_timer(TimerKey::Caller(key));
     }
 
-    /// Answers waiter `id` with `outcome` and the service's state.
-    fn settle_wait(&mut self, id: u64, outcome: Outcome) {
-        self.sys.cancel_timer(TimerKey::Wait(id));
-        self.sys.cancel_timer(TimerKey::Steady(id));
-        let Some((name, answer)) = self.waits.take(id) else {
-            return;
-        };
-        let value = crate::api::views::settled(self, &name, outcome);
-        let _ = answer.try_send(Ok(value));
+    /// What happened since the last call, in order (see [`Notice`]).
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// The runtime's clock (the supervisor's time).
+    pub fn now(&self) -> std::time::Instant {
+        self.sys.now()
     }
 
     /// Ends the follows of a removed service's output, with a last marker.
@@ -502,11 +393,10 @@ impl Runtime {
             } => self.run_check(service, run, check),
             Action::Changed { service, state } => {
                 self.report(&service, &state);
-                if !self.waits.is_empty() {
-                    for id in self.waits.of(&service) {
-                        self.advance_wait(id);
-                    }
-                }
+                self.notices.push(Notice::Changed {
+                    service: service.clone(),
+                    state: state.clone(),
+                });
                 if state != State::Stopping && self.removing.remove(&service) {
                     self.end_book(&service);
                 }
@@ -760,33 +650,6 @@ fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
         ));
     }
     book
-}
-
-/// A service's secrets, read off the loop before it starts: the
-/// `[secrets]` variables (wiped when dropped) and its credential directory.
-#[derive(Default)]
-pub struct Prepared {
-    /// `[secrets]` as environment variables.
-    env: Vec<(String, String)>,
-    /// Its credential directory, made with the current values.
-    credentials: Option<std::path::PathBuf>,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared")
-            .field("env", &format_args!("<{} variables>", self.env.len()))
-            .field("credentials", &self.credentials)
-            .finish()
-    }
-}
-
-impl Drop for Prepared {
-    fn drop(&mut self) {
-        for (_, value) in &mut self.env {
-            zeroize::Zeroize::zeroize(value);
-        }
-    }
 }
 
 /// Reads what `service` needs of the secrets in `files` (blocking: run off

@@ -109,7 +109,6 @@ struct Fixture {
     runtime: Runtime,
     world: Rc<RefCell<World>>,
     _events: Receiver<Input>,
-    _jobs: Receiver<crate::store::Job>,
 }
 
 fn service(text: &str) -> Service {
@@ -139,14 +138,12 @@ impl Fixture {
             offloaded: Vec::new(),
         }));
         let (tx, events) = smol::channel::unbounded();
-        let (store_tx, jobs) = smol::channel::unbounded();
         let services = texts.iter().map(|t| service(t)).collect();
-        let runtime = Runtime::with_sys(services, Box::new(FakeSys(world.clone())), tx, store_tx);
+        let runtime = Runtime::with_sys(services, Box::new(FakeSys(world.clone())), tx);
         Fixture {
             runtime,
             world,
             _events: events,
-            _jobs: jobs,
         }
     }
 
@@ -198,8 +195,7 @@ impl Fixture {
             let input = match key {
                 TimerKey::Supervisor(id) => Input::Event(Event::TimerFired(id)),
                 TimerKey::CheckDeadline(pid) => Input::CheckTimedOut { pid },
-                TimerKey::Wait(id) => Input::WaitTimer { id, steady: false },
-                TimerKey::Steady(id) => Input::WaitTimer { id, steady: true },
+                TimerKey::Caller(key) => Input::CallerTimer(key),
             };
             self.runtime.handle(input);
         }

@@ -1,23 +1,7 @@
-//! What spore reads and keeps of secrets: a stored secret read only from a
-//! regular file, and the wiping of request strings that carried one (the
-//! wiped buffer type itself is `durable::wipe`).
-
-use zeroize::Zeroize;
+//! What spore reads of secrets: a stored secret read only from a regular
+//! file, into a buffer wiped when dropped (`durable::wipe`).
 
 pub use durable::wipe::{wipe, SecretBytes};
-
-/// Zeroes every string in `value` (a request that carried a secret, once
-/// it has been handled). serde_json keeps no other copy of a string it
-/// parsed without escapes.
-pub fn wipe_strings(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => text.zeroize(),
-        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
-        Value::Object(map) => map.values_mut().for_each(wipe_strings),
-        _ => {}
-    }
-}
 
 /// A stored secret holds at most this many bytes (one frame carries it in).
 pub const MAX_SECRET_BYTES: u64 = 1 << 20;
@@ -63,26 +47,4 @@ pub fn read_regular(path: &std::path::Path) -> std::io::Result<SecretBytes> {
         ));
     }
     Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_shows_the_length_never_the_bytes() {
-        let secret = SecretBytes::new(b"hunter2".to_vec());
-        assert_eq!(format!("{secret:?}"), "<7 bytes>");
-    }
-
-    #[test]
-    fn wiping_a_request_empties_every_string() {
-        let mut value =
-            serde_json::json!({ "name": "db", "value": "hunter2", "list": ["a", { "x": "y" }] });
-        wipe_strings(&mut value);
-        assert_eq!(
-            value,
-            serde_json::json!({ "name": "", "value": "", "list": ["", { "x": "" }] })
-        );
-    }
 }

@@ -20,9 +20,9 @@ use smol::{Async, LocalExecutor, Task, Timer};
 use svc::service::Probe;
 use svc::supervisor::{Event, ExitStatus, TimerId};
 
+use crate::input::Input;
 use crate::logbook::{Stream, MAX_LINE};
 use crate::spawn::{SpawnError, SpawnSpec};
-use crate::Input;
 
 /// A timer the runtime arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,10 +32,10 @@ pub enum TimerKey {
     /// The deadline of an exec health check with this pid: reported as
     /// [`Input::CheckTimedOut`].
     CheckDeadline(i32),
-    /// A waiting call's deadline: [`Input::WaitTimer`] (not steady).
-    Wait(u64),
-    /// A waiting call's service has been ready long enough: [`Input::WaitTimer`].
-    Steady(u64),
+    /// A timer of the layer above (the node API's waiting calls), armed
+    /// with [`crate::Runtime::arm_caller_timer`]: reported as
+    /// [`Input::CallerTimer`].
+    Caller(u64),
 }
 
 /// Identifies a health check run, echoed back in [`Event::CheckDone`].
@@ -248,8 +248,7 @@ impl Sys for RealSys {
             let input = match key {
                 TimerKey::Supervisor(id) => Input::Event(Event::TimerFired(id)),
                 TimerKey::CheckDeadline(pid) => Input::CheckTimedOut { pid },
-                TimerKey::Wait(id) => Input::WaitTimer { id, steady: false },
-                TimerKey::Steady(id) => Input::WaitTimer { id, steady: true },
+                TimerKey::Caller(key) => Input::CallerTimer(key),
             };
             let _ = tx.send(input).await;
         });

@@ -37,7 +37,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
                 hostname,
                 "",
                 &id,
-                runtime::api::unix_time(),
+                nodeapi::api::unix_time(),
             )
             .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
@@ -52,7 +52,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
                 hostname,
                 &fingerprint,
                 &id,
-                runtime::api::unix_time(),
+                nodeapi::api::unix_time(),
             )
             .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
@@ -61,7 +61,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
                 "{hostname}: {} pending entries held for {} h (until approved, removed or then)",
                 text(&answer, "entries"),
                 until
-                    .saturating_sub(runtime::api::unix_time())
+                    .saturating_sub(nodeapi::api::unix_time())
                     .div_ceil(3600)
             );
             Ok(())
@@ -117,7 +117,7 @@ fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(
         hostname,
         &fingerprint,
         &id,
-        runtime::api::unix_time(),
+        nodeapi::api::unix_time(),
     )
     .map_err(ClientError::Auth)?;
     beacon.order(&order)?;
@@ -133,7 +133,7 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
         say!("{}", Value::Array(records.to_vec()));
         return Ok(());
     }
-    let now = runtime::api::unix_time();
+    let now = nodeapi::api::unix_time();
     let mut rows = vec![[
         "HOSTNAME".to_owned(),
         "MYCELIUM ADDRESS".to_owned(),

@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use runtime::api::{self, code, ApiError, Reply, Role};
+use nodeapi::api::{self, code, ApiError, Reply, Role};
+use nodeapi::jsonrpc::{self, Delivered};
 use runtime::journal;
-use runtime::jsonrpc::{self, Delivered};
 use serde_json::Value;
 use smol::future::FutureExt;
 use smol::io::AsyncWriteExt;

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{code, ApiError, Role};
+use crate::reply::{code, ApiError, Role};
 
 /// A parameter's JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +284,7 @@ impl Method {
                     code::INVALID_PARAMS,
                     format!(
                         "unknown parameter `{}` for {}",
-                        crate::escape::field(key),
+                        runtime::escape::field(key),
                         self.name()
                     ),
                 ));
@@ -327,7 +327,7 @@ impl std::ops::Deref for Params {
 impl Drop for Params {
     fn drop(&mut self) {
         for value in self.0.values_mut() {
-            crate::secret::wipe_strings(value);
+            crate::wipe::wipe_strings(value);
         }
     }
 }

@@ -26,7 +26,7 @@ use smol::channel::Sender;
 use svc::service::Kind;
 use svc::supervisor::{BlockReason, State};
 
-use crate::api::ApiError;
+use crate::reply::ApiError;
 
 /// How long a daemon without health checks must stay up to count as ready.
 pub const STEADY: Duration = Duration::from_secs(1);

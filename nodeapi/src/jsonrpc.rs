@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use smol::future::FutureExt;
 use smol::Timer;
 
-use crate::api::{code, settle, ApiError, Power, Reply};
-use crate::logbook::LogLine;
+use crate::reply::{code, settle, ApiError, Power, Reply};
+use runtime::logbook::LogLine;
 
 /// One parsed request.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         // secret.set carries a value: nothing of it outlives the request.
-        crate::secret::wipe_strings(&mut self.params);
+        crate::wipe::wipe_strings(&mut self.params);
     }
 }
 
@@ -56,12 +56,12 @@ pub fn parse(bytes: &[u8]) -> Result<Request, (Value, ApiError)> {
         .as_object_mut()
         .and_then(|o| o.remove("params"))
         .unwrap_or(Value::Null);
-    crate::secret::wipe_strings(&mut request);
+    crate::wipe::wipe_strings(&mut request);
     match method {
         Some(method) if version => Ok(Request { id, method, params }),
         _ => {
             let mut params = params;
-            crate::secret::wipe_strings(&mut params);
+            crate::wipe::wipe_strings(&mut params);
             let error = ApiError::new(code::INVALID_REQUEST, "not a JSON-RPC 2.0 request");
             Err((id, error))
         }

@@ -3,7 +3,7 @@
 //! hold reaping, health checks or RPC meanwhile. One task takes the jobs in
 //! order (so two deploys of one file land in the order they were asked),
 //! runs each on smol's blocking pool, and hands the outcome back to the
-//! event loop as an [`Input::Stored`], which applies it and answers the
+//! event loop as an [`crate::Input::Stored`], which applies it and answers the
 //! caller.
 
 use std::path::PathBuf;
@@ -12,8 +12,7 @@ use serde_json::Value;
 use smol::channel::{Receiver, Sender};
 use svc::Service;
 
-use crate::api::ApiError;
-use crate::Input;
+use crate::reply::ApiError;
 
 /// What to do on disk. Its Debug shows no content: a write may carry a
 /// secret's value.
@@ -24,7 +23,7 @@ pub enum Work {
         path: PathBuf,
         /// Its new content (wiped when the job is dropped: it may be a
         /// secret's value).
-        bytes: crate::secret::SecretBytes,
+        bytes: runtime::secret::SecretBytes,
         /// Its permission bits.
         mode: u32,
     },
@@ -44,7 +43,7 @@ pub enum Work {
         /// The secret's name.
         name: String,
         /// Its new value (wiped when the job is dropped).
-        bytes: crate::secret::SecretBytes,
+        bytes: runtime::secret::SecretBytes,
         /// The directories, with the pid of the run each belongs to.
         dirs: Vec<(i32, PathBuf)>,
         /// Where the rewritten ones go (pid, or an error line).
@@ -99,9 +98,9 @@ impl Work {
     fn run(&self) -> std::io::Result<()> {
         match self {
             Work::Write { path, bytes, mode } => {
-                crate::atomic::write_atomically(path, bytes.as_slice(), *mode)
+                durable::atomic::write_atomically(path, bytes.as_slice(), *mode)
             }
-            Work::Remove { path } => match crate::atomic::remove_durably(path) {
+            Work::Remove { path } => match durable::atomic::remove_durably(path) {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 other => other,
             },
@@ -113,7 +112,7 @@ impl Work {
                 into,
             } => {
                 for (pid, dir) in dirs {
-                    let done = crate::credentials::refresh(dir, name, bytes.as_slice());
+                    let done = runtime::credentials::refresh(dir, name, bytes.as_slice());
                     if let Ok(mut slot) = into.lock() {
                         match done {
                             Ok(()) => slot.0.push(*pid),
@@ -206,18 +205,14 @@ pub struct Done {
 }
 
 /// Runs jobs one at a time, in order, until the queue closes.
-pub async fn serve(jobs: Receiver<Job>, events: Sender<Input>) {
+pub async fn serve(jobs: Receiver<Job>, done: Sender<Box<Done>>) {
     while let Ok(job) = jobs.recv().await {
         let (job, outcome) = smol::unblock(move || {
             let outcome = job.work.run();
             (job, outcome)
         })
         .await;
-        if events
-            .send(Input::Stored(Box::new(Done { job, outcome })))
-            .await
-            .is_err()
-        {
+        if done.send(Box::new(Done { job, outcome })).await.is_err() {
             return;
         }
     }

@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 use svc::service::{Kind, Probe};
 use svc::supervisor::UnitView;
 
-use crate::logbook::LogLine;
+use runtime::logbook::LogLine;
 
 /// One log line as JSON.
 pub fn line_json(line: &LogLine) -> Value {
     json!({
-        "time": crate::text::timestamp(line.time),
+        "time": runtime::text::timestamp(line.time),
         "stream": line.stream.name(),
         "text": line.text,
     })
@@ -141,7 +141,7 @@ const FAILURE_LINES: usize = 10;
 
 /// The answer of a call that waited for `name`: its summary, how the wait
 /// ended (`outcome`), and its last lines of output unless it is ready.
-pub fn settled(runtime: &crate::Runtime, name: &str, outcome: crate::wait::Outcome) -> Value {
+pub fn settled(runtime: &runtime::Runtime, name: &str, outcome: crate::wait::Outcome) -> Value {
     let mut value = runtime
         .get(name)
         .map(|v| summary(&v, Instant::now()))
@@ -164,7 +164,7 @@ pub fn settled(runtime: &crate::Runtime, name: &str, outcome: crate::wait::Outco
 }
 
 /// How many services there are, by state (for a whole-node status).
-pub fn census(runtime: &crate::Runtime) -> Value {
+pub fn census(runtime: &runtime::Runtime) -> Value {
     let mut by_state = serde_json::Map::new();
     let units = runtime.supervisor().list();
     for unit in &units {

@@ -10,125 +10,31 @@ pub mod views;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use smol::channel::Receiver;
 use svc::supervisor::Event;
 
-pub use crate::changes::after_store;
+pub use crate::reply::{code, settle, ApiError, Power, Reply, Role};
 pub use method::{discover, Method};
 pub use views::{line_json, unix_time};
 
-use crate::logbook::LogLine;
-use crate::Runtime;
+use crate::NodeApi;
 
-/// JSON-RPC 2.0 error codes (spec section 5.1) and spore's own.
-pub mod code {
-    /// Invalid JSON.
-    pub const PARSE_ERROR: i64 = -32700;
-    /// Not a JSON-RPC request object.
-    pub const INVALID_REQUEST: i64 = -32600;
-    /// No such method.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    /// Missing or wrong parameters.
-    pub const INVALID_PARAMS: i64 = -32602;
-    /// The caller's role does not allow the method.
-    pub const FORBIDDEN: i64 = -32003;
-    /// No service by that name.
-    pub const NO_SUCH_SERVICE: i64 = -32004;
-    /// The node is shutting down and takes no new work.
-    pub const SHUTTING_DOWN: i64 = -32005;
-    /// Other services depend on the one to remove.
-    pub const IN_USE: i64 = -32006;
-    /// The node turned the connection away: too many at once.
-    pub const BUSY: i64 = -32007;
-    /// A deployed service file does not validate.
-    pub const INVALID_SERVICE: i64 = -32010;
-    /// The node keeps no files (deploy and secrets are off).
-    pub const NO_STORE: i64 = -32011;
-    /// Writing or deleting a file failed.
-    pub const STORAGE: i64 = -32012;
-    /// The answer would not fit in one frame: ask for it in pages.
-    pub const TOO_LARGE: i64 = -32013;
-    /// spore itself went wrong (JSON-RPC's internal error).
-    pub const INTERNAL: i64 = -32603;
-}
-
-/// A JSON-RPC error: a code and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} ({code})")]
-pub struct ApiError {
-    /// One of [`code`].
-    pub code: i64,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error with `code` and `message`.
-    pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+/// Handles one input from [`crate::Inputs::next`]: the runtime's, or a
+/// file write done off the loop (applied, then answered).
+pub fn handle(api: &mut NodeApi, input: crate::Input) {
+    match input {
+        crate::Input::Runtime(input) => api.handle(input),
+        crate::Input::Stored(done) => {
+            let crate::store::Done { job, outcome } = *done;
+            crate::changes::after_store(api, &job.work, job.then, outcome, job.reply);
         }
     }
-
-    /// The JSON-RPC `error` object.
-    pub fn to_json(&self) -> Value {
-        json!({ "code": self.code, "message": self.message })
-    }
-}
-
-/// Who may call a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// May only look: list, status, logs, info, discover.
-    Reader,
-    /// May do everything.
-    Admin,
-}
-
-/// What a power method asks the init to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Power {
-    /// Stop everything, then reboot.
-    Reboot,
-    /// Stop everything, then power off.
-    Poweroff,
-}
-
-/// The result of a call.
-#[derive(Debug)]
-pub enum Reply {
-    /// A plain result.
-    Value(Value),
-    /// A result, then every new log line until the caller hangs up.
-    Follow {
-        /// The result sent first (the backlog).
-        result: Value,
-        /// New lines.
-        lines: Receiver<LogLine>,
-    },
-    /// A result; then the init stops the node this way.
-    Power(Power, Value),
-    /// The answer comes once disk work off the event loop is done and
-    /// applied (deploy, remove, secret.set): await it, then send it.
-    Pending(Receiver<Result<Value, ApiError>>),
-}
-
-/// Waits for the answer of a [`Reply::Pending`].
-pub async fn settle(answer: &Receiver<Result<Value, ApiError>>) -> Result<Value, ApiError> {
-    answer.recv().await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            code::INTERNAL,
-            "internal error: the storage task dropped the answer",
-        ))
-    })
 }
 
 /// Calls `method` with `params` as `role`. `node_info` makes what
 /// `node.info` answers (the init knows it, this crate does not); it runs only
 /// for that method, not on every call.
 pub fn call(
-    runtime: &mut Runtime,
+    runtime: &mut NodeApi,
     role: Role,
     method_name: &str,
     params: &Value,
@@ -137,7 +43,7 @@ pub fn call(
     let method = Method::parse(method_name).ok_or_else(|| {
         ApiError::new(
             code::METHOD_NOT_FOUND,
-            format!("method not found: {}", crate::escape::field(method_name)),
+            format!("method not found: {}", runtime::escape::field(method_name)),
         )
     })?;
     if role < method.role() {
@@ -165,7 +71,7 @@ pub fn call(
                 map.insert("services".into(), views::census(runtime));
                 map.insert(
                     "time_utc".into(),
-                    json!(crate::text::timestamp(std::time::SystemTime::now())),
+                    json!(runtime::text::timestamp(std::time::SystemTime::now())),
                 );
             }
             info
@@ -173,12 +79,12 @@ pub fn call(
         Method::NodeJournal => {
             let count = line_count(&params);
             let (lines, omitted) =
-                views::lines_within(crate::journal::tail(count).iter(), REPLY_BYTES);
+                views::lines_within(runtime::journal::tail(count).iter(), REPLY_BYTES);
             let result = json!({ "name": "spore", "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
                 return Ok(Reply::Follow {
                     result,
-                    lines: crate::journal::follow(),
+                    lines: runtime::journal::follow(),
                 });
             }
             result
@@ -236,7 +142,7 @@ pub fn call(
                 .unwrap_or_default();
             let result = json!({ "name": name, "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
-                if let Some(lines) = runtime.follow(&name) {
+                if let Some(lines) = runtime.runtime_mut().follow(&name) {
                     return Ok(Reply::Follow { result, lines });
                 }
             }
@@ -283,7 +189,7 @@ pub const REPLY_BYTES: usize = 768 * 1024;
 /// of them (`{"services": […], "next": NAME|null}`, `next` to pass as
 /// `after` for the page after it). Unpaged, a list too large for one
 /// answer is refused with a pointer to paging instead of being cut.
-fn list(runtime: &Runtime, params: &Map<String, Value>) -> Result<Value, ApiError> {
+fn list(runtime: &NodeApi, params: &Map<String, Value>) -> Result<Value, ApiError> {
     let now = Instant::now();
     let mut units = runtime.supervisor().list();
     // By name: the start order moves with every deploy.
@@ -357,7 +263,7 @@ fn line_count(params: &Map<String, Value>) -> usize {
     usize::try_from(count).unwrap_or(usize::MAX)
 }
 
-fn service_name(runtime: &Runtime, params: &Map<String, Value>) -> Result<String, ApiError> {
+fn service_name(runtime: &NodeApi, params: &Map<String, Value>) -> Result<String, ApiError> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
@@ -365,7 +271,7 @@ fn service_name(runtime: &Runtime, params: &Map<String, Value>) -> Result<String
     if runtime.get(name).is_none() {
         return Err(ApiError::new(
             code::NO_SUCH_SERVICE,
-            format!("no such service: {}", crate::escape::field(name)),
+            format!("no such service: {}", runtime::escape::field(name)),
         ));
     }
     Ok(name.to_owned())

@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use svc::supervisor::Event;
 
 use crate::api::views::summary;
-use crate::api::{code, ApiError, Reply};
+use crate::reply::{code, ApiError, Reply};
 use crate::store::{LoadSlot, Then, Work};
 use crate::wait::Answer;
-use crate::Runtime;
+use crate::NodeApi;
 
-fn store(runtime: &Runtime) -> Result<crate::Files, ApiError> {
+fn store(runtime: &NodeApi) -> Result<runtime::Files, ApiError> {
     runtime.files().cloned().ok_or_else(|| {
         ApiError::new(
             code::NO_STORE,
@@ -47,7 +47,7 @@ pub struct DeployRequest<'a> {
 /// Validates a deploy like `spore check` does (the operator's file name in
 /// every error, one per line), then hands the write to the storage task.
 /// A definition identical to the running one changes nothing.
-pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Reply, ApiError> {
+pub fn deploy(runtime: &mut NodeApi, request: &DeployRequest<'_>) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     let invalid = |message: String| ApiError::new(code::INVALID_SERVICE, message);
     // Only the last part of the operator's path: the node has no business
@@ -56,7 +56,7 @@ pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Repl
         .file
         .and_then(|f| std::path::Path::new(f).file_name())
         // The operator's words, echoed in every error: capped and escaped.
-        .map(|f| std::path::PathBuf::from(crate::escape::field(&f.to_string_lossy())));
+        .map(|f| std::path::PathBuf::from(runtime::escape::field(&f.to_string_lossy())));
     let declared = declared_name(request.text);
     let shown = shown
         .or_else(|| declared.as_ref().map(|n| format!("{n}.toml").into()))
@@ -128,7 +128,7 @@ pub fn deploy(runtime: &mut Runtime, request: &DeployRequest<'_>) -> Result<Repl
 
 /// The answer to a deploy of the definition already running: nothing is
 /// written or restarted; `start` still starts it, and `wait` waits for it.
-fn unchanged(runtime: &mut Runtime, name: &str, request: &DeployRequest<'_>) -> Reply {
+fn unchanged(runtime: &mut NodeApi, name: &str, request: &DeployRequest<'_>) -> Reply {
     if request.start {
         runtime.feed(Event::Start(name.to_owned()));
     }
@@ -156,7 +156,7 @@ fn unchanged(runtime: &mut Runtime, name: &str, request: &DeployRequest<'_>) -> 
 /// the caller on `answer` (at once, or once the deployed service settled
 /// when the deploy waits). Nothing is applied when the work failed.
 pub fn after_store(
-    runtime: &mut Runtime,
+    runtime: &mut NodeApi,
     work: &Work,
     then: Then,
     outcome: std::io::Result<()>,
@@ -191,7 +191,7 @@ pub fn after_store(
 }
 
 fn applied(
-    runtime: &mut Runtime,
+    runtime: &mut NodeApi,
     work: &Work,
     then: Then,
     outcome: std::io::Result<()>,
@@ -212,8 +212,8 @@ fn applied(
         )),
         (Then::Deploy { service, start, .. }, Ok(())) => {
             let name = service.name.clone();
-            crate::journal::note(format_args!("{name}: deployed to {path}"));
-            runtime.deploy(*service);
+            runtime::journal::note(format_args!("{name}: deployed to {path}"));
+            runtime.runtime_mut().deploy(*service);
             if start {
                 runtime.feed(Event::Start(name.clone()));
             }
@@ -224,7 +224,7 @@ fn applied(
         }
         (Then::Remove { name }, Ok(())) => {
             runtime.feed(Event::Remove(name.clone()));
-            crate::journal::note(format_args!("{name}: removed"));
+            runtime::journal::note(format_args!("{name}: removed"));
             Ok(json!({ "name": name, "removed": true }))
         }
         (Then::Secret { name, refreshed }, Ok(())) => {
@@ -233,7 +233,7 @@ fn applied(
                 .map(|slot| slot.clone())
                 .unwrap_or_default();
             for failure in failures {
-                crate::journal::note(format_args!("{failure}"));
+                runtime::journal::note(format_args!("{failure}"));
             }
             // Services that load the secret are restarted so they see the
             // new value (their credential files are made at each start).
@@ -269,7 +269,7 @@ fn applied(
                 .collect();
             let (mut restarted, mut signalled) = (Vec::new(), Vec::new());
             for service in waiting {
-                crate::journal::note(format_args!(
+                runtime::journal::note(format_args!(
                     "{service}: started now with the new value of secret {name}"
                 ));
                 runtime.feed(Event::Restart(service.clone()));
@@ -282,15 +282,17 @@ fn applied(
                     .and_then(|v| v.service.reload_signal);
                 let pid = runtime.get(&service).and_then(|v| v.pid);
                 if let (Some(signal), Some(pid)) = (signal, pid) {
-                    if rewritten.contains(&pid) && runtime.signal_run(&service, pid, signal) {
-                        crate::journal::note(format_args!(
+                    if rewritten.contains(&pid)
+                        && runtime.runtime_mut().signal_run(&service, pid, signal)
+                    {
+                        runtime::journal::note(format_args!(
                             "{service}: told (signal {signal}) of the new value of secret {name}"
                         ));
                         signalled.push(service);
                         continue;
                     }
                 }
-                crate::journal::note(format_args!(
+                runtime::journal::note(format_args!(
                     "{service}: restarted for the new value of secret {name}"
                 ));
                 runtime.feed(Event::Restart(service.clone()));
@@ -329,7 +331,7 @@ fn join_errors(errors: &[svc::error::ConfigError]) -> String {
 
 /// `service.remove`: checks nothing depends on it, then deletes (or masks)
 /// its file off the loop; the service stops once the file is gone.
-pub fn remove(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
+pub fn remove(runtime: &mut NodeApi, name: &str) -> Result<Reply, ApiError> {
     let users: Vec<String> = runtime
         .supervisor()
         .services()
@@ -386,12 +388,12 @@ const MAX_SECRET: usize = 64 * 1024;
 
 /// `secret.set`: stores the value 0600 off the loop; services that load it
 /// are restarted (or told) once it is written.
-pub fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Reply, ApiError> {
+pub fn set_secret(runtime: &mut NodeApi, name: &str, value: &str) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
             code::INVALID_PARAMS,
-            format!("invalid secret name `{}`", crate::escape::field(name)),
+            format!("invalid secret name `{}`", runtime::escape::field(name)),
         ));
     }
     if value.len() > MAX_SECRET {
@@ -438,7 +440,7 @@ pub fn set_secret(runtime: &mut Runtime, name: &str, value: &str) -> Result<Repl
 
 /// `node.reload`: reads the image's services and the deployed layer again
 /// (off the loop) and applies what changed.
-pub fn reload(runtime: &mut Runtime) -> Result<Reply, ApiError> {
+pub fn reload(runtime: &mut NodeApi) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     let from = LoadSlot::default();
     let work = Work::Load {
@@ -453,7 +455,7 @@ pub fn reload(runtime: &mut Runtime) -> Result<Reply, ApiError> {
 /// says so), changed ones replace the old definition, vanished ones are
 /// removed. A file that no longer validates changes nothing: its service
 /// keeps running as it was, and the error is reported.
-fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
+fn apply_reload(runtime: &mut NodeApi, report: svc::LoadReport) -> Value {
     use std::collections::HashSet;
     let rejected: HashSet<String> = report
         .errors
@@ -499,7 +501,7 @@ fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
         }
     }
     // All at once: the supervisor builds its graph once, not per service.
-    runtime.deploy_all(deploys);
+    runtime.runtime_mut().deploy_all(deploys);
     for name in starts {
         runtime.feed(Event::Start(name));
     }
@@ -512,11 +514,11 @@ fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
     }
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     for error in &errors {
-        crate::journal::note(format_args!(
+        runtime::journal::note(format_args!(
             "reload: rejected (the running definition stays): {error}"
         ));
     }
-    crate::journal::note(format_args!(
+    runtime::journal::note(format_args!(
         "reload: {} added, {} changed, {} removed, {} rejected",
         added.len(),
         changed.len(),
@@ -527,12 +529,12 @@ fn apply_reload(runtime: &mut Runtime, report: svc::LoadReport) -> Value {
 }
 
 /// `secret.remove`: deletes a stored secret off the loop.
-pub fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiError> {
+pub fn remove_secret(runtime: &mut NodeApi, name: &str) -> Result<Reply, ApiError> {
     let files = store(runtime)?;
     if !svc::parse::is_valid_name(name) {
         return Err(ApiError::new(
             code::INVALID_PARAMS,
-            format!("invalid secret name `{}`", crate::escape::field(name)),
+            format!("invalid secret name `{}`", runtime::escape::field(name)),
         ));
     }
     let path = files.secrets.join(name);
@@ -549,7 +551,7 @@ pub fn remove_secret(runtime: &mut Runtime, name: &str) -> Result<Reply, ApiErro
 }
 
 /// `secret.list`: the names of stored secrets, sorted.
-pub fn list_secrets(runtime: &Runtime) -> Result<Value, ApiError> {
+pub fn list_secrets(runtime: &NodeApi) -> Result<Value, ApiError> {
     let files = store(runtime)?;
     let mut names: Vec<String> = std::fs::read_dir(&files.secrets)
         .map(|entries| {
