@@ -20,7 +20,8 @@ pub mod jsonrpc;
 pub mod reply;
 pub mod store;
 pub mod wait;
-pub mod wipe;
+
+pub use proto::wipe;
 
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;

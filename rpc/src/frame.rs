@@ -5,44 +5,7 @@ use std::io;
 
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest frame accepted before authentication completes.
-pub const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
-/// The largest frame accepted on an authenticated session.
-pub const MAX_SESSION_FRAME: usize = 1024 * 1024;
-
-/// Why a frame was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The peer announced more than the cap (0xFFFFFFFF included).
-    #[error("frame of {len} bytes exceeds the {cap}-byte limit")]
-    TooLarge {
-        /// Announced length.
-        len: u64,
-        /// The cap in force.
-        cap: usize,
-    },
-    /// A zero-length frame carries nothing and is not part of the protocol.
-    #[error("empty frame")]
-    Empty,
-    /// The connection ended or failed.
-    #[error("connection: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// Checks a frame header; returns the body length.
-pub fn body_length(header: [u8; 4], cap: usize) -> Result<usize, FrameError> {
-    let len = u32::from_be_bytes(header);
-    if len == 0 {
-        return Err(FrameError::Empty);
-    }
-    match usize::try_from(len) {
-        Ok(len) if len <= cap => Ok(len),
-        _ => Err(FrameError::TooLarge {
-            len: u64::from(len),
-            cap,
-        }),
-    }
-}
+pub use proto::frame::{body_length, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
 
 /// Reads one frame of at most `cap` bytes.
 pub async fn read_frame<R: AsyncRead + Unpin>(

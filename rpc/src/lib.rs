@@ -21,7 +21,6 @@ pub mod client;
 pub mod display;
 pub mod enrollment;
 pub mod frame;
-pub mod handshake;
 pub mod hello_budget;
 pub mod hex;
 pub mod hostname;
@@ -32,5 +31,6 @@ pub mod pins;
 pub mod refusals;
 pub mod registration;
 pub mod server;
-pub mod session;
 pub mod verbs;
+
+pub use proto::{handshake, session};

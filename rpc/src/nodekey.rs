@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::OsRng;
 use ssh_key::private::{Ed25519Keypair, KeypairData};
-use ssh_key::public::{Ed25519PublicKey, KeyData};
-use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
+use ssh_key::{LineEnding, PrivateKey};
 
 /// Why the node key cannot be used; the API stays closed and PID 1 runs on.
 #[derive(Debug, thiserror::Error)]
@@ -175,31 +174,7 @@ impl NodeKey {
     }
 }
 
-/// `SHA256:…` of an Ed25519 public key, as `ssh-keygen -lf` prints it.
-pub fn fingerprint(key: &VerifyingKey) -> String {
-    ssh_public(key).fingerprint(HashAlg::Sha256).to_string()
-}
-
-/// `ssh-ed25519 AAAA…` for an Ed25519 public key.
-pub fn openssh_public(key: &VerifyingKey) -> String {
-    ssh_public(key).to_openssh().unwrap_or_default()
-}
-
-fn ssh_public(key: &VerifyingKey) -> PublicKey {
-    PublicKey::new(
-        KeyData::Ed25519(Ed25519PublicKey(key.to_bytes())),
-        "spore-node",
-    )
-}
-
-/// Parses `ssh-ed25519 AAAA…` into a verifying key.
-pub fn parse_openssh_public(line: &str) -> Option<VerifyingKey> {
-    let key = PublicKey::from_openssh(line.trim()).ok()?;
-    match key.key_data() {
-        KeyData::Ed25519(Ed25519PublicKey(bytes)) => VerifyingKey::from_bytes(bytes).ok(),
-        _ => None,
-    }
-}
+pub use proto::keys::{fingerprint, openssh_public, parse_openssh_public};
 
 fn check_file(path: &Path, meta: &fs::Metadata) -> Result<(), NodeKeyError> {
     if meta.file_type().is_symlink() {

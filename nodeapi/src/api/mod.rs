@@ -4,7 +4,6 @@
 //! Views of the state are in [`views`]; changes that touch files are in
 //! [`crate::changes`], with the storage task that writes them.
 
-pub mod method;
 pub mod views;
 
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use serde_json::{json, Map, Value};
 use svc::supervisor::Event;
 
 pub use crate::reply::{code, settle, ApiError, Power, Reply, Role};
-pub use method::{discover, Method};
+pub use proto::method::{self, discover, Method};
 pub use views::{line_json, unix_time};
 
 use crate::NodeApi;

@@ -6,7 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::reply::{code, ApiError, Role};
+use crate::cap::capped;
+use crate::rpc::{code, ApiError, Role};
 
 /// A parameter's JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,7 +285,7 @@ impl Method {
                     code::INVALID_PARAMS,
                     format!(
                         "unknown parameter `{}` for {}",
-                        runtime::escape::field(key),
+                        capped(key, 256),
                         self.name()
                     ),
                 ));

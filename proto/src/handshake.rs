@@ -205,8 +205,8 @@ pub fn client_check(
     if let Some(pinned) = pinned {
         if pinned != &node_key {
             return Err(HandshakeError::NodeKeyMismatch {
-                expected: crate::nodekey::fingerprint(pinned),
-                got: crate::nodekey::fingerprint(&node_key),
+                expected: crate::keys::fingerprint(pinned),
+                got: crate::keys::fingerprint(&node_key),
             });
         }
     }
@@ -246,8 +246,9 @@ pub fn verify_operator(
     if signature.namespace() != NAMESPACE {
         return Err(HandshakeError::ClientSignature(format!(
             "wrong namespace `{}`",
-            // The peer's words, before any key is known: capped and escaped.
-            runtime::escape::field(signature.namespace())
+            // The peer's words, before any key is known: capped here, and
+            // escaped where they are written (the node's log).
+            crate::cap::capped(signature.namespace(), 256)
         )));
     }
     if signature.algorithm() != ssh_key::Algorithm::Ed25519 {
