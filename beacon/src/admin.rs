@@ -157,7 +157,7 @@ impl Order {
             .find(&key)
             .cloned()
             .ok_or_else(|| OrderError::Unknown(fingerprint.clone()))?;
-        if operator.role != nodeapi::api::Role::Admin {
+        if operator.role != proto::rpc::Role::Admin {
             return Err(OrderError::Reader(fingerprint));
         }
         if order.timestamp + MAX_SKEW < now || order.timestamp > now + MAX_SKEW {

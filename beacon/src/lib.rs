@@ -43,10 +43,10 @@ use rpc::refusals::RefusalLog;
 pub use store::{Location, Record};
 
 /// Writes one line of the beacon's log to stderr, escaped and capped
-/// ([`runtime::escape::line`]): hostnames, credential IDs and peers' words
+/// ([`escape::line`]): hostnames, credential IDs and peers' words
 /// in it can neither forge a line nor drive the terminal.
 pub fn log(line: impl std::fmt::Display) {
-    eprintln!("{}", runtime::escape::line(&line.to_string()));
+    eprintln!("{}", escape::line(&line.to_string()));
 }
 
 /// Largest request head accepted (a registration's head is ~200 bytes).
@@ -369,7 +369,7 @@ impl Beacon {
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<(String, String, Vec<u8>), u16> {
-    use runtime::http1::{parse_request_head, HeadError};
+    use http1::{parse_request_head, HeadError};
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head = loop {

@@ -126,7 +126,7 @@ impl Node {
     }
 }
 
-impl rpc::server::Dispatcher for Node {
+impl noderpc::server::Dispatcher for Node {
     fn call(
         &self,
         operator: &rpc::authorized::Operator,

@@ -4,9 +4,9 @@
 
 use std::rc::Rc;
 
+use noderpc::server::{Dispatcher, Limits, Server};
 use rpc::authorized::AuthorizedKeys;
 use rpc::nodekey::NodeKey;
-use rpc::server::{Dispatcher, Limits, Server};
 use runtime::journal;
 use serde_json::{json, Value};
 

@@ -69,3 +69,11 @@ pub enum Role {
     /// May do everything.
     Admin,
 }
+
+/// Seconds since the Unix epoch, for `node.info`.
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use nodeapi::api::Role;
+use proto::rpc::Role;
 use ssh_key::authorized_keys::Entry;
 use ssh_key::{Algorithm, HashAlg, PublicKey};
 

@@ -258,7 +258,7 @@ impl Session {
         self.next_id += 1;
         let mut request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let sent = self.send(&request).await;
-        nodeapi::wipe::wipe_strings(&mut request);
+        proto::wipe::wipe_strings(&mut request);
         sent?;
         let response = self.receive().await?;
         if response.get("id") != Some(&json!(id)) {
@@ -296,7 +296,7 @@ impl Session {
             let answer = match self.call(method, page).await {
                 // A node from before paging refuses `limit`.
                 Err(ClientError::Rpc { code, message })
-                    if code == nodeapi::api::code::INVALID_PARAMS
+                    if code == proto::rpc::code::INVALID_PARAMS
                         && message.contains("`limit`")
                         && whole.is_empty() =>
                 {

@@ -14,10 +14,10 @@ pub fn text(value: &Value, key: &str) -> String {
 
 /// `text` with every character that could break a line or drive a
 /// terminal escaped (`\n`, `\u{1b}`, `\u{202e}` …; the rule of
-/// [`runtime::escape`]), for what comes from the network: a newline or a
+/// [`escape`]), for what comes from the network: a newline or a
 /// terminal escape in it can never forge a row or repaint the screen.
 pub fn printable(text: &str) -> String {
-    runtime::escape::escape(text, usize::MAX)
+    escape::escape(text, usize::MAX)
 }
 
 /// A whole line on its way to the operator's terminal, escaped once more
@@ -26,12 +26,12 @@ pub fn printable(text: &str) -> String {
 /// stays valid JSON meaning the same (serde_json leaves DEL, the C1
 /// controls and the bidi characters raw inside strings).
 pub fn terminal(line: &str) -> String {
-    if !line.chars().any(runtime::escape::needs_escape) {
+    if !line.chars().any(escape::needs_escape) {
         return line.to_owned();
     }
     let mut out = String::with_capacity(line.len() + 16);
     for c in line.chars() {
-        if runtime::escape::needs_escape(c) {
+        if escape::needs_escape(c) {
             // Every such character is in the Basic Multilingual Plane.
             out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {

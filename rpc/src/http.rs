@@ -1,5 +1,5 @@
 //! A small blocking HTTP/1.1 client for the beacon's API and mycelium's
-//! (URLs and responses are read by [`runtime::http1`]):
+//! (URLs and responses are read by [`http1`]):
 //! plain http, or https with rustls (the system's roots or a CA file), one
 //! request per connection, bounded responses. call-home and sporectl use it.
 
@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-pub use runtime::http1::{parse_url, Url};
+pub use http1::{parse_url, Url};
 
 /// Loopback, or inside mycelium's 400::/7 (already encrypted end to end).
 pub fn is_trusted_path(ip: IpAddr) -> bool {
@@ -117,7 +117,7 @@ pub fn request(
     }
     stream.flush().map_err(|e| e.to_string())?;
     let response = read_all(&mut stream, limit)?;
-    runtime::http1::parse_response(&response)
+    http1::parse_response(&response)
 }
 
 /// A byte stream that is either plain TCP or TLS over it.

@@ -21,7 +21,6 @@ pub mod client;
 pub mod display;
 pub mod enrollment;
 pub mod frame;
-pub mod hello_budget;
 pub mod hex;
 pub mod hostname;
 pub mod http;
@@ -30,7 +29,6 @@ pub mod nodekey;
 pub mod pins;
 pub mod refusals;
 pub mod registration;
-pub mod server;
 pub mod verbs;
 
 pub use proto::{handshake, session};

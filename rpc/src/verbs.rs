@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nodeapi::api::Method;
+use proto::method::Method;
 use serde_json::{json, Value};
 
 use crate::display::{self, log_line, service_table, text};

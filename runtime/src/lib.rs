@@ -19,8 +19,8 @@
 pub use durable::atomic;
 mod child;
 pub mod credentials;
-pub mod escape;
-pub mod http1;
+pub use escape;
+pub use http1;
 mod input;
 pub mod journal;
 pub mod logbook;

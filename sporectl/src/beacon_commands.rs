@@ -32,14 +32,9 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
         (Some("approve"), Some(hostname)) => approve(options, &beacon, hostname),
         (Some("remove"), Some(hostname)) => {
             let id = identity(options)?;
-            let order = beacon::admin::Order::signed(
-                "remove",
-                hostname,
-                "",
-                &id,
-                nodeapi::api::unix_time(),
-            )
-            .map_err(ClientError::Auth)?;
+            let order =
+                beacon::admin::Order::signed("remove", hostname, "", &id, proto::rpc::unix_time())
+                    .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
             say!("{hostname}: removed ({} entries)", text(&answer, "entries"));
             Ok(())
@@ -52,7 +47,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
                 hostname,
                 &fingerprint,
                 &id,
-                nodeapi::api::unix_time(),
+                proto::rpc::unix_time(),
             )
             .map_err(ClientError::Auth)?;
             let answer = beacon.order(&order)?;
@@ -60,9 +55,7 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
             say!(
                 "{hostname}: {} pending entries held for {} h (until approved, removed or then)",
                 text(&answer, "entries"),
-                until
-                    .saturating_sub(nodeapi::api::unix_time())
-                    .div_ceil(3600)
+                until.saturating_sub(proto::rpc::unix_time()).div_ceil(3600)
             );
             Ok(())
         }
@@ -117,7 +110,7 @@ fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(
         hostname,
         &fingerprint,
         &id,
-        nodeapi::api::unix_time(),
+        proto::rpc::unix_time(),
     )
     .map_err(ClientError::Auth)?;
     beacon.order(&order)?;
@@ -133,7 +126,7 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
         say!("{}", Value::Array(records.to_vec()));
         return Ok(());
     }
-    let now = nodeapi::api::unix_time();
+    let now = proto::rpc::unix_time();
     let mut rows = vec![[
         "HOSTNAME".to_owned(),
         "MYCELIUM ADDRESS".to_owned(),

@@ -467,7 +467,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         );
                     }
                 }
-                nodeapi::wipe::wipe_strings(&mut params);
+                proto::wipe::wipe_strings(&mut params);
             })
         })
         .collect();
@@ -479,7 +479,7 @@ async fn fleet(options: &Options) -> Result<bool, ClientError> {
         })
         .await;
     // A secret.set's value: each node's copy was wiped once sent.
-    nodeapi::wipe::wipe_strings(&mut params);
+    proto::wipe::wipe_strings(&mut params);
     if progress {
         eprintln!();
     }
@@ -569,9 +569,9 @@ async fn follow(options: &Options, session: &mut Session) -> Result<(), ClientEr
 /// it asks the node for (start, restart and deploy wait for the service).
 fn call_limit(options: &Options, method: &str) -> Duration {
     let waits = [
-        nodeapi::api::Method::ServiceStart,
-        nodeapi::api::Method::ServiceRestart,
-        nodeapi::api::Method::ServiceDeploy,
+        proto::method::Method::ServiceStart,
+        proto::method::Method::ServiceRestart,
+        proto::method::Method::ServiceDeploy,
     ]
     .iter()
     .any(|m| m.name() == method);

@@ -216,7 +216,7 @@ fn without_password(url: &str) -> String {
         shown.push('?');
         shown.push_str(&names.join("&"));
     }
-    runtime::escape::field(&shown)
+    escape::field(&shown)
 }
 
 /// `rest` (what follows `scheme://`) split into its authority and the path

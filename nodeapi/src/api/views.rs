@@ -1,7 +1,7 @@
 //! How services, log lines and time look in answers: JSON views of the
 //! supervisor's state, stable field names for scripts.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use svc::service::{Kind, Probe};
@@ -128,13 +128,7 @@ pub fn detail(view: &UnitView<'_>, now: Instant, deployed: Option<&std::path::Pa
     value
 }
 
-/// Seconds since the Unix epoch, for `node.info`.
-pub fn unix_time() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use proto::rpc::unix_time;
 
 /// Lines of output a settled wait carries when the service did not come up.
 const FAILURE_LINES: usize = 10;

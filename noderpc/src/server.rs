@@ -9,22 +9,22 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
+use escape;
 use nodeapi::api::{ApiError, Power, Reply};
 use nodeapi::jsonrpc::{self, Delivered};
 use rand_core::{OsRng, RngCore};
-use runtime::escape;
 use serde_json::{json, Value};
 use smol::future::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer};
 use x25519_dalek::StaticSecret;
 
-use crate::admission::{Admission, Bounds, Ending, Ticket};
-use crate::authorized::{AuthorizedKeys, Operator};
-use crate::frame::{read_frame, write_frame, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
-use crate::handshake::{node_reply, verify_operator, HandshakeError};
-use crate::nodekey::NodeKey;
-use crate::session::{Channel, SessionError};
+use rpc::admission::{Admission, Bounds, Ending, Ticket};
+use rpc::authorized::{AuthorizedKeys, Operator};
+use rpc::frame::{read_frame, write_frame, FrameError, MAX_HANDSHAKE_FRAME, MAX_SESSION_FRAME};
+use rpc::handshake::{node_reply, verify_operator, HandshakeError};
+use rpc::nodekey::NodeKey;
+use rpc::session::{Channel, SessionError};
 
 /// What the node does with authenticated calls.
 pub trait Dispatcher {
@@ -42,7 +42,7 @@ pub struct Limits {
     /// Authenticated sessions at once (connections still in their
     /// handshake are bounded by `max_handshaking`, and make their own room).
     pub max_connections: usize,
-    /// Connections still in their handshake (see [`crate::admission`]).
+    /// Connections still in their handshake (see [`rpc::admission`]).
     pub max_handshaking: usize,
     /// Connections in their handshake from one source address.
     pub max_handshaking_per_source: usize,
@@ -93,7 +93,7 @@ pub struct Server {
     busy_notices: Rc<Cell<usize>>,
     /// Malformed handshakes and refused keys: a few lines per kind per
     /// interval, the rest counted.
-    refusals: crate::refusals::RefusalLog,
+    refusals: rpc::refusals::RefusalLog,
     /// Hellos each source may have answered while the table is under
     /// pressure.
     hello_budget: RefCell<crate::hello_budget::HelloBudget>,
@@ -158,7 +158,7 @@ impl Server {
             limits,
             sessions: RefCell::new(std::collections::HashMap::new()),
             busy_notices: Rc::new(Cell::new(0)),
-            refusals: crate::refusals::RefusalLog::new("rpc", crate::admission::SUMMARY_EVERY),
+            refusals: rpc::refusals::RefusalLog::new("rpc", rpc::admission::SUMMARY_EVERY),
             hello_budget: RefCell::new(crate::hello_budget::HelloBudget::default()),
         })
     }
@@ -279,7 +279,7 @@ impl Server {
             )));
         }
         let total: usize = sessions.values().sum();
-        let reader = operator.role == nodeapi::api::Role::Reader;
+        let reader = operator.role == proto::rpc::Role::Reader;
         // At most half the slots are kept: a small node still serves readers.
         let reserved = self
             .limits
@@ -398,7 +398,7 @@ impl Server {
         // second, so the core is not spent on a flood's (never borrowed
         // across an await; a failed borrow answers, as without pressure).
         if self.admission.under_pressure() {
-            let source = crate::admission::source_of(peer.ip());
+            let source = rpc::admission::source_of(peer.ip());
             let spent = self
                 .hello_budget
                 .try_borrow_mut()
@@ -624,8 +624,8 @@ async fn peer_gone(stream: &TcpStream) {
 
 fn role_word(operator: &Operator) -> &'static str {
     match operator.role {
-        nodeapi::api::Role::Admin => "admin",
-        nodeapi::api::Role::Reader => "reader",
+        proto::rpc::Role::Admin => "admin",
+        proto::rpc::Role::Reader => "reader",
     }
 }
 

@@ -31,7 +31,7 @@ pub struct HelloBudget {
 
 impl HelloBudget {
     /// Takes one token for a hello from `source` (already reduced to its
-    /// source, see [`crate::admission::source_of`]) at `now`; false when
+    /// source, see [`rpc::admission::source_of`]) at `now`; false when
     /// its bucket is empty.
     pub fn take(&mut self, source: IpAddr, now: Instant) -> bool {
         if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&source) {

@@ -4,12 +4,16 @@
 //! or hide or reorder what a reader sees is written as a visible escape,
 //! and what is too long is cut and says how much was cut.
 //!
-//! The rule is applied once, at the sinks ([`crate::journal::note`], the
+//! The rule is applied once, at the sinks (`runtime::journal::note`, the
 //! console's service lines, sporectl's terminal output), so no caller can
 //! forget it; [`field`] caps one value inside a line, where a caller puts a
 //! peer's words (a method name, a namespace, a key comment) into a longer
 //! message. Escaping is idempotent: the escaped text contains only
 //! printable characters, so escaping it again changes nothing.
+
+//!
+//! A leaf: it depends on no crate. spore's journal, the node API, the RPC
+//! transport, the beacon and sporectl all write through it.
 
 use std::fmt::Write;
 
