@@ -2,18 +2,23 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use toml::de::DeTable;
 
 use crate::error::{ConfigError, ErrorKind};
 use crate::exec::{Command, SplitError};
-use crate::section::{Context, Located, Section};
-use crate::service::{
-    Class, Dependencies, DependencyRef, HealthCheck, Kind, Lifecycle, Logging, Probe,
-    RestartPolicy, Service, Status, SIGNALS,
-};
-use crate::suggest::nearest;
+use crate::section::{Context, Section};
+use crate::service::{Class, Dependencies, Kind, Lifecycle, Logging, Service, Status};
+
+mod health;
+mod lifecycle;
+mod values;
+
+use health::{read_action, read_health};
+use lifecycle::{read_dependencies, read_lifecycle, read_logging, read_signal_named};
+pub use lifecycle::{signal_number, MAX_BUFFER_LINES};
+pub use values::is_valid_name;
+use values::{choice, read_path};
 
 /// Parses the service file `file` whose contents are `text`. The service's
 /// name must equal the file's stem. Returns every error found, in file order.
@@ -257,16 +262,6 @@ fn read_credentials(top: &mut Section<'_, '_, '_>) -> (Vec<String>, Option<i32>)
     (out, reload_signal)
 }
 
-/// True when `name` can be a file name and a word in a plan.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 fn read_name(head: &mut Section<'_, '_, '_>, file: &Path) -> Option<String> {
     let Some(name) = head.string("name") else {
         head.missing("name");
@@ -360,39 +355,6 @@ fn read_exec(head: &mut Section<'_, '_, '_>) -> Option<Command> {
     }
 }
 
-/// Reads `key` as one of `options`, reporting an unknown value with the
-/// nearest option.
-fn choice<T: Copy>(
-    section: &mut Section<'_, '_, '_>,
-    key: &'static str,
-    options: &[(&'static str, T)],
-) -> Option<T> {
-    let value = section.string(key)?;
-    if let Some((_, chosen)) = options.iter().find(|(word, _)| *word == value.value) {
-        return Some(*chosen);
-    }
-    let words: Vec<&'static str> = options.iter().map(|(word, _)| *word).collect();
-    section.ctx().error(
-        &value.span,
-        ErrorKind::UnknownValue {
-            field: key.to_owned(),
-            suggestion: nearest(&value.value, &words).map(str::to_owned),
-            value: value.value,
-            expected: words,
-        },
-    );
-    None
-}
-
-fn read_path(section: &mut Section<'_, '_, '_>, key: &'static str) -> Option<PathBuf> {
-    let value = section.string(key)?;
-    if value.value.is_empty() {
-        section.out_of_range(key, &value.span, "must not be empty");
-        return None;
-    }
-    Some(PathBuf::from(value.value))
-}
-
 /// `state_dir`: one absolute path or an array of them, each without `..`
 /// (a deploy must not aim it outside where it says) and not `/` itself.
 fn read_state_dirs(head: &mut Section<'_, '_, '_>) -> Vec<PathBuf> {
@@ -473,331 +435,13 @@ fn read_ports(head: &mut Section<'_, '_, '_>) -> Vec<u16> {
     ports.into_iter().flatten().collect()
 }
 
-fn read_dependencies(section: &mut Section<'_, '_, '_>) -> Dependencies {
-    let mut read = |key: &'static str| -> Vec<DependencyRef> {
-        let mut refs: Vec<DependencyRef> = Vec::new();
-        for entry in section.strings(key) {
-            if !is_valid_name(&entry.value) {
-                section
-                    .ctx()
-                    .error(&entry.span, ErrorKind::InvalidName(entry.value));
-                continue;
-            }
-            if refs.iter().any(|r| r.name == entry.value) {
-                continue;
-            }
-            let (line, column) = section.ctx().position(entry.span.start);
-            refs.push(DependencyRef {
-                name: entry.value,
-                line,
-                column,
-            });
-        }
-        refs
-    };
-    let dependencies = Dependencies {
-        requires: read("requires"),
-        after: read("after"),
-        wants: read("wants"),
-        conflicts: read("conflicts"),
-    };
-    for conflict in &dependencies.conflicts {
-        if dependencies
-            .requires
-            .iter()
-            .any(|r| r.name == conflict.name)
-        {
-            section.ctx().error_at(
-                conflict.line,
-                conflict.column,
-                ErrorKind::RequiresConflicts(conflict.name.clone()),
-            );
-        }
-    }
-    dependencies
-}
-
-fn read_lifecycle(section: &mut Section<'_, '_, '_>) -> Lifecycle {
-    let defaults = Lifecycle::default();
-    let restart = choice(
-        section,
-        "restart",
-        &[
-            ("always", RestartPolicy::Always),
-            ("on_failure", RestartPolicy::OnFailure),
-            ("on-failure", RestartPolicy::OnFailure),
-            ("never", RestartPolicy::Never),
-        ],
-    )
-    .unwrap_or(defaults.restart);
-    let restart_delay = section.millis("restart_delay_ms", defaults.restart_delay, false);
-    let max_value = section.value("restart_delay_max_ms").map(|v| v.span());
-    let restart_delay_max =
-        section.millis("restart_delay_max_ms", defaults.restart_delay_max, false);
-    if restart_delay_max < restart_delay {
-        let span = max_value.unwrap_or_else(|| section.span());
-        section.out_of_range(
-            "restart_delay_max_ms",
-            &span,
-            &format!(
-                "({} ms) must not be less than restart_delay_ms ({} ms)",
-                restart_delay_max.as_millis(),
-                restart_delay.as_millis()
-            ),
-        );
-    }
-    let max_restarts = section
-        .unsigned("max_restarts")
-        .map_or(Some(defaults.max_restarts), |n| u32::try_from(n.value).ok())
-        .unwrap_or(u32::MAX);
-    Lifecycle {
-        restart,
-        restart_delay,
-        restart_delay_max,
-        max_restarts,
-        stability_period: section.millis("stability_period_ms", defaults.stability_period, false),
-        start_timeout: section.millis("start_timeout_ms", defaults.start_timeout, false),
-        stop_timeout: section.millis("stop_timeout_ms", defaults.stop_timeout, false),
-        stop_signal: read_signal(section).unwrap_or(defaults.stop_signal),
-    }
-}
-
-/// Parses a signal name (`SIGTERM`, `TERM`, any case) or number (1–64).
-pub fn signal_number(text: &str) -> Option<i32> {
-    let upper = text.trim().to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    SIGNALS
-        .iter()
-        .find(|(known, _)| *known == name)
-        .map(|(_, number)| *number)
-        .or_else(|| text.parse::<i32>().ok().filter(|n| (1..=64).contains(n)))
-}
-
-fn read_signal(section: &mut Section<'_, '_, '_>) -> Option<i32> {
-    read_signal_named(section, "stop_signal")
-}
-
-fn read_signal_named(section: &mut Section<'_, '_, '_>, key: &'static str) -> Option<i32> {
-    let value = section.string(key)?;
-    let number = signal_number(&value.value);
-    if number.is_none() {
-        let names: Vec<&'static str> = SIGNALS.iter().map(|(name, _)| *name).collect();
-        section.ctx().error(
-            &value.span,
-            ErrorKind::UnknownValue {
-                field: key.into(),
-                suggestion: nearest(&value.value.to_ascii_uppercase(), &names).map(str::to_owned),
-                value: value.value,
-                expected: names,
-            },
-        );
-    }
-    number
-}
-
-#[derive(Clone, Copy)]
-enum ProbeType {
-    Tcp,
-    Http,
-    Exec,
-}
-
-fn read_health(section: &mut Section<'_, '_, '_>) -> Option<HealthCheck> {
-    let probe_type = choice(
-        section,
-        "type",
-        &[
-            ("tcp", ProbeType::Tcp),
-            ("http", ProbeType::Http),
-            ("exec", ProbeType::Exec),
-        ],
-    );
-    if probe_type.is_none() && section.value("type").is_none() {
-        section.missing("type");
-    }
-    let target = section.string("target");
-    if target.is_none() {
-        section.missing("target");
-    }
-    let expect_status = section.unsigned("expect_status");
-    let timing = read_timing(section, Duration::from_millis(5_000));
-    let target = target?;
-    let probe = match probe_type? {
-        ProbeType::Tcp => Probe::Tcp {
-            target: checked_tcp_target(section, target)?,
-        },
-        ProbeType::Http => Probe::Http {
-            target: checked_http_target(section, target)?,
-            expect_status: checked_status(section, expect_status.clone())?,
-        },
-        ProbeType::Exec => Probe::Exec {
-            command: checked_command(section, "target", target)?,
-        },
-    };
-    if let (Some(status), false) = (&expect_status, matches!(probe, Probe::Http { .. })) {
-        section.out_of_range(
-            "expect_status",
-            &status.span,
-            "applies only to type = \"http\"",
-        );
-        return None;
-    }
-    Some(HealthCheck {
-        name: "health".into(),
-        probe,
-        interval: timing.0,
-        timeout: timing.1,
-        retries: timing.2,
-        start_period: timing.3,
-    })
-}
-
-/// interval, timeout, retries, start period.
-fn read_timing(
-    section: &mut Section<'_, '_, '_>,
-    timeout: Duration,
-) -> (Duration, Duration, u32, Duration) {
-    let interval = section.millis("interval_ms", Duration::from_millis(10_000), false);
-    let timeout = section.millis("timeout_ms", timeout, false);
-    let retries = u32::try_from(section.count("retries", 3)).unwrap_or(u32::MAX);
-    let start_period = section.millis("start_period_ms", Duration::ZERO, true);
-    (interval, timeout, retries, start_period)
-}
-
-/// hero_proc's `[[actions]]`: `trigger = "check"` is an exec health check.
-fn read_action(section: &mut Section<'_, '_, '_>) -> Option<HealthCheck> {
-    let name = section.string("name").map(|n| n.value);
-    let _description = section.string("description");
-    let script = section.string("script");
-    if script.is_none() {
-        section.missing("script");
-    }
-    let trigger = choice(section, "trigger", &[("check", ())]);
-    if trigger.is_none() && section.value("trigger").is_none() {
-        section.missing("trigger");
-    }
-    let timing = read_timing(section, Duration::from_millis(5_000));
-    let command = checked_command(section, "script", script?)?;
-    trigger?;
-    Some(HealthCheck {
-        name: name.unwrap_or_else(|| "health".into()),
-        probe: Probe::Exec { command },
-        interval: timing.0,
-        timeout: timing.1,
-        retries: timing.2,
-        start_period: timing.3,
-    })
-}
-
-fn checked_command(
-    section: &Section<'_, '_, '_>,
-    field: &str,
-    line: Located<String>,
-) -> Option<Command> {
-    match Command::parse(&line.value) {
-        Ok(command) => Some(command),
-        Err(reason) => {
-            section.ctx().error(
-                &line.span,
-                ErrorKind::BadCommand {
-                    field: field.to_owned(),
-                    reason: reason.to_string(),
-                },
-            );
-            None
-        }
-    }
-}
-
-fn checked_tcp_target(section: &Section<'_, '_, '_>, target: Located<String>) -> Option<String> {
-    let port = target.value.rsplit_once(':').and_then(|(host, port)| {
-        (!host.is_empty())
-            .then(|| port.parse::<u16>().ok().filter(|p| *p != 0))
-            .flatten()
-    });
-    if port.is_none() {
-        section.out_of_range(
-            "target",
-            &target.span,
-            "must be host:port for type = \"tcp\"",
-        );
-        return None;
-    }
-    Some(target.value)
-}
-
-fn checked_http_target(section: &Section<'_, '_, '_>, target: Located<String>) -> Option<String> {
-    if target.value.starts_with("https://") {
-        section.out_of_range(
-            "target",
-            &target.span,
-            "uses https, which native http checks do not speak; use type = \"exec\" with a client",
-        );
-        return None;
-    }
-    if !target.value.starts_with("http://") || target.value.len() <= "http://".len() {
-        section.out_of_range(
-            "target",
-            &target.span,
-            "must be an http:// URL for type = \"http\"",
-        );
-        return None;
-    }
-    Some(target.value)
-}
-
-fn checked_status(section: &Section<'_, '_, '_>, status: Option<Located<u64>>) -> Option<u16> {
-    let Some(status) = status else {
-        return Some(200);
-    };
-    match u16::try_from(status.value) {
-        Ok(code @ 100..=599) => Some(code),
-        _ => {
-            section.out_of_range(
-                "expect_status",
-                &status.span,
-                "must be an HTTP status from 100 to 599",
-            );
-            None
-        }
-    }
-}
-
-/// The most lines one service's ring may keep: at 4 KiB a line at most,
-/// 100,000 lines bound one service's memory even when every line is long.
-pub const MAX_BUFFER_LINES: u64 = 100_000;
-
-fn read_logging(section: &mut Section<'_, '_, '_>) -> Logging {
-    let defaults = Logging::default();
-    let default_lines = defaults.buffer_lines as u64;
-    let buffer_lines = match section.unsigned("buffer_lines") {
-        Some(n) if n.value == 0 => {
-            section.zero("buffer_lines", &n.span);
-            default_lines
-        }
-        Some(n) if n.value > MAX_BUFFER_LINES => {
-            let message = format!("must be at most {MAX_BUFFER_LINES}");
-            section.out_of_range("buffer_lines", &n.span, &message);
-            default_lines
-        }
-        Some(n) => n.value,
-        None => default_lines,
-    };
-    Logging {
-        buffer_lines: usize::try_from(buffer_lines).unwrap_or(usize::MAX),
-        file: read_path(section, "file"),
-        forward: section.string("forward").map(|f| f.value),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::error::ErrorKind;
+    use crate::service::{Probe, RestartPolicy};
 
     fn parse(name: &str, text: &str) -> Result<Service, Vec<ConfigError>> {
         parse_service(Path::new(&format!("/etc/spore/services/{name}.toml")), text)

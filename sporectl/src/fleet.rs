@@ -1,0 +1,233 @@
+//! `sporectl --all` / `--nodes`: one signed call per node the beacon lists,
+//! concurrently, each pinned to the key the beacon published, and a table
+//! (or JSON) of what each answered.
+
+use super::*;
+
+/// Where to reach a node the beacon lists: its overlay address and RPC port.
+fn node_address(record: &Value) -> Option<(String, String, Pin)> {
+    let registration = record.get("registration")?;
+    let hostname = registration.get("hostname")?.as_str()?.to_owned();
+    // A beacon that stored a name no node could register is not followed.
+    rpc::hostname::check(&hostname).ok()?;
+    let ip: std::net::IpAddr = registration
+        .get("mycelium_address")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let port = registration.get("hero_proc_port")?.as_u64()?;
+    let key = nodekey::parse_openssh_public(registration.get("hero_proc_auth_pubkey")?.as_str()?)?;
+    Some((
+        hostname,
+        std::net::SocketAddr::new(ip, u16::try_from(port).ok()?).to_string(),
+        Pin::Key(key),
+    ))
+}
+
+/// One node's outcome in a fleet command. The answer is kept as compact
+/// JSON text, not as a `Value` tree (several times its size): a fleet
+/// command holds every node's answer until it prints them in order.
+struct Outcome {
+    hostname: String,
+    result: Result<Box<str>, ClientError>,
+    /// The call succeeded, and any service it waited for came up.
+    ok: bool,
+}
+
+impl Outcome {
+    fn new(hostname: String, result: Result<Value, ClientError>) -> Self {
+        let ok = result.as_ref().is_ok_and(verbs::came_up);
+        let result = result.map(|value| value.to_string().into_boxed_str());
+        Self {
+            hostname,
+            result,
+            ok,
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
+pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::io::IsTerminal;
+    use std::rc::Rc;
+    if options.shape.follow {
+        return Err(ClientError::Local(
+            "logs -f cannot follow a whole fleet".into(),
+        ));
+    }
+    let verb = options.verb.unwrap_or(Verb::Discover);
+    let beacon = beacon_commands::client(options)?;
+    let records = beacon.nodes()?;
+    let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
+    for (name, address) in &options.addresses {
+        let target = targets.iter_mut().find(|(h, _, _)| h == name);
+        let Some((_, reach, _)) = target else {
+            return Err(ClientError::Protocol(format!(
+                "--address {name}=…: the beacon knows no node {name}"
+            )));
+        };
+        *reach = address.clone();
+    }
+    if let Some(only) = &options.only {
+        for wanted in only {
+            if !targets.iter().any(|(h, _, _)| h == wanted) {
+                return Err(ClientError::Protocol(format!(
+                    "the beacon knows no node {wanted}"
+                )));
+            }
+        }
+        targets.retain(|(h, _, _)| only.contains(h));
+    }
+    let operand = operands(options).into_iter().next().unwrap_or_default();
+    let table_method = verb.method(&operand);
+    let method = table_method.name();
+    if beacon.channel == Channel::Unauthenticated && table_method.changes_state() {
+        return Err(ClientError::Declined(format!(
+            "refusing {method} on nodes whose keys came over plain http from {} (--insecure-beacon): a node key from an unauthenticated beacon may be anyone's; use https or a loopback beacon",
+            options.beacon.as_deref().unwrap_or_default()
+        )));
+    }
+    if table_method.asks_first() {
+        let names: Vec<&str> = targets.iter().map(|(h, _, _)| h.as_str()).take(5).collect();
+        let more = targets.len().saturating_sub(names.len());
+        confirm(
+            &format!(
+                "{method} on {} node(s): {}{}?",
+                targets.len(),
+                names.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            options.yes,
+        )?;
+    }
+    // Files and stdin are read once the command is confirmed.
+    let identities = Rc::new(identities(options)?);
+    let connect_timeout = options.connect_timeout;
+    let (method, mut params) = request(options, verb, &operand)?;
+    let limit = call_limit(options, method);
+    let total = targets.len();
+    let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
+    let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
+    let progress = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let executor = smol::LocalExecutor::new();
+    let workers: Vec<_> = (0..options.concurrency.min(total.max(1)))
+        .map(|_| {
+            let queue = queue.clone();
+            let outcomes = outcomes.clone();
+            let identities = identities.clone();
+            let mut params = params.clone();
+            executor.spawn(async move {
+                loop {
+                    let job = queue.borrow_mut().pop_front();
+                    let Some((hostname, address, pin)) = job else {
+                        break;
+                    };
+                    let result = async {
+                        let mut session =
+                            connect_with_any(&address, &identities, &pin, connect_timeout).await?;
+                        call_within(&mut session, method, params.clone(), limit).await
+                    }
+                    .await;
+                    outcomes.borrow_mut().push(Outcome::new(hostname, result));
+                    if progress {
+                        let outcomes = outcomes.borrow();
+                        let done = outcomes.len();
+                        let failed = outcomes.iter().filter(|o| !o.ok()).count();
+                        let elapsed = started.elapsed().as_secs_f64();
+                        let left = elapsed / done.max(1) as f64 * (total - done) as f64;
+                        eprint!(
+                            "\r{done}/{total} nodes done, {failed} failed, about {left:.0} s left  "
+                        );
+                    }
+                }
+                proto::wipe::wipe_strings(&mut params);
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            for worker in workers {
+                worker.await;
+            }
+        })
+        .await;
+    // A secret.set's value: each node's copy was wiped once sent.
+    proto::wipe::wipe_strings(&mut params);
+    if progress {
+        eprintln!();
+    }
+    let mut outcomes = Rc::try_unwrap(outcomes)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    outcomes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.ok())
+        .map(|o| o.hostname.as_str())
+        .collect();
+    if options.json {
+        // One row at a time, each answer spliced in as the text it is kept
+        // as: the whole document never exists in memory at once.
+        say!("[");
+        for (i, o) in outcomes.iter().enumerate() {
+            let comma = if i + 1 < outcomes.len() { "," } else { "" };
+            let name = Value::String(o.hostname.clone());
+            match &o.result {
+                Ok(result) => say!(
+                    "{{\"hostname\":{name},\"ok\":{},\"result\":{result}}}{comma}",
+                    o.ok()
+                ),
+                Err(e) => say!(
+                    "{}{comma}",
+                    json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() })
+                ),
+            }
+        }
+        say!("]");
+    } else {
+        let width = outcomes
+            .iter()
+            .map(|o| o.hostname.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        say!("{:<width$}  RESULT", "NODE");
+        for o in &outcomes {
+            let word = if o.ok() { "ok  " } else { "FAIL" };
+            match &o.result {
+                Ok(result) => {
+                    let result: Value = serde_json::from_str(result).unwrap_or(Value::Null);
+                    let lines = verbs::render(verb, &result);
+                    match lines.as_slice() {
+                        [one] => say!("{:<width$}  {word} {one}", o.hostname),
+                        more => {
+                            say!("{:<width$}  {word}", o.hostname);
+                            for line in more {
+                                say!("    {line}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => say!("{:<width$}  FAIL {e}", o.hostname),
+            }
+        }
+    }
+    if !failed.is_empty() {
+        complain!(
+            "sporectl: failed on {} of {total} node(s): {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(failed.is_empty())
+}
