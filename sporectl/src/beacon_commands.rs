@@ -9,7 +9,7 @@ use rpc::display::{printable, text};
 use rpc::nodekey;
 use serde_json::Value;
 
-use crate::{confirm, identity, Options};
+use crate::{confirm, identity, NodesAction, Options};
 
 /// The beacon named by `--beacon`, checked (https, or http to loopback or
 /// mycelium, or `--insecure-beacon`).
@@ -23,14 +23,13 @@ pub fn client(options: &Options) -> Result<BeaconClient, ClientError> {
 }
 
 /// `sporectl nodes [pending | approve NAME | hold NAME | remove NAME]`.
-pub fn nodes(options: &Options) -> Result<(), ClientError> {
+pub fn nodes(options: &Options, action: &NodesAction) -> Result<(), ClientError> {
     let beacon = client(options)?;
-    match (
-        options.names.first().map(String::as_str),
-        options.extra.as_deref(),
-    ) {
-        (Some("approve"), Some(hostname)) => approve(options, &beacon, hostname),
-        (Some("remove"), Some(hostname)) => {
+    match action {
+        NodesAction::Approve { name, fingerprint } => {
+            approve(options, &beacon, name, fingerprint.as_deref())
+        }
+        NodesAction::Remove { name: hostname } => {
             let id = identity(options)?;
             let order =
                 beacon::admin::Order::signed("remove", hostname, "", &id, proto::rpc::unix_time())
@@ -39,9 +38,12 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
             say!("{hostname}: removed ({} entries)", text(&answer, "entries"));
             Ok(())
         }
-        (Some("hold"), Some(hostname)) => {
+        NodesAction::Hold {
+            name: hostname,
+            fingerprint,
+        } => {
             let id = identity(options)?;
-            let fingerprint = options.fingerprint.clone().unwrap_or_default();
+            let fingerprint = fingerprint.clone().unwrap_or_default();
             let order = beacon::admin::Order::signed(
                 "hold",
                 hostname,
@@ -59,20 +61,25 @@ pub fn nodes(options: &Options) -> Result<(), ClientError> {
             );
             Ok(())
         }
-        (Some("pending"), None) => table(options, &beacon.pending()?, true),
-        _ => table(options, &beacon.nodes()?, false),
+        NodesAction::Pending => table(options, &beacon.pending()?, true),
+        NodesAction::List => table(options, &beacon.nodes()?, false),
     }
 }
 
-fn approve(options: &Options, beacon: &BeaconClient, hostname: &str) -> Result<(), ClientError> {
+fn approve(
+    options: &Options,
+    beacon: &BeaconClient,
+    hostname: &str,
+    wanted: Option<&str>,
+) -> Result<(), ClientError> {
     let claims: Vec<String> = beacon
         .pending()?
         .iter()
         .filter(|r| r.pointer("/registration/hostname").and_then(Value::as_str) == Some(hostname))
         .map(|r| text(r, "fingerprint"))
         .collect();
-    let fingerprint = match (&options.fingerprint, claims.as_slice()) {
-        (Some(wanted), _) if claims.contains(wanted) => wanted.clone(),
+    let fingerprint = match (wanted, claims.as_slice()) {
+        (Some(wanted), _) if claims.iter().any(|c| c == wanted) => wanted.to_owned(),
         (Some(wanted), _) => {
             return Err(ClientError::Declined(format!(
                 "no pending registration of {hostname} with key {wanted}"

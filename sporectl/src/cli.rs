@@ -348,9 +348,8 @@ fn into_options(cli: Cli) -> Parsed {
         known_nodes: cli.known_nodes.unwrap_or_else(rpc::pins::default_path),
         accept_new: cli.accept_new,
         json: cli.json,
-        command: String::new(),
+        task: crate::Task::Call,
         names: Vec::new(),
-        extra: None,
         verb: None,
         shape: rpc::verbs::Shape {
             lines: 100,
@@ -367,8 +366,6 @@ fn into_options(cli: Cli) -> Parsed {
         yes: cli.yes,
         connect_timeout: cli.connect_timeout,
         call_timeout: cli.call_timeout,
-        fingerprint: None,
-        serve: None,
     };
     let wait = |w: Wait| (!w.no_wait).then_some(w.timeout);
     let word = match cli.command {
@@ -432,25 +429,21 @@ fn into_options(cli: Cli) -> Parsed {
         Command::Poweroff => "poweroff",
         Command::Discover => "discover",
         Command::Nodes { action } => {
-            let (action, name) = match action {
-                None => (None, None),
-                Some(NodesCommand::Pending) => (Some("pending"), None),
+            options.task = crate::Task::Nodes(match action {
+                None => crate::NodesAction::List,
+                Some(NodesCommand::Pending) => crate::NodesAction::Pending,
                 Some(NodesCommand::Approve { name, fingerprint }) => {
-                    options.fingerprint = fingerprint;
-                    (Some("approve"), Some(name))
+                    crate::NodesAction::Approve { name, fingerprint }
                 }
                 Some(NodesCommand::Hold { name, fingerprint }) => {
-                    options.fingerprint = fingerprint;
-                    (Some("hold"), Some(name))
+                    crate::NodesAction::Hold { name, fingerprint }
                 }
-                Some(NodesCommand::Remove { name }) => (Some("remove"), Some(name)),
-            };
-            options.names = action.map(str::to_owned).into_iter().collect();
-            options.extra = name;
+                Some(NodesCommand::Remove { name }) => crate::NodesAction::Remove { name },
+            });
             "nodes"
         }
         Command::Beacon(BeaconCommand::Serve(serve)) => {
-            options.serve = Some(crate::beacon_commands::ServeOptions {
+            options.task = crate::Task::Serve(Box::new(crate::beacon_commands::ServeOptions {
                 listen: serve.listen,
                 data: serve.data,
                 store: serve.store,
@@ -466,14 +459,16 @@ fn into_options(cli: Cli) -> Parsed {
                 burst: serve.burst,
                 tls_cert: serve.tls_cert,
                 tls_key: serve.tls_key,
-            });
+            }));
             "beacon"
         }
         Command::KnownNodes(action) => {
-            options.names = match action {
-                KnownNodesCommand::List => vec!["list".into()],
-                KnownNodesCommand::Forget { pinned } => vec!["forget".into(), pinned],
-            };
+            options.task = crate::Task::KnownNodes(match action {
+                KnownNodesCommand::List => crate::KnownNodesAction::List,
+                KnownNodesCommand::Forget { pinned } => {
+                    crate::KnownNodesAction::Forget { address: pinned }
+                }
+            });
             "known-nodes"
         }
         Command::Completions { shell } => {
@@ -492,7 +487,6 @@ fn into_options(cli: Cli) -> Parsed {
             return Parsed::Print(out);
         }
     };
-    options.command = word.to_owned();
     if options.verb.is_none() {
         options.verb = rpc::verbs::Verb::parse(word, None);
     }
@@ -508,7 +502,7 @@ fn into_options(cli: Cli) -> Parsed {
     if !options.addresses.is_empty() && !fleet {
         usage("--address applies to fleet commands (--all or --nodes)");
     }
-    if word == "nodes" && options.beacon.is_none() {
+    if matches!(options.task, crate::Task::Nodes(_)) && options.beacon.is_none() {
         usage("nodes needs --beacon URL (or SPORECTL_BEACON)");
     }
     if fleet && options.names.len() > 1 {

@@ -34,12 +34,11 @@ pub(crate) struct Options {
     known_nodes: PathBuf,
     accept_new: bool,
     json: bool,
-    /// The command's word (`start`, `secret`, `nodes` …).
-    command: String,
-    /// Its operands: services, files, or the sub-command word.
+    /// What to do: a call to nodes, or one of the commands that talk to
+    /// the beacon or the local pins instead.
+    task: Task,
+    /// The call's operands: services or files.
     names: Vec<String>,
-    /// The name after a sub-command (`secret set NAME`, `nodes approve NAME`).
-    extra: Option<String>,
     /// The verb, for commands that talk to nodes.
     verb: Option<Verb>,
     /// How its calls are made (lines, follow, start, wait).
@@ -60,8 +59,46 @@ pub(crate) struct Options {
     /// for (a node that went away mid-call sends no reset: without this,
     /// sporectl would wait for ever).
     call_timeout: Duration,
-    fingerprint: Option<String>,
-    serve: Option<beacon_commands::ServeOptions>,
+}
+
+/// What a command line asks for, as its own type (not a word to compare).
+pub(crate) enum Task {
+    /// Calls to a node, or to every node of a fleet ([`Options::verb`]).
+    Call,
+    /// `sporectl beacon serve`.
+    Serve(Box<beacon_commands::ServeOptions>),
+    /// `sporectl nodes …`: the beacon's list and orders.
+    Nodes(NodesAction),
+    /// `sporectl known-nodes …`: the local pins.
+    KnownNodes(KnownNodesAction),
+}
+
+/// `sporectl nodes [ACTION]`.
+pub(crate) enum NodesAction {
+    /// The enrolled nodes.
+    List,
+    /// The registrations waiting for approval.
+    Pending,
+    /// Approve a pending node (the key of `fingerprint` when several claim it).
+    Approve {
+        name: String,
+        fingerprint: Option<String>,
+    },
+    /// Keep a pending node's entries while the operator decides.
+    Hold {
+        name: String,
+        fingerprint: Option<String>,
+    },
+    /// Drop a node from the beacon.
+    Remove { name: String },
+}
+
+/// `sporectl known-nodes [ACTION]`.
+pub(crate) enum KnownNodesAction {
+    /// Every pinned node.
+    List,
+    /// Forget the pin of an address.
+    Forget { address: String },
 }
 
 /// Asks `question` on the terminal (not stdin: it may carry a secret);
@@ -410,11 +447,11 @@ fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
 }
 
 /// `sporectl known-nodes list | forget ADDRESS`.
-fn known_nodes(options: &Options) -> Result<(), ClientError> {
+fn known_nodes(options: &Options, action: &KnownNodesAction) -> Result<(), ClientError> {
     let file = &options.known_nodes;
     let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", file.display()));
-    match options.names.as_slice() {
-        [action, address] if action == "forget" => {
+    match action {
+        KnownNodesAction::Forget { address } => {
             let gone = pins::forget(file, address).map_err(local)?;
             if gone == 0 {
                 return Err(ClientError::Local(format!(
@@ -424,7 +461,7 @@ fn known_nodes(options: &Options) -> Result<(), ClientError> {
             }
             say!("{address}: forgotten; the next connection needs --accept-new or --node-key");
         }
-        _ => {
+        KnownNodesAction::List => {
             let pins = pins::list(file).map_err(local)?;
             if options.json {
                 let rows: Vec<Value> = pins
@@ -458,20 +495,21 @@ fn main() -> ExitCode {
         }
         ExitCode::from(error.exit_code())
     };
-    if let Some(serve) = &options.serve {
-        return beacon_commands::serve(serve);
-    }
-    if options.command == "known-nodes" {
-        return match known_nodes(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => report(error),
-        };
-    }
-    if options.command == "nodes" {
-        return match beacon_commands::nodes(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => report(error),
-        };
+    match &options.task {
+        Task::Serve(serve) => return beacon_commands::serve(serve),
+        Task::KnownNodes(action) => {
+            return match known_nodes(&options, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => report(error),
+            }
+        }
+        Task::Nodes(action) => {
+            return match beacon_commands::nodes(&options, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => report(error),
+            }
+        }
+        Task::Call => {}
     }
     let outcome = if options.all || options.only.is_some() {
         smol::block_on(fleet::fleet(&options))
