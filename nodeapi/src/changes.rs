@@ -4,7 +4,7 @@
 //! supervisor by [`after_store`] only once the disk says it is done, so a
 //! change is applied whole or not at all.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use svc::supervisor::Event;
@@ -144,7 +144,7 @@ fn unchanged(runtime: &mut NodeApi, name: &str, request: &DeployRequest<'_>) -> 
     }
     let mut value = runtime
         .get(name)
-        .map(|v| summary(&v, Instant::now()))
+        .map(|v| summary(&v, runtime.now()))
         .unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.insert("unchanged".into(), json!(true));
@@ -219,7 +219,7 @@ fn applied(
             }
             Ok(runtime
                 .get(&name)
-                .map(|v| summary(&v, Instant::now()))
+                .map(|v| summary(&v, runtime.now()))
                 .unwrap_or(Value::Null))
         }
         (Then::Remove { name }, Ok(())) => {

@@ -6,7 +6,7 @@
 
 pub mod views;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use svc::supervisor::Event;
@@ -98,7 +98,7 @@ pub fn call(
                 .unwrap_or_default();
             let mut value = runtime
                 .get(&name)
-                .map(|v| views::detail(&v, Instant::now(), deployed.as_deref()))
+                .map(|v| views::detail(&v, runtime.now(), deployed.as_deref()))
                 .unwrap_or(Value::Null);
             if let Value::Object(map) = &mut value {
                 map.insert("lines".into(), Value::Array(lines));
@@ -121,7 +121,7 @@ pub fn call(
             }
             runtime
                 .get(&name)
-                .map(|v| views::summary(&v, Instant::now()))
+                .map(|v| views::summary(&v, runtime.now()))
                 .unwrap_or(Value::Null)
         }
         Method::ServiceStop => {
@@ -129,7 +129,7 @@ pub fn call(
             runtime.feed(Event::Stop(name.clone()));
             runtime
                 .get(&name)
-                .map(|v| views::summary(&v, Instant::now()))
+                .map(|v| views::summary(&v, runtime.now()))
                 .unwrap_or(Value::Null)
         }
         Method::ServiceLogs => {
@@ -189,7 +189,7 @@ pub const REPLY_BYTES: usize = 768 * 1024;
 /// `after` for the page after it). Unpaged, a list too large for one
 /// answer is refused with a pointer to paging instead of being cut.
 fn list(runtime: &NodeApi, params: &Map<String, Value>) -> Result<Value, ApiError> {
-    let now = Instant::now();
+    let now = runtime.now();
     let mut units = runtime.supervisor().list();
     // By name: the start order moves with every deploy.
     units.sort_by(|a, b| a.service.name.cmp(&b.service.name));

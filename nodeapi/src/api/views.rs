@@ -138,7 +138,7 @@ const FAILURE_LINES: usize = 10;
 pub fn settled(runtime: &runtime::Runtime, name: &str, outcome: crate::wait::Outcome) -> Value {
     let mut value = runtime
         .get(name)
-        .map(|v| summary(&v, Instant::now()))
+        .map(|v| summary(&v, runtime.now()))
         .unwrap_or_else(|| json!({ "name": name, "state": "removed" }));
     if let Value::Object(map) = &mut value {
         map.insert("outcome".into(), json!(outcome.word()));
