@@ -212,28 +212,40 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
 
 /// `[secrets]`: `ENV_NAME = "secret-name"`.
 fn read_secrets(top: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
-    let Some(mut section) = top.table("secrets") else {
+    read_variables(
+        top,
+        "secrets",
+        "variable names must be non-empty and contain no `=` or NUL",
+        (
+            is_valid_name,
+            "values must be secret names (letters, digits, `-`, `_`, `.`)",
+        ),
+    )
+}
+
+/// A table of environment variables (`[env]`, `[secrets]`): each key must
+/// be a variable name (non-empty, no `=` or NUL: else `name_rule` is the
+/// error) and each value pass the check beside its rule.
+fn read_variables(
+    section: &mut Section<'_, '_, '_>,
+    table: &'static str,
+    name_rule: &str,
+    (value_ok, value_rule): (fn(&str) -> bool, &str),
+) -> BTreeMap<String, String> {
+    let Some(mut entries) = section.table(table) else {
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();
-    for (key, value) in section.scalar_entries() {
+    for (key, value) in entries.scalar_entries() {
         if key.value.is_empty() || key.value.contains(['=', '\0']) {
-            section.out_of_range(
-                "secrets",
-                &key.span,
-                "variable names must be non-empty and contain no `=` or NUL",
-            );
-        } else if !is_valid_name(&value) {
-            section.out_of_range(
-                "secrets",
-                &key.span,
-                "values must be secret names (letters, digits, `-`, `_`, `.`)",
-            );
+            entries.out_of_range(table, &key.span, name_rule);
+        } else if !value_ok(&value) {
+            entries.out_of_range(table, &key.span, value_rule);
         } else {
             out.insert(key.value, value);
         }
     }
-    section.finish();
+    entries.finish();
     out
 }
 
@@ -386,25 +398,12 @@ fn read_state_dirs(head: &mut Section<'_, '_, '_>) -> Vec<PathBuf> {
 }
 
 fn read_env(head: &mut Section<'_, '_, '_>) -> BTreeMap<String, String> {
-    let Some(mut env) = head.table("env") else {
-        return BTreeMap::new();
-    };
-    let mut out = BTreeMap::new();
-    for (key, value) in env.scalar_entries() {
-        if key.value.is_empty() || key.value.contains(['=', '\0']) {
-            env.out_of_range(
-                "env",
-                &key.span,
-                "names must be non-empty and contain no `=` or NUL",
-            );
-        } else if value.contains('\0') {
-            env.out_of_range("env", &key.span, "values must not contain NUL");
-        } else {
-            out.insert(key.value, value);
-        }
-    }
-    env.finish();
-    out
+    read_variables(
+        head,
+        "env",
+        "names must be non-empty and contain no `=` or NUL",
+        (|value| !value.contains('\0'), "values must not contain NUL"),
+    )
 }
 
 fn read_ports(head: &mut Section<'_, '_, '_>) -> Vec<u16> {
