@@ -6,7 +6,6 @@
 //! [`Runtime::handle`] and calls [`Runtime::reap`] on every SIGCHLD.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::SystemTime;
 
 use smol::channel::{Receiver, Sender};
 use smol::LocalExecutor;
@@ -244,7 +243,7 @@ impl Runtime {
                 }
                 if let Some(book) = self.logs.get_mut(&service) {
                     book.push(LogLine {
-                        time: SystemTime::now(),
+                        time: self.sys.wall_clock(),
                         stream,
                         text,
                     });
@@ -325,7 +324,7 @@ impl Runtime {
     fn end_book(&mut self, name: &str) {
         if let Some(mut book) = self.logs.remove(name) {
             book.push(LogLine {
-                time: SystemTime::now(),
+                time: self.sys.wall_clock(),
                 stream: Stream::Spore,
                 text: "removed".into(),
             });
@@ -449,7 +448,7 @@ impl Runtime {
                 .unwrap_or(&line)
                 .to_owned();
             book.push(LogLine {
-                time: SystemTime::now(),
+                time: self.sys.wall_clock(),
                 stream: Stream::Spore,
                 text,
             });
@@ -575,7 +574,7 @@ impl Runtime {
     }
 
     fn drop_credentials(&mut self, dir: &std::path::Path) {
-        if let Err(error) = crate::credentials::remove(dir) {
+        if let Err(error) = self.sys.remove_credentials(dir) {
             self.sys.note(&format!("{}: {error}", dir.display()));
         }
     }

@@ -33,6 +33,8 @@ struct World {
     fail_spawns: bool,
     /// Work handed off the loop, not run until a test runs it.
     offloaded: Vec<crate::sys::OffLoop>,
+    /// Credential directories removed.
+    removed: Vec<std::path::PathBuf>,
 }
 
 struct FakeSys(Rc<RefCell<World>>);
@@ -40,6 +42,15 @@ struct FakeSys(Rc<RefCell<World>>);
 impl Sys for FakeSys {
     fn now(&self) -> Instant {
         self.0.borrow().now
+    }
+
+    fn wall_clock(&self) -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn remove_credentials(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.0.borrow_mut().removed.push(dir.to_path_buf());
+        Ok(())
     }
 
     fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
@@ -136,6 +147,7 @@ impl Fixture {
             echoes: Vec::new(),
             fail_spawns: false,
             offloaded: Vec::new(),
+            removed: Vec::new(),
         }));
         let (tx, events) = smol::channel::unbounded();
         let services = texts.iter().map(|t| service(t)).collect();
@@ -453,6 +465,13 @@ fn a_service_with_secrets_starts_only_once_they_were_read_off_the_loop() {
         "t0k3n"
     );
     assert_eq!(f.state("vault"), "ready");
+    // Its credentials go when it stops, through the system interface.
+    assert!(f.world.borrow().removed.is_empty());
+    f.exit(spawned[0].0, ExitStatus::Code(0), true);
+    assert_eq!(
+        f.world.borrow().removed,
+        vec![store.path().join("credentials/vault")]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -66,6 +66,9 @@ pub struct Launch<'a> {
 pub trait Sys {
     /// The monotonic clock the supervisor is told.
     fn now(&self) -> Instant;
+    /// The wall clock, stamped on the lines of services' output and of
+    /// spore's reports in them.
+    fn wall_clock(&self) -> SystemTime;
     /// Starts a process in its own session. With `output` the service's
     /// stdout and stderr are read line by line into the event loop under
     /// that name; without it they go to /dev/null (health checks).
@@ -89,6 +92,9 @@ pub trait Sys {
     /// Runs `job` off the event loop (it may block on a disk: reading a
     /// service's secrets) and feeds the input it returns to the loop.
     fn off_loop(&mut self, job: OffLoop);
+    /// Removes the credential directory of a service that stopped (on the
+    /// tmpfs beside the control socket).
+    fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()>;
 }
 
 /// Blocking work for [`Sys::off_loop`]: what it returns goes to the loop.
@@ -179,6 +185,10 @@ impl RealSys {
 impl Sys for RealSys {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
     }
 
     fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
@@ -298,6 +308,10 @@ impl Sys for RealSys {
 
     fn note(&mut self, line: &str) {
         crate::journal::note(line);
+    }
+
+    fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        crate::credentials::remove(dir)
     }
 
     fn echo(&mut self, service: &str, line: &str) {
