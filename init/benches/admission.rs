@@ -5,7 +5,7 @@
 //! handshakes, ten a second ([`PACE`]), each retried as sporectl retries a
 //! shed or busy connection. (Ten a second is a person or a script driving
 //! sporectl hard; one address making more than 20 a second while the node
-//! is flooded meets the per-source hello budget, `rpc/src/hello_budget.rs`,
+//! is flooded meets the per-source hello budget, `noderpc/src/hello_budget.rs`,
 //! and sees some handshakes shed and retried.) Three floods, side by side in one run against the same
 //! operator without a flood: from the operator's own address, idle; from
 //! 64 other addresses (127.0.1.1-64), idle; and from those 64 with a valid

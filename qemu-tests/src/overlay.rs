@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 /// The operator's overlay daemon; killed when dropped.
 #[derive(Debug)]
 pub struct Overlay {
-    child: Child,
+    /// The daemon (killed with this value).
+    _child: Guard,
     namespace: File,
     /// Its overlay address.
     pub address: std::net::Ipv6Addr,
@@ -39,35 +40,35 @@ impl Overlay {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("{}: {e}", mycelium.display()))?;
-        let mut overlay = Overlay {
-            child,
-            namespace: File::open("/dev/null").map_err(|e| e.to_string())?,
-            address: std::net::Ipv6Addr::UNSPECIFIED,
-            port,
-        };
+        // Killed when dropped: if it never comes up, or with the Overlay.
+        let mut child = Guard(Some(child));
         let start = Instant::now();
-        loop {
+        let address = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let address = text
                 .lines()
                 .find_map(|l| l.split("Node overlay IP: ").nth(1))
                 .and_then(|rest| rest.trim_end_matches('"').parse().ok());
             if let (Some(address), true) = (address, text.contains("Started HTTP API server")) {
-                overlay.address = address;
-                break;
+                break address;
             }
-            if let Ok(Some(status)) = overlay.child.try_wait() {
+            if let Some(Ok(Some(status))) = child.0.as_mut().map(Child::try_wait) {
                 return Err(format!("the operator's mycelium ended ({status}): {text}"));
             }
             if start.elapsed() > Duration::from_secs(20) {
                 return Err(format!("the operator's mycelium did not start: {text}"));
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         // It entered its namespace before it logged its address.
-        let path = format!("/proc/{}/ns/net", overlay.child.id());
-        overlay.namespace = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        Ok(overlay)
+        let path = format!("/proc/{}/ns/net", child.0.as_ref().map_or(0, Child::id));
+        let namespace = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        Ok(Overlay {
+            _child: child,
+            namespace,
+            address,
+            port,
+        })
     }
 
     /// Makes `command` run in the overlay's namespace.
@@ -104,9 +105,15 @@ impl Overlay {
     }
 }
 
-impl Drop for Overlay {
+/// Kills the daemon it holds when dropped.
+#[derive(Debug)]
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

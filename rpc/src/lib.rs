@@ -1,16 +1,17 @@
-//! What spore speaks over the network: the signed RPC protocol (see
-//! PROTOCOL.md), the node's server, the client library and call-home.
-//! It may use `svc`'s names, `runtime`'s journal and `nodeapi`'s method
-//! table; the beacon and sporectl are crates above it.
+//! The signed RPC transport's shared parts (the protocol itself is
+//! `proto`, see PROTOCOL.md): the client library, sporectl's verbs,
+//! admission before authentication, operators' keys, enrollment and
+//! call-home. It uses the leaves (`proto`, `escape`, `http1`, `durable`)
+//! and no part of the supervisor; the node's server (`noderpc`), the beacon
+//! and sporectl are crates above it.
 //!
 //! ```text
-//! frame ─ length-prefixed frames with hard caps
-//! handshake ─ SIGMA-style: X25519 + node Ed25519 signature + operator SSHSIG
-//! session ─ ChaCha20-Poly1305 per direction, implicit counters
+//! frame ─ frames read and written on a socket (their caps: proto::frame)
+//! handshake / session ─ re-exported from proto
 //! authorized ─ operators' keys (OpenSSH authorized_keys) and roles
 //! nodekey ─ the node's Ed25519 identity on disk
 //! agent / identity ─ the operator's signer: key file or ssh-agent
-//! server / client ─ both ends over TCP
+//! client ─ the operator's end over TCP
 //! ```
 
 pub mod admission;

@@ -76,7 +76,7 @@ impl Overlay {
     /// Every reachable prefix with its best link and hop count.
     pub fn table(&self) -> BTreeMap<Prefix, (LinkId, u8)> {
         let mut table = BTreeMap::new();
-        let prefixes: Vec<Prefix> = self
+        let prefixes: std::collections::BTreeSet<Prefix> = self
             .announced
             .values()
             .flat_map(|routes| routes.keys().copied())
