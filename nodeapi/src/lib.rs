@@ -260,7 +260,7 @@ impl NodeApi {
                     .map(|t| now.saturating_duration_since(t))
                     .unwrap_or_default();
                 let checks = !view.service.health.is_empty();
-                let state = state.unwrap_or(view.state);
+                let state = state.unwrap_or(&view.state);
                 self.waits.step(id, state, view.service.kind, checks, held)
             }
             // Removed while we waited.

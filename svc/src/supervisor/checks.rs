@@ -11,9 +11,6 @@ impl Supervisor {
         let Some(x) = self.units.get_mut(u) else {
             return;
         };
-        if x.pid.is_none() || !matches!(x.state, State::Running | State::Ready | State::Unhealthy) {
-            return;
-        }
         let Some(spec) = x.service.health.get(check).cloned() else {
             return;
         };
@@ -21,7 +18,12 @@ impl Supervisor {
             .started_at
             .is_some_and(|t| now.saturating_duration_since(t) < spec.start_period);
         let policy = x.service.lifecycle.restart;
-        let Some(state) = x.checks.get_mut(check) else {
+        let was_ready = matches!(x.phase, Phase::Ready(_));
+        // Only a process that is up is checked.
+        let Some(run) = x.phase.run_mut() else {
+            return;
+        };
+        let Some(state) = run.checks.get_mut(check) else {
             return;
         };
         let next = if passed {
@@ -38,29 +40,34 @@ impl Supervisor {
             }
             spec.interval
         };
-        let all_passed = x.checks.iter().all(|c| c.passed_once);
+        let all_passed = run.checks.iter().all(|c| c.passed_once);
         // Each check against its own `retries`: a lenient [health] check and
         // a strict [[actions]] check on one service keep separate counts.
-        let unhealthy = x
+        let unhealthy = run
             .checks
             .iter()
             .zip(&x.service.health)
             .any(|(c, spec)| c.passed_once && c.failures >= spec.retries.max(1));
-        let was = x.state.clone();
         if unhealthy {
-            self.set_state(u, State::Unhealthy);
+            let run = run.clone();
+            self.enter(u, Phase::Unhealthy(run));
             if policy != RestartPolicy::Never {
                 self.stop_unit(u, AfterStop::Fail("unhealthy".into()));
                 return;
             }
-        } else if all_passed && was != State::Ready {
-            let start_timer = self.unit_mut(u).and_then(|x| x.start_timer.take());
-            self.cancel(start_timer);
-            self.set_state(u, State::Ready);
+        } else if all_passed && !was_ready {
+            // Up: the start timeout no longer bounds it (enter cancels it).
+            let mut run = run.clone();
+            run.start_timer = None;
+            self.enter(u, Phase::Ready(run));
         }
         let timer = self.arm(u, Purpose::Check(check), next);
-        if let Some(state) = self.unit_mut(u).and_then(|x| x.checks.get_mut(check)) {
-            state.timer = Some(timer);
+        if let Some(c) = self
+            .unit_mut(u)
+            .and_then(|x| x.phase.run_mut())
+            .and_then(|run| run.checks.get_mut(check))
+        {
+            c.timer = Some(timer);
         }
     }
 
@@ -70,57 +77,59 @@ impl Supervisor {
         };
         match purpose {
             Purpose::Backoff => {
-                if let Some(x) = self.units.get_mut(u) {
-                    x.backoff_timer = None;
-                    if matches!(x.state, State::Backoff { .. }) {
-                        self.set_state(u, State::Inactive);
-                    }
+                if self.unit(u).is_some_and(
+                    |x| matches!(&x.phase, Phase::Backoff { timer, .. } if *timer == id),
+                ) {
+                    self.enter(u, Phase::Inactive);
                 }
             }
             Purpose::Grace => {
                 let Some(x) = self.units.get_mut(u) else {
                     return;
                 };
-                x.grace_timer = None;
-                if x.state == State::Stopping {
-                    if let Some(pgid) = x.pid.or(x.lingering) {
-                        self.actions.push(Action::Signal {
-                            pgid,
-                            signal: SIGKILL,
-                        });
-                    } else {
-                        self.finish_stop(u);
-                    }
+                let Phase::Stopping(stop) = &mut x.phase else {
+                    return;
+                };
+                stop.grace = None;
+                if let Some(pgid) = stop.pid.or(stop.lingering) {
+                    self.actions.push(Action::Signal {
+                        pgid,
+                        signal: SIGKILL,
+                    });
+                } else {
+                    self.finish_stop(u);
                 }
             }
             Purpose::StartTimeout => {
                 let Some(x) = self.units.get_mut(u) else {
                     return;
                 };
-                x.start_timer = None;
-                if x.state == State::Running {
-                    let ms = x.service.lifecycle.start_timeout.as_millis();
-                    self.stop_unit(
-                        u,
-                        AfterStop::Fail(format!("not healthy within start_timeout_ms ({ms})")),
-                    );
-                }
+                let Phase::Running(run) = &mut x.phase else {
+                    return;
+                };
+                run.start_timer = None;
+                let ms = x.service.lifecycle.start_timeout.as_millis();
+                self.stop_unit(
+                    u,
+                    AfterStop::Fail(format!("not healthy within start_timeout_ms ({ms})")),
+                );
             }
             Purpose::Check(check) => {
                 let Some(x) = self.units.get_mut(u) else {
                     return;
                 };
-                if let Some(state) = x.checks.get_mut(check) {
+                let Some(run) = x.phase.run_mut() else {
+                    return;
+                };
+                if let Some(state) = run.checks.get_mut(check) {
                     state.timer = None;
                 }
-                if x.pid.is_some() {
-                    let action = Action::RunCheck {
-                        service: x.service.name.clone(),
-                        run: x.run,
-                        check,
-                    };
-                    self.actions.push(action);
-                }
+                let action = Action::RunCheck {
+                    service: x.service.name.clone(),
+                    run: x.run,
+                    check,
+                };
+                self.actions.push(action);
             }
         }
     }

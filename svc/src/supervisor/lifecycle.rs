@@ -24,7 +24,7 @@ impl Supervisor {
                         self.start_unit(u);
                         changed = true;
                     }
-                    Err((on, reason)) => self.set_state(u, State::Blocked { on, reason }),
+                    Err((on, reason)) => self.enter(u, Phase::Blocked { on, reason }),
                 }
             }
             if !changed {
@@ -43,7 +43,7 @@ impl Supervisor {
             let Some(dep) = self.index.get(&d.name).and_then(|&i| self.unit(i)) else {
                 return Err((d.name.clone(), BlockReason::DependencyDown));
             };
-            if dep.state.is_ready() {
+            if dep.phase.is_ready() {
                 continue;
             }
             let reason = if dep.settled_down() {
@@ -57,13 +57,13 @@ impl Supervisor {
             let Some(dep) = self.index.get(&d.name).and_then(|&i| self.unit(i)) else {
                 continue;
             };
-            if !(dep.state.is_ready() || !dep.want_up || dep.settled_down()) {
+            if !(dep.phase.is_ready() || !dep.want_up || dep.settled_down()) {
                 return Err((d.name.clone(), BlockReason::Waiting));
             }
         }
         for &c in self.conflicts.get(u).map_or(&[][..], Vec::as_slice) {
             if let Some(rival) = self.unit(c) {
-                if rival.alive() || (rival.want_up && rival.state.is_ready()) {
+                if rival.alive() || (rival.want_up && rival.phase.is_ready()) {
                     return Err((rival.service.name.clone(), BlockReason::Conflict));
                 }
             }
@@ -76,7 +76,7 @@ impl Supervisor {
             return;
         };
         if x.service.kind == Kind::Target {
-            self.set_state(u, State::Ready);
+            self.enter(u, Phase::Reached);
             return;
         }
         x.run += 1;
@@ -85,7 +85,7 @@ impl Supervisor {
             run: x.run,
         };
         self.actions.push(action);
-        self.set_state(u, State::Starting);
+        self.enter(u, Phase::Starting);
     }
 
     pub(super) fn find(&self, name: &str, run: u64) -> Option<usize> {
@@ -93,9 +93,9 @@ impl Supervisor {
         (self.unit(u)?.run == run).then_some(u)
     }
 
-    pub(super) fn on_spawned(&mut self, name: &str, run: u64, pid: i32) {
+    pub(super) fn on_spawned(&mut self, name: &str, run_number: u64, pid: i32) {
         let now = self.now();
-        let Some(u) = self.find(name, run) else {
+        let Some(u) = self.find(name, run_number) else {
             // A stale spawn: nobody wants this process.
             self.actions.push(Action::Signal {
                 pgid: pid,
@@ -106,11 +106,11 @@ impl Supervisor {
         let Some(x) = self.units.get_mut(u) else {
             return;
         };
-        x.pid = Some(pid);
         x.started_at = Some(now);
         x.last_error = None;
-        if x.state == State::Stopping {
+        if let Phase::Stopping(stop) = &mut x.phase {
             // Stop was asked for before the process existed.
+            stop.pid = Some(pid);
             let signal = x.service.lifecycle.stop_signal;
             self.actions.push(Action::Signal { pgid: pid, signal });
             return;
@@ -118,28 +118,23 @@ impl Supervisor {
         let oneshot = x.service.kind == Kind::Oneshot;
         let checks = x.service.health.len();
         let start_timeout = x.service.lifecycle.start_timeout;
-        let stale: Vec<Option<TimerId>> = x
-            .checks
-            .iter_mut()
-            .map(|check| std::mem::take(check).timer)
-            .collect();
-        for id in stale {
-            self.cancel(id);
-        }
+        let watched = !oneshot && checks > 0;
+        let start_timer = watched.then(|| self.arm(u, Purpose::StartTimeout, start_timeout));
+        let run = Run {
+            pid,
+            start_timer,
+            checks: vec![CheckState::default(); checks],
+        };
         if oneshot || checks > 0 {
-            self.set_state(u, State::Running);
+            self.enter(u, Phase::Running(run));
         } else {
-            self.set_state(u, State::Ready);
+            self.enter(u, Phase::Ready(run));
         }
-        if !oneshot && checks > 0 {
-            let timer = self.arm(u, Purpose::StartTimeout, start_timeout);
-            if let Some(x) = self.units.get_mut(u) {
-                x.start_timer = Some(timer);
-            }
+        if watched {
             for check in 0..checks {
                 self.actions.push(Action::RunCheck {
                     service: name.to_owned(),
-                    run,
+                    run: run_number,
                     check,
                 });
             }
@@ -155,7 +150,10 @@ impl Supervisor {
             x.last_exit = Some(ExitStatus::Code(code));
             x.started_at = None;
         }
-        if self.unit(u).is_some_and(|x| x.state == State::Stopping) {
+        if self
+            .unit(u)
+            .is_some_and(|x| matches!(x.phase, Phase::Stopping(_)))
+        {
             self.finish_stop(u);
             return;
         }
@@ -165,21 +163,19 @@ impl Supervisor {
     // ---- exits --------------------------------------------------------
 
     pub(super) fn on_exited(&mut self, pid: i32, status: ExitStatus, group_empty: bool) {
-        let Some(u) = self.units.iter().position(|x| x.pid == Some(pid)) else {
+        let Some(u) = self.units.iter().position(|x| x.phase.pid() == Some(pid)) else {
             return; // an orphan, reaped and forgotten
         };
-        if let Some(x) = self.units.get_mut(u) {
-            x.pid = None;
-            x.last_exit = Some(status);
-        }
-        self.cancel_run_timers(u);
-        if self.unit(u).is_some_and(|x| x.state == State::Stopping) {
+        let Some(x) = self.units.get_mut(u) else {
+            return;
+        };
+        x.last_exit = Some(status);
+        if let Phase::Stopping(stop) = &mut x.phase {
+            stop.pid = None;
             if group_empty {
                 self.finish_stop(u);
             } else {
-                if let Some(x) = self.units.get_mut(u) {
-                    x.lingering = Some(pid);
-                }
+                stop.lingering = Some(pid);
                 self.actions.push(Action::WatchGroup { pgid: pid });
             }
             return;
@@ -199,11 +195,11 @@ impl Supervisor {
         let oneshot = x.service.kind == Kind::Oneshot;
         if oneshot && status.success() {
             x.restarts = 0;
-            self.set_state(u, State::Succeeded);
+            self.enter(u, Phase::Succeeded);
             return;
         }
         if !x.want_up || shutting_down {
-            self.set_state(u, State::Exited(status));
+            self.enter(u, Phase::Exited(status));
             return;
         }
         let restart = match lifecycle.restart {
@@ -212,7 +208,7 @@ impl Supervisor {
             RestartPolicy::Never => false,
         };
         if !restart {
-            self.set_state(u, State::Exited(status));
+            self.enter(u, Phase::Exited(status));
             self.dependency_down(u);
             return;
         }
@@ -224,7 +220,7 @@ impl Supervisor {
         }
         if lifecycle.max_restarts != 0 && x.restarts >= lifecycle.max_restarts {
             let reason = format!("{status}; gave up after {} restarts", x.restarts);
-            self.set_state(u, State::Failed(reason));
+            self.enter(u, Phase::Failed(reason));
             self.dependency_down(u);
             return;
         }
@@ -235,14 +231,12 @@ impl Supervisor {
         );
         x.restarts += 1;
         let timer = self.arm(u, Purpose::Backoff, delay);
-        if let Some(x) = self.units.get_mut(u) {
-            x.backoff_timer = Some(timer);
-        }
-        self.set_state(
+        self.enter(
             u,
-            State::Backoff {
+            Phase::Backoff {
                 until: now + delay,
                 delay,
+                timer,
             },
         );
     }
@@ -262,25 +256,29 @@ impl Supervisor {
     // ---- stopping -----------------------------------------------------
 
     pub(super) fn stop_unit(&mut self, u: usize, after: AfterStop) {
-        let Some(x) = self.units.get(u) else {
+        let Some(x) = self.units.get_mut(u) else {
             return;
         };
-        let pid = x.pid;
-        let state = x.state.clone();
-        let lifecycle = x.service.lifecycle.clone();
-        if state == State::Stopping {
-            if let Some(x) = self.units.get_mut(u) {
-                x.after_stop = after;
-            }
+        if let Phase::Stopping(stop) = &mut x.phase {
+            stop.after = after;
             return;
         }
-        self.cancel_run_timers(u);
-        if let Some(x) = self.units.get_mut(u) {
-            x.after_stop = after;
-        }
-        if pid.is_none() && state != State::Starting {
+        let pid = x.phase.pid();
+        let starting = matches!(x.phase, Phase::Starting);
+        let lifecycle = x.service.lifecycle.clone();
+        let mut stop = Stop {
+            pid,
+            lingering: None,
+            grace: None,
+            after,
+        };
+        if pid.is_none() && !starting {
             // Nothing runs: apply the outcome at once.
-            self.finish_stop(u);
+            let timers = x.phase.timers();
+            for id in timers {
+                self.cancel(Some(id));
+            }
+            self.finish_with(u, stop.after);
             return;
         }
         if let Some(pgid) = pid {
@@ -289,32 +287,33 @@ impl Supervisor {
                 signal: lifecycle.stop_signal,
             });
         }
-        let grace = self.arm(u, Purpose::Grace, lifecycle.stop_timeout);
-        if let Some(x) = self.units.get_mut(u) {
-            x.grace_timer = Some(grace);
-        }
-        self.set_state(u, State::Stopping);
+        stop.grace = Some(self.arm(u, Purpose::Grace, lifecycle.stop_timeout));
+        self.enter(u, Phase::Stopping(stop));
     }
 
     /// The processes are gone (or there were none): apply what was decided.
     pub(super) fn finish_stop(&mut self, u: usize) {
-        let Some(x) = self.units.get_mut(u) else {
+        let Some(x) = self.units.get(u) else {
             return;
         };
-        x.lingering = None;
-        x.pid = None;
-        let grace = x.grace_timer.take();
-        let after = std::mem::replace(&mut x.after_stop, AfterStop::Stay);
-        let was_running = matches!(x.state, State::Stopping);
-        let settled = matches!(
-            x.state,
-            State::Inactive | State::Succeeded | State::Exited(_) | State::Failed(_)
-        );
-        self.cancel(grace);
+        let after = match &x.phase {
+            Phase::Stopping(stop) => stop.after.clone(),
+            _ => AfterStop::Stay,
+        };
+        self.finish_with(u, after);
+    }
+
+    /// Applies `after` to `u`, which runs nothing (any more).
+    fn finish_with(&mut self, u: usize, after: AfterStop) {
+        let Some(x) = self.units.get(u) else {
+            return;
+        };
+        let was_stopping = matches!(x.phase, Phase::Stopping(_));
+        let settled = x.ended() || matches!(x.phase, Phase::Inactive);
         match after {
-            AfterStop::Stay if was_running || !settled => self.set_state(u, State::Stopped),
+            AfterStop::Stay if was_stopping || !settled => self.enter(u, Phase::Stopped),
             AfterStop::Stay => {}
-            AfterStop::Start => self.set_state(u, State::Inactive),
+            AfterStop::Start => self.enter(u, Phase::Inactive),
             AfterStop::Fail(reason) => {
                 let mut status = ExitStatus::Signal(SIGKILL);
                 if let Some(x) = self.units.get_mut(u) {
@@ -323,9 +322,9 @@ impl Supervisor {
                 }
                 self.after_exit(u, status);
             }
-            AfterStop::Block(on) => self.set_state(
+            AfterStop::Block(on) => self.enter(
                 u,
-                State::Blocked {
+                Phase::Blocked {
                     on,
                     reason: BlockReason::DependencyDown,
                 },

@@ -44,15 +44,18 @@
 //! These hold after every call to [`Supervisor::handle`]; the property test
 //! (`properties.rs`) checks the observable ones on random event sequences.
 //!
-//! 1. A unit has a pid only in Running, Ready, Unhealthy or Stopping, and at
-//!    most one process of a unit runs at a time: a unit is spawned again
+//! 1. A unit has a pid only in Running, Ready, Unhealthy or Stopping (the
+//!    internal `Phase` carries it in those variants and nowhere else), and
+//!    at most one process of a unit runs at a time: a unit is spawned again
 //!    only after the exit of its previous process was handled.
 //! 2. No signal ever goes to a process group ≤ 1 (spore's own group, or
 //!    every process): pids come only from [`Event::Spawned`].
 //! 3. Every armed timer is recorded with its unit and purpose until it
-//!    fires or is cancelled; a timer is cancelled at most once; leaving a
-//!    live state cancels the timers of that run (start timeout, checks,
-//!    backoff), so an idle node has no timer armed.
+//!    fires or is cancelled; a timer is cancelled at most once; a timer id
+//!    is held by the phase it belongs to (start timeout and checks by the
+//!    run, backoff by Backoff, grace by Stopping), and entering another
+//!    phase cancels what the old one held, so an idle node has no timer
+//!    armed.
 //! 4. Events for an old run (a stale spawn, a late check result, a fired
 //!    timer that was cancelled) change nothing; a stale spawn's process is
 //!    killed.
@@ -67,6 +70,7 @@ mod checks;
 mod event;
 mod lifecycle;
 mod orders;
+mod phase;
 #[cfg(test)]
 mod properties;
 mod shutdown;
@@ -82,6 +86,7 @@ pub use state::{BlockReason, ExitStatus, State};
 
 use crate::graph::Graph;
 use crate::service::{Kind, RestartPolicy, Service};
+use phase::{CheckState, Phase, Run, Stop};
 
 /// Before a daemon's first passing check, checks repeat at most this far
 /// apart, so dependents start soon after it is up rather than a whole
@@ -123,34 +128,19 @@ enum AfterStop {
     Block(String),
 }
 
-#[derive(Debug, Clone, Default)]
-struct CheckState {
-    passed_once: bool,
-    /// Failed checks before the first pass.
-    misses: u32,
-    failures: u32,
-    timer: Option<TimerId>,
-}
-
 #[derive(Debug, Clone)]
 struct Unit {
     service: Service,
-    state: State,
+    phase: Phase,
     since: Option<Instant>,
     want_up: bool,
-    pid: Option<i32>,
-    /// A group whose leader exited while stopping, still with members.
-    lingering: Option<i32>,
+    /// The number of the latest spawn ordered: events for an older run are stale.
     run: u64,
+    /// When the latest process was reported spawned.
     started_at: Option<Instant>,
     restarts: u32,
     last_exit: Option<ExitStatus>,
     last_error: Option<String>,
-    after_stop: AfterStop,
-    backoff_timer: Option<TimerId>,
-    grace_timer: Option<TimerId>,
-    start_timer: Option<TimerId>,
-    checks: Vec<CheckState>,
     /// Removed by an operator: kept only until its processes are gone, so
     /// indexes held by timers stay valid.
     removed: bool,
@@ -159,45 +149,46 @@ struct Unit {
 impl Unit {
     fn new(service: Service) -> Self {
         Self {
-            checks: vec![CheckState::default(); service.health.len()],
             service,
-            state: State::Inactive,
+            phase: Phase::Inactive,
             since: None,
             want_up: false,
-            pid: None,
-            lingering: None,
             run: 0,
             started_at: None,
             restarts: 0,
             last_exit: None,
             last_error: None,
-            after_stop: AfterStop::Stay,
-            backoff_timer: None,
-            grace_timer: None,
-            start_timer: None,
             removed: false,
         }
     }
 
     fn alive(&self) -> bool {
-        self.pid.is_some() || matches!(self.state, State::Starting | State::Stopping)
+        self.phase.alive()
     }
 
     fn pending(&self) -> bool {
         self.want_up
             && matches!(
-                self.state,
-                State::Inactive | State::Blocked { .. } | State::Stopped
+                self.phase,
+                Phase::Inactive | Phase::Blocked { .. } | Phase::Stopped
             )
     }
 
     /// Down and not coming up by itself.
     fn settled_down(&self) -> bool {
-        match self.state {
-            State::Failed(_) | State::Exited(_) => true,
-            State::Inactive | State::Stopped => !self.want_up,
+        match self.phase {
+            Phase::Failed(_) | Phase::Exited(_) => true,
+            Phase::Inactive | Phase::Stopped => !self.want_up,
             _ => false,
         }
+    }
+
+    /// Failed, exited or succeeded: a process ran and will not run again by itself.
+    fn ended(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Failed(_) | Phase::Exited(_) | Phase::Succeeded
+        )
     }
 }
 
@@ -207,7 +198,7 @@ pub struct UnitView<'a> {
     /// The definition.
     pub service: &'a Service,
     /// The current state.
-    pub state: &'a State,
+    pub state: State,
     /// When it entered that state.
     pub since: Option<Instant>,
     /// The main process, while it runs.
@@ -357,7 +348,9 @@ impl Supervisor {
                 group_empty,
             } => self.on_exited(pid, status, group_empty),
             Event::GroupEmpty { pgid } => {
-                let found = self.units.iter().position(|x| x.lingering == Some(pgid));
+                let found = self.units.iter().position(
+                    |x| matches!(&x.phase, Phase::Stopping(stop) if stop.lingering == Some(pgid)),
+                );
                 if let Some(u) = found {
                     self.finish_stop(u);
                 }
@@ -400,9 +393,9 @@ impl Supervisor {
         let x = self.unit(u)?;
         Some(UnitView {
             service: &x.service,
-            state: &x.state,
+            state: x.phase.state(),
             since: x.since,
-            pid: x.pid,
+            pid: x.phase.pid(),
             wanted: x.want_up,
             restarts: x.restarts,
             last_exit: x.last_exit,
@@ -422,20 +415,26 @@ impl Supervisor {
         self.now
     }
 
-    fn set_state(&mut self, u: usize, state: State) {
+    /// Moves `u` into `phase`: the timers the old phase held and the new
+    /// one does not are cancelled, and operators hear of a changed state.
+    fn enter(&mut self, u: usize, phase: Phase) {
         let now = self.now();
         let Some(x) = self.units.get_mut(u) else {
             return;
         };
-        if x.state == state {
-            return;
+        let old = std::mem::replace(&mut x.phase, phase);
+        let shows = old.shows_as(&x.phase);
+        let kept = x.phase.timers();
+        let changed = (!shows).then(|| (x.service.name.clone(), x.phase.state()));
+        if !shows {
+            x.since = Some(now);
         }
-        x.state = state.clone();
-        x.since = Some(now);
-        self.actions.push(Action::Changed {
-            service: x.service.name.clone(),
-            state,
-        });
+        for id in old.timers().into_iter().filter(|id| !kept.contains(id)) {
+            self.cancel(Some(id));
+        }
+        if let Some((service, state)) = changed {
+            self.actions.push(Action::Changed { service, state });
+        }
     }
 
     // ---- timers -------------------------------------------------------
@@ -456,17 +455,6 @@ impl Supervisor {
         }
     }
 
-    fn cancel_run_timers(&mut self, u: usize) {
-        let Some(x) = self.units.get_mut(u) else {
-            return;
-        };
-        let mut ids = vec![x.start_timer.take(), x.backoff_timer.take()];
-        ids.extend(x.checks.iter_mut().map(|c| c.timer.take()));
-        for id in ids {
-            self.cancel(id);
-        }
-    }
-
     // ---- requests -----------------------------------------------------
 
     /// Marks `u` and everything it requires or wants (transitively) as wanted.
@@ -480,10 +468,9 @@ impl Supervisor {
                 continue;
             }
             x.want_up = true;
-            if matches!(x.state, State::Failed(_) | State::Exited(_)) {
+            if matches!(x.phase, Phase::Failed(_) | Phase::Exited(_)) {
                 x.restarts = 0;
-                let _ = x;
-                self.set_state(next, State::Inactive);
+                self.enter(next, Phase::Inactive);
             }
             let Some(x) = self.units.get(next) else {
                 continue;

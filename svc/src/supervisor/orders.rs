@@ -19,7 +19,7 @@ impl Supervisor {
             self.stop_unit(c, AfterStop::Stay);
         }
         if let Some(x) = self.units.get_mut(u) {
-            if matches!(x.state, State::Failed(_) | State::Exited(_)) {
+            if matches!(x.phase, Phase::Failed(_) | Phase::Exited(_)) {
                 x.want_up = false;
             }
         }
@@ -51,8 +51,7 @@ impl Supervisor {
         if x.alive() {
             self.stop_unit(u, AfterStop::Start);
         } else {
-            self.cancel_run_timers(u);
-            self.set_state(u, State::Inactive);
+            self.enter(u, Phase::Inactive);
         }
     }
 
@@ -79,14 +78,16 @@ impl Supervisor {
                     };
                     // The old definition's check timers go with its checks:
                     // replaced without a cancel, they would fire for nothing.
-                    let stale: Vec<Option<TimerId>> =
-                        x.checks.iter_mut().map(|c| c.timer.take()).collect();
-                    x.checks = vec![CheckState::default(); service.health.len()];
+                    let mut stale = Vec::new();
+                    if let Some(run) = x.phase.run_mut() {
+                        stale.extend(run.checks.iter().filter_map(|c| c.timer));
+                        run.checks = vec![CheckState::default(); service.health.len()];
+                    }
                     x.service = service;
                     x.removed = false;
                     x.restarts = 0;
                     for id in stale {
-                        self.cancel(id);
+                        self.cancel(Some(id));
                     }
                     u
                 }
@@ -120,19 +121,15 @@ impl Supervisor {
                 self.stop_unit(u, AfterStop::Start);
             }
         } else {
-            if matches!(x.state, State::Backoff { .. }) {
+            if matches!(x.phase, Phase::Backoff { .. }) {
                 // The old definition failed; the new one need not wait out
                 // its backoff (an operator who deploys a fix wants it run).
-                self.cancel_run_timers(u);
                 if let Some(x) = self.units.get_mut(u) {
                     x.restarts = 0;
                 }
-                self.set_state(u, State::Inactive);
-            } else if matches!(
-                x.state,
-                State::Failed(_) | State::Exited(_) | State::Succeeded
-            ) {
-                self.set_state(u, State::Inactive);
+                self.enter(u, Phase::Inactive);
+            } else if x.ended() {
+                self.enter(u, Phase::Inactive);
             }
             if autostart || self.unit(u).is_some_and(|x| x.want_up) {
                 if let Some(x) = self.units.get_mut(u) {

@@ -10,9 +10,8 @@ impl Supervisor {
                 continue;
             };
             x.want_up = false;
-            if matches!(x.state, State::Backoff { .. } | State::Blocked { .. }) {
-                self.cancel_run_timers(u);
-                self.set_state(u, State::Stopped);
+            if matches!(x.phase, Phase::Backoff { .. } | Phase::Blocked { .. }) {
+                self.enter(u, Phase::Stopped);
             }
         }
     }
@@ -27,7 +26,7 @@ impl Supervisor {
             let Some(x) = self.unit(u) else {
                 continue;
             };
-            if !x.alive() || x.state == State::Stopping {
+            if !x.alive() || matches!(x.phase, Phase::Stopping(_)) {
                 continue;
             }
             let dependents_alive = self
