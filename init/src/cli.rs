@@ -25,7 +25,10 @@ usage:
 commands:
   spore info                         the node: version, uptime, services, listeners
   spore list                         every service and its state
-  spore status NAME...               services in detail (no NAME: list)
+  spore status NAME...               services in detail (no NAME: list); exit 0 all
+                                     running, 3 one is not, 4 one is unknown
+  spore is-active NAME...            print each state; exit 0 when all run, else 3
+  spore is-failed NAME...            print each state; exit 0 when one failed, else 1
   spore start NAME... [--no-wait] [--timeout 60s]
                                      start, and wait until each is ready or has failed
   spore restart NAME... [--no-wait] [--timeout 60s]
@@ -54,6 +57,8 @@ pub const COMMANDS: &[&str] = &[
     "info",
     "list",
     "status",
+    "is-active",
+    "is-failed",
     "show",
     "start",
     "stop",

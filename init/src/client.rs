@@ -109,8 +109,10 @@ pub fn socket_path(given: Option<PathBuf>) -> PathBuf {
         })
 }
 
-/// Exit codes: 0 done, 1 the node answered with an error or a service did
-/// not come up, 2 usage or a local problem, 3 no connection.
+/// Exit codes: 0 done, 1 the node answered with an error, a service did
+/// not come up or a file was rejected, 2 usage or a local problem, 3 no
+/// connection; `status`, `is-active` and `is-failed` answer as systemctl's
+/// ([`verbs::Tally`]: 3 not running, 4 unknown).
 pub fn run(socket: &Path, request: &Request, json_output: bool) -> ExitCode {
     let stream = match UnixStream::connect(socket) {
         Ok(stream) => stream,
@@ -158,7 +160,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
         request.operands.clone()
     };
     let stdout = std::io::stdout();
-    let mut all_ok = true;
+    let mut tally = verbs::Tally::new(request.verb);
     for (id, operand) in operands.iter().enumerate() {
         let secret = match request.verb {
             Verb::SecretSet => Some(
@@ -189,7 +191,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
         }
         let mut out = stdout.lock();
         if let Some(error) = response.get("error") {
-            all_ok = false;
+            tally.error(error.get("code").and_then(Value::as_i64).unwrap_or(0));
             if json_output {
                 put(&mut out, &json!({ "error": error }).to_string())?;
             } else {
@@ -230,7 +232,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
                 put(&mut out, &text)?;
             }
         }
-        all_ok &= verbs::came_up(&result);
+        tally.answer(&result);
     }
     if request.verb == Verb::Logs && request.shape.follow {
         for line in reader.lines() {
@@ -249,11 +251,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             out.flush()?;
         }
     }
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(tally.code()))
 }
 
 /// Writes one line of an answer, escaped for the terminal

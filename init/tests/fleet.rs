@@ -376,7 +376,20 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         op_path,
         "list",
     ]);
-    assert_ne!(unknown.status.code(), Some(0));
+    // A name the beacon does not list is a plain error (1), as an unknown
+    // service is, not a protocol error.
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("the beacon knows no node node-99"));
+    let unknown = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--nodes",
+        "node-01,node-99",
+        "--identity",
+        op_path,
+        "list",
+    ]);
+    assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("the beacon knows no node node-99"));
     let alone = sporectl(&["--address", "node-01=127.0.0.1:1", "list"]);
     assert_eq!(alone.status.code(), Some(2));
@@ -831,8 +844,25 @@ fn sporectl_reads_the_beacon_over_https_with_its_ca_and_refuses_plain_http_elsew
         .args(beacon_args(&key))
         .output()
         .unwrap();
-    assert_eq!(refused.status.code(), Some(1));
+    // A local problem: exit 2, as README promises.
+    assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("0600"));
+    let missing = Command::new(sporectl_bin())
+        .args([
+            "beacon",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--open",
+            "--data",
+        ])
+        .arg(work.path().join("missing"))
+        .args(["--tls-cert", "/nonexistent/cert.pem", "--tls-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/cert.pem"));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let args = beacon_args(&key);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -1653,7 +1653,15 @@ fn known_nodes_are_listed_and_forgotten_and_a_silent_node_costs_the_connect_time
         String::from_utf8_lossy(&forgotten.stderr)
     );
     assert!(stdout_of(&with_pins(&["known-nodes", "list"])).is_empty());
-    let again = with_pins(&["info"]);
+    let again = without_terminal(
+        Command::new(sporectl_bin())
+            .args(["--node", &fleet.address, "--known-nodes"])
+            .arg(&pins)
+            .arg("--identity")
+            .arg(fleet.keys.join("admin"))
+            .arg("info")
+            .env_remove("SSH_AUTH_SOCK"),
+    );
     assert_eq!(
         again.status.code(),
         Some(4),
@@ -1762,4 +1770,144 @@ fn a_fix_or_a_missing_secret_takes_effect_at_once_not_after_the_backoff() {
         stdout(&out)
     );
     fleet.spore.wait_state("needs-token", "ready");
+}
+
+/// `spore` on the control socket and `sporectl` over signed RPC, with `args`.
+fn both(fleet: &Fleet, args: &[&str]) -> [Output; 2] {
+    let local = Command::new(common::spore_bin())
+        .args(["--socket", fleet.spore.socket.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    [local, fleet.sporectl("reader", args)]
+}
+
+#[test]
+fn status_is_active_and_is_failed_exit_as_systemctls_on_both_sockets() {
+    let fleet = node();
+    let file = service_file(
+        &fleet,
+        "broken",
+        "[service]\nname = \"broken\"\nexec = \"/bin/sh -c 'exit 3'\"\n[lifecycle]\nrestart = \"never\"\n",
+    );
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--start"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    fleet.spore.wait_state("broken", "exited");
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["status", "web"], 0, "web (daemon"),
+        (&["status", "broken"], 3, "exited with code 3"),
+        (&["status", "web", "broken"], 3, "web (daemon"),
+        (&["status", "nosuch"], 4, ""),
+        (&["status", "web", "nosuch"], 4, "web (daemon"),
+        (&["status"], 0, "broken"),
+        (&["is-active", "web"], 0, "ready"),
+        (&["is-active", "web", "broken"], 3, "exited"),
+        (&["is-active", "nosuch"], 3, ""),
+        (&["is-failed", "broken"], 0, "exited"),
+        (&["is-failed", "web"], 1, "ready"),
+    ];
+    for (args, code, shown) in cases {
+        for out in both(&fleet, args) {
+            let text = stdout_of(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(*code),
+                "{args:?}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains(shown), "{args:?}: {text}");
+        }
+    }
+}
+
+#[test]
+fn reload_that_rejects_a_file_exits_1_on_both_sockets() {
+    let fleet = node();
+    std::fs::write(
+        fleet.spore.path("etc/services/typo.toml"),
+        "[service]\nname = \"typo\"\nexce = \"/bin/true\"\n",
+    )
+    .unwrap();
+    for out in [
+        Command::new(common::spore_bin())
+            .args(["--socket", fleet.spore.socket.to_str().unwrap(), "reload"])
+            .output()
+            .unwrap(),
+        fleet.sporectl("admin", &["reload"]),
+    ] {
+        let text = stdout_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("rejected"), "{text}");
+    }
+}
+
+/// Runs `command` in a session of its own: no controlling terminal, as
+/// under cron or CI, whatever terminal the tests were started from.
+fn without_terminal(command: &mut Command) -> Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn first_contact_shows_the_nodes_fingerprint_and_asks_as_ssh_does() {
+    let fleet = node();
+    let pins = fleet.spore.path("operator-known_nodes");
+    let sporectl = |node: &str| {
+        let mut command = Command::new(sporectl_bin());
+        command
+            .args(["--node", node, "--known-nodes"])
+            .arg(&pins)
+            .arg("--identity")
+            .arg(fleet.keys.join("admin"))
+            .arg("info")
+            .env_remove("SSH_AUTH_SOCK");
+        command
+    };
+    let fingerprint = common::fingerprint(&fleet.spore.path("state/node_key"));
+    // Declined at the prompt: nothing pinned, nothing signed.
+    let mut pty = common::pty::OnPty::spawn(&mut sporectl(&fleet.address));
+    pty.wait_for("(yes/no)? ");
+    assert!(pty.shown().contains(&fingerprint), "{}", pty.shown());
+    pty.type_in("no\n");
+    assert_eq!(pty.wait_exit().code(), Some(2), "{}", pty.shown());
+    assert!(!pins.exists() || std::fs::read_to_string(&pins).unwrap().is_empty());
+    // Without a terminal: refused, saying what the key is and what to do.
+    let out = without_terminal(&mut sporectl(&fleet.address));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains(&fingerprint) && said.contains("--accept-new"),
+        "{said}"
+    );
+    // Accepted: the call goes on, the key is pinned, and the next call asks nothing.
+    let mut pty = common::pty::OnPty::spawn(&mut sporectl(&fleet.address));
+    pty.wait_for("(yes/no)? ");
+    pty.type_in("yes\n");
+    assert_eq!(pty.wait_exit().code(), Some(0), "{}", pty.shown());
+    assert!(pty.shown().contains(": spore "), "{}", pty.shown());
+    let out = without_terminal(&mut sporectl(&fleet.address));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A closed port with no pin is unreachable (3), not an authentication failure.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = without_terminal(&mut sporectl(&closed.to_string()));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -55,6 +55,10 @@ pub enum ClientError {
     /// file that is not a key): nothing was sent.
     #[error("{0}")]
     Local(String),
+    /// A node or service named on the command line that the beacon does
+    /// not list: nothing was sent.
+    #[error("{0}")]
+    Unknown(String),
     /// The node answered with a JSON-RPC error.
     #[error("{message} ({code})")]
     Rpc {
@@ -66,13 +70,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// 1 RPC error, 2 usage, local problem or declined, 3 unreachable,
+    /// 1 RPC error or an unknown name, 2 usage, local problem or declined, 3 unreachable,
     /// 4 authentication, 5 protocol, 6 node busy.
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Declined(_) | ClientError::Local(_) => 2,
             ClientError::Busy(_) | ClientError::Shed(_) => 6,
-            ClientError::Rpc { .. } => 1,
+            ClientError::Rpc { .. } | ClientError::Unknown(_) => 1,
             ClientError::Unreachable(_) => 3,
             ClientError::Auth(_) | ClientError::KeyRefused(_) => 4,
             ClientError::Protocol(_) => 5,
@@ -116,23 +120,49 @@ pub async fn connect(
         .await
 }
 
-async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Session, ClientError> {
-    // An address literal connects directly; only names go through the
-    // resolver (which runs on a thread pool).
+/// The key a node at `address` proves it holds, read from its half of the
+/// handshake, before anything of ours is signed or sent beyond a hello (as
+/// ssh shows a new host's key before authenticating). The connection is
+/// then dropped. For a first contact: show the key, ask, then [`connect`]
+/// pinned to it.
+pub async fn node_key(address: &str, timeout: Duration) -> Result<VerifyingKey, ClientError> {
+    async {
+        let mut stream = open(address).await?;
+        let (hello, node_hello, ephemeral) = hellos(&mut stream).await?;
+        let view = check_node(&hello, &node_hello, &ephemeral, None)?;
+        Ok(view.node_key)
+    }
+    .or(async {
+        Timer::after(timeout).await;
+        Err(ClientError::Unreachable(format!(
+            "no answer from {address} within {timeout:?}"
+        )))
+    })
+    .await
+}
+
+/// A TCP connection to `address` (an address literal directly; only names
+/// go through the resolver, which runs on a thread pool).
+async fn open(address: &str) -> Result<TcpStream, ClientError> {
     let connected = match address.parse::<std::net::SocketAddr>() {
         Ok(socket) => TcpStream::connect(socket).await,
         Err(_) => TcpStream::connect(address).await,
     };
-    let mut stream = connected.map_err(|e| ClientError::Unreachable(format!("{address}: {e}")))?;
+    let stream = connected.map_err(|e| ClientError::Unreachable(format!("{address}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Sends our hello and reads the node's: (ours, theirs, our ephemeral secret).
+async fn hellos(stream: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>, StaticSecret), ClientError> {
     let ephemeral = StaticSecret::random_from_rng(OsRng);
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
     let hello = client_hello(VERSION, &XPublic::from(&ephemeral), &nonce);
-    write_frame(&mut stream, &hello)
+    write_frame(stream, &hello)
         .await
         .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-    let node_hello = read_frame(&mut stream, MAX_HANDSHAKE_FRAME)
+    let node_hello = read_frame(stream, MAX_HANDSHAKE_FRAME)
         .await
         .map_err(|e| match e {
             FrameError::Io(io) => ClientError::Shed(io.to_string()),
@@ -141,16 +171,32 @@ async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Sess
     if let Some(why) = busy_notice(&node_hello) {
         return Err(ClientError::Busy(why));
     }
-    let pinned = match pin {
-        Pin::Key(key) => Some(key),
-        Pin::AcceptAny => None,
-    };
-    let view = client_check(&hello, &node_hello, &ephemeral, pinned).map_err(|e| match e {
+    Ok((hello, node_hello, ephemeral))
+}
+
+/// Checks the node's hello (its signature, and its key against `pinned`).
+fn check_node(
+    hello: &[u8],
+    node_hello: &[u8],
+    ephemeral: &StaticSecret,
+    pinned: Option<&VerifyingKey>,
+) -> Result<proto::handshake::ClientView, ClientError> {
+    client_check(hello, node_hello, ephemeral, pinned).map_err(|e| match e {
         HandshakeError::NodeKeyMismatch { .. } | HandshakeError::NodeSignature => {
             ClientError::Auth(e.to_string())
         }
         other => ClientError::Protocol(other.to_string()),
-    })?;
+    })
+}
+
+async fn handshake(address: &str, identity: &Identity, pin: &Pin) -> Result<Session, ClientError> {
+    let mut stream = open(address).await?;
+    let (hello, node_hello, ephemeral) = hellos(&mut stream).await?;
+    let pinned = match pin {
+        Pin::Key(key) => Some(key),
+        Pin::AcceptAny => None,
+    };
+    let view = check_node(&hello, &node_hello, &ephemeral, pinned)?;
     let mut tx = Channel::new(&view.keys.c2s);
     let mut rx = Channel::new(&view.keys.s2c);
     let signature = identity

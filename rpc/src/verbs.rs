@@ -21,6 +21,10 @@ pub enum Verb {
     List,
     /// `status NAME…`: services in detail.
     Status,
+    /// `is-active NAME…`: each service's state word; exit 0 when all are up.
+    IsActive,
+    /// `is-failed NAME…`: each service's state word; exit 0 when one failed.
+    IsFailed,
     /// `start NAME…`.
     Start,
     /// `stop NAME…`.
@@ -57,6 +61,8 @@ impl Verb {
             ("info", _) => Verb::Info,
             ("list", _) => Verb::List,
             ("status", _) => Verb::Status,
+            ("is-active", _) => Verb::IsActive,
+            ("is-failed", _) => Verb::IsFailed,
             ("start", _) => Verb::Start,
             ("stop", _) => Verb::Stop,
             ("restart", _) => Verb::Restart,
@@ -79,6 +85,8 @@ impl Verb {
         matches!(
             self,
             Verb::Status
+                | Verb::IsActive
+                | Verb::IsFailed
                 | Verb::Start
                 | Verb::Stop
                 | Verb::Restart
@@ -95,7 +103,7 @@ impl Verb {
         match self {
             Verb::Info => Method::NodeInfo,
             Verb::List => Method::ServiceList,
-            Verb::Status => Method::ServiceStatus,
+            Verb::Status | Verb::IsActive | Verb::IsFailed => Method::ServiceStatus,
             Verb::Start => Method::ServiceStart,
             Verb::Stop => Method::ServiceStop,
             Verb::Restart => Method::ServiceRestart,
@@ -273,6 +281,85 @@ pub fn came_up(result: &Value) -> bool {
         .is_none_or(|outcome| outcome == "ready")
 }
 
+/// How a command's answers make its exit status, as systemctl's do where
+/// it has the command: `status` 0 when every service runs (or its oneshot
+/// succeeded), 3 when one does not, 4 when one is unknown; `is-active` 0
+/// when all are up, else 3; `is-failed` 0 when one has failed, else 1;
+/// `start`/`restart`/`deploy` 1 when a service did not come up; `reload` 1
+/// when it rejected a file; any other error answer 1.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    verb: Verb,
+    codes: Vec<u8>,
+}
+
+impl Tally {
+    /// No answers yet.
+    pub fn new(verb: Verb) -> Self {
+        Self {
+            verb,
+            codes: Vec::new(),
+        }
+    }
+
+    /// Counts one answer.
+    pub fn answer(&mut self, result: &Value) {
+        let code = match self.verb {
+            Verb::Status | Verb::IsActive => {
+                if is_active(result) {
+                    0
+                } else {
+                    3
+                }
+            }
+            Verb::IsFailed => u8::from(!is_failed(result)),
+            Verb::Reload => u8::from(!display::strings(result, "errors").is_empty()),
+            _ => u8::from(!came_up(result)),
+        };
+        self.codes.push(code);
+    }
+
+    /// Counts one error answer (its JSON-RPC `code`).
+    pub fn error(&mut self, code: i64) {
+        let unknown = code == proto::rpc::code::NO_SUCH_SERVICE;
+        self.codes.push(match self.verb {
+            Verb::Status if unknown => 4,
+            Verb::IsActive => 3,
+            _ => 1,
+        });
+    }
+
+    /// The exit status for every answer counted.
+    pub fn code(&self) -> u8 {
+        if self.verb == Verb::IsFailed {
+            return u8::from(!self.codes.contains(&0));
+        }
+        self.codes.iter().copied().max().unwrap_or(0)
+    }
+}
+
+/// A service answer (`service.status`) whose process runs, or whose oneshot
+/// succeeded.
+pub fn is_active(result: &Value) -> bool {
+    matches!(
+        result.get("state").and_then(Value::as_str),
+        Some("running" | "ready" | "unhealthy" | "succeeded")
+    )
+}
+
+/// A service answer that gave up, or whose process ended with a failure and
+/// will not be restarted.
+pub fn is_failed(result: &Value) -> bool {
+    match result.get("state").and_then(Value::as_str) {
+        Some("failed") => true,
+        Some("exited") => result
+            .get("detail")
+            .and_then(Value::as_str)
+            .is_some_and(|detail| detail != "exited: exited with code 0"),
+        _ => false,
+    }
+}
+
 /// The answer of `verb` for people, one line each.
 pub fn render(verb: Verb, result: &Value) -> Vec<String> {
     let names = |key: &str| display::strings(result, key);
@@ -295,6 +382,7 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
                 .collect()
         }
         Verb::Status => display::status_text(result),
+        Verb::IsActive | Verb::IsFailed => vec![text(result, "state")],
         Verb::Info => display::info_text(result),
         Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),
         Verb::Remove | Verb::SecretRm => vec![format!("{}: removed", text(result, "name"))],
@@ -381,6 +469,41 @@ mod tests {
         assert_eq!(params, json!({ "name": "web" }));
         let (_, params) = request(Verb::Start, "web", &Shape::default(), None).unwrap();
         assert_eq!(params, json!({ "name": "web" }));
+    }
+
+    #[test]
+    fn exit_statuses_are_systemctls() {
+        let up = json!({ "name": "web", "state": "ready", "detail": "ready" });
+        let failed = json!({ "name": "flaky", "state": "failed", "detail": "failed: gave up" });
+        let exited_ok = json!({ "state": "exited", "detail": "exited: exited with code 0" });
+        let exited_bad = json!({ "state": "exited", "detail": "exited: exited with code 3" });
+        let tally = |verb, answers: &[&Value], errors: &[i64]| {
+            let mut tally = Tally::new(verb);
+            answers.iter().for_each(|a| tally.answer(a));
+            errors.iter().for_each(|&e| tally.error(e));
+            tally.code()
+        };
+        assert_eq!(tally(Verb::Status, &[&up], &[]), 0);
+        assert_eq!(tally(Verb::Status, &[&up, &failed], &[]), 3);
+        assert_eq!(
+            tally(Verb::Status, &[&up], &[proto::rpc::code::NO_SUCH_SERVICE]),
+            4
+        );
+        assert_eq!(tally(Verb::IsActive, &[&up], &[]), 0);
+        assert_eq!(tally(Verb::IsActive, &[&exited_ok], &[]), 3);
+        assert_eq!(tally(Verb::IsFailed, &[&up, &exited_bad], &[]), 0);
+        assert_eq!(tally(Verb::IsFailed, &[&up, &exited_ok], &[]), 1);
+        assert_eq!(
+            tally(Verb::IsFailed, &[], &[proto::rpc::code::NO_SUCH_SERVICE]),
+            1
+        );
+        let rejected = json!({ "added": [], "errors": ["web.toml:3: bad"] });
+        assert_eq!(tally(Verb::Reload, &[&rejected], &[]), 1);
+        assert_eq!(tally(Verb::Reload, &[&json!({ "added": ["web"] })], &[]), 0);
+        assert_eq!(
+            tally(Verb::Start, &[&json!({ "outcome": "failed" })], &[]),
+            1
+        );
     }
 
     #[test]

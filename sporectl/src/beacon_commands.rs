@@ -241,12 +241,15 @@ fn store_location(options: &ServeOptions) -> Result<beacon::Location, String> {
     Ok(location)
 }
 
-/// `sporectl beacon serve`.
+/// `sporectl beacon serve`. Exits 2 for a local problem (a file that cannot
+/// be read or used, a bad option, an address it cannot listen on), 1 when
+/// the store cannot be opened.
 pub fn serve(options: &ServeOptions) -> ExitCode {
-    let fail = |message: String| {
+    let fail_with = |code: u8, message: String| {
         complain!("sporectl: {message}");
-        ExitCode::from(1)
+        ExitCode::from(code)
     };
+    let fail = |message: String| fail_with(2, message);
     let trust = match &options.enrollment_ca {
         Some(path) => match rpc::enrollment::Trust::from_file(path, options.revoke.clone()) {
             Ok(trust) => Some(trust),
@@ -283,7 +286,7 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
     };
     let beacon = match beacon::Beacon::open(&location, settings) {
         Ok(beacon) => beacon,
-        Err(error) => return fail(error.to_string()),
+        Err(error) => return fail_with(1, error.to_string()),
     };
     let listener = match std::net::TcpListener::bind(&options.listen)
         .and_then(smol::net::TcpListener::try_from)

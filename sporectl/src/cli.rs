@@ -10,9 +10,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use crate::Options;
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 the node answered with an error, or a service did not
-come up; 2 usage, or a question declined; 3 node unreachable; 4 authentication
-(node key or ours); 5 protocol error; 6 node busy.
+Exit codes: 0 done; 1 the node answered with an error, a service did not come
+up, or reload rejected a file; 2 usage, a local problem (a file or key that
+cannot be read) or a question declined; 3 node unreachable; 4 authentication
+(node key or ours); 5 protocol error; 6 node busy. status: 0 every service
+runs, 3 one does not, 4 one is unknown; is-active: 0 all run, else 3;
+is-failed: 0 one has failed, else 1.
 
 Identity: every ssh-ed25519 key of the ssh-agent ($SSH_AUTH_SOCK), then
 ~/.ssh/id_ed25519; node keys are pinned in ~/.config/spore/known_nodes.
@@ -105,8 +108,22 @@ enum Command {
     /// Every service and its state
     List,
     /// Services in detail: state, since, last exit, restarts, recent lines
+    /// (no name: every service, as `list`). Exits 0 when every one runs, 3
+    /// when one does not, 4 when one is unknown
     Status {
         /// Services to show
+        names: Vec<String>,
+    },
+    /// Print each service's state; exit 0 when all run (or their oneshot
+    /// succeeded), else 3
+    IsActive {
+        /// Services to ask about
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Print each service's state; exit 0 when one has failed, else 1
+    IsFailed {
+        /// Services to ask about
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -371,9 +388,18 @@ fn into_options(cli: Cli) -> Parsed {
     let word = match cli.command {
         Command::Info => "info",
         Command::List => "list",
+        Command::Status { names } if names.is_empty() => "list",
         Command::Status { names } => {
             options.names = names;
             "status"
+        }
+        Command::IsActive { names } => {
+            options.names = names;
+            "is-active"
+        }
+        Command::IsFailed { names } => {
+            options.names = names;
+            "is-failed"
         }
         Command::Start { names, wait: w } => {
             options.names = names;

@@ -35,8 +35,14 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn new(hostname: String, result: Result<Value, ClientError>) -> Self {
-        let ok = result.as_ref().is_ok_and(verbs::came_up);
+    /// `ok` as the node's answer would make `verb`'s exit status 0
+    /// ([`verbs::Tally`]).
+    fn new(hostname: String, verb: Verb, result: Result<Value, ClientError>) -> Self {
+        let ok = result.as_ref().is_ok_and(|answer| {
+            let mut tally = verbs::Tally::new(verb);
+            tally.answer(answer);
+            tally.code() == 0
+        });
         let result = result.map(|value| value.to_string().into_boxed_str());
         Self {
             hostname,
@@ -50,7 +56,9 @@ impl Outcome {
     }
 }
 
-pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
+/// Runs the command on the fleet; exit status 0 when every node's answer
+/// made it 0, else 1.
+pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
     use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::io::IsTerminal;
@@ -67,7 +75,7 @@ pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
     for (name, address) in &options.addresses {
         let target = targets.iter_mut().find(|(h, _, _)| h == name);
         let Some((_, reach, _)) = target else {
-            return Err(ClientError::Protocol(format!(
+            return Err(ClientError::Unknown(format!(
                 "--address {name}=…: the beacon knows no node {name}"
             )));
         };
@@ -76,7 +84,7 @@ pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
     if let Some(only) = &options.only {
         for wanted in only {
             if !targets.iter().any(|(h, _, _)| h == wanted) {
-                return Err(ClientError::Protocol(format!(
+                return Err(ClientError::Unknown(format!(
                     "the beacon knows no node {wanted}"
                 )));
             }
@@ -138,7 +146,9 @@ pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
                         call_within(&mut session, method, params.clone(), limit).await
                     }
                     .await;
-                    outcomes.borrow_mut().push(Outcome::new(hostname, result));
+                    outcomes
+                        .borrow_mut()
+                        .push(Outcome::new(hostname, verb, result));
                     if progress {
                         let outcomes = outcomes.borrow();
                         let done = outcomes.len();
@@ -229,5 +239,5 @@ pub(crate) async fn fleet(options: &Options) -> Result<bool, ClientError> {
             failed.join(", ")
         );
     }
-    Ok(failed.is_empty())
+    Ok(u8::from(!failed.is_empty()))
 }

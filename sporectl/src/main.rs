@@ -104,33 +104,15 @@ pub(crate) enum KnownNodesAction {
 /// Asks `question` on the terminal (not stdin: it may carry a secret);
 /// `yes` answers it. Without a terminal, declines and says to add --yes.
 pub(crate) fn confirm(question: &str, yes: bool) -> Result<(), ClientError> {
-    use std::io::{BufRead, Write};
     if yes {
         return Ok(());
     }
-    let declined = || {
-        ClientError::Declined(format!(
+    match ask_on_terminal(&format!("{question} [y/N] ")) {
+        Some(answer) if matches!(answer.as_str(), "y" | "Y" | "yes" | "YES") => Ok(()),
+        Some(_) => Err(ClientError::Declined(format!("{question} declined"))),
+        None => Err(ClientError::Declined(format!(
             "{question} not confirmed (no terminal to ask; add --yes)"
-        ))
-    };
-    let Ok(tty) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-    else {
-        return Err(declined());
-    };
-    let mut out = &tty;
-    let _ = write!(out, "{question} [y/N] ");
-    let _ = out.flush();
-    let mut answer = String::new();
-    std::io::BufReader::new(&tty)
-        .read_line(&mut answer)
-        .map_err(|_| declined())?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-        Ok(())
-    } else {
-        Err(ClientError::Declined(format!("{question} declined")))
+        ))),
     }
 }
 
@@ -142,7 +124,13 @@ pub(crate) fn identity(options: &Options) -> Result<Identity, ClientError> {
         .ok_or_else(|| ClientError::Auth("no ssh-ed25519 key to sign with".into()))
 }
 
-fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
+/// The key the node must prove, and whether to record it: `--node-key`,
+/// else its pin in known_nodes, else (first contact) any with
+/// `--accept-new`, else, as ssh does, the key the node shows, once the
+/// operator at the terminal accepted its fingerprint. Without a terminal a
+/// first contact is refused, after the node was reached (an unreachable
+/// node is exit 3 whatever was pinned).
+async fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
     if let Some(text) = &options.node_key {
         let key = nodekey::parse_openssh_public(text).ok_or_else(|| {
             ClientError::Auth(format!(
@@ -157,11 +145,41 @@ fn pin(options: &Options) -> Result<(Pin, bool), ClientError> {
     if options.accept_new {
         return Ok((Pin::AcceptAny, true));
     }
-    Err(ClientError::Auth(format!(
-        "{} is not in {}; pin its key with --node-key or connect once with --accept-new",
-        options.node,
-        options.known_nodes.display()
-    )))
+    let key = rpc::client::node_key(&options.node, options.connect_timeout).await?;
+    let fingerprint = nodekey::fingerprint(&key);
+    let question = format!(
+        "The authenticity of node {} can't be established.\nIts ED25519 key fingerprint is {fingerprint}.\nThis key is not known by any other names.\nAre you sure you want to continue connecting (yes/no)? ",
+        options.node
+    );
+    match ask_on_terminal(&question) {
+        Some(answer) if matches!(answer.as_str(), "yes" | "y") => Ok((Pin::Key(key), true)),
+        Some(_) => Err(ClientError::Declined(format!(
+            "{}: node key {fingerprint} not accepted",
+            options.node
+        ))),
+        None => Err(ClientError::Auth(format!(
+            "{} ({fingerprint}) is not in {}; no terminal to ask: pin its key with --node-key or connect once with --accept-new",
+            options.node,
+            options.known_nodes.display()
+        ))),
+    }
+}
+
+/// Asks `question` on the controlling terminal (not stdin or stdout: they
+/// may be a pipe); the answer trimmed, or None without a terminal.
+fn ask_on_terminal(question: &str) -> Option<String> {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let mut out = &tty;
+    out.write_all(question.as_bytes()).ok()?;
+    out.flush().ok()?;
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut answer).ok()?;
+    Some(answer.trim().to_owned())
 }
 
 /// The method and parameters for the command on `operand` (a service or
@@ -199,10 +217,10 @@ fn operands(options: &Options) -> Vec<String> {
 }
 
 /// Runs the command on one node, one call per operand over one session;
-/// true when every call succeeded (and every waited-for service came up).
-async fn run(options: &Options) -> Result<bool, ClientError> {
+/// the exit status its answers make ([`verbs::Tally`]).
+async fn run(options: &Options) -> Result<u8, ClientError> {
     let identities = identities(options)?;
-    let (pin, record) = pin(options)?;
+    let (pin, record) = pin(options).await?;
     let mut session =
         connect_with_any(&options.node, &identities, &pin, options.connect_timeout).await?;
     if record {
@@ -218,29 +236,35 @@ async fn run(options: &Options) -> Result<bool, ClientError> {
     let verb = options.verb.unwrap_or(Verb::Discover);
     let operands = operands(options);
     let several = operands.len() > 1;
-    let mut all_ok = true;
+    let mut tally = verbs::Tally::new(verb);
     for operand in &operands {
         let (method, params) = request(options, verb, operand)?;
         let limit = call_limit(options, method);
         let result = match call_within(&mut session, method, params, limit).await {
             Ok(result) => result,
-            // With several operands, one refusal does not stop the rest.
-            Err(error @ ClientError::Rpc { .. }) if several => {
-                complain!("sporectl: {operand}: {error}");
-                if options.json {
-                    say!("{}", json_error(&error));
+            // One refusal does not stop the other operands, and counts
+            // as its verb says (status: 4 for an unknown service).
+            Err(error @ ClientError::Rpc { code, .. }) => {
+                if several {
+                    complain!("sporectl: {operand}: {error}");
+                } else {
+                    complain!("sporectl: {error}");
                 }
-                all_ok = false;
+                tally.error(code);
+                if options.json {
+                    say!("{}", json_error(&error, tally.code()));
+                }
                 continue;
             }
             Err(error) => return Err(error),
         };
-        all_ok &= print_result(options, verb, &result);
+        print_result(options, verb, &result);
+        tally.answer(&result);
     }
     if verb == Verb::Logs && options.shape.follow {
         follow(options, &mut session).await?;
     }
-    Ok(all_ok)
+    Ok(tally.code())
 }
 
 /// The keys to offer, in ssh's order: `-i FILE` alone when given; else
@@ -414,17 +438,18 @@ async fn call_within(
         })
 }
 
-/// An error as `--json` prints it (on stdout, as answers are).
-fn json_error(error: &ClientError) -> Value {
+/// An error as `--json` prints it (on stdout, as answers are), with the
+/// exit status it makes.
+pub(crate) fn json_error(error: &ClientError, exit_code: u8) -> Value {
     let code = match error {
         ClientError::Rpc { code, .. } => json!(code),
         _ => Value::Null,
     };
-    json!({ "error": { "message": error.to_string(), "code": code, "exit_code": error.exit_code() } })
+    json!({ "error": { "message": error.to_string(), "code": code, "exit_code": exit_code } })
 }
 
-/// Prints one answer; false when it reports a service that did not come up.
-fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
+/// Prints one answer.
+fn print_result(options: &Options, verb: Verb, result: &Value) {
     if options.json && verb == Verb::Logs && options.shape.follow {
         // One shape for the whole stream: the backlog line by line, as
         // the lines that follow it.
@@ -443,7 +468,6 @@ fn print_result(options: &Options, verb: Verb, result: &Value) -> bool {
             say!("{line}");
         }
     }
-    verbs::came_up(result)
 }
 
 /// `sporectl known-nodes list | forget ADDRESS`.
@@ -491,7 +515,7 @@ fn main() -> ExitCode {
     let report = |error: ClientError| {
         complain!("sporectl: {error}");
         if options.json {
-            say!("{}", json_error(&error));
+            say!("{}", json_error(&error, error.exit_code()));
         }
         ExitCode::from(error.exit_code())
     };
@@ -517,8 +541,7 @@ fn main() -> ExitCode {
         smol::block_on(run(&options))
     };
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(code) => ExitCode::from(code),
         Err(error) => report(error),
     }
 }
