@@ -99,9 +99,9 @@ fn read(paths: &[std::path::PathBuf]) -> Result<Inputs, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if is_node_config(path) {
-            if let Err(error) = crate::config::parse(path, &text) {
-                inputs.node_errors.push(error);
-            }
+            inputs
+                .node_errors
+                .extend(crate::config::errors(path, &text));
             continue;
         }
         match svc::parse_service(path, &text) {

@@ -98,8 +98,10 @@ pub struct Rpc {
     /// Addresses to listen on; default `127.0.0.1:9999` and `mycelium`.
     pub listen: Option<Vec<Listen>>,
     /// Time from accept to the end of the handshake.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub handshake_timeout_ms: Option<u64>,
     /// The handshake deadline while the pre-auth table is half full.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub pressure_timeout_ms: Option<u64>,
     /// Connections at once.
     pub max_connections: Option<u64>,
@@ -108,6 +110,7 @@ pub struct Rpc {
     /// Connections in their handshake from one source address.
     pub max_handshaking_per_source: Option<u64>,
     /// An authenticated session idle this long is closed.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub session_idle_timeout_ms: Option<u64>,
     /// Sessions at once per operator key.
     pub max_sessions_per_key: Option<u64>,
@@ -144,6 +147,7 @@ pub struct Beacon {
     /// mycelium's admin API.
     pub mycelium_api: Option<String>,
     /// Seconds between heartbeats after registering (absent or 0: none).
+    #[serde(default, deserialize_with = "span_ms::optional_seconds")]
     pub heartbeat_s: Option<u64>,
     /// Allow plain http to a beacon that is not loopback or mycelium.
     pub allow_insecure_http: bool,
@@ -152,8 +156,10 @@ pub struct Beacon {
     /// The enrollment credential (default CONFIG_DIR/enrollment_key).
     pub enrollment_key: Option<PathBuf>,
     /// First retry delay.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub retry_first_ms: Option<u64>,
     /// Longest retry delay.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub retry_max_ms: Option<u64>,
 }
 
@@ -188,6 +194,7 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
 pub struct Control {
     /// A connection that sends no request for this long is closed (a
     /// follow counts as active while it streams). Default 60,000.
+    #[serde(deserialize_with = "span_ms::required")]
     pub idle_timeout_ms: u64,
     /// Connections served at once; more are answered "too many
     /// connections" and closed. Default 64.
@@ -294,6 +301,7 @@ pub struct Mount {
     pub options: Option<String>,
     /// How long to wait for a `/dev/` source to appear (drivers such as
     /// nvme probe asynchronously); default 10000.
+    #[serde(default, deserialize_with = "span_ms::optional")]
     pub wait_ms: Option<u64>,
 }
 
@@ -457,6 +465,81 @@ pub fn parse(path: &Path, text: &str) -> Result<NodeConfig, String> {
     toml::from_str::<NodeConfig>(text).map_err(|error| located(path, text, &error))
 }
 
+/// Every error of spore.toml's `text` (as `spore check` reports them, as
+/// cargo does: all at once), each located as [`parse`] locates one: after
+/// each error the key it points at is blanked out (its line, and the
+/// lines its value continues on; a whole table when the error is at its
+/// header), and the text is read again. A syntax error ends the list: what
+/// follows it cannot be read reliably.
+pub fn errors(path: &Path, text: &str) -> Vec<String> {
+    let mut text = text.to_owned();
+    let mut found: Vec<((usize, usize), String)> = Vec::new();
+    // Each round blanks at least one line, so this bound is never the limit
+    // for a real file; it only keeps a pathological one finite.
+    for _ in 0..100 {
+        let Err(error) = toml::from_str::<NodeConfig>(&text) else {
+            break;
+        };
+        let start = error.span().map_or(0, |span| span.start);
+        let at = svc::position::LineIndex::new(&text).position(start);
+        found.push(((at.line, at.column), located(path, &text, &error)));
+        let syntax = toml::from_str::<toml::Table>(&text).is_err();
+        let next = error.span().and_then(|span| blank_out(&text, span.start));
+        match next {
+            Some(next) if !syntax && next != text => text = next,
+            _ => break,
+        }
+    }
+    // In the file's order, as the reader goes through it.
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, message)| message).collect()
+}
+
+/// `text` with the entry at byte `at` replaced by blank lines (so every
+/// other line keeps its number): a `key = value` line and its value's
+/// continuation lines, or a `[table]` header and its keys.
+fn blank_out(text: &str, at: usize) -> Option<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut offset = 0;
+    let mut first = None;
+    for (index, line) in lines.iter().enumerate() {
+        if at < offset + line.len() {
+            first = Some(index);
+            break;
+        }
+        offset += line.len();
+    }
+    let first = first.or_else(|| lines.len().checked_sub(1))?;
+    let starts_entry = |line: &str| {
+        let line = line.trim_start();
+        line.is_empty() || line.starts_with('#') || line.starts_with('[') || line.contains('=')
+    };
+    let header = lines
+        .get(first)
+        .is_some_and(|l| l.trim_start().starts_with('['));
+    let mut last = first;
+    while let Some(line) = lines.get(last + 1) {
+        let next_header = line.trim_start().starts_with('[');
+        if (header && next_header) || (!header && starts_entry(line)) {
+            break;
+        }
+        last += 1;
+    }
+    Some(
+        lines
+            .iter()
+            .enumerate()
+            .map(|(index, line)| {
+                if (first..=last).contains(&index) {
+                    "\n"
+                } else {
+                    line
+                }
+            })
+            .collect(),
+    )
+}
+
 fn located(path: &Path, text: &str, error: &toml::de::Error) -> String {
     let start = error.span().map_or(0, |span| span.start);
     let at = svc::position::LineIndex::new(text).position(start);
@@ -472,8 +555,14 @@ fn located(path: &Path, text: &str, error: &toml::de::Error) -> String {
         }
         _ => String::new(),
     };
+    // The header of the table the error is in: the last one before its
+    // position, or the one its own line is (an error about a whole table).
+    let line_end = text
+        .get(start..)
+        .and_then(|rest| rest.find('\n'))
+        .map_or(text.len(), |at| start + at);
     let table = text
-        .get(..start)
+        .get(..line_end)
         .unwrap_or_default()
         .lines()
         .rev()
@@ -517,6 +606,66 @@ impl Paths {
     }
 }
 
+/// Durations in spore.toml: an integer in the key's unit (milliseconds for
+/// `…_ms`, seconds for `…_s`), or a time span (`"5s"`, `"1m30s"`:
+/// [`svc::timespan`]).
+mod span_ms {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    /// A duration as a count of `unit_ms` milliseconds.
+    struct Span {
+        unit_ms: u64,
+    }
+
+    impl Visitor<'_> for Span {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let unit = if self.unit_ms == 1 {
+                "milliseconds"
+            } else {
+                "seconds"
+            };
+            write!(f, "{unit} (an integer) or a time span like \"5s\"")
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom("a duration cannot be negative"))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
+            svc::timespan::parse(text)
+                .map(|span| svc::timespan::millis(span) / self.unit_ms.max(1))
+                .map_err(E::custom)
+        }
+    }
+
+    /// A `…_ms` key with a default when absent (`#[serde(default)]` on its struct).
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        deserializer.deserialize_any(Span { unit_ms: 1 })
+    }
+
+    /// An optional `…_ms` key (`#[serde(default)]` on the field).
+    pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        deserializer.deserialize_any(Span { unit_ms: 1 }).map(Some)
+    }
+
+    /// An optional `…_s` key (`#[serde(default)]` on the field).
+    pub fn optional_seconds<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        deserializer
+            .deserialize_any(Span { unit_ms: 1_000 })
+            .map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,6 +684,65 @@ mod tests {
             Some(("10.0.2.15".parse().unwrap(), 24))
         );
         assert_eq!(network.gateway, Some("10.0.2.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn durations_take_milliseconds_or_time_spans() {
+        let config = parse(
+            Path::new("spore.toml"),
+            "[rpc]\nhandshake_timeout_ms = \"5s\"\nsession_idle_timeout_ms = 90000\n[beacon]\nretry_max_ms = \"1m30s\"\nheartbeat_s = \"5min\"\n[control]\nidle_timeout_ms = \"2 min\"\n",
+        )
+        .unwrap();
+        let rpc = config.rpc;
+        assert_eq!(rpc.handshake_timeout_ms, Some(5_000));
+        assert_eq!(rpc.session_idle_timeout_ms, Some(90_000));
+        assert_eq!(config.beacon.retry_max_ms, Some(90_000));
+        assert_eq!(config.beacon.heartbeat_s, Some(300));
+        assert_eq!(config.control.idle_timeout_ms, 120_000);
+        let error = parse(
+            Path::new("spore.toml"),
+            "[rpc]\nhandshake_timeout_ms = \"5\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("spore.toml:2:") && error.contains("no unit"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn check_reports_every_error_at_once_each_where_it_is() {
+        let text = "hostname = \"n\"\n[rpc]\nlisten = [\n  \"mycelium\",\n]\nmax_conections = 8\nhandshake_timeout_ms = \"soon\"\n[control]\nmax_connections = \"many\"\n[[mount]]\nsource = \"/dev/vda\"\n[[mount]]\nsource = \"tmpfs\"\ntarget = \"/tmp\"\ntype = \"tmpfs\"\nflavour = 1\n";
+        let errors = errors(Path::new("spore.toml"), text);
+        let at: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(": ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "spore.toml:6:1",
+                "spore.toml:7:24",
+                "spore.toml:9:19",
+                "spore.toml:10:1",
+                "spore.toml:16:1"
+            ],
+            "{errors:#?}"
+        );
+        assert!(
+            errors[0].contains("did you mean `max_connections`?"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[3].contains("missing field `target` in [[mount]]"),
+            "{errors:#?}"
+        );
+        // A good file has none; a syntax error is the last one reported.
+        assert!(
+            super::errors(Path::new("spore.toml"), "[rpc]\nlisten = [\"mycelium\"]\n").is_empty()
+        );
+        let broken = super::errors(Path::new("spore.toml"), "[rpc\nmax_conections = 8\n");
+        assert_eq!(broken.len(), 1, "{broken:#?}");
     }
 
     #[test]

@@ -194,6 +194,25 @@ fn check_takes_files_directories_and_spore_toml() {
         stderr.contains("did you mean `max_connections`?"),
         "{stderr}"
     );
+    // Every error at once, in the file's order, as cargo reports them.
+    fs::write(
+        &node,
+        "[rpc]\nmax_conections = 8\nhandshake_timeout_ms = \"5\"\n[control]\nidle_timeout_ms = \"1m\"\nmax_connections = -1\n",
+    )
+    .unwrap();
+    let out = spore_check(&[node.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = |line: &str| stderr.find(&format!("{}:{line}", node.display()));
+    let (Some(first), Some(second), Some(third)) = (at("2:1:"), at("3:24:"), at("6:19:")) else {
+        panic!("three errors expected: {stderr}");
+    };
+    assert!(first < second && second < third, "{stderr}");
+    assert!(stderr.contains("has no unit"), "{stderr}");
+    assert!(
+        !stderr.contains(":5:"),
+        "a time span is a valid duration: {stderr}"
+    );
     fs::write(
         &node,
         "[rpc]\nlisten = [\"mycelium\"]\nmax_connections = 8\n",

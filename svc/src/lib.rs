@@ -17,6 +17,7 @@ pub mod load;
 pub mod parse;
 pub mod service;
 pub mod supervisor;
+pub mod timespan;
 
 pub mod position;
 mod section;

@@ -214,15 +214,43 @@ impl<'c, 'a, 'i> Section<'c, 'a, 'i> {
         }
     }
 
-    /// A millisecond count as a [`Duration`], `default` when absent. Zero is
+    /// A duration, `default` when absent: an integer of milliseconds, or a
+    /// time span (`"5s"`, `"1m30s"`, see [`crate::timespan`]). Zero is
     /// refused unless `zero_allowed`.
     pub fn millis(&mut self, key: &'static str, default: Duration, zero_allowed: bool) -> Duration {
-        match self.unsigned(key) {
-            Some(n) if n.value == 0 && !zero_allowed => {
-                self.zero(key, &n.span);
+        let spanned = match self.value(key).map(|v| (v.get_ref(), v.span())) {
+            Some((DeValue::String(text), span)) => match crate::timespan::parse(text) {
+                Ok(duration) => Some(Located {
+                    value: duration,
+                    span,
+                }),
+                Err(error) => {
+                    self.out_of_range(key, &span, &error.to_string());
+                    None
+                }
+            },
+            Some((DeValue::Integer(_), _)) => self.unsigned(key).map(|n| Located {
+                value: Duration::from_millis(n.value),
+                span: n.span,
+            }),
+            Some(_) => {
+                if let Some(value) = self.value(key) {
+                    self.wrong_type(
+                        key,
+                        "milliseconds (an integer) or a time span like \"5s\"",
+                        value,
+                    );
+                }
+                None
+            }
+            None => None,
+        };
+        match spanned {
+            Some(d) if d.value.is_zero() && !zero_allowed => {
+                self.zero(key, &d.span);
                 default
             }
-            Some(n) => Duration::from_millis(n.value),
+            Some(d) => d.value,
             None => default,
         }
     }

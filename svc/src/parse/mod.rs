@@ -759,6 +759,45 @@ timeout_ms = 3000
     }
 
     #[test]
+    fn durations_take_milliseconds_or_time_spans() {
+        let text = "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nrestart_delay_ms = \"5s\"\nrestart_delay_max_ms = \"1m30s\"\nstop_timeout_ms = 2500\n[health]\ntype = \"tcp\"\ntarget = \"h:1\"\ninterval_ms = \"2 min\"\n";
+        let service = parse("c", text).unwrap();
+        assert_eq!(service.lifecycle.restart_delay, Duration::from_secs(5));
+        assert_eq!(service.lifecycle.restart_delay_max, Duration::from_secs(90));
+        assert_eq!(service.lifecycle.stop_timeout, Duration::from_millis(2500));
+        assert_eq!(service.health[0].interval, Duration::from_secs(120));
+        let (line, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nrestart_delay_ms = \"5\"\n",
+        );
+        assert_eq!(line, 5);
+        let message = kind.to_string();
+        assert!(
+            message.contains("restart_delay_ms") && message.contains("no unit"),
+            "{message}"
+        );
+        let (_, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nstop_timeout_ms = \"0s\"\n",
+        );
+        assert!(
+            matches!(
+                kind,
+                ErrorKind::Zero {
+                    field: "stop_timeout_ms",
+                    ..
+                }
+            ),
+            "{kind}"
+        );
+        let (_, kind) = only_error(
+            "c",
+            "[service]\nname = \"c\"\nexec = \"x\"\n[lifecycle]\nstop_timeout_ms = true\n",
+        );
+        assert!(kind.to_string().contains("time span"), "{kind}");
+    }
+
+    #[test]
     fn zero_where_zero_means_nothing_is_rejected() {
         let cases = [
             ("[lifecycle]\nrestart_delay_ms = 0\n", "restart_delay_ms"),
