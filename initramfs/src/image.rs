@@ -58,6 +58,9 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
+    /// spore.toml needs modules the image cannot carry or does not carry.
+    #[error("{0}")]
+    Needs(String),
     /// Two inputs for one path, or a bad path.
     #[error(transparent)]
     Cpio(#[from] CpioError),
@@ -126,13 +129,38 @@ pub fn build(manifest: &Manifest) -> Result<Image, BuildError> {
     // `spore status`, `spore call-home` in service files and on a console.
     archive.symlink("bin/spore", "/init")?;
 
+    let node_toml = node_table(manifest.config.as_deref())?;
+    let asked = crate::needs::asked_modules(&node_toml);
     let (release, modules) = match &manifest.kernel {
         Some(kernel) => {
+            // The manifest's modules, then those spore.toml asks for.
+            let mut wanted = kernel.modules.clone();
+            for name in asked {
+                if !wanted.iter().any(|w| modtree::canonical(w) == name) {
+                    wanted.push(name);
+                }
+            }
             let (release, modules) =
-                add_modules(&mut archive, &kernel.tree, &kernel.modules, &mut warnings)?;
+                add_modules(&mut archive, &kernel.tree, &wanted, &mut warnings)?;
+            check_mounts(&node_toml, &kernel.tree, &release, &modules)?;
             (Some(release), modules)
         }
-        None => (None, Vec::new()),
+        None if !asked.is_empty() => {
+            return Err(BuildError::Needs(format!(
+                "spore.toml asks for modules {}, but the manifest has no [kernel] tree to carry them from (add [kernel] tree = \"…\")",
+                asked.join(", ")
+            )));
+        }
+        None => {
+            for need in crate::needs::mount_needs(&node_toml) {
+                warnings.push(format!(
+                    "mount {} needs module(s) {}; with no [kernel] tree they are not checked: the kernel must have them built in",
+                    need.mount,
+                    need.modules.join(", ")
+                ));
+            }
+            (None, Vec::new())
+        }
     };
     let config = node_config(manifest.config.as_deref(), &modules)?;
     archive.file("etc/spore/spore.toml", 0o644, config)?;
@@ -262,6 +290,57 @@ fn add_modules(
         order.push(relative);
     }
     Ok((release, order))
+}
+
+/// spore.toml as a table (empty without a file).
+fn node_table(path: Option<&Path>) -> Result<toml::Table, BuildError> {
+    let Some(path) = path else {
+        return Ok(toml::Table::new());
+    };
+    let text = String::from_utf8_lossy(&read("node config", path)?).into_owned();
+    toml::from_str(&text).map_err(|e| BuildError::Config {
+        path: path.display().to_string(),
+        reason: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+/// Refuses an image whose `[[mount]]`s need a module it neither carries
+/// (`carried`: paths relative to lib/modules/RELEASE/) nor has built in.
+fn check_mounts(
+    node_toml: &toml::Table,
+    tree: &Path,
+    release: &str,
+    carried: &[String],
+) -> Result<(), BuildError> {
+    let carried: Vec<String> = carried
+        .iter()
+        .filter_map(|path| modtree::name_of(path))
+        .collect();
+    let root = tree.join("lib/modules").join(release);
+    let mut problems = Vec::new();
+    for need in crate::needs::mount_needs(node_toml) {
+        for module in &need.modules {
+            if carried.contains(module) {
+                continue;
+            }
+            match resolve(&root, std::slice::from_ref(module)) {
+                Ok(found) if found.builtin.contains(module) => {}
+                Ok(_) => problems.push(format!(
+                    "mount {} needs module `{module}`, which the image does not carry: add it to spore.toml's modules or [kernel] modules",
+                    need.mount
+                )),
+                Err(_) => problems.push(format!(
+                    "mount {} needs module `{module}`, which kernel {release} has neither as a module nor built in",
+                    need.mount
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Needs(problems.join("\n")))
+    }
 }
 
 /// spore.toml with `modules` set to the load order (when modules are

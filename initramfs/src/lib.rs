@@ -10,6 +10,7 @@ pub mod image;
 pub mod install;
 pub mod manifest;
 pub mod modules;
+pub mod needs;
 pub mod netboot;
 pub mod uki;
 

@@ -188,6 +188,12 @@ impl Manifest {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         manifest.resolve(base);
+        if let Some(kernel) = &mut manifest.kernel {
+            kernel.tree = expand(&kernel.tree).map_err(|reason| ManifestError::Invalid {
+                path: path.display().to_string(),
+                reason,
+            })?;
+        }
         Ok(manifest)
     }
 
@@ -217,6 +223,51 @@ impl Manifest {
     }
 }
 
+/// `path` whose last part may hold one `*` (`target/kernel/linux-image-*-amd64`,
+/// so a manifest need not name the kernel's version): the one directory it
+/// matches. None, or several, is an error that names what was found.
+pub fn expand(path: &Path) -> Result<PathBuf, String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some((prefix, suffix)) = name.split_once('*') else {
+        return Ok(path.to_path_buf());
+    };
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let entries =
+        std::fs::read_dir(parent).map_err(|e| format!("[kernel] tree {}: {e}", path.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let entry_name = entry.file_name().to_string_lossy().into_owned();
+            entry_name.len() >= prefix.len() + suffix.len()
+                && entry_name.starts_with(prefix)
+                && entry_name.ends_with(suffix)
+                && entry.path().is_dir()
+        })
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "[kernel] tree {}: no directory matches (scripts/kernel unpacks the Debian kernel under target/kernel/)",
+            path.display()
+        )),
+        several => Err(format!(
+            "[kernel] tree {} matches {} directories ({}); name one",
+            path.display(),
+            several.len(),
+            several
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +289,35 @@ mod tests {
         );
         assert_eq!(manifest.compression, Compression::Zstd);
         assert_eq!(manifest.kernel.unwrap().tree, dir.path().join("k"));
+    }
+
+    #[test]
+    fn a_kernel_tree_may_leave_its_version_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernels = dir.path().join("kernel");
+        std::fs::create_dir_all(kernels.join("linux-image-6.1.0-57-amd64")).unwrap();
+        std::fs::write(kernels.join("linux-image-notes-amd64"), "a file").unwrap();
+        let path = dir.path().join("image.toml");
+        std::fs::write(
+            &path,
+            "spore = \"s\"\n[kernel]\ntree = \"kernel/linux-image-*-amd64\"\n",
+        )
+        .unwrap();
+        let manifest = Manifest::load(&path).unwrap();
+        assert_eq!(
+            manifest.kernel.unwrap().tree,
+            kernels.join("linux-image-6.1.0-57-amd64")
+        );
+        std::fs::create_dir_all(kernels.join("linux-image-6.1.0-58-amd64")).unwrap();
+        let error = Manifest::load(&path).unwrap_err().to_string();
+        assert!(error.contains("matches 2 directories"), "{error}");
+        std::fs::write(
+            &path,
+            "spore = \"s\"\n[kernel]\ntree = \"kernel/linux-image-*-arm64\"\n",
+        )
+        .unwrap();
+        let error = Manifest::load(&path).unwrap_err().to_string();
+        assert!(error.contains("no directory matches"), "{error}");
     }
 
     #[test]

@@ -598,3 +598,110 @@ fn bad_install_inputs_are_refused_with_nothing_written() {
         assert!(!dir.path().join(file).exists(), "{file} was written");
     }
 }
+
+/// The modules spore.toml of the image lists, in load order.
+fn image_modules(dir: &Path, image: &Path) -> Vec<String> {
+    let mut cpio = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(image).unwrap())
+        .read_to_end(&mut cpio)
+        .unwrap();
+    let root = dir.join("unpacked");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir(&root).unwrap();
+    extract(&cpio, &root);
+    let config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("etc/spore/spore.toml")).unwrap())
+            .unwrap();
+    config
+        .get("modules")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn modules_spore_toml_asks_for_are_carried_and_a_mount_without_its_module_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "gzip", "");
+    let fs = dir.path().join("kernel/lib/modules/6.1.0-test/kernel/fs");
+    std::fs::create_dir_all(fs.join("ext4")).unwrap();
+    std::fs::write(fs.join("ext4/ext4.ko"), b"\x7fELF..\0depends=crc16\0").unwrap();
+    std::fs::write(fs.join("crc16.ko"), b"\x7fELF..\0depends=\0").unwrap();
+    std::fs::write(fs.join("xfs.ko"), b"\x7fELF..\0depends=\0").unwrap();
+    std::fs::write(
+        dir.path()
+            .join("kernel/lib/modules/6.1.0-test/modules.builtin"),
+        "kernel/drivers/block/virtio_blk.ko\n",
+    )
+    .unwrap();
+    let mount =
+        "[[mount]]\nsource = \"LABEL=spore-state\"\ntarget = \"/var/lib\"\ntype = \"ext4\"\n";
+    // spore.toml's modules are merged with the manifest's, not dropped.
+    std::fs::write(
+        dir.path().join("spore.toml"),
+        format!("hostname = \"n1\"\nmodules = [\"ext4\"]\n{mount}"),
+    )
+    .unwrap();
+    let image = dir.path().join("initrd.img");
+    let out = mkinitramfs(&manifest, &image);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        image_modules(dir.path(), &image),
+        [
+            "kernel/drivers/net/tun.ko",
+            "kernel/drivers/net/failover.ko",
+            "kernel/drivers/net/virtio_net.ko",
+            "kernel/fs/crc16.ko",
+            "kernel/fs/ext4/ext4.ko",
+        ]
+    );
+    // The state disk's filesystem without its module: refused, saying what to add.
+    std::fs::remove_file(&image).unwrap();
+    std::fs::write(
+        dir.path().join("spore.toml"),
+        format!("hostname = \"n1\"\n{mount}"),
+    )
+    .unwrap();
+    let out = mkinitramfs(&manifest, &image);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("mount LABEL=spore-state on /var/lib (ext4) needs module `ext4`, which the image does not carry"),
+        "{said}"
+    );
+    assert!(!image.exists(), "nothing is written");
+    // A bus module the kernel has built in is fine; a filesystem it has no module for is not.
+    std::fs::write(
+        dir.path().join("spore.toml"),
+        "modules = [\"xfs\"]\n[[mount]]\nsource = \"/dev/vdb\"\ntarget = \"/data\"\ntype = \"xfs\"\n[[mount]]\nsource = \"/dev/vdc\"\ntarget = \"/more\"\ntype = \"zfs\"\n",
+    )
+    .unwrap();
+    let out = mkinitramfs(&manifest, &image);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("needs module `zfs`, which kernel 6.1.0-test has neither"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("`xfs`") && !said.contains("virtio_blk"),
+        "{said}"
+    );
+    // Without a [kernel] tree, modules cannot be carried: refused.
+    std::fs::write(dir.path().join("spore.toml"), "modules = [\"ext4\"]\n").unwrap();
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "spore = \"/bin/busybox\"\nconfig = \"spore.toml\"\n").unwrap();
+    let out = mkinitramfs(&bare, &image);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("no [kernel] tree to carry them from"),
+        "{said}"
+    );
+}

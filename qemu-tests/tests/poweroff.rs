@@ -3,6 +3,9 @@
 //! starts every service through its spawner here (`SPORE_SPAWNER=always`
 //! on the kernel command line reaches its environment), so the spawner is
 //! tested as a real init's helper too, and must not hold up the poweroff.
+//! The serial console is given first and the VGA console last, as README's
+//! image does: every line read here reached the serial line because spore
+//! writes to every console, not only to /dev/console.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,7 +22,10 @@ use qemu_tests::Fleet;
 fn poweroff_stops_services_in_reverse_order_and_ends_qemu() {
     let dir = tempfile::tempdir().unwrap();
     let mut fleet = Fleet::boot(dir.path(), 1, false, false, |spec| {
-        spec.kernel_args = "SPORE_SPAWNER=always".into();
+        // The serial console first, then the VGA one: /dev/console is the
+        // last (tty0), so spore's lines reach the serial line only because
+        // spore writes to every console the kernel lists.
+        spec.kernel_args = "SPORE_SPAWNER=always console=tty0".into();
         spec.extra_services.push((
             "worker".into(),
             "[service]\nname = \"worker\"\nexec = [\"/bin/sh\", \"-c\", \"while true; do sleep 1; done\"]\n\n[dependencies]\nrequires = [\"mycelium\"]\n".into(),
@@ -33,6 +39,16 @@ fn poweroff_stops_services_in_reverse_order_and_ends_qemu() {
     node.vm
         .wait_for("spore: worker: ready", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        node.vm
+            .console_text()
+            .lines()
+            .any(|l| l.contains("spore: console: writing to ")
+                && l.split([' ', ',']).any(|w| w == "ttyS0")
+                && l.split([' ', ',']).any(|w| w == "tty0")),
+        "{}",
+        node.vm.console_text()
+    );
     assert!(
         node.vm
             .console_text()

@@ -10,7 +10,7 @@
 //! blocks on the console, never the event loop.
 
 use std::fmt::Display;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use smol::channel::Receiver;
 
@@ -31,9 +31,52 @@ fn console() -> &'static Spool {
             "spore-console",
             SPOOL_BYTES,
             "console too slow",
-            Box::new(std::io::stderr()),
+            Box::new(Consoles),
         )
     })
+}
+
+/// The consoles named by [`use_consoles`]; none: stderr.
+fn consoles() -> &'static Mutex<Arc<Vec<std::fs::File>>> {
+    static CONSOLES: OnceLock<Mutex<Arc<Vec<std::fs::File>>>> = OnceLock::new();
+    CONSOLES.get_or_init(|| Mutex::new(Arc::new(Vec::new())))
+}
+
+/// From now on spore's lines (and its services' lines it echoes) go to each
+/// of `files` (every console the kernel was given, not only /dev/console,
+/// which is the last `console=` alone), instead of stderr. Written by the
+/// spool's thread, one console after the other: a slow serial line delays
+/// the others' lines, never spore.
+pub fn use_consoles(files: Vec<std::fs::File>) {
+    if let Ok(mut list) = consoles().lock() {
+        *list = Arc::new(files);
+    }
+}
+
+/// The spool's target: every console of [`use_consoles`], or stderr.
+struct Consoles;
+
+impl std::io::Write for Consoles {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The list is taken under the lock and written without it, so
+        // naming the consoles never waits for a write in progress.
+        let list = consoles()
+            .lock()
+            .map(|l| Arc::clone(&l))
+            .unwrap_or_default();
+        if list.is_empty() {
+            return std::io::stderr().write(buf);
+        }
+        // A console that fails (hung up, gone) costs its own lines only.
+        for mut file in list.iter() {
+            let _ = file.write_all(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// spore's own lines kept in memory, for `node.journal`.

@@ -3,6 +3,7 @@
 
 mod block_id;
 mod configured_mounts;
+mod consoles;
 pub mod hostname;
 mod modules;
 mod mounts;
@@ -23,6 +24,7 @@ pub fn early_mounts_and_console() {
     crate::fault::point("early-mounts");
     mounts::mount_early();
     console();
+    consoles::use_every_console();
     if let Err(error) = std::env::set_current_dir("/") {
         journal::note(format_args!("chdir /: {error}"));
     }
