@@ -298,12 +298,36 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         nodes(beacon.port).len() == 5
     });
     let listed = sporectl(&["nodes", "--beacon", &beacon.url()]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("node-0")).count(), 5);
+    // What a person scans first is left, the long key and address last.
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|w| !w.is_empty())
+        .map(str::trim)
+        .collect();
     assert_eq!(
-        String::from_utf8_lossy(&listed.stdout)
-            .lines()
+        header,
+        [
+            "HOSTNAME",
+            "LAST SEEN",
+            "VERSION",
+            "SOURCE",
+            "ENROLLED BY",
+            "PORT",
+            "NODE KEY",
+            "MYCELIUM ADDRESS"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.lines()
             .filter(|l| l.starts_with("node-0"))
-            .count(),
-        5
+            .all(|l| l.contains(" ago ") && l.contains(env!("CARGO_PKG_VERSION"))),
+        "{text}"
     );
     let op_path = op.to_str().unwrap();
     let all = sporectl(&[
@@ -347,6 +371,92 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         "{table}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed on 1 of 5 node(s): node-03"));
+    // A service that keeps failing on node-01.
+    std::fs::write(
+        fleet[0].path("etc/services/flaky.toml"),
+        "[service]\nname = \"flaky\"\nexec = \"/bin/sh -c 'exit 1'\"\n",
+    )
+    .unwrap();
+    let reload = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--nodes",
+        "node-01",
+        "--identity",
+        op_path,
+        "reload",
+    ]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    fleet[0].wait_for("flaky in backoff", Duration::from_secs(10), |s| {
+        s.state("flaky") == "backoff"
+    });
+    // One row per node, the unreachable one first, then the failing one.
+    let status = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--identity",
+        op_path,
+        "status",
+    ]);
+    assert_eq!(status.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&status.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 6, "{table}");
+    assert!(
+        rows[0].starts_with("NODE") && rows[0].contains("SERVICES"),
+        "{table}"
+    );
+    assert!(
+        rows[1].starts_with("node-03") && rows[1].contains("UNREACHABLE"),
+        "{table}"
+    );
+    assert!(
+        rows[2].starts_with("node-01")
+            && rows[2].contains("FAILING")
+            && rows[2].contains("1 backoff"),
+        "{table}"
+    );
+    assert!(
+        rows[3..]
+            .iter()
+            .all(|r| r.contains(" ok ") && r.contains(env!("CARGO_PKG_VERSION"))),
+        "{table}"
+    );
+    // --failed: only the nodes in trouble.
+    let failed = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--identity",
+        op_path,
+        "status",
+        "--failed",
+    ]);
+    let table = String::from_utf8_lossy(&failed.stdout);
+    let names: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["node-03", "node-01"], "{table}");
+    // --nodes with one node is still a fleet: its row, as JSON.
+    let one = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--nodes",
+        "node-01",
+        "--identity",
+        op_path,
+        "--json",
+        "status",
+    ]);
+    let rows: Vec<Value> = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(rows[0]["ok"], false, "{rows:?}");
     // --nodes picks a subset.
     let some = sporectl(&[
         "--beacon",

@@ -1806,6 +1806,28 @@ fn status_is_active_and_is_failed_exit_as_systemctls_on_both_sockets() {
         (&["is-failed", "broken"], 0, "exited"),
         (&["is-failed", "web"], 1, "ready"),
     ];
+    // On one node, status --failed lists only the services in trouble.
+    let flaky = service_file(
+        &fleet,
+        "flaky",
+        "[service]\nname = \"flaky\"\nexec = \"/bin/sh -c 'exit 1'\"\n",
+    );
+    fleet.sporectl(
+        "admin",
+        &["deploy", flaky.to_str().unwrap(), "--start", "--no-wait"],
+    );
+    fleet.spore.wait_state("flaky", "backoff");
+    let failed = stdout_of(&fleet.sporectl("reader", &["status", "--failed"]));
+    assert!(
+        failed.contains("flaky") && failed.contains("backoff"),
+        "{failed}"
+    );
+    assert!(
+        !failed.contains("web") && !failed.contains("broken"),
+        "{failed}"
+    );
+    let named = fleet.sporectl("reader", &["status", "--failed", "web"]);
+    assert_eq!(named.status.code(), Some(2), "--failed takes no name");
     for (args, code, shown) in cases {
         for out in both(&fleet, args) {
             let text = stdout_of(&out);

@@ -159,6 +159,48 @@ pub fn age(seconds: u64) -> String {
     }
 }
 
+/// Service states that mean something is wrong on a node.
+pub const PROBLEM_STATES: &[&str] = &["failed", "backoff", "unhealthy"];
+
+/// One node of a fleet in one row, from its `node.info`: how long it has
+/// been up, its spore version, and its services (`12: 11 ready, 1 failed`);
+/// and whether anything there is wrong (a service in a [`PROBLEM_STATES`]
+/// state, or a service file rejected at boot).
+pub fn node_row(info: &Value) -> ([String; 3], bool) {
+    let services = info.get("services").unwrap_or(&Value::Null);
+    let by_state: Vec<(String, u64)> = services
+        .get("by_state")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(state, n)| (state.clone(), n.as_u64().unwrap_or(0)))
+        .collect();
+    let rejected = info
+        .get("service_file_errors")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let problem = rejected > 0
+        || by_state
+            .iter()
+            .any(|(state, n)| *n > 0 && PROBLEM_STATES.contains(&state.as_str()));
+    let mut counts: Vec<String> = by_state
+        .iter()
+        .map(|(state, n)| format!("{n} {}", printable(state)))
+        .collect();
+    if rejected > 0 {
+        counts.push(format!("{rejected} file(s) rejected"));
+    }
+    let services = format!("{}: {}", text(services, "total"), counts.join(", "));
+    (
+        [
+            age(info.get("uptime_s").and_then(Value::as_u64).unwrap_or(0)),
+            printable(&text(info, "version")),
+            services,
+        ],
+        problem,
+    )
+}
+
 /// `service.status` as text: the fields a person looks for, then its last
 /// lines of output.
 pub fn status_text(status: &Value) -> Vec<String> {
@@ -349,6 +391,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_node_row_counts_its_services_and_says_when_one_is_wrong() {
+        let info = json!({ "version": "0.1.0", "uptime_s": 3700,
+            "services": { "total": 3, "by_state": { "ready": 2, "failed": 1 } } });
+        let (row, problem) = node_row(&info);
+        assert_eq!(row, ["1h01m", "0.1.0", "3: 1 failed, 2 ready"]);
+        assert!(problem);
+        let fine = json!({ "version": "0.1.0", "uptime_s": 5,
+            "services": { "total": 2, "by_state": { "ready": 1, "succeeded": 1 } } });
+        assert!(!node_row(&fine).1);
+        let rejected =
+            json!({ "services": { "total": 0, "by_state": {} }, "service_file_errors": 2 });
+        let (row, problem) = node_row(&rejected);
+        assert!(problem && row[2].contains("2 file(s) rejected"), "{row:?}");
+    }
 
     #[test]
     fn tables_fit_the_terminal_by_cutting_the_end_of_rows() {

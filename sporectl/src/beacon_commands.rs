@@ -134,14 +134,18 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
         return Ok(());
     }
     let now = proto::rpc::unix_time();
+    // What a person scans for first (name, when it was last heard from,
+    // its version, how it got in) left; the long columns (key, overlay
+    // address) last, where a narrow terminal cuts them.
     let mut rows = vec![[
         "HOSTNAME".to_owned(),
-        "MYCELIUM ADDRESS".to_owned(),
-        "PORT".to_owned(),
-        "NODE KEY".to_owned(),
         "LAST SEEN".to_owned(),
+        "VERSION".to_owned(),
         "SOURCE".to_owned(),
         if pending { "WAITING" } else { "ENROLLED BY" }.to_owned(),
+        "PORT".to_owned(),
+        "NODE KEY".to_owned(),
+        "MYCELIUM ADDRESS".to_owned(),
     ]];
     for record in records {
         let r = record.get("registration").unwrap_or(&Value::Null);
@@ -152,17 +156,14 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
             .map(|k| nodekey::fingerprint(&k))
             .unwrap_or_default();
         let age = |field: &str| {
-            format!(
-                "{}s",
-                now.saturating_sub(record.get(field).and_then(Value::as_u64).unwrap_or(0))
-            )
+            let seconds =
+                now.saturating_sub(record.get(field).and_then(Value::as_u64).unwrap_or(0));
+            format!("{} ago", rpc::display::age(seconds))
         };
         rows.push([
             printable(&text(r, "hostname")),
-            printable(&text(r, "mycelium_address")),
-            printable(&text(r, "hero_proc_port")),
-            key,
             age("last_seen"),
+            printable(&text(r, "spore_version")),
             printable(&text(record, "source")),
             if pending {
                 let held = record
@@ -177,6 +178,9 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
             } else {
                 printable(&text(record, "enrolled_by"))
             },
+            printable(&text(r, "hero_proc_port")),
+            key,
+            printable(&text(r, "mycelium_address")),
         ]);
     }
     let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();

@@ -110,9 +110,17 @@ enum Command {
     /// Services in detail: state, since, last exit, restarts, recent lines
     /// (no name: every service, as `list`). Exits 0 when every one runs, 3
     /// when one does not, 4 when one is unknown
+    ///
+    /// On a fleet (--all, --nodes) with no name: one row per node (up,
+    /// version, services by state), failing nodes first
     Status {
         /// Services to show
         names: Vec<String>,
+        /// Only what is wrong: services failed, in backoff or unhealthy
+        /// (with no name), or on a fleet the nodes with such a service or
+        /// that cannot be reached
+        #[arg(long)]
+        failed: bool,
     },
     /// Print each service's state; exit 0 when all run (or their oneshot
     /// succeeded), else 3
@@ -340,6 +348,13 @@ pub enum Parsed {
     Print(Vec<u8>),
 }
 
+/// Ends sporectl with a usage error (exit 2), as clap's own.
+fn usage_error(message: &str) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
+}
+
 fn name_address(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(n, a)| !n.is_empty() && !a.is_empty())
@@ -383,13 +398,26 @@ fn into_options(cli: Cli) -> Parsed {
         yes: cli.yes,
         connect_timeout: cli.connect_timeout,
         call_timeout: cli.call_timeout,
+        summary: false,
+        failed_only: false,
     };
     let wait = |w: Wait| (!w.no_wait).then_some(w.timeout);
     let word = match cli.command {
         Command::Info => "info",
         Command::List => "list",
-        Command::Status { names } if names.is_empty() => "list",
-        Command::Status { names } => {
+        Command::Status { names, failed } if names.is_empty() => {
+            options.failed_only = failed;
+            if options.all || options.only.is_some() {
+                options.summary = true;
+                "info"
+            } else {
+                "list"
+            }
+        }
+        Command::Status { names, failed } => {
+            if failed {
+                usage_error("--failed applies to status with no name");
+            }
             options.names = names;
             "status"
         }
@@ -517,11 +545,7 @@ fn into_options(cli: Cli) -> Parsed {
         options.verb = rpc::verbs::Verb::parse(word, None);
     }
     let fleet = options.all || options.only.is_some();
-    let usage = |message: &str| -> ! {
-        Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, message)
-            .exit()
-    };
+    let usage = |message: &str| -> ! { usage_error(message) };
     if fleet && options.beacon.is_none() {
         usage("--all and --nodes need --beacon URL");
     }

@@ -36,9 +36,18 @@ struct Outcome {
 
 impl Outcome {
     /// `ok` as the node's answer would make `verb`'s exit status 0
-    /// ([`verbs::Tally`]).
-    fn new(hostname: String, verb: Verb, result: Result<Value, ClientError>) -> Self {
+    /// ([`verbs::Tally`]); for a `summary` (`--all status`), as long as no
+    /// service of the node is in trouble.
+    fn new(
+        hostname: String,
+        verb: Verb,
+        summary: bool,
+        result: Result<Value, ClientError>,
+    ) -> Self {
         let ok = result.as_ref().is_ok_and(|answer| {
+            if summary {
+                return !rpc::display::node_row(answer).1;
+            }
             let mut tally = verbs::Tally::new(verb);
             tally.answer(answer);
             tally.code() == 0
@@ -69,6 +78,7 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         ));
     }
     let verb = options.verb.unwrap_or(Verb::Discover);
+    let summary = options.summary;
     let beacon = beacon_commands::client(options)?;
     let records = beacon.nodes()?;
     let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
@@ -148,7 +158,7 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
                     .await;
                     outcomes
                         .borrow_mut()
-                        .push(Outcome::new(hostname, verb, result));
+                        .push(Outcome::new(hostname, verb, summary, result));
                     if progress {
                         let outcomes = outcomes.borrow();
                         let done = outcomes.len();
@@ -185,7 +195,9 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         .filter(|o| !o.ok())
         .map(|o| o.hostname.as_str())
         .collect();
-    if options.json {
+    if summary {
+        summary_table(options, &outcomes);
+    } else if options.json {
         // One row at a time, each answer spliced in as the text it is kept
         // as: the whole document never exists in memory at once.
         say!("[");
@@ -240,4 +252,65 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         );
     }
     Ok(u8::from(!failed.is_empty()))
+}
+
+/// `--all status`: one row per node, the ones in trouble first (unreachable,
+/// then a service failing), each group by name; `--failed` keeps only those.
+fn summary_table(options: &Options, outcomes: &[Outcome]) {
+    let mut rows: Vec<(u8, Vec<String>, Value)> = Vec::new();
+    for o in outcomes {
+        let (rank, row, json) = match &o.result {
+            Ok(text) => {
+                let info: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                let ([up, version, services], problem) = rpc::display::node_row(&info);
+                let state = if problem { "FAILING" } else { "ok" };
+                let json = json!({ "hostname": o.hostname, "ok": !problem, "uptime_s": info.get("uptime_s"),
+                    "version": info.get("version"), "services": info.get("services") });
+                (
+                    if problem { 1 } else { 2 },
+                    vec![o.hostname.clone(), state.to_owned(), up, version, services],
+                    json,
+                )
+            }
+            Err(e) => {
+                let error = rpc::display::printable(&e.to_string());
+                let json = json!({ "hostname": o.hostname, "ok": false, "error": e.to_string(), "exit_code": e.exit_code() });
+                (
+                    0,
+                    vec![
+                        o.hostname.clone(),
+                        "UNREACHABLE".to_owned(),
+                        String::new(),
+                        String::new(),
+                        error,
+                    ],
+                    json,
+                )
+            }
+        };
+        if options.failed_only && rank == 2 {
+            continue;
+        }
+        rows.push((rank, row, json));
+    }
+    // Stable: within a rank, the outcomes' order (by name).
+    rows.sort_by_key(|(rank, _, _)| *rank);
+    if options.json {
+        say!(
+            "{}",
+            Value::Array(rows.into_iter().map(|(_, _, j)| j).collect())
+        );
+        return;
+    }
+    if rows.is_empty() {
+        say!("every node is up and no service failed, in backoff or unhealthy");
+        return;
+    }
+    let mut table = vec![["NODE", "STATE", "UP", "VERSION", "SERVICES"]
+        .map(str::to_owned)
+        .to_vec()];
+    table.extend(rows.into_iter().map(|(_, row, _)| row));
+    for line in rpc::display::fit(rpc::display::table(&table), rpc::display::terminal_width()) {
+        say!("{line}");
+    }
 }

@@ -59,6 +59,10 @@ pub(crate) struct Options {
     /// for (a node that went away mid-call sends no reset: without this,
     /// sporectl would wait for ever).
     call_timeout: Duration,
+    /// `--all status` with no name: one row per node.
+    summary: bool,
+    /// `status --failed`: only what is wrong.
+    failed_only: bool,
 }
 
 /// What a command line asks for, as its own type (not a word to compare).
@@ -461,6 +465,17 @@ fn print_result(options: &Options, verb: Verb, result: &Value) {
         {
             say!("{line}");
         }
+    } else if options.failed_only && verb == Verb::List {
+        let wrong = failing_services(result);
+        if options.json {
+            say!("{wrong}");
+        } else if wrong.as_array().is_some_and(Vec::is_empty) {
+            say!("no service failed, in backoff or unhealthy");
+        } else {
+            for line in verbs::render(verb, &wrong) {
+                say!("{line}");
+            }
+        }
     } else if options.json {
         say!("{result}");
     } else {
@@ -468,6 +483,22 @@ fn print_result(options: &Options, verb: Verb, result: &Value) {
             say!("{line}");
         }
     }
+}
+
+/// The services of a `service.list` answer in a state that means trouble.
+fn failing_services(list: &Value) -> Value {
+    Value::Array(
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                s.get("state")
+                    .and_then(Value::as_str)
+                    .is_some_and(|state| rpc::display::PROBLEM_STATES.contains(&state))
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 /// `sporectl known-nodes list | forget ADDRESS`.
