@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use smol::channel::{Receiver, Sender};
 use smol::LocalExecutor;
 
+mod launch;
+
 pub use crate::input::{Input, Prepared};
 use crate::logbook::{LogBook, LogLine, Stream};
 use crate::spawn::SpawnError;
@@ -455,130 +457,6 @@ impl Runtime {
         }
     }
 
-    /// Starts `name` for `run`. A service that reads secrets (`[secrets]`
-    /// or `[credentials]`) has them read off the loop first (a slow disk
-    /// must not hold reaping); it starts when [`Input::Prepared`] comes
-    /// back. A run that went stale meanwhile is killed by the supervisor
-    /// when it reports the spawn.
-    fn spawn_service(&mut self, name: String, run: u64) {
-        let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
-            return;
-        };
-        if service.secrets.is_empty() && service.credentials.is_empty() {
-            self.launch(name, run, Ok(Prepared::default()));
-            return;
-        }
-        let files = self.files.clone();
-        self.sys.off_loop(Box::new(move || {
-            let prepared = prepare_secrets(&service, files.as_ref());
-            Input::Prepared {
-                service: name,
-                run,
-                prepared: Box::new(prepared),
-            }
-        }));
-    }
-
-    /// Starts `name` for `run` with what was read for it.
-    fn launch(&mut self, name: String, run: u64, prepared: Result<Prepared, SpawnError>) {
-        let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
-            // Removed while its secrets were read: their copy goes.
-            if let Ok(Prepared {
-                credentials: Some(dir),
-                ..
-            }) = &prepared
-            {
-                self.drop_credentials(dir);
-            }
-            return;
-        };
-        let credential_dir = prepared.as_ref().ok().and_then(|p| p.credentials.clone());
-        let result = match (&service.command, prepared) {
-            (_, Err(error)) => Err(error),
-            (Some(command), Ok(mut prepared)) => {
-                let argv = command.argv();
-                let mut env: Vec<(String, String)> = service
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                env.append(&mut prepared.env);
-                if let Some(dir) = &prepared.credentials {
-                    env.push((
-                        crate::credentials::VARIABLE.to_owned(),
-                        dir.display().to_string(),
-                    ));
-                }
-                let launch = Launch {
-                    argv: &argv,
-                    env: &env,
-                    dir: service.dir.as_deref(),
-                    state_dirs: &service.state_dirs,
-                };
-                let spawned = self.sys.spawn(launch, Some(&name));
-                // Our copies of the secrets' values go now. (std's Command
-                // keeps its own while it builds envp and frees them
-                // unwiped: secrets handed over as files avoid that.)
-                for (_, value) in &mut env {
-                    zeroize::Zeroize::zeroize(value);
-                }
-                spawned
-            }
-            (None, Ok(_)) => Err(SpawnError {
-                code: 127,
-                program: name.clone(),
-                message: "a target has no command".into(),
-            }),
-        };
-        match result {
-            Ok(pid) => {
-                self.service_pids.insert(pid);
-                if let Some(dir) = credential_dir {
-                    self.credential_dirs.insert(pid, dir);
-                }
-                self.queue.push_back(Event::Spawned {
-                    service: name,
-                    run,
-                    pid,
-                });
-            }
-            Err(error) => {
-                if let Some(dir) = credential_dir {
-                    self.drop_credentials(&dir);
-                }
-                self.sys.note(&format!("{name}: {error}"));
-                self.queue.push_back(Event::SpawnFailed {
-                    service: name,
-                    run,
-                    code: error.code,
-                    error: error.to_string(),
-                });
-            }
-        }
-    }
-
-    /// The credential directory of `service`'s current run, with its pid.
-    pub fn credential_dir(&self, service: &str) -> Option<(i32, std::path::PathBuf)> {
-        let pid = self.get(service).and_then(|v| v.pid)?;
-        Some((pid, self.credential_dirs.get(&pid)?.clone()))
-    }
-
-    /// Sends `signal` to the process group of `service`'s run `pid`; false
-    /// when that run is no longer the current one.
-    pub fn signal_run(&mut self, service: &str, pid: i32, signal: i32) -> bool {
-        if self.get(service).and_then(|v| v.pid) != Some(pid) {
-            return false;
-        }
-        self.sys.signal_group(pid, signal);
-        true
-    }
-
-    fn drop_credentials(&mut self, dir: &std::path::Path) {
-        if let Err(error) = self.sys.remove_credentials(dir) {
-            self.sys.note(&format!("{}: {error}", dir.display()));
-        }
-    }
-
     fn run_check(&mut self, service: String, run: u64, check: usize) {
         let Some((spec, env, dir)) = self.supervisor.get(&service).and_then(|v| {
             let spec = v.service.health.get(check).cloned()?;
@@ -649,40 +527,6 @@ fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
         ));
     }
     book
-}
-
-/// Reads what `service` needs of the secrets in `files` (blocking: run off
-/// the loop): its `[secrets]` values and its credential directory, made now
-/// so a changed secret takes effect at this start. Values never reach a log.
-fn prepare_secrets(service: &Service, files: Option<&Files>) -> Result<Prepared, SpawnError> {
-    let fail = |message: String| SpawnError {
-        code: 1,
-        program: service.name.clone(),
-        message,
-    };
-    let mut prepared = Prepared::default();
-    for (variable, secret) in &service.secrets {
-        let dir = files
-            .map(|f| f.secrets.clone())
-            .ok_or_else(|| fail(format!("secret `{secret}` has no store")))?;
-        let value = crate::secret::read_regular(&dir.join(secret))
-            .map_err(|e| fail(format!("secret `{secret}` is not set ({e})")))?;
-        let value = String::from_utf8(value.as_slice().to_vec())
-            .map_err(|_| fail(format!("secret `{secret}` is not UTF-8")))?;
-        prepared.env.push((variable.clone(), value));
-    }
-    if !service.credentials.is_empty() {
-        let files = files.ok_or_else(|| fail("credentials: this node keeps no secrets".into()))?;
-        let dir = crate::credentials::prepare(
-            &files.credentials,
-            &service.name,
-            &files.secrets,
-            &service.credentials,
-        )
-        .map_err(|e| fail(format!("credentials: {e}")))?;
-        prepared.credentials = Some(dir);
-    }
-    Ok(prepared)
 }
 
 #[cfg(test)]
