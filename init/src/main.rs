@@ -14,6 +14,7 @@ mod pid1;
 mod remote;
 mod run;
 mod signals;
+mod sntp;
 mod subreaper;
 
 use std::path::PathBuf;

@@ -156,6 +156,7 @@ impl Fleet {
                     kernel_args: spec.kernel_args.clone(),
                     allow_reboot,
                     disk,
+                    rtc_base: spec.rtc_base.clone(),
                 },
             )?;
             nodes.push(Node { spec, vm, key });

@@ -11,6 +11,7 @@
 
 pub mod artifacts;
 pub mod beacon;
+pub mod chrony;
 pub mod console;
 pub mod fleet;
 pub mod node;

@@ -46,6 +46,10 @@ pub struct NodeSpec {
     /// More kernel command-line words (`KEY=VALUE` ones reach spore's
     /// environment), for `-kernel` boots.
     pub kernel_args: String,
+    /// Its hardware clock's start (QEMU `-rtc base=`), when not now.
+    pub rtc_base: Option<String>,
+    /// NTP servers for spore.toml's `[time] servers`.
+    pub time_servers: Vec<String>,
 }
 
 impl NodeSpec {
@@ -64,6 +68,8 @@ impl NodeSpec {
             named_by_key: false,
             netboot: false,
             kernel_args: String::new(),
+            rtc_base: None,
+            time_servers: Vec::new(),
         }
     }
 
@@ -104,6 +110,14 @@ impl NodeSpec {
             text.push_str(
                 "\n[[mount]]\nsource = \"LABEL=SPORE-ESP\"\ntarget = \"/boot/efi\"\ntype = \"vfat\"\noptions = \"ro\"\nwait_ms = 30000\n",
             );
+        }
+        if !self.time_servers.is_empty() {
+            let servers: Vec<String> = self
+                .time_servers
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect();
+            text.push_str(&format!("\n[time]\nservers = [{}]\n", servers.join(", ")));
         }
         text.push_str(&format!(
             "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",

@@ -36,6 +36,9 @@ pub struct BootOptions {
     /// Let a guest reboot (QEMU resets and boots the same image again);
     /// otherwise a reboot ends QEMU like a power-off.
     pub allow_reboot: bool,
+    /// The guest's hardware clock starts here (QEMU's `-rtc base=`), not
+    /// at the host's time: a node whose clock is wrong at boot.
+    pub rtc_base: Option<String>,
 }
 
 /// A running guest; killed when dropped.
@@ -155,6 +158,9 @@ impl Vm {
         }
         if !options.allow_reboot {
             command.arg("-no-reboot");
+        }
+        if let Some(base) = &options.rtc_base {
+            command.arg("-rtc").arg(format!("base={base}"));
         }
         let child = command
             .stdin(Stdio::null())

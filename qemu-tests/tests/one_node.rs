@@ -88,8 +88,19 @@ fn one_node_boots_registers_and_obeys_sporectl() {
         &fleet.operator,
         &["--json", "deploy", web.to_str().unwrap(), "--start"],
     ));
+    // `status` exits as systemctl's: 0 while the service runs, 3 once it
+    // does not (stopped); the answer is the same document either way.
     let status = |fleet: &Fleet| {
-        json(&fleet.nodes[0].sporectl(&fleet.operator, &["--json", "status", "ticker"]))
+        let out = fleet.nodes[0].sporectl(&fleet.operator, &["--json", "status", "ticker"]);
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let running = matches!(answer["state"].as_str(), Some("running" | "ready"));
+        assert_eq!(
+            out.status.code(),
+            Some(if running { 0 } else { 3 }),
+            "{answer}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answer
     };
     let wait_state = |fleet: &Fleet, want: &str| {
         for _ in 0..150 {

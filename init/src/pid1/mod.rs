@@ -45,6 +45,9 @@ pub fn configure(config: &NodeConfig) {
     for net in config.network.iter().flat_map(|n| n.interfaces()) {
         network::configure(net);
     }
+    // The clock, once the network is up and before any service: call-home's
+    // registration is refused from a clock far off.
+    crate::sntp::at_boot(&config.time);
 }
 
 /// stdin, stdout and stderr on /dev/console.
