@@ -144,8 +144,32 @@ pub fn parse(text: &str, file: &Path, log: &mut dyn FnMut(String)) -> Vec<Operat
     operators
 }
 
+/// Key types an authorized_keys line may carry that spore does not take
+/// (ssh-key may not even decode them: the node is built without them).
+const OTHER_TYPES: &[&str] = &[
+    "ecdsa-sha2-",
+    "sk-ecdsa-sha2-",
+    "sk-ssh-ed25519@",
+    "ssh-rsa",
+    "ssh-dss",
+    "rsa-sha2-",
+];
+
 fn parse_line(line: &str) -> Result<Operator, String> {
-    let entry = Entry::from_str(line).map_err(|e| format!("not an authorized_keys line ({e})"))?;
+    let entry = Entry::from_str(line).map_err(|e| {
+        // A key of another type reads as such, whether or not this build
+        // can decode it.
+        let other = line
+            .split_whitespace()
+            .find(|word| OTHER_TYPES.iter().any(|t| word.starts_with(t)) && word.len() <= 64);
+        match other {
+            Some(kind) => format!(
+                "{} keys are not accepted; only ssh-ed25519",
+                crate::display::printable(kind)
+            ),
+            None => format!("not an authorized_keys line ({e})"),
+        }
+    })?;
     let key = entry.public_key().clone();
     if key.algorithm() != Algorithm::Ed25519 {
         return Err(format!(
@@ -176,6 +200,21 @@ fn parse_line(line: &str) -> Result<Operator, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_other_types_are_named_as_such() {
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg= x@y";
+        let reason = parse_line(ecdsa).err().unwrap();
+        assert_eq!(
+            reason,
+            "ecdsa-sha2-nistp256 keys are not accepted; only ssh-ed25519"
+        );
+        let reason = parse_line(&format!("role=reader {ecdsa}")).err().unwrap();
+        assert_eq!(
+            reason,
+            "ecdsa-sha2-nistp256 keys are not accepted; only ssh-ed25519"
+        );
+    }
 
     const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbdw6PwoJ3R8PCbHR2I41aK5P7SKk2w4IanAqTVpmwL alice@laptop";
     const KEY_B: &str =

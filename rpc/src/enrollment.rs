@@ -205,6 +205,19 @@ impl Trust {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            // The node reads the CA's key inside its credential's
+            // certificate, and a node decodes ssh-ed25519 keys only.
+            let kind = line.split_whitespace().next().unwrap_or_default();
+            if kind != "ssh-ed25519" {
+                return Err(TrustError {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    reason: format!(
+                        "a {} CA: enrollment CAs must be ssh-ed25519 (ssh-keygen -t ed25519), the only key type a node reads",
+                        crate::display::printable(kind)
+                    ),
+                });
+            }
             let key = PublicKey::from_openssh(line).map_err(|e| TrustError {
                 path: path.to_owned(),
                 line: index + 1,
@@ -318,6 +331,26 @@ pub fn matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enrollment_ca_of_another_key_type_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cas.pub");
+        std::fs::write(
+            &file,
+            "# fleet CAs\necdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg= ca\n",
+        )
+        .unwrap();
+        let error = Trust::from_file(&file, Vec::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(":2"), "{error}");
+        assert!(
+            error.contains("a ecdsa-sha2-nistp256 CA: enrollment CAs must be ssh-ed25519"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn patterns_match_as_openssh_does() {

@@ -156,7 +156,9 @@ fn correct(offset_nanos: i128, step: bool) -> Result<&'static str, std::io::Erro
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_err(|_| std::io::Error::other("before 1970"))?;
         let spec = libc::timespec {
-            tv_sec: libc::time_t::try_from(since.as_secs())
+            tv_sec: since
+                .as_secs()
+                .try_into()
                 .map_err(|_| std::io::Error::other("out of range"))?,
             tv_nsec: libc::c_long::from(since.subsec_nanos()),
         };
