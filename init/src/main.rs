@@ -128,15 +128,15 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     if let Err(error) = signals::block(&set) {
         journal::note(format_args!("cannot block signals: {error}"));
     }
-    no_core_dumps();
-    if std::env::var_os("SPORE_SPAWNER").is_some_and(|v| v == "always") {
-        runtime::spawn::always_use_spawner();
-    }
+    let spawning = runtime::spawn::SpawnSettings {
+        always_spawner: std::env::var_os("SPORE_SPAWNER").is_some_and(|v| v == "always"),
+        service_core_limit: no_core_dumps(),
+    };
     if !pid1 {
         if std::process::id() != 1 {
             subreaper::become_subreaper();
         }
-        let Some(ending) = boot_and_supervise(paths, &set, false) else {
+        let Some(ending) = boot_and_supervise(paths, &set, spawning, false) else {
             journal::flush(std::time::Duration::from_secs(2));
             return ExitCode::from(1);
         };
@@ -151,7 +151,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     // and a panic anywhere falls back to reaping forever.
     install_panic_hook();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        boot_and_supervise(paths, &set, true)
+        boot_and_supervise(paths, &set, spawning, true)
     }));
     match outcome {
         Ok(Some(ending)) => {
@@ -171,6 +171,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
 fn boot_and_supervise(
     paths: &Paths,
     set: &nix::sys::signal::SigSet,
+    spawning: runtime::spawn::SpawnSettings,
     pid1: bool,
 ) -> Option<node::Ending> {
     if pid1 {
@@ -209,7 +210,7 @@ fn boot_and_supervise(
             return None;
         }
     };
-    Some(run::supervise(paths, &config, signals, pid1))
+    Some(run::supervise(paths, &config, signals, spawning, pid1))
 }
 
 /// Seconds since the kernel started (CLOCK_BOOTTIME), as `S.mmm`; boot
@@ -240,8 +241,8 @@ fn prepare_state_dir(dir: &std::path::Path, pid1: bool) -> std::io::Result<()> {
 /// core file (or be read through ptrace by a same-user process). Not
 /// dumpable (prctl(2) PR_SET_DUMPABLE), and a core-file soft limit of 0;
 /// services get the limit spore was started with back, and exec(2) makes
-/// them dumpable again.
-fn no_core_dumps() {
+/// them dumpable again: the soft limit spore was started with, for them.
+fn no_core_dumps() -> Option<u64> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         journal::note(format_args!(
@@ -251,14 +252,17 @@ fn no_core_dumps() {
     }
     match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE) {
         Ok((soft, hard)) => {
-            runtime::spawn::keep_core_limit_for_services(soft);
             if let Err(error) =
                 nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, hard)
             {
                 journal::note(format_args!("RLIMIT_CORE: {error}"));
             }
+            Some(soft)
         }
-        Err(error) => journal::note(format_args!("RLIMIT_CORE: {error}")),
+        Err(error) => {
+            journal::note(format_args!("RLIMIT_CORE: {error}"));
+            None
+        }
     }
 }
 

@@ -34,7 +34,13 @@ fn survives_reboot(dir: &std::path::Path) -> bool {
 /// Loads the services under `paths`, supervises them until a shutdown
 /// signal or request, stops them in reverse order and returns how the node
 /// should end. `signals` must already be blocked.
-pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: bool) -> Ending {
+pub fn supervise(
+    paths: &Paths,
+    config: &NodeConfig,
+    signals: Signals,
+    spawning: runtime::spawn::SpawnSettings,
+    pid1: bool,
+) -> Ending {
     let started = Instant::now();
     let services_dir = paths.services();
     let deployed_dir = paths.deployed();
@@ -94,7 +100,7 @@ pub fn supervise(paths: &Paths, config: &NodeConfig, signals: Signals, pid1: boo
         errors.len()
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
-    let (runtime, inputs) = Runtime::new(services, executor);
+    let (runtime, inputs) = Runtime::new(services, executor, spawning);
     let (mut runtime, inputs) = NodeApi::new(runtime, inputs, executor);
     let deploys = serde_json::json!({
         "dir": deployed_dir.display().to_string(),

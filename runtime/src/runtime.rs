@@ -110,16 +110,18 @@ pub struct Files {
 
 impl Runtime {
     /// A runtime for `services` on the real system, spawning its tasks on
-    /// `executor`. Returns the queues the event loop reads [`Input`]s from.
+    /// `executor` and its services as `spawning` says. Returns the queues
+    /// the event loop reads [`Input`]s from.
     pub fn new(
         services: Vec<Service>,
         executor: &'static LocalExecutor<'static>,
+        spawning: crate::spawn::SpawnSettings,
     ) -> (Self, Inputs) {
         // Events are bounded by construction (one per timer, check or
         // request); lines are not, so they get a bounded queue of their own.
         let (tx, events) = smol::channel::unbounded();
         let (lines_tx, lines) = smol::channel::bounded(LINE_QUEUE);
-        let sys = RealSys::new(executor, tx.clone(), lines_tx);
+        let sys = RealSys::new(executor, tx.clone(), lines_tx, spawning);
         let runtime = Self::with_sys(services, Box::new(sys), tx);
         (runtime, Inputs { events, lines })
     }

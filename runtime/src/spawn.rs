@@ -6,16 +6,9 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ChildStderr, ChildStdout, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::spawner::{Failure, Spawner};
-
-/// The highest descriptor number a service's pipe got lately: the kernel
-/// hands out the lowest free one, so this is about the size of spore's
-/// descriptor table, which every fork copies and every exec closes.
-static TABLE_HINT: AtomicI32 = AtomicI32::new(0);
 
 /// From this table size on, services start through the [`Spawner`]
 /// (below it a fork of spore costs less than asking another process).
@@ -31,34 +24,27 @@ enum SpawnerState {
     Failed(Instant),
 }
 
-static SPAWNER: Mutex<SpawnerState> = Mutex::new(SpawnerState::Idle);
-
-/// Forces the spawner on from the first start (tests of the spawner path).
-static SPAWNER_ALWAYS: AtomicBool = AtomicBool::new(false);
-
-/// Starts every service through the spawner, whatever the table size
-/// (`SPORE_SPAWNER=always` in spore's environment).
-pub fn always_use_spawner() {
-    SPAWNER_ALWAYS.store(true, Ordering::SeqCst);
+/// How services are started, decided once when spore starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpawnSettings {
+    /// Start every service through the spawner, whatever the table size
+    /// (`SPORE_SPAWNER=always` in spore's environment).
+    pub always_spawner: bool,
+    /// The RLIMIT_CORE soft limit spore was started with, given back to
+    /// every service (spore lowers its own to 0: a core of spore would hold
+    /// secrets); None leaves services spore's.
+    pub service_core_limit: Option<u64>,
 }
 
-/// The RLIMIT_CORE soft limit spore was started with, given back to every
-/// service (spore lowers its own to 0: a core of spore would hold secrets).
-/// Used only once [`SERVICE_CORE_LIMIT_SET`] is true.
-static SERVICE_CORE_LIMIT: AtomicU64 = AtomicU64::new(0);
-static SERVICE_CORE_LIMIT_SET: AtomicBool = AtomicBool::new(false);
-
-/// The core-file soft limit to give services, once one was recorded.
-fn service_core_limit() -> Option<u64> {
-    SERVICE_CORE_LIMIT_SET
-        .load(Ordering::Relaxed)
-        .then(|| SERVICE_CORE_LIMIT.load(Ordering::Relaxed))
-}
-
-/// Records the core-file soft limit services get (see [`SERVICE_CORE_LIMIT`]).
-pub fn keep_core_limit_for_services(soft: u64) {
-    SERVICE_CORE_LIMIT.store(soft, Ordering::SeqCst);
-    SERVICE_CORE_LIMIT_SET.store(true, Ordering::SeqCst);
+/// The real system's way of starting processes, with what it learns on the
+/// way: how large spore's descriptor table has grown (the highest
+/// descriptor a service's pipe got lately: the kernel hands out the lowest
+/// free one), and the spawner once that is large. Owned by the real
+/// [`crate::sys::RealSys`]; no state of it is global.
+pub struct Spawning {
+    settings: SpawnSettings,
+    table_hint: i32,
+    spawner: SpawnerState,
 }
 
 pub use crate::child::DEFAULT_PATH;
@@ -111,67 +97,154 @@ pub fn base_environment() -> Vec<(OsString, OsString)> {
     env
 }
 
-/// Starts a process. It never waits for it: the reaper owns every exit.
-pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
-    let (program, args) = spec.argv.split_first().ok_or_else(|| SpawnError {
-        code: 127,
-        program: String::new(),
-        message: "empty command".into(),
-    })?;
-    for dir in spec.state_dirs {
-        make_state_dir(dir).map_err(|error| SpawnError {
-            code: 1,
-            program: program.clone(),
-            message: format!("state directory {}: {error}", dir.display()),
-        })?;
-    }
-    if SPAWNER_ALWAYS.load(Ordering::Relaxed) || TABLE_HINT.load(Ordering::Relaxed) >= SPAWNER_FROM
-    {
-        if let Some(result) = spawn_through_spawner(spec, program) {
-            return result;
+impl Spawning {
+    /// Starting processes with `settings`; no spawner yet.
+    pub fn new(settings: SpawnSettings) -> Self {
+        Self {
+            settings,
+            table_hint: 0,
+            spawner: SpawnerState::Idle,
         }
     }
-    let mut command = std::process::Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(spec.base_env.iter().map(|(k, v)| (k, v)))
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null());
-    if spec.capture {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    } else {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-    }
-    if let Some(dir) = spec.dir {
-        command.current_dir(dir);
-    }
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, sigprocmask, sigaction,
-    // close_range); it allocates nothing and touches no lock.
-    unsafe {
-        command.pre_exec(prepare_child);
-    }
-    let mut child = command.spawn().map_err(|error| SpawnError {
-        code: exit_code_of(&error),
-        program: program.clone(),
-        message: error.to_string(),
-    })?;
-    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-    let spawned = Spawned {
-        pid,
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-    };
-    note_table_size(spawned.stderr.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
-    Ok(spawned)
-    // `child` is dropped without waiting: dropping a Child neither kills nor
-    // reaps it, and the reaper's waitpid(-1) collects its status.
-}
 
-fn note_table_size(fd: Option<i32>) {
-    if let Some(fd) = fd {
-        TABLE_HINT.store(fd, Ordering::Relaxed);
+    /// Starts a process. It never waits for it: the reaper owns every exit.
+    pub fn spawn(&mut self, spec: &SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
+        let (program, args) = spec.argv.split_first().ok_or_else(|| SpawnError {
+            code: 127,
+            program: String::new(),
+            message: "empty command".into(),
+        })?;
+        for dir in spec.state_dirs {
+            make_state_dir(dir).map_err(|error| SpawnError {
+                code: 1,
+                program: program.clone(),
+                message: format!("state directory {}: {error}", dir.display()),
+            })?;
+        }
+        if self.settings.always_spawner || self.table_hint >= SPAWNER_FROM {
+            if let Some(result) = self.spawn_through_spawner(spec, program) {
+                return result;
+            }
+        }
+        let mut command = std::process::Command::new(program);
+        command
+            .args(args)
+            .env_clear()
+            .envs(spec.base_env.iter().map(|(k, v)| (k, v)))
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        if spec.capture {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        if let Some(dir) = spec.dir {
+            command.current_dir(dir);
+        }
+        let core_limit = self.settings.service_core_limit;
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe system calls (setsid, sigprocmask, sigaction,
+        // setrlimit, close_range); it holds a copied integer, allocates
+        // nothing and touches no lock.
+        unsafe {
+            command.pre_exec(move || crate::child::prepare(core_limit));
+        }
+        let mut child = command.spawn().map_err(|error| SpawnError {
+            code: exit_code_of(&error),
+            program: program.clone(),
+            message: error.to_string(),
+        })?;
+        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+        let spawned = Spawned {
+            pid,
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        self.note_table_size(spawned.stderr.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
+        Ok(spawned)
+        // `child` is dropped without waiting: dropping a Child neither kills nor
+        // reaps it, and the reaper's waitpid(-1) collects its status.
+    }
+
+    fn note_table_size(&mut self, fd: Option<i32>) {
+        if let Some(fd) = fd {
+            self.table_hint = fd;
+        }
+    }
+
+    /// Starts `spec` through the spawner; None when there is no working
+    /// spawner (the caller forks instead).
+    fn spawn_through_spawner(
+        &mut self,
+        spec: &SpawnSpec<'_>,
+        program: &str,
+    ) -> Option<Result<Spawned, SpawnError>> {
+        let core_limit = self.settings.service_core_limit;
+        let state = &mut self.spawner;
+        if let SpawnerState::Failed(when) = &*state {
+            if when.elapsed() < SPAWNER_RETRY {
+                return None;
+            }
+            *state = SpawnerState::Idle;
+        }
+        if matches!(*state, SpawnerState::Idle) {
+            match Spawner::start(Path::new("/proc/self/exe")) {
+                Ok(spawner) => {
+                    crate::journal::note(
+                        "services start through the spawner from now on (spore holds many descriptors)",
+                    );
+                    *state = SpawnerState::Running(spawner);
+                }
+                Err(error) => {
+                    crate::journal::note(format_args!(
+                        "cannot start the spawner: {error}; starting services directly"
+                    ));
+                    *state = SpawnerState::Failed(Instant::now());
+                    return None;
+                }
+            }
+        }
+        let SpawnerState::Running(spawner) = &mut *state else {
+            return None;
+        };
+        let request = crate::spawner::request_for(
+            spec.argv,
+            spec.base_env,
+            spec.env,
+            spec.dir,
+            spec.capture,
+            core_limit,
+        );
+        match spawner.start_one(&request) {
+            Ok(started) => {
+                let (stdout, stderr) = match started.pipes {
+                    Some((out, err)) => {
+                        self.note_table_size(Some(std::os::fd::AsRawFd::as_raw_fd(&err)));
+                        (Some(ChildStdout::from(out)), Some(ChildStderr::from(err)))
+                    }
+                    None => (None, None),
+                };
+                Some(Ok(Spawned {
+                    pid: started.pid,
+                    stdout,
+                    stderr,
+                }))
+            }
+            Err(Failure::Start(error)) => Some(Err(SpawnError {
+                code: exit_code_of(&error),
+                program: program.to_owned(),
+                message: error.to_string(),
+            })),
+            Err(Failure::TooLarge) => None,
+            Err(Failure::Spawner(reason)) => {
+                crate::journal::note(format_args!(
+                    "the spawner failed ({reason}); starting services directly for {} s",
+                    SPAWNER_RETRY.as_secs()
+                ));
+                *state = SpawnerState::Failed(Instant::now());
+                None
+            }
+        }
     }
 }
 
@@ -182,79 +255,6 @@ fn exit_code_of(error: &io::Error) -> i32 {
         io::ErrorKind::PermissionDenied => 126,
         _ if error.raw_os_error() == Some(libc::ENOEXEC) => 126,
         _ => 1,
-    }
-}
-
-/// Starts `spec` through the spawner; None when there is no working
-/// spawner (the caller forks instead).
-fn spawn_through_spawner(
-    spec: &SpawnSpec<'_>,
-    program: &str,
-) -> Option<Result<Spawned, SpawnError>> {
-    let mut state = SPAWNER.lock().ok()?;
-    if let SpawnerState::Failed(when) = &*state {
-        if when.elapsed() < SPAWNER_RETRY {
-            return None;
-        }
-        *state = SpawnerState::Idle;
-    }
-    if matches!(*state, SpawnerState::Idle) {
-        match Spawner::start(Path::new("/proc/self/exe")) {
-            Ok(spawner) => {
-                crate::journal::note(
-                    "services start through the spawner from now on (spore holds many descriptors)",
-                );
-                *state = SpawnerState::Running(spawner);
-            }
-            Err(error) => {
-                crate::journal::note(format_args!(
-                    "cannot start the spawner: {error}; starting services directly"
-                ));
-                *state = SpawnerState::Failed(Instant::now());
-                return None;
-            }
-        }
-    }
-    let SpawnerState::Running(spawner) = &mut *state else {
-        return None;
-    };
-    let request = crate::spawner::request_for(
-        spec.argv,
-        spec.base_env,
-        spec.env,
-        spec.dir,
-        spec.capture,
-        service_core_limit(),
-    );
-    match spawner.start_one(&request) {
-        Ok(started) => {
-            let (stdout, stderr) = match started.pipes {
-                Some((out, err)) => {
-                    note_table_size(Some(std::os::fd::AsRawFd::as_raw_fd(&err)));
-                    (Some(ChildStdout::from(out)), Some(ChildStderr::from(err)))
-                }
-                None => (None, None),
-            };
-            Some(Ok(Spawned {
-                pid: started.pid,
-                stdout,
-                stderr,
-            }))
-        }
-        Err(Failure::Start(error)) => Some(Err(SpawnError {
-            code: exit_code_of(&error),
-            program: program.to_owned(),
-            message: error.to_string(),
-        })),
-        Err(Failure::TooLarge) => None,
-        Err(Failure::Spawner(reason)) => {
-            crate::journal::note(format_args!(
-                "the spawner failed ({reason}); starting services directly for {} s",
-                SPAWNER_RETRY.as_secs()
-            ));
-            *state = SpawnerState::Failed(Instant::now());
-            None
-        }
     }
 }
 
@@ -275,9 +275,4 @@ fn make_state_dir(dir: &Path) -> io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
-}
-
-/// Runs in the child between fork and exec.
-fn prepare_child() -> io::Result<()> {
-    crate::child::prepare(service_core_limit())
 }

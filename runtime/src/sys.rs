@@ -109,15 +109,18 @@ pub struct RealSys {
     lines: Sender<Input>,
     timers: HashMap<TimerKey, Task<()>>,
     base_env: Vec<(OsString, OsString)>,
+    /// How processes are started, and the spawner once there is one.
+    spawning: crate::spawn::Spawning,
 }
 
 impl RealSys {
-    /// The real system, running its tasks on `executor` and reporting on
-    /// `events` and `lines`.
+    /// The real system, running its tasks on `executor`, reporting on
+    /// `events` and `lines`, and starting processes as `spawning` says.
     pub fn new(
         executor: &'static LocalExecutor<'static>,
         events: Sender<Input>,
         lines: Sender<Input>,
+        spawning: crate::spawn::SpawnSettings,
     ) -> Self {
         Self {
             executor,
@@ -125,6 +128,7 @@ impl RealSys {
             lines,
             timers: HashMap::new(),
             base_env: crate::spawn::base_environment(),
+            spawning: crate::spawn::Spawning::new(spawning),
         }
     }
 
@@ -192,7 +196,7 @@ impl Sys for RealSys {
     }
 
     fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
-        let child = crate::spawn::spawn(&SpawnSpec {
+        let child = self.spawning.spawn(&SpawnSpec {
             argv: launch.argv,
             env: launch.env,
             base_env: &self.base_env,
