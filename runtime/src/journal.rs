@@ -84,7 +84,7 @@ pub const JOURNAL_LINES: usize = 2000;
 
 fn book() -> &'static Mutex<LogBook> {
     static BOOK: OnceLock<Mutex<LogBook>> = OnceLock::new();
-    BOOK.get_or_init(|| Mutex::new(LogBook::new(JOURNAL_LINES, None).0))
+    BOOK.get_or_init(|| Mutex::new(LogBook::new(JOURNAL_LINES, None)))
 }
 
 /// Writes `spore: MESSAGE` with a timestamp to stderr, without waiting, and

@@ -67,32 +67,24 @@ pub struct LogBook {
 }
 
 impl LogBook {
-    /// A book keeping the last `capacity` lines, appending to `file` too when
-    /// given (an open error is returned so the caller can log it; the book
-    /// then keeps lines in memory only).
-    pub fn new(capacity: usize, file: Option<&Path>) -> (Self, Option<std::io::Error>) {
-        let (file, error) = match file {
-            Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
-                Ok(file) => (
-                    Some(Spool::new(
-                        "spore-logfile",
-                        FILE_SPOOL_BYTES,
-                        "log file too slow",
-                        Box::new(file),
-                    )),
-                    None,
-                ),
-                Err(error) => (None, Some(error)),
-            },
-            None => (None, None),
-        };
-        let book = Self {
+    /// A book keeping the last `capacity` lines, appending to `file` too
+    /// when given (opened by the caller: the runtime opens it through its
+    /// system interface).
+    pub fn new(capacity: usize, file: Option<Box<dyn std::io::Write + Send>>) -> Self {
+        Self {
             lines: VecDeque::new(),
             capacity: capacity.max(1),
-            file,
+            file: file.map(|file| {
+                Spool::new("spore-logfile", FILE_SPOOL_BYTES, "log file too slow", file)
+            }),
             followers: Vec::new(),
-        };
-        (book, error)
+        }
+    }
+
+    /// Opens `path` for appending, as a book's file (made when missing).
+    pub fn open_file(path: &Path) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Box::new(file))
     }
 
     /// Adds a line: to the ring (dropping the oldest when full), the file
@@ -174,7 +166,7 @@ mod tests {
 
     #[test]
     fn ring_keeps_only_the_newest_lines() {
-        let (mut book, _) = LogBook::new(3, None);
+        let mut book = LogBook::new(3, None);
         for n in 0..5 {
             book.push(line(&n.to_string()));
         }
@@ -186,7 +178,7 @@ mod tests {
 
     #[test]
     fn followers_get_new_lines_and_closed_ones_are_dropped() {
-        let (mut book, _) = LogBook::new(10, None);
+        let mut book = LogBook::new(10, None);
         let rx = book.follow();
         let gone = book.follow();
         drop(gone);
@@ -197,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_quiet_service_does_not_keep_followers_that_went_away() {
-        let (mut book, _) = LogBook::new(10, None);
+        let mut book = LogBook::new(10, None);
         for _ in 0..100 {
             drop(book.follow());
         }
@@ -209,8 +201,7 @@ mod tests {
     fn lines_are_appended_to_the_file_with_time_and_stream() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("svc.log");
-        let (mut book, error) = LogBook::new(10, Some(&path));
-        assert!(error.is_none());
+        let mut book = LogBook::new(10, Some(LogBook::open_file(&path).unwrap()));
         book.push(line("one"));
         book.push(LogLine {
             stream: Stream::Stderr,

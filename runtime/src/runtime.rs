@@ -514,21 +514,21 @@ impl Runtime {
     }
 }
 
-/// A new service's log book; an unopenable log file is noted and the
-/// book keeps lines in memory only.
+/// A new service's log book, its `[logging] file` opened through `sys`; an
+/// unopenable log file is noted and the book keeps lines in memory only.
 fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
-    let (book, error) = LogBook::new(
-        service.logging.buffer_lines,
-        service.logging.file.as_deref(),
-    );
-    if let (Some(error), Some(file)) = (error, &service.logging.file) {
-        sys.note(&format!(
-            "{}: cannot open log file {}: {error}; keeping output in memory only",
-            service.name,
-            file.display()
-        ));
-    }
-    book
+    let file = service.logging.file.as_deref().and_then(|path| {
+        sys.open_log(path)
+            .map_err(|error| {
+                sys.note(&format!(
+                    "{}: cannot open log file {}: {error}; keeping output in memory only",
+                    service.name,
+                    path.display()
+                ))
+            })
+            .ok()
+    });
+    LogBook::new(service.logging.buffer_lines, file)
 }
 
 #[cfg(test)]

@@ -35,6 +35,27 @@ struct World {
     offloaded: Vec<crate::sys::OffLoop>,
     /// Credential directories removed.
     removed: Vec<std::path::PathBuf>,
+    /// Log files opened, and what was written to them.
+    log_files: Vec<(
+        std::path::PathBuf,
+        std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    )>,
+}
+
+/// A log file of the fake system: bytes kept in memory.
+struct MemoryFile(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for MemoryFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut bytes) = self.0.lock() {
+            bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct FakeSys(Rc<RefCell<World>>);
@@ -46,6 +67,18 @@ impl Sys for FakeSys {
 
     fn wall_clock(&self) -> std::time::SystemTime {
         std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    fn open_log(&mut self, path: &Path) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        if path.starts_with("/unwritable") {
+            return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        }
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        self.0
+            .borrow_mut()
+            .log_files
+            .push((path.to_path_buf(), bytes.clone()));
+        Ok(Box::new(MemoryFile(bytes)))
     }
 
     fn remove_credentials(&mut self, dir: &Path) -> std::io::Result<()> {
@@ -148,6 +181,7 @@ impl Fixture {
             fail_spawns: false,
             offloaded: Vec::new(),
             removed: Vec::new(),
+            log_files: Vec::new(),
         }));
         let (tx, events) = smol::channel::unbounded();
         let services = texts.iter().map(|t| service(t)).collect();
@@ -494,4 +528,30 @@ fn a_secret_that_cannot_be_read_off_the_loop_fails_the_start_with_why() {
     let notes = f.world.borrow().notes.join("\n");
     assert!(notes.contains("secret `missing` is not set"), "{notes}");
     assert_ne!(f.state("vault"), "running");
+}
+
+#[test]
+fn a_log_file_is_opened_through_the_system_and_one_that_cannot_be_is_noted() {
+    let mut f = Fixture::new(&[
+        "[service]\nname = \"a\"\nexec = \"/bin/a\"\n[logging]\nfile = \"/var/log/a.log\"\n",
+        "[service]\nname = \"b\"\nexec = \"/bin/b\"\n[logging]\nfile = \"/unwritable/b.log\"\n",
+    ]);
+    f.runtime.handle(Input::Line {
+        service: "a".into(),
+        stream: Stream::Stderr,
+        text: "disk full".into(),
+    });
+    let (path, bytes) = f.world.borrow().log_files[0].clone();
+    assert_eq!(path, Path::new("/var/log/a.log"));
+    assert!(f
+        .runtime
+        .logs("a")
+        .unwrap()
+        .flush_file(Duration::from_secs(5)));
+    let text = String::from_utf8(bytes.lock().unwrap().clone()).unwrap();
+    // The fake wall clock: 1,800,000,000 s after the epoch.
+    assert_eq!(text, "2027-01-15T08:00:00.000Z stderr disk full\n");
+    assert_eq!(f.world.borrow().log_files.len(), 1);
+    assert!(f.world.borrow().notes.iter().any(|n| n
+        == "b: cannot open log file /unwritable/b.log: permission denied; keeping output in memory only"));
 }

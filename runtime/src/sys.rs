@@ -95,6 +95,11 @@ pub trait Sys {
     /// Removes the credential directory of a service that stopped (on the
     /// tmpfs beside the control socket).
     fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()>;
+    /// Opens a service's `[logging] file` for appending (made when missing).
+    fn open_log(
+        &mut self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn std::io::Write + Send>>;
 }
 
 /// Blocking work for [`Sys::off_loop`]: what it returns goes to the loop.
@@ -312,6 +317,13 @@ impl Sys for RealSys {
 
     fn note(&mut self, line: &str) {
         crate::journal::note(line);
+    }
+
+    fn open_log(
+        &mut self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        crate::logbook::LogBook::open_file(path)
     }
 
     fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
