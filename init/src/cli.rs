@@ -42,6 +42,8 @@ commands:
   spore secret set NAME [--file F] | secret list | secret rm NAME
                                      secrets (a value from F, a prompt, or stdin)
   spore reboot | poweroff | discover
+  spore man | completions bash|zsh|fish
+                                     the manual page (roff), a completion script
   spore --version | --help | COMMAND --help
 
 signals to spore as PID 1: SIGTERM, SIGUSR2, SIGPWR power off; SIGINT
@@ -71,6 +73,8 @@ pub const COMMANDS: &[&str] = &[
     "reboot",
     "poweroff",
     "discover",
+    "man",
+    "completions",
 ];
 
 /// The usage of one command (its lines of [`USAGE`]), for `spore COMMAND
@@ -144,6 +148,8 @@ pub enum Invocation {
     CommandHelp(String),
     /// `--version`.
     Version,
+    /// `spore man`, `spore completions SHELL`: text to print.
+    Print(String),
 }
 
 /// Parses the arguments after the program name.
@@ -205,6 +211,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
             }
             Ok(Invocation::Exec { group, argv })
         }
+        "man" => match parser.next()? {
+            None => Ok(Invocation::Print(crate::manual::page())),
+            Some(Long("help") | Short('h')) => Ok(Invocation::CommandHelp(command)),
+            Some(other) => Err(other.unexpected()),
+        },
+        "completions" => match parser.next()? {
+            Some(Long("help") | Short('h')) => Ok(Invocation::CommandHelp(command)),
+            Some(Value(shell)) => {
+                let shell = shell.string()?;
+                crate::manual::completions(&shell)
+                    .map(Invocation::Print)
+                    .ok_or_else(|| {
+                        format!(
+                            "no completions for `{shell}`; shells: {}",
+                            crate::manual::SHELLS.join(", ")
+                        )
+                        .into()
+                    })
+            }
+            Some(other) => Err(other.unexpected()),
+            None => Err("`completions` needs a shell: bash, zsh or fish".into()),
+        },
         "check" => {
             let mut paths = Vec::new();
             while let Some(arg) = parser.next()? {

@@ -35,8 +35,15 @@ impl Request {
         let verb = match word {
             "show" => Verb::Status,
             "secret" => Verb::SecretList,
-            other => Verb::parse(other, None)
-                .ok_or_else(|| format!("unknown command `{other}` (spore --help lists them)"))?,
+            other => Verb::parse(other, None).ok_or_else(|| {
+                let hint = svc::suggest::nearest(other, crate::cli::COMMANDS)
+                    .map(|near| format!("; did you mean `{near}`?"))
+                    .unwrap_or_default();
+                format!(
+                    "unknown command `{}`{hint} (spore --help lists them)",
+                    rpc::display::printable(other)
+                )
+            })?,
         };
         Ok(Self {
             verb,

@@ -9,6 +9,7 @@ mod config;
 mod control;
 mod exec;
 mod fault;
+mod manual;
 mod node;
 mod pid1;
 mod remote;
@@ -88,6 +89,12 @@ fn main() -> ExitCode {
                 "{}",
                 cli::command_usage(&command).unwrap_or_else(|| cli::USAGE.to_owned())
             );
+            ExitCode::SUCCESS
+        }
+        Ok(cli::Invocation::Print(text)) => {
+            use std::io::Write;
+            // A reader that stops early (`spore man | head`) is no error.
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Ok(cli::Invocation::Version) => {

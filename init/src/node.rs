@@ -60,12 +60,26 @@ impl Node {
         }
     }
 
+    /// What follows the last service's stop, in words: the machine's end
+    /// as PID 1, spore's own exit otherwise.
+    fn after_stop(&self, ending: Ending) -> &'static str {
+        match (self.pid1, ending) {
+            (false, _) => "spore exits",
+            (true, Ending::Reboot) => "the machine reboots",
+            (true, Ending::Poweroff) => "the machine powers off",
+            (true, Ending::Halt) => "the machine halts",
+        }
+    }
+
     /// Starts an orderly shutdown ending in `ending`; later requests keep the
     /// first one.
     pub fn shut_down(&self, ending: Ending) {
         if self.ending.get().is_none() {
             self.ending.set(Some(ending));
-            runtime::journal::note(format_args!("shutting down for {ending:?}"));
+            runtime::journal::note(format_args!(
+                "shutting down: services stop in order, then {}",
+                self.after_stop(ending)
+            ));
             if let Some(sender) = self.with_runtime(|runtime| runtime.sender()) {
                 // The event loop feeds it; it cannot be closed while we run.
                 let _ = sender.try_send(Input::Event(Event::Shutdown));

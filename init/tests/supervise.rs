@@ -243,6 +243,14 @@ fn shutdown_stops_services_in_reverse_start_order_and_exits_0() {
     });
     let status = spore.terminate();
     assert!(status.success(), "{status:?}");
+    // Outside PID 1 a shutdown is spore's own exit, and says so.
+    assert!(
+        spore
+            .stderr()
+            .contains("spore: shutting down: services stop in order, then spore exits"),
+        "{}",
+        spore.stderr()
+    );
     let lines: Vec<String> = std::fs::read_to_string(spore.path("order"))
         .unwrap()
         .lines()

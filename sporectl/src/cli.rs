@@ -212,8 +212,13 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff); with --dir, write it and one page per
+    /// command (sporectl-info.1, …), which it refers to, into DIR
+    Man {
+        /// Write sporectl.1 and every command's page here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -530,7 +535,21 @@ fn into_options(cli: Cli) -> Parsed {
             clap_complete::generate(shell, &mut Cli::command(), "sporectl", &mut out);
             return Parsed::Print(out);
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => {
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir));
+            return match written {
+                Ok(()) => Parsed::Print(
+                    format!(
+                        "wrote sporectl.1 and a page per command to {}\n",
+                        dir.display()
+                    )
+                    .into_bytes(),
+                ),
+                Err(error) => usage_error(&format!("man --dir {}: {error}", dir.display())),
+            };
+        }
+        Command::Man { dir: None } => {
             let mut out = Vec::new();
             if clap_mangen::Man::new(Cli::command())
                 .render(&mut out)
