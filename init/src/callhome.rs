@@ -27,6 +27,12 @@ pub fn main(paths: &Paths) -> ExitCode {
             .collect(),
         Err(_) => beacon.url.clone(),
     };
+    // A beacon's base URL (as sporectl --beacon takes it) registers at its
+    // registration path.
+    let beacon_urls: Vec<String> = beacon_urls
+        .iter()
+        .map(|url| rpc::callhome::registration_url(url))
+        .collect();
     if beacon_urls.is_empty() {
         eprintln!(
             "spore call-home: no beacon URL: set url in [beacon] of spore.toml or CALL_HOME_URL"

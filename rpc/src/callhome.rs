@@ -51,6 +51,23 @@ pub struct Settings {
     pub max_delay: Duration,
 }
 
+/// Where a beacon takes registrations.
+pub const REGISTER_PATH: &str = "/api/v1/nodes/register";
+
+/// `url` as call-home posts to it: a beacon's base URL (`https://beacon:8443`,
+/// with or without a final `/`) gets [`REGISTER_PATH`]; a URL with a path
+/// is kept as written.
+pub fn registration_url(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match after_scheme.find('/') {
+        None => format!("{url}{REGISTER_PATH}"),
+        Some(at) if after_scheme.get(at..) == Some("/") => {
+            format!("{}{REGISTER_PATH}", url.trim_end_matches('/'))
+        }
+        Some(_) => url.to_owned(),
+    }
+}
+
 /// A failure that retrying cannot fix.
 #[derive(Debug, thiserror::Error)]
 pub enum CallHomeError {
@@ -308,6 +325,23 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_base_url_registers_at_the_registration_path() {
+        use super::registration_url;
+        let full = "http://10.0.2.2:8080/api/v1/nodes/register";
+        assert_eq!(registration_url("http://10.0.2.2:8080"), full);
+        assert_eq!(registration_url("http://10.0.2.2:8080/"), full);
+        assert_eq!(registration_url(full), full);
+        assert_eq!(
+            registration_url("https://[400::1]:8443"),
+            "https://[400::1]:8443/api/v1/nodes/register"
+        );
+        assert_eq!(
+            registration_url("https://b.example/custom"),
+            "https://b.example/custom"
+        );
+    }
+
     use super::*;
 
     #[test]

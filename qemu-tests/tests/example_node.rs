@@ -1,0 +1,149 @@
+//! The node README's install section shows, `examples/node/`, built as it
+//! is written and booted as a real machine: its disk image attached as a
+//! USB stick to a guest with UEFI firmware (OVMF). Only what is each
+//! operator's own is put in: their key in authorized_keys, their fleet's
+//! enrollment key, and their beacon's port. The node mounts its state
+//! partition by label, makes its key there, registers, answers sporectl,
+//! and after a reboot comes back with the same key.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qemu_tests::beacon::Beacon;
+use qemu_tests::vm::{BootOptions, Vm};
+use qemu_tests::{artifacts, free_port, Enrollment, Operator};
+
+/// The beacon address examples/node/spore.toml calls home to (the QEMU
+/// host's port 8080); the test's beacon listens on a free port instead.
+const EXAMPLE_BEACON: &str = "url = \"http://10.0.2.2:8080\"";
+
+#[test]
+fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
+    let artifacts = artifacts().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node");
+    let mut manifest = initramfs::Manifest::load(&example.join("image.toml")).unwrap();
+    // The example's inputs are the ones scripts/test builds.
+    let same = |a: &Path, b: &Path| a.canonicalize().unwrap() == b.canonicalize().unwrap();
+    assert!(same(&manifest.spore, &artifacts.spore));
+    assert!(same(
+        &manifest.kernel.as_ref().unwrap().tree,
+        &artifacts.kernel_tree
+    ));
+    // What each operator puts in.
+    let operator = Operator::new(dir.path(), &artifacts.sporectl).unwrap();
+    let enrollment = Enrollment::new(dir.path()).unwrap();
+    let port = free_port();
+    let beacon = Beacon::start(
+        &artifacts.sporectl,
+        port,
+        &dir.path().join("beacon-data"),
+        &dir.path().join("beacon.log"),
+        &enrollment.ca_public,
+        None,
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(example.join("spore.toml")).unwrap();
+    assert!(config.contains(EXAMPLE_BEACON), "{config}");
+    let config_file = dir.path().join("spore.toml");
+    std::fs::write(
+        &config_file,
+        config.replace(EXAMPLE_BEACON, &format!("url = \"http://10.0.2.2:{port}\"")),
+    )
+    .unwrap();
+    manifest.config = Some(config_file);
+    manifest.authorized_keys = Some(operator.public());
+    manifest.enrollment_key = Some(enrollment.image_key.clone());
+    // What `spore-mkinitramfs image.toml --disk node.img` does.
+    let image = initramfs::build(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    let uki = initramfs::install::uki(&manifest, &image.bytes).unwrap();
+    let disk = initramfs::install::disk_image(&manifest, &uki, &[]).unwrap();
+    let stick = dir.path().join("node.img");
+    std::fs::write(&stick, disk).unwrap();
+
+    let mut vm = Vm::boot(
+        artifacts,
+        &BootOptions {
+            initrd: stick.clone(),
+            usb_image: Some(stick),
+            netboot: None,
+            rpc_port: free_port(),
+            segment_port: None,
+            index: 1,
+            console: dir.path().join("console.log"),
+            kernel_args: String::new(),
+            disk: None,
+            allow_reboot: true,
+            rtc_base: None,
+        },
+    )
+    .unwrap();
+    // Named by its key: the one node the beacon lists.
+    let started = Instant::now();
+    let record = loop {
+        if let Some(record) = beacon.nodes().ok().and_then(|n| n.into_iter().next()) {
+            break record;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{}",
+            vm.failure("no registration within 300 s")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let hostname = record["registration"]["hostname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = record["registration"]["hero_proc_auth_pubkey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let console = vm.console_text();
+    for mark in [
+        "spore: mounted LABEL=spore-state (ext4) on /var/lib",
+        "spore: generated node key /var/lib/spore/node_key",
+        "spore: console: writing to ",
+    ] {
+        assert!(
+            console.contains(mark),
+            "`{mark}` not on the console:\n{console}"
+        );
+    }
+    let out = operator.on_node(vm.rpc_port, &key, &["--json", "info"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["deploys"]["persistent"], true, "{info}");
+    assert_eq!(info["hostname"], hostname.as_str(), "{info}");
+
+    // Rebooted, it comes back through the firmware with the same key.
+    let first = record["registration"]["timestamp"].as_u64().unwrap();
+    let out = operator.on_node(vm.rpc_port, &key, &["reboot"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    vm.wait_for_nth("starting (pid 1, ", 2, Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_nth("spore: call-home: succeeded", 2, Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = beacon
+        .registered_after(&hostname, first)
+        .unwrap_or_else(|| panic!("{}", vm.failure("no second registration")));
+    assert_eq!(again["registration"]["hero_proc_auth_pubkey"], key.as_str());
+    assert!(
+        vm.console_text().contains("spore: node key SHA256:"),
+        "the key was read again"
+    );
+}
