@@ -34,7 +34,10 @@ commands:
   spore restart NAME... [--no-wait] [--timeout 60s]
                                      restart, and wait until each is ready or has failed
   spore stop NAME...                 stop services
-  spore logs NAME [-n LINES] [-f]    a service's output; `logs spore`: spore's own journal
+  spore logs [NAME] [-n LINES] [-f] [--since WHEN] [--until WHEN]
+                                     a service's output (`logs spore`: spore's own journal;
+                                     no NAME: every service and spore, merged by time);
+                                     WHEN: 10m ago, today, 2026-12-07T03:00:00Z (UTC)
   spore deploy FILE... [--start] [--no-wait] [--timeout 60s]
                                      add or replace services (checked as `spore check` does)
   spore remove NAME...               stop services and delete their files
@@ -259,6 +262,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
                     }
                     Short('n') | Long("lines") if request.verb == Verb::Logs => {
                         request.shape.lines = parser.value()?.parse()?
+                    }
+                    Short('S') | Long("since") if request.verb == Verb::Logs => {
+                        let text = parser.value()?.string()?;
+                        request.shape.since = Some(rpc::verbs::parse_moment(&text)?);
+                    }
+                    Short('U') | Long("until") if request.verb == Verb::Logs => {
+                        let text = parser.value()?.string()?;
+                        request.shape.until = Some(rpc::verbs::parse_moment(&text)?);
                     }
                     Long("start") if request.verb == Verb::Deploy => request.shape.start = true,
                     Long("no-wait") if request.waits() => request.shape.wait = None,

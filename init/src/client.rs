@@ -53,6 +53,8 @@ impl Request {
                 follow: false,
                 start: false,
                 wait: Some(Duration::from_secs(60)),
+                since: None,
+                until: None,
             },
             secret_file: None,
             secret_action_pending: word == "secret",
@@ -87,7 +89,12 @@ impl Request {
         let takes = self.verb.takes_operands();
         let count = self.operands.len();
         let single = matches!(self.verb, Verb::Logs | Verb::SecretSet | Verb::SecretRm);
+        if self.verb == Verb::Logs && self.shape.follow && count == 0 {
+            return Err("logs -f follows one service (or spore's own journal: logs spore -f); without a name, logs shows every service's last lines".into());
+        }
         match (takes, count) {
+            // logs with no name: every service and spore, merged.
+            (true, 0) if self.verb == Verb::Logs => Ok(()),
             (true, 0) => Err("this command needs a name (or a file for deploy)".into()),
             (true, n) if single && n > 1 => Err("this command takes one name".into()),
             (false, n) if n > 0 => Err(format!(

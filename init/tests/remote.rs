@@ -1933,3 +1933,66 @@ fn first_contact_shows_the_nodes_fingerprint_and_asks_as_ssh_does() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn logs_without_a_name_merge_every_service_and_spore_in_time_order_within_a_window() {
+    let fleet = node();
+    fleet.deploy_started(
+        "ticker",
+        "[service]\nname = \"ticker\"\nexec = \"/bin/sh -c 'echo tick one; sleep 0.3; echo tick two; exec sleep 1000'\"\n",
+    );
+    fleet
+        .spore
+        .wait_for("tick two", Duration::from_secs(10), |s| {
+            s.call("service.logs", serde_json::json!({ "name": "ticker" }))
+                .map(|r| r.to_string().contains("tick two"))
+                .unwrap_or(false)
+        });
+    for out in both(&fleet, &["logs", "-n", "1000"]) {
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{text}");
+        let at = |needle: &str| {
+            text.lines()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("`{needle}` not in:\n{text}"))
+        };
+        // Whose each line is, and in the order they were written.
+        assert!(
+            at("[web] stdout web says hello") < at("[ticker] stdout tick one"),
+            "{text}"
+        );
+        assert!(
+            at("[ticker] stdout tick one") < at("[ticker] stdout tick two"),
+            "{text}"
+        );
+        assert!(
+            at("[spore] spore ticker: ready") < at("[ticker] stdout tick two"),
+            "{text}"
+        );
+        let times: Vec<&str> = text.lines().filter_map(|l| l.split(' ').next()).collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "merged by time:\n{text}");
+    }
+    // -n keeps the newest; a window in the future holds nothing; one in the
+    // past everything.
+    let newest = stdout_of(&fleet.sporectl("reader", &["logs", "-n", "1"]));
+    assert_eq!(newest.lines().count(), 1, "{newest}");
+    let [local, remote] = both(&fleet, &["logs", "--since", "2099-01-01"]);
+    assert!(stdout_of(&local).trim().is_empty() && stdout_of(&remote).trim().is_empty());
+    let [local, _] = both(
+        &fleet,
+        &["logs", "ticker", "--since", "1h ago", "--until", "now"],
+    );
+    let window = stdout_of(&local);
+    assert!(
+        window.contains("tick one") && window.contains("tick two"),
+        "{window}"
+    );
+    let [local, _] = both(&fleet, &["logs", "ticker", "--until", "2020-01-01"]);
+    assert!(stdout_of(&local).trim().is_empty(), "{}", stdout_of(&local));
+    let bad = fleet.sporectl("reader", &["logs", "--since", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let follow = fleet.sporectl("reader", &["logs", "-f"]);
+    assert_eq!(follow.status.code(), Some(2), "-f needs a name");
+}

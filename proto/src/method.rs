@@ -63,6 +63,10 @@ const WAIT: Param = param("wait", Kind::Boolean, false);
 const TIMEOUT: Param = param("timeout_ms", Kind::Integer, false);
 const LINES: Param = param("lines", Kind::Integer, false);
 const FOLLOW: Param = param("follow", Kind::Boolean, false);
+/// Lines at or after this time (Unix milliseconds).
+const SINCE: Param = param("since", Kind::Integer, false);
+/// Lines at or before this time (Unix milliseconds).
+const UNTIL: Param = param("until", Kind::Integer, false);
 
 const DEPLOY: [Param; 5] = [
     param("toml", Kind::String, true),
@@ -84,6 +88,8 @@ pub enum Method {
     NodeInfo,
     /// `node.journal`
     NodeJournal,
+    /// `node.logs`
+    NodeLogs,
     /// `service.list`
     ServiceList,
     /// `service.status`
@@ -118,9 +124,10 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 17] = [
+    pub const ALL: [Method; 18] = [
         Method::NodeInfo,
         Method::NodeJournal,
+        Method::NodeLogs,
         Method::ServiceList,
         Method::ServiceStatus,
         Method::ServiceStart,
@@ -148,6 +155,7 @@ impl Method {
         match self {
             Method::NodeInfo => "node.info",
             Method::NodeJournal => "node.journal",
+            Method::NodeLogs => "node.logs",
             Method::ServiceList => "service.list",
             Method::ServiceStatus => "service.status",
             Method::ServiceStart => "service.start",
@@ -171,6 +179,8 @@ impl Method {
         match self {
             Method::NodeInfo => "Hostname, version, uptime and the node's posture",
             Method::NodeJournal => "spore's own lines (state changes, audit, errors); with follow, every new one after them",
+            Method::NodeLogs => "The last lines of every service and of spore itself, merged by time, each with its service's name",
+
             Method::ServiceList => "Every service with its state, by name; with limit or after, one page of them and the name to ask the next page after",
             Method::ServiceStatus => "One service in detail",
             Method::ServiceStart => "Start a service and what it requires; with wait, answer once it is ready or has failed",
@@ -199,11 +209,12 @@ impl Method {
             | Method::NodeReboot
             | Method::NodePoweroff
             | Method::Discover => &[],
-            Method::NodeJournal => &[LINES, FOLLOW],
+            Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL],
+            Method::NodeLogs => &[LINES, SINCE, UNTIL],
             Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
             Method::SecretRemove => &[NAME],
             Method::ServiceStart | Method::ServiceRestart => &[NAME, WAIT, TIMEOUT],
-            Method::ServiceLogs => &[NAME, LINES, FOLLOW],
+            Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL],
             Method::ServiceDeploy => &DEPLOY,
             Method::SecretSet => &SECRET,
         }
@@ -214,6 +225,7 @@ impl Method {
         match self {
             Method::NodeInfo
             | Method::NodeJournal
+            | Method::NodeLogs
             | Method::ServiceList
             | Method::ServiceStatus
             | Method::ServiceLogs
@@ -239,6 +251,7 @@ impl Method {
             self,
             Method::NodeInfo
                 | Method::NodeJournal
+                | Method::NodeLogs
                 | Method::ServiceList
                 | Method::ServiceStatus
                 | Method::ServiceLogs

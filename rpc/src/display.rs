@@ -44,8 +44,13 @@ pub fn terminal(line: &str) -> String {
 /// One log line: time, stream, text (control characters escaped: a
 /// service's output cannot repaint the operator's terminal).
 pub fn log_line(line: &Value) -> String {
+    // A merged view's lines say whose they are.
+    let service = match line.get("service").and_then(Value::as_str) {
+        Some(name) => format!("[{}] ", printable(name)),
+        None => String::new(),
+    };
     format!(
-        "{} {} {}",
+        "{} {service}{} {}",
         text(line, "time"),
         text(line, "stream"),
         printable(&text(line, "text"))

@@ -108,6 +108,7 @@ impl Verb {
             Verb::Stop => Method::ServiceStop,
             Verb::Restart => Method::ServiceRestart,
             Verb::Logs if operand == JOURNAL => Method::NodeJournal,
+            Verb::Logs if operand.is_empty() => Method::NodeLogs,
             Verb::Logs => Method::ServiceLogs,
             Verb::Deploy => Method::ServiceDeploy,
             Verb::Remove => Method::ServiceRemove,
@@ -134,6 +135,19 @@ pub struct Shape {
     /// How long start, restart and deploy wait for the outcome (None:
     /// `--no-wait`).
     pub wait: Option<Duration>,
+    /// `logs --since`: lines at or after this (Unix milliseconds).
+    pub since: Option<u64>,
+    /// `logs --until`: lines at or before this (Unix milliseconds).
+    pub until: Option<u64>,
+}
+
+/// `--since`/`--until` as a call carries them: the moment `text` names
+/// (`10m ago`, `today`, `2026-12-07T03:00:00Z`: [`timespan::moment`]), in
+/// Unix milliseconds.
+pub fn parse_moment(text: &str) -> Result<u64, String> {
+    timespan::moment(text, std::time::SystemTime::now())
+        .map(timespan::unix_millis)
+        .map_err(|e| e.to_string())
 }
 
 /// A problem found before anything was sent.
@@ -219,6 +233,7 @@ pub fn request(
             json!({ "name": operand, "lines": shape.lines, "follow": shape.follow })
         }
         Method::NodeJournal => json!({ "lines": shape.lines, "follow": shape.follow }),
+        Method::NodeLogs => json!({ "lines": shape.lines }),
         Method::ServiceDeploy => {
             let text = std::fs::read_to_string(operand).map_err(|error| VerbError::Read {
                 file: operand.to_owned(),
@@ -230,6 +245,19 @@ pub fn request(
         _ if verb.takes_operands() => json!({ "name": operand }),
         _ => json!({}),
     };
+    if let (true, Value::Object(map)) = (
+        matches!(
+            method,
+            Method::ServiceLogs | Method::NodeJournal | Method::NodeLogs
+        ),
+        &mut params,
+    ) {
+        for (key, at) in [("since", shape.since), ("until", shape.until)] {
+            if let Some(at) = at {
+                map.insert(key.into(), json!(at));
+            }
+        }
+    }
     let waits = matches!(
         method,
         Method::ServiceStart | Method::ServiceRestart | Method::ServiceDeploy
@@ -452,6 +480,25 @@ mod tests {
         assert_eq!(params, json!({ "lines": 5, "follow": false }));
         let (method, _) = request(Verb::Logs, "web", &shape, None).unwrap();
         assert_eq!(method, Method::ServiceLogs);
+    }
+
+    #[test]
+    fn logs_without_a_name_merge_every_service_and_carry_their_window() {
+        let shape = Shape {
+            lines: 20,
+            since: Some(1_000),
+            until: Some(2_000),
+            ..Shape::default()
+        };
+        let (method, params) = request(Verb::Logs, "", &shape, None).unwrap();
+        assert_eq!(method, Method::NodeLogs);
+        assert_eq!(
+            params,
+            json!({ "lines": 20, "since": 1_000, "until": 2_000 })
+        );
+        let (_, params) = request(Verb::Logs, "web", &shape, None).unwrap();
+        assert_eq!(params["since"], 1_000);
+        assert!(parse_moment("10m ago").is_ok() && parse_moment("soon").is_err());
     }
 
     #[test]

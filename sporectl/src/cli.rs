@@ -157,16 +157,23 @@ enum Command {
         #[command(flatten)]
         wait: Wait,
     },
-    /// A service's output (`spore`: the node's own journal)
+    /// A service's output (`spore`: the node's own journal; no name: every
+    /// service and spore's own lines, merged by time)
     Logs {
-        /// The service, or `spore`
-        name: String,
+        /// The service, or `spore`; none: all of them
+        name: Option<String>,
         /// Lines of backlog
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: u64,
         /// Then follow new lines until the service is removed
-        #[arg(short = 'f', long)]
+        #[arg(short = 'f', long, requires = "name")]
         follow: bool,
+        /// Only lines at or after this: 10m ago, -1h, today, 2026-12-07T03:00:00Z (UTC)
+        #[arg(short = 'S', long, value_name = "WHEN", value_parser = moment)]
+        since: Option<u64>,
+        /// Only lines at or before this (as --since)
+        #[arg(short = 'U', long, value_name = "WHEN", value_parser = moment)]
+        until: Option<u64>,
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
     Deploy {
@@ -367,6 +374,10 @@ fn name_address(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}`: expected NAME=HOST:PORT"))
 }
 
+fn moment(text: &str) -> Result<u64, String> {
+    rpc::verbs::parse_moment(text)
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     rpc::verbs::parse_duration(text)
 }
@@ -452,10 +463,14 @@ fn into_options(cli: Cli) -> Parsed {
             name,
             lines,
             follow,
+            since,
+            until,
         } => {
-            options.names = vec![name];
+            options.names = name.into_iter().collect();
             options.shape.lines = lines;
             options.shape.follow = follow;
+            options.shape.since = since;
+            options.shape.until = until;
             "logs"
         }
         Command::Deploy {

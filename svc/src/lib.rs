@@ -17,7 +17,8 @@ pub mod load;
 pub mod parse;
 pub mod service;
 pub mod supervisor;
-pub mod timespan;
+/// Time spans as people write them (the `timespan` leaf crate).
+pub use timespan;
 
 pub mod position;
 mod section;

@@ -4,6 +4,7 @@
 //! Views of the state are in [`views`]; changes that touch files are in
 //! [`crate::changes`], with the storage task that writes them.
 
+mod logs;
 pub mod views;
 
 use std::time::Duration;
@@ -77,8 +78,9 @@ pub fn call(
         }
         Method::NodeJournal => {
             let count = line_count(&params);
-            let (lines, omitted) =
-                views::lines_within(runtime::journal::tail(count).iter(), REPLY_BYTES);
+            let window = logs::Window::from_params(&params);
+            let journal = runtime::journal::tail(runtime::journal::JOURNAL_LINES);
+            let (lines, omitted) = logs::of_one(journal.iter(), &window, count, REPLY_BYTES);
             let result = json!({ "name": "spore", "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
                 return Ok(Reply::Follow {
@@ -87,6 +89,12 @@ pub fn call(
                 });
             }
             result
+        }
+        Method::NodeLogs => {
+            let count = line_count(&params);
+            let window = logs::Window::from_params(&params);
+            let (lines, omitted) = logs::merged(runtime, &window, count, REPLY_BYTES);
+            json!({ "lines": lines, "omitted": omitted })
         }
         Method::ServiceList => list(runtime, &params)?,
         Method::ServiceStatus => {
@@ -135,9 +143,10 @@ pub fn call(
         Method::ServiceLogs => {
             let name = service_name(runtime, &params)?;
             let count = line_count(&params);
+            let window = logs::Window::from_params(&params);
             let (lines, omitted) = runtime
                 .logs(&name)
-                .map(|book| views::lines_within(book.tail(count), REPLY_BYTES))
+                .map(|book| logs::of_one(book.tail(usize::MAX), &window, count, REPLY_BYTES))
                 .unwrap_or_default();
             let result = json!({ "name": name, "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {

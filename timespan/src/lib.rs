@@ -1,0 +1,258 @@
+//! Time as people write it, for files and command lines: spans as systemd
+//! takes them (`"5s"`, `"1m30s"`, `"500ms"`, `"2 min"`, `"1h 30min"`: every
+//! duration a service file or spore.toml takes, where a key named `…_ms`
+//! also takes a bare integer of milliseconds), and moments as journalctl's
+//! `--since` takes them (`10m ago`, `-1h`, `today`,
+//! `2026-12-07T03:00:00Z`, `2026-12-07 03:00`, all UTC).
+
+use std::time::{Duration, SystemTime};
+
+/// Why a text is not a time span.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimespanError {
+    /// Nothing but spaces.
+    #[error("an empty time span")]
+    Empty,
+    /// A number with no unit after it.
+    #[error("`{0}` has no unit: write it as 5s, 1m30s or 500ms")]
+    NoUnit(String),
+    /// A unit not known.
+    #[error("unknown unit `{unit}` in `{text}` (units: ms, s, m or min, h, d)")]
+    Unit {
+        /// The unit as written.
+        unit: String,
+        /// The whole span.
+        text: String,
+    },
+    /// Something that is not a number where one belongs.
+    #[error("`{0}` is not a time span like 5s, 1m30s or 500ms")]
+    Malformed(String),
+    /// More than a Duration holds.
+    #[error("`{0}` is too long")]
+    Overflow(String),
+}
+
+/// The duration `text` spells: numbers each followed by a unit (`us`,
+/// `ms`, `s`/`sec`/`seconds`, `m`/`min`/`minutes`, `h`/`hours`,
+/// `d`/`days`), spaces allowed between them, summed.
+pub fn parse(text: &str) -> Result<Duration, TimespanError> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(TimespanError::Empty);
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| TimespanError::Malformed(text.to_owned()))?;
+        let after = after.trim_start();
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        if unit.is_empty() {
+            return Err(TimespanError::NoUnit(text.to_owned()));
+        }
+        let nanos_per: u64 = match unit {
+            "us" | "usec" => 1_000,
+            "ms" | "msec" => 1_000_000,
+            "s" | "sec" | "second" | "seconds" => 1_000_000_000,
+            "m" | "min" | "minute" | "minutes" => 60_000_000_000,
+            "h" | "hr" | "hour" | "hours" => 3_600_000_000_000,
+            "d" | "day" | "days" => 86_400_000_000_000,
+            _ => {
+                return Err(TimespanError::Unit {
+                    unit: unit.to_owned(),
+                    text: text.to_owned(),
+                })
+            }
+        };
+        let nanos = u128::from(n) * u128::from(nanos_per);
+        let secs = u64::try_from(nanos / 1_000_000_000)
+            .map_err(|_| TimespanError::Overflow(text.to_owned()))?;
+        // The remainder of a division by 10^9 fits in u32.
+        let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
+        total = total
+            .checked_add(Duration::new(secs, sub))
+            .ok_or_else(|| TimespanError::Overflow(text.to_owned()))?;
+        rest = after.trim_start();
+    }
+    Ok(total)
+}
+
+/// Why a text is not a moment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a time: write 10m ago, -1h, today, yesterday, 2026-12-07 or 2026-12-07T03:00:00Z (UTC)")]
+pub struct MomentError(pub String);
+
+/// The moment `text` names, relative to `now` where it is relative:
+/// `now`, `today` and `yesterday` (UTC midnight), a span back from now
+/// (`10m ago`, `-10m`, `10m`), or a UTC date and time (`2026-12-07`,
+/// `2026-12-07T03:00`, `2026-12-07 03:00:05`, a final `Z` allowed).
+pub fn moment(text: &str, now: SystemTime) -> Result<SystemTime, MomentError> {
+    let fail = || MomentError(text.to_owned());
+    let text = text.trim();
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch - since_epoch % 86_400);
+    match text {
+        "now" => return Ok(now),
+        "today" => return Ok(midnight),
+        "yesterday" => {
+            return midnight
+                .checked_sub(Duration::from_secs(86_400))
+                .ok_or_else(fail)
+        }
+        _ => {}
+    }
+    if text.len() >= 10 && text.as_bytes().get(4) == Some(&b'-') {
+        return civil(text).ok_or_else(fail);
+    }
+    let span = text
+        .strip_suffix("ago")
+        .or_else(|| text.strip_prefix('-'))
+        .unwrap_or(text);
+    let span = parse(span).map_err(|_| fail())?;
+    now.checked_sub(span).ok_or_else(fail)
+}
+
+/// `YYYY-MM-DD[(T| )HH:MM[:SS]][Z]` in UTC.
+fn civil(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = match text.get(10..11) {
+        None => (text, ""),
+        Some("T" | " ") => (text.get(..10)?, text.get(11..)?),
+        Some(_) => return None,
+    };
+    let number = |s: Option<&str>| s?.parse::<u64>().ok();
+    let year = number(date.get(0..4))?;
+    let month = number(date.get(5..7))?;
+    let day = number(date.get(8..10))?;
+    if date.get(7..8) != Some("-") || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut parts = time.split(':');
+    let hours = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .map_or(Some(0), |p| p.parse::<u64>().ok())?;
+    let minutes = parts.next().map_or(Some(0), |p| p.parse::<u64>().ok())?;
+    let seconds = parts.next().map_or(Some(0), |p| p.parse::<u64>().ok())?;
+    if parts.next().is_some() || hours > 23 || minutes > 59 || seconds > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day)?;
+    let total = days
+        .checked_mul(86_400)?
+        .checked_add(hours * 3600 + minutes * 60 + seconds)?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(total))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (the
+/// usual era arithmetic: years counted from March, so February's length
+/// falls at the end of one), None before 1970.
+fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
+    let year = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era).checked_sub(719_468)
+}
+
+/// Milliseconds since the Unix epoch at `time` (0 before it).
+pub fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+/// Milliseconds in `span`, saturated at `u64::MAX`.
+pub fn millis(span: Duration) -> u64 {
+    u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_sum_their_parts() {
+        // Each figure computed by hand from the units, not by the parser.
+        let cases = [
+            ("5s", 5_000),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("1min 30s", 90_000),
+            ("2 min", 120_000),
+            ("1h 30min", 5_400_000),
+            ("1d", 86_400_000),
+            ("1500us", 1),
+            (" 10 s ", 10_000),
+            ("0s", 0),
+            ("1h1m1s1ms", 3_661_001),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(parse(text).map(millis), Ok(ms), "{text}");
+        }
+    }
+
+    #[test]
+    fn moments_read_as_journalctl_takes_them() {
+        // 2026-12-07T03:20:00Z, as `date -u -d 2026-12-07T03:20:00 +%s` says.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_613_600);
+        let at = |text: &str| moment(text, now).map(unix_millis).map(|ms| ms / 1000);
+        assert_eq!(at("now"), Ok(1_796_613_600));
+        assert_eq!(at("10m ago"), Ok(1_796_613_000));
+        assert_eq!(at("-10m"), Ok(1_796_613_000));
+        assert_eq!(at("1h30m"), Ok(1_796_608_200));
+        assert_eq!(at("today"), Ok(1_796_601_600));
+        assert_eq!(at("yesterday"), Ok(1_796_515_200));
+        // Each computed by `date -u -d … +%s`.
+        assert_eq!(at("2026-12-07"), Ok(1_796_601_600));
+        assert_eq!(at("2026-12-07T03:00:00Z"), Ok(1_796_612_400));
+        assert_eq!(at("2026-12-07 03:00"), Ok(1_796_612_400));
+        assert_eq!(at("2024-02-29T12:34:56"), Ok(1_709_210_096));
+        assert_eq!(at("2000-03-01"), Ok(951_868_800));
+        assert_eq!(at("1970-01-01"), Ok(0));
+        for bad in [
+            "soon",
+            "2026-13-01",
+            "2026-12-07T25:00",
+            "2026/12/07",
+            "1969-12-31",
+        ] {
+            assert!(moment(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_span_says_why() {
+        assert_eq!(parse(""), Err(TimespanError::Empty));
+        assert_eq!(parse("5"), Err(TimespanError::NoUnit("5".into())));
+        assert!(
+            matches!(parse("5 fortnights"), Err(TimespanError::Unit { unit, .. }) if unit == "fortnights")
+        );
+        assert!(matches!(parse("soon"), Err(TimespanError::Malformed(_))));
+        assert!(matches!(parse("-5s"), Err(TimespanError::Malformed(_))));
+        assert!(matches!(
+            parse("99999999999999999999d"),
+            Err(TimespanError::Malformed(_) | TimespanError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse("999999999999999d"),
+            Err(TimespanError::Overflow(_))
+        ));
+    }
+}
