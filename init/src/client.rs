@@ -36,7 +36,7 @@ impl Request {
             "show" => Verb::Status,
             "secret" => Verb::SecretList,
             other => Verb::parse(other, None).ok_or_else(|| {
-                let hint = svc::suggest::nearest(other, crate::cli::COMMANDS)
+                let hint = svc::suggest::nearest(other, crate::usage::COMMANDS)
                     .map(|near| format!("; did you mean `{near}`?"))
                     .unwrap_or_default();
                 format!(

@@ -17,6 +17,7 @@ mod run;
 mod signals;
 mod sntp;
 mod subreaper;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

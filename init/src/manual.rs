@@ -3,7 +3,7 @@
 //! prints, and `spore completions bash|zsh|fish` a script that completes its
 //! commands. One source, so neither can drift from the parser.
 
-use crate::cli::{COMMANDS, USAGE};
+use crate::usage::{COMMANDS, USAGE};
 
 /// Shells a completion script is made for.
 pub const SHELLS: &[&str] = &["bash", "zsh", "fish"];
