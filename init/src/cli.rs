@@ -361,7 +361,7 @@ mod tests {
             Invocation::CommandHelp(_)
         ));
         let help = command_usage("logs").unwrap();
-        assert!(help.starts_with("usage: spore logs NAME"), "{help}");
+        assert!(help.starts_with("usage: spore logs [NAME]"), "{help}");
         assert!(command_usage("start").unwrap().contains("--no-wait"));
     }
 
