@@ -1083,3 +1083,93 @@ fn a_flood_of_silent_connections_does_not_keep_nodes_or_operators_from_the_beaco
     );
     assert!(text.contains("evicted to make room"), "{text}");
 }
+
+#[test]
+fn a_fleet_follow_merges_every_nodes_lines_with_the_node_in_front() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    let fleet: Vec<Spore> = ["node-01", "node-02"]
+        .iter()
+        .map(|name| node(name, beacon.port, &op, 0).0)
+        .collect();
+    fleet[0].wait_for("two registrations", Duration::from_secs(20), |_| {
+        nodes(beacon.port).len() == 2
+    });
+    let op_path = op.to_str().unwrap();
+    let ticker = work.path().join("ticker.toml");
+    std::fs::write(
+        &ticker,
+        "[service]\nname = \"ticker\"\nexec = \"/bin/sh -c 'while true; do echo tick; sleep 0.2; done'\"\n",
+    )
+    .unwrap();
+    let url = beacon.url();
+    let deploy = sporectl(&[
+        "--beacon",
+        &url,
+        "--all",
+        "--identity",
+        op_path,
+        "deploy",
+        ticker.to_str().unwrap(),
+        "--start",
+    ]);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let mut follow = Command::new(sporectl_bin())
+        .args([
+            "--beacon",
+            &url,
+            "--all",
+            "--identity",
+            op_path,
+            "logs",
+            "-f",
+            "ticker",
+            "-n",
+            "1",
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.values().filter(|&&n| n >= 3).count() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            let node = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                line.ends_with("stdout tick") || line.contains(" spore "),
+                "{line}"
+            );
+            *seen.entry(node).or_insert(0) += 1;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // Both nodes' lines keep coming, each with its node in front.
+    assert!(seen.get("node-01").is_some_and(|&n| n >= 3), "{seen:?}");
+    assert!(seen.get("node-02").is_some_and(|&n| n >= 3), "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}

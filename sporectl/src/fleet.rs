@@ -4,8 +4,11 @@
 
 use super::*;
 
+/// A node of a fleet command: its hostname, where to reach it, its pinned key.
+type Target = (String, String, Pin);
+
 /// Where to reach a node the beacon lists: its overlay address and RPC port.
-fn node_address(record: &Value) -> Option<(String, String, Pin)> {
+fn node_address(record: &Value) -> Option<Target> {
     let registration = record.get("registration")?;
     let hostname = registration.get("hostname")?.as_str()?.to_owned();
     // A beacon that stored a name no node could register is not followed.
@@ -72,39 +75,17 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
     use std::collections::VecDeque;
     use std::io::IsTerminal;
     use std::rc::Rc;
-    if options.shape.follow {
-        return Err(ClientError::Local(
-            "logs -f cannot follow a whole fleet".into(),
-        ));
-    }
     let verb = options.verb.unwrap_or(Verb::Discover);
     let summary = options.summary;
-    let beacon = beacon_commands::client(options)?;
-    let records = beacon.nodes()?;
-    let mut targets: Vec<(String, String, Pin)> = records.iter().filter_map(node_address).collect();
-    for (name, address) in &options.addresses {
-        let target = targets.iter_mut().find(|(h, _, _)| h == name);
-        let Some((_, reach, _)) = target else {
-            return Err(ClientError::Unknown(format!(
-                "--address {name}=…: the beacon knows no node {name}"
-            )));
-        };
-        *reach = address.clone();
+    let (targets, channel) = targets(options)?;
+    if options.shape.follow {
+        return follow_fleet(options, targets).await;
     }
-    if let Some(only) = &options.only {
-        for wanted in only {
-            if !targets.iter().any(|(h, _, _)| h == wanted) {
-                return Err(ClientError::Unknown(format!(
-                    "the beacon knows no node {wanted}"
-                )));
-            }
-        }
-        targets.retain(|(h, _, _)| only.contains(h));
-    }
+    let beacon_channel = channel;
     let operand = operands(options).into_iter().next().unwrap_or_default();
     let table_method = verb.method(&operand);
     let method = table_method.name();
-    if beacon.channel == Channel::Unauthenticated && table_method.changes_state() {
+    if beacon_channel == Channel::Unauthenticated && table_method.changes_state() {
         return Err(ClientError::Declined(format!(
             "refusing {method} on nodes whose keys came over plain http from {} (--insecure-beacon): a node key from an unauthenticated beacon may be anyone's; use https or a loopback beacon",
             options.beacon.as_deref().unwrap_or_default()
@@ -313,4 +294,106 @@ fn summary_table(options: &Options, outcomes: &[Outcome]) {
     for line in rpc::display::fit(rpc::display::table(&table), rpc::display::terminal_width()) {
         say!("{line}");
     }
+}
+
+/// The nodes a fleet command goes to: every node the beacon lists (or those
+/// `--nodes` names), each at its overlay address (or its `--address`),
+/// pinned to the key the beacon published; and how the beacon was read.
+fn targets(options: &Options) -> Result<(Vec<Target>, Channel), ClientError> {
+    let beacon = beacon_commands::client(options)?;
+    let records = beacon.nodes()?;
+    let mut targets: Vec<Target> = records.iter().filter_map(node_address).collect();
+    for (name, address) in &options.addresses {
+        let target = targets.iter_mut().find(|(h, _, _)| h == name);
+        let Some((_, reach, _)) = target else {
+            return Err(ClientError::Unknown(format!(
+                "--address {name}=…: the beacon knows no node {name}"
+            )));
+        };
+        *reach = address.clone();
+    }
+    if let Some(only) = &options.only {
+        for wanted in only {
+            if !targets.iter().any(|(h, _, _)| h == wanted) {
+                return Err(ClientError::Unknown(format!(
+                    "the beacon knows no node {wanted}"
+                )));
+            }
+        }
+        targets.retain(|(h, _, _)| only.contains(h));
+    }
+    Ok((targets, beacon.channel))
+}
+
+/// `--all logs -f NAME`: every node's lines of NAME as they come, each
+/// with the node's name in front (as stern and kubectl logs -l -f show a
+/// fleet's); a node that cannot be reached or ends its follow is said on
+/// stderr and the others go on.
+async fn follow_fleet(options: &Options, targets: Vec<Target>) -> Result<u8, ClientError> {
+    use std::rc::Rc;
+    let identities = Rc::new(identities(options)?);
+    let operand = operands(options).into_iter().next().unwrap_or_default();
+    let (method, params) = request(options, Verb::Logs, &operand)?;
+    let width = targets.iter().map(|(h, _, _)| h.len()).max().unwrap_or(0);
+    let failures = Rc::new(std::cell::Cell::new(0usize));
+    let executor = smol::LocalExecutor::new();
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|(hostname, address, pin)| {
+            let identities = identities.clone();
+            let params = params.clone();
+            let failures = failures.clone();
+            let (json, timeout, limit) = (
+                options.json,
+                options.connect_timeout,
+                call_limit(options, method),
+            );
+            executor.spawn(async move {
+                let shown = |line: &Value| {
+                    if json {
+                        let mut line = line.clone();
+                        if let Value::Object(map) = &mut line {
+                            map.insert("node".into(), Value::String(hostname.clone()));
+                        }
+                        say!("{line}");
+                    } else {
+                        say!("{:<width$} {}", hostname, log_line(line));
+                    }
+                };
+                let followed = async {
+                    let mut session =
+                        connect_with_any(&address, &identities, &pin, timeout).await?;
+                    let backlog = call_within(&mut session, method, params, limit).await?;
+                    for line in backlog
+                        .get("lines")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        shown(line);
+                    }
+                    loop {
+                        let note = session.notification().await?;
+                        if note.get("method").and_then(Value::as_str) == Some("service.log.end") {
+                            return Ok::<(), ClientError>(());
+                        }
+                        shown(&note.get("params").cloned().unwrap_or(Value::Null));
+                    }
+                }
+                .await;
+                if let Err(error) = followed {
+                    failures.set(failures.get() + 1);
+                    complain!("sporectl: {hostname}: {error}");
+                }
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            for task in tasks {
+                task.await;
+            }
+        })
+        .await;
+    Ok(u8::from(failures.get() > 0))
 }
