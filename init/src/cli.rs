@@ -196,6 +196,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
                         let text = parser.value()?.string()?;
                         request.shape.since = Some(rpc::verbs::parse_moment(&text)?);
                     }
+                    Short('b') | Long("boot") if request.verb == Verb::Logs => {
+                        let text = parser.value()?.string()?;
+                        request.shape.boot = Some(rpc::verbs::parse_boot(&text)?);
+                    }
                     Short('U') | Long("until") if request.verb == Verb::Logs => {
                         let text = parser.value()?.string()?;
                         request.shape.until = Some(rpc::verbs::parse_moment(&text)?);

@@ -55,6 +55,7 @@ impl Request {
                 wait: Some(Duration::from_secs(60)),
                 since: None,
                 until: None,
+                boot: None,
             },
             secret_file: None,
             secret_action_pending: word == "secret",

@@ -109,6 +109,14 @@ pub fn supervise(
             serde_json::json!("the state directory is in RAM: deployed services and secrets are lost at reboot")
         },
     });
+    let kept_root = paths.state_dir.join("logs");
+    let kept = persistent
+        .then(|| crate::kept_logs::begin(&kept_root))
+        .flatten();
+    if let Some(dir) = &kept {
+        runtime.runtime_mut().keep_logs(dir.clone());
+        journal::keep(runtime::rotating::keeper(dir.join("spore.log")));
+    }
     runtime.runtime_mut().set_files(runtime::Files {
         services: services_dir.clone(),
         deployed: deployed_dir,
@@ -116,6 +124,7 @@ pub fn supervise(
         // Beside the control socket: /run/spore (a tmpfs) on a node.
         credentials,
         persistent,
+        kept_logs: kept.is_some().then_some(kept_root),
     });
     let node = Rc::new(Node {
         runtime: std::cell::RefCell::new(runtime),

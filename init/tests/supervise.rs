@@ -560,3 +560,74 @@ fn sighup_reloads_added_changed_and_removed_files_and_a_broken_one_changes_nothi
     assert_eq!(answer["removed"], json!([]), "{answer}");
     spore.terminate();
 }
+
+/// `spore logs ARGS` on the node's control socket.
+fn local_logs(spore: &Spore, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::spore_bin())
+        .args(["--socket", spore.socket.to_str().unwrap(), "logs"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn output_is_kept_on_the_state_directory_and_read_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/services/talker.toml"),
+        "[service]\nname = \"talker\"\nexec = \"/bin/sh -c 'echo said before the restart; exec sleep 1000'\"\n",
+    )
+    .unwrap();
+    let mut spore = Spore::start_in(dir);
+    spore.wait_for("the line", Duration::from_secs(10), |s| {
+        String::from_utf8_lossy(&local_logs(s, &["talker"]).stdout).contains("said before")
+    });
+    std::fs::write(
+        spore.path("etc/services/talker.toml"),
+        "[service]\nname = \"talker\"\nexec = \"/bin/sh -c 'echo said after; exec sleep 1000'\"\n",
+    )
+    .unwrap();
+    spore.restart();
+    spore.wait_for("the new line", Duration::from_secs(10), |s| {
+        String::from_utf8_lossy(&local_logs(s, &["talker"]).stdout).contains("said after")
+    });
+    // This start's lines are this start's; the one before kept its own.
+    let kept = spore.path("state/logs/1/talker.log");
+    assert!(
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .contains("stdout said before the restart"),
+        "{}",
+        kept.display()
+    );
+    let before = local_logs(&spore, &["talker", "--boot", "-1"]);
+    let text = String::from_utf8_lossy(&before.stdout);
+    assert!(
+        before.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    assert!(text.contains("stdout said before the restart"), "{text}");
+    let merged =
+        String::from_utf8_lossy(&local_logs(&spore, &["--boot", "-1"]).stdout).into_owned();
+    assert!(
+        merged.contains("[talker] stdout said before the restart"),
+        "{merged}"
+    );
+    assert!(merged.contains("[spore] spore talker: ready"), "{merged}");
+    let journal =
+        String::from_utf8_lossy(&local_logs(&spore, &["spore", "-b", "-1"]).stdout).into_owned();
+    assert!(
+        journal.contains("shutting down: services stop in order"),
+        "{journal}"
+    );
+    let now = String::from_utf8_lossy(&local_logs(&spore, &["talker"]).stdout).into_owned();
+    assert!(!now.contains("said before the restart"), "{now}");
+    // Two starts ago there was none; a name that is not one is refused.
+    let none = local_logs(&spore, &["--boot", "-2"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no output is kept for 2 start(s) ago"));
+    let sneaky = local_logs(&spore, &["../../etc/passwd", "--boot", "-1"]);
+    assert_eq!(sneaky.status.code(), Some(1));
+}

@@ -67,6 +67,8 @@ const FOLLOW: Param = param("follow", Kind::Boolean, false);
 const SINCE: Param = param("since", Kind::Integer, false);
 /// Lines at or before this time (Unix milliseconds).
 const UNTIL: Param = param("until", Kind::Integer, false);
+/// Lines of the start of spore this many starts ago (0: this one).
+const BOOT: Param = param("boot", Kind::Integer, false);
 
 const DEPLOY: [Param; 5] = [
     param("toml", Kind::String, true),
@@ -209,12 +211,12 @@ impl Method {
             | Method::NodeReboot
             | Method::NodePoweroff
             | Method::Discover => &[],
-            Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL],
-            Method::NodeLogs => &[LINES, SINCE, UNTIL],
+            Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL, BOOT],
+            Method::NodeLogs => &[LINES, SINCE, UNTIL, BOOT],
             Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
             Method::SecretRemove => &[NAME],
             Method::ServiceStart | Method::ServiceRestart => &[NAME, WAIT, TIMEOUT],
-            Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL],
+            Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL, BOOT],
             Method::ServiceDeploy => &DEPLOY,
             Method::SecretSet => &SECRET,
         }

@@ -139,6 +139,16 @@ pub struct Shape {
     pub since: Option<u64>,
     /// `logs --until`: lines at or before this (Unix milliseconds).
     pub until: Option<u64>,
+    /// `logs --boot -N`: the lines an earlier start of spore kept, N starts ago.
+    pub boot: Option<u64>,
+}
+
+/// `--boot` as journalctl takes it: `-1` (or `1`) is the start before this
+/// one, `0` this one.
+pub fn parse_boot(text: &str) -> Result<u64, String> {
+    text.trim_start_matches('-').parse::<u64>().map_err(|_| {
+        format!("`{text}`: expected a start of spore, as -1 (the one before this), -2, …")
+    })
 }
 
 /// `--since`/`--until` as a call carries them: the moment `text` names
@@ -252,7 +262,11 @@ pub fn request(
         ),
         &mut params,
     ) {
-        for (key, at) in [("since", shape.since), ("until", shape.until)] {
+        for (key, at) in [
+            ("since", shape.since),
+            ("until", shape.until),
+            ("boot", shape.boot),
+        ] {
             if let Some(at) = at {
                 map.insert(key.into(), json!(at));
             }

@@ -104,6 +104,14 @@ pub fn note(message: impl Display) {
     }
 }
 
+/// Keeps spore's own lines in `file` too, from now on (the node's kept
+/// log: `STATE_DIR/logs/0/spore.log`).
+pub fn keep(keeper: crate::rotating::Keeper) {
+    if let Ok(mut book) = book().lock() {
+        book.keep(keeper);
+    }
+}
+
 /// The journal's last `count` lines, oldest first.
 pub fn tail(count: usize) -> Vec<LogLine> {
     book()
@@ -136,5 +144,7 @@ pub fn service_line(service: &str, line: &str) {
 /// `limit` (before exit or reboot; a console that takes nothing costs
 /// `limit`, never more). True when all of it was written.
 pub fn flush(limit: Duration) -> bool {
-    console().flush(limit)
+    // The kept logs first (a disk), then the console: each within `limit`.
+    let kept = crate::rotating::flush_kept(limit);
+    console().flush(limit) && kept
 }

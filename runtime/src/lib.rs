@@ -25,6 +25,7 @@ mod input;
 pub mod journal;
 pub mod logbook;
 pub mod probe;
+pub mod rotating;
 mod runtime;
 pub mod secret;
 pub mod spawn;

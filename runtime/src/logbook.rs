@@ -31,6 +31,25 @@ impl Stream {
             Stream::Spore => "spore",
         }
     }
+
+    /// The stream named `name` (as [`Stream::name`] writes it).
+    pub fn parse(name: &str) -> Option<Stream> {
+        [Stream::Stdout, Stream::Stderr, Stream::Spore]
+            .into_iter()
+            .find(|stream| stream.name() == name)
+    }
+
+    /// A line as a log file holds it (`TIME STREAM TEXT`, what
+    /// [`LogBook`] appends), read back; None for one that is not.
+    pub fn read_line(line: &str) -> Option<LogLine> {
+        let (time, rest) = line.split_once(' ')?;
+        let (stream, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        Some(LogLine {
+            time: crate::text::parse_timestamp(time)?,
+            stream: Stream::parse(stream)?,
+            text: text.to_owned(),
+        })
+    }
 }
 
 /// One line of output.
@@ -60,10 +79,17 @@ pub const FILE_SPOOL_BYTES: usize = 1 << 20;
 pub struct LogBook {
     lines: VecDeque<LogLine>,
     capacity: usize,
-    /// Appends to `[logging] file`, written by the spool's own thread so a
-    /// slow disk never holds the event loop.
-    file: Option<Spool>,
+    /// Append to `[logging] file` and the node's kept log, each written by
+    /// its spool's own thread so a slow disk never holds the event loop.
+    files: Vec<Spool>,
+    /// Where lines are kept across restarts (one shared writer for all).
+    keepers: Vec<crate::rotating::Keeper>,
     followers: Vec<Sender<LogLine>>,
+}
+
+/// A log file's spool: its own thread writes what is pushed.
+fn file_spool(file: Box<dyn std::io::Write + Send>) -> Spool {
+    Spool::new("spore-logfile", FILE_SPOOL_BYTES, "log file too slow", file)
 }
 
 impl LogBook {
@@ -74,11 +100,15 @@ impl LogBook {
         Self {
             lines: VecDeque::new(),
             capacity: capacity.max(1),
-            file: file.map(|file| {
-                Spool::new("spore-logfile", FILE_SPOOL_BYTES, "log file too slow", file)
-            }),
+            files: file.map(file_spool).into_iter().collect(),
+            keepers: Vec::new(),
             followers: Vec::new(),
         }
+    }
+
+    /// Hands every line from now on to `keeper` too (the node's kept log).
+    pub fn keep(&mut self, keeper: crate::rotating::Keeper) {
+        self.keepers.push(keeper);
     }
 
     /// Opens `path` for appending, as a book's file (made when missing).
@@ -90,13 +120,19 @@ impl LogBook {
     /// Adds a line: to the ring (dropping the oldest when full), the file
     /// and every follower.
     pub fn push(&mut self, line: LogLine) {
-        if let Some(file) = &self.file {
-            file.push(format!(
+        if !self.files.is_empty() || !self.keepers.is_empty() {
+            let text = format!(
                 "{} {} {}\n",
                 crate::text::timestamp(line.time),
                 line.stream.name(),
                 line.text
-            ));
+            );
+            for file in &self.files {
+                file.push(text.clone());
+            }
+            for keeper in &self.keepers {
+                keeper(&text);
+            }
         }
         self.followers.retain(|follower| {
             !matches!(
@@ -146,7 +182,7 @@ impl LogBook {
     /// Waits up to `limit` for the log file's writer to catch up (tests,
     /// and before exit); true when it did.
     pub fn flush_file(&self, limit: std::time::Duration) -> bool {
-        self.file.as_ref().is_none_or(|file| file.flush(limit))
+        self.files.iter().all(|file| file.flush(limit))
     }
 }
 
@@ -207,7 +243,7 @@ mod tests {
             stream: Stream::Stderr,
             ..line("two")
         });
-        assert!(book.file.as_ref().unwrap().flush(Duration::from_secs(5)));
+        assert!(book.flush_file(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -76,6 +76,9 @@ pub struct Runtime {
     exec_checks: HashMap<i32, ExecCheck>,
     watched_groups: HashSet<i32>,
     logs: HashMap<String, LogBook>,
+    /// Where every service's output is kept across restarts of spore
+    /// (`STATE_DIR/logs/0`), once [`Runtime::keep_logs`] named it.
+    kept_logs: Option<std::path::PathBuf>,
     queue: VecDeque<Event>,
     shutdown_complete: bool,
     echo_output: bool,
@@ -106,6 +109,9 @@ pub struct Files {
     /// Whether the deployed layer survives a reboot (it is not on a RAM
     /// filesystem), for node.info.
     pub persistent: bool,
+    /// Where output is kept across starts (`STATE_DIR/logs`: `0/` this
+    /// start, `1/` the one before…), when it is.
+    pub kept_logs: Option<std::path::PathBuf>,
 }
 
 impl Runtime {
@@ -141,6 +147,7 @@ impl Runtime {
             exec_checks: HashMap::new(),
             watched_groups: HashSet::new(),
             logs,
+            kept_logs: None,
             queue: VecDeque::new(),
             shutdown_complete: false,
             echo_output: true,
@@ -174,11 +181,35 @@ impl Runtime {
         self.files.as_ref()
     }
 
+    /// Keeps every service's output, from now on, in `dir/NAME.log` too
+    /// (rotated at [`crate::rotating::KEPT_LOG_BYTES`]), so it can be read
+    /// after spore or the node restarted; services deployed later as well.
+    pub fn keep_logs(&mut self, dir: std::path::PathBuf) {
+        self.kept_logs = Some(dir);
+        let names: Vec<String> = self.logs.keys().cloned().collect();
+        for name in names {
+            self.keep_output_of(&name);
+        }
+    }
+
+    /// Adds the kept file to `name`'s book, when output is kept.
+    fn keep_output_of(&mut self, name: &str) {
+        let Some(dir) = &self.kept_logs else {
+            return;
+        };
+        let path = dir.join(format!("{name}.log"));
+        let keeper = self.sys.keep_log(&path);
+        if let Some(book) = self.logs.get_mut(name) {
+            book.keep(keeper);
+        }
+    }
+
     /// Adds or replaces a (validated) service, with a log book for a new one.
     pub fn deploy(&mut self, service: Service) {
         if !self.logs.contains_key(&service.name) {
             let book = log_book(self.sys.as_mut(), &service);
             self.logs.insert(service.name.clone(), book);
+            self.keep_output_of(&service.name);
         }
         self.feed(Event::Deploy(Box::new(service)));
     }
@@ -190,6 +221,7 @@ impl Runtime {
             if !self.logs.contains_key(&service.name) {
                 let book = log_book(self.sys.as_mut(), service);
                 self.logs.insert(service.name.clone(), book);
+                self.keep_output_of(&service.name);
             }
         }
         if !services.is_empty() {

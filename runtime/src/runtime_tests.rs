@@ -69,6 +69,19 @@ impl Sys for FakeSys {
         std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
     }
 
+    fn keep_log(&mut self, path: &Path) -> crate::rotating::Keeper {
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        self.0
+            .borrow_mut()
+            .log_files
+            .push((path.to_path_buf(), bytes.clone()));
+        std::sync::Arc::new(move |line: &str| {
+            if let Ok(mut kept) = bytes.lock() {
+                kept.extend_from_slice(line.as_bytes());
+            }
+        })
+    }
+
     fn open_log(&mut self, path: &Path) -> std::io::Result<Box<dyn std::io::Write + Send>> {
         if path.starts_with("/unwritable") {
             return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
@@ -476,6 +489,7 @@ fn a_service_with_secrets_starts_only_once_they_were_read_off_the_loop() {
         secrets,
         credentials: store.path().join("credentials"),
         persistent: true,
+        kept_logs: None,
     });
     f.runtime.feed(Event::Start("vault".into()));
     // Nothing started on the loop: the read waits on its thread.
@@ -520,6 +534,7 @@ fn a_secret_that_cannot_be_read_off_the_loop_fails_the_start_with_why() {
         secrets: store.path().join("secrets"),
         credentials: store.path().join("credentials"),
         persistent: true,
+        kept_logs: None,
     });
     f.runtime.feed(Event::Start("vault".into()));
     let job = f.world.borrow_mut().offloaded.pop().unwrap();
@@ -554,4 +569,41 @@ fn a_log_file_is_opened_through_the_system_and_one_that_cannot_be_is_noted() {
     assert_eq!(f.world.borrow().log_files.len(), 1);
     assert!(f.world.borrow().notes.iter().any(|n| n
         == "b: cannot open log file /unwritable/b.log: permission denied; keeping output in memory only"));
+}
+
+#[test]
+fn output_is_kept_through_the_system_for_services_there_and_deployed_later() {
+    let mut f = Fixture::new(&["[service]\nname = \"a\"\nexec = \"/bin/a\"\n"]);
+    f.runtime
+        .keep_logs(std::path::PathBuf::from("/var/lib/spore/logs/0"));
+    f.runtime
+        .deploy(service("[service]\nname = \"b\"\nexec = \"/bin/b\"\n"));
+    for name in ["a", "b"] {
+        f.runtime.handle(Input::Line {
+            service: name.into(),
+            stream: Stream::Stdout,
+            text: format!("{name} says hi"),
+        });
+        assert!(f
+            .runtime
+            .logs(name)
+            .unwrap()
+            .flush_file(Duration::from_secs(5)));
+    }
+    let world = f.world.borrow();
+    let kept: Vec<(String, String)> = world
+        .log_files
+        .iter()
+        .map(|(path, bytes)| {
+            (
+                path.display().to_string(),
+                String::from_utf8(bytes.lock().unwrap().clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[0].0, "/var/lib/spore/logs/0/a.log");
+    assert!(kept[0].1.ends_with(" stdout a says hi\n"), "{kept:?}");
+    assert_eq!(kept[1].0, "/var/lib/spore/logs/0/b.log");
+    assert!(kept[1].1.ends_with(" stdout b says hi\n"), "{kept:?}");
 }

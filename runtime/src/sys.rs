@@ -95,6 +95,10 @@ pub trait Sys {
     /// Removes the credential directory of a service that stopped (on the
     /// tmpfs beside the control socket).
     fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()>;
+    /// Where a service's output is kept across restarts: `path`, rotated
+    /// at a size, written by one thread for every service
+    /// ([`crate::rotating::keeper`]).
+    fn keep_log(&mut self, path: &std::path::Path) -> crate::rotating::Keeper;
     /// Opens a service's `[logging] file` for appending (made when missing).
     fn open_log(
         &mut self,
@@ -324,6 +328,10 @@ impl Sys for RealSys {
         path: &std::path::Path,
     ) -> std::io::Result<Box<dyn std::io::Write + Send>> {
         crate::logbook::LogBook::open_file(path)
+    }
+
+    fn keep_log(&mut self, path: &std::path::Path) -> crate::rotating::Keeper {
+        crate::rotating::keeper(path.to_path_buf())
     }
 
     fn remove_credentials(&mut self, dir: &std::path::Path) -> std::io::Result<()> {

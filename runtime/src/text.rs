@@ -32,6 +32,11 @@ pub fn timestamp(time: SystemTime) -> String {
     )
 }
 
+/// A time [`timestamp`] wrote, read back (None for anything else).
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    timespan::utc(text)
+}
+
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

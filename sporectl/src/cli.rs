@@ -174,6 +174,10 @@ enum Command {
         /// Only lines at or before this (as --since)
         #[arg(short = 'U', long, value_name = "WHEN", value_parser = moment)]
         until: Option<u64>,
+        /// The lines an earlier start of spore kept: -1 the one before this
+        /// (kept on a state disk, for the last few starts)
+        #[arg(short = 'b', long, value_name = "-N", allow_hyphen_values = true, value_parser = boot, conflicts_with = "follow")]
+        boot: Option<u64>,
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
     Deploy {
@@ -374,6 +378,10 @@ fn name_address(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}`: expected NAME=HOST:PORT"))
 }
 
+fn boot(text: &str) -> Result<u64, String> {
+    rpc::verbs::parse_boot(text)
+}
+
 fn moment(text: &str) -> Result<u64, String> {
     rpc::verbs::parse_moment(text)
 }
@@ -465,12 +473,14 @@ fn into_options(cli: Cli) -> Parsed {
             follow,
             since,
             until,
+            boot,
         } => {
             options.names = name.into_iter().collect();
             options.shape.lines = lines;
             options.shape.follow = follow;
             options.shape.since = since;
             options.shape.until = until;
+            options.shape.boot = boot;
             "logs"
         }
         Command::Deploy {

@@ -143,7 +143,24 @@ fn civil(text: &str) -> Option<SystemTime> {
         .filter(|p| !p.is_empty())
         .map_or(Some(0), |p| p.parse::<u64>().ok())?;
     let minutes = parts.next().map_or(Some(0), |p| p.parse::<u64>().ok())?;
-    let seconds = parts.next().map_or(Some(0), |p| p.parse::<u64>().ok())?;
+    // Seconds, with milliseconds as spore's log lines carry them.
+    let (seconds, millis) = match parts.next() {
+        None => (0, 0),
+        Some(part) => match part.split_once('.') {
+            None => (part.parse::<u64>().ok()?, 0),
+            Some((whole, fraction)) => {
+                let digits: String = fraction.chars().take(3).collect();
+                if digits.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let scale = 10u64.pow(3 - u32::try_from(digits.len()).ok()?);
+                (
+                    whole.parse::<u64>().ok()?,
+                    digits.parse::<u64>().ok()? * scale,
+                )
+            }
+        },
+    };
     if parts.next().is_some() || hours > 23 || minutes > 59 || seconds > 60 {
         return None;
     }
@@ -151,7 +168,12 @@ fn civil(text: &str) -> Option<SystemTime> {
     let total = days
         .checked_mul(86_400)?
         .checked_add(hours * 3600 + minutes * 60 + seconds)?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(total))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(total) + Duration::from_millis(millis))
+}
+
+/// A UTC time as spore writes them (`2026-12-07T03:32:52.206Z`), read back.
+pub fn utc(text: &str) -> Option<SystemTime> {
+    civil(text)
 }
 
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (the
@@ -226,6 +248,8 @@ mod tests {
         assert_eq!(at("2024-02-29T12:34:56"), Ok(1_709_210_096));
         assert_eq!(at("2000-03-01"), Ok(951_868_800));
         assert_eq!(at("1970-01-01"), Ok(0));
+        let precise = utc("2026-12-07T03:32:52.206Z").map(unix_millis);
+        assert_eq!(precise, Some(1_796_614_372_206));
         for bad in [
             "soon",
             "2026-13-01",

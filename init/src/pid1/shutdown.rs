@@ -24,6 +24,8 @@ pub fn finish(ending: Ending) -> ! {
     reap_until_empty(LEFTOVER_GRACE);
     signal_all(Signal::SIGKILL);
     reap_until_empty(Duration::from_secs(1));
+    // What was said is on the state disk before it is unmounted.
+    runtime::rotating::flush_kept(Duration::from_secs(2));
     nix::unistd::sync();
     unmount_all();
     nix::unistd::sync();

@@ -99,6 +99,17 @@ pub fn merged(
             );
         }
     }
+    merged_json(all, count, budget)
+}
+
+/// Lines of several sources (each with its name), merged in time order:
+/// the newest `count` as JSON with a `service` field, within `budget`
+/// bytes, and how many older ones were left out for it.
+pub fn merged_json(
+    mut all: Vec<(&str, &LogLine)>,
+    count: usize,
+    budget: usize,
+) -> (Vec<Value>, usize) {
     all.sort_by_key(|(_, line)| line.time);
     let start = all.len().saturating_sub(count);
     let mut kept = Vec::new();

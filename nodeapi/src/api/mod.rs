@@ -4,6 +4,7 @@
 //! Views of the state are in [`views`]; changes that touch files are in
 //! [`crate::changes`], with the storage task that writes them.
 
+mod kept;
 mod logs;
 pub mod views;
 
@@ -75,6 +76,11 @@ pub fn call(
                 );
             }
             info
+        }
+        Method::NodeJournal | Method::NodeLogs | Method::ServiceLogs
+            if params.get("boot").and_then(Value::as_u64).unwrap_or(0) > 0 =>
+        {
+            return earlier_start(runtime, method, &params);
         }
         Method::NodeJournal => {
             let count = line_count(&params);
@@ -256,6 +262,52 @@ fn wait_for(params: &Map<String, Value>) -> Option<Duration> {
         .and_then(Value::as_u64)
         .map_or(DEFAULT_WAIT, Duration::from_millis);
     Some(timeout.min(MAX_WAIT))
+}
+
+/// `boot`: N starts ago, read from what that start kept, off the loop.
+fn earlier_start(
+    runtime: &NodeApi,
+    method: Method,
+    params: &Map<String, Value>,
+) -> Result<Reply, ApiError> {
+    let ago = params.get("boot").and_then(Value::as_u64).unwrap_or(0);
+    if flag(params, "follow") {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            "an earlier start's lines cannot be followed",
+        ));
+    }
+    let Some(root) = runtime.files().and_then(|f| f.kept_logs.clone()) else {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            "this node keeps no output across starts (its state directory is in RAM)",
+        ));
+    };
+    let source = match method {
+        Method::NodeJournal => kept::Source::Journal,
+        Method::NodeLogs => kept::Source::All,
+        _ => {
+            let name = text_param(params, "name");
+            if !kept::plain_name(name) {
+                return Err(ApiError::new(
+                    code::INVALID_PARAMS,
+                    format!("no such service name: {}", runtime::escape::field(name)),
+                ));
+            }
+            kept::Source::Service(name.to_owned())
+        }
+    };
+    let cut = kept::Cut {
+        count: line_count(params),
+        budget: REPLY_BYTES,
+    };
+    Ok(Reply::Pending(kept::read(
+        root,
+        ago,
+        source,
+        logs::Window::from_params(params),
+        cut,
+    )))
 }
 
 fn flag(params: &Map<String, Value>, key: &str) -> bool {
