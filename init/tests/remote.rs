@@ -1506,7 +1506,7 @@ fn info_and_status_read_as_text_and_help_is_per_command() {
     let text = stdout_of(&help);
     assert!(help.status.success());
     assert!(
-        text.contains("Usage: sporectl logs [OPTIONS] <NAME>"),
+        text.contains("Usage: sporectl logs [OPTIONS] [NAME]"),
         "{text}"
     );
     let wrong = Command::new(sporectl_bin()).arg("lsit").output().unwrap();
