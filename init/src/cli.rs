@@ -196,6 +196,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
                         let text = parser.value()?.string()?;
                         request.shape.since = Some(rpc::verbs::parse_moment(&text)?);
                     }
+                    Short('p') | Long("priority") if request.verb == Verb::Logs => {
+                        let text = parser.value()?.string()?;
+                        request.shape.priority = Some(rpc::verbs::parse_priority(&text)?);
+                    }
                     Short('b') | Long("boot") if request.verb == Verb::Logs => {
                         let text = parser.value()?.string()?;
                         request.shape.boot = Some(rpc::verbs::parse_boot(&text)?);

@@ -56,6 +56,7 @@ impl Request {
                 since: None,
                 until: None,
                 boot: None,
+                priority: None,
             },
             secret_file: None,
             secret_action_pending: word == "secret",

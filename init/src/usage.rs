@@ -28,11 +28,12 @@ commands:
   spore restart NAME... [--no-wait] [--timeout 60s]
                                      restart, and wait until each is ready or has failed
   spore stop NAME...                 stop services
-  spore logs [NAME] [-n LINES] [-f] [--since WHEN] [--until WHEN] [--boot -N]
+  spore logs [NAME] [-n LINES] [-f] [--since WHEN] [--until WHEN] [--boot -N] [-p LEVEL]
                                      a service's output (`logs spore`: spore's own journal;
                                      no NAME: every service and spore, merged by time);
                                      WHEN: 10m ago, today, 2026-12-07T03:00:00Z (UTC);
-                                     --boot -1: what the start of spore before this kept
+                                     --boot -1: what the start of spore before this kept;
+                                     -p err: only lines that urgent (<N> first, stderr: err)
   spore deploy FILE... [--start] [--no-wait] [--timeout 60s]
                                      add or replace services (checked as `spore check` does)
   spore remove NAME...               stop services and delete their files

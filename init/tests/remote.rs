@@ -1991,6 +1991,23 @@ fn logs_without_a_name_merge_every_service_and_spore_in_time_order_within_a_wind
     );
     let [local, _] = both(&fleet, &["logs", "ticker", "--until", "2020-01-01"]);
     assert!(stdout_of(&local).trim().is_empty(), "{}", stdout_of(&local));
+    // -p: a line's <N> first, stderr as err, the rest info.
+    fleet.deploy_started(
+        "alarm",
+        "[service]\nname = \"alarm\"\nexec = [\"/bin/sh\", \"-c\", \"echo '<3>disk failed'; echo calm; echo on-stderr >&2; exec sleep 1000\"]\n",
+    );
+    fleet.spore.wait_for("alarm's lines", Duration::from_secs(10), |s| {
+        s.call("service.logs", serde_json::json!({ "name": "alarm" }))
+            .map(|r| r.to_string().contains("on-stderr"))
+            .unwrap_or(false)
+    });
+    for out in both(&fleet, &["logs", "alarm", "-p", "err"]) {
+        let text = stdout_of(&out);
+        assert!(text.contains("<3>disk failed") && text.contains("on-stderr"), "{text}");
+        assert!(!text.contains("calm") && !text.contains(" spore "), "{text}");
+    }
+    let bad = fleet.sporectl("reader", &["logs", "-p", "loud"]);
+    assert_eq!(bad.status.code(), Some(2));
     let bad = fleet.sporectl("reader", &["logs", "--since", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
     let follow = fleet.sporectl("reader", &["logs", "-f"]);

@@ -69,6 +69,8 @@ const SINCE: Param = param("since", Kind::Integer, false);
 const UNTIL: Param = param("until", Kind::Integer, false);
 /// Lines of the start of spore this many starts ago (0: this one).
 const BOOT: Param = param("boot", Kind::Integer, false);
+/// Only lines of this syslog priority or more urgent (0 emerg … 7 debug).
+const PRIORITY: Param = param("priority", Kind::Integer, false);
 
 const DEPLOY: [Param; 5] = [
     param("toml", Kind::String, true),
@@ -211,12 +213,12 @@ impl Method {
             | Method::NodeReboot
             | Method::NodePoweroff
             | Method::Discover => &[],
-            Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL, BOOT],
-            Method::NodeLogs => &[LINES, SINCE, UNTIL, BOOT],
+            Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL, BOOT, PRIORITY],
+            Method::NodeLogs => &[LINES, SINCE, UNTIL, BOOT, PRIORITY],
             Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
             Method::SecretRemove => &[NAME],
             Method::ServiceStart | Method::ServiceRestart => &[NAME, WAIT, TIMEOUT],
-            Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL, BOOT],
+            Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL, BOOT, PRIORITY],
             Method::ServiceDeploy => &DEPLOY,
             Method::SecretSet => &SECRET,
         }

@@ -141,6 +141,25 @@ pub struct Shape {
     pub until: Option<u64>,
     /// `logs --boot -N`: the lines an earlier start of spore kept, N starts ago.
     pub boot: Option<u64>,
+    /// `logs -p LEVEL`: only lines this urgent or more (0 emerg … 7 debug).
+    pub priority: Option<u64>,
+}
+
+/// `-p` as journalctl takes it: a syslog level's name or number.
+pub fn parse_priority(text: &str) -> Result<u64, String> {
+    const NAMES: [&str; 8] = [
+        "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+    ];
+    if let Some(level) = NAMES.iter().position(|n| *n == text) {
+        return Ok(level as u64);
+    }
+    match text.parse::<u64>() {
+        Ok(level) if level <= 7 => Ok(level),
+        _ => Err(format!(
+            "`{text}`: a priority is 0-7 or one of {}",
+            NAMES.join(", ")
+        )),
+    }
 }
 
 /// `--boot` as journalctl takes it: `-1` (or `1`) is the start before this
@@ -266,6 +285,7 @@ pub fn request(
             ("since", shape.since),
             ("until", shape.until),
             ("boot", shape.boot),
+            ("priority", shape.priority),
         ] {
             if let Some(at) = at {
                 map.insert(key.into(), json!(at));

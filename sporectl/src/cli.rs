@@ -178,6 +178,10 @@ enum Command {
         /// (kept on a state disk, for the last few starts)
         #[arg(short = 'b', long, value_name = "-N", allow_hyphen_values = true, value_parser = boot, conflicts_with = "follow")]
         boot: Option<u64>,
+        /// Only lines this urgent or more: emerg, alert, crit, err, warning,
+        /// notice, info, debug or 0-7 (a line's <N> first; stderr counts as err)
+        #[arg(short = 'p', long, value_name = "LEVEL", value_parser = priority)]
+        priority: Option<u64>,
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
     Deploy {
@@ -378,6 +382,10 @@ fn name_address(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}`: expected NAME=HOST:PORT"))
 }
 
+fn priority(text: &str) -> Result<u64, String> {
+    rpc::verbs::parse_priority(text)
+}
+
 fn boot(text: &str) -> Result<u64, String> {
     rpc::verbs::parse_boot(text)
 }
@@ -474,6 +482,7 @@ fn into_options(cli: Cli) -> Parsed {
             since,
             until,
             boot,
+            priority,
         } => {
             options.names = name.into_iter().collect();
             options.shape.lines = lines;
@@ -481,6 +490,7 @@ fn into_options(cli: Cli) -> Parsed {
             options.shape.since = since;
             options.shape.until = until;
             options.shape.boot = boot;
+            options.shape.priority = priority;
             "logs"
         }
         Command::Deploy {

@@ -136,7 +136,7 @@ fn newest_of(dir: &Path, name: &str, window: &Window, count: usize) -> Vec<LogLi
             continue;
         };
         for line in text.lines().filter_map(Stream::read_line) {
-            if window.holds(line.time) {
+            if window.holds(&line) {
                 if kept.len() == count {
                     kept.pop_front();
                 }

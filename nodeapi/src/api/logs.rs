@@ -17,6 +17,22 @@ use crate::NodeApi;
 pub struct Window {
     since: Option<SystemTime>,
     until: Option<SystemTime>,
+    /// Only lines of this syslog priority or more urgent (0 emerg … 7 debug).
+    priority: Option<u8>,
+}
+
+/// A line's syslog priority: the `<N>` a program put first (as sd-daemon's
+/// convention has it), else 3 (err) for stderr and 6 (info) for stdout and
+/// spore's own lines.
+pub fn priority(line: &LogLine) -> u8 {
+    let bytes = line.text.as_bytes();
+    match (bytes.first(), bytes.get(1), bytes.get(2)) {
+        (Some(b'<'), Some(digit @ b'0'..=b'7'), Some(b'>')) => digit - b'0',
+        _ => match line.stream {
+            runtime::logbook::Stream::Stderr => 3,
+            _ => 6,
+        },
+    }
 }
 
 impl Window {
@@ -31,12 +47,19 @@ impl Window {
         Self {
             since: at("since"),
             until: at("until"),
+            priority: params
+                .get("priority")
+                .and_then(Value::as_u64)
+                .and_then(|p| u8::try_from(p.min(7)).ok()),
         }
     }
 
-    /// Whether a line written at `time` is in it.
-    pub fn holds(&self, time: SystemTime) -> bool {
-        self.since.is_none_or(|since| time >= since) && self.until.is_none_or(|until| time <= until)
+    /// Whether `line` is in it: written in its time, and as urgent as it asks.
+    pub fn holds(&self, line: &LogLine) -> bool {
+        let time = line.time;
+        self.since.is_none_or(|since| time >= since)
+            && self.until.is_none_or(|until| time <= until)
+            && self.priority.is_none_or(|most| priority(line) <= most)
     }
 
     /// The newest `count` of `lines` (oldest first) in the window.
@@ -47,7 +70,7 @@ impl Window {
     ) -> Vec<&'a LogLine> {
         let mut chosen: Vec<&LogLine> = lines
             .rev()
-            .filter(|line| self.holds(line.time))
+            .filter(|line| self.holds(line))
             .take(count)
             .collect();
         chosen.reverse();
@@ -154,6 +177,20 @@ mod tests {
         let texts: Vec<&str> = kept.iter().map(|l| l["text"].as_str().unwrap()).collect();
         assert_eq!(texts, ["5", "6", "7", "8"]);
         assert_eq!(omitted, 0);
+        let mut mixed = vec![
+            line(1, "<3>disk failed"),
+            line(2, "all fine"),
+            line(3, "<6>noted"),
+        ];
+        mixed.push(LogLine {
+            stream: Stream::Stderr,
+            ..line(4, "warning on stderr")
+        });
+        let params = json!({ "priority": 3 });
+        let errors = Window::from_params(params.as_object().unwrap());
+        let (kept, _) = of_one(mixed.iter(), &errors, 100, usize::MAX);
+        let texts: Vec<&str> = kept.iter().map(|l| l["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["<3>disk failed", "warning on stderr"]);
         let open = Window::default();
         assert_eq!(of_one(lines.iter(), &open, 100, usize::MAX).0.len(), 10);
     }
