@@ -1996,15 +1996,23 @@ fn logs_without_a_name_merge_every_service_and_spore_in_time_order_within_a_wind
         "alarm",
         "[service]\nname = \"alarm\"\nexec = [\"/bin/sh\", \"-c\", \"echo '<3>disk failed'; echo calm; echo on-stderr >&2; exec sleep 1000\"]\n",
     );
-    fleet.spore.wait_for("alarm's lines", Duration::from_secs(10), |s| {
-        s.call("service.logs", serde_json::json!({ "name": "alarm" }))
-            .map(|r| r.to_string().contains("on-stderr"))
-            .unwrap_or(false)
-    });
+    fleet
+        .spore
+        .wait_for("alarm's lines", Duration::from_secs(10), |s| {
+            s.call("service.logs", serde_json::json!({ "name": "alarm" }))
+                .map(|r| r.to_string().contains("on-stderr"))
+                .unwrap_or(false)
+        });
     for out in both(&fleet, &["logs", "alarm", "-p", "err"]) {
         let text = stdout_of(&out);
-        assert!(text.contains("<3>disk failed") && text.contains("on-stderr"), "{text}");
-        assert!(!text.contains("calm") && !text.contains(" spore "), "{text}");
+        assert!(
+            text.contains("<3>disk failed") && text.contains("on-stderr"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("calm") && !text.contains(" spore "),
+            "{text}"
+        );
     }
     let bad = fleet.sporectl("reader", &["logs", "-p", "loud"]);
     assert_eq!(bad.status.code(), Some(2));
