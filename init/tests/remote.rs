@@ -1509,6 +1509,21 @@ fn info_and_status_read_as_text_and_help_is_per_command() {
         text.contains("Usage: sporectl logs [OPTIONS] [NAME]"),
         "{text}"
     );
+    // The verb's own options first, those of every command apart after
+    // them, then examples.
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {text}"))
+    };
+    assert!(at("--lines") < at("Options of every command"), "{text}");
+    assert!(
+        at("Options of every command") < at("--node <NODE>"),
+        "{text}"
+    );
+    assert!(
+        at("Examples:\n  sporectl logs web -n 50") > at("--node <NODE>"),
+        "{text}"
+    );
     let wrong = Command::new(sporectl_bin()).arg("lsit").output().unwrap();
     assert_eq!(wrong.status.code(), Some(2));
     let text = String::from_utf8_lossy(&wrong.stderr);

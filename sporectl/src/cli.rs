@@ -23,6 +23,10 @@ Beacon: https://… (--beacon-ca to trust your own CA), or http:// to a loopback
 or mycelium address; --insecure-beacon reads plain http elsewhere, and then
 commands that change state refuse its nodes.";
 
+/// Where the options every command takes are listed in each command's help:
+/// apart from the command's own.
+const GLOBAL: &str = "Options of every command (see sporectl --help)";
+
 /// Manage spore nodes over signed RPC.
 #[derive(Parser, Debug)]
 #[command(name = "sporectl", version, after_help = EXIT_CODES)]
@@ -30,61 +34,61 @@ pub struct Cli {
     /// The node's RPC address
     #[arg(
         long,
-        global = true,
+        global = true, help_heading = GLOBAL,
         env = "SPORECTL_NODE",
         default_value = "127.0.0.1:9999"
     )]
     node: String,
     /// Offer only this key (a private key file, or FILE.pub to use that key of the agent)
-    #[arg(short = 'i', long, global = true, value_name = "FILE")]
+    #[arg(short = 'i', long, global = true, help_heading = GLOBAL, value_name = "FILE")]
     identity: Option<PathBuf>,
     /// Pin the node's key instead of looking it up in known_nodes
-    #[arg(long, global = true, value_name = "'ssh-ed25519 AAAA…'")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "'ssh-ed25519 AAAA…'")]
     node_key: Option<String>,
     /// Where node keys are pinned
-    #[arg(long, global = true, value_name = "FILE", env = "SPORECTL_KNOWN_NODES")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", env = "SPORECTL_KNOWN_NODES")]
     known_nodes: Option<PathBuf>,
     /// Trust and pin the key of a node met for the first time
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     accept_new: bool,
     /// Print JSON (one document per answer) instead of text
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     /// The beacon that lists the fleet (for `nodes`, `--all`, `--nodes`)
-    #[arg(long, global = true, env = "SPORECTL_BEACON", value_name = "URL")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "SPORECTL_BEACON", value_name = "URL")]
     beacon: Option<String>,
     /// Run the command on every node the beacon lists
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     all: bool,
     /// Run the command on these nodes of the beacon
     #[arg(
         long = "nodes",
-        global = true,
+        global = true, help_heading = GLOBAL,
         value_delimiter = ',',
         value_name = "A,B,…"
     )]
     only: Option<Vec<String>>,
     /// Reach fleet node NAME at HOST:PORT instead of its overlay address (repeatable)
-    #[arg(long, global = true, value_name = "NAME=HOST:PORT", value_parser = name_address)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME=HOST:PORT", value_parser = name_address)]
     address: Vec<(String, String)>,
     /// Nodes a fleet command talks to at once
-    #[arg(long, global = true, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// Trust this CA for an https beacon
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE")]
     beacon_ca: Option<PathBuf>,
     /// Read a plain-http beacon that is not on loopback or mycelium
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     insecure_beacon: bool,
     /// Do not ask before reboot, poweroff, remove or secrets on a fleet
-    #[arg(short = 'y', long, global = true)]
+    #[arg(short = 'y', long, global = true, help_heading = GLOBAL)]
     yes: bool,
     /// Give up on a node that does not complete the handshake in this long
-    #[arg(long, global = true, value_name = "DURATION", default_value = "15s", value_parser = duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "15s", value_parser = duration)]
     connect_timeout: Duration,
     /// Give up on a call the node has not answered in this long (beyond
     /// the wait of start, restart and deploy)
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     call_timeout: Duration,
     #[command(subcommand)]
     command: Command,
@@ -104,8 +108,12 @@ struct Wait {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The node: hostname, version, uptime, listeners, posture
+    #[command(
+        after_help = "Examples:\n  sporectl --node 10.0.2.15:9999 info\n  sporectl --beacon https://beacon:8443 --all info"
+    )]
     Info,
     /// Every service and its state
+    #[command(after_help = "Examples:\n  sporectl list\n  sporectl --json list")]
     List,
     /// Services in detail: state, since, last exit, restarts, recent lines
     /// (no name: every service, as `list`). Exits 0 when every one runs, 3
@@ -113,6 +121,9 @@ enum Command {
     ///
     /// On a fleet (--all, --nodes) with no name: one row per node (up,
     /// version, services by state), failing nodes first
+    #[command(
+        after_help = "Examples:\n  sporectl status web\n  sporectl status            # every service, as list\n  sporectl status --failed\n  sporectl --beacon URL --all status --failed"
+    )]
     Status {
         /// Services to show
         names: Vec<String>,
@@ -124,18 +135,23 @@ enum Command {
     },
     /// Print each service's state; exit 0 when all run (or their oneshot
     /// succeeded), else 3
+    #[command(after_help = "Examples:\n  sporectl is-active web && echo up")]
     IsActive {
         /// Services to ask about
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Print each service's state; exit 0 when one has failed, else 1
+    #[command(after_help = "Examples:\n  sporectl is-failed web && echo needs a look")]
     IsFailed {
         /// Services to ask about
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Start services (and what they require); waits until each is ready or has failed
+    #[command(
+        after_help = "Examples:\n  sporectl start web\n  sporectl start web db --timeout 2m"
+    )]
     Start {
         /// Services to start
         #[arg(required = true)]
@@ -144,12 +160,14 @@ enum Command {
         wait: Wait,
     },
     /// Stop services (stop signal, grace, SIGKILL)
+    #[command(after_help = "Examples:\n  sporectl stop web")]
     Stop {
         /// Services to stop
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Restart services; waits until each is ready or has failed
+    #[command(after_help = "Examples:\n  sporectl restart web --no-wait")]
     Restart {
         /// Services to restart
         #[arg(required = true)]
@@ -159,6 +177,9 @@ enum Command {
     },
     /// A service's output (`spore`: the node's own journal; no name: every
     /// service and spore's own lines, merged by time)
+    #[command(
+        after_help = "Examples:\n  sporectl logs web -n 50\n  sporectl logs web -f\n  sporectl logs --since \"10m ago\" -p err\n  sporectl logs web --boot -1\n  sporectl --beacon URL --all logs -f web"
+    )]
     Logs {
         /// The service, or `spore`; none: all of them
         name: Option<String>,
@@ -184,6 +205,9 @@ enum Command {
         priority: Option<u64>,
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
+    #[command(
+        after_help = "Examples:\n  sporectl deploy web.toml\n  sporectl deploy *.toml --start"
+    )]
     Deploy {
         /// Service files
         #[arg(required = true, value_name = "FILE")]
@@ -195,21 +219,28 @@ enum Command {
         wait: Wait,
     },
     /// Stop services and delete their files
+    #[command(after_help = "Examples:\n  sporectl remove web")]
     Remove {
         /// Services to remove
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Read the service files again and apply what changed
+    #[command(after_help = "Examples:\n  sporectl reload")]
     Reload,
     /// Secrets stored on the node
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Stop every service in order, then reboot
+    #[command(
+        after_help = "Examples:\n  sporectl reboot\n  sporectl --beacon URL --nodes a,b --yes reboot"
+    )]
     Reboot,
     /// Stop every service in order, then power off
+    #[command(after_help = "Examples:\n  sporectl poweroff")]
     Poweroff,
     /// The node's OpenRPC document
+    #[command(after_help = "Examples:\n  sporectl discover")]
     Discover,
     /// The nodes a beacon lists (needs --beacon)
     Nodes {
