@@ -303,8 +303,9 @@ impl Beacon {
             _ => "Error",
         };
         let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {} {reason}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             reply.status,
+            timespan::http_date(std::time::SystemTime::now()),
             body.len()
         );
         let written = async {

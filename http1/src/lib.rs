@@ -84,6 +84,20 @@ pub fn status(response: &[u8]) -> Option<u16> {
     }
 }
 
+/// The value of header `name` in a response's head (None when the head is
+/// not complete or has no such header).
+pub fn header(response: &[u8], name: &str) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed.parse(response).ok()?;
+    parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(|v| v.trim().to_owned())
+}
+
 /// Status and decoded body of a complete response (read until the server
 /// closed): the body by Content-Length, chunked transfer coding, or all
 /// that came.

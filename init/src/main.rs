@@ -198,6 +198,9 @@ fn boot_and_supervise(
     }
     if pid1 {
         pid1::configure(&config);
+    } else {
+        // The clock is not spore's here: measured, never set.
+        sntp::start(sntp::Sources::of(&config), false);
     }
     // After configure: a `[[mount]]` may have put a fresh filesystem on the
     // state directory or above it.

@@ -107,6 +107,7 @@ impl Node {
             "uptime_s": self.started.elapsed().as_secs(),
             "time": nodeapi::api::unix_time(),
             "pid1": self.pid1,
+            "clock": crate::sntp::status_json(),
             "pid": std::process::id(),
             "control_socket": self.socket.display().to_string(),
             "service_file_errors": self.config_errors,

@@ -1173,3 +1173,39 @@ fn a_fleet_follow_merges_every_nodes_lines_with_the_node_in_front() {
     assert!(seen.get("node-02").is_some_and(|&n| n >= 3), "{seen:?}");
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+#[test]
+fn without_an_ntp_server_node_info_says_how_far_the_clock_is_from_the_beacons() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    // The beacon dates its answers (RFC 9110 Date).
+    let (theirs, ours) =
+        rpc::http::server_date(&format!("{}/api/v1/nodes", beacon.url()), None).unwrap();
+    let gap = theirs
+        .duration_since(ours)
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .unwrap();
+    assert!(gap < Duration::from_secs(2), "{gap:?}");
+    let (node, _) = node("node-01", beacon.port, &op, 0);
+    node.wait_for(
+        "the clock compared with the beacon's",
+        Duration::from_secs(20),
+        |s| {
+            s.call("node.info", serde_json::json!({}))
+                .map(|info| info["clock"]["source"] == "beacon")
+                .unwrap_or(false)
+        },
+    );
+    let info = node.call("node.info", serde_json::json!({})).unwrap();
+    let clock = &info["clock"];
+    assert!(clock["off_by_s"].as_i64().unwrap().abs() <= 1, "{info}");
+    assert!(
+        clock["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{info}"
+    );
+    assert!(clock.get("warning").is_none(), "{info}");
+}

@@ -78,6 +78,31 @@ pub fn request(
     ca_file: Option<&std::path::Path>,
     limit: u64,
 ) -> Result<(u16, Vec<u8>), String> {
+    let response = exchange(method, url, body, ca_file, limit)?;
+    http1::parse_response(&response)
+}
+
+/// The time a server's `Date` header says, and ours when it arrived (a
+/// `GET` of `url`, whatever its status: every answer carries the date).
+pub fn server_date(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<(std::time::SystemTime, std::time::SystemTime), String> {
+    let response = exchange("GET", url, None, ca_file, 64 * 1024)?;
+    let ours = std::time::SystemTime::now();
+    let date = http1::header(&response, "date").ok_or("the answer has no Date header")?;
+    let theirs = timespan::parse_http_date(&date).ok_or("the Date header is not an HTTP date")?;
+    Ok((theirs, ours))
+}
+
+/// Sends one request and reads the whole response, head and body.
+fn exchange(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    ca_file: Option<&std::path::Path>,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
     let url = parse_url(url)?;
     let address = (url.host.as_str(), url.port)
         .to_socket_addrs()
@@ -116,8 +141,7 @@ pub fn request(
         stream.write_all(body).map_err(|e| e.to_string())?;
     }
     stream.flush().map_err(|e| e.to_string())?;
-    let response = read_all(&mut stream, limit)?;
-    http1::parse_response(&response)
+    read_all(&mut stream, limit)
 }
 
 /// A byte stream that is either plain TCP or TLS over it.

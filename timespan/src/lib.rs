@@ -193,6 +193,69 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
     (era * 146_097 + day_of_era).checked_sub(719_468)
 }
 
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `time` as HTTP's Date header writes it (RFC 9110 IMF-fixdate:
+/// `Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let days = secs / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let rest = secs % 86_400;
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS.get((days % 7) as usize).copied().unwrap_or("Thu"),
+        MONTHS
+            .get(month.saturating_sub(1) as usize)
+            .copied()
+            .unwrap_or("Jan"),
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// An IMF-fixdate Date header read back (None for any other form).
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let mut words = text.trim().split(' ');
+    let _weekday = words.next()?;
+    let day = words.next()?;
+    let month_word = words.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_word)? + 1;
+    let year = words.next()?;
+    let time = words.next()?;
+    if words.next() != Some("GMT") {
+        return None;
+    }
+    civil(&format!("{year}-{month:02}-{day}T{time}Z"))
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (the inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Milliseconds since the Unix epoch at `time` (0 before it).
 pub fn unix_millis(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
@@ -259,6 +322,22 @@ mod tests {
         ] {
             assert!(moment(bad, now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        // RFC 9110's own example: 784111777 s after the epoch.
+        let example = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(example), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(example)
+        );
+        // 2026-12-07T03:20:00Z was a Monday (`date -u -d @1796613600`).
+        let monday = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_613_600);
+        assert_eq!(http_date(monday), "Mon, 07 Dec 2026 03:20:00 GMT");
+        assert_eq!(parse_http_date(&http_date(monday)), Some(monday));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
     }
 
     #[test]

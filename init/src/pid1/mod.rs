@@ -47,7 +47,7 @@ pub fn configure(config: &NodeConfig) {
     }
     // The clock, once the network is up and before any service: call-home's
     // registration is refused from a clock far off.
-    crate::sntp::at_boot(&config.time);
+    crate::sntp::start(crate::sntp::Sources::of(config), true);
 }
 
 /// stdin, stdout and stderr on /dev/console.

@@ -13,8 +13,6 @@ use std::time::{Duration, SystemTime};
 
 use runtime::journal;
 
-use crate::config::Time;
-
 /// How long one server is waited for.
 pub const WAIT: Duration = Duration::from_millis(1500);
 
@@ -191,36 +189,160 @@ fn shown(offset_nanos: i128) -> String {
     )
 }
 
-/// At boot, as PID 1: set the clock from the first server that answers,
-/// then keep it in step on a thread of its own.
-pub fn at_boot(time: &Time) {
-    if time.servers.is_empty() {
+/// What is known of the node's clock, for `node.info`.
+#[derive(Debug, Clone)]
+struct Status {
+    /// `ntp` (a server of [time] answered) or `beacon` (none did, and the
+    /// beacon's Date header was read).
+    source: &'static str,
+    /// The server or beacon asked.
+    from: String,
+    /// How far the clock was behind it when asked (positive: behind).
+    off_by_ms: i128,
+    /// When it was asked.
+    at: SystemTime,
+}
+
+fn status() -> &'static std::sync::Mutex<Option<Status>> {
+    static STATUS: std::sync::OnceLock<std::sync::Mutex<Option<Status>>> =
+        std::sync::OnceLock::new();
+    STATUS.get_or_init(|| std::sync::Mutex::new(None))
+}
+
+fn record(update: Status) {
+    if let Ok(mut known) = status().lock() {
+        *known = Some(update);
+    }
+}
+
+/// How far a clock may be off the beacon's before `node.info` warns: the
+/// beacon refuses registrations 300 s off.
+const WARN_BEYOND_MS: i128 = 60_000;
+
+/// The clock as `node.info` shows it: where its time was last compared,
+/// how far off it was then, and a warning when that is far enough to
+/// matter; null before anything was asked.
+pub fn status_json() -> serde_json::Value {
+    let known = status().lock().ok().and_then(|s| s.clone());
+    let Some(known) = known else {
+        return serde_json::Value::Null;
+    };
+    let off_by_s = known.off_by_ms / 1000;
+    let mut value = serde_json::json!({
+        "source": known.source,
+        "from": known.from,
+        "off_by_s": i64::try_from(off_by_s).unwrap_or(i64::MAX),
+        "checked": journal::timestamp(known.at),
+    });
+    if known.source == "beacon" && known.off_by_ms.abs() > WARN_BEYOND_MS {
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert(
+                "warning".into(),
+                serde_json::json!(format!(
+                    "the clock is {} s {} the beacon's and no NTP server answers: set [time] servers (registrations are refused beyond 300 s)",
+                    off_by_s.abs(),
+                    if off_by_s > 0 { "behind" } else { "ahead of" }
+                )),
+            );
+        }
+    }
+    value
+}
+
+/// The beacon's time from its Date header, when no NTP server answers.
+fn beacon_time(beacon: &[String], ca_file: Option<&std::path::Path>) -> Option<Status> {
+    for url in beacon {
+        match rpc::http::server_date(url, ca_file) {
+            Ok((theirs, ours)) => {
+                let millis = |t: SystemTime| i128::from(svc::timespan::unix_millis(t));
+                let off_by_ms = millis(theirs) - millis(ours);
+                return Some(Status {
+                    source: "beacon",
+                    from: url.clone(),
+                    off_by_ms,
+                    at: ours,
+                });
+            }
+            Err(error) => journal::note(format_args!("time: the beacon's date at {url}: {error}")),
+        }
+    }
+    None
+}
+
+/// What the clock is compared with: the NTP servers of [time], and when
+/// none answers the beacon (its URLs and CA).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// [time] servers.
+    pub servers: Vec<String>,
+    /// Seconds between checks.
+    pub poll_s: u64,
+    /// [beacon] url, as call-home posts to it.
+    pub beacon: Vec<String>,
+    /// [beacon] ca_file.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Sources {
+    /// What spore.toml names: [time] and [beacon].
+    pub fn of(config: &crate::config::NodeConfig) -> Self {
+        Self {
+            servers: config.time.servers.clone(),
+            poll_s: config.time.poll_s,
+            beacon: config
+                .beacon
+                .url
+                .iter()
+                .map(|url| rpc::callhome::registration_url(url))
+                .collect(),
+            ca_file: config.beacon.ca_file.clone(),
+        }
+    }
+}
+
+/// Starts keeping track of the clock. As PID 1 (`set_clock`): set it now
+/// from the first server that answers, and keep it in step on a thread of
+/// its own. Otherwise (`spore run`, where the clock is not spore's) only
+/// measure it. Either way, when no server answers, the beacon's Date
+/// header says how far off the clock is, for `node.info`.
+pub fn start(sources: Sources, set_clock: bool) {
+    if sources.servers.is_empty() && sources.beacon.is_empty() {
         return;
     }
-    match first_answer(&time.servers, false) {
-        Some(measured) => {
-            let offset = measured.sample.offset_nanos;
-            match correct(offset, true) {
-                Ok(_) => journal::note(format_args!(
-                    "time: clock set from {} (stratum {}): it was {} off, {} ms round trip",
-                    measured.server,
-                    measured.stratum,
-                    shown(offset),
-                    measured.sample.delay_nanos / 1_000_000
-                )),
-                Err(error) => journal::note(format_args!("time: cannot set the clock: {error}")),
+    let mut answered = false;
+    if set_clock && !sources.servers.is_empty() {
+        match first_answer(&sources.servers, false) {
+            Some(measured) => {
+                answered = true;
+                let offset = measured.sample.offset_nanos;
+                record(Status {
+                    source: "ntp",
+                    from: measured.server.clone(),
+                    off_by_ms: offset / 1_000_000,
+                    at: SystemTime::now(),
+                });
+                match correct(offset, true) {
+                    Ok(_) => journal::note(format_args!(
+                        "time: clock set from {} (stratum {}): it was {} off, {} ms round trip",
+                        measured.server,
+                        measured.stratum,
+                        shown(offset),
+                        measured.sample.delay_nanos / 1_000_000
+                    )),
+                    Err(error) => {
+                        journal::note(format_args!("time: cannot set the clock: {error}"))
+                    }
+                }
             }
+            None => journal::note(format_args!(
+                "time: no server of [time] answered; the clock stays as the hardware set it ({})",
+                journal::timestamp(SystemTime::now())
+            )),
         }
-        None => journal::note(format_args!(
-            "time: no server of [time] answered; the clock stays as the hardware set it ({})",
-            journal::timestamp(SystemTime::now())
-        )),
     }
-    let servers = time.servers.clone();
-    let poll = Duration::from_secs(time.poll_s.max(16));
     let started = std::thread::Builder::new()
         .name("spore-time".into())
-        .spawn(move || keep_in_step(&servers, poll));
+        .spawn(move || keep_in_step(&sources, set_clock, answered));
     if let Err(error) = started {
         journal::note(format_args!(
             "time: no thread to keep the clock in step: {error}"
@@ -228,19 +350,34 @@ pub fn at_boot(time: &Time) {
     }
 }
 
-/// Every `poll`, ask again and correct; a server that stops answering is
-/// said once, and again when one answers.
-fn keep_in_step(servers: &[String], poll: Duration) {
+/// Every `poll_s` (at once when nothing was measured yet), ask again and
+/// correct (when the clock is ours); a server that stops answering is said
+/// once, and again when one answers; without an answer, the beacon's date.
+fn keep_in_step(sources: &Sources, set_clock: bool, measured_now: bool) {
+    let poll = Duration::from_secs(sources.poll_s.max(16));
     let mut answering = true;
+    let mut first = !measured_now;
     loop {
-        std::thread::sleep(poll);
-        match first_answer(servers, true) {
+        if !first {
+            std::thread::sleep(poll);
+        }
+        first = false;
+        match first_answer(&sources.servers, true) {
             Some(measured) => {
                 if !answering {
                     journal::note(format_args!("time: {} answers again", measured.server));
                 }
                 answering = true;
                 let offset = measured.sample.offset_nanos;
+                record(Status {
+                    source: "ntp",
+                    from: measured.server.clone(),
+                    off_by_ms: offset / 1_000_000,
+                    at: SystemTime::now(),
+                });
+                if !set_clock {
+                    continue;
+                }
                 match correct(offset, false) {
                     Ok("stepped") => journal::note(format_args!(
                         "time: clock stepped by {} from {}",
@@ -253,11 +390,21 @@ fn keep_in_step(servers: &[String], poll: Duration) {
                     }
                 }
             }
-            None if answering => {
+            None => {
+                if answering && !sources.servers.is_empty() {
+                    journal::note("time: no server of [time] answers; the clock runs on its own");
+                }
                 answering = false;
-                journal::note("time: no server of [time] answers; the clock runs on its own");
+                if let Some(beacon) = beacon_time(&sources.beacon, sources.ca_file.as_deref()) {
+                    if beacon.off_by_ms.abs() > WARN_BEYOND_MS {
+                        journal::note(format_args!(
+                            "time: the clock is {} s off the beacon's (its Date header); set [time] servers",
+                            beacon.off_by_ms / 1000
+                        ));
+                    }
+                    record(beacon);
+                }
             }
-            None => {}
         }
     }
 }
@@ -370,6 +517,33 @@ mod tests {
             query(&nobody, Duration::from_millis(100)),
             Err(SntpError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn a_clock_far_from_the_beacons_is_warned_about_in_node_info() {
+        record(Status {
+            source: "beacon",
+            from: "https://beacon:8443/api/v1/nodes/register".into(),
+            off_by_ms: 218_301_527_004,
+            at: SystemTime::now(),
+        });
+        let shown = status_json();
+        assert_eq!(shown["off_by_s"], 218_301_527);
+        let warning = shown["warning"].as_str().unwrap();
+        assert!(
+            warning.starts_with("the clock is 218301527 s behind the beacon's"),
+            "{warning}"
+        );
+        record(Status {
+            off_by_ms: -2_000,
+            ..Status {
+                source: "beacon",
+                from: String::new(),
+                off_by_ms: 0,
+                at: SystemTime::now(),
+            }
+        });
+        assert!(status_json().get("warning").is_none());
     }
 
     #[test]
