@@ -81,6 +81,11 @@ fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal(
                     .call("service.status", json!({ "name": hostile }))
                     .await;
                 assert!(matches!(status, Err(ClientError::Rpc { code: -32004, .. })));
+                // A name that reaches a path: an earlier start's kept logs.
+                let kept = session
+                    .call("service.logs", json!({ "name": hostile, "boot": 1 }))
+                    .await;
+                assert!(matches!(kept, Err(ClientError::Rpc { code: -32602, .. })));
                 let method = session.call(hostile, json!({})).await;
                 assert!(matches!(method, Err(ClientError::Rpc { code: -32601, .. })));
                 let mut params = serde_json::Map::new();

@@ -171,6 +171,24 @@ fn civil(text: &str) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(total) + Duration::from_millis(millis))
 }
 
+/// `time` as spore writes times in its lines: `2026-12-07T03:32:52.206Z`
+/// (UTC, milliseconds; no time zone database exists on a bare node).
+pub fn utc_text(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rest = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
 /// A UTC time as spore writes them (`2026-12-07T03:32:52.206Z`), read back.
 pub fn utc(text: &str) -> Option<SystemTime> {
     civil(text)

@@ -203,6 +203,18 @@ struct Status {
     at: SystemTime,
 }
 
+impl Status {
+    /// What a server of [time] said, now.
+    fn ntp(measured: &Measured) -> Self {
+        Self {
+            source: "ntp",
+            from: measured.server.clone(),
+            off_by_ms: measured.sample.offset_nanos / 1_000_000,
+            at: SystemTime::now(),
+        }
+    }
+}
+
 fn status() -> &'static std::sync::Mutex<Option<Status>> {
     static STATUS: std::sync::OnceLock<std::sync::Mutex<Option<Status>>> =
         std::sync::OnceLock::new();
@@ -315,12 +327,7 @@ pub fn start(sources: Sources, set_clock: bool) {
             Some(measured) => {
                 answered = true;
                 let offset = measured.sample.offset_nanos;
-                record(Status {
-                    source: "ntp",
-                    from: measured.server.clone(),
-                    off_by_ms: offset / 1_000_000,
-                    at: SystemTime::now(),
-                });
+                record(Status::ntp(&measured));
                 match correct(offset, true) {
                     Ok(_) => journal::note(format_args!(
                         "time: clock set from {} (stratum {}): it was {} off, {} ms round trip",
@@ -369,12 +376,7 @@ fn keep_in_step(sources: &Sources, set_clock: bool, measured_now: bool) {
                 }
                 answering = true;
                 let offset = measured.sample.offset_nanos;
-                record(Status {
-                    source: "ntp",
-                    from: measured.server.clone(),
-                    off_by_ms: offset / 1_000_000,
-                    at: SystemTime::now(),
-                });
+                record(Status::ntp(&measured));
                 if !set_clock {
                     continue;
                 }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proto::rpc::{code, ApiError};
 use runtime::logbook::{LogLine, Stream};
@@ -12,6 +13,12 @@ use serde_json::{json, Value};
 use smol::channel::Receiver;
 
 use super::logs::{self, Window};
+
+/// Reads of earlier starts under way, at most [`MAX_READERS`].
+static READERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Threads reading kept logs at once.
+const MAX_READERS: usize = 4;
 
 /// Whose lines to read.
 #[derive(Debug, Clone)]
@@ -54,14 +61,26 @@ pub fn read(
     cut: Cut,
 ) -> Receiver<Result<Value, ApiError>> {
     let (tx, rx) = smol::channel::bounded(1);
+    // A reader's calls cost a thread each: a few at once, the rest told so.
+    if READERS.fetch_add(1, Ordering::SeqCst) >= MAX_READERS {
+        READERS.fetch_sub(1, Ordering::SeqCst);
+        let _ = tx.try_send(Err(ApiError::new(
+            code::BUSY,
+            "node busy: too many reads of earlier starts' logs at once; try again",
+        )));
+        return rx;
+    }
     let job = move || {
         let answer = answer(&root.join(ago.to_string()), ago, &source, &window, cut);
+        READERS.fetch_sub(1, Ordering::SeqCst);
         let _ = tx.send_blocking(answer);
     };
     if let Err(error) = std::thread::Builder::new()
         .name("spore-kept-logs".into())
         .spawn(job)
     {
+        // The job (and its sender) is gone: the caller gets an internal error.
+        READERS.fetch_sub(1, Ordering::SeqCst);
         runtime::journal::note(format_args!("kept logs: no thread to read them: {error}"));
     }
     rx

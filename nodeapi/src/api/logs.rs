@@ -54,6 +54,22 @@ impl Window {
         }
     }
 
+    /// Whether it takes every line (no time or priority asked for).
+    pub fn is_open(&self) -> bool {
+        *self == Window::default()
+    }
+
+    /// spore's own lines this window may take the newest `count` of: only
+    /// those `count` when it is open, else the whole journal to filter.
+    pub fn journal(&self, count: usize) -> Vec<LogLine> {
+        let lines = if self.is_open() {
+            count.max(1)
+        } else {
+            runtime::journal::JOURNAL_LINES
+        };
+        runtime::journal::tail(lines)
+    }
+
     /// Whether `line` is in it: written in its time, and as urgent as it asks.
     pub fn holds(&self, line: &LogLine) -> bool {
         let time = line.time;
@@ -100,7 +116,7 @@ pub fn merged(
     count: usize,
     budget: usize,
 ) -> (Vec<Value>, usize) {
-    let journal = runtime::journal::tail(count.max(1));
+    let journal = window.journal(count);
     let mut all: Vec<(&str, &LogLine)> = window
         .newest(journal.iter(), count)
         .into_iter()

@@ -85,7 +85,7 @@ pub fn call(
         Method::NodeJournal => {
             let count = line_count(&params);
             let window = logs::Window::from_params(&params);
-            let journal = runtime::journal::tail(runtime::journal::JOURNAL_LINES);
+            let journal = window.journal(count);
             let (lines, omitted) = logs::of_one(journal.iter(), &window, count, REPLY_BYTES);
             let result = json!({ "name": "spore", "lines": lines, "omitted": omitted });
             if flag(&params, "follow") {
