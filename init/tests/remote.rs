@@ -1509,21 +1509,24 @@ fn info_and_status_read_as_text_and_help_is_per_command() {
         text.contains("Usage: sporectl logs [OPTIONS] [NAME]"),
         "{text}"
     );
-    // The verb's own options first, those of every command apart after
-    // them, then examples.
+    // Only the verb's own options, then examples, then where the options
+    // every command takes are listed (they are still accepted after it).
     let at = |needle: &str| {
         text.find(needle)
             .unwrap_or_else(|| panic!("{needle}: {text}"))
     };
-    assert!(at("--lines") < at("Options of every command"), "{text}");
+    assert!(!text.contains("--node <NODE>"), "{text}");
+    assert!(!text.contains("--concurrency"), "{text}");
     assert!(
-        at("Options of every command") < at("--node <NODE>"),
+        at("--lines") < at("Examples:\n  sporectl logs web -n 50"),
         "{text}"
     );
     assert!(
-        at("Examples:\n  sporectl logs web -n 50") > at("--node <NODE>"),
+        at("Examples:\n  sporectl logs web -n 50") < at("Options every command takes"),
         "{text}"
     );
+    let top = stdout_of(&Command::new(sporectl_bin()).arg("--help").output().unwrap());
+    assert!(top.contains("--node <NODE>"), "{top}");
     let wrong = Command::new(sporectl_bin()).arg("lsit").output().unwrap();
     assert_eq!(wrong.status.code(), Some(2));
     let text = String::from_utf8_lossy(&wrong.stderr);

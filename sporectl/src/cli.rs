@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::Options;
 
@@ -23,9 +23,8 @@ Beacon: https://… (--beacon-ca to trust your own CA), or http:// to a loopback
 or mycelium address; --insecure-beacon reads plain http elsewhere, and then
 commands that change state refuse its nodes.";
 
-/// Where the options every command takes are listed in each command's help:
-/// apart from the command's own.
-const GLOBAL: &str = "Options of every command (see sporectl --help)";
+/// The heading of the options every command takes, in `sporectl --help`.
+const GLOBAL: &str = "Options of every command";
 
 /// Manage spore nodes over signed RPC.
 #[derive(Parser, Debug)]
@@ -432,8 +431,52 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// Parses the command line (clap prints help, versions and usage errors
 /// and exits: 0 for help, 2 for errors).
 pub fn parse() -> Parsed {
-    into_options(Cli::parse())
+    let matches = with_verb_help_own_options(Cli::command()).get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => into_options(cli),
+        Err(error) => error.exit(),
+    }
 }
+
+/// The command line as it parses, with each verb's help listing only the
+/// verb's own options: the options every command takes are still accepted
+/// after any verb but listed once, in `sporectl --help`.
+///
+/// clap copies each global option into every subcommand unless one of the
+/// same name is there already, so each verb is given a hidden copy first.
+/// (Completions and man pages use [`Cli::command`] as it is.)
+fn with_verb_help_own_options(command: clap::Command) -> clap::Command {
+    let shared: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| arg.is_global_set())
+        .map(|arg| arg.clone().hide(true))
+        .collect();
+    hide_in_verbs(command, &shared)
+}
+
+fn hide_in_verbs(command: clap::Command, shared: &[clap::Arg]) -> clap::Command {
+    command.mut_subcommands(|verb| {
+        let verb = shared.iter().fold(verb, |verb, arg| verb.arg(arg.clone()));
+        let verb = if LOCAL_ONLY.contains(&verb.get_name()) {
+            verb
+        } else {
+            let pointer = match verb.get_after_help() {
+                Some(after) => format!("{after}\n\n{SHARED_POINTER}"),
+                None => SHARED_POINTER.to_string(),
+            };
+            verb.after_help(pointer)
+        };
+        hide_in_verbs(verb, shared)
+    })
+}
+
+/// Commands that reach no node and read no beacon: their help does not point
+/// at the options every command takes.
+const LOCAL_ONLY: [&str; 4] = ["beacon", "serve", "completions", "man"];
+
+/// Closes every verb's help, in place of the options every command takes.
+const SHARED_POINTER: &str = "Options every command takes (--node, --json, --all, --nodes, \
+--beacon, -i, …): sporectl --help";
 
 fn into_options(cli: Cli) -> Parsed {
     let mut options = Options {
@@ -653,5 +696,80 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+        with_verb_help_own_options(Cli::command()).debug_assert();
+    }
+
+    fn parsed(words: &[&str]) -> Cli {
+        let command = with_verb_help_own_options(Cli::command());
+        let matches = command
+            .try_get_matches_from(words)
+            .unwrap_or_else(|error| panic!("{words:?}: {error}"));
+        Cli::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn options_every_command_takes_parse_before_and_after_the_verb() {
+        for words in [
+            &[
+                "sporectl",
+                "--node",
+                "10.0.0.1:1",
+                "--json",
+                "status",
+                "web",
+            ][..],
+            &[
+                "sporectl",
+                "status",
+                "--node",
+                "10.0.0.1:1",
+                "web",
+                "--json",
+            ][..],
+        ] {
+            let cli = parsed(words);
+            assert_eq!(cli.node, "10.0.0.1:1", "{words:?}");
+            assert!(cli.json, "{words:?}");
+            assert!(matches!(cli.command, Command::Status { ref names, .. } if names == &["web"]));
+        }
+        let cli = parsed(&[
+            "sporectl",
+            "secret",
+            "set",
+            "api",
+            "-y",
+            "--concurrency",
+            "3",
+        ]);
+        assert!(cli.yes);
+        assert_eq!(cli.concurrency, 3);
+        let cli = parsed(&["sporectl", "list"]);
+        assert_eq!(cli.node, "127.0.0.1:9999");
+        assert_eq!(cli.call_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_verbs_help_lists_its_own_options_and_points_at_the_rest() {
+        let mut command = with_verb_help_own_options(Cli::command());
+        command.build();
+        let mut help = |path: &[&str]| {
+            let verb = path.iter().fold(&mut command, |command, name| {
+                command.find_subcommand_mut(name).unwrap()
+            });
+            verb.render_long_help().to_string()
+        };
+        let logs = help(&["logs"]);
+        assert!(logs.contains("--lines"), "{logs}");
+        assert!(!logs.contains("--node <NODE>"), "{logs}");
+        assert!(!logs.contains("--call-timeout"), "{logs}");
+        assert!(logs.ends_with(&format!("{SHARED_POINTER}\n")), "{logs}");
+        let set = help(&["secret", "set"]);
+        assert!(set.contains("--file"), "{set}");
+        assert!(!set.contains("--accept-new"), "{set}");
+        let serve = help(&["beacon", "serve"]);
+        assert!(!serve.contains("--node "), "{serve}");
+        assert!(!serve.contains(SHARED_POINTER), "{serve}");
+        let top = Cli::command().render_long_help().to_string();
+        assert!(top.contains("--node <NODE>"), "{top}");
     }
 }
