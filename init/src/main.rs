@@ -149,7 +149,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
             journal::flush(std::time::Duration::from_secs(2));
             return ExitCode::from(1);
         };
-        journal::note(format_args!("stopped ({ending:?})"));
+        journal::note(ending.outside_pid1());
         // The last lines reach a console that reads them; one that reads
         // nothing delays the exit this long and no more.
         journal::flush(std::time::Duration::from_secs(2));

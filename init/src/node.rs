@@ -23,6 +23,20 @@ pub enum Ending {
     Halt,
 }
 
+impl Ending {
+    /// The last line `spore run` writes: outside PID 1 every ending is an
+    /// exit, and a reboot or halt that was asked for is said not to happen.
+    pub fn outside_pid1(self) -> &'static str {
+        match self {
+            Ending::Poweroff => "exiting",
+            Ending::Reboot => {
+                "exiting (a reboot was asked: only spore as PID 1 reboots the machine)"
+            }
+            Ending::Halt => "exiting (a halt was asked: only spore as PID 1 halts the machine)",
+        }
+    }
+}
+
 /// Shared by the event loop and every control connection (one thread).
 pub struct Node {
     /// The supervisor and its processes.

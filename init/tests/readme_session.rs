@@ -33,9 +33,25 @@ struct Session {
     follow: String,
 }
 
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
+}
+
+/// The first ```sh block after the text `lead` in README.
+fn block_after(lead: &str) -> String {
+    let readme = readme();
+    let from = readme
+        .find(lead)
+        .unwrap_or_else(|| panic!("README no longer has {lead:?}"));
+    readme[from..]
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(code, _)| code.to_owned())
+        .unwrap_or_else(|| panic!("no sh block after {lead:?}"))
+}
+
 fn readme_session() -> Session {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = readme();
     let from = readme
         .find(LEAD)
         .unwrap_or_else(|| panic!("README no longer has {LEAD:?}"));
@@ -89,6 +105,51 @@ fn home_with_key(home: &Path, key: &Path) {
     .unwrap();
 }
 
+/// An interactive bash on a fresh terminal in `cwd`, this build's spore
+/// and sporectl first on its PATH, `home` its HOME.
+fn shell_on_pty(cwd: &Path, home: &Path) -> OnPty {
+    let bin = Path::new(spore_bin()).parent().unwrap().to_owned();
+    assert_eq!(sporectl_bin().parent().unwrap(), bin);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut shell = Command::new("bash");
+    shell
+        .args(["--norc", "--noprofile", "-i"])
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("TERM", "dumb")
+        .env("PS1", "$ ")
+        .env("PW", "correct horse battery staple");
+    OnPty::spawn(&mut shell)
+}
+
+#[test]
+fn readmes_local_session_works_as_pasted() {
+    let block = block_after("On your own machine, pasted as is");
+    let work = tempfile::tempdir().unwrap();
+    let mut pty = shell_on_pty(work.path(), work.path());
+    pty.type_in(&block);
+    pty.type_in("wait; echo local-$((40+2))-$?\n");
+    wait_shown(&pty, "local-42-", 1, Duration::from_secs(60));
+    let shown = pty.shown();
+    for expected in [
+        "hello (daemon",   // status
+        "ready (pid",      // status, logs
+        "hello: stopping", // kill %1: an orderly stop
+        "all services stopped\r\n",
+        "spore: exiting\r\n",
+        "local-42-0", // spore exited 0
+    ] {
+        assert!(shown.contains(expected), "{expected:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("command not found"), "{shown}");
+    assert!(!shown.contains("error:"), "{shown}");
+    assert!(work.path().join("try/state").is_dir());
+    pty.type_in("exit\n");
+    assert!(pty.wait_exit().success());
+}
+
 #[test]
 fn readmes_first_session_works_as_typed() {
     let session = readme_session();
@@ -109,25 +170,12 @@ fn readmes_first_session_works_as_typed() {
     home_with_key(&home, &op);
     let cwd = work.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    let bin = Path::new(spore_bin()).parent().unwrap().to_owned();
-    assert_eq!(sporectl_bin().parent().unwrap(), bin);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let place = |text: &str| {
         text.replace(NODE_PLACEHOLDER, &format!("[::1]:{rpc_port}"))
             .replace(BEACON_PLACEHOLDER, &beacon.url())
     };
 
-    let mut shell = Command::new("bash");
-    shell
-        .args(["--norc", "--noprofile", "-i"])
-        .current_dir(&cwd)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", &home)
-        .env("TERM", "dumb")
-        .env("PS1", "$ ")
-        .env("PW", "correct horse battery staple");
-    let mut pty = OnPty::spawn(&mut shell);
+    let mut pty = shell_on_pty(&cwd, &home);
     let minute = Duration::from_secs(60);
 
     // First contact: the fingerprint and the question, as ssh asks it.
