@@ -475,11 +475,16 @@ fn a_state_dir_exists_0700_before_the_first_start_and_is_kept_so() {
     );
     let spore = Spore::start(&[("keeper", service)]);
     spore.wait_state("keeper", "ready");
-    spore.wait_for("the service to look", Duration::from_secs(10), |_| {
-        std::fs::read_to_string(&seen).is_ok_and(|t| !t.is_empty())
-    });
+    // The shell writes what it saw, then the key: wait for both.
+    spore.wait_for(
+        "the service to look and write",
+        Duration::from_secs(10),
+        |_| {
+            std::fs::read_to_string(&seen).is_ok_and(|t| !t.is_empty())
+                && state.join("key").exists()
+        },
+    );
     assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "700");
-    assert!(state.join("key").exists());
     // Loosened by hand, it is 0700 again at the next start.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     spore
