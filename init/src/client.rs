@@ -23,8 +23,8 @@ pub struct Request {
     pub shape: Shape,
     /// `secret set --file`.
     pub secret_file: Option<PathBuf>,
-    /// `secret` was read; its action (set, list, rm) comes next.
-    secret_action_pending: bool,
+    /// `secret` or `artifact` was read; its action comes next.
+    action_pending: Option<&'static str>,
 }
 
 impl Request {
@@ -35,6 +35,7 @@ impl Request {
         let verb = match word {
             "show" => Verb::Status,
             "secret" => Verb::SecretList,
+            "artifact" => Verb::ArtifactList,
             other => Verb::parse(other, None).ok_or_else(|| {
                 let hint = svc::suggest::nearest(other, crate::usage::COMMANDS)
                     .map(|near| format!("; did you mean `{near}`?"))
@@ -59,7 +60,11 @@ impl Request {
                 priority: None,
             },
             secret_file: None,
-            secret_action_pending: word == "secret",
+            action_pending: match word {
+                "secret" => Some("secret"),
+                "artifact" => Some("artifact"),
+                _ => None,
+            },
         })
     }
 
@@ -70,10 +75,14 @@ impl Request {
 
     /// Adds an operand (for `secret`, first its action).
     pub fn push(&mut self, operand: String) -> Result<(), String> {
-        if self.secret_action_pending {
-            self.verb = Verb::parse("secret", Some(&operand))
-                .ok_or_else(|| format!("`secret {operand}`: expected set NAME, list or rm NAME"))?;
-            self.secret_action_pending = false;
+        if let Some(word) = self.action_pending.take() {
+            self.verb = Verb::parse(word, Some(&operand)).ok_or_else(|| {
+                format!(
+                    "`{word} {}`: expected {}",
+                    rpc::display::printable(&operand),
+                    actions(word)
+                )
+            })?;
             return Ok(());
         }
         self.operands.push(operand);
@@ -82,8 +91,8 @@ impl Request {
 
     /// Checks the operands once the command line is read.
     pub fn finish(&mut self) -> Result<(), String> {
-        if self.secret_action_pending {
-            return Err("`secret` needs set NAME, list or rm NAME".into());
+        if let Some(word) = self.action_pending {
+            return Err(format!("`{word}` needs {}", actions(word)));
         }
         if self.verb == Verb::Status && self.operands.is_empty() {
             self.verb = Verb::List;
@@ -97,7 +106,9 @@ impl Request {
         match (takes, count) {
             // logs with no name: every service and spore, merged.
             (true, 0) if self.verb == Verb::Logs => Ok(()),
-            (true, 0) => Err("this command needs a name (or a file for deploy)".into()),
+            (true, 0) => {
+                Err("this command needs a name (or a file, for deploy and artifact put)".into())
+            }
             (true, n) if single && n > 1 => Err("this command takes one name".into()),
             (false, n) if n > 0 => Err(format!(
                 "this command takes no name (got `{}`)",
@@ -105,6 +116,14 @@ impl Request {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The actions of `secret` or `artifact`, for errors.
+fn actions(word: &str) -> &'static str {
+    match word {
+        "artifact" => "put FILE..., list or rm SHA256...",
+        _ => "set NAME, list or rm NAME",
     }
 }
 
@@ -185,18 +204,35 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             ),
             _ => None,
         };
-        let (method, params) = verbs::request(
-            request.verb,
-            operand,
-            &request.shape,
-            secret.as_deref().map(String::as_str),
-        )
-        .map_err(|e| Failure::Local(e.to_string()))?;
+        let local = |e: &dyn std::fmt::Display| Failure::Local(e.to_string());
+        // artifact put: asks what the node holds, then sends the rest in
+        // chunks (see rpc::upload), one call each.
+        let upload = match request.verb {
+            Verb::ArtifactPut => Some(rpc::upload::Source::read(operand).map_err(|e| local(&e))?),
+            _ => None,
+        };
+        let (method, params) = match &upload {
+            Some(source) => (nodeapi::api::Method::ArtifactPut, source.held_params()),
+            None => verbs::request(
+                request.verb,
+                operand,
+                &request.shape,
+                secret.as_deref().map(String::as_str),
+            )
+            .map_err(|e| local(&e))?,
+        };
         let mut whole = Vec::new();
         let mut next = Some(verbs::first_page(method.name(), params.clone()));
         let mut response = Value::Null;
         while let Some(page) = next.take() {
             response = ask(&mut writer, &mut reader, id, method.name(), page)?;
+            if let (Some(source), Some(result)) = (&upload, response.get_mut("result")) {
+                match rpc::upload::next_offset(result) {
+                    Some(offset) => next = source.chunk_params(offset).map_err(|e| local(&e))?,
+                    None => *result = source.done(result),
+                }
+                continue;
+            }
             let paged = method == nodeapi::api::Method::ServiceList;
             if let (true, Some(result)) = (paged, response.get_mut("result")) {
                 next = verbs::next_page(result.take(), &mut whole);

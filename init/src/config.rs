@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+mod bytes;
 mod read;
 mod span_ms;
 
@@ -50,6 +51,19 @@ pub struct NodeConfig {
     /// NTP servers the clock is set from (`[time]`).
     #[serde(default)]
     pub time: Time,
+    /// The artifact store (`[artifacts]`).
+    #[serde(default)]
+    pub artifacts: Artifacts,
+}
+
+/// `[artifacts]`: the content-addressed store under `STATE_DIR/artifacts`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Artifacts {
+    /// The most it holds, verified and under way (bytes, or `"2G"`);
+    /// default half of the state filesystem.
+    #[serde(deserialize_with = "bytes::optional")]
+    pub max_bytes: Option<u64>,
 }
 
 /// `[time]`: where the node's clock comes from (see [`crate::sntp`]).

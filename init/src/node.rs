@@ -58,6 +58,9 @@ pub struct Node {
     /// Where deploys go and whether they survive a reboot, for node.info
     /// (fixed at start: node.info is answered while the runtime is busy).
     pub deploys: Value,
+    /// Where artifacts are kept, their quota, and whether they survive a
+    /// reboot, for node.info.
+    pub artifacts: Value,
 }
 
 impl Node {
@@ -126,6 +129,7 @@ impl Node {
             "control_socket": self.socket.display().to_string(),
             "service_file_errors": self.config_errors,
             "deploys": self.deploys.clone(),
+            "artifacts": self.artifacts.clone(),
             "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }

@@ -126,6 +126,7 @@ pub fn supervise(
         persistent,
         kept_logs: kept.is_some().then_some(kept_root),
     });
+    let artifacts = open_artifacts(&paths.state_dir, config, persistent, &mut runtime);
     let node = Rc::new(Node {
         runtime: std::cell::RefCell::new(runtime),
         ending: std::cell::Cell::new(None),
@@ -136,6 +137,7 @@ pub fn supervise(
         config_errors: errors.len(),
         posture: std::cell::RefCell::new(serde_json::Value::Null),
         deploys,
+        artifacts,
     });
     match control::bind(&paths.socket) {
         Ok(listener) => {
@@ -153,6 +155,46 @@ pub fn supervise(
     let ending = smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1)));
     let _ = std::fs::remove_file(&paths.socket);
     ending
+}
+
+/// Opens the artifact store under `STATE_DIR/artifacts` and hands it to
+/// the node API; returns what `node.info` says of it. A store that cannot
+/// be opened is logged and leaves `artifact.*` answering that there is none.
+fn open_artifacts(
+    state_dir: &std::path::Path,
+    config: &NodeConfig,
+    persistent: bool,
+    runtime: &mut NodeApi,
+) -> serde_json::Value {
+    let dir = state_dir.join("artifacts");
+    let opened = artifacts::Store::open(&dir, config.artifacts.max_bytes)
+        .map_err(|error| error.to_string())
+        .and_then(|store| {
+            nodeapi::artifacts::Artifacts::start(store).map_err(|error| error.to_string())
+        });
+    match opened {
+        Ok(store) => {
+            let mut info = store.info();
+            if let Some(map) = info.as_object_mut() {
+                map.insert("persistent".into(), persistent.into());
+                if !persistent {
+                    map.insert(
+                        "note".into(),
+                        "the state directory is in RAM: artifacts are lost at reboot".into(),
+                    );
+                }
+            }
+            runtime.set_artifacts(store);
+            info
+        }
+        Err(error) => {
+            journal::note(format_args!(
+                "artifact store {}: {error}; running without one",
+                dir.display()
+            ));
+            serde_json::json!({ "dir": dir.display().to_string(), "error": error })
+        }
+    }
 }
 
 /// How many inputs the event loop handles before it yields to other tasks.

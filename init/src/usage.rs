@@ -40,6 +40,8 @@ commands:
   spore reload                       read the service files again, apply what changed
   spore secret set NAME [--file F] | secret list | secret rm NAME
                                      secrets (a value from F, a prompt, or stdin)
+  spore artifact put FILE... | artifact list | artifact rm SHA256...
+                                     files named by their SHA-256, verified on the node
   spore reboot | poweroff | discover
   spore man | completions bash|zsh|fish
                                      the manual page (roff), a completion script
@@ -69,6 +71,7 @@ pub const COMMANDS: &[&str] = &[
     "remove",
     "reload",
     "secret",
+    "artifact",
     "reboot",
     "poweroff",
     "discover",

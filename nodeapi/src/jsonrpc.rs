@@ -28,7 +28,10 @@ pub struct Request {
 impl Request {
     /// The `name` param, for the audit line.
     pub fn target(&self) -> Option<&str> {
-        self.params.get("name").and_then(Value::as_str)
+        self.params
+            .get("name")
+            .or_else(|| self.params.get("sha256"))
+            .and_then(Value::as_str)
     }
 }
 
@@ -36,6 +39,23 @@ impl Drop for Request {
     fn drop(&mut self) {
         // secret.set carries a value: nothing of it outlives the request.
         crate::wipe::wipe_strings(&mut self.params);
+    }
+}
+
+/// Whether a call's outcome gets an audit line. Every call does, but the
+/// chunks of an upload: `artifact.put` is audited when it starts (nothing
+/// held yet), when it completes, and when it fails, not once per chunk (a
+/// 1 GiB artifact is 2,048 chunks).
+pub fn audited(method: &str, outcome: &Result<Reply, ApiError>) -> bool {
+    if method != proto::method::Method::ArtifactPut.name() {
+        return true;
+    }
+    match outcome {
+        Ok(Reply::Value(answer)) => {
+            answer.get("complete") == Some(&Value::Bool(true))
+                || answer.get("held").and_then(Value::as_u64) == Some(0)
+        }
+        _ => true,
     }
 }
 

@@ -15,6 +15,7 @@
 //! [`runtime::Notice`], taken after each thing the runtime handles.
 
 pub mod api;
+pub mod artifacts;
 pub mod changes;
 pub mod jsonrpc;
 pub mod reply;
@@ -73,6 +74,8 @@ pub struct NodeApi {
     waits: Waits,
     /// Disk work for the storage task (see [`store`]).
     store_tx: Sender<store::Job>,
+    /// The artifact store, when the node keeps one.
+    artifacts: Option<artifacts::Artifacts>,
 }
 
 /// The runtime, borrowed to change it; what changed is taken when this
@@ -141,7 +144,18 @@ impl NodeApi {
             runtime,
             waits: Waits::default(),
             store_tx,
+            artifacts: None,
         }
+    }
+
+    /// Serves `artifact.*` from `store` (see [`artifacts`]).
+    pub fn set_artifacts(&mut self, store: artifacts::Artifacts) {
+        self.artifacts = Some(store);
+    }
+
+    /// The artifact store, when there is one.
+    pub fn artifacts(&self) -> Option<&artifacts::Artifacts> {
+        self.artifacts.as_ref()
     }
 
     /// The runtime, to change it (see [`RuntimeMut`]).

@@ -84,6 +84,20 @@ const PAGE: [Param; 2] = [
     param("limit", Kind::Integer, false),
 ];
 const SECRET: [Param; 2] = [NAME, param("value", Kind::String, true)];
+/// The largest chunk one `artifact.put` carries, decoded: in base64 with
+/// its envelope it stays well inside a signed frame (1 MiB) and a control
+/// socket line (1 MiB).
+pub const MAX_ARTIFACT_CHUNK: usize = 512 * 1024;
+
+/// An artifact's name: the SHA-256 of its bytes, 64 hex digits.
+const SHA256: Param = param("sha256", Kind::String, true);
+const ARTIFACT_PUT: [Param; 5] = [
+    SHA256,
+    param("size", Kind::Integer, true),
+    param("offset", Kind::Integer, false),
+    param("data", Kind::String, false),
+    param("executable", Kind::Boolean, false),
+];
 
 /// Every method a control channel serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +132,12 @@ pub enum Method {
     SecretRemove,
     /// `node.reload`
     NodeReload,
+    /// `artifact.put`
+    ArtifactPut,
+    /// `artifact.list`
+    ArtifactList,
+    /// `artifact.remove`
+    ArtifactRemove,
     /// `node.reboot`
     NodeReboot,
     /// `node.poweroff`
@@ -128,7 +148,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 18] = [
+    pub const ALL: [Method; 21] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -144,6 +164,9 @@ impl Method {
         Method::SecretList,
         Method::SecretRemove,
         Method::NodeReload,
+        Method::ArtifactPut,
+        Method::ArtifactList,
+        Method::ArtifactRemove,
         Method::NodeReboot,
         Method::NodePoweroff,
         Method::Discover,
@@ -172,6 +195,9 @@ impl Method {
             Method::SecretList => "secret.list",
             Method::SecretRemove => "secret.remove",
             Method::NodeReload => "node.reload",
+            Method::ArtifactPut => "artifact.put",
+            Method::ArtifactList => "artifact.list",
+            Method::ArtifactRemove => "artifact.remove",
             Method::NodeReboot => "node.reboot",
             Method::NodePoweroff => "node.poweroff",
             Method::Discover => "rpc.discover",
@@ -197,6 +223,9 @@ impl Method {
             Method::SecretList => "The names of stored secrets",
             Method::SecretRemove => "Delete a stored secret (services that loaded it keep their copy until they stop)",
             Method::NodeReload => "Read the image's service files and the deployed layer again and apply what changed",
+            Method::ArtifactPut => "Store a file named by its SHA-256, in chunks (data: base64, at most 512 KiB each, at offset: the bytes held): verified when the last arrives, then visible read-only; without data, how many bytes of it the node holds (to resume)",
+            Method::ArtifactList => "The artifacts held, verified or under way, with the store's use and quota",
+            Method::ArtifactRemove => "Delete an artifact, verified or under way",
             Method::NodeReboot => "Stop every service in order, then reboot",
             Method::NodePoweroff => "Stop every service in order, then power off",
             Method::Discover => "This list, as an OpenRPC document",
@@ -217,6 +246,9 @@ impl Method {
             Method::NodeLogs => &[LINES, SINCE, UNTIL, BOOT, PRIORITY],
             Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
             Method::SecretRemove => &[NAME],
+            Method::ArtifactPut => &ARTIFACT_PUT,
+            Method::ArtifactList => &[],
+            Method::ArtifactRemove => &[SHA256],
             Method::ServiceStart | Method::ServiceRestart => &[NAME, WAIT, TIMEOUT],
             Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL, BOOT, PRIORITY],
             Method::ServiceDeploy => &DEPLOY,
@@ -233,6 +265,7 @@ impl Method {
             | Method::ServiceList
             | Method::ServiceStatus
             | Method::ServiceLogs
+            | Method::ArtifactList
             | Method::Discover => Role::Reader,
             Method::ServiceStart
             | Method::ServiceStop
@@ -243,6 +276,8 @@ impl Method {
             | Method::SecretList
             | Method::SecretRemove
             | Method::NodeReload
+            | Method::ArtifactPut
+            | Method::ArtifactRemove
             | Method::NodeReboot
             | Method::NodePoweroff => Role::Admin,
         }
@@ -260,6 +295,7 @@ impl Method {
                 | Method::ServiceStatus
                 | Method::ServiceLogs
                 | Method::SecretList
+                | Method::ArtifactList
                 | Method::Discover
         )
     }
@@ -274,6 +310,7 @@ impl Method {
                 | Method::ServiceRemove
                 | Method::SecretSet
                 | Method::SecretRemove
+                | Method::ArtifactRemove
         )
     }
 

@@ -312,6 +312,27 @@ pub fn info_text(info: &Value) -> Vec<String> {
             }
         ));
     }
+    if let Some(store) = info.get("artifacts") {
+        let state = match store.get("error") {
+            Some(error) => format!("unavailable: {}", printable(&error.to_string())),
+            None => format!(
+                "quota {} bytes, {}",
+                store
+                    .get("quota_bytes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                if store.get("persistent") == Some(&Value::Bool(true)) {
+                    "kept across reboots"
+                } else {
+                    "lost at reboot: RAM"
+                }
+            ),
+        };
+        out.push(format!(
+            "  artifacts: {} ({state})",
+            printable(&text(store, "dir"))
+        ));
+    }
     if let Some(rpc) = info.get("rpc") {
         let list = |key: &str| strings(rpc, key);
         let listening = list("listen");

@@ -30,6 +30,7 @@ pub mod nodekey;
 pub mod pins;
 pub mod refusals;
 pub mod registration;
+pub mod upload;
 pub mod verbs;
 
 pub use proto::{handshake, session};

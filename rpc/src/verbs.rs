@@ -51,6 +51,12 @@ pub enum Verb {
     Poweroff,
     /// `discover`: the OpenRPC document.
     Discover,
+    /// `artifact put FILE…`: each file stored on the node, in chunks.
+    ArtifactPut,
+    /// `artifact list`.
+    ArtifactList,
+    /// `artifact rm SHA256…`.
+    ArtifactRm,
 }
 
 impl Verb {
@@ -73,6 +79,9 @@ impl Verb {
             ("secret", Some("set")) => Verb::SecretSet,
             ("secret", Some("list")) => Verb::SecretList,
             ("secret", Some("rm")) => Verb::SecretRm,
+            ("artifact", Some("put")) => Verb::ArtifactPut,
+            ("artifact", Some("list")) => Verb::ArtifactList,
+            ("artifact", Some("rm")) => Verb::ArtifactRm,
             ("reboot", _) => Verb::Reboot,
             ("poweroff", _) => Verb::Poweroff,
             ("discover", _) => Verb::Discover,
@@ -95,6 +104,8 @@ impl Verb {
                 | Verb::Remove
                 | Verb::SecretSet
                 | Verb::SecretRm
+                | Verb::ArtifactPut
+                | Verb::ArtifactRm
         )
     }
 
@@ -119,6 +130,9 @@ impl Verb {
             Verb::Reboot => Method::NodeReboot,
             Verb::Poweroff => Method::NodePoweroff,
             Verb::Discover => Method::Discover,
+            Verb::ArtifactPut => Method::ArtifactPut,
+            Verb::ArtifactList => Method::ArtifactList,
+            Verb::ArtifactRm => Method::ArtifactRemove,
         }
     }
 }
@@ -271,6 +285,15 @@ pub fn request(
             json!({ "toml": text, "start": shape.start, "file": operand })
         }
         Method::SecretSet => json!({ "name": operand, "value": secret.unwrap_or_default() }),
+        Method::ArtifactRemove => json!({ "sha256": operand }),
+        // Streamed in chunks by the caller (see crate::upload); this is the
+        // first call, which asks how much of it the node holds.
+        Method::ArtifactPut => crate::upload::Source::read(operand)
+            .map_err(|e| VerbError::Read {
+                file: e.file,
+                error: e.error,
+            })?
+            .held_params(),
         _ if verb.takes_operands() => json!({ "name": operand }),
         _ => json!({}),
     };
@@ -465,6 +488,22 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
             );
             out
         }
+        Verb::ArtifactPut => vec![format!(
+            "{}: sha256:{} ({} bytes) stored",
+            display::printable(&text(result, "file")),
+            display::printable(&text(result, "sha256")),
+            result.get("size").and_then(Value::as_u64).unwrap_or(0)
+        )],
+        Verb::ArtifactRm => vec![format!(
+            "sha256:{}: {}",
+            display::printable(&text(result, "sha256")),
+            if result.get("removed") == Some(&Value::Bool(true)) {
+                "removed"
+            } else {
+                "not held"
+            }
+        )],
+        Verb::ArtifactList => crate::upload::list_text(result),
         Verb::SecretList => result
             .as_array()
             .into_iter()

@@ -230,6 +230,9 @@ enum Command {
     /// Secrets stored on the node
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Files on the node named by their SHA-256: store one, list, remove
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
     /// Stop every service in order, then reboot
     #[command(
         after_help = "Examples:\n  sporectl reboot\n  sporectl --beacon URL --nodes a,b --yes reboot"
@@ -283,6 +286,31 @@ enum SecretCommand {
     },
     /// The names of stored secrets
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ArtifactCommand {
+    /// Store files on the node, each named by its SHA-256 and verified
+    /// there before it is visible; an upload cut off resumes where it
+    /// stopped when sent again
+    #[command(
+        after_help = "Examples:\n  sporectl artifact put ./mycelium\n  sporectl --node 10.0.2.15:9999 artifact put app.tar.gz"
+    )]
+    Put {
+        /// Files to send
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The artifacts the node holds, verified or under way, and the quota
+    #[command(after_help = "Examples:\n  sporectl artifact list")]
+    List,
+    /// Delete artifacts, verified or under way
+    #[command(after_help = "Examples:\n  sporectl artifact rm 9f2c…")]
+    Rm {
+        /// SHA-256 of each (64 hex digits, `sha256:` in front or not)
+        #[arg(required = true)]
+        sha256: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -593,6 +621,19 @@ fn into_options(cli: Cli) -> Parsed {
             options.file = file;
             "secret"
         }
+        Command::Artifact(artifact) => {
+            let (action, names) = match artifact {
+                ArtifactCommand::Put { files } => (
+                    "put",
+                    files.iter().map(|f| f.display().to_string()).collect(),
+                ),
+                ArtifactCommand::List => ("list", Vec::new()),
+                ArtifactCommand::Rm { sha256 } => ("rm", sha256),
+            };
+            options.verb = rpc::verbs::Verb::parse("artifact", Some(action));
+            options.names = names;
+            "artifact"
+        }
         Command::Reboot => "reboot",
         Command::Poweroff => "poweroff",
         Command::Discover => "discover",
@@ -682,6 +723,9 @@ fn into_options(cli: Cli) -> Parsed {
     }
     if matches!(options.task, crate::Task::Nodes(_)) && options.beacon.is_none() {
         usage("nodes needs --beacon URL (or SPORECTL_BEACON)");
+    }
+    if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {
+        usage("artifact put streams to one node at a time: give it --node HOST:PORT");
     }
     if fleet && options.names.len() > 1 {
         usage("a fleet command takes one service or file at a time");

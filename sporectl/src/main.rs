@@ -242,9 +242,14 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     let several = operands.len() > 1;
     let mut tally = verbs::Tally::new(verb);
     for operand in &operands {
-        let (method, params) = request(options, verb, operand)?;
-        let limit = call_limit(options, method);
-        let result = match call_within(&mut session, method, params, limit).await {
+        let answer = if verb == Verb::ArtifactPut {
+            upload(options, &mut session, operand).await
+        } else {
+            let (method, params) = request(options, verb, operand)?;
+            let limit = call_limit(options, method);
+            call_within(&mut session, method, params, limit).await
+        };
+        let result = match answer {
             Ok(result) => result,
             // One refusal does not stop the other operands, and counts
             // as its verb says (status: 4 for an unknown service).
@@ -269,6 +274,42 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
         follow(options, &mut session).await?;
     }
     Ok(tally.code())
+}
+
+/// `artifact put FILE`: asks how much of it the node holds, then sends the
+/// rest in chunks, one call each, showing progress on a terminal.
+async fn upload(
+    options: &Options,
+    session: &mut Session,
+    file: &str,
+) -> Result<Value, ClientError> {
+    use std::io::IsTerminal;
+    let local = |e: rpc::upload::ReadError| ClientError::Local(e.to_string());
+    let source = rpc::upload::Source::read(file).map_err(local)?;
+    let method = rpc::verbs::Verb::ArtifactPut.method(file).name();
+    let limit = call_limit(options, method);
+    let mut answer = call_within(session, method, source.held_params(), limit).await?;
+    let progress = !options.json && std::io::stderr().is_terminal();
+    while let Some(offset) = rpc::upload::next_offset(&answer) {
+        if progress {
+            // Our own numbers and the operator's own file name (escaped):
+            // written raw, so the line is redrawn in place.
+            eprint!(
+                "\r{}: {offset} of {} bytes ({}%)\x1b[K",
+                rpc::display::printable(file),
+                source.size,
+                offset.saturating_mul(100) / source.size.max(1)
+            );
+        }
+        let Some(params) = source.chunk_params(offset).map_err(local)? else {
+            break;
+        };
+        answer = call_within(session, method, params, limit).await?;
+    }
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    Ok(source.done(&answer))
 }
 
 /// The keys to offer, in ssh's order: `-i FILE` alone when given; else

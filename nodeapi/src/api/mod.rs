@@ -190,6 +190,22 @@ pub fn call(
             return crate::changes::remove_secret(runtime, text_param(&params, "name"))
         }
         Method::NodeReload => return crate::changes::reload(runtime),
+        Method::ArtifactPut | Method::ArtifactList | Method::ArtifactRemove => {
+            let Some(store) = runtime.artifacts() else {
+                return Err(ApiError::new(
+                    code::NO_STORE,
+                    "this node keeps no artifacts (it has no artifact store)",
+                ));
+            };
+            if method != Method::ArtifactList {
+                refuse_when_stopping()?;
+            }
+            return Ok(Reply::Pending(match method {
+                Method::ArtifactPut => store.put(&params),
+                Method::ArtifactList => store.list(),
+                _ => store.remove(&params),
+            }));
+        }
     };
     Ok(Reply::Value(value))
 }

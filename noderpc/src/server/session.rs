@@ -73,7 +73,9 @@ impl Server {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => format!("error {} {}", error.code, escape::field(&error.message)),
             };
-            self.audit(peer, operator, &method, target.as_deref(), &verdict);
+            if jsonrpc::audited(&method, &outcome) {
+                self.audit(peer, operator, &method, target.as_deref(), &verdict);
+            }
             let mut transport = Sealed {
                 stream: &mut stream,
                 tx: &mut tx,

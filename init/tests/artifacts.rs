@@ -1,0 +1,393 @@
+//! Artifacts pushed over signed RPC to a real `spore run`: a 64 MiB file
+//! sent with sporectl, cut off half way (sporectl killed) and resumed; a
+//! flipped byte refused with nothing placed; a reader key refused; the
+//! quota and a full disk (a tmpfs of 2 MiB) refused with nothing left
+//! behind; spore's memory held to the chunk bound while it receives.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use common::fleet::{node, node_with, stdout, Fleet};
+use rpc::client::ClientError;
+use serde_json::{json, Value};
+
+const MIB: usize = 1 << 20;
+
+/// Bytes no compressor or pattern could make up: SHA-256 in counter mode.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update([seed]);
+        hasher.update(counter.to_le_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `sha256sum`'s digest of `path`: computed by another program than spore.
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn store(fleet: &Fleet) -> PathBuf {
+    fleet.spore.path("state/artifacts")
+}
+
+/// Every file under the store's `partial/` (uploads under way).
+fn partials(fleet: &Fleet) -> Vec<PathBuf> {
+    std::fs::read_dir(store(fleet).join("partial"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// spore's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss(pid: i32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_64_mib_push_cut_off_half_way_resumes_and_is_verified_within_the_memory_bound() {
+    let fleet = node();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("payload.bin");
+    std::fs::write(&file, noise(64 * MIB, 1)).unwrap();
+    let digest = sha256sum(&file);
+    let before = peak_rss(fleet.spore.pid());
+
+    // Cut off half way: sporectl killed once the node holds 32 MiB.
+    let mut first = fleet
+        .sporectl_command("admin", &["artifact", "put", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = store(&fleet)
+        .join("partial")
+        .join(format!("{digest}-{}", 64 * MIB));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 32 * MIB as u64 {
+        assert!(Instant::now() < deadline, "the upload never reached 32 MiB");
+        assert!(first.try_wait().unwrap().is_none(), "sporectl ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let held = std::fs::metadata(&partial).unwrap().len();
+    assert!(!store(&fleet).join("sha256").join(&digest).exists());
+
+    // What the node says it holds, to a reader.
+    let list = fleet.sporectl("reader", &["artifact", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    let text = stdout(&list);
+    assert!(
+        text.contains(&format!("uploading: {held} of {} bytes", 64 * MIB)),
+        "{text}"
+    );
+
+    // Sent again: it resumes where it stopped (the node's answers show the
+    // first chunk sent starts there) and is verified.
+    let second = fleet.sporectl("admin", &["artifact", "put", file.to_str().unwrap()]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        stdout(&second).contains(&format!("sha256:{digest} ({} bytes) stored", 64 * MIB)),
+        "{}",
+        stdout(&second)
+    );
+    let stored = store(&fleet).join("sha256").join(&digest);
+    assert_eq!(sha256sum(&stored), digest);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    assert!(partials(&fleet).is_empty());
+    let grown = peak_rss(fleet.spore.pid()).saturating_sub(before);
+    eprintln!(
+        "spore's peak RSS grew by {:.1} MiB receiving 64 MiB",
+        grown as f64 / MIB as f64
+    );
+    // At most the queue's chunks (8 × 512 KiB), each also held as its
+    // frame and its base64 text, with room for the allocator.
+    assert!(grown < 24 * MIB, "peak RSS grew by {grown} bytes");
+    // The log says what arrived, once, not a line per chunk.
+    let log = fleet.spore.stderr();
+    let audits = log.lines().filter(|l| l.contains("artifact.put")).count();
+    assert!(audits <= 6, "{audits} audit lines for two uploads:\n{log}");
+}
+
+/// The session's `artifact.put` of `data` under `digest`, chunk by chunk;
+/// the last answer.
+fn push(
+    session: &mut rpc::client::Session,
+    digest: &str,
+    data: &[u8],
+    chunk: usize,
+) -> Result<Value, ClientError> {
+    let mut answer = Value::Null;
+    for (at, piece) in data.chunks(chunk).enumerate() {
+        answer = smol::block_on(session.call(
+            "artifact.put",
+            json!({
+                "sha256": digest,
+                "size": data.len(),
+                "offset": at * chunk,
+                "data": Base64::encode_string(piece),
+            }),
+        ))?;
+    }
+    Ok(answer)
+}
+
+#[test]
+fn a_flipped_byte_and_a_reader_are_refused_with_nothing_placed() {
+    let fleet = node();
+    let data = noise(3 * MIB, 2);
+    let digest = artifacts::Digest::of_bytes(&data).hex();
+    let mut flipped = data.clone();
+    flipped[2 * MIB + 12_345] ^= 0x40;
+    let mut session = fleet.open("admin").unwrap();
+    let error = push(&mut session, &digest, &flipped, 512 * 1024).unwrap_err();
+    let ClientError::Rpc { code, message, .. } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(*code, -32602, "{message}");
+    assert!(
+        message.contains(&format!("not sha256:{digest}; nothing was stored")),
+        "{message}"
+    );
+    assert!(partials(&fleet).is_empty());
+    assert!(!store(&fleet).join("sha256").join(&digest).exists());
+    // The same session goes on: the true bytes are taken.
+    let answer = push(&mut session, &digest, &data, 512 * 1024).unwrap();
+    assert_eq!(answer["complete"], true);
+
+    // A reader may list but not put or remove.
+    let mut reader = fleet.open("reader").unwrap();
+    let refused = push(&mut reader, &digest, b"x", 1).unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Rpc { code: -32003, .. }),
+        "{refused}"
+    );
+    let file = fleet.spore.path("small.bin");
+    std::fs::write(&file, b"small").unwrap();
+    let out = fleet.sporectl("reader", &["artifact", "put", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("artifact.put needs the admin role"),
+        "{out:?}"
+    );
+    let out = fleet.sporectl("reader", &["artifact", "rm", &digest]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed = smol::block_on(reader.call("artifact.list", json!({}))).unwrap();
+    assert_eq!(listed["artifacts"][0]["sha256"], digest.as_str());
+    // Removed by an admin, it is gone.
+    let out = fleet.sporectl("admin", &["artifact", "rm", &digest]);
+    assert!(stdout(&out).contains("removed"), "{out:?}");
+    assert!(!store(&fleet).join("sha256").join(&digest).exists());
+    // A name that is not a SHA-256 is refused before anything is touched.
+    let bad = smol::block_on(session.call(
+        "artifact.put",
+        json!({ "sha256": "../../etc/passwd", "size": 1, "data": "eA==" }),
+    ))
+    .unwrap_err();
+    assert!(bad.to_string().contains("not a SHA-256"), "{bad}");
+}
+
+#[test]
+fn over_the_quota_is_refused_with_nothing_left_behind() {
+    let fleet = node_with("\n[artifacts]\nmax_bytes = \"2M\"\n");
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small.bin");
+    std::fs::write(&small, noise(MIB + 1, 3)).unwrap();
+    let out = fleet.sporectl("admin", &["artifact", "put", small.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let big = work.path().join("big.bin");
+    std::fs::write(&big, noise(MIB, 4)).unwrap();
+    let out = fleet.sporectl("admin", &["artifact", "put", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains(&format!(
+            "storing {MIB} bytes would exceed the artifact quota ({} of {} bytes in use)",
+            MIB + 1,
+            2 * MIB
+        )),
+        "{error}"
+    );
+    assert!(error.contains("[artifacts] max_bytes"), "{error}");
+    assert!(partials(&fleet).is_empty());
+    let info = fleet.spore.call("node.info", json!({})).unwrap();
+    assert_eq!(info["artifacts"]["quota_bytes"], 2 * MIB);
+}
+
+/// A tmpfs of `size` mounted on `path`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount tmpfs (this test needs root, as spore does)"
+        );
+        Tmpfs(path.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_refused_with_nothing_half_written_and_the_rest_intact() {
+    let mut fleet = node_with("\n[artifacts]\nmax_bytes = \"100M\"\n");
+    // The store on a 2 MiB tmpfs: spore opens it there at its next start.
+    let _disk = Tmpfs::mount(&store(&fleet), "2m");
+    fleet.spore.restart();
+    fleet
+        .spore
+        .wait_for("the RPC listener again", Duration::from_secs(10), |s| {
+            s.stderr().matches("rpc: listening on").count() >= 2
+        });
+    // Too big for what is free: refused before a byte is written.
+    let too_big = noise(3 * MIB, 5);
+    let mut session = fleet.open("admin").unwrap();
+    let digest = artifacts::Digest::of_bytes(&too_big).hex();
+    let error = push(&mut session, &digest, &too_big, 512 * 1024).unwrap_err();
+    assert!(error.to_string().contains("the disk is full"), "{error}");
+    assert!(partials(&fleet).is_empty());
+    // Two uploads each fit alone; the disk fills while the second is
+    // written: it is refused and removed, the first stays whole.
+    let first = noise(1_200_000, 6);
+    let second = noise(1_200_000, 7);
+    let (a, b) = (
+        artifacts::Digest::of_bytes(&first).hex(),
+        artifacts::Digest::of_bytes(&second).hex(),
+    );
+    smol::block_on(session.call(
+        "artifact.put",
+        json!({
+            "sha256": b,
+            "size": second.len(),
+            "offset": 0,
+            "data": Base64::encode_string(&second[..400_000]),
+        }),
+    ))
+    .unwrap();
+    let done = push(&mut session, &a, &first, 400_000).unwrap();
+    assert_eq!(done["complete"], true);
+    let mut failed = None;
+    for offset in [400_000usize, 800_000] {
+        let answer = smol::block_on(session.call(
+            "artifact.put",
+            json!({
+                "sha256": b,
+                "size": second.len(),
+                "offset": offset,
+                "data": Base64::encode_string(&second[offset..offset + 400_000]),
+            }),
+        ));
+        if let Err(error) = answer {
+            failed = Some(error);
+            break;
+        }
+    }
+    let failed = failed.expect("a 2 MiB disk took 2.4 MB");
+    assert!(failed.to_string().contains("the disk is full"), "{failed}");
+    assert!(partials(&fleet).is_empty());
+    let stored = store(&fleet).join("sha256").join(&a);
+    assert_eq!(std::fs::read(&stored).unwrap(), first);
+    // The node answers on.
+    assert_eq!(
+        fleet
+            .spore
+            .call("service.status", json!({"name": "web"}))
+            .unwrap()["state"],
+        "ready"
+    );
+}
+
+#[test]
+fn spore_on_the_node_itself_puts_lists_and_removes_with_the_same_words() {
+    let fleet = node();
+    let file = fleet.spore.path("tool");
+    std::fs::write(&file, noise(MIB + 7, 8)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let digest = sha256sum(&file);
+    let spore = |args: &[&str]| {
+        Command::new(common::spore_bin())
+            .arg("--socket")
+            .arg(&fleet.spore.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let put = spore(&["artifact", "put", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{put:?}");
+    assert!(
+        stdout(&put).contains(&format!("sha256:{digest} ({} bytes) stored", MIB + 7)),
+        "{put:?}"
+    );
+    // Executable here, so executable there.
+    let stored = store(&fleet).join("sha256").join(&digest);
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+    let list = stdout(&spore(&["artifact", "list"]));
+    assert!(list.contains(&format!("sha256:{digest}")), "{list}");
+    assert!(list.contains("verified, executable"), "{list}");
+    let rm = spore(&["artifact", "rm", &digest]);
+    assert!(stdout(&rm).contains("removed"), "{rm:?}");
+    assert!(!stored.exists());
+    let wrong = spore(&["artifact", "frob"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("expected put FILE..., list or rm SHA256..."),
+        "{wrong:?}"
+    );
+}

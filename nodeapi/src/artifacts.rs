@@ -1,0 +1,241 @@
+//! `artifact.put`, `artifact.list`, `artifact.remove`: the node's
+//! content-addressed store ([`artifacts::Store`]). Its file work runs on a
+//! thread of its own, one job at a time, behind a short queue: the event
+//! loop hands a chunk over and sends the answer when it comes, as it does a
+//! deploy's, and never touches the disk itself. A full queue is answered
+//! "node busy" (the client tries again), so what waits in memory is at most
+//! the queue's chunks.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+use artifacts::{ArtifactError, Digest, Held, Store, Upload};
+use base64ct::{Base64, Encoding};
+use serde_json::{json, Map, Value};
+use smol::channel::{Receiver, Sender};
+
+use crate::reply::{code, ApiError};
+
+pub use proto::method::MAX_ARTIFACT_CHUNK as MAX_CHUNK;
+
+/// Jobs queued for the store's thread; more are told the node is busy.
+const QUEUE: usize = 8;
+
+/// Entries `artifact.list` answers at most (the rest counted).
+const MAX_LISTED: usize = 4_000;
+
+/// The store, worked on by its thread.
+pub struct Artifacts {
+    jobs: SyncSender<Job>,
+    root: PathBuf,
+    quota: u64,
+}
+
+enum Work {
+    Held {
+        digest: Digest,
+        size: u64,
+    },
+    Put {
+        digest: Digest,
+        size: u64,
+        offset: u64,
+        data: Vec<u8>,
+        executable: bool,
+    },
+    List,
+    Remove(Digest),
+}
+
+struct Job {
+    work: Work,
+    answer: Sender<Result<Value, ApiError>>,
+}
+
+impl Artifacts {
+    /// Starts the thread that owns `store`.
+    pub fn start(store: Store) -> std::io::Result<Artifacts> {
+        let (jobs, queue) = sync_channel::<Job>(QUEUE);
+        let root = store.root().to_owned();
+        let quota = store.quota();
+        std::thread::Builder::new()
+            .name("spore-artifacts".into())
+            .spawn(move || {
+                for job in queue {
+                    let answer = work(&store, job.work);
+                    let _ = job.answer.send_blocking(answer);
+                }
+            })?;
+        Ok(Artifacts { jobs, root, quota })
+    }
+
+    /// What `node.info` says of the store.
+    pub fn info(&self) -> Value {
+        json!({ "dir": self.root.display().to_string(), "quota_bytes": self.quota })
+    }
+
+    /// `artifact.put`: without `data`, how much of `sha256` the node holds;
+    /// with it, one chunk stored at `offset`.
+    pub fn put(&self, params: &Map<String, Value>) -> Receiver<Result<Value, ApiError>> {
+        match put_work(params) {
+            Ok(work) => self.submit(work),
+            Err(error) => answered(Err(error)),
+        }
+    }
+
+    /// `artifact.list`.
+    pub fn list(&self) -> Receiver<Result<Value, ApiError>> {
+        self.submit(Work::List)
+    }
+
+    /// `artifact.remove`.
+    pub fn remove(&self, params: &Map<String, Value>) -> Receiver<Result<Value, ApiError>> {
+        match digest_param(params) {
+            Ok(digest) => self.submit(Work::Remove(digest)),
+            Err(error) => answered(Err(error)),
+        }
+    }
+
+    fn submit(&self, work: Work) -> Receiver<Result<Value, ApiError>> {
+        let (answer, receiver) = smol::channel::bounded(1);
+        match self.jobs.try_send(Job { work, answer }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                let _ = job.answer.try_send(Err(ApiError::new(
+                    code::BUSY,
+                    format!("node busy: {QUEUE} artifact writes are queued; try again"),
+                )));
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                let _ = job.answer.try_send(Err(ApiError::new(
+                    code::STORAGE,
+                    "the artifact store's thread is gone",
+                )));
+            }
+        }
+        receiver
+    }
+}
+
+/// An answer already known.
+fn answered(answer: Result<Value, ApiError>) -> Receiver<Result<Value, ApiError>> {
+    let (tx, rx) = smol::channel::bounded(1);
+    let _ = tx.try_send(answer);
+    rx
+}
+
+fn digest_param(params: &Map<String, Value>) -> Result<Digest, ApiError> {
+    let text = params
+        .get("sha256")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Digest::parse(text).map_err(|e| {
+        ApiError::new(
+            code::INVALID_PARAMS,
+            proto::cap::capped(&e.to_string(), 200),
+        )
+    })
+}
+
+fn put_work(params: &Map<String, Value>) -> Result<Work, ApiError> {
+    let digest = digest_param(params)?;
+    let size = params.get("size").and_then(Value::as_u64).unwrap_or(0);
+    let Some(encoded) = params.get("data").and_then(Value::as_str) else {
+        return Ok(Work::Held { digest, size });
+    };
+    // Refused before decoding: base64 is 4 characters per 3 bytes.
+    if encoded.len() > MAX_CHUNK.div_ceil(3) * 4 {
+        return Err(ApiError::new(
+            code::INVALID_PARAMS,
+            format!("a chunk is at most {MAX_CHUNK} bytes"),
+        ));
+    }
+    let data = Base64::decode_vec(encoded).map_err(|_| {
+        ApiError::new(
+            code::INVALID_PARAMS,
+            "data is not base64 (RFC 4648, with padding)",
+        )
+    })?;
+    Ok(Work::Put {
+        digest,
+        size,
+        offset: params.get("offset").and_then(Value::as_u64).unwrap_or(0),
+        data,
+        executable: params.get("executable").and_then(Value::as_bool) == Some(true),
+    })
+}
+
+fn work(store: &Store, work: Work) -> Result<Value, ApiError> {
+    let answer = |digest: Digest, size: u64, held: Held| {
+        json!({
+            "sha256": digest.hex(),
+            "size": size,
+            "held": held.bytes(size),
+            "complete": held == Held::Complete,
+        })
+    };
+    match work {
+        Work::Held { digest, size } => store
+            .held(&digest, size)
+            .map(|held| answer(digest, size, held)),
+        Work::Put {
+            digest,
+            size,
+            offset,
+            data,
+            executable,
+        } => store
+            .put(&Upload {
+                digest,
+                size,
+                offset,
+                data: &data,
+                executable,
+            })
+            .map(|held| answer(digest, size, held)),
+        Work::List => store.entries().map(|entries| {
+            let used = entries
+                .iter()
+                .fold(0u64, |sum, e| sum.saturating_add(e.size));
+            let listed: Vec<Value> = entries
+                .iter()
+                .take(MAX_LISTED)
+                .map(|e| {
+                    json!({
+                        "sha256": e.digest.hex(),
+                        "size": e.size,
+                        "held": e.held,
+                        "complete": e.complete,
+                        "executable": e.executable,
+                    })
+                })
+                .collect();
+            json!({
+                "artifacts": listed,
+                "omitted": entries.len().saturating_sub(MAX_LISTED),
+                "used_bytes": used,
+                "quota_bytes": store.quota(),
+            })
+        }),
+        Work::Remove(digest) => store
+            .remove(&digest)
+            .map(|removed| json!({ "sha256": digest.hex(), "removed": removed })),
+    }
+    .map_err(api_error)
+}
+
+/// The store's refusal as a JSON-RPC error: the caller's mistakes are bad
+/// params, the disk's are storage errors.
+fn api_error(error: ArtifactError) -> ApiError {
+    let code = match error {
+        ArtifactError::BadDigest(_)
+        | ArtifactError::Offset { .. }
+        | ArtifactError::PastEnd { .. }
+        | ArtifactError::OtherSize { .. }
+        | ArtifactError::Mismatch { .. } => code::INVALID_PARAMS,
+        ArtifactError::Quota { .. } | ArtifactError::Full { .. } | ArtifactError::Io { .. } => {
+            code::STORAGE
+        }
+    };
+    ApiError::new(code, error.to_string())
+}
