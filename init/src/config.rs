@@ -56,14 +56,32 @@ pub struct NodeConfig {
     pub artifacts: Artifacts,
 }
 
-/// `[artifacts]`: the content-addressed store under `STATE_DIR/artifacts`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[artifacts]`: the content-addressed store under `STATE_DIR/artifacts`,
+/// and how the node fetches what its services pin.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Artifacts {
     /// The most it holds, verified and under way (bytes, or `"2G"`);
     /// default half of the state filesystem.
     #[serde(deserialize_with = "bytes::optional")]
     pub max_bytes: Option<u64>,
+    /// The CA an https source's certificate must chain to; default the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// How long a fetch may wait for a connect or for the next bytes
+    /// (default 30 s).
+    #[serde(deserialize_with = "span_ms::required")]
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for Artifacts {
+    fn default() -> Self {
+        Self {
+            max_bytes: None,
+            ca_file: None,
+            fetch_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[time]`: where the node's clock comes from (see [`crate::sntp`]).

@@ -9,6 +9,7 @@ mod config;
 mod control;
 mod exec;
 mod fault;
+mod fetch;
 mod kept_logs;
 mod manual;
 mod node;

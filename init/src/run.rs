@@ -76,6 +76,12 @@ pub fn supervise(
         )),
         Err(error) => journal::note(format_args!("{}: {error}", credentials.display())),
     }
+    // Each service's $ARTIFACTS_DIRECTORY (links into the store), made
+    // again at every start: any left are an earlier run's.
+    let artifact_links = credentials.with_file_name("service-artifacts");
+    if let Err(error) = runtime::credentials::sweep(&artifact_links) {
+        journal::note(format_args!("{}: {error}", artifact_links.display()));
+    }
     let (services, errors) = match svc::load_layers(&services_dir, &deployed_dir) {
         Ok(report) => (report.services, report.errors),
         Err(error) => {
@@ -117,6 +123,11 @@ pub fn supervise(
         runtime.runtime_mut().keep_logs(dir.clone());
         journal::keep(runtime::rotating::keeper(dir.join("spore.log")));
     }
+    let artifacts = open_artifacts(&paths.state_dir, config, persistent, &mut runtime);
+    let artifact_store = runtime
+        .artifacts()
+        .is_some()
+        .then(|| paths.state_dir.join("artifacts"));
     runtime.runtime_mut().set_files(runtime::Files {
         services: services_dir.clone(),
         deployed: deployed_dir,
@@ -125,8 +136,10 @@ pub fn supervise(
         credentials,
         persistent,
         kept_logs: kept.is_some().then_some(kept_root),
+        artifacts: artifact_store,
+        // Beside the credentials: /run/spore (a tmpfs) on a node.
+        artifact_links,
     });
-    let artifacts = open_artifacts(&paths.state_dir, config, persistent, &mut runtime);
     let node = Rc::new(Node {
         runtime: std::cell::RefCell::new(runtime),
         ending: std::cell::Cell::new(None),
@@ -170,11 +183,12 @@ fn open_artifacts(
     let opened = artifacts::Store::open(&dir, config.artifacts.max_bytes)
         .map_err(|error| error.to_string())
         .and_then(|store| {
-            nodeapi::artifacts::Artifacts::start(store).map_err(|error| error.to_string())
+            runtime
+                .open_artifacts(store)
+                .map_err(|error| error.to_string())
         });
-    match opened {
-        Ok(store) => {
-            let mut info = store.info();
+    match opened.map(|()| runtime.artifacts().map(nodeapi::artifacts::Artifacts::info)) {
+        Ok(Some(mut info)) => {
             if let Some(map) = info.as_object_mut() {
                 map.insert("persistent".into(), persistent.into());
                 if !persistent {
@@ -184,9 +198,10 @@ fn open_artifacts(
                     );
                 }
             }
-            runtime.set_artifacts(store);
+            runtime.set_fetcher(crate::fetch::fetcher(&config.artifacts));
             info
         }
+        Ok(None) => serde_json::Value::Null,
         Err(error) => {
             journal::note(format_args!(
                 "artifact store {}: {error}; running without one",

@@ -391,3 +391,218 @@ fn spore_on_the_node_itself_puts_lists_and_removes_with_the_same_words() {
         "{wrong:?}"
     );
 }
+
+#[test]
+fn a_service_runs_a_program_that_was_never_in_its_image_once_it_is_put() {
+    let fleet = node();
+    let work = tempfile::tempdir().unwrap();
+    let program = work.path().join("greeter");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho \"greeter from $0 with $1\"\nexec sleep 1000\n",
+    )
+    .unwrap();
+    let digest = sha256sum(&program);
+    // Deployed first: it waits, saying for what.
+    let service = format!(
+        "[service]\nname = \"greeter\"\nexec = \"$ARTIFACTS_DIRECTORY/greeter --hello\"\n\n[[artifacts]]\nname = \"greeter\"\nsha256 = \"{digest}\"\nmode = \"0755\"\n"
+    );
+    let file = common::fleet::service_file(&fleet, "greeter", &service);
+    let deploy = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    assert!(deploy.status.success(), "{deploy:?}");
+    fleet
+        .spore
+        .wait_for("the start to wait", Duration::from_secs(10), |s| {
+            s.stderr().contains(&format!(
+                "waiting for artifact greeter (sha256:{digest}): not on the node"
+            ))
+        });
+    let status = stdout(&fleet.sporectl("admin", &["status", "greeter"]));
+    assert!(status.contains("waiting for artifact greeter"), "{status}");
+    // Put (not executable here: the service file's mode makes it so).
+    let put = fleet.sporectl("admin", &["artifact", "put", program.to_str().unwrap()]);
+    assert!(put.status.success(), "{put:?}");
+    let dir = fleet.spore.path("state/service-artifacts/greeter");
+    fleet
+        .spore
+        .wait_for("greeter to run", Duration::from_secs(30), |s| {
+            s.state("greeter") == "ready"
+                && s.stderr().contains(&format!(
+                    "greeter from {}/greeter with --hello",
+                    dir.display()
+                ))
+        });
+    let stored = store(&fleet).join("sha256").join(&digest);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+    assert_eq!(std::fs::read_link(dir.join("greeter")).unwrap(), stored);
+}
+
+/// Python's http.server serving `dir` on loopback, over TLS with `tls`
+/// (certificate, key); its port. Killed on drop.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FileServer {
+    fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> FileServer {
+        let wrap = match tls {
+            Some((cert, key)) => format!(
+                "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\nctx.load_cert_chain({:?}, {:?})\nserver.socket = ctx.wrap_socket(server.socket, server_side=True)\n",
+                cert.to_str().unwrap(),
+                key.to_str().unwrap()
+            ),
+            None => String::new(),
+        };
+        let script = format!(
+            "import http.server, ssl, functools\nhandler = functools.partial(http.server.SimpleHTTPRequestHandler, directory={:?})\nserver = http.server.HTTPServer(('127.0.0.1', 0), handler)\n{wrap}print(server.server_address[1], flush=True)\nserver.serve_forever()\n",
+            dir.to_str().unwrap()
+        );
+        let mut child = Command::new("python3")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        FileServer {
+            port: line.trim().parse().unwrap(),
+            child,
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A service `name` pinning `pin` as `tool`, fetched from `url`.
+fn fetching_service(name: &str, pin: &str, url: &str) -> String {
+    format!(
+        "[service]\nname = \"{name}\"\nexec = \"$ARTIFACTS_DIRECTORY/tool {name}\"\n\n[lifecycle]\nrestart_delay_ms = 200\n\n[[artifacts]]\nname = \"tool\"\nsha256 = \"{pin}\"\nurl = \"{url}\"\nmode = \"0755\"\n"
+    )
+}
+
+#[test]
+fn the_node_fetches_what_a_service_pins_over_https_and_a_wrong_pin_never_runs() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = common::beacon::tls_material(work.path());
+    let served = work.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let mut program = b"#!/bin/sh\necho \"fetched tool runs for $1\"\nexec sleep 1000\n".to_vec();
+    program.extend(std::iter::repeat_n(b'#', 3 * MIB));
+    program.push(b'\n');
+    std::fs::write(served.join("tool"), &program).unwrap();
+    let digest = sha256sum(&served.join("tool"));
+    let server = FileServer::start(&served, Some((&cert, &key)));
+    let fleet = node_with(&format!("\n[artifacts]\nca_file = \"{}\"\n", ca.display()));
+    let url = format!("https://127.0.0.1:{}/tool", server.port);
+    let file = common::fleet::service_file(
+        &fleet,
+        "fetcher",
+        &fetching_service("fetcher", &digest, &url),
+    );
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    assert!(out.status.success(), "{out:?}");
+    fleet
+        .spore
+        .wait_for("the fetched tool to run", Duration::from_secs(30), |s| {
+            s.state("fetcher") == "ready" && s.stderr().contains("fetched tool runs for fetcher")
+        });
+    let log = fleet.spore.stderr();
+    assert!(
+        log.contains(&format!(
+            "artifact tool: fetched from {url} and verified (sha256:{digest}, {} bytes)",
+            program.len()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        sha256sum(&store(&fleet).join("sha256").join(&digest)),
+        digest
+    );
+
+    // A pin the served bytes do not match: never placed, never run, and
+    // the service says why.
+    let wrong = "0".repeat(64);
+    let file =
+        common::fleet::service_file(&fleet, "pinned", &fetching_service("pinned", &wrong, &url));
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    assert!(out.status.success(), "{out:?}");
+    fleet
+        .spore
+        .wait_for("the refused fetch", Duration::from_secs(30), |s| {
+            s.stderr()
+                .contains(&format!("not sha256:{wrong}; nothing was stored"))
+        });
+    assert!(!store(&fleet).join("sha256").join(&wrong).exists());
+    assert!(partials(&fleet).is_empty());
+    let status = stdout(&fleet.sporectl("admin", &["status", "pinned"]));
+    assert!(
+        status.contains(&format!("waiting for artifact tool (sha256:{wrong})")),
+        "{status}"
+    );
+    assert!(!fleet
+        .spore
+        .stderr()
+        .contains("fetched tool runs for pinned"));
+}
+
+#[test]
+fn a_server_that_stalls_mid_body_is_timed_out_while_the_node_answers() {
+    // A server that sends the head and half the body, then nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let Ok((mut connection, _)) = listener.accept() else {
+                return;
+            };
+            use std::io::{Read, Write};
+            let mut request = [0u8; 1024];
+            let _ = connection.read(&mut request);
+            let _ = connection.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2000000\r\n\r\n");
+            let _ = connection.write_all(&vec![b'x'; 1_000_000]);
+            held.push(connection);
+        }
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    let fleet = node_with("\n[artifacts]\nfetch_timeout_ms = 1500\n");
+    let pin = "1".repeat(64);
+    let url = format!("http://127.0.0.1:{port}/tool");
+    let file = common::fleet::service_file(&fleet, "stuck", &fetching_service("stuck", &pin, &url));
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    assert!(out.status.success(), "{out:?}");
+    fleet
+        .spore
+        .wait_for("the fetch to start", Duration::from_secs(10), |s| {
+            s.stderr()
+                .contains(&format!("artifact tool: fetching from {url}"))
+        });
+    // While it hangs, the node answers at once.
+    let started = Instant::now();
+    let list = fleet.sporectl("reader", &["list"]);
+    assert!(list.status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    fleet
+        .spore
+        .wait_for("the timeout", Duration::from_secs(20), |s| {
+            s.stderr().contains(
+                "the server stopped sending (timed out)); tried again at the service's next start",
+            )
+        });
+    assert!(partials(&fleet).is_empty(), "a half fetch was left");
+    drop(stalled);
+}

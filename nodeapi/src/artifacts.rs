@@ -31,6 +31,67 @@ pub struct Artifacts {
     quota: u64,
 }
 
+/// A handle that writes into the store from another thread (a fetch),
+/// through the same queue as `artifact.put`, waiting its turn.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: SyncSender<Job>,
+}
+
+impl Writer {
+    /// How much of `digest` (of `size` bytes) is held.
+    pub fn held(&self, digest: Digest, size: u64) -> Result<Held, ApiError> {
+        self.wait(Work::Held { digest, size })
+    }
+
+    /// Stores one chunk (see [`artifacts::Store::put`]); blocks while the
+    /// queue is full.
+    pub fn put(
+        &self,
+        digest: Digest,
+        size: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Held, ApiError> {
+        self.wait(Work::Put {
+            digest,
+            size,
+            offset,
+            data,
+            executable: false,
+        })
+    }
+
+    /// Removes what is held of `digest` (a fetch that went wrong).
+    pub fn remove(&self, digest: Digest) -> Result<(), ApiError> {
+        self.wait(Work::Remove(digest)).map(|_| ())
+    }
+
+    fn wait(&self, work: Work) -> Result<Held, ApiError> {
+        let (answer, receiver) = smol::channel::bounded(1);
+        let size = match &work {
+            Work::Held { size, .. } | Work::Put { size, .. } => *size,
+            _ => 0,
+        };
+        self.jobs
+            .send(Job { work, answer })
+            .map_err(|_| ApiError::new(code::STORAGE, "the artifact store's thread is gone"))?;
+        let value = receiver
+            .recv_blocking()
+            .map_err(|_| ApiError::new(code::STORAGE, "the artifact store's thread is gone"))??;
+        Ok(
+            match (
+                value.get("complete"),
+                value.get("held").and_then(Value::as_u64),
+            ) {
+                (Some(Value::Bool(true)), _) => Held::Complete,
+                (_, Some(0)) | (_, None) => Held::Nothing,
+                (_, Some(held)) => Held::Partial(held.min(size)),
+            },
+        )
+    }
+}
+
 enum Work {
     Held {
         digest: Digest,
@@ -53,8 +114,9 @@ struct Job {
 }
 
 impl Artifacts {
-    /// Starts the thread that owns `store`.
-    pub fn start(store: Store) -> std::io::Result<Artifacts> {
+    /// Starts the thread that owns `store`; each artifact it completes is
+    /// told on `arrived` (services waiting for it start then).
+    pub fn start(store: Store, arrived: Sender<Digest>) -> std::io::Result<Artifacts> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
         let root = store.root().to_owned();
         let quota = store.quota();
@@ -62,11 +124,30 @@ impl Artifacts {
             .name("spore-artifacts".into())
             .spawn(move || {
                 for job in queue {
+                    let completes = match &job.work {
+                        Work::Put { digest, size, .. } => (store.held(digest, *size).ok()
+                            != Some(Held::Complete))
+                        .then_some(*digest),
+                        _ => None,
+                    };
                     let answer = work(&store, job.work);
+                    let done = answer
+                        .as_ref()
+                        .is_ok_and(|a| a.get("complete") == Some(&Value::Bool(true)));
+                    if let (Some(digest), true) = (completes, done) {
+                        let _ = arrived.try_send(digest);
+                    }
                     let _ = job.answer.send_blocking(answer);
                 }
             })?;
         Ok(Artifacts { jobs, root, quota })
+    }
+
+    /// A handle to write into the store from another thread.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            jobs: self.jobs.clone(),
+        }
     }
 
     /// What `node.info` says of the store.

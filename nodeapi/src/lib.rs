@@ -45,6 +45,8 @@ pub enum Input {
     Runtime(runtime::Input),
     /// A file write or deletion finished off the loop.
     Stored(Box<store::Done>),
+    /// An artifact was completed and verified in the store.
+    ArtifactArrived(::artifacts::Digest),
 }
 
 /// What the event loop reads: finished file work first, then the
@@ -52,6 +54,7 @@ pub enum Input {
 pub struct Inputs {
     runtime: runtime::Inputs,
     stored: Receiver<Box<store::Done>>,
+    arrived: Receiver<::artifacts::Digest>,
 }
 
 impl Inputs {
@@ -59,6 +62,7 @@ impl Inputs {
     pub async fn next(&self) -> Option<Input> {
         use smol::future::FutureExt;
         async { self.stored.recv().await.ok().map(Input::Stored) }
+            .or(async { self.arrived.recv().await.ok().map(Input::ArtifactArrived) })
             .or(async { self.runtime.next().await.map(Input::Runtime) })
             .await
     }
@@ -76,7 +80,15 @@ pub struct NodeApi {
     store_tx: Sender<store::Job>,
     /// The artifact store, when the node keeps one.
     artifacts: Option<artifacts::Artifacts>,
+    /// Where the store tells of artifacts it completed.
+    arrived_tx: Sender<::artifacts::Digest>,
+    /// Fetches artifacts services wait for (the init's: it speaks HTTP).
+    fetcher: Option<Fetcher>,
 }
+
+/// Asked to fetch `artifact` into the store through `writer`; runs it off
+/// the loop and returns at once.
+pub type Fetcher = Box<dyn Fn(svc::service::ArtifactRef, artifacts::Writer)>;
 
 /// The runtime, borrowed to change it; what changed is taken when this
 /// guard goes.
@@ -129,11 +141,18 @@ impl NodeApi {
         let (store_tx, jobs) = smol::channel::unbounded();
         let (done_tx, stored) = smol::channel::unbounded();
         executor.spawn(store::serve(jobs, done_tx)).detach();
+        let mut api = Self::with_store(runtime, store_tx);
+        // Arrivals are few (one per artifact completed): a short queue,
+        // and one that is full loses nothing a backoff retry would not
+        // find anyway.
+        let (arrived_tx, arrived) = smol::channel::bounded(64);
+        api.arrived_tx = arrived_tx;
         (
-            Self::with_store(runtime, store_tx),
+            api,
             Inputs {
                 runtime: inputs,
                 stored,
+                arrived,
             },
         )
     }
@@ -145,12 +164,60 @@ impl NodeApi {
             waits: Waits::default(),
             store_tx,
             artifacts: None,
+            arrived_tx: smol::channel::bounded(1).0,
+            fetcher: None,
         }
     }
 
-    /// Serves `artifact.*` from `store` (see [`artifacts`]).
-    pub fn set_artifacts(&mut self, store: artifacts::Artifacts) {
-        self.artifacts = Some(store);
+    /// Serves `artifact.*` from `store` (see [`artifacts`]), worked on by a
+    /// thread of its own.
+    pub fn open_artifacts(&mut self, store: ::artifacts::Store) -> std::io::Result<()> {
+        let started = artifacts::Artifacts::start(store, self.arrived_tx.clone())?;
+        self.artifacts = Some(started);
+        Ok(())
+    }
+
+    /// Fetches the artifacts a service waits for with `fetcher`.
+    pub fn set_fetcher(&mut self, fetcher: Fetcher) {
+        self.fetcher = Some(fetcher);
+    }
+
+    /// `digest` is in the store: the services that pin it and wait to be
+    /// retried (in backoff, or failed while wanted) start now.
+    pub fn artifact_arrived(&mut self, digest: &::artifacts::Digest) {
+        let hex = digest.hex();
+        let waiting: Vec<String> = self
+            .runtime
+            .supervisor()
+            .list()
+            .into_iter()
+            .filter(|v| {
+                v.pid.is_none()
+                    && v.wanted
+                    && matches!(v.state, State::Backoff { .. } | State::Failed(_))
+                    && v.service.artifacts.iter().any(|a| a.sha256 == hex)
+            })
+            .map(|v| v.service.name.clone())
+            .collect();
+        for service in waiting {
+            runtime::journal::note(format_args!(
+                "{service}: started now: artifact sha256:{hex} arrived"
+            ));
+            self.feed(Event::Restart(service));
+        }
+    }
+
+    /// A service waits for artifacts: fetch those it may fetch.
+    fn fetch_for(&self, service: &str) {
+        let (Some(fetch), Some(store)) = (&self.fetcher, &self.artifacts) else {
+            return;
+        };
+        let Some(view) = self.runtime.get(service) else {
+            return;
+        };
+        for artifact in view.service.artifacts.iter().filter(|a| !a.urls.is_empty()) {
+            fetch(artifact.clone(), store.writer());
+        }
     }
 
     /// The artifact store, when there is one.
@@ -242,6 +309,7 @@ impl NodeApi {
                             }
                         }
                     }
+                    Notice::ArtifactsWanted { service } => self.fetch_for(&service),
                     Notice::Timer(key) => {
                         let id = key / 2;
                         if key % 2 == 1 {

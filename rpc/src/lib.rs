@@ -21,6 +21,7 @@ pub mod callhome;
 pub mod client;
 pub mod display;
 pub mod enrollment;
+pub mod fetch;
 pub mod frame;
 pub mod hex;
 pub mod hostname;

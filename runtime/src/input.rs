@@ -48,6 +48,8 @@ pub struct Prepared {
     pub(crate) env: Vec<(String, String)>,
     /// Its credential directory, made with the current values.
     pub(crate) credentials: Option<std::path::PathBuf>,
+    /// Its `$ARTIFACTS_DIRECTORY`, made with links to its pinned files.
+    pub(crate) artifacts: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("env", &format_args!("<{} variables>", self.env.len()))
             .field("credentials", &self.credentials)
+            .field("artifacts", &self.artifacts)
             .finish()
     }
 }

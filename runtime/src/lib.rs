@@ -17,6 +17,7 @@
 //! [`Notice`]s it leaves. It reaches the system through [`sys::Sys`].
 
 pub use durable::atomic;
+pub mod artifact_links;
 mod child;
 pub mod credentials;
 pub use escape;

@@ -33,6 +33,12 @@ pub enum Notice {
     },
     /// A timer armed with [`Runtime::arm_caller_timer`] fired.
     Timer(u64),
+    /// A service could not start, and it pins artifacts the node may fetch
+    /// (`[[artifacts]] url`): those not in the store are wanted.
+    ArtifactsWanted {
+        /// The service.
+        service: String,
+    },
 }
 
 struct ExecCheck {
@@ -112,6 +118,12 @@ pub struct Files {
     /// Where output is kept across starts (`STATE_DIR/logs`: `0/` this
     /// start, `1/` the one before…), when it is.
     pub kept_logs: Option<std::path::PathBuf>,
+    /// The artifact store's root (`STATE_DIR/artifacts`), when the node
+    /// keeps one.
+    pub artifacts: Option<std::path::PathBuf>,
+    /// Where each service's `$ARTIFACTS_DIRECTORY` is made
+    /// (`/run/spore/artifacts` on a node: a tmpfs).
+    pub artifact_links: std::path::PathBuf,
 }
 
 impl Runtime {

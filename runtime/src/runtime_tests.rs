@@ -490,6 +490,8 @@ fn a_service_with_secrets_starts_only_once_they_were_read_off_the_loop() {
         credentials: store.path().join("credentials"),
         persistent: true,
         kept_logs: None,
+        artifacts: None,
+        artifact_links: store.path().join("artifact-links"),
     });
     f.runtime.feed(Event::Start("vault".into()));
     // Nothing started on the loop: the read waits on its thread.
@@ -535,6 +537,8 @@ fn a_secret_that_cannot_be_read_off_the_loop_fails_the_start_with_why() {
         credentials: store.path().join("credentials"),
         persistent: true,
         kept_logs: None,
+        artifacts: None,
+        artifact_links: store.path().join("artifact-links"),
     });
     f.runtime.feed(Event::Start("vault".into()));
     let job = f.world.borrow_mut().offloaded.pop().unwrap();
@@ -606,4 +610,56 @@ fn output_is_kept_through_the_system_for_services_there_and_deployed_later() {
     assert!(kept[0].1.ends_with(" stdout a says hi\n"), "{kept:?}");
     assert_eq!(kept[1].0, "/var/lib/spore/logs/0/b.log");
     assert!(kept[1].1.ends_with(" stdout b says hi\n"), "{kept:?}");
+}
+
+#[test]
+fn pinned_artifacts_are_linked_off_the_loop_and_named_in_argv_or_the_start_waits() {
+    let place = tempfile::tempdir().unwrap();
+    let store = place.path().join("artifacts");
+    std::fs::create_dir_all(store.join("sha256")).unwrap();
+    let held = "c".repeat(64);
+    std::fs::write(store.join("sha256").join(&held), b"tool").unwrap();
+    let absent = "d".repeat(64);
+    let mut f = Fixture::new(&[
+        &format!("[service]\nname = \"app\"\nexec = \"$ARTIFACTS_DIRECTORY/tool --conf ${{ARTIFACTS_DIRECTORY}}/tool\"\nstatus = \"stop\"\n\n[[artifacts]]\nname = \"tool\"\nsha256 = \"{held}\"\nmode = \"0755\"\n"),
+        &format!("[service]\nname = \"later\"\nexec = \"$ARTIFACTS_DIRECTORY/x\"\nstatus = \"stop\"\n\n[[artifacts]]\nname = \"x\"\nsha256 = \"{absent}\"\n"),
+    ]);
+    let links = place.path().join("run/service-artifacts");
+    f.runtime.set_files(Files {
+        services: place.path().join("services"),
+        deployed: place.path().join("deployed"),
+        secrets: place.path().join("secrets"),
+        credentials: place.path().join("run/credentials"),
+        persistent: true,
+        kept_logs: None,
+        artifacts: Some(store.clone()),
+        artifact_links: links.clone(),
+    });
+    f.runtime.feed(Event::Start("app".into()));
+    assert!(f.spawned().is_empty(), "linked on the loop");
+    let job = f.world.borrow_mut().offloaded.pop().unwrap();
+    f.runtime.handle(job());
+    let spawned = f.spawned();
+    let dir = links.join("app");
+    assert_eq!(
+        spawned[0].1,
+        vec![
+            format!("{}/tool", dir.display()),
+            "--conf".to_owned(),
+            format!("{}/tool", dir.display())
+        ]
+    );
+    assert_eq!(std::fs::read(dir.join("tool")).unwrap(), b"tool");
+    // Not on the node: the start fails, naming what it waits for.
+    f.runtime.feed(Event::Start("later".into()));
+    let job = f.world.borrow_mut().offloaded.pop().unwrap();
+    f.runtime.handle(job());
+    assert_eq!(f.spawned().len(), 1);
+    let notes = f.world.borrow().notes.join("\n");
+    assert!(
+        notes.contains(&format!(
+            "waiting for artifact x (sha256:{absent}): not on the node"
+        )),
+        "{notes}"
+    );
 }

@@ -58,6 +58,35 @@ pub enum SplitError {
     Empty,
 }
 
+/// The one variable spore expands itself in a line that needs no shell:
+/// the directory of a service's `[[artifacts]]`, replaced at each start
+/// (`$ARTIFACTS_DIRECTORY` or `${ARTIFACTS_DIRECTORY}`, quoted or not).
+pub const ARTIFACTS_DIRECTORY: &str = "$ARTIFACTS_DIRECTORY";
+
+/// After a `$`: takes `ARTIFACTS_DIRECTORY` (not followed by more of a
+/// name) or `{ARTIFACTS_DIRECTORY}` from `chars`; false, taking nothing,
+/// for any other variable.
+fn take_artifacts_directory(chars: &mut std::str::Chars<'_>) -> bool {
+    let rest = chars.as_str();
+    let name = "ARTIFACTS_DIRECTORY";
+    let taken = if rest.starts_with("{ARTIFACTS_DIRECTORY}") {
+        name.len() + 2
+    } else if rest.starts_with(name)
+        && !rest
+            .get(name.len()..)
+            .and_then(|tail| tail.chars().next())
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        name.len()
+    } else {
+        return false;
+    };
+    for _ in 0..taken {
+        chars.next();
+    }
+    true
+}
+
 /// The words of a line and whether it needs a real shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
@@ -111,6 +140,9 @@ pub fn split_words(line: &str) -> Result<Split, SplitError> {
                             }
                             None => return Err(SplitError::UnterminatedQuote("double")),
                         },
+                        Some('$') if take_artifacts_directory(&mut chars) => {
+                            word.push_str(ARTIFACTS_DIRECTORY);
+                        }
                         Some(inner @ ('$' | '`')) => {
                             needs_shell = true;
                             word.push(inner);
@@ -128,6 +160,10 @@ pub fn split_words(line: &str) -> Result<Split, SplitError> {
                 }
                 None => return Err(SplitError::TrailingBackslash),
             },
+            '$' if take_artifacts_directory(&mut chars) => {
+                in_word = true;
+                word.push_str(ARTIFACTS_DIRECTORY);
+            }
             '|' | '&' | ';' | '<' | '>' | '(' | ')' | '$' | '`' => {
                 needs_shell = true;
                 in_word = true;
@@ -180,6 +216,30 @@ mod tests {
     fn adjacent_quoted_parts_join_one_word() {
         assert_eq!(words(r#"--x='a b'"c d"e"#), [r#"--x=a bc de"#]);
         assert_eq!(words("''"), [""]);
+    }
+
+    #[test]
+    fn the_artifacts_directory_needs_no_shell_and_other_variables_do() {
+        for line in [
+            "$ARTIFACTS_DIRECTORY/mycelium --peers tcp://a:9651",
+            "${ARTIFACTS_DIRECTORY}/mycelium --peers tcp://a:9651",
+            "\"$ARTIFACTS_DIRECTORY/mycelium\" --peers tcp://a:9651",
+        ] {
+            let split = split_words(line).unwrap();
+            assert!(!split.needs_shell, "{line}");
+            assert_eq!(
+                split.words,
+                ["$ARTIFACTS_DIRECTORY/mycelium", "--peers", "tcp://a:9651"],
+                "{line}"
+            );
+        }
+        for line in [
+            "$ARTIFACTS_DIRECTORYX/a",
+            "$HOME/a",
+            "\"${ARTIFACTS_DIRECTORY\"",
+        ] {
+            assert!(split_words(line).unwrap().needs_shell, "{line}");
+        }
     }
 
     #[test]

@@ -61,6 +61,24 @@ pub struct Service {
     /// is rewritten and this signal sent to the service's group, instead of
     /// a restart.
     pub reload_signal: Option<i32>,
+    /// `[[artifacts]]`: files from the node's artifact store, pinned by
+    /// hash, linked at each start into `$ARTIFACTS_DIRECTORY`.
+    pub artifacts: Vec<ArtifactRef>,
+}
+
+/// One `[[artifacts]]` entry: a file the service needs, pinned by its
+/// SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArtifactRef {
+    /// Its name in `$ARTIFACTS_DIRECTORY`.
+    pub name: String,
+    /// The SHA-256 of its bytes: 64 lowercase hex digits.
+    pub sha256: String,
+    /// Where the node may fetch it from, in order (`http://…`,
+    /// `https://…`); none: it must be put on the node.
+    pub urls: Vec<String>,
+    /// Made executable (0555) rather than read-only (0444).
+    pub executable: bool,
 }
 
 /// What sort of unit a service is.

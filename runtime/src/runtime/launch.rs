@@ -1,6 +1,7 @@
-//! Starting a service's run: its secrets and credentials read off the
-//! loop, then the spawn with its environment, and what a start leaves
-//! behind (the credential directory of a run) taken away again.
+//! Starting a service's run: its secrets, credentials and artifacts made
+//! ready off the loop, then the spawn with its environment, and what a
+//! start leaves behind (the credential directory of a run) taken away
+//! again.
 
 use super::*;
 use crate::sys::Launch;
@@ -15,13 +16,17 @@ impl Runtime {
         let Some(service) = self.supervisor.get(&name).map(|v| v.service.clone()) else {
             return;
         };
-        if service.secrets.is_empty() && service.credentials.is_empty() {
+        if service.secrets.is_empty()
+            && service.credentials.is_empty()
+            && service.artifacts.is_empty()
+        {
             self.launch(name, run, Ok(Prepared::default()));
             return;
         }
         let files = self.files.clone();
         self.sys.off_loop(Box::new(move || {
-            let prepared = prepare_secrets(&service, files.as_ref());
+            let prepared = prepare_secrets(&service, files.as_ref())
+                .and_then(|prepared| prepare_artifacts(&service, files.as_ref(), prepared));
             Input::Prepared {
                 service: name,
                 run,
@@ -52,7 +57,13 @@ impl Runtime {
         let result = match (&service.command, prepared) {
             (_, Err(error)) => Err(error),
             (Some(command), Ok(mut prepared)) => {
-                let argv = command.argv();
+                let argv = match (&prepared.artifacts, command) {
+                    // A line without a shell has nobody else to expand it.
+                    (Some(dir), svc::exec::Command::Argv { argv }) => {
+                        crate::artifact_links::expand(argv.clone(), dir)
+                    }
+                    _ => command.argv(),
+                };
                 let mut env: Vec<(String, String)> = service
                     .env
                     .iter()
@@ -62,6 +73,12 @@ impl Runtime {
                 if let Some(dir) = &prepared.credentials {
                     env.push((
                         crate::credentials::VARIABLE.to_owned(),
+                        dir.display().to_string(),
+                    ));
+                }
+                if let Some(dir) = &prepared.artifacts {
+                    env.push((
+                        crate::artifact_links::VARIABLE.to_owned(),
                         dir.display().to_string(),
                     ));
                 }
@@ -102,6 +119,11 @@ impl Runtime {
                 if let Some(dir) = credential_dir {
                     self.drop_credentials(&dir);
                 }
+                if service.artifacts.iter().any(|a| !a.urls.is_empty()) {
+                    self.notices.push(Notice::ArtifactsWanted {
+                        service: name.clone(),
+                    });
+                }
                 self.sys.note(&format!("{name}: {error}"));
                 self.queue.push_back(Event::SpawnFailed {
                     service: name,
@@ -134,6 +156,38 @@ impl Runtime {
             self.sys.note(&format!("{}: {error}", dir.display()));
         }
     }
+}
+
+/// Links what `service` pinned in `[[artifacts]]` into its
+/// `$ARTIFACTS_DIRECTORY` (blocking: run off the loop). One not on the node
+/// fails the start, naming it; the supervisor retries with backoff.
+fn prepare_artifacts(
+    service: &Service,
+    files: Option<&Files>,
+    mut prepared: Prepared,
+) -> Result<Prepared, SpawnError> {
+    if service.artifacts.is_empty() {
+        return Ok(prepared);
+    }
+    let fail = |error: crate::artifact_links::LinkError| SpawnError {
+        code: 1,
+        program: service.name.clone(),
+        message: error.to_string(),
+    };
+    let files = files.ok_or_else(|| fail(crate::artifact_links::LinkError::NoStore))?;
+    let store = files
+        .artifacts
+        .as_ref()
+        .ok_or_else(|| fail(crate::artifact_links::LinkError::NoStore))?;
+    let dir = crate::artifact_links::prepare(
+        &files.artifact_links,
+        &service.name,
+        store,
+        &service.artifacts,
+    )
+    .map_err(fail)?;
+    prepared.artifacts = Some(dir);
+    Ok(prepared)
 }
 
 /// Reads what `service` needs of the secrets in `files` (blocking: run off

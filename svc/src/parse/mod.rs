@@ -10,6 +10,7 @@ use crate::exec::{Command, SplitError};
 use crate::section::{Context, Section};
 use crate::service::{Class, Dependencies, Kind, Lifecycle, Logging, Service, Status};
 
+mod artifacts;
 mod health;
 mod lifecycle;
 mod values;
@@ -64,6 +65,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
                 "logging",
                 "secrets",
                 "credentials",
+                "artifacts",
             ] {
                 top.value(section);
             }
@@ -164,6 +166,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     }
     let secrets = read_secrets(top);
     let (credentials, reload_signal) = read_credentials(top);
+    let artifacts = artifacts::read_artifacts(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -173,6 +176,15 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         None => Logging::default(),
     };
 
+    let uses_artifacts = matches!(&command, Some(Command::Argv { argv })
+        if argv.iter().any(|w| w.contains(crate::exec::ARTIFACTS_DIRECTORY)));
+    if uses_artifacts && artifacts.is_empty() {
+        top.out_of_range(
+            "artifacts",
+            &top.span(),
+            "are needed: exec names $ARTIFACTS_DIRECTORY, which only a service with [[artifacts]] has",
+        );
+    }
     if kind == Kind::Target && !health.is_empty() {
         top.out_of_range(
             "health",
@@ -207,6 +219,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         secrets,
         credentials,
         reload_signal,
+        artifacts,
     })
 }
 
@@ -899,6 +912,84 @@ timeout_ms = 3000
                 "{health}: {kind}"
             );
         }
+    }
+
+    #[test]
+    fn artifacts_are_pinned_by_hash_and_named_in_exec() {
+        let pin = "9F2C".repeat(16);
+        let text = format!(
+            "[service]\nname = \"m\"\nexec = \"$ARTIFACTS_DIRECTORY/mycelium --peers tcp://a:9651\"\n\n[[artifacts]]\nname = \"mycelium\"\nsha256 = \"sha256:{pin}\"\nurl = [\"https://mirror.example/mycelium\", \"http://10.0.2.2:8000/mycelium\"]\nmode = \"0755\"\n\n[[artifacts]]\nname = \"peers.txt\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        );
+        let service = parse("m", &text).unwrap();
+        assert_eq!(
+            service.command,
+            Some(Command::Argv {
+                argv: vec![
+                    "$ARTIFACTS_DIRECTORY/mycelium".into(),
+                    "--peers".into(),
+                    "tcp://a:9651".into()
+                ]
+            })
+        );
+        assert_eq!(service.artifacts.len(), 2);
+        let mycelium = &service.artifacts[0];
+        assert_eq!(mycelium.sha256, pin.to_lowercase());
+        assert_eq!(
+            mycelium.urls,
+            [
+                "https://mirror.example/mycelium",
+                "http://10.0.2.2:8000/mycelium"
+            ]
+        );
+        assert!(mycelium.executable);
+        assert!(!service.artifacts[1].executable);
+        assert!(service.artifacts[1].urls.is_empty());
+    }
+
+    #[test]
+    fn bad_artifacts_are_reported_with_their_line() {
+        let head = "[service]\nname = \"m\"\nexec = \"x\"\n[[artifacts]]\n";
+        for (body, line) in [
+            ("name = \"a\"\nsha256 = \"abc\"\n", 6),
+            ("name = \"../a\"\nsha256 = \"\"\n", 5),
+            (
+                &*format!(
+                    "name = \"a\"\nsha256 = \"{}\"\nurl = \"ftp://x/a\"\n",
+                    "a".repeat(64)
+                ),
+                7,
+            ),
+            (
+                &*format!(
+                    "name = \"a\"\nsha256 = \"{}\"\nmode = \"rwx\"\n",
+                    "a".repeat(64)
+                ),
+                7,
+            ),
+        ] {
+            let text = format!("{head}{body}");
+            let (at, kind) = only_error("m", &text);
+            assert_eq!(at, line, "{body}: {kind}");
+            assert!(
+                matches!(kind, ErrorKind::OutOfRange { .. }),
+                "{body}: {kind}"
+            );
+        }
+        let (_, kind) = only_error(
+            "m",
+            "[service]\nname = \"m\"\nexec = \"$ARTIFACTS_DIRECTORY/x\"\n",
+        );
+        assert!(
+            kind.to_string()
+                .contains("only a service with [[artifacts]]"),
+            "{kind}"
+        );
+        let missing = parse("m", &format!("{head}name = \"a\"\n")).unwrap_err();
+        assert!(
+            missing.iter().any(|e| e.to_string().contains("sha256")),
+            "{missing:?}"
+        );
     }
 
     #[test]

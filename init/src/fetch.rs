@@ -1,0 +1,130 @@
+//! The node fetches the artifacts its services pin (`[[artifacts]] url`),
+//! each on a thread of its own, at most [`MAX_FETCHES`] at once and one per
+//! artifact: the body goes into the store through its queue, piece by
+//! piece, and the store verifies the whole against the pin before anything
+//! is visible. A service waiting for it starts once it arrives (see
+//! `nodeapi::NodeApi::artifact_arrived`); a fetch that fails is tried again
+//! at the service's next start, after its backoff. The event loop never
+//! waits on a server.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use artifacts::{Digest, Held};
+use nodeapi::artifacts::Writer;
+use runtime::journal;
+use svc::service::ArtifactRef;
+
+/// Fetches under way at most; a service asking beyond them waits for its
+/// next start.
+const MAX_FETCHES: usize = 4;
+
+/// The fetcher the node API calls, set up from `[artifacts]`.
+pub fn fetcher(settings: &crate::config::Artifacts) -> nodeapi::Fetcher {
+    let ca_file = settings.ca_file.clone();
+    let timeout = Duration::from_millis(settings.fetch_timeout_ms.max(1));
+    let under_way: Arc<Mutex<HashSet<String>>> = Arc::default();
+    Box::new(move |artifact: ArtifactRef, writer: Writer| {
+        {
+            let Ok(mut busy) = under_way.lock() else {
+                return;
+            };
+            if busy.contains(&artifact.sha256) {
+                return;
+            }
+            if busy.len() >= MAX_FETCHES {
+                journal::note(format_args!(
+                    "artifact {}: {MAX_FETCHES} fetches under way; tried again at the next start",
+                    artifact.name
+                ));
+                return;
+            }
+            busy.insert(artifact.sha256.clone());
+        }
+        let done = under_way.clone();
+        let ca_file = ca_file.clone();
+        let name = artifact.sha256.clone();
+        let spawned = std::thread::Builder::new()
+            .name("spore-fetch".into())
+            .spawn(move || {
+                fetch(&artifact, &writer, ca_file.as_deref(), timeout);
+                if let Ok(mut busy) = done.lock() {
+                    busy.remove(&artifact.sha256);
+                }
+            });
+        if let Err(error) = spawned {
+            journal::note(format_args!(
+                "artifact fetch: cannot start a thread: {error}"
+            ));
+            if let Ok(mut busy) = under_way.lock() {
+                busy.remove(&name);
+            }
+        }
+    })
+}
+
+/// Tries each source of `artifact` in order until one gives it whole.
+fn fetch(
+    artifact: &ArtifactRef,
+    writer: &Writer,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) {
+    let Ok(digest) = Digest::parse(&artifact.sha256) else {
+        return;
+    };
+    let mut reasons = Vec::new();
+    for url in &artifact.urls {
+        let shown = runtime::escape::field(url);
+        journal::note(format_args!(
+            "artifact {}: fetching from {shown}",
+            artifact.name
+        ));
+        match from(url, digest, writer, ca_file, timeout) {
+            Ok(size) => {
+                journal::note(format_args!(
+                    "artifact {}: fetched from {shown} and verified (sha256:{}, {size} bytes)",
+                    artifact.name, artifact.sha256
+                ));
+                return;
+            }
+            Err(reason) => {
+                // Nothing half-fetched stays behind.
+                let _ = writer.remove(digest);
+                reasons.push(format!("{shown}: {}", runtime::escape::field(&reason)));
+            }
+        }
+    }
+    journal::note(format_args!(
+        "artifact {}: not fetched ({}); tried again at the service's next start",
+        artifact.name,
+        reasons.join("; ")
+    ));
+}
+
+/// One source, streamed into the store.
+fn from(
+    url: &str,
+    digest: Digest,
+    writer: &Writer,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let mut began = false;
+    rpc::fetch::download(url, ca_file, timeout, &mut |size, offset, piece| {
+        if !began {
+            began = true;
+            match writer.held(digest, size).map_err(|e| e.message)? {
+                Held::Complete => return Err("already held".into()),
+                // An earlier attempt's part: this download starts afresh.
+                Held::Partial(_) => writer.remove(digest).map_err(|e| e.message)?,
+                Held::Nothing => {}
+            }
+        }
+        writer
+            .put(digest, size, offset, piece)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    })
+}
