@@ -304,6 +304,39 @@ impl Store {
         Ok(entries)
     }
 
+    /// Removes what no service needs: verified artifacts not in `keep`
+    /// last changed before `older_than` (one just put, for a service file
+    /// not yet deployed, stays), and uploads nobody has added to since
+    /// `stale_before`. Returns how many went and their bytes.
+    pub fn collect(
+        &self,
+        keep: &std::collections::HashSet<Digest>,
+        older_than: std::time::SystemTime,
+        stale_before: std::time::SystemTime,
+    ) -> Result<(usize, u64), ArtifactError> {
+        let mut removed = (0, 0u64);
+        for entry in self.entries()? {
+            let path = match entry.complete {
+                true => self.path(&entry.digest),
+                false => self.partial_path(&entry.digest, entry.size),
+            };
+            let changed = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+            let unused = match entry.complete {
+                true => !keep.contains(&entry.digest) && changed < older_than,
+                false => changed < stale_before,
+            };
+            if unused {
+                durable::atomic::remove_durably(&path)
+                    .map_err(|e| ArtifactError::io(format!("remove {}", path.display()), e, 0))?;
+                removed.0 += 1;
+                removed.1 = removed.1.saturating_add(entry.held);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes `digest`, verified or under way; false when nothing was held.
     pub fn remove(&self, digest: &Digest) -> Result<bool, ArtifactError> {
         let mut removed = false;

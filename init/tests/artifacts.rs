@@ -408,7 +408,14 @@ fn a_service_runs_a_program_that_was_never_in_its_image_once_it_is_put() {
         "[service]\nname = \"greeter\"\nexec = \"$ARTIFACTS_DIRECTORY/greeter --hello\"\n\n[[artifacts]]\nname = \"greeter\"\nsha256 = \"{digest}\"\nmode = \"0755\"\n"
     );
     let file = common::fleet::service_file(&fleet, "greeter", &service);
-    let deploy = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    // (sporectl would refuse: it checks the node holds what the file pins;
+    // the node's own socket takes the file as it is.)
+    let deploy = Command::new(common::spore_bin())
+        .arg("--socket")
+        .arg(&fleet.spore.socket)
+        .args(["deploy", file.to_str().unwrap(), "--no-wait"])
+        .output()
+        .unwrap();
     assert!(deploy.status.success(), "{deploy:?}");
     fleet
         .spore
@@ -605,4 +612,137 @@ fn a_server_that_stalls_mid_body_is_timed_out_while_the_node_answers() {
         });
     assert!(partials(&fleet).is_empty(), "a half fetch was left");
     drop(stalled);
+}
+
+#[test]
+fn one_deploy_sends_the_program_a_service_pins_and_runs_it() {
+    let fleet = node();
+    let work = tempfile::tempdir().unwrap();
+    let program = work.path().join("greeter");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho \"shipped greeter says $1\"\nexec sleep 1000\n",
+    )
+    .unwrap();
+    let digest = sha256sum(&program);
+    let service = format!(
+        "[service]\nname = \"greeter\"\nexec = \"$ARTIFACTS_DIRECTORY/greeter hi\"\n\n[[artifacts]]\nname = \"greeter\"\nsha256 = \"{digest}\"\nmode = \"0755\"\n"
+    );
+    let file = common::fleet::service_file(&fleet, "greeter", &service);
+    let file = file.to_str().unwrap();
+    // Not on the node, and nothing to send: refused before the deploy.
+    let bare = fleet.sporectl("admin", &["deploy", file]);
+    assert_eq!(bare.status.code(), Some(2), "{bare:?}");
+    assert!(
+        String::from_utf8_lossy(&bare.stderr).contains(
+            "is not on the node and the file gives no url: send it with --artifact greeter=PATH"
+        ),
+        "{bare:?}"
+    );
+    assert!(fleet
+        .spore
+        .call("service.status", json!({"name": "greeter"}))
+        .is_err());
+    // A file that is not what the pin says: nothing is sent.
+    let other = work.path().join("other");
+    std::fs::write(&other, "#!/bin/sh\necho impostor\n").unwrap();
+    let wrong = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            file,
+            "--artifact",
+            &format!("greeter={}", other.display()),
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(2), "{wrong:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains(&format!(
+            "pins greeter to sha256:{digest}; nothing was sent"
+        )),
+        "{wrong:?}"
+    );
+    assert!(std::fs::read_dir(store(&fleet).join("sha256"))
+        .unwrap()
+        .next()
+        .is_none());
+    // One deploy: the program goes first, then the file, and it runs.
+    let out = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            file,
+            "--artifact",
+            &format!("greeter={}", program.display()),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("sha256:{digest}")) && text.contains("stored"),
+        "{text}"
+    );
+    assert!(text.contains("greeter: ready"), "{text}");
+    fleet
+        .spore
+        .wait_for("the greeting", Duration::from_secs(10), |s| {
+            s.stderr().contains("shipped greeter says hi")
+        });
+    // Deployed again: the node has it, nothing is sent.
+    let again = fleet.sporectl(
+        "admin",
+        &[
+            "deploy",
+            file,
+            "--artifact",
+            &format!("greeter={}", program.display()),
+        ],
+    );
+    assert!(again.status.success(), "{again:?}");
+}
+
+#[test]
+fn room_for_a_new_artifact_is_made_from_old_ones_no_service_pins() {
+    let fleet = node_with("\n[artifacts]\nmax_bytes = \"2M\"\n");
+    let work = tempfile::tempdir().unwrap();
+    let file = |name: &str, seed: u8| {
+        let path = work.path().join(name);
+        std::fs::write(&path, noise(800_000, seed)).unwrap();
+        path
+    };
+    let (pinned, unpinned, new) = (file("pinned", 10), file("unpinned", 11), file("new", 12));
+    for path in [&pinned, &unpinned] {
+        let out = fleet.sporectl("admin", &["artifact", "put", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let service = format!(
+        "[service]\nname = \"keeper\"\nexec = \"$ARTIFACTS_DIRECTORY/p\"\nstatus = \"stop\"\n\n[[artifacts]]\nname = \"p\"\nsha256 = \"{}\"\n",
+        sha256sum(&pinned)
+    );
+    let service = common::fleet::service_file(&fleet, "keeper", &service);
+    let out = fleet.sporectl("admin", &["deploy", service.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    // Both were put two hours ago.
+    for path in [&pinned, &unpinned] {
+        let stored = store(&fleet).join("sha256").join(sha256sum(path));
+        let aged = std::time::SystemTime::now() - Duration::from_secs(7_200);
+        std::fs::File::open(&stored)
+            .unwrap()
+            .set_modified(aged)
+            .unwrap();
+    }
+    let out = fleet.sporectl("admin", &["artifact", "put", new.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let held = |path: &Path| store(&fleet).join("sha256").join(sha256sum(path)).exists();
+    assert!(held(&pinned), "a pinned artifact was collected");
+    assert!(!held(&unpinned), "an unpinned one stayed");
+    assert!(held(&new));
+    assert!(
+        fleet
+            .spore
+            .stderr()
+            .contains("artifacts: removed 1 no service pins (800000 bytes)"),
+        "{}",
+        fleet.spore.stderr()
+    );
 }

@@ -6,8 +6,11 @@
 //! "node busy" (the client tries again), so what waits in memory is at most
 //! the queue's chunks.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use artifacts::{ArtifactError, Digest, Held, Store, Upload};
 use base64ct::{Base64, Encoding};
@@ -29,6 +32,7 @@ pub struct Artifacts {
     jobs: SyncSender<Job>,
     root: PathBuf,
     quota: u64,
+    pinned: Pinned,
 }
 
 /// A handle that writes into the store from another thread (a fetch),
@@ -106,7 +110,23 @@ enum Work {
     },
     List,
     Remove(Digest),
+    /// Collect what the services do not pin (see [`Artifacts::keep`]).
+    Collect,
 }
+
+/// What the services pin, as the event loop last said; None until it has
+/// (nothing is collected before). Held only to copy or replace it.
+type Pinned = Arc<Mutex<Option<HashSet<Digest>>>>;
+
+/// How long an artifact no service pins stays (one put before the service
+/// file that pins it is deployed).
+const GRACE: Duration = Duration::from_secs(3_600);
+
+/// How long an upload nobody adds to stays.
+const STALE: Duration = Duration::from_secs(86_400);
+
+/// How long an unpinned artifact stays when a new one needs its room.
+const PRESSED_GRACE: Duration = Duration::from_secs(600);
 
 struct Job {
     work: Work,
@@ -120,10 +140,30 @@ impl Artifacts {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
         let root = store.root().to_owned();
         let quota = store.quota();
+        let pinned: Pinned = Arc::default();
+        let known = pinned.clone();
         std::thread::Builder::new()
             .name("spore-artifacts".into())
             .spawn(move || {
                 for job in queue {
+                    let keep = known.lock().ok().and_then(|k| k.clone());
+                    if let Work::Collect = job.work {
+                        if let Some(pinned) = &keep {
+                            collect(&store, pinned, GRACE);
+                        }
+                        let _ = job.answer.send_blocking(Ok(Value::Null));
+                        continue;
+                    }
+                    // Over the quota: what no service pins makes room first.
+                    if let (Work::Put { digest, size, .. }, Some(pinned)) = (&job.work, &keep) {
+                        let fits = store.held(digest, *size).ok() != Some(Held::Nothing)
+                            || store
+                                .used()
+                                .map_or(true, |used| used.saturating_add(*size) <= store.quota());
+                        if !fits {
+                            collect(&store, pinned, PRESSED_GRACE);
+                        }
+                    }
                     let completes = match &job.work {
                         Work::Put { digest, size, .. } => (store.held(digest, *size).ok()
                             != Some(Held::Complete))
@@ -140,7 +180,23 @@ impl Artifacts {
                     let _ = job.answer.send_blocking(answer);
                 }
             })?;
-        Ok(Artifacts { jobs, root, quota })
+        Ok(Artifacts {
+            jobs,
+            root,
+            quota,
+            pinned,
+        })
+    }
+
+    /// Tells the store what the services pin now (at start, and after each
+    /// deploy, removal or reload); what else has been there longer than an
+    /// hour is removed, and uploads nobody added to for a day.
+    pub fn keep(&self, pinned: HashSet<Digest>) {
+        if let Ok(mut known) = self.pinned.lock() {
+            *known = Some(pinned);
+        }
+        // A full queue skips this collection; the next one does it.
+        drop(self.submit(Work::Collect));
     }
 
     /// A handle to write into the store from another thread.
@@ -246,6 +302,20 @@ fn put_work(params: &Map<String, Value>) -> Result<Work, ApiError> {
     })
 }
 
+/// Removes what `pinned` does not hold and has been there longer than
+/// `grace`; says so in the journal.
+fn collect(store: &Store, pinned: &HashSet<Digest>, grace: Duration) {
+    let now = SystemTime::now();
+    let before = |age: Duration| now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+    match store.collect(pinned, before(grace), before(STALE)) {
+        Ok((0, _)) => {}
+        Ok((count, bytes)) => runtime::journal::note(format_args!(
+            "artifacts: removed {count} no service pins ({bytes} bytes)"
+        )),
+        Err(error) => runtime::journal::note(format_args!("artifacts: collecting: {error}")),
+    }
+}
+
 fn work(store: &Store, work: Work) -> Result<Value, ApiError> {
     let answer = |digest: Digest, size: u64, held: Held| {
         json!({
@@ -301,6 +371,7 @@ fn work(store: &Store, work: Work) -> Result<Value, ApiError> {
         Work::Remove(digest) => store
             .remove(&digest)
             .map(|removed| json!({ "sha256": digest.hex(), "removed": removed })),
+        Work::Collect => Ok(Value::Null),
     }
     .map_err(api_error)
 }

@@ -214,6 +214,7 @@ fn applied(
             let name = service.name.clone();
             runtime::journal::note(format_args!("{name}: deployed to {path}"));
             runtime.runtime_mut().deploy(*service);
+            runtime.keep_pinned();
             if start {
                 runtime.feed(Event::Start(name.clone()));
             }
@@ -502,6 +503,7 @@ fn apply_reload(runtime: &mut NodeApi, report: svc::LoadReport) -> Value {
     }
     // All at once: the supervisor builds its graph once, not per service.
     runtime.runtime_mut().deploy_all(deploys);
+    runtime.keep_pinned();
     for name in starts {
         runtime.feed(Event::Start(name));
     }

@@ -174,7 +174,25 @@ impl NodeApi {
     pub fn open_artifacts(&mut self, store: ::artifacts::Store) -> std::io::Result<()> {
         let started = artifacts::Artifacts::start(store, self.arrived_tx.clone())?;
         self.artifacts = Some(started);
+        self.keep_pinned();
         Ok(())
+    }
+
+    /// Tells the artifact store what the services pin now (after every
+    /// change of the services: a deploy, a removal, a reload).
+    pub(crate) fn keep_pinned(&self) {
+        let Some(store) = &self.artifacts else {
+            return;
+        };
+        let pinned = self
+            .runtime
+            .supervisor()
+            .list()
+            .iter()
+            .flat_map(|v| v.service.artifacts.iter())
+            .filter_map(|a| ::artifacts::Digest::parse(&a.sha256).ok())
+            .collect();
+        store.keep(pinned);
     }
 
     /// Fetches the artifacts a service waits for with `fetcher`.
@@ -239,8 +257,15 @@ impl NodeApi {
 
     /// Tells the supervisor `event` (see [`Runtime::feed`]).
     pub fn feed(&mut self, event: Event) {
+        let services_change = matches!(
+            event,
+            Event::Deploy(_) | Event::DeployAll(_) | Event::Remove(_)
+        );
         self.runtime.feed(event);
         self.sync();
+        if services_change {
+            self.keep_pinned();
+        }
     }
 
     /// Collects every exited child (see [`Runtime::reap`]).

@@ -205,7 +205,7 @@ enum Command {
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
     #[command(
-        after_help = "Examples:\n  sporectl deploy web.toml\n  sporectl deploy *.toml --start"
+        after_help = "Examples:\n  sporectl deploy web.toml\n  sporectl deploy *.toml --start\n  sporectl deploy greeter.toml --artifact greeter=./greeter   # the program it pins, sent first"
     )]
     Deploy {
         /// Service files
@@ -214,6 +214,10 @@ enum Command {
         /// Start them even if their status is not start
         #[arg(long)]
         start: bool,
+        /// Send this local file for the artifact NAME the service file pins
+        /// (it must hash to the pin), unless the node has it (repeatable)
+        #[arg(long = "artifact", value_name = "NAME=PATH", value_parser = name_path)]
+        artifacts: Vec<(String, PathBuf)>,
         #[command(flatten)]
         wait: Wait,
     },
@@ -433,6 +437,15 @@ fn usage_error(message: &str) -> ! {
         .exit()
 }
 
+fn name_path(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("`{text}`: expected NAME=PATH")),
+    }
+}
+
 fn name_address(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(n, a)| !n.is_empty() && !a.is_empty())
@@ -522,6 +535,7 @@ fn into_options(cli: Cli) -> Parsed {
             ..Default::default()
         },
         file: None,
+        artifact_files: Vec::new(),
         beacon: cli.beacon,
         all: cli.all,
         only: cli.only,
@@ -598,8 +612,10 @@ fn into_options(cli: Cli) -> Parsed {
         Command::Deploy {
             files,
             start,
+            artifacts,
             wait: w,
         } => {
+            options.artifact_files = artifacts;
             options.names = files.iter().map(|f| f.display().to_string()).collect();
             options.shape.start = start;
             options.shape.wait = wait(w);
@@ -723,6 +739,9 @@ fn into_options(cli: Cli) -> Parsed {
     }
     if matches!(options.task, crate::Task::Nodes(_)) && options.beacon.is_none() {
         usage("nodes needs --beacon URL (or SPORECTL_BEACON)");
+    }
+    if fleet && !options.artifact_files.is_empty() {
+        usage("deploy --artifact streams to one node at a time: give it --node HOST:PORT");
     }
     if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {
         usage("artifact put streams to one node at a time: give it --node HOST:PORT");

@@ -13,6 +13,7 @@ mod out;
 mod beacon_commands;
 mod cli;
 mod fleet;
+mod ship;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ pub(crate) struct Options {
     shape: Shape,
     /// `secret set --file`.
     file: Option<PathBuf>,
+    /// `deploy --artifact NAME=PATH`: local files for what a service pins.
+    artifact_files: Vec<(String, PathBuf)>,
     beacon: Option<String>,
     all: bool,
     only: Option<Vec<String>>,
@@ -244,6 +247,15 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     for operand in &operands {
         let answer = if verb == Verb::ArtifactPut {
             upload(options, &mut session, operand).await
+        } else if verb == Verb::Deploy {
+            match ship::ship(options, &mut session, operand, &options.artifact_files).await {
+                Ok(()) => {
+                    let (method, params) = request(options, verb, operand)?;
+                    let limit = call_limit(options, method);
+                    call_within(&mut session, method, params, limit).await
+                }
+                Err(error) => Err(error),
+            }
         } else {
             let (method, params) = request(options, verb, operand)?;
             let limit = call_limit(options, method);
@@ -276,9 +288,21 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     Ok(tally.code())
 }
 
+/// Whether the node holds the artifact `sha256`, verified.
+pub(crate) async fn held(
+    options: &Options,
+    session: &mut Session,
+    sha256: &str,
+) -> Result<bool, ClientError> {
+    let method = proto::method::Method::ArtifactList.name();
+    let limit = call_limit(options, method);
+    let list = call_within(session, method, json!({}), limit).await?;
+    Ok(ship::listed(&list, sha256))
+}
+
 /// `artifact put FILE`: asks how much of it the node holds, then sends the
 /// rest in chunks, one call each, showing progress on a terminal.
-async fn upload(
+pub(crate) async fn upload(
     options: &Options,
     session: &mut Session,
     file: &str,
@@ -494,7 +518,7 @@ pub(crate) fn json_error(error: &ClientError, exit_code: u8) -> Value {
 }
 
 /// Prints one answer.
-fn print_result(options: &Options, verb: Verb, result: &Value) {
+pub(crate) fn print_result(options: &Options, verb: Verb, result: &Value) {
     if options.json && verb == Verb::Logs && options.shape.follow {
         // One shape for the whole stream: the backlog line by line, as
         // the lines that follow it.

@@ -190,3 +190,47 @@ fn the_default_quota_is_half_the_filesystem() {
     let size: u64 = text.lines().nth(1).unwrap().trim().parse().unwrap();
     assert_eq!(store.quota(), size / 2);
 }
+
+#[test]
+fn what_no_service_needs_is_collected_but_what_was_just_put_stays() {
+    use std::collections::HashSet;
+    use std::time::{Duration, SystemTime};
+    let (_dir, store) = store(1 << 30);
+    let (used, unused, fresh) = (bytes(1_000), bytes(2_000), bytes(3_000));
+    for data in [&used, &unused, &fresh] {
+        store
+            .put(&chunk(data, Digest::of_bytes(data), 0, data.len()))
+            .unwrap();
+    }
+    let half = bytes(5_000);
+    store
+        .put(&chunk(&half, Digest::of_bytes(&half), 0, 100))
+        .unwrap();
+    // Age all but `fresh` by two hours (their mtime).
+    let old = SystemTime::now() - Duration::from_secs(7_200);
+    for data in [&used, &unused] {
+        let file = std::fs::File::open(store.path(&Digest::of_bytes(data))).unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let keep: HashSet<Digest> = [Digest::of_bytes(&used)].into();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+    let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+    assert_eq!(store.collect(&keep, hour_ago, day_ago).unwrap(), (1, 2_000));
+    let left: Vec<Digest> = store.entries().unwrap().iter().map(|e| e.digest).collect();
+    assert!(left.contains(&Digest::of_bytes(&used)));
+    assert!(left.contains(&Digest::of_bytes(&fresh)));
+    assert!(left.contains(&Digest::of_bytes(&half)));
+    assert!(!left.contains(&Digest::of_bytes(&unused)));
+    // An upload nobody added to for a day goes too.
+    let partial = store
+        .root()
+        .join("partial")
+        .join(format!("{}-5000", Digest::of_bytes(&half)));
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(2 * 86_400))
+        .unwrap();
+    assert_eq!(store.collect(&keep, hour_ago, day_ago).unwrap(), (1, 100));
+}
