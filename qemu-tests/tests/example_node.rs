@@ -4,7 +4,9 @@
 //! operator's own is put in: their key in authorized_keys, their fleet's
 //! enrollment key, and their beacon's port. The node mounts its state
 //! partition by label, makes its key there, registers, answers sporectl,
-//! and after a reboot comes back with the same key.
+//! runs a program its image never had after one `sporectl deploy
+//! --artifact`, and after a reboot comes back with the same key and runs
+//! that program again from its state disk, with nothing sent or fetched.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -126,6 +128,55 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     assert_eq!(info["deploys"]["persistent"], true, "{info}");
     assert_eq!(info["hostname"], hostname.as_str(), "{info}");
 
+    // A program the image never had, sent with the service file that pins
+    // it: one deploy, and it runs.
+    let program = dir.path().join("greeter");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho \"greeter runs as $0\"\nexec /bin/busybox sleep 1000000\n",
+    )
+    .unwrap();
+    let digest = {
+        let out = std::process::Command::new("sha256sum")
+            .arg(&program)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    };
+    let service = dir.path().join("greeter.toml");
+    std::fs::write(
+        &service,
+        format!("[service]\nname = \"greeter\"\nexec = \"$ARTIFACTS_DIRECTORY/greeter\"\n\n[[artifacts]]\nname = \"greeter\"\nsha256 = \"{digest}\"\nmode = \"0755\"\n"),
+    )
+    .unwrap();
+    let out = operator.on_node(
+        vm.rpc_port,
+        &key,
+        &[
+            "deploy",
+            service.to_str().unwrap(),
+            "--artifact",
+            &format!("greeter={}", program.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("greeter: ready"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    vm.wait_for_nth(
+        "greeter runs as /run/spore/service-artifacts/greeter/greeter",
+        1,
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
     // Rebooted, it comes back through the firmware with the same key.
     let first = record["registration"]["timestamp"].as_u64().unwrap();
     let out = operator.on_node(vm.rpc_port, &key, &["reboot"]);
@@ -145,5 +196,25 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     assert!(
         vm.console_text().contains("spore: node key SHA256:"),
         "the key was read again"
+    );
+    // And the program runs again from the state disk, with nothing sent
+    // or fetched.
+    vm.wait_for_nth(
+        "greeter runs as /run/spore/service-artifacts/greeter/greeter",
+        2,
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = operator.on_node(vm.rpc_port, &key, &["artifact", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(&format!("sha256:{digest}")) && listed.contains("verified, executable"),
+        "{listed}"
+    );
+    let console = vm.console_text();
+    assert!(!console.contains("artifact greeter: fetching"), "{console}");
+    assert!(
+        !console.contains("waiting for artifact greeter"),
+        "{console}"
     );
 }
