@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64ct::{Base64, Encoding};
+use base64::Engine as _;
+
+fn base64_of(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 use common::fleet::{node, node_with, stdout, Fleet};
 use rpc::client::ClientError;
 use serde_json::{json, Value};
@@ -160,7 +164,7 @@ fn push(
                 "sha256": digest,
                 "size": data.len(),
                 "offset": at * chunk,
-                "data": Base64::encode_string(piece),
+                "data": base64_of(piece),
             }),
         ))?;
     }
@@ -312,7 +316,7 @@ fn a_full_disk_is_refused_with_nothing_half_written_and_the_rest_intact() {
             "sha256": b,
             "size": second.len(),
             "offset": 0,
-            "data": Base64::encode_string(&second[..400_000]),
+            "data": base64_of(&second[..400_000]),
         }),
     ))
     .unwrap();
@@ -326,7 +330,7 @@ fn a_full_disk_is_refused_with_nothing_half_written_and_the_rest_intact() {
                 "sha256": b,
                 "size": second.len(),
                 "offset": offset,
-                "data": Base64::encode_string(&second[offset..offset + 400_000]),
+                "data": base64_of(&second[offset..offset + 400_000]),
             }),
         ));
         if let Err(error) = answer {

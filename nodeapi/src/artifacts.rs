@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use artifacts::{ArtifactError, Digest, Held, Store, Upload};
-use base64ct::{Base64, Encoding};
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use smol::channel::{Receiver, Sender};
 
@@ -287,12 +287,14 @@ fn put_work(params: &Map<String, Value>) -> Result<Work, ApiError> {
             format!("a chunk is at most {MAX_CHUNK} bytes"),
         ));
     }
-    let data = Base64::decode_vec(encoded).map_err(|_| {
-        ApiError::new(
-            code::INVALID_PARAMS,
-            "data is not base64 (RFC 4648, with padding)",
-        )
-    })?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| {
+            ApiError::new(
+                code::INVALID_PARAMS,
+                "data is not base64 (RFC 4648, with padding)",
+            )
+        })?;
     Ok(Work::Put {
         digest,
         size,

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use artifacts::Digest;
-use base64ct::{Base64, Encoding};
+use base64::Engine as _;
 use proto::method::MAX_ARTIFACT_CHUNK;
 use serde_json::{json, Value};
 
@@ -87,7 +87,7 @@ impl Source {
             "sha256": self.digest.hex(),
             "size": self.size,
             "offset": offset,
-            "data": Base64::encode_string(&data),
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
             "executable": self.executable,
         })))
     }

@@ -1,0 +1,161 @@
+//! Pushing an artifact over signed RPC, against a real `spore run` on
+//! loopback (run by hand: `cargo bench -p spore --bench artifacts`), beside
+//! its anchor measured in the same run: the same bytes over a plain TCP
+//! socket on loopback into a file on the same filesystem, fsynced, as the
+//! node's store writes them. Three rounds each, alternating; medians.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rpc::client::connect;
+use rpc::upload::{next_offset, Source};
+
+const SIZE: usize = 256 << 20;
+const ROUNDS: usize = 3;
+
+/// Bytes that do not compress: SHA-256 in counter mode.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update([seed]);
+        hasher.update(counter.to_le_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// One `artifact put` of `file`, as sporectl makes it (hashing included).
+fn push(node: &common::BenchNode, file: &Path) -> Duration {
+    let started = Instant::now();
+    let source = Source::read(file.to_str().unwrap()).unwrap();
+    smol::block_on(async {
+        let mut session = connect(
+            &node.address,
+            &node.identity,
+            &node.pin,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let mut answer = session
+            .call("artifact.put", source.held_params())
+            .await
+            .unwrap();
+        while let Some(offset) = next_offset(&answer) {
+            let Some(params) = source.chunk_params(offset).unwrap() else {
+                break;
+            };
+            answer = session.call("artifact.put", params).await.unwrap();
+        }
+        assert_eq!(answer["complete"], true);
+        session
+            .call(
+                "artifact.remove",
+                serde_json::json!({ "sha256": source.digest.hex() }),
+            )
+            .await
+            .unwrap();
+    });
+    started.elapsed()
+}
+
+/// The same bytes over plain TCP into a file, fsynced.
+fn plain(file: &Path, into: &Path) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let into = into.to_owned();
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut out = std::fs::File::create(&into).unwrap();
+        let mut buffer = vec![0u8; 512 * 1024];
+        loop {
+            let n = stream.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buffer[..n]).unwrap();
+        }
+        out.sync_all().unwrap();
+        stream.write_all(b"k").unwrap();
+    });
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut source = std::fs::File::open(file).unwrap();
+    std::io::copy(&mut source, &mut stream).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack).unwrap();
+    receiver.join().unwrap();
+    started.elapsed()
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let node = common::start(d, &[], "");
+    let file = d.join("payload");
+    std::fs::write(&file, noise(SIZE, 1)).unwrap();
+    let (mut pushed, mut copied) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        pushed.push(push(&node, &file));
+        copied.push(plain(&file, &d.join("state/copy")));
+        std::fs::remove_file(d.join("state/copy")).unwrap();
+    }
+    let mib = SIZE as f64 / (1 << 20) as f64;
+    let rate = |t: Duration| mib / t.as_secs_f64();
+    let (push, copy) = (median(pushed), median(copied));
+    println!(
+        "{} MiB, median of {ROUNDS}; ratio is push / plain TCP",
+        SIZE >> 20
+    );
+    println!("                       time (s)    MiB/s   ratio");
+    println!(
+        "artifact put (signed)  {:>8.2} {:>8.1} {:>7.2}",
+        push.as_secs_f64(),
+        rate(push),
+        rate(push) / rate(copy)
+    );
+    println!(
+        "plain TCP + fsync      {:>8.2} {:>8.1} {:>7.2}",
+        copy.as_secs_f64(),
+        rate(copy),
+        1.0
+    );
+    let scp = which("scp") && which("sshd");
+    println!(
+        "scp to a local sshd: {}",
+        if scp {
+            "not measured by this bench"
+        } else {
+            "no sshd on this machine"
+        }
+    );
+}
+
+fn which(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
