@@ -16,6 +16,9 @@ use nodeapi::artifacts::Writer;
 use runtime::journal;
 use svc::service::ArtifactRef;
 
+/// Why a download stopped at once: the store has the artifact already.
+const ALREADY_HELD: &str = "already held";
+
 /// Fetches under way at most; a service asking beyond them waits for its
 /// next start.
 const MAX_FETCHES: usize = 4;
@@ -89,6 +92,11 @@ fn fetch(
                 ));
                 return;
             }
+            // Put (or fetched) meanwhile: the services waiting for it start.
+            Err(reason) if reason == ALREADY_HELD => {
+                writer.held_already(digest);
+                return;
+            }
             Err(reason) => {
                 // Nothing half-fetched stays behind.
                 let _ = writer.remove(digest);
@@ -101,6 +109,7 @@ fn fetch(
         artifact.name,
         reasons.join("; ")
     ));
+    writer.gave_up(digest);
 }
 
 /// One source, streamed into the store.
@@ -116,7 +125,7 @@ fn from(
         if !began {
             began = true;
             match writer.held(digest, size).map_err(|e| e.message)? {
-                Held::Complete => return Err("already held".into()),
+                Held::Complete => return Err(ALREADY_HELD.into()),
                 // An earlier attempt's part: this download starts afresh.
                 Held::Partial(_) => writer.remove(digest).map_err(|e| e.message)?,
                 Held::Nothing => {}

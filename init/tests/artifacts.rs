@@ -524,8 +524,10 @@ fn the_node_fetches_what_a_service_pins_over_https_and_a_wrong_pin_never_runs() 
         "fetcher",
         &fetching_service("fetcher", &digest, &url),
     );
-    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
+    // The deploy waits through the fetch and answers once the service runs.
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("fetcher: ready"), "{out:?}");
     fleet
         .spore
         .wait_for("the fetched tool to run", Duration::from_secs(30), |s| {
@@ -549,8 +551,13 @@ fn the_node_fetches_what_a_service_pins_over_https_and_a_wrong_pin_never_runs() 
     let wrong = "0".repeat(64);
     let file =
         common::fleet::service_file(&fleet, "pinned", &fetching_service("pinned", &wrong, &url));
-    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap(), "--no-wait"]);
-    assert!(out.status.success(), "{out:?}");
+    // The deploy waits for the fetch, then says the start failed and why.
+    let out = fleet.sporectl("admin", &["deploy", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        format!("{out:?}").contains("waiting for artifact tool"),
+        "{out:?}"
+    );
     fleet
         .spore
         .wait_for("the refused fetch", Duration::from_secs(30), |s| {

@@ -27,12 +27,22 @@ const QUEUE: usize = 8;
 /// Entries `artifact.list` answers at most (the rest counted).
 const MAX_LISTED: usize = 4_000;
 
+/// What the store tells the event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// An artifact was completed and verified.
+    Arrived(Digest),
+    /// A fetch of it gave up (every source failed).
+    NotFetched(Digest),
+}
+
 /// The store, worked on by its thread.
 pub struct Artifacts {
     jobs: SyncSender<Job>,
     root: PathBuf,
     quota: u64,
     pinned: Pinned,
+    news: Sender<News>,
 }
 
 /// A handle that writes into the store from another thread (a fetch),
@@ -40,6 +50,7 @@ pub struct Artifacts {
 #[derive(Clone)]
 pub struct Writer {
     jobs: SyncSender<Job>,
+    news: Sender<News>,
 }
 
 impl Writer {
@@ -64,6 +75,16 @@ impl Writer {
             data,
             executable: false,
         })
+    }
+
+    /// Says a fetch of `digest` gave up (calls waiting for it answer).
+    pub fn gave_up(&self, digest: Digest) {
+        let _ = self.news.try_send(News::NotFetched(digest));
+    }
+
+    /// Says `digest` is held (a fetch found it already there).
+    pub fn held_already(&self, digest: Digest) {
+        let _ = self.news.try_send(News::Arrived(digest));
     }
 
     /// Removes what is held of `digest` (a fetch that went wrong).
@@ -136,12 +157,13 @@ struct Job {
 impl Artifacts {
     /// Starts the thread that owns `store`; each artifact it completes is
     /// told on `arrived` (services waiting for it start then).
-    pub fn start(store: Store, arrived: Sender<Digest>) -> std::io::Result<Artifacts> {
+    pub fn start(store: Store, arrived: Sender<News>) -> std::io::Result<Artifacts> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
         let root = store.root().to_owned();
         let quota = store.quota();
         let pinned: Pinned = Arc::default();
         let known = pinned.clone();
+        let news = arrived.clone();
         std::thread::Builder::new()
             .name("spore-artifacts".into())
             .spawn(move || {
@@ -175,7 +197,7 @@ impl Artifacts {
                         .as_ref()
                         .is_ok_and(|a| a.get("complete") == Some(&Value::Bool(true)));
                     if let (Some(digest), true) = (completes, done) {
-                        let _ = arrived.try_send(digest);
+                        let _ = arrived.try_send(News::Arrived(digest));
                     }
                     let _ = job.answer.send_blocking(answer);
                 }
@@ -185,6 +207,7 @@ impl Artifacts {
             root,
             quota,
             pinned,
+            news,
         })
     }
 
@@ -203,6 +226,7 @@ impl Artifacts {
     pub fn writer(&self) -> Writer {
         Writer {
             jobs: self.jobs.clone(),
+            news: self.news.clone(),
         }
     }
 

@@ -45,8 +45,9 @@ pub enum Input {
     Runtime(runtime::Input),
     /// A file write or deletion finished off the loop.
     Stored(Box<store::Done>),
-    /// An artifact was completed and verified in the store.
-    ArtifactArrived(::artifacts::Digest),
+    /// The artifact store's news: an artifact completed, or a fetch gave
+    /// up.
+    Artifact(artifacts::News),
 }
 
 /// What the event loop reads: finished file work first, then the
@@ -54,7 +55,7 @@ pub enum Input {
 pub struct Inputs {
     runtime: runtime::Inputs,
     stored: Receiver<Box<store::Done>>,
-    arrived: Receiver<::artifacts::Digest>,
+    arrived: Receiver<artifacts::News>,
 }
 
 impl Inputs {
@@ -62,7 +63,7 @@ impl Inputs {
     pub async fn next(&self) -> Option<Input> {
         use smol::future::FutureExt;
         async { self.stored.recv().await.ok().map(Input::Stored) }
-            .or(async { self.arrived.recv().await.ok().map(Input::ArtifactArrived) })
+            .or(async { self.arrived.recv().await.ok().map(Input::Artifact) })
             .or(async { self.runtime.next().await.map(Input::Runtime) })
             .await
     }
@@ -81,7 +82,10 @@ pub struct NodeApi {
     /// The artifact store, when the node keeps one.
     artifacts: Option<artifacts::Artifacts>,
     /// Where the store tells of artifacts it completed.
-    arrived_tx: Sender<::artifacts::Digest>,
+    arrived_tx: Sender<artifacts::News>,
+    /// Artifacts being fetched, by digest: a call waiting for a service
+    /// that waits for one of them keeps waiting.
+    fetching: std::collections::HashSet<String>,
     /// Fetches artifacts services wait for (the init's: it speaks HTTP).
     fetcher: Option<Fetcher>,
 }
@@ -165,6 +169,7 @@ impl NodeApi {
             store_tx,
             artifacts: None,
             arrived_tx: smol::channel::bounded(1).0,
+            fetching: std::collections::HashSet::new(),
             fetcher: None,
         }
     }
@@ -204,6 +209,7 @@ impl NodeApi {
     /// retried (in backoff, or failed while wanted) start now.
     pub fn artifact_arrived(&mut self, digest: &::artifacts::Digest) {
         let hex = digest.hex();
+        self.fetching.remove(&hex);
         let waiting: Vec<String> = self
             .runtime
             .supervisor()
@@ -225,8 +231,38 @@ impl NodeApi {
         }
     }
 
+    /// A fetch of `digest` gave up: calls waiting for the services that
+    /// pin it answer now (with the failed start).
+    pub fn artifact_not_fetched(&mut self, digest: &::artifacts::Digest) {
+        let hex = digest.hex();
+        if !self.fetching.remove(&hex) {
+            return;
+        }
+        let services: Vec<String> = self
+            .runtime
+            .supervisor()
+            .list()
+            .into_iter()
+            .filter(|v| v.service.artifacts.iter().any(|a| a.sha256 == hex))
+            .map(|v| v.service.name.clone())
+            .collect();
+        for service in services {
+            for id in self.waits.of(&service) {
+                self.advance_wait(id);
+            }
+        }
+    }
+
+    /// Whether `service` waits for an artifact being fetched.
+    fn awaits_fetch(&self, service: &svc::Service) -> bool {
+        service
+            .artifacts
+            .iter()
+            .any(|a| self.fetching.contains(&a.sha256))
+    }
+
     /// A service waits for artifacts: fetch those it may fetch.
-    fn fetch_for(&self, service: &str) {
+    fn fetch_for(&mut self, service: &str) {
         let (Some(fetch), Some(store)) = (&self.fetcher, &self.artifacts) else {
             return;
         };
@@ -235,6 +271,7 @@ impl NodeApi {
         };
         for artifact in view.service.artifacts.iter().filter(|a| !a.urls.is_empty()) {
             fetch(artifact.clone(), store.writer());
+            self.fetching.insert(artifact.sha256.clone());
         }
     }
 
@@ -368,7 +405,13 @@ impl NodeApi {
                     .unwrap_or_default();
                 let checks = !view.service.health.is_empty();
                 let state = state.unwrap_or(&view.state);
-                self.waits.step(id, state, view.service.kind, checks, held)
+                // A start that failed for an artifact still being fetched
+                // is not the outcome: the fetch is.
+                if matches!(state, State::Backoff { .. }) && self.awaits_fetch(view.service) {
+                    Step::Keep
+                } else {
+                    self.waits.step(id, state, view.service.kind, checks, held)
+                }
             }
             // Removed while we waited.
             None => Step::Settle(Outcome::Failed),

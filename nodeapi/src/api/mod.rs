@@ -28,7 +28,12 @@ pub fn handle(api: &mut NodeApi, input: crate::Input) {
             let crate::store::Done { job, outcome } = *done;
             crate::changes::after_store(api, &job.work, job.then, outcome, job.reply);
         }
-        crate::Input::ArtifactArrived(digest) => api.artifact_arrived(&digest),
+        crate::Input::Artifact(crate::artifacts::News::Arrived(digest)) => {
+            api.artifact_arrived(&digest)
+        }
+        crate::Input::Artifact(crate::artifacts::News::NotFetched(digest)) => {
+            api.artifact_not_fetched(&digest)
+        }
     }
 }
 
