@@ -110,17 +110,9 @@ pub fn expand(argv: Vec<String>, dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Removes a service's artifact directory; a missing one is done already.
-pub fn remove(dir: &Path) -> std::io::Result<()> {
-    match fs::symlink_metadata(dir) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(error),
-        Ok(_) => {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-            fs::remove_dir_all(dir)
-        }
-    }
-}
+/// Removes a service's artifact directory (read-only, as a credential
+/// directory is, and removed the same way); a missing one is done already.
+pub use crate::credentials::remove;
 
 #[cfg(test)]
 mod tests {
