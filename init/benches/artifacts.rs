@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rpc::client::connect;
-use rpc::upload::{next_offset, Source};
+use rpc::upload::Source;
 
 const SIZE: usize = 256 << 20;
 const ROUNDS: usize = 3;
@@ -53,16 +53,9 @@ fn push(node: &common::BenchNode, file: &Path) -> Duration {
         )
         .await
         .unwrap();
-        let mut answer = session
-            .call("artifact.put", source.held_params())
+        let answer = rpc::upload::push(&mut session, &source, Duration::from_secs(60), &mut |_| {})
             .await
             .unwrap();
-        while let Some(offset) = next_offset(&answer) {
-            let Some(params) = source.chunk_params(offset).unwrap() else {
-                break;
-            };
-            answer = session.call("artifact.put", params).await.unwrap();
-        }
         assert_eq!(answer["complete"], true);
         session
             .call(

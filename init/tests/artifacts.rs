@@ -101,7 +101,17 @@ fn a_64_mib_push_cut_off_half_way_resumes_and_is_verified_within_the_memory_boun
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    let held = std::fs::metadata(&partial).unwrap().len();
+    // Chunks already sent (several are in flight) are still stored: wait
+    // until the upload stops growing.
+    let mut held = std::fs::metadata(&partial).unwrap().len();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = std::fs::metadata(&partial).unwrap().len();
+        if now == held {
+            break;
+        }
+        held = now;
+    }
     assert!(!store(&fleet).join("sha256").join(&digest).exists());
 
     // What the node says it holds, to a reader.

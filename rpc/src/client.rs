@@ -300,12 +300,25 @@ impl Session {
 
     /// Calls `method` and waits for its answer.
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.send_call(method, params).await?;
+        self.answer(id).await
+    }
+
+    /// Sends a call without waiting for its answer; returns its id. The
+    /// node answers calls in the order they were sent: read each answer
+    /// with [`Session::answer`], oldest first.
+    pub async fn send_call(&mut self, method: &str, params: Value) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let sent = self.send(&request).await;
         proto::wipe::wipe_strings(&mut request);
         sent?;
+        Ok(id)
+    }
+
+    /// The answer to call `id`, the oldest one sent and not yet answered.
+    pub async fn answer(&mut self, id: u64) -> Result<Value, ClientError> {
         let response = self.receive().await?;
         if response.get("id") != Some(&json!(id)) {
             return Err(ClientError::Protocol("answer to another request".into()));

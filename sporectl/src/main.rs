@@ -310,30 +310,25 @@ pub(crate) async fn upload(
     use std::io::IsTerminal;
     let local = |e: rpc::upload::ReadError| ClientError::Local(e.to_string());
     let source = rpc::upload::Source::read(file).map_err(local)?;
-    let method = rpc::verbs::Verb::ArtifactPut.method(file).name();
-    let limit = call_limit(options, method);
-    let mut answer = call_within(session, method, source.held_params(), limit).await?;
-    let progress = !options.json && std::io::stderr().is_terminal();
-    while let Some(offset) = rpc::upload::next_offset(&answer) {
-        if progress {
+    let limit = call_limit(options, proto::method::Method::ArtifactPut.name());
+    let shown = !options.json && std::io::stderr().is_terminal();
+    let size = source.size;
+    let mut progress = |held: u64| {
+        if shown {
             // Our own numbers and the operator's own file name (escaped):
             // written raw, so the line is redrawn in place.
             eprint!(
-                "\r{}: {offset} of {} bytes ({}%)\x1b[K",
+                "\r{}: {held} of {size} bytes ({}%)\x1b[K",
                 rpc::display::printable(file),
-                source.size,
-                offset.saturating_mul(100) / source.size.max(1)
+                held.saturating_mul(100) / size.max(1)
             );
         }
-        let Some(params) = source.chunk_params(offset).map_err(local)? else {
-            break;
-        };
-        answer = call_within(session, method, params, limit).await?;
-    }
-    if progress {
+    };
+    let answer = rpc::upload::push(session, &source, limit, &mut progress).await;
+    if shown {
         eprint!("\r\x1b[K");
     }
-    Ok(source.done(&answer))
+    answer
 }
 
 /// The keys to offer, in ssh's order: `-i FILE` alone when given; else
