@@ -53,7 +53,7 @@ fn push(node: &common::BenchNode, file: &Path) -> Duration {
         )
         .await
         .unwrap();
-        let answer = rpc::upload::push(&mut session, &source, Duration::from_secs(60), &mut |_| {})
+        let answer = rpc::push::push(&mut session, &source, Duration::from_secs(60), &mut |_| {})
             .await
             .unwrap();
         assert_eq!(answer["complete"], true);

@@ -29,6 +29,7 @@ pub mod http;
 pub mod identity;
 pub mod nodekey;
 pub mod pins;
+pub mod push;
 pub mod refusals;
 pub mod registration;
 pub mod upload;

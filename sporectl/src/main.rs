@@ -324,7 +324,7 @@ pub(crate) async fn upload(
             );
         }
     };
-    let answer = rpc::upload::push(session, &source, limit, &mut progress).await;
+    let answer = rpc::push::push(session, &source, limit, &mut progress).await;
     if shown {
         eprint!("\r\x1b[K");
     }
