@@ -156,9 +156,13 @@ impl Store {
             }
             return Ok(Held::Complete);
         }
-        self.drop_other_uploads(&digest, size)?;
         let partial = self.partial_path(&digest, size);
         let held = file_len(&partial)?;
+        if held.is_none() {
+            // A new upload replaces one of another size (read only here,
+            // not at every chunk).
+            self.drop_other_uploads(&digest, size)?;
+        }
         let start = held.unwrap_or(0);
         if offset != start {
             return Err(ArtifactError::Offset {

@@ -177,7 +177,18 @@ impl Artifacts {
                         continue;
                     }
                     // Over the quota: what no service pins makes room first.
-                    if let (Work::Put { digest, size, .. }, Some(pinned)) = (&job.work, &keep) {
+                    // (Only a chunk at offset 0 can start one: the others
+                    // cost no directory read.)
+                    if let (
+                        Work::Put {
+                            digest,
+                            size,
+                            offset: 0,
+                            ..
+                        },
+                        Some(pinned),
+                    ) = (&job.work, &keep)
+                    {
                         let fits = store.held(digest, *size).ok() != Some(Held::Nothing)
                             || store
                                 .used()
@@ -186,10 +197,19 @@ impl Artifacts {
                             collect(&store, pinned, PRESSED_GRACE);
                         }
                     }
+                    // Only a last chunk can complete an artifact: asked of
+                    // that one alone whether it was complete before.
                     let completes = match &job.work {
-                        Work::Put { digest, size, .. } => (store.held(digest, *size).ok()
-                            != Some(Held::Complete))
-                        .then_some(*digest),
+                        Work::Put {
+                            digest,
+                            size,
+                            offset,
+                            data,
+                            ..
+                        } if offset.saturating_add(data.len() as u64) >= *size => {
+                            (store.held(digest, *size).ok() != Some(Held::Complete))
+                                .then_some(*digest)
+                        }
                         _ => None,
                     };
                     let answer = work(&store, job.work);

@@ -8,7 +8,6 @@
 //! error. Blocking: run it on a thread of its own.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ pub fn download(
 ) -> Result<u64, String> {
     let mut url = parse_url(url)?;
     for _ in 0..=MAX_REDIRECTS {
-        let mut stream = connect(&url, ca_file, timeout)?;
+        let mut stream = crate::http::connect(&url, ca_file, timeout, timeout)?;
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: spore\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
             url.path,
@@ -76,34 +75,6 @@ fn follow(from: &Url, location: &str) -> Result<Url, String> {
         });
     }
     Err("a redirect to a relative location".into())
-}
-
-/// A byte stream that is either plain TCP or TLS over it.
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-fn connect(
-    url: &Url,
-    ca_file: Option<&Path>,
-    timeout: Duration,
-) -> Result<Box<dyn ReadWrite>, String> {
-    let address = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{}: no address", url.host))?;
-    let tcp = TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(timeout))
-        .and_then(|()| tcp.set_write_timeout(Some(timeout)))
-        .map_err(|e| e.to_string())?;
-    if !url.tls {
-        return Ok(Box::new(tcp));
-    }
-    let name =
-        rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-    let connection = rustls::ClientConnection::new(crate::http::tls_config(ca_file)?, name)
-        .map_err(|e| e.to_string())?;
-    Ok(Box::new(rustls::StreamOwned::new(connection, tcp)))
 }
 
 /// Reads up to the end of the head; returns it and what came after it.

@@ -104,24 +104,12 @@ fn exchange(
     limit: u64,
 ) -> Result<Vec<u8>, String> {
     let url = parse_url(url)?;
-    let address = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let tcp =
-        TcpStream::connect_timeout(&address, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    let mut stream: Box<dyn ReadWrite> = if url.tls {
-        let name =
-            rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
-        let connection =
-            rustls::ClientConnection::new(tls_config(ca_file)?, name).map_err(|e| e.to_string())?;
-        Box::new(rustls::StreamOwned::new(connection, tcp))
-    } else {
-        Box::new(tcp)
-    };
+    let mut stream = connect(
+        &url,
+        ca_file,
+        Duration::from_secs(10),
+        Duration::from_secs(15),
+    )?;
     let mut request = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: spore\r\nConnection: close\r\n",
         url.path,
@@ -145,8 +133,36 @@ fn exchange(
 }
 
 /// A byte stream that is either plain TCP or TLS over it.
-trait ReadWrite: Read + Write {}
+pub(crate) trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
+
+/// A connection to `url`'s server, TLS for https (trusting `ca_file`, else
+/// the system's roots): the connect bounded by `connect`, each read and
+/// write by `io`.
+pub(crate) fn connect(
+    url: &Url,
+    ca_file: Option<&std::path::Path>,
+    connect: Duration,
+    io: Duration,
+) -> Result<Box<dyn ReadWrite>, String> {
+    let address = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{}: no address", url.host))?;
+    let tcp = TcpStream::connect_timeout(&address, connect).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(io))
+        .and_then(|()| tcp.set_write_timeout(Some(io)))
+        .map_err(|e| e.to_string())?;
+    if !url.tls {
+        return Ok(Box::new(tcp));
+    }
+    let name =
+        rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| e.to_string())?;
+    let connection =
+        rustls::ClientConnection::new(tls_config(ca_file)?, name).map_err(|e| e.to_string())?;
+    Ok(Box::new(rustls::StreamOwned::new(connection, tcp)))
+}
 
 #[cfg(test)]
 mod tests {
