@@ -87,6 +87,21 @@ fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal(
                     .call("service.logs", json!({ "name": hostile, "boot": 1 }))
                     .await;
                 assert!(matches!(kept, Err(ClientError::Rpc { code: -32602, .. })));
+                // An artifact's name: refused (a reader's role first), its
+                // words in the audit line.
+                let put = session
+                    .call(
+                        "artifact.put",
+                        json!({ "sha256": hostile, "size": 1, "data": "eA==" }),
+                    )
+                    .await;
+                assert!(matches!(
+                    put,
+                    Err(ClientError::Rpc {
+                        code: -32602 | -32003,
+                        ..
+                    })
+                ));
                 let method = session.call(hostile, json!({})).await;
                 assert!(matches!(method, Err(ClientError::Rpc { code: -32601, .. })));
                 let mut params = serde_json::Map::new();

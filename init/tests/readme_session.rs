@@ -151,6 +151,49 @@ fn readmes_local_session_works_as_pasted() {
 }
 
 #[test]
+fn readmes_artifact_commands_work_as_pasted() {
+    let block = block_after("### Deploying software");
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    let (spore, rpc_port) = node("artifact-node", beacon.port, &op, 0);
+    spore.wait_for("the registration", Duration::from_secs(20), |_| {
+        nodes(beacon.port).len() == 1
+    });
+    let home = work.path().join("home");
+    home_with_key(&home, &op);
+    let cwd = work.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    // The file README sends, and its digest where README writes `9f2c…`.
+    std::fs::write(cwd.join("mycelium"), "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    let out = Command::new("sha256sum")
+        .arg(cwd.join("mycelium"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8(out.stdout).unwrap()[..64].to_owned();
+    let mut pty = shell_on_pty(&cwd, &home);
+    pty.type_in(&format!(
+        "export SPORECTL_NODE=[::1]:{rpc_port} SPORECTL_KNOWN_NODES=$HOME/known\nsporectl --accept-new info >/dev/null 2>&1\n"
+    ));
+    pty.type_in(&block.replace("9f2c…", &digest));
+    pty.type_in("echo pasted-$((40+2))\n");
+    wait_shown(&pty, "pasted-42", 1, Duration::from_secs(60));
+    let shown = pty.shown();
+    assert!(
+        shown.contains(&format!("./mycelium: sha256:{digest} (26 bytes) stored")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("sha256:{digest}")), "{shown}");
+    assert!(
+        shown.contains(&format!("sha256:{digest}: removed")),
+        "{shown}"
+    );
+    assert!(!shown.contains("sporectl: "), "{shown}");
+    pty.type_in("exit\n");
+    assert!(pty.wait_exit().success());
+}
+
+#[test]
 fn readmes_first_session_works_as_typed() {
     let session = readme_session();
     let work = tempfile::tempdir().unwrap();
