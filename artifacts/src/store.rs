@@ -198,8 +198,8 @@ impl Store {
     }
 
     /// Checks that a new upload of `size` bytes fits the quota and the
-    /// filesystem.
-    fn admit(&self, size: u64) -> Result<(), ArtifactError> {
+    /// filesystem (as the first chunk of an upload does).
+    pub fn admit(&self, size: u64) -> Result<(), ArtifactError> {
         let used = self.used()?;
         if used.saturating_add(size) > self.quota {
             return Err(ArtifactError::Quota {
@@ -339,6 +339,21 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// Removes the upload under way of `digest` (of `size` bytes), if any;
+    /// a verified artifact stays.
+    pub fn drop_upload(&self, digest: &Digest, size: u64) -> Result<(), ArtifactError> {
+        let path = self.partial_path(digest, size);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(ArtifactError::io(
+                format!("remove {}", path.display()),
+                error,
+                0,
+            )),
+        }
     }
 
     /// Removes `digest`, verified or under way; false when nothing was held.

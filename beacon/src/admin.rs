@@ -1,5 +1,5 @@
 //! Operators' orders to the beacon (`approve` a pending node, `remove` a
-//! node): a JSON body signed by an operator key listed in the beacon's
+//! node, `publish` an artifact to its cache): a JSON body signed by an operator key listed in the beacon's
 //! authorized_keys (admin role), as an SSHSIG in its own namespace over
 //! [`CONTEXT`] ‖ the canonical JSON of the other fields. A timestamp within
 //! [`MAX_SKEW`] of the beacon's clock and a nonce the beacon has not seen
@@ -20,9 +20,10 @@ pub const CONTEXT: &[u8] = b"spore-beacon-admin-v1\0";
 pub const MAX_SKEW: u64 = 300;
 
 /// One signed order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// `approve`, `hold` or `remove`.
+    /// `approve`, `hold`, `remove` (on `POST /api/v1/admin`) or `publish`
+    /// (in the `Spore-Order` header of `PUT /api/v1/artifacts/HEX`).
     pub action: String,
     /// The node it is about.
     pub hostname: String,
@@ -37,9 +38,21 @@ pub struct Order {
     pub nonce: String,
     /// The operator's key, `ssh-ed25519 AAAA…`.
     pub operator: String,
+    /// For `publish`: the artifact's SHA-256 (64 lowercase hex digits).
+    /// Left out of the signed JSON when empty, so orders of the other
+    /// actions sign what they always signed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+    /// For `publish`: its size in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
     /// The SSHSIG, PEM (`-----BEGIN SSH SIGNATURE-----`).
     #[serde(default)]
     pub signature: String,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Why an order is refused (the beacon answers 403 with little detail and
@@ -86,25 +99,50 @@ impl Order {
         identity: &Identity,
         now: u64,
     ) -> Result<Self, String> {
+        Self::unsigned(action, hostname, node_key, identity, now)?.sign(identity)
+    }
+
+    /// A new order to publish the artifact `sha256` of `size` bytes to the
+    /// beacon's cache, signed by `identity`.
+    pub fn publish(sha256: &str, size: u64, identity: &Identity, now: u64) -> Result<Self, String> {
+        let mut order = Self::unsigned("publish", "", "", identity, now)?;
+        order.sha256 = sha256.to_owned();
+        order.size = size;
+        order.sign(identity)
+    }
+
+    /// An order with a fresh nonce, not yet signed.
+    fn unsigned(
+        action: &str,
+        hostname: &str,
+        node_key: &str,
+        identity: &Identity,
+        now: u64,
+    ) -> Result<Self, String> {
         use rand_core::{OsRng, RngCore};
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
-        let mut order = Order {
+        Ok(Order {
             action: action.to_owned(),
             hostname: hostname.to_owned(),
             node_key: node_key.to_owned(),
             timestamp: now,
             nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
             operator: identity.public().to_openssh().map_err(|e| e.to_string())?,
-            signature: String::new(),
-        };
+            ..Order::default()
+        })
+    }
+
+    /// Signs this order with `identity`.
+    fn sign(mut self, identity: &Identity) -> Result<Self, String> {
+        self.signature = String::new();
         let signature = identity
-            .sign_in(NAMESPACE, &order.signed_bytes()?)
+            .sign_in(NAMESPACE, &self.signed_bytes()?)
             .map_err(|e| e.to_string())?;
-        order.signature = signature
+        self.signature = signature
             .to_pem(ssh_key::LineEnding::LF)
             .map_err(|e| e.to_string())?;
-        Ok(order)
+        Ok(self)
     }
 }
 
@@ -124,7 +162,10 @@ impl Order {
     ) -> Result<Operator, OrderError> {
         let order = self;
         let operators = operators.ok_or(OrderError::NoOperators)?;
-        if !matches!(order.action.as_str(), "approve" | "hold" | "remove") {
+        if !matches!(
+            order.action.as_str(),
+            "approve" | "hold" | "remove" | "publish"
+        ) {
             return Err(OrderError::Malformed(format!(
                 "unknown action `{}`",
                 rpc::display::printable(&order.action)

@@ -6,13 +6,22 @@
 //! from). Plain http anywhere else is refused unless the operator insists,
 //! and then the pins it yields are marked unauthenticated.
 
+use std::io::{Read, Write};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
 
 use serde_json::Value;
 
 use rpc::client::ClientError;
 use rpc::http::{is_trusted_path, parse_url, request, tls_config};
+use rpc::identity::Identity;
+use rpc::upload::Source;
+
+/// How long a connect or a read or write of a publish may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Room for ~100,000 records.
 const LIST_LIMIT: u64 = 64 << 20;
@@ -171,6 +180,166 @@ impl BeaconClient {
             reason: e.to_string(),
         })?;
         self.call("POST", "/api/v1/admin", Some(&body))
+    }
+}
+
+/// What publishing an artifact did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// The beacon stored it (from this byte on: an earlier upload's part
+    /// was resumed when above 0).
+    Stored {
+        /// Where this upload started.
+        from: u64,
+    },
+    /// The beacon held it already; nothing was sent.
+    Held,
+}
+
+impl BeaconClient {
+    /// The URL of artifact `hex` at this beacon, with `query`.
+    fn artifact_url(&self, hex: &str, query: &str) -> String {
+        format!("{}{}{hex}{query}", self.base, crate::cache::ARTIFACTS_PATH)
+    }
+
+    /// How much of `source` the beacon holds: all of it (None), or the
+    /// bytes of an upload under way to resume after.
+    fn held(&self, source: &Source) -> Result<Option<u64>, BeaconClientError> {
+        let url = self.artifact_url(
+            &source.digest.hex(),
+            &format!("?local=1&size={}", source.size),
+        );
+        let (status, head) = self.head_only("HEAD", &url)?;
+        match status {
+            200 => Ok(None),
+            404 => Ok(Some(
+                http1::header(&head, "spore-held")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
+            other => Err(self.refused(other, &head)),
+        }
+    }
+
+    /// Sends a request without a body; its status and head.
+    fn head_only(&self, method: &str, url: &str) -> Result<(u16, Vec<u8>), BeaconClientError> {
+        let unreachable = |reason: String| BeaconClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let parsed = http1::parse_url(url).map_err(unreachable)?;
+        let mut stream = rpc::http::connect(&parsed, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
+            .map_err(unreachable)?;
+        let request = format!(
+            "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nConnection: close\r\n\r\n",
+            parsed.path,
+            parsed.authority()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (head, _) = rpc::fetch::read_head(&mut stream).map_err(unreachable)?;
+        let status =
+            http1::status(&head).ok_or_else(|| unreachable("not an HTTP answer".into()))?;
+        Ok((status, head))
+    }
+
+    fn refused(&self, status: u16, body: &[u8]) -> BeaconClientError {
+        let message = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        BeaconClientError::Refused {
+            status,
+            message: rpc::display::printable(&message),
+        }
+    }
+
+    /// Publishes `source` to the beacon's artifact cache, signed by
+    /// `identity` (an admin key at the beacon): resumes an upload cut off
+    /// before, sends nothing when the beacon holds it. `progress` is
+    /// called with the bytes the beacon has as they go.
+    pub fn publish(
+        &self,
+        source: &Source,
+        identity: &Identity,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Published, BeaconClientError> {
+        let Some(from) = self.held(source)? else {
+            return Ok(Published::Held);
+        };
+        let from = if from < source.size { from } else { 0 };
+        let hex = source.digest.hex();
+        let order =
+            super::admin::Order::publish(&hex, source.size, identity, proto::rpc::unix_time())
+                .map_err(|reason| BeaconClientError::Protocol {
+                    url: self.base.clone(),
+                    reason,
+                })?;
+        let order = serde_json::to_vec(&order).map_err(|e| BeaconClientError::Protocol {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let unreachable = |reason: String| BeaconClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let url = http1::parse_url(&self.artifact_url(&hex, "")).map_err(unreachable)?;
+        let mut stream = rpc::http::connect(&url, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
+            .map_err(unreachable)?;
+        let request = format!(
+            "PUT {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nSpore-Offset: {from}\r\nSpore-Order: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            url.path,
+            url.authority(),
+            source.size - from,
+            base64::engine::general_purpose::STANDARD.encode(order)
+        );
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (head, rest) = rpc::fetch::read_head(&mut stream).map_err(unreachable)?;
+        let (head, rest) = if http1::status(&head) == Some(100) {
+            let mut file = source
+                .open_at(from)
+                .map_err(|e| unreachable(e.to_string()))?;
+            let mut buffer = vec![0u8; 256 * 1024];
+            let mut sent = from;
+            while sent < source.size {
+                let n = file
+                    .read(&mut buffer)
+                    .map_err(|e| unreachable(e.to_string()))?;
+                if n == 0 {
+                    return Err(unreachable(format!(
+                        "{} got shorter while it was sent",
+                        source.file
+                    )));
+                }
+                stream
+                    .write_all(buffer.get(..n).unwrap_or_default())
+                    .map_err(|e| unreachable(e.to_string()))?;
+                sent += n as u64;
+                progress(sent);
+            }
+            stream.flush().map_err(|e| unreachable(e.to_string()))?;
+            rpc::fetch::read_head(&mut stream).map_err(unreachable)?
+        } else {
+            (head, rest)
+        };
+        let mut response = head;
+        response.extend_from_slice(&rest);
+        response.extend(rpc::http::read_all(&mut stream, 64 * 1024).map_err(unreachable)?);
+        let (status, body) = http1::parse_response(&response).map_err(unreachable)?;
+        if status != 200 {
+            return Err(self.refused(status, &body));
+        }
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok(if value.get("published") == Some(&Value::Bool(true)) {
+            Published::Stored { from }
+        } else {
+            Published::Held
+        })
     }
 }
 

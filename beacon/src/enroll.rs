@@ -206,42 +206,19 @@ impl Beacon {
             Ok(order) => order,
             Err(e) => return error(400, format!("not an order: {e}")),
         };
+        if !matches!(order.action.as_str(), "approve" | "hold" | "remove") {
+            return error(
+                400,
+                "an admin order is approve, hold or remove (publish goes with PUT /api/v1/artifacts/SHA256)",
+            );
+        }
         if let Err(e) = rpc::hostname::check(&order.hostname) {
             return error(400, format!("bad hostname: {e}"));
         }
         let clock = now();
-        let checked = match self.operators.try_borrow_mut() {
-            Ok(mut operators) => order.check(operators.as_mut(), clock, &mut |line| {
-                super::log(format_args!("beacon: {line}"))
-            }),
-            Err(_) => return error(503, "busy"),
-        };
-        // The nonce last, in the store every replica shares: only an order
-        // that would be obeyed uses one up.
-        let checked = match checked {
-            Ok(operator) => match self
-                .store
-                .take_nonce(&order.nonce, order.nonce_expires(), clock, MAX_NONCES)
-                .await
-            {
-                Ok(true) => Ok(operator),
-                Ok(false) => Err(super::admin::OrderError::Replayed),
-                Err(e) => return error(500, format!("storage: {e}")),
-            },
-            Err(e) => Err(e),
-        };
-        let operator = match checked {
+        let operator = match self.authorized(&order, peer, clock).await {
             Ok(operator) => operator,
-            Err(e) => {
-                self.refused("orders", || {
-                    format!(
-                        "beacon: refused an order to {} {} from {peer}: {e}",
-                        printable(&order.action),
-                        order.hostname
-                    )
-                });
-                return error(403, "refused");
-            }
+            Err(refusal) => return refusal,
         };
         let who = format!("{} {}", operator.fingerprint, printable(&operator.comment));
         let hostname = order.hostname.as_str();
@@ -299,7 +276,7 @@ impl Beacon {
                     Err(e) => error(500, format!("storage: {e}")),
                 }
             }
-            _ => match self.store.remove(hostname).await {
+            "remove" => match self.store.remove(hostname).await {
                 Ok(0) => error(404, format!("no node {hostname}")),
                 Ok(n) => {
                     super::log(format_args!(
@@ -309,7 +286,53 @@ impl Beacon {
                 }
                 Err(e) => error(500, format!("storage: {e}")),
             },
+            _ => error(400, "unknown action"),
         }
+    }
+
+    /// Checks `order` (signature, admin operator, freshness) and uses up
+    /// its nonce in the store every replica shares; a refusal is counted in
+    /// the log and answered with little detail.
+    pub(crate) async fn authorized(
+        &self,
+        order: &Order,
+        peer: SocketAddr,
+        clock: u64,
+    ) -> Result<rpc::authorized::Operator, Answer> {
+        let checked = match self.operators.try_borrow_mut() {
+            Ok(mut operators) => order.check(operators.as_mut(), clock, &mut |line| {
+                super::log(format_args!("beacon: {line}"))
+            }),
+            Err(_) => return Err(error(503, "busy")),
+        };
+        // The nonce last, in the store every replica shares: only an order
+        // that would be obeyed uses one up.
+        let checked = match checked {
+            Ok(operator) => match self
+                .store
+                .take_nonce(&order.nonce, order.nonce_expires(), clock, MAX_NONCES)
+                .await
+            {
+                Ok(true) => Ok(operator),
+                Ok(false) => Err(super::admin::OrderError::Replayed),
+                Err(e) => return Err(error(500, format!("storage: {e}"))),
+            },
+            Err(e) => Err(e),
+        };
+        checked.map_err(|e| {
+            self.refused("orders", || {
+                format!(
+                    "beacon: refused an order to {} {} from {peer}: {e}",
+                    printable(&order.action),
+                    if order.action == "publish" {
+                        format!("sha256:{}", printable(&order.sha256))
+                    } else {
+                        order.hostname.clone()
+                    }
+                )
+            });
+            error(403, "refused")
+        })
     }
 }
 

@@ -15,12 +15,13 @@
 //! of the node's binary).
 
 pub mod admin;
+pub mod cache;
 pub mod client;
 pub mod enroll;
 pub mod store;
 pub mod tls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -95,6 +96,9 @@ pub struct Settings {
     pub request_deadline: Duration,
     /// The same while the connection table is half full.
     pub pressure_deadline: Duration,
+    /// Keep an artifact cache (`--artifacts DIR`): operators publish,
+    /// nodes fetch by hash.
+    pub artifacts: Option<cache::CacheSettings>,
 }
 
 impl Default for Settings {
@@ -110,6 +114,7 @@ impl Default for Settings {
             burst: 20.0,
             request_deadline: Duration::from_secs(10),
             pressure_deadline: Duration::from_secs(2),
+            artifacts: None,
         }
     }
 }
@@ -131,6 +136,9 @@ pub enum BeaconError {
     /// `--approve` without operators to approve.
     #[error("--approve needs --authorized-keys FILE (the operators who approve)")]
     NoOperators,
+    /// The artifact cache's directory could not be used.
+    #[error("--artifacts: {0}")]
+    Artifacts(#[from] artifacts::ArtifactError),
 }
 
 /// A running beacon.
@@ -141,6 +149,7 @@ pub struct Beacon {
     refusals: RefusalLog,
     admission: Admission,
     buckets: RefCell<HashMap<IpAddr, (f64, Instant)>>,
+    cache: Option<cache::Cache>,
 }
 
 /// Unix seconds now.
@@ -192,7 +201,12 @@ impl Beacon {
             deadline: settings.request_deadline,
             pressure_deadline: settings.pressure_deadline,
         });
+        let cache = match &settings.artifacts {
+            Some(wanted) => Some(cache::Cache::open(wanted)?),
+            None => None,
+        };
         Ok(Rc::new(Self {
+            cache,
             store,
             settings,
             operators: RefCell::new(operators),
@@ -230,20 +244,20 @@ impl Beacon {
             let acceptor = acceptor.clone();
             executor
                 .spawn(async move {
-                    let deadline = ticket.deadline;
+                    let deadline = Deadline::after(ticket.deadline);
                     let id = ticket.id();
                     let work = async {
                         match acceptor {
                             Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(tls) => beacon.connection(tls, peer, id).await,
+                                Ok(tls) => beacon.connection(tls, peer, id, &deadline).await,
                                 Err(_) => Err(Ending::Failed),
                             },
-                            None => beacon.connection(stream, peer, id).await,
+                            None => beacon.connection(stream, peer, id, &deadline).await,
                         }
                     };
                     let ending = work
                         .or(async {
-                            Timer::after(deadline).await;
+                            deadline.passed().await;
                             Err(Ending::TimedOut)
                         })
                         .or(async {
@@ -269,8 +283,27 @@ impl Beacon {
         mut stream: S,
         peer: SocketAddr,
         ticket: u64,
+        deadline: &Deadline,
     ) -> Result<(), Ending> {
-        let request = read_request(&mut stream).await;
+        let head = read_head(&mut stream).await;
+        let request = match head {
+            // An artifact's bytes stream in or out under a deadline that
+            // each piece moves on, not the request deadline.
+            Ok((head, raw, rest)) if cache::is_artifact_path(&head.path) => {
+                self.admission.progressed(ticket);
+                let exchange = cache::Exchange {
+                    head: &head,
+                    raw: &raw,
+                    peer,
+                    deadline,
+                };
+                return self.artifact(&mut stream, exchange, rest).await;
+            }
+            Ok((head, _, rest)) => read_body(&mut stream, &head, rest)
+                .await
+                .map(|body| (head.method, head.path, body)),
+            Err(status) => Err(status),
+        };
         // A whole request: evicted only after every silent connection.
         self.admission.progressed(ticket);
         let reply = match request {
@@ -288,34 +321,7 @@ impl Beacon {
             Err(431) => error(431, "request head too large"),
             Err(status) => error(status, "bad request"),
         };
-        let body = reply.body.to_string();
-        let reason = match reply.status {
-            200 => "OK",
-            202 => "Accepted",
-            400 => "Bad Request",
-            403 => "Forbidden",
-            404 => "Not Found",
-            409 => "Conflict",
-            413 => "Payload Too Large",
-            429 => "Too Many Requests",
-            431 => "Request Header Fields Too Large",
-            501 => "Not Implemented",
-            _ => "Error",
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            reply.status,
-            timespan::http_date(std::time::SystemTime::now()),
-            body.len()
-        );
-        let written = async {
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(body.as_bytes()).await?;
-            stream.flush().await?;
-            stream.close().await
-        }
-        .await;
-        written.map_err(|_| Ending::Failed)
+        respond(&mut stream, &reply).await
     }
 
     /// Token bucket per source address.
@@ -350,6 +356,7 @@ impl Beacon {
             ("POST", "/api/v1/admin") => self.order(body, peer).await,
             ("GET", "/api/v1/nodes") => listing(self.store.nodes().await),
             ("GET", "/api/v1/pending") => listing(self.store.pending().await),
+            ("GET", "/api/v1/artifacts") => self.artifact_list().await,
             ("GET", path) if path.starts_with("/api/v1/nodes/") => {
                 let hostname = path.trim_start_matches("/api/v1/nodes/");
                 if rpc::hostname::check(hostname).is_err() {
@@ -366,16 +373,96 @@ impl Beacon {
     }
 }
 
-/// Reads one request: method, path, body. Errors are HTTP statuses.
-async fn read_request<S: AsyncRead + Unpin>(
+/// The reason phrase of `status`.
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        507 => "Insufficient Storage",
+        _ => "Error",
+    }
+}
+
+/// Writes `reply` (a JSON body) and closes the connection.
+pub(crate) async fn respond<S: AsyncWrite + Unpin>(
     stream: &mut S,
-) -> Result<(String, String, Vec<u8>), u16> {
+    reply: &Answer,
+) -> Result<(), Ending> {
+    let body = reply.body.to_string();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reason(reply.status),
+        timespan::http_date(std::time::SystemTime::now()),
+        body.len()
+    );
+    let written = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.flush().await?;
+        stream.close().await
+    }
+    .await;
+    written.map_err(|_| Ending::Failed)
+}
+
+/// When a connection is closed: at first the request deadline; a transfer
+/// of an artifact's bytes moves it on with each piece, so a slow but
+/// moving transfer goes on and a stalled one ends.
+pub(crate) struct Deadline(Cell<Instant>);
+
+impl Deadline {
+    fn after(span: Duration) -> Self {
+        Self(Cell::new(Instant::now() + span))
+    }
+
+    /// Moves the deadline to `span` from now, if that is later.
+    pub(crate) fn extend(&self, span: Duration) {
+        let at = Instant::now() + span;
+        if at > self.0.get() {
+            self.0.set(at);
+        }
+    }
+
+    /// Resolves once the deadline has passed (one timer per move, no
+    /// polling).
+    async fn passed(&self) {
+        loop {
+            let at = self.0.get();
+            Timer::at(at).await;
+            if self.0.get() <= Instant::now() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a request's head: it, its bytes, and what came after it.
+/// Errors are HTTP statuses.
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(http1::RequestHead, Vec<u8>, Vec<u8>), u16> {
     use http1::{parse_request_head, HeadError};
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let head = loop {
+    loop {
         match parse_request_head(&buffer) {
-            Ok(head) => break head,
+            Ok(head) => {
+                let rest = buffer.split_off(head.head_len.min(buffer.len()));
+                return Ok((head, buffer, rest));
+            }
             Err(HeadError::Status(status)) => return Err(status),
             Err(HeadError::Partial) => {}
         }
@@ -393,12 +480,21 @@ async fn read_request<S: AsyncRead + Unpin>(
             return Err(400);
         }
         buffer.extend_from_slice(chunk.get(..n).ok_or(400u16)?);
-    };
+    }
+}
+
+/// Reads the rest of a request's body (at most [`MAX_REQUEST`] bytes).
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &http1::RequestHead,
+    rest: Vec<u8>,
+) -> Result<Vec<u8>, u16> {
     let length = head.content_length;
     if length > MAX_REQUEST {
         return Err(413);
     }
-    let mut body = buffer.get(head.head_len..).ok_or(400u16)?.to_vec();
+    let mut body = rest;
+    let mut chunk = [0u8; 2048];
     while body.len() < length {
         let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
         if n == 0 {
@@ -407,7 +503,7 @@ async fn read_request<S: AsyncRead + Unpin>(
         body.extend_from_slice(chunk.get(..n).ok_or(400u16)?);
     }
     body.truncate(length);
-    Ok((head.method, head.path, body))
+    Ok(body)
 }
 
 #[cfg(test)]

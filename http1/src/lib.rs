@@ -98,6 +98,20 @@ pub fn header(response: &[u8], name: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// The value of header `name` in a request's head (None when the head is
+/// not complete or has no such header).
+pub fn request_header(request: &[u8], name: &str) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    parsed.parse(request).ok()?;
+    parsed
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(|v| v.trim().to_owned())
+}
+
 /// Status and decoded body of a complete response (read until the server
 /// closed): the body by Content-Length, chunked transfer coding, or all
 /// that came.
@@ -220,6 +234,14 @@ pub fn parse_request_head(bytes: &[u8]) -> Result<RequestHead, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_header_is_found_by_any_case() {
+        let head = b"PUT /a HTTP/1.1\r\nSpore-Order: e30=\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(request_header(head, "spore-order").as_deref(), Some("e30="));
+        assert_eq!(request_header(head, "missing"), None);
+        assert_eq!(request_header(b"PUT /a HTTP/1.1\r\n", "spore-order"), None);
+    }
 
     #[test]
     fn a_content_length_is_digits_only() {

@@ -6,8 +6,13 @@
 //! `nodeapi::NodeApi::artifact_arrived`); a fetch that fails is tried again
 //! at the service's next start, after its backoff. The event loop never
 //! waits on a server.
+//!
+//! The source `"beacon"` is the artifact cache of each beacon in
+//! `[beacon] url`, in order, trusted as call-home trusts it (`[beacon]
+//! ca_file`); plain http to it is fine here, for the pin is checked.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +28,18 @@ const ALREADY_HELD: &str = "already held";
 /// next start.
 const MAX_FETCHES: usize = 4;
 
-/// The fetcher the node API calls, set up from `[artifacts]`.
-pub fn fetcher(settings: &crate::config::Artifacts) -> nodeapi::Fetcher {
+/// Where a fetch may get an artifact: its URL, and the CA to trust for it.
+type Source = (String, Option<PathBuf>);
+
+/// The fetcher the node API calls, set up from `[artifacts]` and the
+/// beacons of `[beacon]`.
+pub fn fetcher(
+    settings: &crate::config::Artifacts,
+    beacon: &crate::config::Beacon,
+) -> nodeapi::Fetcher {
     let ca_file = settings.ca_file.clone();
+    let beacons = beacon.url.clone();
+    let beacon_ca = beacon.ca_file.clone();
     let timeout = Duration::from_millis(settings.fetch_timeout_ms.max(1));
     let under_way: Arc<Mutex<HashSet<String>>> = Arc::default();
     Box::new(move |artifact: ArtifactRef, writer: Writer| {
@@ -46,12 +60,17 @@ pub fn fetcher(settings: &crate::config::Artifacts) -> nodeapi::Fetcher {
             busy.insert(artifact.sha256.clone());
         }
         let done = under_way.clone();
-        let ca_file = ca_file.clone();
+        let sources = sources(
+            &artifact,
+            ca_file.as_deref(),
+            &beacons,
+            beacon_ca.as_deref(),
+        );
         let name = artifact.sha256.clone();
         let spawned = std::thread::Builder::new()
             .name("spore-fetch".into())
             .spawn(move || {
-                fetch(&artifact, &writer, ca_file.as_deref(), timeout);
+                fetch(&artifact, &sources, &writer, timeout);
                 if let Ok(mut busy) = done.lock() {
                     busy.remove(&artifact.sha256);
                 }
@@ -67,24 +86,55 @@ pub fn fetcher(settings: &crate::config::Artifacts) -> nodeapi::Fetcher {
     })
 }
 
-/// Tries each source of `artifact` in order until one gives it whole.
-fn fetch(
+/// The sources of `artifact`, in order: its URLs (trusting `ca_file`),
+/// with `"beacon"` standing for each beacon's cache (trusting
+/// `beacon_ca`).
+fn sources(
     artifact: &ArtifactRef,
-    writer: &Writer,
-    ca_file: Option<&std::path::Path>,
-    timeout: Duration,
-) {
+    ca_file: Option<&Path>,
+    beacons: &[String],
+    beacon_ca: Option<&Path>,
+) -> Vec<Source> {
+    let mut out = Vec::new();
+    for url in &artifact.urls {
+        if url == svc::parse::BEACON {
+            for beacon in beacons {
+                match rpc::callhome::artifact_url(beacon, &artifact.sha256) {
+                    Ok(url) => out.push((url, beacon_ca.map(Path::to_owned))),
+                    Err(error) => journal::note(format_args!(
+                        "artifact {}: beacon {}: {}",
+                        artifact.name,
+                        runtime::escape::field(beacon),
+                        runtime::escape::field(&error)
+                    )),
+                }
+            }
+            if beacons.is_empty() {
+                journal::note(format_args!(
+                    "artifact {}: url \"beacon\", but spore.toml names no beacon ([beacon] url)",
+                    artifact.name
+                ));
+            }
+        } else {
+            out.push((url.clone(), ca_file.map(Path::to_owned)));
+        }
+    }
+    out
+}
+
+/// Tries each source of `artifact` in order until one gives it whole.
+fn fetch(artifact: &ArtifactRef, sources: &[Source], writer: &Writer, timeout: Duration) {
     let Ok(digest) = Digest::parse(&artifact.sha256) else {
         return;
     };
     let mut reasons = Vec::new();
-    for url in &artifact.urls {
+    for (url, ca_file) in sources {
         let shown = runtime::escape::field(url);
         journal::note(format_args!(
             "artifact {}: fetching from {shown}",
             artifact.name
         ));
-        match from(url, digest, writer, ca_file, timeout) {
+        match from(url, digest, writer, ca_file.as_deref(), timeout) {
             Ok(size) => {
                 journal::note(format_args!(
                     "artifact {}: fetched from {shown} and verified (sha256:{}, {size} bytes)",
@@ -117,7 +167,7 @@ fn from(
     url: &str,
     digest: Digest,
     writer: &Writer,
-    ca_file: Option<&std::path::Path>,
+    ca_file: Option<&Path>,
     timeout: Duration,
 ) -> Result<u64, String> {
     let mut began = false;

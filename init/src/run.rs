@@ -198,7 +198,7 @@ fn open_artifacts(
                     );
                 }
             }
-            runtime.set_fetcher(crate::fetch::fetcher(&config.artifacts));
+            runtime.set_fetcher(crate::fetch::fetcher(&config.artifacts, &config.beacon));
             info
         }
         Ok(None) => serde_json::Value::Null,

@@ -54,6 +54,21 @@ pub struct Settings {
 /// Where a beacon takes registrations.
 pub const REGISTER_PATH: &str = "/api/v1/nodes/register";
 
+/// Where a beacon serves the artifacts of its cache, each under its
+/// SHA-256 in hex.
+pub const ARTIFACTS_PATH: &str = "/api/v1/artifacts/";
+
+/// Where the beacon at `url` (as `[beacon] url` gives it: a base URL or
+/// its registration URL) serves artifact `hex`.
+pub fn artifact_url(url: &str, hex: &str) -> Result<String, String> {
+    let parsed = http1::parse_url(url)?;
+    let scheme = if parsed.tls { "https" } else { "http" };
+    Ok(format!(
+        "{scheme}://{}{ARTIFACTS_PATH}{hex}",
+        parsed.authority()
+    ))
+}
+
 /// `url` as call-home posts to it: a beacon's base URL (`https://beacon:8443`,
 /// with or without a final `/`) gets [`REGISTER_PATH`]; a URL with a path
 /// is kept as written.
@@ -340,6 +355,28 @@ mod tests {
             registration_url("https://b.example/custom"),
             "https://b.example/custom"
         );
+    }
+
+    #[test]
+    fn a_beacon_serves_artifacts_at_its_artifact_path() {
+        use super::artifact_url;
+        let hex = "ab".repeat(32);
+        for url in [
+            "http://10.0.2.2:8080",
+            "http://10.0.2.2:8080/",
+            "http://10.0.2.2:8080/api/v1/nodes/register",
+        ] {
+            assert_eq!(
+                artifact_url(url, &hex).unwrap(),
+                format!("http://10.0.2.2:8080/api/v1/artifacts/{hex}"),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            artifact_url("https://[400::1]:8443", &hex).unwrap(),
+            format!("https://[400::1]:8443/api/v1/artifacts/{hex}")
+        );
+        assert!(artifact_url("ftp://x", &hex).is_err());
     }
 
     use super::*;

@@ -78,7 +78,7 @@ fn follow(from: &Url, location: &str) -> Result<Url, String> {
 }
 
 /// Reads up to the end of the head; returns it and what came after it.
-fn read_head(stream: &mut dyn Read) -> Result<(Vec<u8>, Vec<u8>), String> {
+pub fn read_head(stream: &mut dyn Read) -> Result<(Vec<u8>, Vec<u8>), String> {
     let mut bytes = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {

@@ -57,7 +57,7 @@ pub fn tls_config(
 
 /// Reads a whole response; a TLS peer that closes without close_notify
 /// after sending it is tolerated.
-fn read_all(stream: &mut dyn Read, limit: u64) -> Result<Vec<u8>, String> {
+pub fn read_all(stream: &mut dyn Read, limit: u64) -> Result<Vec<u8>, String> {
     let mut response = Vec::new();
     match stream.take(limit).read_to_end(&mut response) {
         Ok(_) => Ok(response),
@@ -133,13 +133,13 @@ fn exchange(
 }
 
 /// A byte stream that is either plain TCP or TLS over it.
-pub(crate) trait ReadWrite: Read + Write {}
+pub trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 /// A connection to `url`'s server, TLS for https (trusting `ca_file`, else
 /// the system's roots): the connect bounded by `connect`, each read and
 /// write by `io`.
-pub(crate) fn connect(
+pub fn connect(
     url: &Url,
     ca_file: Option<&std::path::Path>,
     connect: Duration,

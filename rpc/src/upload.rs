@@ -63,6 +63,17 @@ impl Source {
         })
     }
 
+    /// The file, opened and positioned at `offset`.
+    pub fn open_at(&self, offset: u64) -> Result<std::fs::File, ReadError> {
+        let failed = |error| ReadError {
+            file: self.file.clone(),
+            error,
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(failed)?;
+        file.seek(SeekFrom::Start(offset)).map_err(failed)?;
+        Ok(file)
+    }
+
     /// The first call: how much of it the node holds.
     pub fn held_params(&self) -> Value {
         json!({ "sha256": self.digest.hex(), "size": self.size })
@@ -78,8 +89,7 @@ impl Source {
             file: self.file.clone(),
             error,
         };
-        let mut file = std::fs::File::open(&self.path).map_err(failed)?;
-        file.seek(SeekFrom::Start(offset)).map_err(failed)?;
+        let mut file = self.open_at(offset)?;
         let left = usize::try_from(self.size.saturating_sub(offset)).unwrap_or(usize::MAX);
         let mut data = vec![0u8; left.min(MAX_ARTIFACT_CHUNK)];
         file.read_exact(&mut data).map_err(failed)?;

@@ -1,5 +1,5 @@
-//! sporectl's beacon commands: `nodes` (list, pending, approve, remove)
-//! and `beacon serve`.
+//! sporectl's beacon commands: `nodes` (list, pending, approve, remove),
+//! `artifact publish` and `beacon serve`.
 
 use std::process::ExitCode;
 
@@ -222,6 +222,8 @@ pub struct ServeOptions {
     pub tls_cert: Option<std::path::PathBuf>,
     /// https key.
     pub tls_key: Option<std::path::PathBuf>,
+    /// The artifact cache, if one is kept.
+    pub artifacts: Option<beacon::cache::CacheSettings>,
 }
 
 /// Where `beacon serve` keeps its records. A password written into a
@@ -282,6 +284,7 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         operators: options.authorized_keys.clone(),
         rate_per_second: options.rate,
         burst: options.burst,
+        artifacts: options.artifacts.clone(),
         ..Default::default()
     };
     let location = match store_location(options) {
@@ -308,6 +311,16 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
     if options.open {
         admits.push("every signed registration (--open)".to_owned());
     }
+    if let Some(cache) = &options.artifacts {
+        eprintln!(
+            "beacon: keeps artifacts in {}{}",
+            cache.dir.display(),
+            match cache.peers.len() {
+                0 => String::new(),
+                n => format!(" (asks {n} peer(s) for what it lacks)"),
+            }
+        );
+    }
     eprintln!(
         "beacon: listening on {}://{} (data in {}); lists nodes by {}",
         if tls.is_some() { "https" } else { "http" },
@@ -322,4 +335,65 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         Box::leak(Box::new(smol::LocalExecutor::new()));
     smol::block_on(executor.run(beacon.serve(listener, tls, executor)));
     ExitCode::SUCCESS
+}
+
+/// `sporectl artifact publish FILE…`: each file to the beacon's cache.
+pub fn publish(options: &Options, files: &[std::path::PathBuf]) -> Result<(), ClientError> {
+    let beacon = client(options)?;
+    let id = identity(options)?;
+    for file in files {
+        let file = file.display().to_string();
+        publish_one(options, &beacon, &id, &file)?;
+    }
+    Ok(())
+}
+
+/// Publishes one file, with a progress line on a terminal; its source.
+pub(crate) fn publish_one(
+    options: &Options,
+    beacon: &BeaconClient,
+    id: &rpc::identity::Identity,
+    file: &str,
+) -> Result<rpc::upload::Source, ClientError> {
+    use std::io::IsTerminal;
+    let source = rpc::upload::Source::read(file).map_err(|e| ClientError::Local(e.to_string()))?;
+    let shown = !options.json && std::io::stderr().is_terminal();
+    let size = source.size;
+    let mut progress = |sent: u64| {
+        if shown {
+            eprint!(
+                "\r{}: {sent} of {size} bytes ({}%)\x1b[K",
+                printable(file),
+                sent.saturating_mul(100) / size.max(1)
+            );
+        }
+    };
+    let published = beacon.publish(&source, id, &mut progress);
+    if shown {
+        eprint!("\r\x1b[K");
+    }
+    let (state, from) = match published? {
+        beacon::client::Published::Held => ("held already", 0),
+        beacon::client::Published::Stored { from } => ("published", from),
+    };
+    if options.json {
+        say!(
+            "{}",
+            serde_json::json!({ "file": file, "sha256": source.digest.hex(), "size": size,
+                                "state": state, "resumed_at": from })
+        );
+    } else if from > 0 {
+        say!(
+            "{}: {state} to the beacon as sha256:{} ({size} bytes; resumed at {from})",
+            printable(file),
+            source.digest
+        );
+    } else {
+        say!(
+            "{}: {state} to the beacon as sha256:{} ({size} bytes)",
+            printable(file),
+            source.digest
+        );
+    }
+    Ok(source)
 }

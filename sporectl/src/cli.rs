@@ -205,7 +205,7 @@ enum Command {
     },
     /// Add or replace services from files (checked as `spore check` does); waits for each
     #[command(
-        after_help = "Examples:\n  sporectl deploy web.toml\n  sporectl deploy *.toml --start\n  sporectl deploy greeter.toml --artifact greeter=./greeter   # the program it pins, sent first"
+        after_help = "Examples:\n  sporectl deploy web.toml\n  sporectl deploy *.toml --start\n  sporectl deploy greeter.toml --artifact greeter=./greeter   # the program it pins, sent first\n  sporectl --beacon URL --all deploy greeter.toml --artifact greeter=./greeter   # published once, fetched by each node"
     )]
     Deploy {
         /// Service files
@@ -215,7 +215,9 @@ enum Command {
         #[arg(long)]
         start: bool,
         /// Send this local file for the artifact NAME the service file pins
-        /// (it must hash to the pin), unless the node has it (repeatable)
+        /// (it must hash to the pin), unless the node has it (repeatable);
+        /// with --all or --nodes, publish it to the beacon once and let the
+        /// nodes fetch it (its url must include "beacon")
         #[arg(long = "artifact", value_name = "NAME=PATH", value_parser = name_path)]
         artifacts: Vec<(String, PathBuf)>,
         #[command(flatten)]
@@ -301,6 +303,17 @@ enum ArtifactCommand {
         after_help = "Examples:\n  sporectl artifact put ./mycelium\n  sporectl --node 10.0.2.15:9999 artifact put app.tar.gz"
     )]
     Put {
+        /// Files to send
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Send files to the beacon's artifact cache (an order signed with
+    /// your admin key), once for the whole fleet: nodes whose service files
+    /// pin them with url = "beacon" fetch them from there
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon https://beacon:8443 artifact publish ./mycelium\n  sporectl --beacon URL --all deploy web.toml --artifact web=./web   # publishes, then deploys"
+    )]
+    Publish {
         /// Files to send
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -420,6 +433,20 @@ struct Serve {
     /// …and this key (0600)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Keep an artifact cache here: admins publish (sporectl artifact
+    /// publish), nodes fetch by SHA-256 (url = "beacon")
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
+    /// The most the cache holds (bytes, or 512M, 20G); default half its
+    /// filesystem
+    #[arg(long, value_name = "SIZE", requires = "artifacts", value_parser = timespan::parse_size)]
+    artifacts_max_bytes: Option<u64>,
+    /// Another replica's URL, asked for what this one lacks (repeatable)
+    #[arg(long, value_name = "URL", requires = "artifacts")]
+    artifacts_peer: Vec<String>,
+    /// Trust this CA for https peers (else the system's roots)
+    #[arg(long, value_name = "FILE", requires = "artifacts_peer")]
+    artifacts_peer_ca: Option<PathBuf>,
 }
 
 /// What `main` does after parsing.
@@ -645,6 +672,10 @@ fn into_options(cli: Cli) -> Parsed {
                 ),
                 ArtifactCommand::List => ("list", Vec::new()),
                 ArtifactCommand::Rm { sha256 } => ("rm", sha256),
+                ArtifactCommand::Publish { files } => {
+                    options.task = crate::Task::Publish(files);
+                    ("publish", Vec::new())
+                }
             };
             options.verb = rpc::verbs::Verb::parse("artifact", Some(action));
             options.names = names;
@@ -668,6 +699,7 @@ fn into_options(cli: Cli) -> Parsed {
             "nodes"
         }
         Command::Beacon(BeaconCommand::Serve(serve)) => {
+            let serve = *serve;
             options.task = crate::Task::Serve(Box::new(crate::beacon_commands::ServeOptions {
                 listen: serve.listen,
                 data: serve.data,
@@ -684,6 +716,12 @@ fn into_options(cli: Cli) -> Parsed {
                 burst: serve.burst,
                 tls_cert: serve.tls_cert,
                 tls_key: serve.tls_key,
+                artifacts: serve.artifacts.map(|dir| beacon::cache::CacheSettings {
+                    dir,
+                    max_bytes: serve.artifacts_max_bytes,
+                    peers: serve.artifacts_peer,
+                    peer_ca: serve.artifacts_peer_ca,
+                }),
             }));
             "beacon"
         }
@@ -740,8 +778,8 @@ fn into_options(cli: Cli) -> Parsed {
     if matches!(options.task, crate::Task::Nodes(_)) && options.beacon.is_none() {
         usage("nodes needs --beacon URL (or SPORECTL_BEACON)");
     }
-    if fleet && !options.artifact_files.is_empty() {
-        usage("deploy --artifact streams to one node at a time: give it --node HOST:PORT");
+    if matches!(options.task, crate::Task::Publish(_)) && options.beacon.is_none() {
+        usage("artifact publish sends to a beacon: give --beacon URL (or SPORECTL_BEACON)");
     }
     if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {
         usage("artifact put streams to one node at a time: give it --node HOST:PORT");

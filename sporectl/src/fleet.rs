@@ -109,6 +109,9 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         )?;
     }
     // Files and stdin are read once the command is confirmed.
+    if verb == Verb::Deploy && !options.artifact_files.is_empty() {
+        crate::ship::publish_for_fleet(options, &operand, &options.artifact_files)?;
+    }
     let identities = Rc::new(identities(options)?);
     let connect_timeout = options.connect_timeout;
     let (method, mut params) = request(options, verb, &operand)?;

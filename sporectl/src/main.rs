@@ -78,6 +78,8 @@ pub(crate) enum Task {
     Nodes(NodesAction),
     /// `sporectl known-nodes …`: the local pins.
     KnownNodes(KnownNodesAction),
+    /// `sporectl artifact publish FILE…`: to the beacon's cache.
+    Publish(Vec<PathBuf>),
 }
 
 /// `sporectl nodes [ACTION]`.
@@ -620,6 +622,12 @@ fn main() -> ExitCode {
         }
         Task::Nodes(action) => {
             return match beacon_commands::nodes(&options, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => report(error),
+            }
+        }
+        Task::Publish(files) => {
+            return match beacon_commands::publish(&options, files) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => report(error),
             }

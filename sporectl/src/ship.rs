@@ -21,6 +21,8 @@ pub(crate) struct Needed {
     pub sha256: String,
     /// Whether the node may fetch it itself.
     pub fetchable: bool,
+    /// Whether one of its sources is the beacon's cache.
+    pub from_beacon: bool,
     /// The local file to send, checked against the pin.
     pub local: Option<Source>,
 }
@@ -62,6 +64,7 @@ pub(crate) fn needed(file: &str, given: &[(String, PathBuf)]) -> Result<Vec<Need
             name: artifact.name,
             sha256: artifact.sha256,
             fetchable: !artifact.urls.is_empty(),
+            from_beacon: artifact.urls.iter().any(|u| u == svc::parse::BEACON),
             local: source,
         });
     }
@@ -108,4 +111,32 @@ pub(crate) fn listed(list: &Value, sha256: &str) -> bool {
             a.get("sha256").and_then(Value::as_str) == Some(sha256)
                 && a.get("complete") == Some(&Value::Bool(true))
         })
+}
+
+/// `--all deploy FILE --artifact NAME=PATH`: each local file goes to the
+/// beacon's cache once, and every node fetches it from there, rather than
+/// N copies from the operator's uplink. So the file must list the beacon
+/// among the sources of each artifact given.
+pub(crate) fn publish_for_fleet(
+    options: &Options,
+    file: &str,
+    given: &[(String, PathBuf)],
+) -> Result<(), ClientError> {
+    let needs = needed(file, given)?;
+    for need in &needs {
+        if need.local.is_some() && !need.from_beacon {
+            return Err(ClientError::Local(format!(
+                "{file}: with --all or --nodes, nodes fetch what the file pins from the beacon, but artifact {} has no url \"beacon\" (add url = [\"beacon\"]), or send it to each node with --node HOST:PORT",
+                need.name
+            )));
+        }
+    }
+    let beacon = crate::beacon_commands::client(options)?;
+    let id = crate::identity(options)?;
+    for need in needs {
+        if let Some(source) = need.local {
+            crate::beacon_commands::publish_one(options, &beacon, &id, &source.file)?;
+        }
+    }
+    Ok(())
 }

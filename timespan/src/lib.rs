@@ -3,7 +3,8 @@
 //! duration a service file or spore.toml takes, where a key named `…_ms`
 //! also takes a bare integer of milliseconds), and moments as journalctl's
 //! `--since` takes them (`10m ago`, `-1h`, `today`,
-//! `2026-12-07T03:00:00Z`, `2026-12-07 03:00`, all UTC).
+//! `2026-12-07T03:00:00Z`, `2026-12-07 03:00`, all UTC); and sizes as
+//! systemd writes them (`"512M"`, `"2G"`), for the same files and lines.
 
 use std::time::{Duration, SystemTime};
 
@@ -284,6 +285,43 @@ pub fn unix_millis(time: SystemTime) -> u64 {
 /// Milliseconds in `span`, saturated at `u64::MAX`.
 pub fn millis(span: Duration) -> u64 {
     u64::try_from(span.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `"512M"`, `"2G"`, `"1024"`, `"1.5G"` in bytes: an integer, or a number
+/// with a binary suffix (K, M, G, T are powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((at, _)) => trimmed.split_at(at),
+        None => (trimmed, ""),
+    };
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: a size is bytes, or a number with K, M, G or T (powers of 1024)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: not a size (e.g. \"512M\", \"2G\")"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{text}`: a size cannot be negative"));
+    }
+    let bytes = value * scale as f64;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("`{text}`: too large"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]

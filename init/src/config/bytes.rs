@@ -28,40 +28,10 @@ impl Visitor<'_> for Size {
     }
 }
 
-/// `"512M"`, `"2G"`, `"1024"`, `"1.5G"` in bytes.
+/// `"512M"`, `"2G"`, `"1024"`, `"1.5G"` in bytes (see
+/// [`timespan::parse_size`]).
 pub fn parse(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let (number, unit) = match trimmed
-        .char_indices()
-        .find(|(_, c)| c.is_ascii_alphabetic())
-    {
-        Some((at, _)) => trimmed.split_at(at),
-        None => (trimmed, ""),
-    };
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "`{text}`: a size is bytes, or a number with K, M, G or T (powers of 1024)"
-            ))
-        }
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: not a size (e.g. \"512M\", \"2G\")"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}`: a size cannot be negative"));
-    }
-    let bytes = value * scale as f64;
-    if bytes >= u64::MAX as f64 {
-        return Err(format!("`{text}`: too large"));
-    }
-    Ok(bytes as u64)
+    timespan::parse_size(text)
 }
 
 /// An optional size key (`#[serde(default)]` on the field).

@@ -74,8 +74,12 @@ fn read_one(table: &mut Section<'_, '_, '_>) -> Option<ArtifactRef> {
     })
 }
 
-/// `url`: one source or a list of them, tried in order: `http://…` or
-/// `https://…`.
+/// The source that stands for the artifact cache of the node's beacon
+/// (`[beacon] url` in spore.toml).
+pub const BEACON: &str = "beacon";
+
+/// `url`: one source or a list of them, tried in order: `http://…`,
+/// `https://…`, or [`BEACON`].
 fn read_urls(table: &mut Section<'_, '_, '_>) -> Option<Vec<String>> {
     let one = table
         .value("url")
@@ -89,10 +93,14 @@ fn read_urls(table: &mut Section<'_, '_, '_>) -> Option<Vec<String>> {
     let mut out = Vec::with_capacity(listed.len());
     for url in listed {
         let known = url.value.starts_with("http://") || url.value.starts_with("https://");
-        if known && !url.value.chars().any(char::is_whitespace) {
+        if (known && !url.value.chars().any(char::is_whitespace)) || url.value == BEACON {
             out.push(url.value);
         } else {
-            table.out_of_range("url", &url.span, "must be http://… or https://…");
+            table.out_of_range(
+                "url",
+                &url.span,
+                "must be http://…, https://… or \"beacon\" (the artifact cache of the beacon in spore.toml)",
+            );
             good = false;
         }
     }

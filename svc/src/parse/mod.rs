@@ -15,6 +15,7 @@ mod health;
 mod lifecycle;
 mod values;
 
+pub use artifacts::BEACON;
 use health::{read_action, read_health};
 use lifecycle::{read_dependencies, read_lifecycle, read_logging, read_signal_named};
 pub use lifecycle::{signal_number, MAX_BUFFER_LINES};
@@ -918,7 +919,7 @@ timeout_ms = 3000
     fn artifacts_are_pinned_by_hash_and_named_in_exec() {
         let pin = "9F2C".repeat(16);
         let text = format!(
-            "[service]\nname = \"m\"\nexec = \"$ARTIFACTS_DIRECTORY/mycelium --peers tcp://a:9651\"\n\n[[artifacts]]\nname = \"mycelium\"\nsha256 = \"sha256:{pin}\"\nurl = [\"https://mirror.example/mycelium\", \"http://10.0.2.2:8000/mycelium\"]\nmode = \"0755\"\n\n[[artifacts]]\nname = \"peers.txt\"\nsha256 = \"{}\"\n",
+            "[service]\nname = \"m\"\nexec = \"$ARTIFACTS_DIRECTORY/mycelium --peers tcp://a:9651\"\n\n[[artifacts]]\nname = \"mycelium\"\nsha256 = \"sha256:{pin}\"\nurl = [\"https://mirror.example/mycelium\", \"http://10.0.2.2:8000/mycelium\", \"beacon\"]\nmode = \"0755\"\n\n[[artifacts]]\nname = \"peers.txt\"\nsha256 = \"{}\"\n",
             "0".repeat(64)
         );
         let service = parse("m", &text).unwrap();
@@ -939,7 +940,8 @@ timeout_ms = 3000
             mycelium.urls,
             [
                 "https://mirror.example/mycelium",
-                "http://10.0.2.2:8000/mycelium"
+                "http://10.0.2.2:8000/mycelium",
+                "beacon"
             ]
         );
         assert!(mycelium.executable);
@@ -956,6 +958,13 @@ timeout_ms = 3000
             (
                 &*format!(
                     "name = \"a\"\nsha256 = \"{}\"\nurl = \"ftp://x/a\"\n",
+                    "a".repeat(64)
+                ),
+                7,
+            ),
+            (
+                &*format!(
+                    "name = \"a\"\nsha256 = \"{}\"\nurl = [\"beacon\", \"Beacon\"]\n",
                     "a".repeat(64)
                 ),
                 7,
