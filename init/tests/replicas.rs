@@ -1,8 +1,9 @@
 //! Two beacon replicas on one real PostgreSQL (a throwaway cluster made by
 //! Debian's initdb): what one acknowledges the other lists, approvals and
 //! order nonces are shared, a replica killed mid-burst loses nothing it
-//! acknowledged, and real nodes' heartbeats move to the replica that
-//! survives.
+//! acknowledged, real nodes' heartbeats move to the replica that
+//! survives, and an artifact published through one replica is fetched by a
+//! node through the other.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -123,6 +124,110 @@ fn registrations_approvals_and_order_nonces_are_shared_by_the_replicas() {
         stderr.contains("schema is version 99, newer than this beacon's 1"),
         "{stderr}"
     );
+}
+
+/// `sha256sum`'s digest of `path`: computed by another program than spore.
+fn sha256sum(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_artifact_published_through_one_replica_is_fetched_through_the_other() {
+    let pg = Postgres::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let op = operator(dir);
+    let keys = op.with_extension("pub");
+    let cache = |name: &str| dir.join(name).join("cache");
+    let a_cache = cache("a");
+    let a = replica(
+        &pg,
+        &dir.join("a"),
+        &[
+            "--open",
+            "--authorized-keys",
+            keys.to_str().unwrap(),
+            "--artifacts",
+            a_cache.to_str().unwrap(),
+        ],
+    );
+    let b_cache = cache("b");
+    let a_url = a.url();
+    let b = replica(
+        &pg,
+        &dir.join("b"),
+        &[
+            "--open",
+            "--authorized-keys",
+            keys.to_str().unwrap(),
+            "--artifacts",
+            b_cache.to_str().unwrap(),
+            "--artifacts-peer",
+            &a_url,
+        ],
+    );
+    let mut program = b"#!/bin/sh\necho \"replicated tool runs\"\nexec sleep 1000\n".to_vec();
+    program.extend(std::iter::repeat_n(b'#', 1 << 20));
+    program.push(b'\n');
+    let tool = dir.join("tool");
+    std::fs::write(&tool, &program).unwrap();
+    let digest = sha256sum(&tool);
+    let published = sporectl(&[
+        "--beacon",
+        &a.url(),
+        "-i",
+        op.to_str().unwrap(),
+        "artifact",
+        "publish",
+        tool.to_str().unwrap(),
+    ]);
+    assert!(published.status.success(), "{published:?}");
+    // B does not hold it, and a peer's question (?local=1) is not passed on.
+    let path = format!("/api/v1/artifacts/{digest}");
+    assert_eq!(http(b.port, "GET", &format!("{path}?local=1"), "").0, 404);
+    assert!(!b_cache.join("sha256").join(&digest).exists());
+
+    // A node that only knows replica B fetches it there: B asks A, keeps it
+    // verified, and serves it.
+    let (spore, _) = node_calling("node-r", &[register_url(&b)], &op, 0, None);
+    spore.wait_for("node-r listed", Duration::from_secs(20), |_| {
+        listed(b.port) == ["node-r"]
+    });
+    let service = dir.join("tool.toml");
+    std::fs::write(
+        &service,
+        format!(
+            "[service]\nname = \"tool\"\nexec = \"$ARTIFACTS_DIRECTORY/tool\"\n\n[[artifacts]]\nname = \"tool\"\nsha256 = \"{digest}\"\nurl = \"beacon\"\nmode = \"0755\"\n"
+        ),
+    )
+    .unwrap();
+    let deploy = sporectl(&[
+        "--beacon",
+        &b.url(),
+        "--all",
+        "-i",
+        op.to_str().unwrap(),
+        "deploy",
+        service.to_str().unwrap(),
+    ]);
+    assert!(deploy.status.success(), "{deploy:?}");
+    spore.wait_for("the replicated tool to run", Duration::from_secs(30), |s| {
+        s.state("tool") == "ready" && s.stderr().contains("replicated tool runs")
+    });
+    assert_eq!(sha256sum(&b_cache.join("sha256").join(&digest)), digest);
+    assert!(spore.stderr().contains(&format!(
+        "artifact tool: fetched from {}/api/v1/artifacts/{digest} and verified",
+        b.url()
+    )));
 }
 
 #[test]
