@@ -25,7 +25,8 @@ pub struct Beacon {
 impl Beacon {
     /// Starts `sporectl beacon serve` on 127.0.0.1:`port` (on `[::]` in
     /// `overlay`'s namespace, when given) with data in `data`, listing
-    /// nodes enrolled by a credential of `enrollment_ca`.
+    /// nodes enrolled by a credential of `enrollment_ca`; `extra` are
+    /// more of `beacon serve`'s options.
     pub fn start(
         sporectl: &Path,
         port: u16,
@@ -33,6 +34,7 @@ impl Beacon {
         log: &Path,
         enrollment_ca: &Path,
         overlay: Option<Arc<Overlay>>,
+        extra: &[&std::ffi::OsStr],
     ) -> Result<Beacon, String> {
         let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
         let listen = match overlay {
@@ -48,6 +50,7 @@ impl Beacon {
             .arg(data)
             .arg("--enrollment-ca")
             .arg(enrollment_ca)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

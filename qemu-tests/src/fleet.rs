@@ -100,6 +100,7 @@ impl Fleet {
             &dir.join("beacon.log"),
             &enrollment.ca_public,
             overlay.clone(),
+            &[],
         )?;
         let segment_port = segment.then(crate::free_port);
         // Every image first, then every boot: the nodes start together.

@@ -5,8 +5,10 @@
 //! enrollment key, and their beacon's port. The node mounts its state
 //! partition by label, makes its key there, registers, answers sporectl,
 //! runs a program its image never had after one `sporectl deploy
-//! --artifact`, and after a reboot comes back with the same key and runs
-//! that program again from its state disk, with nothing sent or fetched.
+//! --artifact`, and another it fetches from the beacon's artifact cache
+//! (published there once with `sporectl artifact publish`), and after a
+//! reboot comes back with the same key and runs both programs again from
+//! its state disk, with nothing sent or fetched.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -42,6 +44,8 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     let operator = Operator::new(dir.path(), &artifacts.sporectl).unwrap();
     let enrollment = Enrollment::new(dir.path()).unwrap();
     let port = free_port();
+    let operator_keys = operator.public();
+    let cache = dir.path().join("beacon-artifacts");
     let beacon = Beacon::start(
         &artifacts.sporectl,
         port,
@@ -49,6 +53,12 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
         &dir.path().join("beacon.log"),
         &enrollment.ca_public,
         None,
+        &[
+            "--authorized-keys".as_ref(),
+            operator_keys.as_os_str(),
+            "--artifacts".as_ref(),
+            cache.as_os_str(),
+        ],
     )
     .unwrap();
     let config = std::fs::read_to_string(example.join("spore.toml")).unwrap();
@@ -177,6 +187,60 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
+    // Another program the image never had, published once to the beacon
+    // and fetched from there by the node (url = "beacon").
+    let tool = dir.path().join("fetched");
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\necho \"fetched from the beacon, runs as $0\"\nexec /bin/busybox sleep 1000000\n",
+    )
+    .unwrap();
+    let tool_digest = {
+        let out = std::process::Command::new("sha256sum")
+            .arg(&tool)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    };
+    let out = operator.sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "artifact",
+        "publish",
+        tool.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fetched = dir.path().join("fetched.toml");
+    std::fs::write(
+        &fetched,
+        format!("[service]\nname = \"fetched\"\nexec = \"$ARTIFACTS_DIRECTORY/fetched\"\n\n[[artifacts]]\nname = \"fetched\"\nsha256 = \"{tool_digest}\"\nurl = \"beacon\"\nmode = \"0755\"\n"),
+    )
+    .unwrap();
+    let out = operator.on_node(vm.rpc_port, &key, &["deploy", fetched.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    vm.wait_for_nth(
+        "fetched from the beacon, runs as /run/spore/service-artifacts/fetched/fetched",
+        1,
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        vm.console_text().contains(&format!(
+            "artifact fetched: fetched from http://10.0.2.2:{port}/api/v1/artifacts/{tool_digest} and verified"
+        )),
+        "{}",
+        vm.console_text()
+    );
+
     // Rebooted, it comes back through the firmware with the same key.
     let first = record["registration"]["timestamp"].as_u64().unwrap();
     let out = operator.on_node(vm.rpc_port, &key, &["reboot"]);
@@ -197,10 +261,16 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
         vm.console_text().contains("spore: node key SHA256:"),
         "the key was read again"
     );
-    // And the program runs again from the state disk, with nothing sent
+    // And the programs run again from the state disk, with nothing sent
     // or fetched.
     vm.wait_for_nth(
         "greeter runs as /run/spore/service-artifacts/greeter/greeter",
+        2,
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_for_nth(
+        "fetched from the beacon, runs as /run/spore/service-artifacts/fetched/fetched",
         2,
         Duration::from_secs(120),
     )
@@ -213,6 +283,11 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     );
     let console = vm.console_text();
     assert!(!console.contains("artifact greeter: fetching"), "{console}");
+    assert_eq!(
+        console.matches("artifact fetched: fetching").count(),
+        1,
+        "fetched once, before the reboot: {console}"
+    );
     assert!(
         !console.contains("waiting for artifact greeter"),
         "{console}"
