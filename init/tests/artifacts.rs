@@ -607,7 +607,7 @@ fn a_server_that_stalls_mid_body_is_timed_out_while_the_node_answers() {
         }
         std::thread::sleep(Duration::from_secs(20));
     });
-    let fleet = node_with("\n[artifacts]\nfetch_timeout_ms = 1500\n");
+    let fleet = node_with("\n[artifacts]\nfetch_timeout_ms = 3000\n");
     let pin = "1".repeat(64);
     let url = format!("http://127.0.0.1:{port}/tool");
     let file = common::fleet::service_file(&fleet, "stuck", &fetching_service("stuck", &pin, &url));
@@ -619,11 +619,23 @@ fn a_server_that_stalls_mid_body_is_timed_out_while_the_node_answers() {
             s.stderr()
                 .contains(&format!("artifact tool: fetching from {url}"))
         });
-    // While it hangs, the node answers at once.
+    // While it hangs, the node answers at once, and says how far the fetch
+    // got (one piece of the 2,000,000 bytes is stored).
     let started = Instant::now();
     let list = fleet.sporectl("reader", &["list"]);
     assert!(list.status.success());
     assert!(started.elapsed() < Duration::from_secs(5));
+    fleet.spore.wait_for(
+        "the fetch's progress in status",
+        Duration::from_secs(10),
+        |_| {
+            let status = stdout(&fleet.sporectl("reader", &["status", "stuck"]));
+            // At least one piece (512 KiB and what came with it) stored.
+            ["0.5", "0.6"]
+                .iter()
+                .any(|held| status.contains(&format!("fetching: tool {held} of 1.9 MiB (")))
+        },
+    );
     fleet
         .spore
         .wait_for("the timeout", Duration::from_secs(20), |s| {

@@ -6,7 +6,7 @@
 //! "node busy" (the client tries again), so what waits in memory is at most
 //! the queue's chunks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,9 @@ pub enum News {
     NotFetched(Digest),
 }
 
+/// Fetches under way: bytes stored so far and the size, by artifact.
+type Fetching = Arc<Mutex<HashMap<Digest, (u64, u64)>>>;
+
 /// The store, worked on by its thread.
 pub struct Artifacts {
     jobs: SyncSender<Job>,
@@ -43,6 +46,7 @@ pub struct Artifacts {
     quota: u64,
     pinned: Pinned,
     news: Sender<News>,
+    fetching: Fetching,
 }
 
 /// A handle that writes into the store from another thread (a fetch),
@@ -51,6 +55,7 @@ pub struct Artifacts {
 pub struct Writer {
     jobs: SyncSender<Job>,
     news: Sender<News>,
+    fetching: Fetching,
 }
 
 impl Writer {
@@ -68,28 +73,46 @@ impl Writer {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<Held, ApiError> {
-        self.wait(Work::Put {
+        let held = self.wait(Work::Put {
             digest,
             size,
             offset,
             data,
             executable: false,
-        })
+        });
+        match &held {
+            Ok(Held::Partial(bytes)) => self.progress(digest, Some((*bytes, size))),
+            _ => self.progress(digest, None),
+        }
+        held
     }
 
     /// Says a fetch of `digest` gave up (calls waiting for it answer).
     pub fn gave_up(&self, digest: Digest) {
+        self.progress(digest, None);
         let _ = self.news.try_send(News::NotFetched(digest));
     }
 
     /// Says `digest` is held (a fetch found it already there).
     pub fn held_already(&self, digest: Digest) {
+        self.progress(digest, None);
         let _ = self.news.try_send(News::Arrived(digest));
     }
 
     /// Removes what is held of `digest` (a fetch that went wrong).
     pub fn remove(&self, digest: Digest) -> Result<(), ApiError> {
+        self.progress(digest, None);
         self.wait(Work::Remove(digest)).map(|_| ())
+    }
+
+    /// Records how far the fetch of `digest` is (None: not under way).
+    fn progress(&self, digest: Digest, held: Option<(u64, u64)>) {
+        if let Ok(mut fetching) = self.fetching.lock() {
+            match held {
+                Some(held) => fetching.insert(digest, held),
+                None => fetching.remove(&digest),
+            };
+        }
     }
 
     fn wait(&self, work: Work) -> Result<Held, ApiError> {
@@ -228,6 +251,7 @@ impl Artifacts {
             quota,
             pinned,
             news,
+            fetching: Fetching::default(),
         })
     }
 
@@ -247,7 +271,14 @@ impl Artifacts {
         Writer {
             jobs: self.jobs.clone(),
             news: self.news.clone(),
+            fetching: self.fetching.clone(),
         }
+    }
+
+    /// How far a fetch of `digest` is, when one is under way: bytes stored
+    /// and the size.
+    pub fn fetching(&self, digest: &Digest) -> Option<(u64, u64)> {
+        self.fetching.lock().ok()?.get(digest).copied()
     }
 
     /// What `node.info` says of the store.

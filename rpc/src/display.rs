@@ -224,6 +224,23 @@ pub fn status_text(status: &Value) -> Vec<String> {
         "  state:    {}{since}",
         printable(&text(status, "detail"))
     ));
+    for fetch in status
+        .get("fetching")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let bytes = |key| fetch.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let (held, size) = (bytes("held"), bytes("size"));
+        let mib = |n: u64| n as f64 / f64::from(1u32 << 20);
+        out.push(format!(
+            "  fetching: {} {:.1} of {:.1} MiB ({}%)",
+            printable(&text(fetch, "name")),
+            mib(held),
+            mib(size),
+            held.saturating_mul(100) / size.max(1)
+        ));
+    }
     if let Some(pid) = status.get("pid").and_then(Value::as_u64) {
         out.push(format!("  pid:      {pid}"));
     }
@@ -417,6 +434,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_fetch_under_way_shows_in_status_with_its_progress() {
+        let status = json!({
+            "name": "mycelium", "kind": "daemon", "source": "deployed",
+            "detail": "backoff", "restarts": 0, "file": "/x",
+            "fetching": [{ "name": "mycelium\u{1b}[2J", "held": 12 << 20, "size": 34 << 20 }],
+        });
+        let text = status_text(&status);
+        assert!(
+            text.contains(&"  fetching: mycelium\\u{1b}[2J 12.0 of 34.0 MiB (35%)".to_owned()),
+            "{text:?}"
+        );
+    }
 
     #[test]
     fn a_node_row_counts_its_services_and_says_when_one_is_wrong() {

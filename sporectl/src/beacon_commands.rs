@@ -218,6 +218,10 @@ pub struct ServeOptions {
     pub rate: f64,
     /// Their burst.
     pub burst: f64,
+    /// Connections at once from one address.
+    pub max_per_source: usize,
+    /// Connections at once in all.
+    pub max_connections: usize,
     /// https certificate chain.
     pub tls_cert: Option<std::path::PathBuf>,
     /// https key.
@@ -266,6 +270,12 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
     if !(options.rate > 0.0 && options.burst >= 1.0) {
         return fail("--rate must be above 0 and --burst at least 1".into());
     }
+    if options.max_per_source == 0 || options.max_connections < options.max_per_source {
+        return fail(
+            "--max-per-source must be at least 1 and --max-connections at least --max-per-source"
+                .into(),
+        );
+    }
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => match beacon::tls::server_config(cert, key) {
             Ok(config) => Some(config),
@@ -284,6 +294,8 @@ pub fn serve(options: &ServeOptions) -> ExitCode {
         operators: options.authorized_keys.clone(),
         rate_per_second: options.rate,
         burst: options.burst,
+        max_per_source: options.max_per_source,
+        max_connections: options.max_connections,
         artifacts: options.artifacts.clone(),
         ..Default::default()
     };

@@ -427,6 +427,13 @@ struct Serve {
     /// …and in a burst
     #[arg(long, value_name = "N", default_value_t = 20.0)]
     burst: f64,
+    /// Connections at once from one address (a NAT in front of many nodes
+    /// fetching artifacts needs more)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_per_source: usize,
+    /// Connections at once in all
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_connections: usize,
     /// Serve https with this certificate chain
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -714,6 +721,8 @@ fn into_options(cli: Cli) -> Parsed {
                 allow_rekey: serve.allow_rekey,
                 rate: serve.rate,
                 burst: serve.burst,
+                max_per_source: serve.max_per_source,
+                max_connections: serve.max_connections,
                 tls_cert: serve.tls_cert,
                 tls_key: serve.tls_key,
                 artifacts: serve.artifacts.map(|dir| beacon::cache::CacheSettings {

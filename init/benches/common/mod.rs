@@ -30,16 +30,20 @@ impl Drop for BenchNode {
 }
 
 /// Starts `spore run` under `d` with `services` (name, file text) and
-/// `rpc` lines added to its `[rpc]` table; waits for its control socket
-/// and RPC port.
+/// `rpc` lines added to its `[rpc]` table (and after it, more tables);
+/// waits for its control socket and RPC port. The operator's key is
+/// `d/op`, made when it is not there.
 pub fn start(d: &Path, services: &[(&str, &str)], rpc: &str) -> BenchNode {
     std::fs::create_dir_all(d.join("etc/services")).unwrap();
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench@host", "-f"])
-        .arg(d.join("op"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The operator's key: one given (d/op already there), or a new one.
+    if !d.join("op").exists() {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench@host", "-f"])
+            .arg(d.join("op"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
     std::fs::copy(d.join("op.pub"), d.join("etc/authorized_keys")).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

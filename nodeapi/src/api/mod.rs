@@ -122,6 +122,10 @@ pub fn call(
                 .unwrap_or(Value::Null);
             if let Value::Object(map) = &mut value {
                 map.insert("lines".into(), Value::Array(lines));
+                let fetching = fetching(runtime, &name);
+                if !fetching.is_empty() {
+                    map.insert("fetching".into(), Value::Array(fetching));
+                }
             }
             value
         }
@@ -357,4 +361,21 @@ fn service_name(runtime: &NodeApi, params: &Map<String, Value>) -> Result<String
         ));
     }
     Ok(name.to_owned())
+}
+
+/// The fetches under way of what `name` pins: each artifact's name, bytes
+/// stored so far and size.
+fn fetching(runtime: &crate::NodeApi, name: &str) -> Vec<Value> {
+    let (Some(store), Some(view)) = (runtime.artifacts(), runtime.get(name)) else {
+        return Vec::new();
+    };
+    view.service
+        .artifacts
+        .iter()
+        .filter_map(|artifact| {
+            let digest = artifacts::Digest::parse(&artifact.sha256).ok()?;
+            let (held, size) = store.fetching(&digest)?;
+            Some(json!({ "name": artifact.name, "held": held, "size": size }))
+        })
+        .collect()
 }
