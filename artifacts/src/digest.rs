@@ -55,6 +55,11 @@ impl Digest {
         Ok(Digest(hasher.finalize().into()))
     }
 
+    /// The digest of what a hasher was given.
+    pub(crate) fn of_hasher(hasher: Sha256) -> Digest {
+        Digest(hasher.finalize().into())
+    }
+
     /// The 64 lowercase hex digits.
     pub fn hex(&self) -> String {
         self.to_string()

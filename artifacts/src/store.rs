@@ -6,6 +6,11 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+
 use crate::{ArtifactError, Digest};
 
 /// A content-addressed store under one directory (see the crate's doc).
@@ -13,6 +18,67 @@ use crate::{ArtifactError, Digest};
 pub struct Store {
     root: PathBuf,
     quota: u64,
+    hashing: Hashing,
+}
+
+/// Uploads hashed as they are written, by name and size: the hasher and
+/// the bytes it was given. An upload whose chunks all came through this
+/// store, in order, is verified from it; one resumed after a restart (or
+/// past [`MAX_HASHING`]) is read back from disk instead.
+#[derive(Clone, Default)]
+struct Hashing(Arc<Mutex<Hashers>>);
+
+/// Each upload's hasher and the bytes it was given, by name and size.
+type Hashers = HashMap<(Digest, u64), (Sha256, u64)>;
+
+impl std::fmt::Debug for Hashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hashing")
+    }
+}
+
+/// Uploads hashed as they are written at once, at most.
+const MAX_HASHING: usize = 64;
+
+impl Hashing {
+    /// Starts hashing a new upload.
+    fn start(&self, key: (Digest, u64)) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() < MAX_HASHING {
+                map.insert(key, (Sha256::new(), 0));
+            }
+        }
+    }
+
+    /// Adds `data`, written at `offset`; an upload not hashed up to there
+    /// is dropped (it is read back at the end).
+    fn add(&self, key: (Digest, u64), offset: u64, data: &[u8]) {
+        if let Ok(mut map) = self.0.lock() {
+            match map.get_mut(&key) {
+                Some((hasher, hashed)) if *hashed == offset => {
+                    hasher.update(data);
+                    *hashed += data.len() as u64;
+                }
+                Some(_) => {
+                    map.remove(&key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The digest of the whole upload, when it was hashed whole.
+    fn finish(&self, key: (Digest, u64)) -> Option<Digest> {
+        let (hasher, hashed) = self.0.lock().ok()?.remove(&key)?;
+        (hashed == key.1).then(|| Digest::of_hasher(hasher))
+    }
+
+    /// Forgets an upload.
+    fn drop_upload(&self, key: (Digest, u64)) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&key);
+        }
+    }
 }
 
 /// How much of an artifact the store holds.
@@ -96,6 +162,7 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             quota,
+            hashing: Hashing::default(),
         })
     }
 
@@ -176,6 +243,7 @@ impl Store {
         }
         if held.is_none() {
             self.admit(size)?;
+            self.hashing.start((digest, size));
         }
         let written = fs::OpenOptions::new()
             .append(true)
@@ -185,16 +253,19 @@ impl Store {
             .and_then(|mut file| file.write_all(data));
         if let Err(error) = written {
             let _ = fs::remove_file(&partial);
+            self.hashing.drop_upload((digest, size));
             return Err(ArtifactError::io(
                 format!("write {}", partial.display()),
                 error,
                 size.saturating_sub(offset),
             ));
         }
+        self.hashing.add((digest, size), offset, data);
         if end < size {
             return Ok(Held::Partial(end));
         }
-        self.publish(&digest, &partial, executable)
+        let hashed = self.hashing.finish((digest, size));
+        self.publish(&digest, &partial, hashed, executable)
     }
 
     /// Checks that a new upload of `size` bytes fits the quota and the
@@ -215,19 +286,25 @@ impl Store {
         Ok(())
     }
 
-    /// Hashes what is on disk, then makes it visible read-only under its
-    /// name (fsync, chmod, rename, fsync the directory), or removes it.
+    /// Checks what was written against its name (`hashed` as it was
+    /// written, else read back from disk), then makes it visible read-only
+    /// under its name (fsync, chmod, rename, fsync the directory), or
+    /// removes it.
     fn publish(
         &self,
         digest: &Digest,
         partial: &Path,
+        hashed: Option<Digest>,
         executable: bool,
     ) -> Result<Held, ArtifactError> {
         let failed = |what: &str, error| {
             let _ = fs::remove_file(partial);
             ArtifactError::io(format!("{what} {}", partial.display()), error, 0)
         };
-        let got = Digest::of_file(partial).map_err(|e| failed("read back", e))?;
+        let got = match hashed {
+            Some(got) => got,
+            None => Digest::of_file(partial).map_err(|e| failed("read back", e))?,
+        };
         if got != *digest {
             let _ = fs::remove_file(partial);
             return Err(ArtifactError::Mismatch {
@@ -344,6 +421,7 @@ impl Store {
     /// Removes the upload under way of `digest` (of `size` bytes), if any;
     /// a verified artifact stays.
     pub fn drop_upload(&self, digest: &Digest, size: u64) -> Result<(), ArtifactError> {
+        self.hashing.drop_upload((*digest, size));
         let path = self.partial_path(digest, size);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -365,7 +443,10 @@ impl Store {
             }
             let path = match entry.complete {
                 true => self.path(digest),
-                false => self.partial_path(digest, entry.size),
+                false => {
+                    self.hashing.drop_upload((*digest, entry.size));
+                    self.partial_path(digest, entry.size)
+                }
             };
             durable::atomic::remove_durably(&path)
                 .map_err(|e| ArtifactError::io(format!("remove {}", path.display()), e, 0))?;

@@ -41,9 +41,33 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// One `artifact put` of `file`, as sporectl makes it (hashing included).
-fn push(node: &common::BenchNode, file: &Path) -> Duration {
+/// CPU time (user and system) `pid` has used so far, in seconds.
+fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// What one push took: its time, the time its hashing took, and the CPU
+/// the node and the sender used.
+struct Pushed {
+    time: Duration,
+    hashing: Duration,
+    node_cpu: f64,
+    sender_cpu: f64,
+}
+
+fn push(node: &common::BenchNode, file: &Path) -> Pushed {
+    let node_cpu = cpu(node.child.id());
+    let own_cpu = cpu(std::process::id());
     let started = Instant::now();
     let source = Source::read(file.to_str().unwrap()).unwrap();
+    let hashing = started.elapsed();
     smol::block_on(async {
         let mut session = connect(
             &node.address,
@@ -65,7 +89,12 @@ fn push(node: &common::BenchNode, file: &Path) -> Duration {
             .await
             .unwrap();
     });
-    started.elapsed()
+    Pushed {
+        time: started.elapsed(),
+        hashing,
+        node_cpu: cpu(node.child.id()) - node_cpu,
+        sender_cpu: cpu(std::process::id()) - own_cpu,
+    }
 }
 
 /// The same bytes over plain TCP into a file, fsynced.
@@ -117,7 +146,9 @@ fn main() {
     }
     let mib = SIZE as f64 / (1 << 20) as f64;
     let rate = |t: Duration| mib / t.as_secs_f64();
-    let (push, copy) = (median(pushed), median(copied));
+    pushed.sort_by_key(|p| p.time);
+    let middle = &pushed[pushed.len() / 2];
+    let (push, copy) = (middle.time, median(copied));
     println!(
         "{} MiB, median of {ROUNDS}; ratio is push / plain TCP",
         SIZE >> 20
@@ -134,6 +165,12 @@ fn main() {
         copy.as_secs_f64(),
         rate(copy),
         1.0
+    );
+    println!(
+        "the median push: {:.2} s hashing the file before it is named; CPU {:.2} s on the node, {:.2} s in the sender",
+        middle.hashing.as_secs_f64(),
+        middle.node_cpu,
+        middle.sender_cpu
     );
     let scp = which("scp") && which("sshd");
     println!(

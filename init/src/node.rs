@@ -165,11 +165,12 @@ impl noderpc::server::Dispatcher for Node {
         operator: &rpc::authorized::Operator,
         method: &str,
         params: &Value,
+        chunk: Option<Vec<u8>>,
     ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
         let info = || self.info();
         match self.runtime.try_borrow_mut() {
             Ok(mut runtime) => {
-                nodeapi::api::call(&mut runtime, operator.role, method, params, &info)
+                nodeapi::api::call_with(&mut runtime, operator.role, method, params, chunk, &info)
             }
             Err(_) => Err(nodeapi::api::ApiError {
                 code: nodeapi::api::code::INVALID_REQUEST,

@@ -237,6 +237,92 @@ fn a_flipped_byte_and_a_reader_are_refused_with_nothing_placed() {
 }
 
 #[test]
+fn raw_chunks_keep_the_session_in_step_and_a_chunk_of_another_length_ends_it() {
+    let fleet = node();
+    let data = noise(MIB + 4321, 3);
+    let digest = artifacts::Digest::of_bytes(&data).hex();
+    let params = |offset: usize, bytes: usize| json!({ "sha256": digest, "size": data.len(), "offset": offset, "bytes": bytes });
+    // Chunks raw, several in flight, then another call: answered in order.
+    let mut session = fleet.open("admin").unwrap();
+    let answers = smol::block_on(async {
+        let first = session
+            .send_chunk(params(0, 512 * 1024), &data[..512 * 1024])
+            .await
+            .unwrap();
+        let second = session
+            .send_chunk(params(512 * 1024, 512 * 1024), &data[512 * 1024..MIB])
+            .await
+            .unwrap();
+        let third = session
+            .send_chunk(params(MIB, 4321), &data[MIB..])
+            .await
+            .unwrap();
+        let info = session.send_call("node.info", json!({})).await.unwrap();
+        let mut answers = Vec::new();
+        for id in [first, second, third, info] {
+            answers.push(session.answer(id).await.unwrap());
+        }
+        answers
+    });
+    assert_eq!(answers[0]["held"], 512 * 1024);
+    assert_eq!(answers[1]["held"], MIB);
+    assert_eq!(answers[2]["complete"], true);
+    assert!(answers[3]["hostname"].is_string(), "{}", answers[3]);
+    assert_eq!(
+        sha256sum(&store(&fleet).join("sha256").join(&digest)),
+        digest
+    );
+
+    // A reader's raw chunk is refused, and the session goes on in step.
+    let mut reader = fleet.open("reader").unwrap();
+    let refused = smol::block_on(async {
+        let id = reader.send_chunk(params(0, 3), b"abc").await.unwrap();
+        reader.answer(id).await
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Rpc { code: -32003, .. }),
+        "{refused}"
+    );
+    assert!(smol::block_on(reader.call("artifact.list", json!({}))).is_ok());
+
+    // A chunk shorter than it was announced ends the session; the node
+    // answers the next one.
+    let other = noise(1000, 4);
+    let other_digest = artifacts::Digest::of_bytes(&other).hex();
+    let mut broken = fleet.open("admin").unwrap();
+    let ended = smol::block_on(async {
+        let id = broken
+            .send_chunk(
+                json!({ "sha256": other_digest, "size": 1000, "offset": 0, "bytes": 1000 }),
+                &other[..10],
+            )
+            .await
+            .unwrap();
+        broken.answer(id).await
+    });
+    assert!(
+        matches!(
+            &ended,
+            Err(ClientError::Unreachable(_) | ClientError::Protocol(_))
+        ),
+        "{ended:?}"
+    );
+    assert!(partials(&fleet).is_empty());
+    let mut again = fleet.open("admin").unwrap();
+    assert!(smol::block_on(again.call("node.info", json!({}))).is_ok());
+
+    // The local control socket carries no raw frame: `bytes` there is
+    // refused with what to send instead.
+    let local = fleet.spore.call(
+        "artifact.put",
+        json!({ "sha256": other_digest, "size": 1000, "offset": 0, "bytes": 1000 }),
+    );
+    let error = local.unwrap_err().to_string();
+    assert!(error.contains("send data (base64) here"), "{error}");
+}
+
+#[test]
 fn over_the_quota_is_refused_with_nothing_left_behind() {
     let fleet = node_with("\n[artifacts]\nmax_bytes = \"2M\"\n");
     let work = tempfile::tempdir().unwrap();

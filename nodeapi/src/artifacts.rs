@@ -286,10 +286,15 @@ impl Artifacts {
         json!({ "dir": self.root.display().to_string(), "quota_bytes": self.quota })
     }
 
-    /// `artifact.put`: without `data`, how much of `sha256` the node holds;
-    /// with it, one chunk stored at `offset`.
-    pub fn put(&self, params: &Map<String, Value>) -> Receiver<Result<Value, ApiError>> {
-        match put_work(params) {
+    /// `artifact.put`: without `data` or `bytes`, how much of `sha256` the
+    /// node holds; with one, one chunk stored at `offset` (`bytes`: the
+    /// chunk is `raw`, from the frame after the request).
+    pub fn put(
+        &self,
+        params: &Map<String, Value>,
+        raw: Option<Vec<u8>>,
+    ) -> Receiver<Result<Value, ApiError>> {
+        match put_work(params, raw) {
             Ok(work) => self.submit(work),
             Err(error) => answered(Err(error)),
         }
@@ -349,9 +354,36 @@ fn digest_param(params: &Map<String, Value>) -> Result<Digest, ApiError> {
     })
 }
 
-fn put_work(params: &Map<String, Value>) -> Result<Work, ApiError> {
+fn put_work(params: &Map<String, Value>, raw: Option<Vec<u8>>) -> Result<Work, ApiError> {
     let digest = digest_param(params)?;
     let size = params.get("size").and_then(Value::as_u64).unwrap_or(0);
+    let invalid = |message: &str| ApiError::new(code::INVALID_PARAMS, message);
+    let put = |data| Work::Put {
+        digest,
+        size,
+        offset: params.get("offset").and_then(Value::as_u64).unwrap_or(0),
+        data,
+        executable: params.get("executable").and_then(Value::as_bool) == Some(true),
+    };
+    match (params.get("bytes").and_then(Value::as_u64), raw) {
+        (Some(_), _) if params.contains_key("data") => {
+            return Err(invalid("give data or bytes, not both"))
+        }
+        (Some(bytes), Some(raw)) if raw.len() as u64 == bytes && raw.len() <= MAX_CHUNK => {
+            return Ok(put(raw))
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(&format!(
+                "the raw chunk is not `bytes` long, or longer than {MAX_CHUNK} bytes"
+            )))
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "bytes: the chunk comes raw in the next frame, which only the signed session carries; send data (base64) here",
+            ))
+        }
+        (None, _) => {}
+    }
     let Some(encoded) = params.get("data").and_then(Value::as_str) else {
         return Ok(Work::Held { digest, size });
     };
@@ -370,13 +402,7 @@ fn put_work(params: &Map<String, Value>) -> Result<Work, ApiError> {
                 "data is not base64 (RFC 4648, with padding)",
             )
         })?;
-    Ok(Work::Put {
-        digest,
-        size,
-        offset: params.get("offset").and_then(Value::as_u64).unwrap_or(0),
-        data,
-        executable: params.get("executable").and_then(Value::as_bool) == Some(true),
-    })
+    Ok(put(data))
 }
 
 /// Removes what `pinned` does not hold and has been there longer than
@@ -400,6 +426,8 @@ fn work(store: &Store, work: Work) -> Result<Value, ApiError> {
             "size": size,
             "held": held.bytes(size),
             "complete": held == Held::Complete,
+            // This node takes chunks raw in frames of their own (bytes).
+            "raw": true,
         })
     };
     match work {

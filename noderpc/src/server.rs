@@ -30,8 +30,16 @@ mod session;
 
 /// What the node does with authenticated calls.
 pub trait Dispatcher {
-    /// Runs `method` for `operator` (whose role the method table checks).
-    fn call(&self, operator: &Operator, method: &str, params: &Value) -> Result<Reply, ApiError>;
+    /// Runs `method` for `operator` (whose role the method table checks);
+    /// `chunk` is the raw frame that followed an `artifact.put` with
+    /// `bytes` ([`proto::method::raw_chunk`]).
+    fn call(
+        &self,
+        operator: &Operator,
+        method: &str,
+        params: &Value,
+        chunk: Option<Vec<u8>>,
+    ) -> Result<Reply, ApiError>;
     /// Ends the node after a power method was answered.
     fn power(&self, power: Power);
     /// Writes a line to the node's log.
@@ -134,6 +142,10 @@ enum Failure {
     },
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
+    /// An authenticated peer broke the session's rules (an artifact's raw
+    /// chunk that never came, or of another length than announced).
+    #[error("{0}")]
+    Protocol(&'static str),
 }
 
 impl Server {
@@ -212,6 +224,7 @@ impl Server {
                                 Failure::Frame(_) => "broken frames",
                                 Failure::Handshake(_) => "malformed handshakes",
                                 Failure::Session(_) => "forged or replayed frames",
+                                Failure::Protocol(_) => "broken sessions",
                                 _ => "other connection failures",
                             };
                             for line in server

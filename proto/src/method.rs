@@ -91,13 +91,24 @@ pub const MAX_ARTIFACT_CHUNK: usize = 512 * 1024;
 
 /// An artifact's name: the SHA-256 of its bytes, 64 hex digits.
 const SHA256: Param = param("sha256", Kind::String, true);
-const ARTIFACT_PUT: [Param; 5] = [
+const ARTIFACT_PUT: [Param; 6] = [
     SHA256,
     param("size", Kind::Integer, true),
     param("offset", Kind::Integer, false),
     param("data", Kind::String, false),
+    param("bytes", Kind::Integer, false),
     param("executable", Kind::Boolean, false),
 ];
+
+/// The length of the raw chunk that follows a request as a frame of its
+/// own: `artifact.put` with `bytes` (the signed session carries the chunk
+/// raw, sealed, in the next frame, not base64 in the JSON); None for any
+/// other request.
+pub fn raw_chunk(method: &str, params: &serde_json::Value) -> Option<u64> {
+    (method == Method::ArtifactPut.name())
+        .then(|| params.get("bytes").and_then(serde_json::Value::as_u64))
+        .flatten()
+}
 
 /// Every method a control channel serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +234,7 @@ impl Method {
             Method::SecretList => "The names of stored secrets",
             Method::SecretRemove => "Delete a stored secret (services that loaded it keep their copy until they stop)",
             Method::NodeReload => "Read the image's service files and the deployed layer again and apply what changed",
-            Method::ArtifactPut => "Store a file named by its SHA-256, in chunks (data: base64, at most 512 KiB each, at offset: the bytes held): verified when the last arrives, then visible read-only; without data, how many bytes of it the node holds (to resume)",
+            Method::ArtifactPut => "Store a file named by its SHA-256, in chunks (data: base64, or on the signed session bytes: N and the chunk raw in the next frame; at most 512 KiB each, at offset: the bytes held): verified when the last arrives, then visible read-only; without either, how many bytes of it the node holds (to resume)",
             Method::ArtifactList => "The artifacts held, verified or under way, with the store's use and quota",
             Method::ArtifactRemove => "Delete an artifact, verified or under way",
             Method::NodeReboot => "Stop every service in order, then reboot",

@@ -317,6 +317,22 @@ impl Session {
         Ok(id)
     }
 
+    /// Sends `artifact.put` with `params` (which carry `bytes`) and then
+    /// `chunk` raw, sealed in a frame of its own; returns the call's id.
+    pub async fn send_chunk(&mut self, params: Value, chunk: &[u8]) -> Result<u64, ClientError> {
+        let id = self
+            .send_call(proto::method::Method::ArtifactPut.name(), params)
+            .await?;
+        let sealed = self
+            .tx
+            .seal(chunk)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        write_frame(&mut self.stream, &sealed)
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        Ok(id)
+    }
+
     /// The answer to call `id`, the oldest one sent and not yet answered.
     pub async fn answer(&mut self, id: u64) -> Result<Value, ClientError> {
         let response = self.receive().await?;

@@ -30,16 +30,27 @@ pub async fn push(
     let Some(start) = next_offset(&answer) else {
         return Ok(source.done(&answer));
     };
+    // A node that says so takes chunks raw in frames of their own (no
+    // base64, no JSON string); an older one, in base64.
+    let raw = answer.get("raw") == Some(&Value::Bool(true));
     let mut sent = start;
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     let mut first = true;
     loop {
         while in_flight.len() < WINDOW && (sent < source.size || (first && source.size == 0)) {
-            let Some(params) = source.chunk_params(sent).map_err(local)? else {
-                break;
+            let id = if raw {
+                let Some((params, chunk)) = source.raw_chunk(sent).map_err(local)? else {
+                    break;
+                };
+                session.send_chunk(params, &chunk).await?
+            } else {
+                let Some(params) = source.chunk_params(sent).map_err(local)? else {
+                    break;
+                };
+                session.send_call(method, params).await?
             };
             first = false;
-            in_flight.push_back(session.send_call(method, params).await?);
+            in_flight.push_back(id);
             sent = sent
                 .saturating_add(MAX_ARTIFACT_CHUNK as u64)
                 .min(source.size);

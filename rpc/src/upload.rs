@@ -79,8 +79,32 @@ impl Source {
         json!({ "sha256": self.digest.hex(), "size": self.size })
     }
 
+    /// The chunk at `offset` raw, with the params that announce it
+    /// (`bytes`); None once the node holds it all.
+    pub fn raw_chunk(&self, offset: u64) -> Result<Option<(Value, Vec<u8>)>, ReadError> {
+        if offset >= self.size && self.size > 0 {
+            return Ok(None);
+        }
+        let failed = |error| ReadError {
+            file: self.file.clone(),
+            error,
+        };
+        let mut file = self.open_at(offset)?;
+        let left = usize::try_from(self.size.saturating_sub(offset)).unwrap_or(usize::MAX);
+        let mut data = vec![0u8; left.min(MAX_ARTIFACT_CHUNK)];
+        file.read_exact(&mut data).map_err(failed)?;
+        let params = json!({
+            "sha256": self.digest.hex(),
+            "size": self.size,
+            "offset": offset,
+            "bytes": data.len(),
+            "executable": self.executable,
+        });
+        Ok(Some((params, data)))
+    }
+
     /// The call that sends the chunk at `offset` (the bytes the node said
-    /// it holds); None once the node holds it all.
+    /// it holds) in base64; None once the node holds it all.
     pub fn chunk_params(&self, offset: u64) -> Result<Option<Value>, ReadError> {
         if offset >= self.size && self.size > 0 {
             return Ok(None);

@@ -100,6 +100,34 @@ fn a_flipped_byte_is_refused_and_nothing_is_left() {
 }
 
 #[test]
+fn an_upload_resumed_by_another_store_is_read_back_and_a_flipped_byte_still_refused() {
+    // Hashed as written in one store; resumed in another (a restarted
+    // node), which has not seen the first chunks and reads them back.
+    for flip in [false, true] {
+        let (dir, first) = store(1 << 30);
+        let data = bytes(200_000);
+        let digest = Digest::of_bytes(&data);
+        let mut sent = data.clone();
+        if flip {
+            sent[1_000] ^= 0x80;
+        }
+        first.put(&chunk(&sent, digest, 0, 100_000)).unwrap();
+        let second = Store::open(&dir.path().join("artifacts"), Some(1 << 30)).unwrap();
+        let last = second.put(&chunk(&sent, digest, 100_000, 100_000));
+        if flip {
+            assert!(
+                matches!(last, Err(ArtifactError::Mismatch { .. })),
+                "{last:?}"
+            );
+            assert!(second.entries().unwrap().is_empty());
+        } else {
+            assert_eq!(last.unwrap(), Held::Complete);
+            assert_eq!(std::fs::read(second.path(&digest)).unwrap(), data);
+        }
+    }
+}
+
+#[test]
 fn the_quota_counts_uploads_under_way_and_refuses_with_nothing_written() {
     let (_dir, store) = store(250_000);
     let first = bytes(200_000);

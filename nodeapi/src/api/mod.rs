@@ -47,6 +47,19 @@ pub fn call(
     params: &Value,
     node_info: &dyn Fn() -> Value,
 ) -> Result<Reply, ApiError> {
+    call_with(runtime, role, method_name, params, None, node_info)
+}
+
+/// [`call`], with the raw chunk that came in a frame of its own after an
+/// `artifact.put` with `bytes` (see [`proto::method::raw_chunk`]).
+pub fn call_with(
+    runtime: &mut NodeApi,
+    role: Role,
+    method_name: &str,
+    params: &Value,
+    chunk: Option<Vec<u8>>,
+    node_info: &dyn Fn() -> Value,
+) -> Result<Reply, ApiError> {
     let method = Method::parse(method_name).ok_or_else(|| {
         ApiError::new(
             code::METHOD_NOT_FOUND,
@@ -211,7 +224,7 @@ pub fn call(
                 refuse_when_stopping()?;
             }
             return Ok(Reply::Pending(match method {
-                Method::ArtifactPut => store.put(&params),
+                Method::ArtifactPut => store.put(&params, chunk),
                 Method::ArtifactList => store.list(),
                 _ => store.remove(&params),
             }));
