@@ -144,3 +144,21 @@ pub fn artifacts() -> Result<&'static Artifacts, String> {
     static ONCE: OnceLock<Result<Artifacts, String>> = OnceLock::new();
     ONCE.get_or_init(build).as_ref().map_err(Clone::clone)
 }
+
+/// The SHA-256 of the mycelium stand-in (as `sha256sum` prints it): the pin
+/// of the nodes' mycelium service files.
+pub fn mycelium_pin() -> Result<String, String> {
+    static ONCE: OnceLock<Result<String, String>> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let path = &artifacts()?.mycelium;
+        let out = std::process::Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .map_err(|e| format!("sha256sum: {e}"))?;
+        String::from_utf8_lossy(&out.stdout)
+            .get(..64)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("sha256sum {}: no digest", path.display()))
+    })
+    .clone()
+}

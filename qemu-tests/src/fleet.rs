@@ -93,6 +93,10 @@ impl Fleet {
         // Every image carries the fleet's enrollment credential and the
         // beacon lists only nodes that prove it: no manual step at boot.
         let enrollment = crate::Enrollment::new(dir)?;
+        // The beacon keeps an artifact cache and takes the operator's
+        // orders: the nodes fetch mycelium from it at first boot.
+        let operator_keys = operator.public();
+        let cache = dir.join("beacon-artifacts");
         let beacon = Beacon::start(
             &artifacts.sporectl,
             crate::free_port(),
@@ -100,8 +104,26 @@ impl Fleet {
             &dir.join("beacon.log"),
             &enrollment.ca_public,
             overlay.clone(),
-            &[],
+            &[
+                "--authorized-keys".as_ref(),
+                operator_keys.as_os_str(),
+                "--artifacts".as_ref(),
+                cache.as_os_str(),
+            ],
         )?;
+        let published = operator.sporectl(&[
+            "--beacon",
+            &beacon.url(),
+            "artifact",
+            "publish",
+            &artifacts.mycelium.display().to_string(),
+        ]);
+        if !published.status.success() {
+            return Err(format!(
+                "publishing mycelium to the beacon: {}",
+                String::from_utf8_lossy(&published.stderr)
+            ));
+        }
         let segment_port = segment.then(crate::free_port);
         // Every image first, then every boot: the nodes start together.
         let mut built: Vec<(NodeSpec, PathBuf, PathBuf, String, Option<PathBuf>)> = Vec::new();

@@ -126,7 +126,10 @@ impl NodeSpec {
         text
     }
 
-    fn mycelium_toml(&self) -> String {
+    /// mycelium's service file: the daemon pinned by `pin` (the SHA-256
+    /// of the stand-in), fetched from the beacon's cache at first boot, as
+    /// the example node's is; not in the image.
+    fn mycelium_toml(&self, pin: &str) -> String {
         let peers: Vec<String> = self
             .segment_peers
             .iter()
@@ -143,7 +146,7 @@ impl NodeSpec {
             format!("--peers {} ", peers.join(" "))
         };
         format!(
-            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"/usr/local/bin/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
+            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"$ARTIFACTS_DIRECTORY/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n[[artifacts]]\nname = \"mycelium\"\nsha256 = \"{pin}\"\nurl = \"beacon\"\nmode = \"0755\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
         )
     }
 
@@ -206,7 +209,10 @@ impl NodeSpec {
         std::fs::create_dir_all(&services).map_err(io)?;
         std::fs::write(dir.join("spore.toml"), self.spore_toml()).map_err(io)?;
         let mut service_files = vec![
-            ("mycelium".to_owned(), self.mycelium_toml()),
+            (
+                "mycelium".to_owned(),
+                self.mycelium_toml(&crate::artifacts::mycelium_pin()?),
+            ),
             (
                 "call-home".to_owned(),
                 "[service]\nname = \"call-home\"\ndescription = \"Register node with beacon server\"\nexec = \"spore call-home\"\noneshot = true\n\n[dependencies]\nrequires = [\"mycelium\"]\n".to_owned(),
@@ -255,23 +261,16 @@ impl NodeSpec {
             netboot: self.netboot.then(|| initramfs::manifest::Netboot {
                 hosts: [(self.mac(), self.hostname.clone())].into_iter().collect(),
             }),
-            binaries: vec![
-                initramfs::manifest::Binary {
-                    source: artifacts.mycelium.clone(),
-                    path: "/usr/local/bin/mycelium".into(),
-                    links: Vec::new(),
-                    mode: None,
-                },
-                initramfs::manifest::Binary {
-                    source: artifacts.busybox.clone(),
-                    path: "/bin/busybox".into(),
-                    links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date", "wc"]
-                        .iter()
-                        .map(|a| format!("/bin/{a}"))
-                        .collect(),
-                    mode: None,
-                },
-            ],
+            // mycelium is fetched from the beacon (see `mycelium_toml`).
+            binaries: vec![initramfs::manifest::Binary {
+                source: artifacts.busybox.clone(),
+                path: "/bin/busybox".into(),
+                links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date", "wc"]
+                    .iter()
+                    .map(|a| format!("/bin/{a}"))
+                    .collect(),
+                mode: None,
+            }],
             compression: initramfs::manifest::Compression::Gzip,
             allow_dynamic: false,
         };

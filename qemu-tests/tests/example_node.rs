@@ -2,8 +2,10 @@
 //! is written and booted as a real machine: its disk image attached as a
 //! USB stick to a guest with UEFI firmware (OVMF). Only what is each
 //! operator's own is put in: their key in authorized_keys, their fleet's
-//! enrollment key, and their beacon's port. The node mounts its state
-//! partition by label, makes its key there, registers, answers sporectl,
+//! enrollment key, their beacon's port, and the pin of the mycelium they
+//! publish to the beacon. The node fetches mycelium from the beacon (it is
+//! not in the image), mounts its state partition by label, makes its key
+//! there, registers, answers sporectl,
 //! runs a program its image never had after one `sporectl deploy
 //! --artifact`, and another it fetches from the beacon's artifact cache
 //! (published there once with `sporectl artifact publish`), and after a
@@ -22,6 +24,15 @@ use std::time::{Duration, Instant};
 use qemu_tests::beacon::Beacon;
 use qemu_tests::vm::{BootOptions, Vm};
 use qemu_tests::{artifacts, free_port, Enrollment, Operator};
+
+/// `sha256sum`'s digest of `path`.
+fn sha256sum(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
 
 /// The beacon address examples/node/spore.toml calls home to (the QEMU
 /// host's port 8080); the test's beacon listens on a free port instead.
@@ -70,6 +81,40 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     )
     .unwrap();
     manifest.config = Some(config_file);
+    // mycelium is pinned, not baked in: the pin of the stand-in, which is
+    // published to the beacon for the node to fetch at first boot.
+    let mycelium_file = example.join("services/mycelium.toml");
+    let mycelium = std::fs::read_to_string(&mycelium_file).unwrap();
+    let placeholder = format!("sha256 = \"{}\"", "0".repeat(64));
+    assert!(mycelium.contains(&placeholder), "{mycelium}");
+    let standin_pin = sha256sum(&artifacts.mycelium);
+    let pinned = dir.path().join("mycelium.toml");
+    std::fs::write(
+        &pinned,
+        mycelium.replace(&placeholder, &format!("sha256 = \"{standin_pin}\"")),
+    )
+    .unwrap();
+    for service in manifest.services.iter_mut() {
+        if same(service, &mycelium_file) {
+            *service = pinned.clone();
+        }
+    }
+    assert!(manifest
+        .binaries
+        .iter()
+        .all(|b| !b.path.ends_with("mycelium")));
+    let out = operator.sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "artifact",
+        "publish",
+        artifacts.mycelium.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     manifest.authorized_keys = Some(operator.public());
     manifest.enrollment_key = Some(enrollment.image_key.clone());
     // What `spore-mkinitramfs image.toml --disk node.img` does.
@@ -120,6 +165,7 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     let console = vm.console_text();
     for mark in [
         "spore: mounted LABEL=spore-state (ext4) on /var/lib",
+        &format!("artifact mycelium: fetched from http://10.0.2.2:{port}/api/v1/artifacts/{standin_pin} and verified"),
         "spore: generated node key /var/lib/spore/node_key",
         "spore: console: writing to ",
     ] {
@@ -283,6 +329,11 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
     );
     let console = vm.console_text();
     assert!(!console.contains("artifact greeter: fetching"), "{console}");
+    assert_eq!(
+        console.matches("artifact mycelium: fetching").count(),
+        1,
+        "mycelium fetched at first boot only: {console}"
+    );
     assert_eq!(
         console.matches("artifact fetched: fetching").count(),
         1,
