@@ -130,6 +130,9 @@ impl Fleet {
         for index in 1..=count {
             let mut spec = NodeSpec::new(index, beacon.guest_url());
             spec.operator_peer = overlay.as_ref().map(|o| o.port);
+            // A beacon reached only over the overlay cannot hand out the
+            // overlay's daemon: those images carry it.
+            spec.mycelium_in_image = overlay.is_some();
             if segment {
                 spec.segment_peers = Some((1..=count).filter(|i| *i != index).collect());
             }

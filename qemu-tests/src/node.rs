@@ -50,6 +50,10 @@ pub struct NodeSpec {
     pub rtc_base: Option<String>,
     /// NTP servers for spore.toml's `[time] servers`.
     pub time_servers: Vec<String>,
+    /// Carry mycelium in the image (`/usr/local/bin/mycelium`) instead of
+    /// fetching it from the beacon: for a beacon reached only over the
+    /// overlay, which needs mycelium first.
+    pub mycelium_in_image: bool,
 }
 
 impl NodeSpec {
@@ -70,6 +74,7 @@ impl NodeSpec {
             kernel_args: String::new(),
             rtc_base: None,
             time_servers: Vec::new(),
+            mycelium_in_image: false,
         }
     }
 
@@ -128,7 +133,8 @@ impl NodeSpec {
 
     /// mycelium's service file: the daemon pinned by `pin` (the SHA-256
     /// of the stand-in), fetched from the beacon's cache at first boot, as
-    /// the example node's is; not in the image.
+    /// the example node's is; or, with [`NodeSpec::mycelium_in_image`], the
+    /// image's `/usr/local/bin/mycelium`.
     fn mycelium_toml(&self, pin: &str) -> String {
         let peers: Vec<String> = self
             .segment_peers
@@ -145,8 +151,16 @@ impl NodeSpec {
         } else {
             format!("--peers {} ", peers.join(" "))
         };
+        let (program, artifact) = if self.mycelium_in_image {
+            ("/usr/local/bin/mycelium", String::new())
+        } else {
+            (
+                "$ARTIFACTS_DIRECTORY/mycelium",
+                format!("[[artifacts]]\nname = \"mycelium\"\nsha256 = \"{pin}\"\nurl = \"beacon\"\nmode = \"0755\"\n\n"),
+            )
+        };
         format!(
-            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"$ARTIFACTS_DIRECTORY/mycelium {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n[[artifacts]]\nname = \"mycelium\"\nsha256 = \"{pin}\"\nurl = \"beacon\"\nmode = \"0755\"\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
+            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"{program} {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n{artifact}[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
         )
     }
 
@@ -261,16 +275,27 @@ impl NodeSpec {
             netboot: self.netboot.then(|| initramfs::manifest::Netboot {
                 hosts: [(self.mac(), self.hostname.clone())].into_iter().collect(),
             }),
-            // mycelium is fetched from the beacon (see `mycelium_toml`).
-            binaries: vec![initramfs::manifest::Binary {
-                source: artifacts.busybox.clone(),
-                path: "/bin/busybox".into(),
-                links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date", "wc"]
-                    .iter()
-                    .map(|a| format!("/bin/{a}"))
-                    .collect(),
-                mode: None,
-            }],
+            // mycelium is fetched from the beacon unless it is in the
+            // image (see `mycelium_toml`).
+            binaries: self
+                .mycelium_in_image
+                .then(|| initramfs::manifest::Binary {
+                    source: artifacts.mycelium.clone(),
+                    path: "/usr/local/bin/mycelium".into(),
+                    links: Vec::new(),
+                    mode: None,
+                })
+                .into_iter()
+                .chain([initramfs::manifest::Binary {
+                    source: artifacts.busybox.clone(),
+                    path: "/bin/busybox".into(),
+                    links: ["sh", "sleep", "echo", "cat", "ls", "ps", "date", "wc"]
+                        .iter()
+                        .map(|a| format!("/bin/{a}"))
+                        .collect(),
+                    mode: None,
+                }])
+                .collect(),
             compression: initramfs::manifest::Compression::Gzip,
             allow_dynamic: false,
         };
