@@ -90,8 +90,12 @@ pub fn header(response: &[u8], name: &str) -> Option<String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     parsed.parse(response).ok()?;
-    parsed
-        .headers
+    find(parsed.headers, name)
+}
+
+/// The value of header `name` among `headers`, trimmed.
+fn find(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
+    headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
         .and_then(|h| std::str::from_utf8(h.value).ok())
@@ -104,12 +108,7 @@ pub fn request_header(request: &[u8], name: &str) -> Option<String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     parsed.parse(request).ok()?;
-    parsed
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
-        .map(|v| v.trim().to_owned())
+    find(parsed.headers, name)
 }
 
 /// Status and decoded body of a complete response (read until the server

@@ -24,22 +24,6 @@ use rpc::upload::Source;
 const SIZE: usize = 256 << 20;
 const ROUNDS: usize = 3;
 
-/// Bytes that do not compress: SHA-256 in counter mode.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
-
 /// One `artifact put` of `file`, as sporectl makes it (hashing included).
 /// CPU time (user and system) `pid` has used so far, in seconds.
 fn cpu(pid: u32) -> f64 {
@@ -143,7 +127,7 @@ fn main() {
     let d = dir.path();
     let node = common::start(d, &[], "");
     let file = d.join("payload");
-    std::fs::write(&file, noise(SIZE, 1)).unwrap();
+    std::fs::write(&file, common::noise(SIZE, 1)).unwrap();
     let (mut pushed, mut copied) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         pushed.push(push(&node, &file));

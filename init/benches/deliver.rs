@@ -47,47 +47,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Bytes that do not compress: SHA-256 in counter mode.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-fn sporectl() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "sporectl",
-            "--bin",
-            "sporectl",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("sporectl")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A forwarder on loopback in front of `target`: what the operator sends
 /// through it is counted in `sent` (the bytes that would leave the
 /// operator's machine).
@@ -131,7 +90,7 @@ fn forwarder(target: String, sent: Arc<AtomicU64>) -> String {
 /// noise after it), in `dir`.
 fn program(dir: &Path, size: usize, seed: u8) -> PathBuf {
     let mut bytes = b"#!/bin/sh\nexec sleep 100000\n".to_vec();
-    bytes.extend(noise(size - bytes.len(), seed));
+    bytes.extend(common::noise(size - bytes.len(), seed));
     let path = dir.join(format!("tool-{seed}"));
     std::fs::write(&path, bytes).unwrap();
     path
@@ -197,7 +156,7 @@ impl Drop for Beacon {
 fn main() {
     let count = env_or("DELIVER_NODES", 100);
     let size = env_or("DELIVER_MIB", 20) << 20;
-    let sporectl = sporectl();
+    let sporectl = common::sporectl();
     let work = tempfile::tempdir().unwrap();
     let root = work.path();
     let status = Command::new("ssh-keygen")
@@ -209,7 +168,7 @@ fn main() {
 
     // A real beacon with a cache; every node here shares one source
     // address, as nodes behind one NAT do.
-    let port = free_port();
+    let port = common::free_port();
     let beacon_url = format!("http://127.0.0.1:{port}");
     let beacon = Beacon(
         Command::new(&sporectl)

@@ -13,11 +13,13 @@
     missing_docs
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,23 +38,6 @@ fn nodes() -> u16 {
 /// nodes `list` shows sporectl's own cost better).
 fn command_word() -> String {
     std::env::var("FLEET_COMMAND").unwrap_or_else(|_| "info".into())
-}
-
-fn sporectl() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "sporectl",
-            "--bin",
-            "sporectl",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("sporectl")
 }
 
 fn post(port: u16, body: &str) -> u16 {
@@ -117,7 +102,7 @@ fn fleet_info(sporectl: &Path, beacon: &str, key: &Path, concurrency: usize) -> 
 }
 
 fn main() {
-    let sporectl = sporectl();
+    let sporectl = common::sporectl();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let status = Command::new("ssh-keygen")

@@ -22,37 +22,11 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 use common::fleet::{node, node_with, stdout, Fleet};
+use common::{noise, sha256sum};
 use rpc::client::ClientError;
 use serde_json::{json, Value};
 
 const MIB: usize = 1 << 20;
-
-/// Bytes no compressor or pattern could make up: SHA-256 in counter mode.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-/// `sha256sum`'s digest of `path`: computed by another program than spore.
-fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 fn store(fleet: &Fleet) -> PathBuf {
     fleet.spore.path("state/artifacts")

@@ -17,39 +17,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::beacon::*;
-use common::{keygen, Spore};
-
-/// `sha256sum`'s digest of `path`: computed by another program than spore.
-fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// Bytes no compressor or pattern could make up: SHA-256 in counter mode.
-fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
+use common::{keygen, noise, sha256sum, Spore};
 
 /// Operators of a beacon: `op` (admin), `rd` (role=reader), and `stranger`
 /// (not listed); the authorized_keys file listing the first two.

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::beacon::*;
 use common::postgres::Postgres;
-use common::sporectl_bin;
+use common::{sha256sum, sporectl_bin};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -124,20 +124,6 @@ fn registrations_approvals_and_order_nonces_are_shared_by_the_replicas() {
         stderr.contains("schema is version 99, newer than this beacon's 1"),
         "{stderr}"
     );
-}
-
-/// `sha256sum`'s digest of `path`: computed by another program than spore.
-fn sha256sum(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[test]

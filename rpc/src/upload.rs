@@ -106,24 +106,16 @@ impl Source {
     /// The call that sends the chunk at `offset` (the bytes the node said
     /// it holds) in base64; None once the node holds it all.
     pub fn chunk_params(&self, offset: u64) -> Result<Option<Value>, ReadError> {
-        if offset >= self.size && self.size > 0 {
-            return Ok(None);
-        }
-        let failed = |error| ReadError {
-            file: self.file.clone(),
-            error,
-        };
-        let mut file = self.open_at(offset)?;
-        let left = usize::try_from(self.size.saturating_sub(offset)).unwrap_or(usize::MAX);
-        let mut data = vec![0u8; left.min(MAX_ARTIFACT_CHUNK)];
-        file.read_exact(&mut data).map_err(failed)?;
-        Ok(Some(json!({
-            "sha256": self.digest.hex(),
-            "size": self.size,
-            "offset": offset,
-            "data": base64::engine::general_purpose::STANDARD.encode(&data),
-            "executable": self.executable,
-        })))
+        Ok(self.raw_chunk(offset)?.map(|(mut params, data)| {
+            if let Value::Object(map) = &mut params {
+                map.remove("bytes");
+                map.insert(
+                    "data".into(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(&data)),
+                );
+            }
+            params
+        }))
     }
 
     /// The answer of the call that completed it, as `artifact put` shows

@@ -367,23 +367,11 @@ pub(crate) fn publish_one(
     id: &rpc::identity::Identity,
     file: &str,
 ) -> Result<rpc::upload::Source, ClientError> {
-    use std::io::IsTerminal;
     let source = rpc::upload::Source::read(file).map_err(|e| ClientError::Local(e.to_string()))?;
-    let shown = !options.json && std::io::stderr().is_terminal();
     let size = source.size;
-    let mut progress = |sent: u64| {
-        if shown {
-            eprint!(
-                "\r{}: {sent} of {size} bytes ({}%)\x1b[K",
-                printable(file),
-                sent.saturating_mul(100) / size.max(1)
-            );
-        }
-    };
-    let published = beacon.publish(&source, id, &mut progress);
-    if shown {
-        eprint!("\r\x1b[K");
-    }
+    let progress = crate::Progress::new(options, file, size);
+    let published = beacon.publish(&source, id, &mut |sent| progress.show(sent));
+    progress.clear();
     let (state, from) = match published? {
         beacon::client::Published::Held => ("held already", 0),
         beacon::client::Published::Stored { from } => ("published", from),

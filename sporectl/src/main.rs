@@ -309,28 +309,54 @@ pub(crate) async fn upload(
     session: &mut Session,
     file: &str,
 ) -> Result<Value, ClientError> {
-    use std::io::IsTerminal;
     let local = |e: rpc::upload::ReadError| ClientError::Local(e.to_string());
     let source = rpc::upload::Source::read(file).map_err(local)?;
     let limit = call_limit(options, proto::method::Method::ArtifactPut.name());
-    let shown = !options.json && std::io::stderr().is_terminal();
-    let size = source.size;
-    let mut progress = |held: u64| {
-        if shown {
+    let progress = Progress::new(options, file, source.size);
+    let answer = rpc::push::push(session, &source, limit, &mut |held| progress.show(held)).await;
+    progress.clear();
+    answer
+}
+
+/// A line on the terminal saying how much of a file was sent, redrawn in
+/// place (none with --json or without a terminal).
+pub(crate) struct Progress<'a> {
+    shown: bool,
+    file: &'a str,
+    size: u64,
+}
+
+impl<'a> Progress<'a> {
+    /// For sending `file` of `size` bytes.
+    pub(crate) fn new(options: &Options, file: &'a str, size: u64) -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            shown: !options.json && std::io::stderr().is_terminal(),
+            file,
+            size,
+        }
+    }
+
+    /// `held` bytes are there.
+    pub(crate) fn show(&self, held: u64) {
+        if self.shown {
             // Our own numbers and the operator's own file name (escaped):
             // written raw, so the line is redrawn in place.
             eprint!(
-                "\r{}: {held} of {size} bytes ({}%)\x1b[K",
-                rpc::display::printable(file),
-                held.saturating_mul(100) / size.max(1)
+                "\r{}: {held} of {} bytes ({}%)\x1b[K",
+                rpc::display::printable(self.file),
+                self.size,
+                held.saturating_mul(100) / self.size.max(1)
             );
         }
-    };
-    let answer = rpc::push::push(session, &source, limit, &mut progress).await;
-    if shown {
-        eprint!("\r\x1b[K");
     }
-    answer
+
+    /// Takes the line away.
+    pub(crate) fn clear(&self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 /// The keys to offer, in ssh's order: `-i FILE` alone when given; else

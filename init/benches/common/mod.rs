@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,4 +99,47 @@ pub fn pss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("Pss:"))
         .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
         .unwrap()
+}
+
+/// Bytes that do not compress: SHA-256 in counter mode.
+pub fn noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update([seed]);
+        hasher.update(counter.to_le_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// sporectl, built in release as the benches are (for `beacon serve`).
+pub fn sporectl() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "sporectl",
+            "--bin",
+            "sporectl",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("sporectl")
+}
+
+/// A free port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -435,3 +435,30 @@ pub fn agent_add(socket: &Path, key: &Path) {
         String::from_utf8_lossy(&add.stderr)
     );
 }
+
+/// Bytes no compressor or pattern could make up: SHA-256 in counter mode.
+pub fn noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut hasher = Sha256::new();
+        hasher.update([seed]);
+        hasher.update(counter.to_le_bytes());
+        out.extend_from_slice(&hasher.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `sha256sum`'s digest of `path`: computed by another program than spore.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
