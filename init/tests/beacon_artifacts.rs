@@ -329,3 +329,20 @@ fn publishing_takes_an_admin_order_and_bytes_that_match_it_and_resumes_when_cut_
     let log = std::fs::read_to_string(dir.join("log")).unwrap();
     assert!(log.contains("refused an order to publish"), "{log}");
 }
+
+#[test]
+fn publishes_from_one_source_are_rate_limited_as_orders_are_and_fetches_are_not() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let keys = operators(dir);
+    let beacon = cache_beacon(dir, &keys, &["--rate", "0.001", "--burst", "2"]);
+    let path = format!("/api/v1/artifacts/{}", "ab".repeat(32));
+    // Without an order: refused (400) while the bucket lasts, then 429.
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| put(beacon.port, &path, "", b"", 0).0)
+        .collect();
+    assert_eq!(statuses, [400, 400, 429]);
+    for _ in 0..5 {
+        assert_eq!(get(beacon.port, &path).0, 404);
+    }
+}
