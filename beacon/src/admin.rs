@@ -22,8 +22,9 @@ pub const MAX_SKEW: u64 = 300;
 /// One signed order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// `approve`, `hold`, `remove` (on `POST /api/v1/admin`) or `publish`
-    /// (in the `Spore-Order` header of `PUT /api/v1/artifacts/HEX`).
+    /// `approve`, `hold`, `remove` (on `POST /api/v1/admin`), `publish` or
+    /// `unpublish` (in the `Spore-Order` header of `PUT` or `DELETE
+    /// /api/v1/artifacts/HEX`).
     pub action: String,
     /// The node it is about.
     pub hostname: String,
@@ -111,6 +112,14 @@ impl Order {
         order.sign(identity)
     }
 
+    /// A new order to remove the artifact `sha256` from the beacon's
+    /// cache, signed by `identity`.
+    pub fn unpublish(sha256: &str, identity: &Identity, now: u64) -> Result<Self, String> {
+        let mut order = Self::unsigned("unpublish", "", "", identity, now)?;
+        order.sha256 = sha256.to_owned();
+        order.sign(identity)
+    }
+
     /// An order with a fresh nonce, not yet signed.
     fn unsigned(
         action: &str,
@@ -164,7 +173,7 @@ impl Order {
         let operators = operators.ok_or(OrderError::NoOperators)?;
         if !matches!(
             order.action.as_str(),
-            "approve" | "hold" | "remove" | "publish"
+            "approve" | "hold" | "remove" | "publish" | "unpublish"
         ) {
             return Err(OrderError::Malformed(format!(
                 "unknown action `{}`",

@@ -15,6 +15,9 @@
 //!   with `?local=1` so they do not ask theirs) and keeps what they give,
 //!   verified, before it answers. `HEAD …?size=N` says in `Spore-Held` how
 //!   much of an upload under way it holds.
+//! - `DELETE /api/v1/artifacts/HEX` removes one (what is held of it,
+//!   verified or under way), with a signed `unpublish` order in
+//!   `Spore-Order`.
 //! - `GET /api/v1/artifacts` lists what it holds.
 //!
 //! Transfers are bounded like the beacon's other connections (per source
@@ -136,6 +139,16 @@ fn parse_path(path: &str) -> Result<(Digest, bool, Option<u64>), Answer> {
     Ok((digest, local, size))
 }
 
+/// The order in a request head's `Spore-Order` header (base64 of its
+/// JSON), if it has a readable one.
+fn order_of(head: &[u8]) -> Option<Order> {
+    let text = http1::request_header(head, "spore-order")?;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
 /// The HTTP status an artifact store's refusal is answered with.
 fn status_of(error: &ArtifactError) -> u16 {
     match error {
@@ -214,7 +227,52 @@ impl Beacon {
                 let reply = self.publish(cache, stream, &exchange, digest, rest).await;
                 respond(stream, &reply).await
             }
-            _ => respond(stream, &error(405, "GET, HEAD or PUT")).await,
+            "DELETE" => {
+                let reply = self.unpublish(cache, &exchange, digest).await;
+                respond(stream, &reply).await
+            }
+            _ => respond(stream, &error(405, "GET, HEAD, PUT or DELETE")).await,
+        }
+    }
+
+    /// `DELETE`: checks the order, then removes what is held of `digest`.
+    async fn unpublish(&self, cache: &Cache, exchange: &Exchange<'_>, digest: Digest) -> Answer {
+        let Some(order) = order_of(exchange.raw) else {
+            return error(
+                400,
+                "removing needs a Spore-Order header: a signed unpublish order, base64 (sporectl artifact unpublish)",
+            );
+        };
+        if order.action != "unpublish" || order.sha256 != digest.hex() {
+            return error(400, "the order does not name this artifact");
+        }
+        let peer = exchange.peer;
+        let operator = match self.authorized(&order, peer, now()).await {
+            Ok(operator) => operator,
+            Err(refusal) => return refusal,
+        };
+        if cache
+            .publishing
+            .try_borrow()
+            .map_or(true, |set| set.contains(&digest))
+        {
+            return error(
+                409,
+                format!("sha256:{digest} is being published; try again when it is done"),
+            );
+        }
+        let store = cache.store.clone();
+        match smol::unblock(move || store.remove(&digest)).await {
+            Ok(true) => {
+                log(format_args!(
+                    "beacon: {} {} unpublished sha256:{digest} from {peer}",
+                    operator.fingerprint,
+                    printable(&operator.comment)
+                ));
+                answer(200, json!({ "sha256": digest.hex(), "removed": true }))
+            }
+            Ok(false) => error(404, format!("no artifact sha256:{digest} here")),
+            Err(e) => error(status_of(&e), e.to_string()),
         }
     }
 
@@ -228,10 +286,7 @@ impl Beacon {
         rest: Vec<u8>,
     ) -> Answer {
         let header = |name| http1::request_header(exchange.raw, name);
-        let Some(order) = header("spore-order")
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .and_then(|json| serde_json::from_slice::<Order>(&json).ok())
-        else {
+        let Some(order) = order_of(exchange.raw) else {
             return error(
                 400,
                 "publishing needs a Spore-Order header: a signed publish order, base64 (sporectl artifact publish)",

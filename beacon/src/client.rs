@@ -256,6 +256,45 @@ impl BeaconClient {
         }
     }
 
+    /// Removes the artifact `sha256` from the beacon's cache, by an order
+    /// signed with `identity` (an admin key at the beacon). False when the
+    /// beacon did not hold it.
+    pub fn unpublish(&self, sha256: &str, identity: &Identity) -> Result<bool, BeaconClientError> {
+        let order = super::admin::Order::unpublish(sha256, identity, proto::rpc::unix_time())
+            .map_err(|reason| BeaconClientError::Protocol {
+                url: self.base.clone(),
+                reason,
+            })?;
+        let order = serde_json::to_vec(&order).map_err(|e| BeaconClientError::Protocol {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let unreachable = |reason: String| BeaconClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let url = http1::parse_url(&self.artifact_url(sha256, "")).map_err(unreachable)?;
+        let mut stream = rpc::http::connect(&url, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
+            .map_err(unreachable)?;
+        let request = format!(
+            "DELETE {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nContent-Length: 0\r\nSpore-Order: {}\r\nConnection: close\r\n\r\n",
+            url.path,
+            url.authority(),
+            base64::engine::general_purpose::STANDARD.encode(order)
+        );
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = rpc::http::read_all(&mut stream, 64 * 1024).map_err(unreachable)?;
+        let (status, body) = http1::parse_response(&response).map_err(unreachable)?;
+        match status {
+            200 => Ok(true),
+            404 => Ok(false),
+            other => Err(self.refused(other, &body)),
+        }
+    }
+
     /// Publishes `source` to the beacon's artifact cache, signed by
     /// `identity` (an admin key at the beacon): resumes an upload cut off
     /// before, sends nothing when the beacon holds it. `progress` is

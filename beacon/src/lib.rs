@@ -291,9 +291,10 @@ impl Beacon {
             // each piece moves on, not the request deadline.
             Ok((head, raw, rest)) if cache::is_artifact_path(&head.path) => {
                 self.admission.progressed(ticket);
-                // A publish costs a signature check, as an order does:
-                // rate-limited per source like one. Fetches are not.
-                if head.method == "PUT" && !self.take_token(peer.ip()) {
+                // A publish or a removal costs a signature check, as an
+                // order does: rate-limited per source like one. Fetches
+                // are not.
+                if matches!(head.method.as_str(), "PUT" | "DELETE") && !self.take_token(peer.ip()) {
                     return respond(&mut stream, &error(429, "too many requests")).await;
                 }
                 let exchange = cache::Exchange {

@@ -328,6 +328,38 @@ fn publishing_takes_an_admin_order_and_bytes_that_match_it_and_resumes_when_cut_
     // to the peer.
     let log = std::fs::read_to_string(dir.join("log")).unwrap();
     assert!(log.contains("refused an order to publish"), "{log}");
+
+    // Removing is an admin's order too; then it is gone, and a second
+    // removal says the beacon holds no such artifact.
+    let unpublish = |key: &str| {
+        sporectl(&[
+            "--beacon",
+            &beacon.url(),
+            "--identity",
+            dir.join(key).to_str().unwrap(),
+            "artifact",
+            "unpublish",
+            &digest,
+        ])
+    };
+    let out = unpublish("rd");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(cache.join("sha256").join(&digest).exists());
+    let out = unpublish("op");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed from the beacon"),
+        "{out:?}"
+    );
+    assert!(!cache.join("sha256").join(&digest).exists());
+    assert_eq!(get(beacon.port, &path).0, 404);
+    let out = unpublish("op");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("the beacon holds no sha256:{digest}")),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -360,6 +360,32 @@ pub fn publish(options: &Options, files: &[std::path::PathBuf]) -> Result<(), Cl
     Ok(())
 }
 
+/// `sporectl artifact unpublish SHA256…`: each out of the beacon's cache.
+/// A name the beacon does not hold is said, and the exit is 1.
+pub fn unpublish(options: &Options, names: &[String]) -> Result<(), ClientError> {
+    let beacon = client(options)?;
+    let id = identity(options)?;
+    let mut missing = Vec::new();
+    for name in names {
+        let digest = artifacts::Digest::parse(name)
+            .map_err(|e| ClientError::Local(e.to_string()))?
+            .hex();
+        if beacon.unpublish(&digest, &id)? {
+            say!("sha256:{digest}: removed from the beacon");
+        } else {
+            missing.push(format!("sha256:{digest}"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ClientError::Rpc {
+            code: 404,
+            message: format!("the beacon holds no {}", missing.join(", ")),
+        })
+    }
+}
+
 /// Publishes one file, with a progress line on a terminal; its source.
 pub(crate) fn publish_one(
     options: &Options,

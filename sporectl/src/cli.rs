@@ -318,6 +318,16 @@ enum ArtifactCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Remove artifacts from the beacon's cache (an order signed with your
+    /// admin key); nodes that hold them keep them
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon https://beacon:8443 artifact unpublish 9f2c…"
+    )]
+    Unpublish {
+        /// SHA-256 of each (64 hex digits, `sha256:` in front or not)
+        #[arg(required = true)]
+        sha256: Vec<String>,
+    },
     /// The artifacts the node holds, verified or under way, and the quota
     #[command(after_help = "Examples:\n  sporectl artifact list")]
     List,
@@ -683,6 +693,10 @@ fn into_options(cli: Cli) -> Parsed {
                     options.task = crate::Task::Publish(files);
                     ("publish", Vec::new())
                 }
+                ArtifactCommand::Unpublish { sha256 } => {
+                    options.task = crate::Task::Unpublish(sha256);
+                    ("unpublish", Vec::new())
+                }
             };
             options.verb = rpc::verbs::Verb::parse("artifact", Some(action));
             options.names = names;
@@ -789,6 +803,9 @@ fn into_options(cli: Cli) -> Parsed {
     }
     if matches!(options.task, crate::Task::Publish(_)) && options.beacon.is_none() {
         usage("artifact publish sends to a beacon: give --beacon URL (or SPORECTL_BEACON)");
+    }
+    if matches!(options.task, crate::Task::Unpublish(_)) && options.beacon.is_none() {
+        usage("artifact unpublish asks a beacon: give --beacon URL (or SPORECTL_BEACON)");
     }
     if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {
         usage("artifact put streams to one node at a time: give it --node HOST:PORT");

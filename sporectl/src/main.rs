@@ -80,6 +80,8 @@ pub(crate) enum Task {
     KnownNodes(KnownNodesAction),
     /// `sporectl artifact publish FILE…`: to the beacon's cache.
     Publish(Vec<PathBuf>),
+    /// `sporectl artifact unpublish SHA256…`: out of the beacon's cache.
+    Unpublish(Vec<String>),
 }
 
 /// `sporectl nodes [ACTION]`.
@@ -654,6 +656,12 @@ fn main() -> ExitCode {
         }
         Task::Publish(files) => {
             return match beacon_commands::publish(&options, files) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => report(error),
+            }
+        }
+        Task::Unpublish(names) => {
+            return match beacon_commands::unpublish(&options, names) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => report(error),
             }
