@@ -215,8 +215,10 @@ impl Beacon {
         match exchange.head.method.as_str() {
             "GET" | "HEAD" => {
                 if !local && !cache.peers.is_empty() {
-                    exchange.deadline.extend(PEER_WAIT);
-                    if let Err(refusal) = self.fetch_from_peers(cache, digest).await {
+                    let fetched = self
+                        .fetch_from_peers(cache, digest, exchange.deadline)
+                        .await;
+                    if let Err(refusal) = fetched {
                         return respond(stream, &refusal).await;
                     }
                 }
@@ -385,11 +387,19 @@ impl Beacon {
 
     /// Makes sure the cache holds `digest`, asking the peers if it does
     /// not; one fetch per artifact, the other requests wait for it.
-    async fn fetch_from_peers(&self, cache: &Cache, digest: Digest) -> Result<(), Answer> {
+    /// The request waits up to [`PEER_WAIT`] for it, then has its idle
+    /// time again.
+    async fn fetch_from_peers(
+        &self,
+        cache: &Cache,
+        digest: Digest,
+        deadline: &Deadline,
+    ) -> Result<(), Answer> {
         let path = cache.store.path(&digest);
         if smol::unblock(move || path.exists()).await {
             return Ok(());
         }
+        deadline.extend(PEER_WAIT);
         let (done, wait) = smol::channel::bounded(1);
         {
             let Ok(mut fetching) = cache.fetching.lock() else {
@@ -439,6 +449,7 @@ impl Beacon {
             }
         }
         let _ = wait.recv().await;
+        deadline.reset(IDLE);
         Ok(())
     }
 }

@@ -427,18 +427,36 @@ pub(crate) async fn respond<S: AsyncWrite + Unpin>(
 /// When a connection is closed: at first the request deadline; a transfer
 /// of an artifact's bytes moves it on with each piece, so a slow but
 /// moving transfer goes on and a stalled one ends.
-pub(crate) struct Deadline(Cell<Instant>);
+pub(crate) struct Deadline {
+    at: Cell<Instant>,
+    /// Told when the deadline moves earlier, so the armed timer is
+    /// replaced.
+    earlier: (smol::channel::Sender<()>, smol::channel::Receiver<()>),
+}
 
 impl Deadline {
     fn after(span: Duration) -> Self {
-        Self(Cell::new(Instant::now() + span))
+        Self {
+            at: Cell::new(Instant::now() + span),
+            earlier: smol::channel::bounded(1),
+        }
     }
 
     /// Moves the deadline to `span` from now, if that is later.
     pub(crate) fn extend(&self, span: Duration) {
         let at = Instant::now() + span;
-        if at > self.0.get() {
-            self.0.set(at);
+        if at > self.at.get() {
+            self.at.set(at);
+        }
+    }
+
+    /// Moves the deadline to `span` from now, earlier or later.
+    pub(crate) fn reset(&self, span: Duration) {
+        let at = Instant::now() + span;
+        let earlier = at < self.at.get();
+        self.at.set(at);
+        if earlier {
+            let _ = self.earlier.0.try_send(());
         }
     }
 
@@ -446,9 +464,17 @@ impl Deadline {
     /// polling).
     async fn passed(&self) {
         loop {
-            let at = self.0.get();
-            Timer::at(at).await;
-            if self.0.get() <= Instant::now() {
+            let at = self.at.get();
+            let moved_earlier = async {
+                Timer::at(at).await;
+                false
+            }
+            .or(async {
+                let _ = self.earlier.1.recv().await;
+                true
+            })
+            .await;
+            if !moved_earlier && self.at.get() <= Instant::now() {
                 return;
             }
         }
@@ -526,6 +552,35 @@ mod tests {
             ..Settings::default()
         };
         Beacon::open(&Location::File(dir.join("beacon.redb")), settings).unwrap()
+    }
+
+    #[test]
+    fn a_deadline_passes_when_it_was_moved_to_earlier_or_later() {
+        smol::block_on(async {
+            // Armed ten minutes out, moved to 30 ms: it passes then, not in
+            // ten minutes.
+            let deadline = Deadline::after(Duration::from_secs(600));
+            let started = Instant::now();
+            let mover = async {
+                Timer::after(Duration::from_millis(20)).await;
+                deadline.reset(Duration::from_millis(30));
+                std::future::pending::<()>().await
+            };
+            deadline.passed().or(mover).await;
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(50), "{took:?}");
+            assert!(took < Duration::from_secs(60), "{took:?}");
+            // Armed at 50 ms, moved on to 200 ms: it waits for the later.
+            let deadline = Deadline::after(Duration::from_millis(50));
+            let started = Instant::now();
+            let mover = async {
+                Timer::after(Duration::from_millis(10)).await;
+                deadline.extend(Duration::from_millis(200));
+                std::future::pending::<()>().await
+            };
+            deadline.passed().or(mover).await;
+            assert!(started.elapsed() >= Duration::from_millis(210));
+        });
     }
 
     #[test]
