@@ -8,10 +8,17 @@ use std::io;
 /// starts PID 1 without one).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Runs in a child between fork and exec: its own session, a clean signal
-/// mask and dispositions, the core-file limit `core_limit` (spore's own is
-/// 0), and every descriptor above stderr closed at exec.
-pub(crate) fn prepare(core_limit: Option<u64>) -> io::Result<()> {
+/// Runs in a child between fork and exec: into its cgroup first (it
+/// writes `0` to `cgroup_procs`, an open `cgroup.procs`, when that is not
+/// -1), its own session, a clean signal mask and dispositions, the
+/// core-file limit `core_limit` (spore's own is 0), and every descriptor
+/// above stderr closed at exec.
+pub(crate) fn prepare(core_limit: Option<u64>, cgroup_procs: i32) -> io::Result<()> {
+    // Into the service's cgroup before anything else, so whatever it
+    // starts is there too. SAFETY: a write of two bytes from a static.
+    if cgroup_procs >= 0 && unsafe { libc::write(cgroup_procs, b"0\n".as_ptr().cast(), 2) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // Own session, so the service's process group is its pid and a stop
     // signal to the group reaches everything it started (setsid(2)).
     // SAFETY: plain system calls with valid arguments.

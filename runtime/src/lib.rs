@@ -18,6 +18,7 @@
 
 pub use durable::atomic;
 pub mod artifact_links;
+pub mod cgroup;
 mod child;
 pub mod credentials;
 pub use escape;

@@ -64,6 +64,10 @@ pub struct SpawnSpec<'a> {
     pub state_dirs: &'a [std::path::PathBuf],
     /// Capture stdout/stderr (services) or send them to /dev/null (checks).
     pub capture: bool,
+    /// The `cgroup.procs` of the service's cgroup (see
+    /// [`crate::cgroup::Tree::prepare`]): the process puts itself there
+    /// before its exec.
+    pub cgroup: Option<&'a Path>,
 }
 
 /// A started process.
@@ -142,12 +146,30 @@ impl Spawning {
             command.current_dir(dir);
         }
         let core_limit = self.settings.service_core_limit;
+        // Opened here (a missing cgroup fails the start before the fork);
+        // close-on-exec, and closed here once the child exists.
+        let cgroup = spec
+            .cgroup
+            .map(|path| std::fs::OpenOptions::new().write(true).open(path))
+            .transpose()
+            .map_err(|error| SpawnError {
+                code: 1,
+                program: program.clone(),
+                message: format!(
+                    "cgroup {}: {error}",
+                    spec.cgroup
+                        .map(Path::display)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+            })?;
+        let cgroup_procs = cgroup.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setsid, sigprocmask, sigaction,
-        // setrlimit, close_range); it holds a copied integer, allocates
+        // async-signal-safe system calls (write, setsid, sigprocmask, sigaction,
+        // setrlimit, close_range); it holds copied integers, allocates
         // nothing and touches no lock.
         unsafe {
-            command.pre_exec(move || crate::child::prepare(core_limit));
+            command.pre_exec(move || crate::child::prepare(core_limit, cgroup_procs));
         }
         let mut child = command.spawn().map_err(|error| SpawnError {
             code: exit_code_of(&error),
@@ -214,6 +236,7 @@ impl Spawning {
             spec.dir,
             spec.capture,
             core_limit,
+            spec.cgroup,
         );
         match spawner.start_one(&request) {
             Ok(started) => {

@@ -101,6 +101,8 @@ pub struct Request {
     pub capture: bool,
     /// RLIMIT_CORE soft limit to set, if any.
     pub core_limit: Option<u64>,
+    /// The `cgroup.procs` the child writes itself into, if any.
+    pub cgroup: Option<Vec<u8>>,
 }
 
 fn put(out: &mut Vec<u8>, item: &[u8]) {
@@ -161,6 +163,7 @@ impl Request {
             }
             None => out.push(0),
         }
+        put_list(&mut out, &self.cgroup.iter().cloned().collect::<Vec<_>>());
         out
     }
 
@@ -177,6 +180,7 @@ impl Request {
         let (&has_limit, rest) = r.0.split_first()?;
         r.0 = rest;
         let core_limit = if has_limit == 1 { Some(r.u64()?) } else { None };
+        let cgroup = r.list()?.into_iter().next();
         r.0.is_empty().then_some(Self {
             id,
             deadline_ns,
@@ -185,6 +189,7 @@ impl Request {
             dir,
             capture: capture == 1,
             core_limit,
+            cgroup,
         })
     }
 }
@@ -386,6 +391,7 @@ pub fn request_for(
     dir: Option<&Path>,
     capture: bool,
     core_limit: Option<u64>,
+    cgroup: Option<&Path>,
 ) -> Request {
     let mut merged: std::collections::BTreeMap<OsString, OsString> =
         base_env.iter().cloned().collect();
@@ -403,6 +409,7 @@ pub fn request_for(
         dir: dir.map(|d| d.as_os_str().as_bytes().to_vec()),
         capture,
         core_limit,
+        cgroup: cgroup.map(|c| c.as_os_str().as_bytes().to_vec()),
     }
 }
 
@@ -421,6 +428,7 @@ mod tests {
             dir: Some(b"/tmp".to_vec()),
             capture: true,
             core_limit: Some(7),
+            cgroup: Some(b"/sys/fs/cgroup/spore/services/x/cgroup.procs".to_vec()),
         };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes), Some(request.clone()));
@@ -432,6 +440,7 @@ mod tests {
             dir: None,
             core_limit: None,
             capture: false,
+            cgroup: None,
             ..request
         };
         assert_eq!(Request::decode(&plain.encode()), Some(plain));

@@ -212,6 +212,7 @@ impl Sys for RealSys {
             dir: launch.dir,
             state_dirs: launch.state_dirs,
             capture: output.is_some(),
+            cgroup: None,
         })?;
         if let Some(service) = output {
             if let Some(stdout) = child.stdout {

@@ -154,6 +154,18 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
     } else {
         (None, None)
     };
+    // The service's cgroup, opened here so a missing one fails the start
+    // before the clone (closed in the child at exec, here when we return).
+    let cgroup = request
+        .cgroup
+        .as_deref()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(OsStr::from_bytes(path))
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+        })
+        .transpose()?;
     let child = ChildArgs {
         program: program.as_ptr(),
         argv: argv_ptrs.as_ptr(),
@@ -167,6 +179,7 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
             .as_ref()
             .map_or(devnull.as_raw_fd(), |(_, w)| w.as_raw_fd()),
         core_limit: request.core_limit,
+        cgroup_procs: cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
         deadline_ns: request.deadline_ns,
     };
     // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
@@ -209,6 +222,8 @@ struct ChildArgs {
     out_fd: RawFd,
     err_fd: RawFd,
     core_limit: Option<u64>,
+    /// The service's `cgroup.procs`, open; -1: none.
+    cgroup_procs: RawFd,
     deadline_ns: u64,
 }
 
@@ -225,7 +240,7 @@ fn child_main(child: &ChildArgs) -> ! {
     // SAFETY: we are a fork-like clone of a single-threaded process; the
     // pointers in `child` point into our copy of its memory.
     unsafe {
-        let ok = crate::child::prepare(child.core_limit).is_ok()
+        let ok = crate::child::prepare(child.core_limit, child.cgroup_procs).is_ok()
             && libc::dup2(child.null_fd, 0) >= 0
             && libc::dup2(child.out_fd, 1) >= 0
             && libc::dup2(child.err_fd, 2) >= 0

@@ -1,0 +1,203 @@
+//! Services' cgroups (v2): one directory a service under the tree spore
+//! owns (`ROOT/services/NAME`), its first process put there between fork
+//! and exec (it writes `0` to the cgroup's `cgroup.procs`), so everything
+//! it starts, however it detaches (setsid, double fork), stays there; all
+//! of it killed at once (`cgroup.kill`), and asked whether any process is
+//! left (`cgroup.events`). Limits and accounting come on top of this.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The cgroups spore makes for its services, under one directory of a
+/// cgroup2 hierarchy spore may write (as PID 1 its own; under `spore run`,
+/// one delegated to it).
+#[derive(Debug, Clone)]
+pub struct Tree {
+    services: PathBuf,
+}
+
+/// The file a process writes its pid (or `0`, itself) to, to move into a
+/// cgroup.
+pub const PROCS: &str = "cgroup.procs";
+
+impl Tree {
+    /// The tree under `root`, a cgroup2 directory: makes `root/services`.
+    /// Refused when `root` is not in a cgroup2 hierarchy.
+    pub fn at(root: &Path) -> io::Result<Tree> {
+        if !root.join("cgroup.controllers").exists() {
+            return Err(io::Error::other(format!(
+                "{} is not a cgroup2 directory (no cgroup.controllers)",
+                root.display()
+            )));
+        }
+        let services = root.join("services");
+        match fs::create_dir(&services) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+        Ok(Tree { services })
+    }
+
+    /// The cgroup of `service`.
+    pub fn path(&self, service: &str) -> PathBuf {
+        self.services.join(service)
+    }
+
+    /// Makes the cgroup of `service` (kept when it is there); returns the
+    /// file its first process writes itself into.
+    pub fn prepare(&self, service: &str) -> io::Result<PathBuf> {
+        let dir = self.path(service);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+        Ok(dir.join(PROCS))
+    }
+
+    /// Kills every process in the cgroup of `service` (SIGKILL, by the
+    /// kernel, all at once: none can fork away meanwhile).
+    pub fn kill(&self, service: &str) -> io::Result<()> {
+        fs::write(self.path(service).join("cgroup.kill"), b"1")
+    }
+
+    /// Whether any process is left in the cgroup of `service`.
+    pub fn populated(&self, service: &str) -> io::Result<bool> {
+        let events = fs::read_to_string(self.path(service).join("cgroup.events"))?;
+        Ok(events
+            .lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>() == ["populated", "1"]))
+    }
+
+    /// Removes the cgroup of `service` once it is empty (`EBUSY` before).
+    pub fn remove(&self, service: &str) -> io::Result<()> {
+        match fs::remove_dir(self.path(service)) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::{base_environment, SpawnSpec, Spawning};
+    use std::time::{Duration, Instant};
+
+    /// A cgroup2 directory of this host to work under (a hybrid host
+    /// mounts the v2 hierarchy at /sys/fs/cgroup/unified): no controllers
+    /// are needed for placement, cgroup.kill and cgroup.events.
+    fn host_cgroup2() -> PathBuf {
+        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.controllers").exists())
+            .expect("a cgroup2 hierarchy on this host")
+    }
+
+    /// A directory of the host's hierarchy, killed and removed when dropped.
+    struct Scratch(PathBuf, Tree);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = self.1.kill("svc");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.1.populated("svc").unwrap_or(false) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.1.remove("svc");
+            let _ = fs::remove_dir(self.0.join("services"));
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+
+    fn procs(tree: &Tree) -> Vec<i32> {
+        fs::read_to_string(tree.path("svc").join(PROCS))
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    }
+
+    fn wait(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_service_and_what_it_detaches_stay_in_its_cgroup_and_die_together() {
+        let root = host_cgroup2().join(format!("spore-test-{}", std::process::id()));
+        fs::create_dir(&root).unwrap();
+        let tree = Tree::at(&root).unwrap();
+        let scratch = Scratch(root.clone(), tree.clone());
+        let file = tree.prepare("svc").unwrap();
+        // A shell that starts a grandchild in a session of its own (setsid,
+        // then a double fork): what escaped a process-group kill before.
+        let argv: Vec<String> = [
+            "/bin/sh",
+            "-c",
+            "setsid sh -c 'sleep 1000 & exec sleep 1001' & exec sleep 1002",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let base_env = base_environment();
+        let spawned = Spawning::new(Default::default())
+            .spawn(&SpawnSpec {
+                argv: &argv,
+                env: &[],
+                base_env: &base_env,
+                dir: None,
+                state_dirs: &[],
+                capture: false,
+                cgroup: Some(&file),
+            })
+            .unwrap();
+        wait("three processes in the cgroup", || procs(&tree).len() >= 3);
+        let own = fs::read_to_string(format!("/proc/{}/cgroup", spawned.pid)).unwrap();
+        assert!(
+            own.contains(&format!("spore-test-{}/services/svc", std::process::id())),
+            "{own}"
+        );
+        assert!(tree.populated("svc").unwrap());
+        // Everything goes at once, the detached grandchildren too.
+        tree.kill("svc").unwrap();
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(spawned.pid, &mut status, 0) };
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+        wait("the cgroup to empty", || !tree.populated("svc").unwrap());
+        assert!(procs(&tree).is_empty());
+        drop(scratch);
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_directory_outside_cgroup2_is_refused_and_a_missing_cgroup_fails_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Tree::at(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("not a cgroup2 directory"), "{error}");
+        let argv = vec!["/bin/true".to_string()];
+        let base_env = base_environment();
+        let missing = dir.path().join("gone/cgroup.procs");
+        let error = Spawning::new(Default::default())
+            .spawn(&SpawnSpec {
+                argv: &argv,
+                env: &[],
+                base_env: &base_env,
+                dir: None,
+                state_dirs: &[],
+                capture: false,
+                cgroup: Some(&missing),
+            })
+            .err()
+            .unwrap();
+        assert!(error.message.contains("cgroup"), "{error}");
+    }
+}
