@@ -43,6 +43,8 @@ pub enum Invocation {
         state_dir: PathBuf,
         /// Control socket; default STATE_DIR/spore.sock.
         socket: Option<PathBuf>,
+        /// A cgroup2 directory delegated to spore (`--cgroup`).
+        cgroup: Option<PathBuf>,
     },
     /// `spore call-home`.
     CallHome {
@@ -104,13 +106,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
     };
     match command.as_str() {
         "run" => {
-            let Some((config_dir, state_dir)) = directories(&mut parser, Some(&mut socket))? else {
+            let mut cgroup = None;
+            let Some((config_dir, state_dir)) =
+                directories_with(&mut parser, Some(&mut socket), Some(&mut cgroup))?
+            else {
                 return Ok(Invocation::CommandHelp(command));
             };
             Ok(Invocation::Run {
                 config_dir,
                 state_dir,
                 socket,
+                cgroup,
             })
         }
         "call-home" => {
@@ -235,7 +241,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, lex
 /// and `--socket` where the command takes one; None for `--help`.
 fn directories(
     parser: &mut lexopt::Parser,
+    socket: Option<&mut Option<PathBuf>>,
+) -> Result<Option<(PathBuf, PathBuf)>, lexopt::Error> {
+    directories_with(parser, socket, None)
+}
+
+/// [`directories`], and `--cgroup` where the command takes it (`run`).
+fn directories_with(
+    parser: &mut lexopt::Parser,
     mut socket: Option<&mut Option<PathBuf>>,
+    mut cgroup: Option<&mut Option<PathBuf>>,
 ) -> Result<Option<(PathBuf, PathBuf)>, lexopt::Error> {
     use lexopt::prelude::*;
     let mut config_dir = PathBuf::from("/etc/spore");
@@ -247,6 +262,11 @@ fn directories(
             Long("help") | Short('h') => return Ok(None),
             Long("socket") if socket.is_some() => {
                 if let Some(slot) = socket.as_deref_mut() {
+                    *slot = Some(parser.value()?.into());
+                }
+            }
+            Long("cgroup") if cgroup.is_some() => {
+                if let Some(slot) = cgroup.as_deref_mut() {
                     *slot = Some(parser.value()?.into());
                 }
             }
@@ -296,9 +316,15 @@ mod tests {
             Invocation::Run {
                 config_dir: "c".into(),
                 state_dir: "s".into(),
-                socket: Some("x.sock".into())
+                socket: Some("x.sock".into()),
+                cgroup: None,
             }
         );
+        assert!(matches!(
+            parse_args(&["run", "--cgroup", "/sys/fs/cgroup/spore"]).unwrap(),
+            Invocation::Run { cgroup: Some(c), .. } if c == std::path::Path::new("/sys/fs/cgroup/spore")
+        ));
+        assert!(parse_args(&["call-home", "--cgroup", "x"]).is_err());
     }
 
     #[test]

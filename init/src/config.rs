@@ -399,6 +399,9 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// The local control socket.
     pub socket: PathBuf,
+    /// A cgroup2 directory delegated to spore (`spore run --cgroup`): each
+    /// service runs in a cgroup of its own under it.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Paths {

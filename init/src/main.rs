@@ -59,12 +59,14 @@ fn main() -> ExitCode {
             config_dir,
             state_dir,
             socket,
+            cgroup,
         }) => {
             let socket = socket.unwrap_or_else(|| state_dir.join("spore.sock"));
             let paths = Paths {
                 config_dir,
                 state_dir,
                 socket,
+                cgroup,
             };
             run_supervisor(&paths, false)
         }
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             socket: state_dir.join("spore.sock"),
             config_dir,
             state_dir,
+            cgroup: None,
         }),
         Ok(cli::Invocation::Check { paths, json }) => check::run(&paths, json),
         Ok(cli::Invocation::Client {
@@ -124,6 +127,7 @@ fn init(pid1: bool) -> ExitCode {
         config_dir: PathBuf::from("/etc/spore"),
         state_dir: PathBuf::from("/var/lib/spore"),
         socket: PathBuf::from("/run/spore/spore.sock"),
+        cgroup: None,
     };
     run_supervisor(&paths, true)
 }

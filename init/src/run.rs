@@ -106,7 +106,27 @@ pub fn supervise(
         errors.len()
     ));
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
-    let (runtime, inputs) = Runtime::new(services, executor, spawning);
+    let (mut runtime, inputs) = Runtime::new(services, executor, spawning);
+    // Services in cgroups of their own, when spore was given a tree; said
+    // plainly either way.
+    match &paths.cgroup {
+        Some(root) => match runtime::cgroup::Tree::at(root) {
+            Ok(tree) => {
+                journal::note(format_args!(
+                    "cgroups: each service in its own under {}",
+                    tree.path("").display()
+                ));
+                runtime.use_cgroups(tree);
+            }
+            Err(error) => journal::note(format_args!(
+                "cgroups: --cgroup {}: {error}; services run in spore's cgroup",
+                root.display()
+            )),
+        },
+        None => {
+            journal::note("cgroups: none given (--cgroup PATH); services run in spore's cgroup")
+        }
+    }
     let (mut runtime, inputs) = NodeApi::new(runtime, inputs, executor);
     let deploys = serde_json::json!({
         "dir": deployed_dir.display().to_string(),

@@ -63,6 +63,14 @@ impl Tree {
         fs::write(self.path(service).join("cgroup.kill"), b"1")
     }
 
+    /// The processes in the cgroup of `service`.
+    pub fn pids(&self, service: &str) -> io::Result<Vec<i32>> {
+        Ok(fs::read_to_string(self.path(service).join(PROCS))?
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect())
+    }
+
     /// Whether any process is left in the cgroup of `service`.
     pub fn populated(&self, service: &str) -> io::Result<bool> {
         let events = fs::read_to_string(self.path(service).join("cgroup.events"))?;

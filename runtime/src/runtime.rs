@@ -144,6 +144,13 @@ impl Runtime {
         (runtime, Inputs { events, lines })
     }
 
+    /// Runs each service in a cgroup of its own under `tree` from its next
+    /// start on (see [`crate::cgroup`]): a stop reaches all it started,
+    /// however detached, and it counts as stopped when its cgroup is empty.
+    pub fn use_cgroups(&mut self, tree: crate::cgroup::Tree) {
+        self.sys.use_cgroups(tree);
+    }
+
     /// A runtime for `services` on `sys` (the real system, or a fake in
     /// tests); `tx` reaches the event loop.
     pub fn with_sys(services: Vec<Service>, mut sys: Box<dyn Sys>, tx: Sender<Input>) -> Self {

@@ -6,6 +6,7 @@
 //! Everything asynchronous comes back to the runtime as an [`Input`] on the
 //! event loop's queues: a timer that fired, a probe's verdict, output lines.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -77,8 +78,13 @@ pub trait Sys {
     fn signal_group(&mut self, pgid: i32, signal: i32);
     /// One exited child and how it ended; None when none is waiting.
     fn reap(&mut self) -> Option<(i32, ExitStatus)>;
-    /// True when no process is left in group `pgid`.
+    /// True when no process is left in group `pgid` (in the service's
+    /// cgroup, when it has one).
     fn group_is_empty(&self, pgid: i32) -> bool;
+    /// From now on, each service runs in a cgroup of its own under `tree`:
+    /// a stop reaches everything in it and a service counts as stopped
+    /// when it is empty. A system without cgroups ignores it.
+    fn use_cgroups(&mut self, _tree: crate::cgroup::Tree) {}
     /// Reports `key` after `after` (see [`TimerKey`]); re-arming replaces.
     fn arm_timer(&mut self, key: TimerKey, after: Duration);
     /// Forgets `key`: it will not be reported.
@@ -120,6 +126,11 @@ pub struct RealSys {
     base_env: Vec<(OsString, OsString)>,
     /// How processes are started, and the spawner once there is one.
     spawning: crate::spawn::Spawning,
+    /// The services' cgroups, when spore has a cgroup2 tree.
+    cgroups: Option<crate::cgroup::Tree>,
+    /// The service each running group (its main pid) has its cgroup for;
+    /// an entry goes when the cgroup is found empty.
+    cgroup_of: RefCell<HashMap<i32, String>>,
 }
 
 impl RealSys {
@@ -138,7 +149,16 @@ impl RealSys {
             timers: HashMap::new(),
             base_env: crate::spawn::base_environment(),
             spawning: crate::spawn::Spawning::new(spawning),
+            cgroups: None,
+            cgroup_of: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The cgroup of group `pgid`, if it is a service that has one.
+    fn cgroup(&self, pgid: i32) -> Option<(&crate::cgroup::Tree, String)> {
+        let tree = self.cgroups.as_ref()?;
+        let service = self.cgroup_of.try_borrow().ok()?.get(&pgid).cloned()?;
+        Some((tree, service))
     }
 
     /// Reads a pipe line by line until every writer has closed it. An idle
@@ -205,6 +225,18 @@ impl Sys for RealSys {
     }
 
     fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
+        // A service (not a health check) runs in its cgroup; one that
+        // cannot be made fails the start, saying why.
+        let cgroup = match (&self.cgroups, output) {
+            (Some(tree), Some(service)) => {
+                Some(tree.prepare(service).map_err(|error| SpawnError {
+                    code: 1,
+                    program: launch.argv.first().cloned().unwrap_or_default(),
+                    message: format!("its cgroup {}: {error}", tree.path(service).display()),
+                })?)
+            }
+            _ => None,
+        };
         let child = self.spawning.spawn(&SpawnSpec {
             argv: launch.argv,
             env: launch.env,
@@ -212,8 +244,13 @@ impl Sys for RealSys {
             dir: launch.dir,
             state_dirs: launch.state_dirs,
             capture: output.is_some(),
-            cgroup: None,
+            cgroup: cgroup.as_deref(),
         })?;
+        if let (Some(_), Some(service), Ok(mut map)) =
+            (&cgroup, output, self.cgroup_of.try_borrow_mut())
+        {
+            map.insert(child.pid, service.to_owned());
+        }
         if let Some(service) = output {
             if let Some(stdout) = child.stdout {
                 self.read_lines(service.to_owned(), Stream::Stdout, stdout.into());
@@ -240,6 +277,23 @@ impl Sys for RealSys {
                 crate::journal::note(format_args!("kill(-{pgid}, {signal}) failed: {error}"))
             }
         }
+        // What left the group (setsid, a double fork) is still in the
+        // service's cgroup: a kill takes all of it at once, another signal
+        // reaches each of its processes.
+        if let Some((tree, service)) = self.cgroup(pgid) {
+            let done = if signal == Signal::SIGKILL {
+                tree.kill(&service)
+            } else {
+                tree.pids(&service).map(|pids| {
+                    for pid in pids {
+                        let _ = kill(Pid::from_raw(pid), signal);
+                    }
+                })
+            };
+            if let Err(error) = done {
+                crate::journal::note(format_args!("{service}: signalling its cgroup: {error}"));
+            }
+        }
     }
 
     fn reap(&mut self) -> Option<(i32, ExitStatus)> {
@@ -262,7 +316,24 @@ impl Sys for RealSys {
     }
 
     fn group_is_empty(&self, pgid: i32) -> bool {
+        if let Some((tree, service)) = self.cgroup(pgid) {
+            match tree.populated(&service) {
+                Ok(true) => return false,
+                Ok(false) => {
+                    if let Ok(mut map) = self.cgroup_of.try_borrow_mut() {
+                        map.remove(&pgid);
+                    }
+                    return true;
+                }
+                // Unreadable: as without a cgroup.
+                Err(_) => {}
+            }
+        }
         pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
+    }
+
+    fn use_cgroups(&mut self, tree: crate::cgroup::Tree) {
+        self.cgroups = Some(tree);
     }
 
     fn arm_timer(&mut self, key: TimerKey, after: Duration) {

@@ -54,9 +54,25 @@ impl Spore {
     /// [`Spore::start_with_console`] with `env` added to spore's
     /// environment (`SPORE_SPAWNER=always`, say).
     pub fn start_with_env(dir: tempfile::TempDir, console: Stdio, env: &[(&str, &str)]) -> Spore {
+        Self::start_with(dir, console, env, &[])
+    }
+
+    /// `spore run` on `DIR/etc` with `args` after its directories
+    /// (`--cgroup PATH`, say), its console in `DIR/spore.err`.
+    pub fn start_with_args(dir: tempfile::TempDir, args: &[&str]) -> Spore {
+        let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+        Self::start_with(dir, Stdio::from(console), &[], args)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        console: Stdio,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Spore {
         let socket = dir.path().join("state/spore.sock");
         let log = dir.path().join("spore.log");
-        let child = spawn_run(dir.path(), &log, console, env);
+        let child = spawn_run(dir.path(), &log, console, env, args);
         let spore = Spore {
             child,
             dir,
@@ -145,7 +161,7 @@ impl Spore {
             .append(true)
             .open(self.dir.path().join("spore.err"))
             .unwrap();
-        self.child = spawn_run(self.dir.path(), &self.log, Stdio::from(console), &[]);
+        self.child = spawn_run(self.dir.path(), &self.log, Stdio::from(console), &[], &[]);
         self.wait_for("the control socket", Duration::from_secs(10), |s| {
             UnixStream::connect(&s.socket).is_ok()
         });
@@ -168,7 +184,7 @@ impl Spore {
 }
 
 /// `spore run` on `dir/etc` and `dir/state`.
-fn spawn_run(dir: &Path, log: &Path, console: Stdio, env: &[(&str, &str)]) -> Child {
+fn spawn_run(dir: &Path, log: &Path, console: Stdio, env: &[(&str, &str)], args: &[&str]) -> Child {
     Command::new(spore_bin())
         .envs(env.iter().copied())
         .arg("run")
@@ -176,6 +192,7 @@ fn spawn_run(dir: &Path, log: &Path, console: Stdio, env: &[(&str, &str)]) -> Ch
         .arg(dir.join("etc"))
         .arg("--state-dir")
         .arg(dir.join("state"))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(log).unwrap())
         .stderr(console)
