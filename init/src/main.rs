@@ -220,6 +220,17 @@ fn boot_and_supervise(
     if pid1 {
         pid1::hostname::name_node(&config, &paths.state_dir);
     }
+    // As PID 1 spore owns the cgroup tree: each service in its own.
+    let owned;
+    let paths = if pid1 {
+        owned = Paths {
+            cgroup: pid1::cgroups::setup(),
+            ..paths.clone()
+        };
+        &owned
+    } else {
+        paths
+    };
     let signals = match signals::Signals::open(set) {
         Ok(signals) => signals,
         Err(error) => {

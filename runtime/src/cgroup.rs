@@ -37,6 +37,15 @@ impl Tree {
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
             Err(error) => return Err(error),
         }
+        // The controllers handed to `root`'s children, handed on to each
+        // service's cgroup (their limits need them).
+        let handed = fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+        for controller in handed.split_whitespace() {
+            let _ = fs::write(
+                services.join("cgroup.subtree_control"),
+                format!("+{controller}"),
+            );
+        }
         Ok(Tree { services })
     }
 

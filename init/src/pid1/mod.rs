@@ -2,6 +2,7 @@
 //! it down after the last one. Every failure is logged and survived.
 
 mod block_id;
+pub mod cgroups;
 mod configured_mounts;
 mod consoles;
 pub mod hostname;
