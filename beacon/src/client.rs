@@ -256,28 +256,32 @@ impl BeaconClient {
         }
     }
 
-    /// Removes the artifact `sha256` from the beacon's cache, by an order
-    /// signed with `identity` (an admin key at the beacon). False when the
-    /// beacon did not hold it.
-    pub fn unpublish(&self, sha256: &str, identity: &Identity) -> Result<bool, BeaconClientError> {
-        let order = super::admin::Order::unpublish(sha256, identity, proto::rpc::unix_time())
-            .map_err(|reason| BeaconClientError::Protocol {
-                url: self.base.clone(),
-                reason,
-            })?;
-        let order = serde_json::to_vec(&order).map_err(|e| BeaconClientError::Protocol {
+    /// Opens a connection to artifact `hex` and sends the head of a
+    /// `method` request carrying `order` (signed; base64 in `Spore-Order`)
+    /// and `headers` (each ending in CRLF); the body, if any, is the
+    /// caller's to send.
+    fn send_order(
+        &self,
+        method: &str,
+        hex: &str,
+        order: Result<super::admin::Order, String>,
+        headers: &str,
+    ) -> Result<Box<dyn rpc::http::ReadWrite>, BeaconClientError> {
+        let protocol = |reason: String| BeaconClientError::Protocol {
             url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let order =
+            serde_json::to_vec(&order.map_err(protocol)?).map_err(|e| protocol(e.to_string()))?;
         let unreachable = |reason: String| BeaconClientError::Unreachable {
             url: self.base.clone(),
             reason,
         };
-        let url = http1::parse_url(&self.artifact_url(sha256, "")).map_err(unreachable)?;
+        let url = http1::parse_url(&self.artifact_url(hex, "")).map_err(unreachable)?;
         let mut stream = rpc::http::connect(&url, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
             .map_err(unreachable)?;
         let request = format!(
-            "DELETE {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nContent-Length: 0\r\nSpore-Order: {}\r\nConnection: close\r\n\r\n",
+            "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\n{headers}Spore-Order: {}\r\nConnection: close\r\n\r\n",
             url.path,
             url.authority(),
             base64::engine::general_purpose::STANDARD.encode(order)
@@ -286,6 +290,19 @@ impl BeaconClient {
             .write_all(request.as_bytes())
             .and_then(|()| stream.flush())
             .map_err(|e| unreachable(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// Removes the artifact `sha256` from the beacon's cache, by an order
+    /// signed with `identity` (an admin key at the beacon). False when the
+    /// beacon did not hold it.
+    pub fn unpublish(&self, sha256: &str, identity: &Identity) -> Result<bool, BeaconClientError> {
+        let order = super::admin::Order::unpublish(sha256, identity, proto::rpc::unix_time());
+        let mut stream = self.send_order("DELETE", sha256, order, "Content-Length: 0\r\n")?;
+        let unreachable = |reason: String| BeaconClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
         let response = rpc::http::read_all(&mut stream, 64 * 1024).map_err(unreachable)?;
         let (status, body) = http1::parse_response(&response).map_err(unreachable)?;
         match status {
@@ -311,33 +328,16 @@ impl BeaconClient {
         let from = if from < source.size { from } else { 0 };
         let hex = source.digest.hex();
         let order =
-            super::admin::Order::publish(&hex, source.size, identity, proto::rpc::unix_time())
-                .map_err(|reason| BeaconClientError::Protocol {
-                    url: self.base.clone(),
-                    reason,
-                })?;
-        let order = serde_json::to_vec(&order).map_err(|e| BeaconClientError::Protocol {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+            super::admin::Order::publish(&hex, source.size, identity, proto::rpc::unix_time());
+        let headers = format!(
+            "Content-Type: application/octet-stream\r\nContent-Length: {}\r\nSpore-Offset: {from}\r\nExpect: 100-continue\r\n",
+            source.size - from
+        );
+        let mut stream = self.send_order("PUT", &hex, order, &headers)?;
         let unreachable = |reason: String| BeaconClientError::Unreachable {
             url: self.base.clone(),
             reason,
         };
-        let url = http1::parse_url(&self.artifact_url(&hex, "")).map_err(unreachable)?;
-        let mut stream = rpc::http::connect(&url, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
-            .map_err(unreachable)?;
-        let request = format!(
-            "PUT {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nSpore-Offset: {from}\r\nSpore-Order: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
-            url.path,
-            url.authority(),
-            source.size - from,
-            base64::engine::general_purpose::STANDARD.encode(order)
-        );
-        stream
-            .write_all(request.as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| unreachable(e.to_string()))?;
         let (head, rest) = rpc::fetch::read_head(&mut stream).map_err(unreachable)?;
         let (head, rest) = if http1::status(&head) == Some(100) {
             let mut file = source
