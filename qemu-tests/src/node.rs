@@ -160,7 +160,7 @@ impl NodeSpec {
             )
         };
         format!(
-            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"{program} {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n{artifact}[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
+            "[service]\nname = \"mycelium\"\ndescription = \"Mycelium IPv6 overlay network daemon\"\nexec = \"{program} {peers}--key-file /var/lib/mycelium/key --tun-name mycelium --api-addr 127.0.0.1:8989 --disable-peer-discovery --log-format plain\"\nstate_dir = \"/var/lib/mycelium\"\n\n{artifact}[resources]\nmemory_min = \"16M\"\noom_score_adj = -900\n\n[health]\ntype = \"http\"\ntarget = \"http://127.0.0.1:8989/api/v1/admin\"\ninterval_ms = 10000\n"
         )
     }
 
@@ -229,7 +229,7 @@ impl NodeSpec {
             ),
             (
                 "call-home".to_owned(),
-                "[service]\nname = \"call-home\"\ndescription = \"Register node with beacon server\"\nexec = \"spore call-home\"\noneshot = true\n\n[dependencies]\nrequires = [\"mycelium\"]\n".to_owned(),
+                "[service]\nname = \"call-home\"\ndescription = \"Register node with beacon server\"\nexec = \"spore call-home\"\noneshot = true\n\n[resources]\noom_score_adj = -900\n\n[dependencies]\nrequires = [\"mycelium\"]\n".to_owned(),
             ),
         ];
         service_files.extend(self.extra_services.iter().cloned());

@@ -1,7 +1,10 @@
 //! cgroup v2 with spore as PID 1 under the Debian kernel: spore mounts the
 //! hierarchy, sits in a leaf of its own, hands the controllers down, and
 //! puts each service in a cgroup of its own, so a stop reaches a
-//! grandchild the service detached with setsid and a double fork.
+//! grandchild the service detached with setsid and a double fork; a
+//! service's limits hold (an OOM kill is said as such, a fork bomb stops
+//! at pids_max) while the node's own services stay up, and its usage is
+//! what it took.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +17,7 @@ use std::time::Duration;
 use qemu_tests::Fleet;
 
 #[test]
-fn each_service_is_in_its_own_cgroup_and_a_stop_reaches_what_it_detached() {
+fn each_service_is_boxed_in_its_own_cgroup_with_its_limits_and_usage() {
     let dir = tempfile::tempdir().unwrap();
     let mut fleet = Fleet::boot(dir.path(), 1, false, false, |_| {}).unwrap();
     fleet
@@ -79,4 +82,112 @@ fn each_service_is_in_its_own_cgroup_and_a_stop_reaches_what_it_detached() {
     let console = fleet.nodes[0].vm.console_text();
     assert!(!console.contains("grandchild ALIVE"), "{console}");
     assert!(console.contains("populated 0"), "{console}");
+
+    // Limits. A service that takes more memory than its memory_max is
+    // killed by the OOM killer, said so, and restarted; a fork bomb stops
+    // at its pids_max. Meanwhile the node's own services stay up and it
+    // answers RPC.
+    let hog = dir.path().join("hog.toml");
+    std::fs::write(
+        &hog,
+        "[service]\nname = \"hog\"\nexec = [\"/bin/sh\", \"-c\", \"echo hog takes 64 MiB; dd if=/dev/zero of=/dev/null bs=64M count=1; exec sleep 100000\"]\n\n[lifecycle]\nrestart = \"always\"\nrestart_delay_ms = 2000\n\n[resources]\nmemory_max = \"32M\"\n",
+    )
+    .unwrap();
+    // The deploy's answer says why it did not come up.
+    let out = fleet.nodes[0].sporectl(
+        &fleet.operator,
+        &["deploy", hog.to_str().unwrap(), "--start"],
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("last run: killed by the OOM killer at 32 MiB"),
+        "{said}"
+    );
+    fleet.nodes[0]
+        .vm
+        .wait_for(
+            "(last run killed by the OOM killer at 32 MiB)",
+            Duration::from_secs(120),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    deploy(
+        &fleet,
+        "bomb",
+        "[service]\nname = \"bomb\"\nexec = [\"/bin/sh\", \"-c\", \"bomb() { bomb | bomb & }; bomb; exec sleep 100000\"]\n\n[resources]\npids_max = 32\n",
+    );
+    // And one that holds 20 MiB, to see what accounting says of it.
+    deploy(
+        &fleet,
+        "fill",
+        "[service]\nname = \"fill\"\nexec = [\"/bin/sh\", \"-c\", \"x=$(head -c 22000000 /dev/zero | tr '\\\\0' a); echo filled; sleep 100000; echo $x | head -c 1\"]\n",
+    );
+    fleet.nodes[0]
+        .vm
+        .wait_for("filled", Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = |name: &str| -> serde_json::Value {
+        // (Its exit status says whether the service is up: not asserted.)
+        let out = fleet.nodes[0].sporectl(&fleet.operator, &["--json", "status", name]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let hog = status("hog");
+    assert!(hog["restarts"].as_u64().unwrap() >= 1, "{hog}");
+    assert!(hog["usage"]["oom_kills"].as_u64().unwrap() >= 1, "{hog}");
+    assert_eq!(hog["usage"]["memory_max_bytes"], 32 << 20, "{hog}");
+    let bomb = status("bomb");
+    let pids = bomb["usage"]["pids"].as_u64().unwrap();
+    assert!(pids <= 32, "{bomb}");
+    assert_eq!(bomb["usage"]["pids_max"], 32, "{bomb}");
+    let fill = status("fill");
+    let memory = fill["usage"]["memory_bytes"].as_u64().unwrap();
+    assert!(memory >= 20 << 20, "{fill}");
+    assert!(
+        fill["usage"]["memory_peak_bytes"].as_u64().unwrap() >= memory,
+        "{fill}"
+    );
+    assert!(fill["usage"]["cpu_usec"].as_u64().unwrap() > 0, "{fill}");
+    // The text an operator reads says the same.
+    let out = fleet.nodes[0].sporectl(&fleet.operator, &["status", "hog"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("killed by the OOM killer at 32 MiB"),
+        "{text}"
+    );
+    assert!(text.contains("limit 32.0 MiB"), "{text}");
+    // The node's own services were never touched, and it answers.
+    for name in ["mycelium", "call-home"] {
+        let own = status(name);
+        assert_eq!(own["restarts"], 0, "{own}");
+        assert!(
+            ["ready", "succeeded"].contains(&own["state"].as_str().unwrap()),
+            "{own}"
+        );
+    }
+    let info = fleet.nodes[0].sporectl(&fleet.operator, &["--json", "info"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(
+        info["resources"]["memory_total_bytes"].as_u64().unwrap() > 100 << 20,
+        "{info}"
+    );
+    // The bomb goes whole with its stop.
+    let out = fleet.nodes[0].sporectl(&fleet.operator, &["stop", "bomb"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // (A stop answers at once; the bomb's shells outlive its signal by
+    // forking, so it ends with cgroup.kill after the grace.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let bomb = loop {
+        let bomb = status("bomb");
+        if bomb["state"] == "stopped" || std::time::Instant::now() > deadline {
+            break bomb;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(bomb["state"], "stopped", "{bomb}");
+    assert_eq!(bomb["usage"]["pids"], 0, "{bomb}");
 }

@@ -245,6 +245,9 @@ pub fn status_text(status: &Value) -> Vec<String> {
         out.push(format!("  pid:      {pid}"));
     }
     out.push(format!("  restarts: {}", text(status, "restarts")));
+    if let Some(usage) = status.get("usage").and_then(usage_text) {
+        out.push(format!("  usage:    {usage}"));
+    }
     if status.get("last_exit").is_some_and(|e| !e.is_null()) {
         out.push(format!("  last run: {}", text(status, "last_exit")));
     }
@@ -284,6 +287,59 @@ pub fn status_text(status: &Value) -> Vec<String> {
     out
 }
 
+/// A byte count as a person reads it (`21.0 MiB`, powers of 1024).
+pub fn size(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["bytes", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return if unit == "bytes" {
+                format!("{bytes} bytes")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+/// A service's `usage` (from its cgroup) on one line; None when the
+/// kernel gave no figure.
+fn usage_text(usage: &Value) -> Option<String> {
+    let number = |key| usage.get(key).and_then(Value::as_u64);
+    let mut parts = Vec::new();
+    if let Some(memory) = number("memory_bytes") {
+        let mut extra = Vec::new();
+        if let Some(peak) = number("memory_peak_bytes") {
+            extra.push(format!("peak {}", size(peak)));
+        }
+        if let Some(limit) = number("memory_max_bytes") {
+            extra.push(format!("limit {}", size(limit)));
+        }
+        parts.push(if extra.is_empty() {
+            format!("memory {}", size(memory))
+        } else {
+            format!("memory {} ({})", size(memory), extra.join(", "))
+        });
+    }
+    if let Some(usec) = number("cpu_usec") {
+        parts.push(format!("cpu {:.2} s", usec as f64 / 1e6));
+    }
+    if let Some(pids) = number("pids") {
+        parts.push(match number("pids_max") {
+            Some(most) => format!("{pids} pids (limit {most})"),
+            None => format!("{pids} pids"),
+        });
+    }
+    if let (Some(read), Some(written)) = (number("io_read_bytes"), number("io_write_bytes")) {
+        parts.push(format!("io {} read, {} written", size(read), size(written)));
+    }
+    if let Some(kills) = number("oom_kills").filter(|&n| n > 0) {
+        parts.push(format!("OOM kills {kills}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 /// `node.info` as text.
 pub fn info_text(info: &Value) -> Vec<String> {
     let mut out = vec![format!(
@@ -310,6 +366,31 @@ pub fn info_text(info: &Value) -> Vec<String> {
             text(services, "total"),
             states.join(", ")
         ));
+    }
+    if let Some(resources) = info.get("resources") {
+        let bytes = |key| resources.get(key).and_then(Value::as_u64);
+        if let (Some(total), Some(available)) =
+            (bytes("memory_total_bytes"), bytes("memory_available_bytes"))
+        {
+            out.push(format!(
+                "  memory:   {} available of {}",
+                size(available),
+                size(total)
+            ));
+        }
+        if let Some(pressure) = resources
+            .get("pressure_some_avg10")
+            .and_then(Value::as_object)
+        {
+            let parts: Vec<String> = pressure
+                .iter()
+                .filter_map(|(name, share)| Some(format!("{name} {:.1}%", share.as_f64()?)))
+                .collect();
+            out.push(format!(
+                "  pressure: {} (some, last 10 s)",
+                parts.join(", ")
+            ));
+        }
     }
     if let Some(errors) = info.get("service_file_errors").and_then(Value::as_u64) {
         if errors > 0 {
@@ -445,6 +526,39 @@ mod tests {
         let text = status_text(&status);
         assert!(
             text.contains(&"  fetching: mycelium\\u{1b}[2J 12.0 of 34.0 MiB (35%)".to_owned()),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn usage_and_the_nodes_memory_show_in_status_and_info() {
+        let status = json!({
+            "name": "hog", "kind": "daemon", "source": "deployed",
+            "detail": "running", "restarts": 1, "file": "/x",
+            "usage": { "memory_bytes": 22_020_096, "memory_peak_bytes": 23_068_672,
+                "memory_max_bytes": 33_554_432, "cpu_usec": 120_000, "pids": 3,
+                "pids_max": 32, "io_read_bytes": 4096, "io_write_bytes": 0, "oom_kills": 1 },
+        });
+        let text = status_text(&status);
+        assert!(
+            text.contains(&"  usage:    memory 21.0 MiB (peak 22.0 MiB, limit 32.0 MiB), cpu 0.12 s, 3 pids (limit 32), io 4.0 KiB read, 0 bytes written, OOM kills 1".to_owned()),
+            "{text:?}"
+        );
+        let bare = json!({ "name": "x", "usage": {} });
+        assert!(!status_text(&bare).iter().any(|l| l.contains("usage")));
+        let info = json!({ "hostname": "n1", "version": "0.1.0", "uptime_s": 5,
+            "resources": { "memory_total_bytes": 268_435_456_u64,
+                "memory_available_bytes": 201_326_592_u64,
+                "pressure_some_avg10": { "cpu": 0.0, "io": 1.25, "memory": 0.5 } } });
+        let text = info_text(&info);
+        assert!(
+            text.contains(&"  memory:   192.0 MiB available of 256.0 MiB".to_owned()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(
+                &"  pressure: cpu 0.0%, io 1.2%, memory 0.5% (some, last 10 s)".to_owned()
+            ),
             "{text:?}"
         );
     }

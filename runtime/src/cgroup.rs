@@ -9,6 +9,43 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::limits::Setting;
+
+/// A limit a service's cgroup could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// The controller the limit needs is not in this cgroup.
+    #[error("{key} needs {file}, and this kernel gives the service's cgroup no such controller (it has: {controllers})")]
+    NoController {
+        /// The service file's key.
+        key: &'static str,
+        /// The cgroup file.
+        file: &'static str,
+        /// `cgroup.controllers` of the service's cgroup.
+        controllers: String,
+    },
+    /// The kernel refused the value.
+    #[error("{key}: the kernel refused {file} = {value}: {error}")]
+    Refused {
+        /// The service file's key.
+        key: &'static str,
+        /// The cgroup file.
+        file: &'static str,
+        /// What was written.
+        value: String,
+        /// What the kernel said.
+        error: io::Error,
+    },
+}
+
+/// The number after `key` in a flat-keyed cgroup file (`oom_kill 2`).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == key).then(|| value.trim().parse().ok())?
+    })
+}
+
 /// The cgroups spore makes for its services, under one directory of a
 /// cgroup2 hierarchy spore may write (as PID 1 its own; under `spore run`,
 /// one delegated to it).
@@ -64,6 +101,58 @@ impl Tree {
             Err(error) => return Err(error),
         }
         Ok(dir.join(PROCS))
+    }
+
+    /// Writes `settings` (see [`crate::limits`]) into the cgroup of
+    /// `service`. A setting its service file asked for that this cgroup
+    /// lacks (its controller is not there) or the kernel refuses fails,
+    /// named; a default is skipped there.
+    pub fn apply(&self, service: &str, settings: &[Setting]) -> Result<(), LimitError> {
+        let dir = self.path(service);
+        for setting in settings {
+            let file = dir.join(setting.file);
+            match fs::write(&file, &setting.value) {
+                Ok(()) => {}
+                Err(_) if !setting.asked => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    let controllers = fs::read_to_string(dir.join("cgroup.controllers"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    return Err(LimitError::NoController {
+                        key: setting.key,
+                        file: setting.file,
+                        controllers,
+                    });
+                }
+                Err(error) => {
+                    return Err(LimitError::Refused {
+                        key: setting.key,
+                        file: setting.file,
+                        value: setting.value.clone(),
+                        error,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many times the OOM killer has killed in the cgroup of `service`
+    /// (`memory.events` `oom_kill`); None without the memory controller.
+    pub fn oom_kills(&self, service: &str) -> Option<u64> {
+        let events = fs::read_to_string(self.path(service).join("memory.events")).ok()?;
+        keyed(&events, "oom_kill")
+    }
+
+    /// The `memory.max` of `service`'s cgroup in bytes; None when it has
+    /// none (`max`) or no memory controller.
+    pub fn memory_max(&self, service: &str) -> Option<u64> {
+        fs::read_to_string(self.path(service).join("memory.max"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Kills every process in the cgroup of `service` (SIGKILL, by the
@@ -124,6 +213,7 @@ mod tests {
                 state_dirs: &[],
                 capture: false,
                 cgroup: Some(&missing),
+                oom_score_adj: None,
             })
             .err()
             .unwrap();

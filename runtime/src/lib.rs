@@ -21,6 +21,7 @@ pub mod artifact_links;
 pub mod cgroup;
 mod child;
 pub mod credentials;
+pub mod limits;
 pub use escape;
 pub use http1;
 mod input;
@@ -35,5 +36,6 @@ pub mod spawner;
 pub mod spool;
 pub mod sys;
 pub mod text;
+pub mod usage;
 
 pub use runtime::{Files, Input, Inputs, Notice, Runtime, LINE_QUEUE};

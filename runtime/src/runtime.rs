@@ -151,6 +151,12 @@ impl Runtime {
         self.sys.use_cgroups(tree);
     }
 
+    /// What `service` uses of the node, from its cgroup (None when spore
+    /// runs services without cgroups, or it never ran).
+    pub fn usage(&self, service: &str) -> Option<crate::usage::Usage> {
+        self.sys.usage(service)
+    }
+
     /// A runtime for `services` on `sys` (the real system, or a fake in
     /// tests); `tx` reaches the event loop.
     pub fn with_sys(services: Vec<Service>, mut sys: Box<dyn Sys>, tx: Sender<Input>) -> Self {
@@ -538,6 +544,7 @@ impl Runtime {
             env: &env,
             dir: dir.as_deref(),
             state_dirs: &[],
+            resources: None,
         };
         match self.sys.spawn(launch, None) {
             Ok(pid) => {

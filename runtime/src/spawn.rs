@@ -68,6 +68,8 @@ pub struct SpawnSpec<'a> {
     /// [`crate::cgroup::Tree::prepare`]): the process puts itself there
     /// before its exec.
     pub cgroup: Option<&'a Path>,
+    /// Its `oom_score_adj`, set before its exec.
+    pub oom_score_adj: Option<i32>,
 }
 
 /// A started process.
@@ -164,12 +166,17 @@ impl Spawning {
                 ),
             })?;
         let cgroup_procs = cgroup.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+        let setup = crate::child::Setup {
+            core_limit,
+            cgroup_procs,
+            oom_score_adj: spec.oom_score_adj,
+        };
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (write, setsid, sigprocmask, sigaction,
-        // setrlimit, close_range); it holds copied integers, allocates
-        // nothing and touches no lock.
+        // async-signal-safe system calls (open, write, close, setsid,
+        // sigprocmask, sigaction, setrlimit, close_range); it holds copied
+        // integers, allocates nothing and touches no lock.
         unsafe {
-            command.pre_exec(move || crate::child::prepare(core_limit, cgroup_procs));
+            command.pre_exec(move || crate::child::prepare(setup));
         }
         let mut child = command.spawn().map_err(|error| SpawnError {
             code: exit_code_of(&error),
@@ -229,15 +236,20 @@ impl Spawning {
         let SpawnerState::Running(spawner) = &mut *state else {
             return None;
         };
-        let request = crate::spawner::request_for(
-            spec.argv,
-            spec.base_env,
-            spec.env,
-            spec.dir,
-            spec.capture,
+        let request = crate::spawner::Request {
             core_limit,
-            spec.cgroup,
-        );
+            cgroup: spec
+                .cgroup
+                .map(|c| std::os::unix::ffi::OsStrExt::as_bytes(c.as_os_str()).to_vec()),
+            oom_score_adj: spec.oom_score_adj,
+            ..crate::spawner::request_for(
+                spec.argv,
+                spec.base_env,
+                spec.env,
+                spec.dir,
+                spec.capture,
+            )
+        };
         match spawner.start_one(&request) {
             Ok(started) => {
                 let (stdout, stderr) = match started.pipes {

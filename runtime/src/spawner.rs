@@ -103,6 +103,8 @@ pub struct Request {
     pub core_limit: Option<u64>,
     /// The `cgroup.procs` the child writes itself into, if any.
     pub cgroup: Option<Vec<u8>>,
+    /// The child's `oom_score_adj`, if set.
+    pub oom_score_adj: Option<i32>,
 }
 
 fn put(out: &mut Vec<u8>, item: &[u8]) {
@@ -164,6 +166,13 @@ impl Request {
             None => out.push(0),
         }
         put_list(&mut out, &self.cgroup.iter().cloned().collect::<Vec<_>>());
+        match self.oom_score_adj {
+            Some(adjust) => {
+                out.push(1);
+                out.extend_from_slice(&adjust.to_le_bytes());
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -181,6 +190,13 @@ impl Request {
         r.0 = rest;
         let core_limit = if has_limit == 1 { Some(r.u64()?) } else { None };
         let cgroup = r.list()?.into_iter().next();
+        let (&has_adjust, rest) = r.0.split_first()?;
+        r.0 = rest;
+        let oom_score_adj = if has_adjust == 1 {
+            Some(r.u32()? as i32)
+        } else {
+            None
+        };
         r.0.is_empty().then_some(Self {
             id,
             deadline_ns,
@@ -190,6 +206,7 @@ impl Request {
             capture: capture == 1,
             core_limit,
             cgroup,
+            oom_score_adj,
         })
     }
 }
@@ -383,15 +400,14 @@ pub enum Failure {
 
 /// The request for a service: argv, the environment as std's Command would
 /// build it (base, then the service's own, later keys winning, sorted),
-/// its directory.
+/// its directory; no core limit, cgroup or OOM score (the caller sets
+/// those it has).
 pub fn request_for(
     argv: &[String],
     base_env: &[(OsString, OsString)],
     env: &[(String, String)],
     dir: Option<&Path>,
     capture: bool,
-    core_limit: Option<u64>,
-    cgroup: Option<&Path>,
 ) -> Request {
     let mut merged: std::collections::BTreeMap<OsString, OsString> =
         base_env.iter().cloned().collect();
@@ -408,8 +424,9 @@ pub fn request_for(
             .collect(),
         dir: dir.map(|d| d.as_os_str().as_bytes().to_vec()),
         capture,
-        core_limit,
-        cgroup: cgroup.map(|c| c.as_os_str().as_bytes().to_vec()),
+        core_limit: None,
+        cgroup: None,
+        oom_score_adj: None,
     }
 }
 
@@ -429,6 +446,7 @@ mod tests {
             capture: true,
             core_limit: Some(7),
             cgroup: Some(b"/sys/fs/cgroup/spore/services/x/cgroup.procs".to_vec()),
+            oom_score_adj: Some(-900),
         };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes), Some(request.clone()));
@@ -441,6 +459,7 @@ mod tests {
             core_limit: None,
             capture: false,
             cgroup: None,
+            oom_score_adj: None,
             ..request
         };
         assert_eq!(Request::decode(&plain.encode()), Some(plain));

@@ -61,6 +61,9 @@ pub struct Launch<'a> {
     pub dir: Option<&'a std::path::Path>,
     /// Directories made (0700) before the process starts (`state_dir`).
     pub state_dirs: &'a [std::path::PathBuf],
+    /// Its `[resources]`: its cgroup's limits and OOM score (services;
+    /// None for health checks).
+    pub resources: Option<&'a svc::service::Resources>,
 }
 
 /// What the runtime asks of the system. Implementations never block.
@@ -85,6 +88,10 @@ pub trait Sys {
     /// a stop reaches everything in it and a service counts as stopped
     /// when it is empty. A system without cgroups ignores it.
     fn use_cgroups(&mut self, _tree: crate::cgroup::Tree) {}
+    /// What `service` uses, from its cgroup; None without one.
+    fn usage(&self, _service: &str) -> Option<crate::usage::Usage> {
+        None
+    }
     /// Reports `key` after `after` (see [`TimerKey`]); re-arming replaces.
     fn arm_timer(&mut self, key: TimerKey, after: Duration);
     /// Forgets `key`: it will not be reported.
@@ -130,7 +137,17 @@ pub struct RealSys {
     cgroups: Option<crate::cgroup::Tree>,
     /// The service each running group (its main pid) has its cgroup for;
     /// an entry goes when the cgroup is found empty.
-    cgroup_of: RefCell<HashMap<i32, String>>,
+    cgroup_of: RefCell<HashMap<i32, Placed>>,
+}
+
+/// A service's main process in its cgroup.
+#[derive(Debug, Clone)]
+struct Placed {
+    /// The service.
+    service: String,
+    /// The cgroup's OOM kill count when it started, to tell an OOM kill
+    /// from another SIGKILL when it ends.
+    oom_kills: Option<u64>,
 }
 
 impl RealSys {
@@ -157,8 +174,18 @@ impl RealSys {
     /// The cgroup of group `pgid`, if it is a service that has one.
     fn cgroup(&self, pgid: i32) -> Option<(&crate::cgroup::Tree, String)> {
         let tree = self.cgroups.as_ref()?;
-        let service = self.cgroup_of.try_borrow().ok()?.get(&pgid).cloned()?;
-        Some((tree, service))
+        let placed = self.cgroup_of.try_borrow().ok()?.get(&pgid).cloned()?;
+        Some((tree, placed.service))
+    }
+
+    /// Whether the OOM killer killed in the cgroup of the service whose
+    /// main process `pid` was just killed (its `oom_kill` count rose since
+    /// the start): then the cgroup's memory limit, if it has one.
+    fn oom_killed(&self, pid: i32) -> Option<Option<u64>> {
+        let tree = self.cgroups.as_ref()?;
+        let placed = self.cgroup_of.try_borrow().ok()?.get(&pid).cloned()?;
+        let now = tree.oom_kills(&placed.service)?;
+        (now > placed.oom_kills.unwrap_or(0)).then(|| tree.memory_max(&placed.service))
     }
 
     /// Reads a pipe line by line until every writer has closed it. An idle
@@ -225,17 +252,40 @@ impl Sys for RealSys {
     }
 
     fn spawn(&mut self, launch: Launch<'_>, output: Option<&str>) -> Result<i32, SpawnError> {
-        // A service (not a health check) runs in its cgroup; one that
-        // cannot be made fails the start, saying why.
+        // A service (not a health check) runs in its cgroup, with its
+        // limits; one that cannot be made or limited fails the start,
+        // saying why, and so does a limit where there is no cgroup.
+        let failed = |message: String| SpawnError {
+            code: 1,
+            program: launch.argv.first().cloned().unwrap_or_default(),
+            message,
+        };
         let cgroup = match (&self.cgroups, output) {
             (Some(tree), Some(service)) => {
-                Some(tree.prepare(service).map_err(|error| SpawnError {
-                    code: 1,
-                    program: launch.argv.first().cloned().unwrap_or_default(),
-                    message: format!("its cgroup {}: {error}", tree.path(service).display()),
-                })?)
+                let procs = tree.prepare(service).map_err(|error| {
+                    failed(format!(
+                        "its cgroup {}: {error}",
+                        tree.path(service).display()
+                    ))
+                })?;
+                let settings = crate::limits::settings(
+                    launch
+                        .resources
+                        .unwrap_or(&svc::service::Resources::default()),
+                    crate::limits::node_memory(),
+                );
+                tree.apply(service, &settings)
+                    .map_err(|error| failed(error.to_string()))?;
+                Some(procs)
             }
-            _ => None,
+            _ => {
+                if let Some(key) = launch.resources.and_then(crate::limits::first_cgroup_limit) {
+                    return Err(failed(format!(
+                        "{key} needs a cgroup, and spore has none here (services run in cgroups with spore as PID 1, or under `spore run --cgroup PATH`)"
+                    )));
+                }
+                None
+            }
         };
         let child = self.spawning.spawn(&SpawnSpec {
             argv: launch.argv,
@@ -245,11 +295,21 @@ impl Sys for RealSys {
             state_dirs: launch.state_dirs,
             capture: output.is_some(),
             cgroup: cgroup.as_deref(),
+            oom_score_adj: launch.resources.and_then(|r| r.oom_score_adj),
         })?;
-        if let (Some(_), Some(service), Ok(mut map)) =
-            (&cgroup, output, self.cgroup_of.try_borrow_mut())
-        {
-            map.insert(child.pid, service.to_owned());
+        if let (Some(tree), Some(_), Some(service), Ok(mut map)) = (
+            &self.cgroups,
+            &cgroup,
+            output,
+            self.cgroup_of.try_borrow_mut(),
+        ) {
+            map.insert(
+                child.pid,
+                Placed {
+                    service: service.to_owned(),
+                    oom_kills: tree.oom_kills(service),
+                },
+            );
         }
         if let Some(service) = output {
             if let Some(stdout) = child.stdout {
@@ -304,7 +364,13 @@ impl Sys for RealSys {
                     return Some((pid.as_raw(), ExitStatus::Code(code)))
                 }
                 Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                    return Some((pid.as_raw(), ExitStatus::Signal(signal as i32)))
+                    let pid = pid.as_raw();
+                    if signal == Signal::SIGKILL {
+                        if let Some(limit) = self.oom_killed(pid) {
+                            return Some((pid, ExitStatus::OomKilled { limit }));
+                        }
+                    }
+                    return Some((pid, ExitStatus::Signal(signal as i32)));
                 }
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(error) => {
@@ -334,6 +400,11 @@ impl Sys for RealSys {
 
     fn use_cgroups(&mut self, tree: crate::cgroup::Tree) {
         self.cgroups = Some(tree);
+    }
+
+    fn usage(&self, service: &str) -> Option<crate::usage::Usage> {
+        let dir = self.cgroups.as_ref()?.path(service);
+        dir.is_dir().then(|| crate::usage::of_cgroup(&dir))
     }
 
     fn arm_timer(&mut self, key: TimerKey, after: Duration) {

@@ -64,6 +64,61 @@ pub struct Service {
     /// `[[artifacts]]`: files from the node's artifact store, pinned by
     /// hash, linked at each start into `$ARTIFACTS_DIRECTORY`.
     pub artifacts: Vec<ArtifactRef>,
+    /// `[resources]`: its cgroup's limits and its OOM score adjustment.
+    pub resources: Resources,
+}
+
+/// `[resources]`: what a service may take of the node (cgroup v2, named as
+/// systemd's settings: `memory_max` is `MemoryMax=`). None: no limit set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    /// `memory.max`: above it the OOM killer acts in the service's cgroup.
+    pub memory_max: Option<Memory>,
+    /// `memory.high`: above it the service is throttled and reclaimed.
+    pub memory_high: Option<Memory>,
+    /// `memory.min`: memory kept for it under pressure (protect mycelium
+    /// and call-home with it).
+    pub memory_min: Option<Memory>,
+    /// `cpu.weight`, 1 to 10,000 (100 by default).
+    pub cpu_weight: Option<u32>,
+    /// `cpu.max`: its time on the CPUs.
+    pub cpu_max: Option<CpuMax>,
+    /// `pids.max`: processes and threads at once.
+    pub pids_max: Option<Limit>,
+    /// `io.weight`, 1 to 10,000 (100 by default).
+    pub io_weight: Option<u32>,
+    /// `/proc/PID/oom_score_adj`, -1000 to 1000.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A memory amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Memory {
+    /// Bytes.
+    Bytes(u64),
+    /// A share of the node's memory, in hundredths of a percent.
+    Percent(u32),
+    /// No limit.
+    Unlimited,
+}
+
+/// A time share of the CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CpuMax {
+    /// Of one CPU, in hundredths of a percent (`"200%"`, two CPUs, is
+    /// 20,000).
+    Percent(u32),
+    /// No limit.
+    Unlimited,
+}
+
+/// A count limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Limit {
+    /// At most this many.
+    Count(u64),
+    /// No limit.
+    Unlimited,
 }
 
 /// One `[[artifacts]]` entry: a file the service needs, pinned by its

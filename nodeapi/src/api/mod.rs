@@ -89,6 +89,7 @@ pub fn call_with(
             let mut info = node_info();
             if let Value::Object(map) = &mut info {
                 map.insert("services".into(), views::census(runtime));
+                map.insert("resources".into(), json!(runtime::usage::node()));
                 map.insert(
                     "time_utc".into(),
                     json!(runtime::text::timestamp(std::time::SystemTime::now())),
@@ -131,7 +132,7 @@ pub fn call_with(
                 .unwrap_or_default();
             let mut value = runtime
                 .get(&name)
-                .map(|v| views::detail(&v, runtime.now(), deployed.as_deref()))
+                .map(|v| views::detail_with_usage(runtime, &v, deployed.as_deref()))
                 .unwrap_or(Value::Null);
             if let Value::Object(map) = &mut value {
                 map.insert("lines".into(), Value::Array(lines));

@@ -128,6 +128,20 @@ pub fn detail(view: &UnitView<'_>, now: Instant, deployed: Option<&std::path::Pa
     value
 }
 
+/// [`detail`] with what the service uses of the node (`usage`, from its
+/// cgroup, when it has one).
+pub fn detail_with_usage(
+    runtime: &runtime::Runtime,
+    view: &UnitView<'_>,
+    deployed: Option<&std::path::Path>,
+) -> Value {
+    let mut value = detail(view, runtime.now(), deployed);
+    if let (Value::Object(map), Some(usage)) = (&mut value, runtime.usage(&view.service.name)) {
+        map.insert("usage".into(), json!(usage));
+    }
+    value
+}
+
 pub use proto::rpc::unix_time;
 
 /// Lines of output a settled wait carries when the service did not come up.

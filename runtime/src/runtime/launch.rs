@@ -87,6 +87,7 @@ impl Runtime {
                     env: &env,
                     dir: service.dir.as_deref(),
                     state_dirs: &service.state_dirs,
+                    resources: Some(&service.resources),
                 };
                 let spawned = self.sys.spawn(launch, Some(&name));
                 // Our copies of the secrets' values go now. (std's Command

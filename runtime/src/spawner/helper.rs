@@ -178,8 +178,11 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
         err_fd: err
             .as_ref()
             .map_or(devnull.as_raw_fd(), |(_, w)| w.as_raw_fd()),
-        core_limit: request.core_limit,
-        cgroup_procs: cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        setup: crate::child::Setup {
+            core_limit: request.core_limit,
+            cgroup_procs: cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            oom_score_adj: request.oom_score_adj,
+        },
         deadline_ns: request.deadline_ns,
     };
     // SAFETY: a fork-like clone (no new stack: the child runs on a copy of
@@ -221,9 +224,8 @@ struct ChildArgs {
     null_fd: RawFd,
     out_fd: RawFd,
     err_fd: RawFd,
-    core_limit: Option<u64>,
-    /// The service's `cgroup.procs`, open; -1: none.
-    cgroup_procs: RawFd,
+    /// Its core limit, cgroup and OOM score adjustment.
+    setup: crate::child::Setup,
     deadline_ns: u64,
 }
 
@@ -240,7 +242,7 @@ fn child_main(child: &ChildArgs) -> ! {
     // SAFETY: we are a fork-like clone of a single-threaded process; the
     // pointers in `child` point into our copy of its memory.
     unsafe {
-        let ok = crate::child::prepare(child.core_limit, child.cgroup_procs).is_ok()
+        let ok = crate::child::prepare(child.setup).is_ok()
             && libc::dup2(child.null_fd, 0) >= 0
             && libc::dup2(child.out_fd, 1) >= 0
             && libc::dup2(child.err_fd, 2) >= 0

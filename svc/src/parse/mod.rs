@@ -13,6 +13,7 @@ use crate::service::{Class, Dependencies, Kind, Lifecycle, Logging, Service, Sta
 mod artifacts;
 mod health;
 mod lifecycle;
+mod resources;
 mod values;
 
 pub use artifacts::BEACON;
@@ -168,6 +169,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     let secrets = read_secrets(top);
     let (credentials, reload_signal) = read_credentials(top);
     let artifacts = artifacts::read_artifacts(top);
+    let resources = resources::read_resources(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -221,6 +223,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         credentials,
         reload_signal,
         artifacts,
+        resources,
     })
 }
 
@@ -947,6 +950,64 @@ timeout_ms = 3000
         assert!(mycelium.executable);
         assert!(!service.artifacts[1].executable);
         assert!(service.artifacts[1].urls.is_empty());
+    }
+
+    #[test]
+    fn resources_take_systemd_units_and_shares() {
+        use crate::service::{CpuMax, Limit, Memory, Resources};
+        let text = "[service]\nname = \"m\"\nexec = \"x\"\n[resources]\nmemory_max = \"512M\"\nmemory_high = \"12.5%\"\nmemory_min = 67108864\ncpu_weight = 200\ncpu_max = \"150%\"\npids_max = 32\nio_weight = 10000\noom_score_adj = -900\n";
+        let service = parse("m", text).unwrap();
+        assert_eq!(
+            service.resources,
+            Resources {
+                memory_max: Some(Memory::Bytes(512 << 20)),
+                memory_high: Some(Memory::Percent(1250)),
+                memory_min: Some(Memory::Bytes(64 << 20)),
+                cpu_weight: Some(200),
+                cpu_max: Some(CpuMax::Percent(15_000)),
+                pids_max: Some(Limit::Count(32)),
+                io_weight: Some(10_000),
+                oom_score_adj: Some(-900),
+            }
+        );
+        let unlimited = parse(
+            "m",
+            "[service]\nname = \"m\"\nexec = \"x\"\n[resources]\nmemory_max = \"infinity\"\ncpu_max = \"infinity\"\npids_max = \"infinity\"\n",
+        )
+        .unwrap();
+        assert_eq!(unlimited.resources.memory_max, Some(Memory::Unlimited));
+        assert_eq!(unlimited.resources.cpu_max, Some(CpuMax::Unlimited));
+        assert_eq!(unlimited.resources.pids_max, Some(Limit::Unlimited));
+        let none = parse("m", "[service]\nname = \"m\"\nexec = \"x\"\n").unwrap();
+        assert_eq!(none.resources, Resources::default());
+    }
+
+    #[test]
+    fn bad_resources_are_reported_with_their_line_and_key() {
+        let head = "[service]\nname = \"m\"\nexec = \"x\"\n[resources]\n";
+        for (line, expected) in [
+            ("memory_max = \"lots\"", "memory_max"),
+            ("memory_max = \"0%\"", "memory_max"),
+            ("memory_max = \"150%\"", "memory_max"),
+            ("memory_high = true", "memory_high"),
+            ("cpu_weight = 0", "cpu_weight"),
+            ("io_weight = 10001", "io_weight"),
+            ("cpu_max = \"2\"", "cpu_max"),
+            ("cpu_max = \"-5%\"", "cpu_max"),
+            ("cpu_max = \"0.5%\"", "cpu_max"),
+            ("pids_max = 0", "pids_max"),
+            ("pids_max = \"many\"", "pids_max"),
+            ("oom_score_adj = 1001", "oom_score_adj"),
+            ("oom_score_adj = \"low\"", "oom_score_adj"),
+            ("memory_maximum = \"1G\"", "memory_maximum"),
+        ] {
+            let text = format!("{head}{line}\n");
+            let errors = parse("m", &text).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(errors.len(), 1, "{line}: {shown:?}");
+            assert!(shown[0].contains(":5:"), "{line}: {shown:?}");
+            assert!(shown[0].contains(expected), "{line}: {shown:?}");
+        }
     }
 
     #[test]

@@ -180,6 +180,28 @@ impl Supervisor {
             }
             return;
         }
+        if !group_empty {
+            // It ended by itself and left processes behind (in its group,
+            // in its cgroup): they belong to the run that ended, so they
+            // are stopped (its stop signal, then SIGKILL after the grace)
+            // before the service succeeds, restarts or gives up. Its next
+            // run never shares its cgroup with the last one's leftovers.
+            let signal = x.service.lifecycle.stop_signal;
+            let grace = x.service.lifecycle.stop_timeout;
+            self.actions.push(Action::Signal { pgid: pid, signal });
+            self.actions.push(Action::WatchGroup { pgid: pid });
+            let grace = Some(self.arm(u, Purpose::Grace, grace));
+            self.enter(
+                u,
+                Phase::Stopping(Stop {
+                    pid: None,
+                    lingering: Some(pid),
+                    grace,
+                    after: AfterStop::Exited(status),
+                }),
+            );
+            return;
+        }
         self.after_exit(u, status);
     }
 
@@ -322,6 +344,7 @@ impl Supervisor {
                 }
                 self.after_exit(u, status);
             }
+            AfterStop::Exited(status) => self.after_exit(u, status),
             AfterStop::Block(on) => self.enter(
                 u,
                 Phase::Blocked {

@@ -82,7 +82,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub use event::{Action, Event, TimerId, SIGKILL};
-pub use state::{BlockReason, ExitStatus, State};
+pub use state::{BlockReason, Bytes, ExitStatus, State};
 
 use crate::graph::Graph;
 use crate::service::{Kind, RestartPolicy, Service};
@@ -126,6 +126,10 @@ enum AfterStop {
     Fail(String),
     /// Wait, blocked on a required service that went down.
     Block(String),
+    /// Its main process ended by itself with this status and what it left
+    /// in its group (its cgroup) is gone now: succeed, restart with
+    /// backoff or give up, as the exit says.
+    Exited(ExitStatus),
 }
 
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! Property test: random sequences of events (exits, check results, timers,
+//! Property test: random sequences of events (exits, OOM kills of a whole
+//! cgroup, cgroups found empty, check results, timers,
 //! operator requests, deploys, removals, shutdown) fed through the
 //! supervisor, with its invariants checked after every step against a model
 //! of the processes it would have created:
@@ -6,7 +7,8 @@
 //! - no signal is ever sent to a process group ≤ 1 (spore's own, or all);
 //! - a timer is armed once, cancelled only while armed, and when the
 //!   shutdown completes none is left armed (every one fired or cancelled);
-//! - a service is never spawned while its previous process still runs;
+//! - a service is never spawned while its previous process still runs, nor
+//!   while its cgroup still holds what that run left (a detached child);
 //! - the shutdown completes exactly once, and only when every unit is down
 //!   and no process the supervisor started or waits for is left.
 //!
@@ -73,6 +75,9 @@ enum Op {
         killed: bool,
         leave_group: bool,
     },
+    /// The OOM killer kills a service's whole cgroup (memory.oom.group):
+    /// its main process ends `OomKilled`, and the cgroup is empty.
+    OomKill(usize),
     /// The last members of a lingering group die.
     GroupDies(usize),
     Check {
@@ -96,6 +101,7 @@ fn op() -> impl Strategy<Value = Op> {
             |(pick, code, killed, leave_group)| Op::Exit { pick, code, killed, leave_group }
         ),
         1 => any::<usize>().prop_map(Op::GroupDies),
+        1 => any::<usize>().prop_map(Op::OomKill),
         4 => (any::<usize>(), any::<bool>()).prop_map(|(pick, passed)| Op::Check { pick, passed }),
         4 => any::<usize>().prop_map(Op::FireTimer),
         1 => any::<bool>().prop_map(Op::SpawnsFail),
@@ -170,6 +176,16 @@ impl Model {
                     .values()
                     .any(|p| p.service == service && p.main_alive);
                 prop_assert!(!running, "{service} spawned while its process still runs");
+                // Its cgroup is empty before its next run goes in: what the
+                // last run left there (detached, lingering) is gone first.
+                let lingering = self
+                    .processes
+                    .values()
+                    .any(|p| p.service == service && p.others_alive);
+                prop_assert!(
+                    !lingering,
+                    "{service} spawned while its cgroup still holds its last run's processes"
+                );
                 if self.spawns_fail {
                     queue.push_back(Event::SpawnFailed {
                         service,
@@ -343,6 +359,19 @@ impl Model {
                     ExitStatus::Code(code)
                 };
                 self.exit(pid, status, leave_group)
+            }
+            Op::OomKill(pick) => {
+                let alive: Vec<i32> = self
+                    .processes
+                    .iter()
+                    .filter(|(_, p)| p.main_alive)
+                    .map(|(pid, _)| *pid)
+                    .collect();
+                let Some(&pid) = alive.get(pick % alive.len().max(1)) else {
+                    return Ok(());
+                };
+                let limit = Some(32 << 20);
+                self.exit(pid, ExitStatus::OomKilled { limit }, false)
             }
             Op::GroupDies(pick) => {
                 let lingering: Vec<i32> = self

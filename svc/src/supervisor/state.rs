@@ -10,6 +10,12 @@ pub enum ExitStatus {
     Code(i32),
     /// It was killed by this signal.
     Signal(i32),
+    /// The kernel's OOM killer killed it (SIGKILL) in its cgroup, whose
+    /// `memory.max` was `limit` bytes when it had one.
+    OomKilled {
+        /// The service's memory limit at the kill, if it had one.
+        limit: Option<u64>,
+    },
 }
 
 impl ExitStatus {
@@ -23,6 +29,8 @@ impl ExitStatus {
         match self {
             ExitStatus::Code(code) => code,
             ExitStatus::Signal(signal) => 128 + signal,
+            // SIGKILL, as a shell sees it.
+            ExitStatus::OomKilled { .. } => 128 + 9,
         }
     }
 }
@@ -32,6 +40,37 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(code) => write!(f, "exited with code {code}"),
             ExitStatus::Signal(signal) => write!(f, "killed by signal {signal}"),
+            ExitStatus::OomKilled { limit: None } => write!(f, "killed by the OOM killer"),
+            ExitStatus::OomKilled { limit: Some(bytes) } => {
+                write!(f, "killed by the OOM killer at {}", Bytes(*bytes))
+            }
+        }
+    }
+}
+
+/// A byte count the way an operator reads it: `512 MiB`, `1.5 GiB`,
+/// `300 KiB`, `12 bytes` (powers of 1024, as the limits are written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 1024 {
+            return write!(f, "{} bytes", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = "KiB";
+        for next in ["MiB", "GiB", "TiB", "PiB"] {
+            if value < 1024.0 {
+                break;
+            }
+            value /= 1024.0;
+            unit = next;
+        }
+        if value.fract() == 0.0 {
+            write!(f, "{value} {unit}")
+        } else {
+            write!(f, "{value:.1} {unit}")
         }
     }
 }
@@ -128,5 +167,26 @@ impl State {
             ),
             other => other.word().to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_read_as_an_operator_writes_them() {
+        assert_eq!(Bytes(12).to_string(), "12 bytes");
+        assert_eq!(Bytes(300 * 1024).to_string(), "300 KiB");
+        assert_eq!(Bytes(512 << 20).to_string(), "512 MiB");
+        assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
+        assert_eq!(
+            ExitStatus::OomKilled {
+                limit: Some(32 << 20)
+            }
+            .to_string(),
+            "killed by the OOM killer at 32 MiB"
+        );
+        assert_eq!(ExitStatus::OomKilled { limit: None }.shell_code(), 137);
     }
 }

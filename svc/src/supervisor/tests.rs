@@ -481,6 +481,46 @@ fn stop_waits_for_the_rest_of_the_process_group() {
 }
 
 #[test]
+fn what_a_run_left_behind_is_stopped_before_the_next_run_starts() {
+    // Its main process dies by itself (an OOM kill, a crash) and a child
+    // it started lives on in its group (its cgroup): the child is stopped
+    // first, then the restart's backoff begins, so the next run never
+    // shares the cgroup with the last one's leftovers.
+    let mut h = Harness::new(&[daemon(
+        "leaky",
+        "[lifecycle]\nstop_timeout_ms = 1000\nrestart_delay_ms = 500\n",
+    )]);
+    h.send(Event::Boot);
+    h.spawned("leaky");
+    let pid = h.pid("leaky");
+    let oom = ExitStatus::OomKilled {
+        limit: Some(32 << 20),
+    };
+    let actions = h.send(Event::Exited {
+        pid,
+        status: oom,
+        group_empty: false,
+    });
+    assert_eq!(signals(&actions), [(pid, TERM)]);
+    assert!(actions.contains(&Action::WatchGroup { pgid: pid }));
+    assert_eq!(h.state("leaky"), State::Stopping);
+    // A stubborn child: killed after the grace.
+    let actions = h.advance(Duration::from_millis(1000));
+    assert_eq!(signals(&actions), [(pid, SIGKILL)]);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Spawn { .. })));
+    h.send(Event::GroupEmpty { pgid: pid });
+    // Now the exit counts: backoff, with what ended it.
+    assert!(
+        matches!(h.state("leaky"), State::Backoff { .. }),
+        "{:?}",
+        h.state("leaky")
+    );
+    let view = h.sup.get("leaky").unwrap();
+    assert_eq!(view.last_exit, Some(oom));
+    assert_eq!(view.restarts, 1);
+}
+
+#[test]
 fn stop_before_the_process_exists_signals_it_on_arrival() {
     let mut h = Harness::new(&[daemon("slow", "")]);
     h.send(Event::Boot);
