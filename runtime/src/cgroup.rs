@@ -214,6 +214,8 @@ mod tests {
                 capture: false,
                 cgroup: Some(&missing),
                 oom_score_adj: None,
+                rlimits: &[],
+                identity: None,
             })
             .err()
             .unwrap();

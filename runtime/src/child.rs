@@ -18,6 +18,79 @@ pub(crate) struct Setup {
     pub cgroup_procs: i32,
     /// Written to `/proc/self/oom_score_adj` (inherited by what it starts).
     pub oom_score_adj: Option<i32>,
+    /// Resource limits to set, soft and hard: `(RLIMIT_*, value)`, the
+    /// value `u64::MAX` for infinity.
+    pub rlimits: [Option<(u32, u64)>; MAX_RLIMITS],
+    /// The user, groups and privileges it runs with; None: spore's.
+    pub credentials: Option<Credentials>,
+}
+
+/// How many resource limits a child is handed at most.
+pub(crate) const MAX_RLIMITS: usize = 8;
+
+/// The user, groups and privileges a child takes before its exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    /// Its uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+    /// Its supplementary groups: the first `group_count`.
+    pub groups: [u32; crate::accounts::MAX_GROUPS],
+    /// How many of `groups` are used.
+    pub group_count: usize,
+    /// The capabilities it keeps (bit N: capability N): the bounding set
+    /// is cut to them, and they are raised as ambient ones. None: as the
+    /// kernel does for the uid.
+    pub capabilities: Option<u64>,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privileges: bool,
+}
+
+impl Credentials {
+    /// The credentials of `identity` (its groups beyond the array's size
+    /// were refused when it was resolved).
+    pub(crate) fn of(identity: &crate::accounts::Identity) -> Self {
+        let mut groups = [0u32; crate::accounts::MAX_GROUPS];
+        for (slot, gid) in groups.iter_mut().zip(&identity.groups) {
+            *slot = *gid;
+        }
+        Credentials {
+            uid: identity.uid,
+            gid: identity.gid,
+            groups,
+            group_count: identity.groups.len().min(crate::accounts::MAX_GROUPS),
+            capabilities: identity.capabilities,
+            no_new_privileges: identity.no_new_privileges,
+        }
+    }
+}
+
+/// The `setrlimit` resource of a `limit_*` key. (glibc's constants are
+/// u32, musl's c_int: the cast is needed for one of them.)
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn rlimit_resource(resource: svc::service::RlimitResource) -> u32 {
+    use svc::service::RlimitResource as R;
+    (match resource {
+        R::Nofile => libc::RLIMIT_NOFILE,
+        R::Core => libc::RLIMIT_CORE,
+        R::Nproc => libc::RLIMIT_NPROC,
+        R::Memlock => libc::RLIMIT_MEMLOCK,
+        R::Stack => libc::RLIMIT_STACK,
+        R::Fsize => libc::RLIMIT_FSIZE,
+    }) as u32
+}
+
+/// The rlimits of a service file, as a child takes them.
+pub(crate) fn rlimits_of(limits: &[svc::service::Rlimit]) -> [Option<(u32, u64)>; MAX_RLIMITS] {
+    let mut out = [None; MAX_RLIMITS];
+    for (slot, limit) in out.iter_mut().zip(limits) {
+        *slot = Some((
+            rlimit_resource(limit.resource),
+            limit.value.unwrap_or(u64::MAX),
+        ));
+    }
+    out
 }
 
 /// Runs in a child between fork and exec: into its cgroup first (it
@@ -59,6 +132,25 @@ pub(crate) fn prepare(setup: Setup) -> io::Result<()> {
                 limit.rlim_cur = core.min(limit.rlim_max);
                 libc::setrlimit(libc::RLIMIT_CORE, &limit);
             }
+        }
+        // Its own limits, then its user and privileges, last (the steps
+        // before need root's).
+        for &(resource, value) in setup.rlimits.iter().flatten() {
+            let value = if value == u64::MAX {
+                libc::RLIM_INFINITY
+            } else {
+                value
+            };
+            let limit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource as _, &limit) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(credentials) = &setup.credentials {
+            become_user(credentials)?;
         }
         // Every descriptor above stderr closes at exec (close_range(2),
         // CLOSE_RANGE_CLOEXEC; std's own exec-error pipe is already CLOEXEC).
@@ -142,4 +234,84 @@ mod tests {
             assert_eq!(&bytes[..len], value.to_string().as_bytes());
         }
     }
+}
+
+/// `capset(2)`'s header (`_LINUX_CAPABILITY_VERSION_3`: two data words).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `capset(2)`'s data, one per 32 capabilities.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Takes `c`'s groups, gid and uid, keeping only its capabilities: the
+/// bounding set is cut first (that needs CAP_SETPCAP, which root still
+/// has), the kept ones survive the uid change (PR_SET_KEEPCAPS), are set
+/// again and raised as ambient (so the exec of an ordinary program keeps
+/// them), and no_new_privs is set last. Only system calls: no allocation.
+///
+/// # Safety
+/// Called in a child between fork and exec.
+unsafe fn become_user(c: &Credentials) -> io::Result<()> {
+    let fail = || Err(io::Error::last_os_error());
+    if let Some(mask) = c.capabilities {
+        for cap in 0..64u64 {
+            if mask & (1 << cap) == 0 && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 {
+                // Past the kernel's last capability.
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                    break;
+                }
+                return fail();
+            }
+        }
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 {
+            return fail();
+        }
+    }
+    let count = c.group_count.min(c.groups.len());
+    if libc::setgroups(count, c.groups.as_ptr()) < 0 {
+        return fail();
+    }
+    if libc::setresgid(c.gid, c.gid, c.gid) < 0 || libc::setresuid(c.uid, c.uid, c.uid) < 0 {
+        return fail();
+    }
+    if let Some(mask) = c.capabilities {
+        let word = |shift: u32| {
+            let bits = (mask >> shift) as u32;
+            CapData {
+                effective: bits,
+                permitted: bits,
+                inheritable: bits,
+            }
+        };
+        let header = CapHeader {
+            version: CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [word(0), word(32)];
+        if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) < 0 {
+            return fail();
+        }
+        for cap in 0..64u64 {
+            if mask & (1 << cap) != 0
+                && libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0
+            {
+                return fail();
+            }
+        }
+    }
+    if c.no_new_privileges && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+        return fail();
+    }
+    Ok(())
 }

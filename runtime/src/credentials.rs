@@ -17,12 +17,16 @@ pub const VARIABLE: &str = "CREDENTIALS_DIRECTORY";
 
 /// Makes `root/service` afresh with each secret in `names` copied from
 /// `store`; returns the directory. A missing secret is an error naming it
-/// (the service does not start without what it asked for).
+/// (the service does not start without what it asked for). With `owner`
+/// (a service that runs as its own user) the directory and files are that
+/// user's, so it alone reads them, and `root` and its parent are made
+/// traversable (never listable) for it.
 pub fn prepare(
     root: &Path,
     service: &str,
     store: &Path,
     names: &[String],
+    owner: Option<(u32, u32)>,
 ) -> Result<PathBuf, String> {
     let dir = root.join(service);
     remove(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -47,10 +51,31 @@ pub fn prepare(
         file.write_all(value.as_slice())
             .map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
     }
+    if let Some((uid, gid)) = owner {
+        for path in [root.parent(), Some(root)].into_iter().flatten() {
+            traversable(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        for name in names {
+            let file = dir.join(name);
+            std::os::unix::fs::lchown(&file, Some(uid), Some(gid))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     // Read-only from now on: the service reads, nobody writes.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o500))
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// Lets other users pass through `dir` (the x bits), without reading it.
+fn traversable(dir: &Path) -> std::io::Result<()> {
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o011 != 0o011 {
+        fs::set_permissions(dir, fs::Permissions::from_mode((mode | 0o011) & 0o7777))?;
+    }
+    Ok(())
 }
 
 /// Rewrites `dir/name` with `value`, a secret's new value (a running
@@ -124,7 +149,7 @@ mod tests {
         fs::create_dir_all(&store).unwrap();
         fs::write(store.join("db-password"), "hunter2").unwrap();
         let creds = root.path().join("credentials");
-        let dir = prepare(&creds, "web", &store, &["db-password".into()]).unwrap();
+        let dir = prepare(&creds, "web", &store, &["db-password".into()], None).unwrap();
         assert_eq!(
             fs::read_to_string(dir.join("db-password")).unwrap(),
             "hunter2"
@@ -134,7 +159,7 @@ mod tests {
         assert_eq!(mode(&dir.join("db-password")), 0o400);
         // Made afresh at the next start, with the value of now.
         fs::write(store.join("db-password"), "changed").unwrap();
-        let again = prepare(&creds, "web", &store, &["db-password".into()]).unwrap();
+        let again = prepare(&creds, "web", &store, &["db-password".into()], None).unwrap();
         assert_eq!(
             fs::read_to_string(again.join("db-password")).unwrap(),
             "changed"
@@ -148,7 +173,7 @@ mod tests {
         assert_eq!(mode(&again.join("db-password")), 0o400);
         remove(&again).unwrap();
         assert!(!again.exists());
-        let missing = prepare(&creds, "web", &store, &["nope".into()]).unwrap_err();
+        let missing = prepare(&creds, "web", &store, &["nope".into()], None).unwrap_err();
         assert!(missing.contains("secret `nope` is not set"), "{missing}");
     }
 
@@ -172,7 +197,7 @@ mod tests {
             ("dir", "a directory"),
             ("huge", "more than the"),
         ] {
-            let error = prepare(&creds, "web", &store, &[name.into()]).unwrap_err();
+            let error = prepare(&creds, "web", &store, &[name.into()], None).unwrap_err();
             assert!(error.contains(why), "{name}: {error}");
         }
     }
@@ -184,8 +209,8 @@ mod tests {
         fs::create_dir_all(&store).unwrap();
         fs::write(store.join("token"), "t").unwrap();
         let creds = root.path().join("credentials");
-        prepare(&creds, "a", &store, &["token".into()]).unwrap();
-        prepare(&creds, "b", &store, &["token".into()]).unwrap();
+        prepare(&creds, "a", &store, &["token".into()], None).unwrap();
+        prepare(&creds, "b", &store, &["token".into()], None).unwrap();
         assert_eq!(sweep(&creds).unwrap(), 2);
         assert_eq!(fs::read_dir(&creds).unwrap().count(), 0);
         assert_eq!(sweep(&root.path().join("absent")).unwrap(), 0);

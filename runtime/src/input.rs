@@ -50,6 +50,8 @@ pub struct Prepared {
     pub(crate) credentials: Option<std::path::PathBuf>,
     /// Its `$ARTIFACTS_DIRECTORY`, made with links to its pinned files.
     pub(crate) artifacts: Option<std::path::PathBuf>,
+    /// Who it runs as (`[sandbox]`, resolved in the node's account files).
+    pub(crate) identity: Option<crate::accounts::Identity>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Prepared {
             .field("env", &format_args!("<{} variables>", self.env.len()))
             .field("credentials", &self.credentials)
             .field("artifacts", &self.artifacts)
+            .field("identity", &self.identity)
             .finish()
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             pids_max: Some(Limit::Count(32)),
             io_weight: Some(200),
             oom_score_adj: Some(-900),
+            rlimits: Vec::new(),
         };
         let s = settings(&resources, 4 << 30);
         assert_eq!(value_of(&s, "memory.max"), ("536870912".into(), true));

@@ -545,6 +545,7 @@ impl Runtime {
             dir: dir.as_deref(),
             state_dirs: &[],
             resources: None,
+            identity: None,
         };
         match self.sys.spawn(launch, None) {
             Ok(pid) => {

@@ -70,6 +70,10 @@ pub struct SpawnSpec<'a> {
     pub cgroup: Option<&'a Path>,
     /// Its `oom_score_adj`, set before its exec.
     pub oom_score_adj: Option<i32>,
+    /// Its `limit_*` resource limits.
+    pub rlimits: &'a [svc::service::Rlimit],
+    /// The user, groups and privileges it runs with; None: spore's.
+    pub identity: Option<&'a crate::accounts::Identity>,
 }
 
 /// A started process.
@@ -121,10 +125,12 @@ impl Spawning {
             message: "empty command".into(),
         })?;
         for dir in spec.state_dirs {
-            make_state_dir(dir).map_err(|error| SpawnError {
-                code: 1,
-                program: program.clone(),
-                message: format!("state directory {}: {error}", dir.display()),
+            make_state_dir(dir, spec.identity.map(|i| (i.uid, i.gid))).map_err(|error| {
+                SpawnError {
+                    code: 1,
+                    program: program.clone(),
+                    message: format!("state directory {}: {error}", dir.display()),
+                }
             })?;
         }
         if self.settings.always_spawner || self.table_hint >= SPAWNER_FROM {
@@ -170,6 +176,8 @@ impl Spawning {
             core_limit,
             cgroup_procs,
             oom_score_adj: spec.oom_score_adj,
+            rlimits: crate::child::rlimits_of(spec.rlimits),
+            credentials: spec.identity.map(crate::child::Credentials::of),
         };
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls (open, write, close, setsid,
@@ -242,6 +250,12 @@ impl Spawning {
                 .cgroup
                 .map(|c| std::os::unix::ffi::OsStrExt::as_bytes(c.as_os_str()).to_vec()),
             oom_score_adj: spec.oom_score_adj,
+            rlimits: crate::child::rlimits_of(spec.rlimits)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
+            credentials: spec.identity.cloned(),
             ..crate::spawner::request_for(
                 spec.argv,
                 spec.base_env,
@@ -296,8 +310,8 @@ fn exit_code_of(error: &io::Error) -> i32 {
 /// Makes `dir` (and its parents) and sets it 0700, as systemd's
 /// StateDirectory= does at each start. A symlink in its place is refused:
 /// a service's state must not be redirected elsewhere.
-fn make_state_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+fn make_state_dir(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::create_dir_all(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
@@ -308,6 +322,13 @@ fn make_state_dir(dir: &Path) -> io::Result<()> {
     }
     if meta.permissions().mode() & 0o7777 != 0o700 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    // The service's own user owns it (the directory only: what is in it
+    // is the service's business).
+    if let Some((uid, gid)) = owner {
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+        }
     }
     Ok(())
 }

@@ -105,6 +105,10 @@ pub struct Request {
     pub cgroup: Option<Vec<u8>>,
     /// The child's `oom_score_adj`, if set.
     pub oom_score_adj: Option<i32>,
+    /// Its resource limits: `(RLIMIT_*, value)`, `u64::MAX` for infinity.
+    pub rlimits: Vec<(u32, u64)>,
+    /// The user, groups and privileges it runs with; None: the spawner's.
+    pub credentials: Option<crate::accounts::Identity>,
 }
 
 fn put(out: &mut Vec<u8>, item: &[u8]) {
@@ -127,6 +131,12 @@ impl Reader<'_> {
         let (head, rest) = self.0.split_first_chunk::<4>()?;
         self.0 = rest;
         Some(u32::from_le_bytes(*head))
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let (&byte, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(byte)
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -173,6 +183,31 @@ impl Request {
             }
             None => out.push(0),
         }
+        out.extend_from_slice(&(self.rlimits.len() as u32).to_le_bytes());
+        for (resource, value) in &self.rlimits {
+            out.extend_from_slice(&resource.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        match &self.credentials {
+            Some(c) => {
+                out.push(1);
+                out.extend_from_slice(&c.uid.to_le_bytes());
+                out.extend_from_slice(&c.gid.to_le_bytes());
+                out.extend_from_slice(&(c.groups.len() as u32).to_le_bytes());
+                for gid in &c.groups {
+                    out.extend_from_slice(&gid.to_le_bytes());
+                }
+                match c.capabilities {
+                    Some(mask) => {
+                        out.push(1);
+                        out.extend_from_slice(&mask.to_le_bytes());
+                    }
+                    None => out.push(0),
+                }
+                out.push(u8::from(c.no_new_privileges));
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -197,6 +232,37 @@ impl Request {
         } else {
             None
         };
+        let count = r.u32()? as usize;
+        let rlimits = (0..count.min(64))
+            .map(|_| Some((r.u32()?, r.u64()?)))
+            .collect::<Option<Vec<_>>>()?;
+        if count > 64 {
+            return None;
+        }
+        let credentials = match r.byte()? {
+            1 => {
+                let uid = r.u32()?;
+                let gid = r.u32()?;
+                let count = r.u32()? as usize;
+                if count > crate::accounts::MAX_GROUPS {
+                    return None;
+                }
+                let groups = (0..count).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
+                let capabilities = match r.byte()? {
+                    1 => Some(r.u64()?),
+                    _ => None,
+                };
+                let no_new_privileges = r.byte()? == 1;
+                Some(crate::accounts::Identity {
+                    uid,
+                    gid,
+                    groups,
+                    capabilities,
+                    no_new_privileges,
+                })
+            }
+            _ => None,
+        };
         r.0.is_empty().then_some(Self {
             id,
             deadline_ns,
@@ -207,6 +273,8 @@ impl Request {
             core_limit,
             cgroup,
             oom_score_adj,
+            rlimits,
+            credentials,
         })
     }
 }
@@ -427,6 +495,8 @@ pub fn request_for(
         core_limit: None,
         cgroup: None,
         oom_score_adj: None,
+        rlimits: Vec::new(),
+        credentials: None,
     }
 }
 
@@ -447,6 +517,14 @@ mod tests {
             core_limit: Some(7),
             cgroup: Some(b"/sys/fs/cgroup/spore/services/x/cgroup.procs".to_vec()),
             oom_score_adj: Some(-900),
+            rlimits: vec![(7, 4096), (4, u64::MAX)],
+            credentials: Some(crate::accounts::Identity {
+                uid: 1001,
+                gid: 1002,
+                groups: vec![29, 500],
+                capabilities: Some(1 << 10),
+                no_new_privileges: true,
+            }),
         };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes), Some(request.clone()));
@@ -460,6 +538,8 @@ mod tests {
             capture: false,
             cgroup: None,
             oom_score_adj: None,
+            rlimits: Vec::new(),
+            credentials: None,
             ..request
         };
         assert_eq!(Request::decode(&plain.encode()), Some(plain));

@@ -64,6 +64,9 @@ pub struct Launch<'a> {
     /// Its `[resources]`: its cgroup's limits and OOM score (services;
     /// None for health checks).
     pub resources: Option<&'a svc::service::Resources>,
+    /// The user, groups and privileges it runs with (`[sandbox]`,
+    /// resolved); None: spore's.
+    pub identity: Option<&'a crate::accounts::Identity>,
 }
 
 /// What the runtime asks of the system. Implementations never block.
@@ -296,6 +299,8 @@ impl Sys for RealSys {
             capture: output.is_some(),
             cgroup: cgroup.as_deref(),
             oom_score_adj: launch.resources.and_then(|r| r.oom_score_adj),
+            rlimits: launch.resources.map_or(&[], |r| r.rlimits.as_slice()),
+            identity: launch.identity,
         })?;
         if let (Some(tree), Some(_), Some(service), Ok(mut map)) = (
             &self.cgroups,

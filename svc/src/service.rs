@@ -66,6 +66,55 @@ pub struct Service {
     pub artifacts: Vec<ArtifactRef>,
     /// `[resources]`: its cgroup's limits and its OOM score adjustment.
     pub resources: Resources,
+    /// `[sandbox]`: who it runs as and what it may do.
+    pub sandbox: Sandbox,
+}
+
+/// `[sandbox]`: the user and groups a service runs as, and the privileges
+/// it keeps (systemd's `User=`, `Group=`, `SupplementaryGroups=`,
+/// `NoNewPrivileges=`, `AmbientCapabilities=`/`CapabilityBoundingSet=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Sandbox {
+    /// The user: a name in the node's `/etc/passwd`, or a number. None:
+    /// root, as spore.
+    pub user: Option<Principal>,
+    /// The group: a name in `/etc/group`, or a number. None: the user's
+    /// primary group.
+    pub group: Option<Principal>,
+    /// Further groups, besides those `/etc/group` lists the user in.
+    pub supplementary_groups: Vec<Principal>,
+    /// `PR_SET_NO_NEW_PRIVS`: setuid binaries and file capabilities grant
+    /// nothing. None: on for a service with a `user` other than root.
+    pub no_new_privileges: Option<bool>,
+    /// The capabilities it keeps (numbers, `CAP_NET_BIND_SERVICE` is 10):
+    /// ambient for a non-root user, and the bounding set is cut to them.
+    /// None: root keeps all, another user has none.
+    pub capabilities: Option<Vec<u8>>,
+}
+
+impl Sandbox {
+    /// True when the file asks for nothing here.
+    pub fn is_empty(&self) -> bool {
+        self == &Sandbox::default()
+    }
+}
+
+/// A user or a group: a name to look up, or its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Principal {
+    /// A name in `/etc/passwd` or `/etc/group`.
+    Name(String),
+    /// A uid or gid.
+    Id(u32),
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::Name(name) => f.write_str(name),
+            Principal::Id(id) => write!(f, "{id}"),
+        }
+    }
 }
 
 /// `[resources]`: what a service may take of the node (cgroup v2, named as
@@ -89,6 +138,35 @@ pub struct Resources {
     pub io_weight: Option<u32>,
     /// `/proc/PID/oom_score_adj`, -1000 to 1000.
     pub oom_score_adj: Option<i32>,
+    /// Resource limits (`setrlimit`, soft and hard alike): `limit_nofile`,
+    /// `limit_core`, … as systemd's `LimitNOFILE=`, in the order read.
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One `limit_*` key: the resource and its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rlimit {
+    /// Which (the key's name without `limit_`).
+    pub resource: RlimitResource,
+    /// The limit; None is `"infinity"`.
+    pub value: Option<u64>,
+}
+
+/// The resources a `limit_*` key can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RlimitResource {
+    /// `limit_nofile`: open descriptors.
+    Nofile,
+    /// `limit_core`: core file size, bytes.
+    Core,
+    /// `limit_nproc`: processes of its user.
+    Nproc,
+    /// `limit_memlock`: locked memory, bytes.
+    Memlock,
+    /// `limit_stack`: stack size, bytes.
+    Stack,
+    /// `limit_fsize`: file size, bytes.
+    Fsize,
 }
 
 /// A memory amount.

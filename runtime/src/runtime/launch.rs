@@ -19,13 +19,15 @@ impl Runtime {
         if service.secrets.is_empty()
             && service.credentials.is_empty()
             && service.artifacts.is_empty()
+            && service.sandbox.is_empty()
         {
             self.launch(name, run, Ok(Prepared::default()));
             return;
         }
         let files = self.files.clone();
         self.sys.off_loop(Box::new(move || {
-            let prepared = prepare_secrets(&service, files.as_ref())
+            let prepared = prepare_identity(&service)
+                .and_then(|identity| prepare_secrets(&service, files.as_ref(), identity))
                 .and_then(|prepared| prepare_artifacts(&service, files.as_ref(), prepared));
             Input::Prepared {
                 service: name,
@@ -88,6 +90,7 @@ impl Runtime {
                     dir: service.dir.as_deref(),
                     state_dirs: &service.state_dirs,
                     resources: Some(&service.resources),
+                    identity: prepared.identity.as_ref(),
                 };
                 let spawned = self.sys.spawn(launch, Some(&name));
                 // Our copies of the secrets' values go now. (std's Command
@@ -170,6 +173,15 @@ fn prepare_artifacts(
     if service.artifacts.is_empty() {
         return Ok(prepared);
     }
+    if prepared.identity.as_ref().is_some_and(|i| i.uid != 0) {
+        // The store is under spore's state directory, which only root may
+        // enter (the node key and the secrets are there too).
+        return Err(SpawnError {
+            code: 1,
+            program: service.name.clone(),
+            message: "[[artifacts]] cannot be used by a service with its own user yet: the artifact store is readable by root only".into(),
+        });
+    }
     let fail = |error: crate::artifact_links::LinkError| SpawnError {
         code: 1,
         program: service.name.clone(),
@@ -191,16 +203,35 @@ fn prepare_artifacts(
     Ok(prepared)
 }
 
+/// Who `service` runs as: its `[sandbox]` looked up in the node's
+/// `/etc/passwd` and `/etc/group` (blocking: run off the loop). A name
+/// that is not there fails the start, saying so.
+fn prepare_identity(service: &Service) -> Result<Option<crate::accounts::Identity>, SpawnError> {
+    crate::accounts::resolve(&service.sandbox, std::path::Path::new("/")).map_err(|error| {
+        SpawnError {
+            code: 1,
+            program: service.name.clone(),
+            message: error.to_string(),
+        }
+    })
+}
+
 /// Reads what `service` needs of the secrets in `files` (blocking: run off
 /// the loop): its `[secrets]` values and its credential directory, made now
 /// so a changed secret takes effect at this start. Values never reach a log.
-fn prepare_secrets(service: &Service, files: Option<&Files>) -> Result<Prepared, SpawnError> {
+fn prepare_secrets(
+    service: &Service,
+    files: Option<&Files>,
+    identity: Option<crate::accounts::Identity>,
+) -> Result<Prepared, SpawnError> {
     let fail = |message: String| SpawnError {
         code: 1,
         program: service.name.clone(),
         message,
     };
+    let owner = identity.as_ref().map(|i| (i.uid, i.gid));
     let mut prepared = Prepared::default();
+    prepared.identity = identity;
     for (variable, secret) in &service.secrets {
         let dir = files
             .map(|f| f.secrets.clone())
@@ -218,6 +249,7 @@ fn prepare_secrets(service: &Service, files: Option<&Files>) -> Result<Prepared,
             &service.name,
             &files.secrets,
             &service.credentials,
+            owner,
         )
         .map_err(|e| fail(format!("credentials: {e}")))?;
         prepared.credentials = Some(dir);

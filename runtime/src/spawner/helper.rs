@@ -182,6 +182,17 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
             core_limit: request.core_limit,
             cgroup_procs: cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
             oom_score_adj: request.oom_score_adj,
+            rlimits: {
+                let mut rlimits = [None; crate::child::MAX_RLIMITS];
+                for (slot, limit) in rlimits.iter_mut().zip(&request.rlimits) {
+                    *slot = Some(*limit);
+                }
+                rlimits
+            },
+            credentials: request
+                .credentials
+                .as_ref()
+                .map(crate::child::Credentials::of),
         },
         deadline_ns: request.deadline_ns,
     };

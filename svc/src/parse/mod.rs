@@ -14,6 +14,7 @@ mod artifacts;
 mod health;
 mod lifecycle;
 mod resources;
+pub mod sandbox;
 mod values;
 
 pub use artifacts::BEACON;
@@ -68,6 +69,8 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
                 "secrets",
                 "credentials",
                 "artifacts",
+                "resources",
+                "sandbox",
             ] {
                 top.value(section);
             }
@@ -170,6 +173,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     let (credentials, reload_signal) = read_credentials(top);
     let artifacts = artifacts::read_artifacts(top);
     let resources = resources::read_resources(top);
+    let sandbox = sandbox::read_sandbox(top);
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -224,6 +228,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         reload_signal,
         artifacts,
         resources,
+        sandbox,
     })
 }
 
@@ -968,6 +973,7 @@ timeout_ms = 3000
                 pids_max: Some(Limit::Count(32)),
                 io_weight: Some(10_000),
                 oom_score_adj: Some(-900),
+                rlimits: Vec::new(),
             }
         );
         let unlimited = parse(
@@ -1000,6 +1006,71 @@ timeout_ms = 3000
             ("oom_score_adj = 1001", "oom_score_adj"),
             ("oom_score_adj = \"low\"", "oom_score_adj"),
             ("memory_maximum = \"1G\"", "memory_maximum"),
+            ("limit_nofile = \"8M\"", "limit_nofile"),
+            ("limit_core = \"big\"", "limit_core"),
+            ("limit_nofile = -1", "limit_nofile"),
+        ] {
+            let text = format!("{head}{line}\n");
+            let errors = parse("m", &text).unwrap_err();
+            let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(errors.len(), 1, "{line}: {shown:?}");
+            assert!(shown[0].contains(":5:"), "{line}: {shown:?}");
+            assert!(shown[0].contains(expected), "{line}: {shown:?}");
+        }
+    }
+
+    #[test]
+    fn rlimits_take_counts_sizes_and_infinity() {
+        use crate::service::{Rlimit, RlimitResource};
+        let text = "[service]\nname = \"m\"\nexec = \"x\"\n[resources]\nlimit_nofile = 65536\nlimit_core = \"infinity\"\nlimit_stack = \"8M\"\n";
+        let service = parse("m", text).unwrap();
+        assert_eq!(
+            service.resources.rlimits,
+            [
+                Rlimit {
+                    resource: RlimitResource::Nofile,
+                    value: Some(65536)
+                },
+                Rlimit {
+                    resource: RlimitResource::Core,
+                    value: None
+                },
+                Rlimit {
+                    resource: RlimitResource::Stack,
+                    value: Some(8 << 20)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_sandbox_names_users_groups_and_capabilities() {
+        use crate::service::{Principal, Sandbox};
+        let text = "[service]\nname = \"m\"\nexec = \"x\"\n[sandbox]\nuser = \"www-data\"\ngroup = 33\nsupplementary_groups = [\"audio\", 500, \"audio\"]\nno_new_privileges = false\ncapabilities = [\"CAP_NET_BIND_SERVICE\", \"net_admin\"]\n";
+        let service = parse("m", text).unwrap();
+        assert_eq!(
+            service.sandbox,
+            Sandbox {
+                user: Some(Principal::Name("www-data".into())),
+                group: Some(Principal::Id(33)),
+                supplementary_groups: vec![Principal::Name("audio".into()), Principal::Id(500)],
+                no_new_privileges: Some(false),
+                capabilities: Some(vec![10, 12]),
+            }
+        );
+        let none = parse("m", "[service]\nname = \"m\"\nexec = \"x\"\n").unwrap();
+        assert!(none.sandbox.is_empty());
+        let head = "[service]\nname = \"m\"\nexec = \"x\"\n[sandbox]\n";
+        for (line, expected) in [
+            ("user = \"\"", "user"),
+            ("user = \"a b\"", "user"),
+            ("user = -1", "user"),
+            ("group = true", "group"),
+            ("supplementary_groups = \"audio\"", "supplementary_groups"),
+            ("capabilities = [\"CAP_FLY\"]", "CAP_FLY"),
+            ("capabilities = \"CAP_NET_ADMIN\"", "capabilities"),
+            ("no_new_privileges = \"yes\"", "no_new_privileges"),
+            ("usr = \"www\"", "usr"),
         ] {
             let text = format!("{head}{line}\n");
             let errors = parse("m", &text).unwrap_err();

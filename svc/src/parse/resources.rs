@@ -5,7 +5,18 @@
 use toml::de::DeValue;
 
 use crate::section::Section;
-use crate::service::{CpuMax, Limit, Memory, Resources};
+use crate::service::{CpuMax, Limit, Memory, Resources, Rlimit, RlimitResource};
+
+/// The `limit_*` keys, as systemd's `Limit*=`, and whether each counts
+/// bytes (and so takes `"8M"` too).
+const RLIMITS: &[(&str, RlimitResource, bool)] = &[
+    ("limit_nofile", RlimitResource::Nofile, false),
+    ("limit_core", RlimitResource::Core, true),
+    ("limit_nproc", RlimitResource::Nproc, false),
+    ("limit_memlock", RlimitResource::Memlock, true),
+    ("limit_stack", RlimitResource::Stack, true),
+    ("limit_fsize", RlimitResource::Fsize, true),
+];
 
 /// Weights (`cpu_weight`, `io_weight`) run from 1 to 10,000, as cgroup v2
 /// takes them (default 100).
@@ -26,6 +37,10 @@ pub(super) fn read_resources(top: &mut Section<'_, '_, '_>) -> Resources {
         pids_max: pids(&mut table),
         io_weight: weight(&mut table, "io_weight"),
         oom_score_adj: oom_score_adj(&mut table),
+        rlimits: RLIMITS
+            .iter()
+            .filter_map(|&(key, resource, bytes)| rlimit(&mut table, key, resource, bytes))
+            .collect(),
     };
     table.finish();
     resources
@@ -146,4 +161,40 @@ fn oom_score_adj(table: &mut Section<'_, '_, '_>) -> Option<i32> {
             None
         }
     }
+}
+
+/// A `limit_*` key: a count (or bytes: `"8M"` too, for `bytes`), or
+/// `"infinity"`.
+fn rlimit(
+    table: &mut Section<'_, '_, '_>,
+    key: &'static str,
+    resource: RlimitResource,
+    bytes: bool,
+) -> Option<Rlimit> {
+    let value = table.value(key)?;
+    let span = value.span();
+    let bad = if bytes {
+        "must be bytes (an integer, or \"8M\"), or \"infinity\""
+    } else {
+        "must be a count (an integer), or \"infinity\""
+    };
+    let limit = match value.get_ref() {
+        DeValue::Integer(_) => Some(table.unsigned(key)?.value),
+        DeValue::String(text) if text.as_ref() == "infinity" => None,
+        DeValue::String(text) if bytes => match timespan::parse_size(text) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                table.out_of_range(key, &span, bad);
+                return None;
+            }
+        },
+        _ => {
+            table.out_of_range(key, &span, bad);
+            return None;
+        }
+    };
+    Some(Rlimit {
+        resource,
+        value: limit,
+    })
 }

@@ -1,0 +1,256 @@
+//! `[sandbox]` under `spore run`, with real accounts the test makes
+//! (`useradd`, `groupadd`): a service runs as its user with its groups,
+//! its state directory and credentials are its own (another service's
+//! user cannot read them), `no_new_privileges` stops a setuid binary from
+//! giving it root, `capabilities` lets a non-root service bind a
+//! privileged port that it cannot bind without, and `limit_*` sets its
+//! resource limits; the same through the spawner.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Spore;
+use serde_json::json;
+
+/// A user (and its group of the same name) made for one test, removed
+/// when dropped.
+struct Account {
+    name: String,
+}
+
+impl Account {
+    fn new(tag: &str) -> Account {
+        let name = format!("spt{}{tag}", std::process::id() % 100_000);
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--user-group"])
+            .args(["--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "useradd {name}");
+        Account { name }
+    }
+
+    fn id(&self, flag: &str) -> String {
+        let out = Command::new("id")
+            .args([flag, &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        // (userdel takes the user's own group with it.)
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// A group made for one test, removed when dropped.
+struct Group(String);
+
+impl Group {
+    fn new(tag: &str) -> Group {
+        let name = format!("sptg{}{tag}", std::process::id() % 100_000);
+        assert!(Command::new("groupadd")
+            .args(["--system", &name])
+            .status()
+            .unwrap()
+            .success());
+        Group(name)
+    }
+
+    fn gid(&self) -> String {
+        let out = Command::new("getent")
+            .args(["group", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("groupdel").arg(&self.0).status();
+    }
+}
+
+/// The lines `name` wrote, joined.
+fn output(spore: &Spore, name: &str) -> String {
+    let logs = spore.call("service.logs", json!({ "name": name })).unwrap();
+    logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["stream"] != "spore")
+        .map(|l| l["text"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn wait_output(spore: &Spore, name: &str, needle: &str) -> String {
+    spore.wait_for(
+        &format!("{name} to say {needle}"),
+        Duration::from_secs(20),
+        |s| output(s, name).contains(needle),
+    );
+    output(spore, name)
+}
+
+/// A test directory other users can pass through (a tempdir is 0700).
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn write_service(dir: &Path, name: &str, text: &str) {
+    let etc = dir.join("etc/services");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join(format!("{name}.toml")), text).unwrap();
+}
+
+/// A privileged port nothing listens on now.
+fn free_privileged_port() -> u16 {
+    (600..1000)
+        .map(|p| p + (std::process::id() % 300) as u16)
+        .map(|p| 600 + p % 400)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .unwrap()
+}
+
+fn identity_and_privileges(spawner: bool) {
+    let web = Account::new(if spawner { "ws" } else { "w" });
+    let other = Account::new(if spawner { "os" } else { "o" });
+    let extra = Group::new(if spawner { "s" } else { "d" });
+    let dir = open_dir();
+    let state = dir.path().join("state-web");
+    // A setuid-root copy of `id`: what no_new_privileges must defuse.
+    let setuid_id = dir.path().join("id-setuid");
+    std::fs::copy("/usr/bin/id", &setuid_id).unwrap();
+    std::fs::set_permissions(&setuid_id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    // A secret web reads as a credential, and other must not.
+    let secrets = dir.path().join("state/secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("token"), "s3cret").unwrap();
+    std::fs::set_permissions(
+        secrets.join("token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let port = free_privileged_port();
+    let bind = format!(
+        "perl -MSocket -e 'socket(S, PF_INET, SOCK_STREAM, 0) or die; bind(S, sockaddr_in({port}, inet_aton(\\\"127.0.0.1\\\"))) or die \\\"bind: $!\\\\n\\\"; print \\\"bound\\\\n\\\"'"
+    );
+    write_service(
+        dir.path(),
+        "web",
+        &format!(
+            "[service]\nname = \"web\"\nexec = [\"/bin/sh\", \"-c\", \"echo uid=$(id -u) gid=$(id -g) groups=$(id -G); echo setuid euid=$({setuid} -u); echo nofile=$(ulimit -n); ls -ld {state} | cut -d' ' -f3; cat $CREDENTIALS_DIRECTORY/token; echo; echo creds=$CREDENTIALS_DIRECTORY; {bind}; exec sleep 1000\"]\nstate_dir = \"{state}\"\n\n[credentials]\nload = [\"token\"]\n\n[resources]\nlimit_nofile = 100\n\n[sandbox]\nuser = \"{user}\"\nsupplementary_groups = [\"{extra}\"]\ncapabilities = [\"CAP_NET_BIND_SERVICE\"]\n",
+            setuid = setuid_id.display(),
+            state = state.display(),
+            user = web.name,
+            extra = extra.0,
+        ),
+    );
+    // The same user, no capability, and no_new_privileges turned off: the
+    // port is refused, and the setuid binary does run as root (so the
+    // check above means something on this machine).
+    write_service(
+        dir.path(),
+        "bare",
+        &format!(
+            "[service]\nname = \"bare\"\nexec = [\"/bin/sh\", \"-c\", \"echo setuid euid=$({setuid} -u); {bind}; exec sleep 1000\"]\n\n[sandbox]\nuser = \"{user}\"\nno_new_privileges = false\n",
+            setuid = setuid_id.display(),
+            user = web.name,
+        ),
+    );
+    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+    let env: &[(&str, &str)] = if spawner {
+        &[("SPORE_SPAWNER", "always")]
+    } else {
+        &[]
+    };
+    let spore = Spore::start_with_env(dir, Stdio::from(console), env);
+    let said = wait_output(&spore, "web", "bound");
+    let (uid, gid) = (web.id("-u"), web.id("-g"));
+    assert!(
+        said.contains(&format!("uid={uid} gid={gid} groups={gid} {}", extra.gid())),
+        "{said}"
+    );
+    assert!(said.contains(&format!("setuid euid={uid}")), "{said}");
+    assert!(said.contains("nofile=100"), "{said}");
+    assert!(
+        said.contains(&format!("\n{}\n", web.name)),
+        "state_dir owned by it: {said}"
+    );
+    assert!(said.contains("s3cret"), "{said}");
+    let bare = wait_output(&spore, "bare", "bind: ");
+    assert!(bare.contains("setuid euid=0"), "{bare}");
+    assert!(bare.contains("bind: Permission denied"), "{bare}");
+    // Another service's user cannot read web's credentials.
+    let creds = said
+        .lines()
+        .find_map(|l| l.strip_prefix("creds="))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        spore.path("etc/services/peek.toml"),
+        format!(
+            "[service]\nname = \"peek\"\noneshot = true\nexec = [\"/bin/sh\", \"-c\", \"cat {creds}/token || echo refused\"]\n\n[sandbox]\nuser = \"{}\"\n",
+            other.name
+        ),
+    )
+    .unwrap();
+    spore.call("node.reload", json!({})).unwrap();
+    let peek = wait_output(&spore, "peek", "refused");
+    assert!(peek.contains("Permission denied"), "{peek}");
+    assert!(!peek.contains("s3cret"), "{peek}");
+}
+
+#[test]
+fn a_service_runs_as_its_user_with_its_groups_limits_and_capabilities() {
+    identity_and_privileges(false);
+}
+
+#[test]
+fn the_spawner_starts_a_service_as_its_user_too() {
+    identity_and_privileges(true);
+}
+
+#[test]
+fn an_unknown_user_fails_the_start_and_names_it() {
+    let dir = open_dir();
+    write_service(
+        dir.path(),
+        "ghost",
+        "[service]\nname = \"ghost\"\nexec = [\"sleep\", \"1000\"]\n\n[sandbox]\nuser = \"no-such-user-here\"\n",
+    );
+    write_service(
+        dir.path(),
+        "fine",
+        "[service]\nname = \"fine\"\nexec = [\"sleep\", \"1000\"]\n",
+    );
+    let spore = Spore::start_in(dir);
+    spore.wait_state("fine", "ready");
+    spore.wait_for("ghost's start to fail", Duration::from_secs(20), |s| {
+        s.stderr()
+            .contains("user `no-such-user-here` is not in /etc/passwd")
+    });
+    assert_ne!(spore.state("ghost"), "ready");
+}
