@@ -254,3 +254,83 @@ fn an_unknown_user_fails_the_start_and_names_it() {
     });
     assert_ne!(spore.state("ghost"), "ready");
 }
+
+/// A service in a mount namespace of its own: a private /tmp, the whole
+/// filesystem read-only but its state directory (and /dev), a path made
+/// read-only and a directory hidden; nothing of it reaches the host.
+fn mounts(spawner: bool) {
+    // Not under /tmp: the service's private /tmp would hide it (as
+    // systemd's PrivateTmp= does).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tag = format!("{}-{}", std::process::id(), u8::from(spawner));
+    let state = dir.path().join("state-walled");
+    let data = dir.path().join("data");
+    let hidden = dir.path().join("hidden");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(hidden.join("secret"), "hidden-file-visible").unwrap();
+    let host_tmp = std::path::PathBuf::from(format!("/tmp/spore-host-{tag}"));
+    std::fs::write(&host_tmp, "").unwrap();
+    let probe = format!("/etc/spore-strict-probe-{tag}");
+    write_service(
+        dir.path(),
+        "walled",
+        &format!(
+            "[service]\nname = \"walled\"\nexec = [\"/bin/sh\", \"-c\", \"touch /tmp/inside-{tag}; echo tmp=$(ls -A /tmp | wc -l); touch {probe} 2>&1; touch {state}/ok && echo state-writable; echo x > /dev/null && echo devnull-writable; touch {data}/probe 2>&1; cat {hidden}/secret 2>&1; echo hidden=$(ls -A {hidden} | wc -l); echo done; exec sleep 1000\"]\nstate_dir = \"{state}\"\n\n[sandbox]\nprivate_tmp = true\nprotect_system = \"strict\"\nread_only_paths = [\"{data}\"]\ninaccessible_paths = [\"{hidden}\"]\n",
+            state = state.display(),
+            data = data.display(),
+            hidden = hidden.display(),
+        ),
+    );
+    // A path that is not there fails its own start, named.
+    write_service(
+        dir.path(),
+        "missing",
+        "[service]\nname = \"missing\"\nexec = [\"sleep\", \"1000\"]\n\n[sandbox]\nread_only_paths = [\"/no/such/path\"]\n",
+    );
+    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+    let env: &[(&str, &str)] = if spawner {
+        &[("SPORE_SPAWNER", "always")]
+    } else {
+        &[]
+    };
+    let spore = Spore::start_with_env(dir, Stdio::from(console), env);
+    let said = wait_output(&spore, "walled", "done");
+    let host_wrote = Path::new(&probe).exists();
+    let _ = std::fs::remove_file(&probe);
+    let _ = std::fs::remove_file(&host_tmp);
+    assert!(
+        !host_wrote,
+        "the read-only root let {probe} through: {said}"
+    );
+    assert!(said.contains("tmp=1"), "its own /tmp: {said}");
+    assert!(
+        said.contains(&format!(
+            "touch: cannot touch '{probe}': Read-only file system"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("state-writable"), "{said}");
+    assert!(said.contains("devnull-writable"), "{said}");
+    assert!(said.contains("probe': Read-only file system"), "{said}");
+    assert!(!said.contains("hidden-file-visible"), "{said}");
+    assert!(said.contains("hidden=0"), "{said}");
+    // The host is untouched: its /tmp, the read-only path still writable.
+    assert!(!Path::new(&format!("/tmp/inside-{tag}")).exists());
+    std::fs::write(spore.path("data/host-can-write"), "").unwrap();
+    spore.wait_for("missing's start to fail", Duration::from_secs(20), |s| {
+        s.stderr()
+            .contains("read_only_paths: /no/such/path does not exist")
+    });
+}
+
+#[test]
+fn a_sandboxed_service_sees_its_own_filesystem() {
+    mounts(false);
+}
+
+#[test]
+fn the_spawner_builds_the_same_sandbox() {
+    mounts(true);
+}

@@ -216,6 +216,7 @@ mod tests {
             supplementary_groups: vec![Principal::Id(7), Principal::Name("myc".into())],
             no_new_privileges: Some(false),
             capabilities: Some(vec![10, 12]),
+            ..Sandbox::default()
         };
         let www = resolve(&with, dir.path()).unwrap().unwrap();
         assert_eq!((www.uid, www.gid), (33, 500));

@@ -216,6 +216,7 @@ mod tests {
                 oom_score_adj: None,
                 rlimits: &[],
                 identity: None,
+                mounts: None,
             })
             .err()
             .unwrap();

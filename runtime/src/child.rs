@@ -97,7 +97,7 @@ pub(crate) fn rlimits_of(limits: &[svc::service::Rlimit]) -> [Option<(u32, u64)>
 /// writes `0` to the open `cgroup.procs`), its OOM score adjustment, its
 /// own session, a clean signal mask and dispositions, the core-file
 /// limit, and every descriptor above stderr closed at exec.
-pub(crate) fn prepare(setup: Setup) -> io::Result<()> {
+pub(crate) fn prepare(setup: Setup, mounts: Option<&crate::mounts::Mounts>) -> io::Result<()> {
     // Into the service's cgroup before anything else, so whatever it
     // starts is there too. SAFETY: a write of two bytes from a static.
     let procs = setup.cgroup_procs;
@@ -148,6 +148,10 @@ pub(crate) fn prepare(setup: Setup) -> io::Result<()> {
             if libc::setrlimit(resource as _, &limit) < 0 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        // Its own view of the filesystem, while it is root still.
+        if let Some(mounts) = mounts {
+            crate::mounts::enter(mounts)?;
         }
         if let Some(credentials) = &setup.credentials {
             become_user(credentials)?;

@@ -52,6 +52,8 @@ pub struct Prepared {
     pub(crate) artifacts: Option<std::path::PathBuf>,
     /// Who it runs as (`[sandbox]`, resolved in the node's account files).
     pub(crate) identity: Option<crate::accounts::Identity>,
+    /// Its mount namespace (`[sandbox]`), planned.
+    pub(crate) mounts: Option<crate::mounts::MountPlan>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for Prepared {
             .field("credentials", &self.credentials)
             .field("artifacts", &self.artifacts)
             .field("identity", &self.identity)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }

@@ -28,6 +28,7 @@ pub use http1;
 mod input;
 pub mod journal;
 pub mod logbook;
+pub mod mounts;
 pub mod probe;
 pub mod rotating;
 mod runtime;

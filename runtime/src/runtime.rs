@@ -546,6 +546,7 @@ impl Runtime {
             state_dirs: &[],
             resources: None,
             identity: None,
+            mounts: None,
         };
         match self.sys.spawn(launch, None) {
             Ok(pid) => {

@@ -74,6 +74,8 @@ pub struct SpawnSpec<'a> {
     pub rlimits: &'a [svc::service::Rlimit],
     /// The user, groups and privileges it runs with; None: spore's.
     pub identity: Option<&'a crate::accounts::Identity>,
+    /// Its mount namespace (`[sandbox]`), planned; None: spore's.
+    pub mounts: Option<&'a crate::mounts::MountPlan>,
 }
 
 /// A started process.
@@ -183,13 +185,21 @@ impl Spawning {
         // async-signal-safe system calls (open, write, close, setsid,
         // sigprocmask, sigaction, setrlimit, close_range); it holds copied
         // integers, allocates nothing and touches no lock.
+        let mounts = match spec.mounts {
+            Some(plan) => Some(crate::mounts::Mounts::of(plan).ok_or_else(|| SpawnError {
+                code: 1,
+                program: program.clone(),
+                message: "its sandbox: a path holds a NUL byte".into(),
+            })?),
+            None => None,
+        };
         unsafe {
-            command.pre_exec(move || crate::child::prepare(setup));
+            command.pre_exec(move || crate::child::prepare(setup, mounts.as_ref()));
         }
         let mut child = command.spawn().map_err(|error| SpawnError {
             code: exit_code_of(&error),
             program: program.clone(),
-            message: error.to_string(),
+            message: crate::mounts::describe(&error).unwrap_or_else(|| error.to_string()),
         })?;
         let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
         let spawned = Spawned {
@@ -256,6 +266,7 @@ impl Spawning {
                 .copied()
                 .collect(),
             credentials: spec.identity.cloned(),
+            mounts: spec.mounts.cloned(),
             ..crate::spawner::request_for(
                 spec.argv,
                 spec.base_env,

@@ -109,6 +109,8 @@ pub struct Request {
     pub rlimits: Vec<(u32, u64)>,
     /// The user, groups and privileges it runs with; None: the spawner's.
     pub credentials: Option<crate::accounts::Identity>,
+    /// Its mount namespace; None: the spawner's.
+    pub mounts: Option<crate::mounts::MountPlan>,
 }
 
 fn put(out: &mut Vec<u8>, item: &[u8]) {
@@ -208,6 +210,18 @@ impl Request {
             }
             None => out.push(0),
         }
+        match &self.mounts {
+            Some(m) => {
+                out.push(1);
+                out.push(u8::from(m.private_tmp));
+                out.push(u8::from(m.read_only_root));
+                put_list(&mut out, &m.read_only);
+                put_list(&mut out, &m.writable);
+                put_list(&mut out, &m.inaccessible);
+                put(&mut out, &m.cwd);
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -263,6 +277,17 @@ impl Request {
             }
             _ => None,
         };
+        let mounts = match r.byte()? {
+            1 => Some(crate::mounts::MountPlan {
+                private_tmp: r.byte()? == 1,
+                read_only_root: r.byte()? == 1,
+                read_only: r.list()?,
+                writable: r.list()?,
+                inaccessible: r.list()?,
+                cwd: r.item()?,
+            }),
+            _ => None,
+        };
         r.0.is_empty().then_some(Self {
             id,
             deadline_ns,
@@ -275,6 +300,7 @@ impl Request {
             oom_score_adj,
             rlimits,
             credentials,
+            mounts,
         })
     }
 }
@@ -497,6 +523,7 @@ pub fn request_for(
         oom_score_adj: None,
         rlimits: Vec::new(),
         credentials: None,
+        mounts: None,
     }
 }
 
@@ -525,6 +552,14 @@ mod tests {
                 capabilities: Some(1 << 10),
                 no_new_privileges: true,
             }),
+            mounts: Some(crate::mounts::MountPlan {
+                private_tmp: true,
+                read_only_root: true,
+                read_only: vec![b"/etc".to_vec()],
+                writable: vec![b"/proc".to_vec(), b"/var/lib/x".to_vec()],
+                inaccessible: vec![b"/root".to_vec()],
+                cwd: b"/".to_vec(),
+            }),
         };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes), Some(request.clone()));
@@ -540,6 +575,7 @@ mod tests {
             oom_score_adj: None,
             rlimits: Vec::new(),
             credentials: None,
+            mounts: None,
             ..request
         };
         assert_eq!(Request::decode(&plain.encode()), Some(plain));

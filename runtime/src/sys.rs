@@ -67,6 +67,8 @@ pub struct Launch<'a> {
     /// The user, groups and privileges it runs with (`[sandbox]`,
     /// resolved); None: spore's.
     pub identity: Option<&'a crate::accounts::Identity>,
+    /// Its mount namespace (`[sandbox]`, planned); None: spore's.
+    pub mounts: Option<&'a crate::mounts::MountPlan>,
 }
 
 /// What the runtime asks of the system. Implementations never block.
@@ -301,6 +303,7 @@ impl Sys for RealSys {
             oom_score_adj: launch.resources.and_then(|r| r.oom_score_adj),
             rlimits: launch.resources.map_or(&[], |r| r.rlimits.as_slice()),
             identity: launch.identity,
+            mounts: launch.mounts,
         })?;
         if let (Some(tree), Some(_), Some(service), Ok(mut map)) = (
             &self.cgroups,

@@ -90,6 +90,40 @@ pub struct Sandbox {
     /// ambient for a non-root user, and the bounding set is cut to them.
     /// None: root keeps all, another user has none.
     pub capabilities: Option<Vec<u8>>,
+    /// `PrivateTmp=`: a /tmp of its own (an empty tmpfs per run).
+    pub private_tmp: bool,
+    /// `ProtectSystem=`: what of the node's filesystem it sees read-only.
+    pub protect_system: ProtectSystem,
+    /// `ReadOnlyPaths=`: absolute paths it sees read-only.
+    pub read_only_paths: Vec<std::path::PathBuf>,
+    /// `InaccessiblePaths=`: absolute directories it cannot enter (an
+    /// empty, mode 000 tmpfs over each).
+    pub inaccessible_paths: Vec<std::path::PathBuf>,
+}
+
+/// `protect_system`: systemd's `ProtectSystem=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ProtectSystem {
+    /// Nothing (the default).
+    #[default]
+    No,
+    /// `true`: /usr, /boot and /efi read-only.
+    Yes,
+    /// `"full"`: /etc too.
+    Full,
+    /// `"strict"`: the whole filesystem read-only except /dev, /proc,
+    /// /sys, its `state_dir`s and its private /tmp.
+    Strict,
+}
+
+impl Sandbox {
+    /// True when it asks for a mount namespace of its own.
+    pub fn needs_mounts(&self) -> bool {
+        self.private_tmp
+            || self.protect_system != ProtectSystem::No
+            || !self.read_only_paths.is_empty()
+            || !self.inaccessible_paths.is_empty()
+    }
 }
 
 impl Sandbox {

@@ -28,6 +28,7 @@ impl Runtime {
         self.sys.off_loop(Box::new(move || {
             let prepared = prepare_identity(&service)
                 .and_then(|identity| prepare_secrets(&service, files.as_ref(), identity))
+                .and_then(|prepared| prepare_mounts(&service, prepared))
                 .and_then(|prepared| prepare_artifacts(&service, files.as_ref(), prepared));
             Input::Prepared {
                 service: name,
@@ -91,6 +92,7 @@ impl Runtime {
                     state_dirs: &service.state_dirs,
                     resources: Some(&service.resources),
                     identity: prepared.identity.as_ref(),
+                    mounts: prepared.mounts.as_ref(),
                 };
                 let spawned = self.sys.spawn(launch, Some(&name));
                 // Our copies of the secrets' values go now. (std's Command
@@ -200,6 +202,22 @@ fn prepare_artifacts(
     )
     .map_err(fail)?;
     prepared.artifacts = Some(dir);
+    Ok(prepared)
+}
+
+/// Plans `service`'s mount namespace (blocking: the paths it names are
+/// looked at). A path that is not there fails the start, naming it.
+fn prepare_mounts(service: &Service, mut prepared: Prepared) -> Result<Prepared, SpawnError> {
+    prepared.mounts = crate::mounts::plan(
+        &service.sandbox,
+        &service.state_dirs,
+        service.dir.as_deref(),
+    )
+    .map_err(|message| SpawnError {
+        code: 1,
+        program: service.name.clone(),
+        message,
+    })?;
     Ok(prepared)
 }
 

@@ -166,7 +166,12 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
                 .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
         })
         .transpose()?;
+    let mounts = match &request.mounts {
+        Some(plan) => Some(crate::mounts::Mounts::of(plan).ok_or(libc::EINVAL)?),
+        None => None,
+    };
     let child = ChildArgs {
+        mounts,
         program: program.as_ptr(),
         argv: argv_ptrs.as_ptr(),
         env: env_ptrs.as_ptr(),
@@ -237,6 +242,8 @@ struct ChildArgs {
     err_fd: RawFd,
     /// Its core limit, cgroup and OOM score adjustment.
     setup: crate::child::Setup,
+    /// Its mount namespace, if it has one.
+    mounts: Option<crate::mounts::Mounts>,
     deadline_ns: u64,
 }
 
@@ -253,7 +260,8 @@ fn child_main(child: &ChildArgs) -> ! {
     // SAFETY: we are a fork-like clone of a single-threaded process; the
     // pointers in `child` point into our copy of its memory.
     unsafe {
-        let ok = crate::child::prepare(child.setup).is_ok()
+        let prepared = crate::child::prepare(child.setup, child.mounts.as_ref());
+        let ok = prepared.is_ok()
             && libc::dup2(child.null_fd, 0) >= 0
             && libc::dup2(child.out_fd, 1) >= 0
             && libc::dup2(child.err_fd, 2) >= 0
@@ -268,10 +276,18 @@ fn child_main(child: &ChildArgs) -> ! {
             libc::execve(child.program, child.argv, child.env);
         }
         let errno = errno();
+        // A step before exec failed (its sandbox, its user): say which,
+        // on the service's stderr.
+        let reason = match &prepared {
+            Err(error) => {
+                libc::dup2(child.err_fd, 2);
+                crate::mounts::describe(error).unwrap_or_else(|| error.to_string())
+            }
+            Ok(()) => io::Error::from_raw_os_error(errno).to_string(),
+        };
         let message = format!(
-            "spore: cannot run `{}`: {}\n",
+            "spore: cannot run `{}`: {reason}\n",
             std::ffi::CStr::from_ptr(child.program).to_string_lossy(),
-            io::Error::from_raw_os_error(errno)
         );
         libc::write(2, message.as_ptr().cast(), message.len());
         let code = match errno {

@@ -1056,7 +1056,26 @@ timeout_ms = 3000
                 supplementary_groups: vec![Principal::Name("audio".into()), Principal::Id(500)],
                 no_new_privileges: Some(false),
                 capabilities: Some(vec![10, 12]),
+                ..Sandbox::default()
             }
+        );
+        let walls = parse(
+            "m",
+            "[service]\nname = \"m\"\nexec = \"x\"\n[sandbox]\nprivate_tmp = true\nprotect_system = \"strict\"\nread_only_paths = [\"/etc\"]\ninaccessible_paths = [\"/root\", \"/root\"]\n",
+        )
+        .unwrap();
+        assert!(walls.sandbox.private_tmp && walls.sandbox.needs_mounts());
+        assert_eq!(
+            walls.sandbox.protect_system,
+            crate::service::ProtectSystem::Strict
+        );
+        assert_eq!(
+            walls.sandbox.read_only_paths,
+            [std::path::PathBuf::from("/etc")]
+        );
+        assert_eq!(
+            walls.sandbox.inaccessible_paths,
+            [std::path::PathBuf::from("/root")]
         );
         let none = parse("m", "[service]\nname = \"m\"\nexec = \"x\"\n").unwrap();
         assert!(none.sandbox.is_empty());
@@ -1071,6 +1090,10 @@ timeout_ms = 3000
             ("capabilities = \"CAP_NET_ADMIN\"", "capabilities"),
             ("no_new_privileges = \"yes\"", "no_new_privileges"),
             ("usr = \"www\"", "usr"),
+            ("protect_system = \"yes\"", "protect_system"),
+            ("read_only_paths = [\"etc\"]", "read_only_paths"),
+            ("inaccessible_paths = [\"/a/../b\"]", "inaccessible_paths"),
+            ("private_tmp = 1", "private_tmp"),
         ] {
             let text = format!("{head}{line}\n");
             let errors = parse("m", &text).unwrap_err();

@@ -6,7 +6,9 @@
 use toml::de::DeValue;
 
 use crate::section::Section;
-use crate::service::{Principal, Sandbox};
+use std::path::PathBuf;
+
+use crate::service::{Principal, ProtectSystem, Sandbox};
 
 /// Supplementary groups a service may have: the kernel's NGROUPS_MAX is
 /// far more, but spore hands them to a process between fork and exec in
@@ -74,6 +76,10 @@ pub(super) fn read_sandbox(top: &mut Section<'_, '_, '_>) -> Sandbox {
         table.flag("no_new_privileges");
     }
     let capabilities = capabilities(&mut table);
+    let private_tmp = table.flag("private_tmp");
+    let protect_system = protect_system(&mut table);
+    let read_only_paths = paths(&mut table, "read_only_paths");
+    let inaccessible_paths = paths(&mut table, "inaccessible_paths");
     table.finish();
     Sandbox {
         user,
@@ -81,6 +87,10 @@ pub(super) fn read_sandbox(top: &mut Section<'_, '_, '_>) -> Sandbox {
         supplementary_groups,
         no_new_privileges,
         capabilities,
+        private_tmp,
+        protect_system,
+        read_only_paths,
+        inaccessible_paths,
     }
 }
 
@@ -190,4 +200,53 @@ fn capabilities(table: &mut Section<'_, '_, '_>) -> Option<Vec<u8>> {
     }
     out.sort_unstable();
     Some(out)
+}
+
+/// `protect_system`: `true`, `false`, `"full"` or `"strict"`.
+fn protect_system(table: &mut Section<'_, '_, '_>) -> ProtectSystem {
+    let key = "protect_system";
+    let Some(value) = table.value(key) else {
+        return ProtectSystem::No;
+    };
+    match value.get_ref() {
+        DeValue::Boolean(true) => ProtectSystem::Yes,
+        DeValue::Boolean(false) => ProtectSystem::No,
+        DeValue::String(text) if text.as_ref() == "full" => ProtectSystem::Full,
+        DeValue::String(text) if text.as_ref() == "strict" => ProtectSystem::Strict,
+        _ => {
+            let span = value.span();
+            table.out_of_range(
+                key,
+                &span,
+                "must be true (/usr, /boot read-only), \"full\" (/etc too), \"strict\" (all but /dev, /proc, /sys and its state_dirs) or false",
+            );
+            ProtectSystem::No
+        }
+    }
+}
+
+/// An array of absolute paths without `..` (each read as written).
+fn paths(table: &mut Section<'_, '_, '_>, key: &'static str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in table.strings(key) {
+        let p = PathBuf::from(&path.value);
+        let clean = p.is_absolute()
+            && p != std::path::Path::new("/")
+            && !p
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if !clean {
+            table.out_of_range(
+                key,
+                &path.span,
+                &format!(
+                    "`{}` must be an absolute path other than /, without ..",
+                    path.value
+                ),
+            );
+        } else if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
