@@ -145,6 +145,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     let spawning = runtime::spawn::SpawnSettings {
         always_spawner: std::env::var_os("SPORE_SPAWNER").is_some_and(|v| v == "always"),
         service_core_limit: no_core_dumps(),
+        service_nofile_limit: more_descriptors(pid1),
     };
     if !pid1 {
         if std::process::id() != 1 {
@@ -220,11 +221,19 @@ fn boot_and_supervise(
     if pid1 {
         pid1::hostname::name_node(&config, &paths.state_dir);
     }
-    // As PID 1 spore owns the cgroup tree: each service in its own.
+    // As PID 1 spore owns the cgroup tree: each service in its own
+    // (unless the kernel command line says SPORE_CGROUPS=off: a node
+    // whose kernel misbehaves with them, and the benchmark's baseline).
     let owned;
     let paths = if pid1 {
+        let cgroup = if std::env::var_os("SPORE_CGROUPS").is_some_and(|v| v == "off") {
+            journal::note("cgroups: off (SPORE_CGROUPS=off): services run in spore's cgroup");
+            None
+        } else {
+            pid1::cgroups::setup()
+        };
         owned = Paths {
-            cgroup: pid1::cgroups::setup(),
+            cgroup,
             ..paths.clone()
         };
         &owned
@@ -292,6 +301,34 @@ fn no_core_dumps() -> Option<u64> {
             None
         }
     }
+}
+
+/// spore holds two pipe ends per service (their output): the kernel's
+/// default of 1,024 descriptors runs out near 500 services (measured:
+/// EMFILE at the 507th of 1,000 with spore as PID 1). Its soft limit goes
+/// up to its hard one, and as PID 1 both go up to the kernel's most
+/// (`fs.nr_open`). Services get the soft limit spore was started with.
+fn more_descriptors(pid1: bool) -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(error) => {
+            journal::note(format_args!("RLIMIT_NOFILE: {error}"));
+            return None;
+        }
+    };
+    let most = if pid1 {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map_or(hard, |nr_open| nr_open.max(hard))
+    } else {
+        hard
+    };
+    if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, most, most) {
+        journal::note(format_args!("RLIMIT_NOFILE to {most}: {error}"));
+    }
+    Some(soft)
 }
 
 /// Logs a panic's message and location instead of losing it.

@@ -77,3 +77,63 @@ fn the_spawner_sets_the_oom_score_too() {
     let spore = Spore::start_with_env(dir, Stdio::from(console), &[("SPORE_SPAWNER", "always")]);
     check(&spore, &out);
 }
+
+/// This process's RLIMIT_NOFILE (soft, hard).
+fn nofile() -> (u64, u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    (limit.rlim_cur, limit.rlim_max)
+}
+
+#[test]
+fn spore_raises_its_descriptor_limit_and_services_get_the_one_it_had() {
+    // spore holds two pipe ends per service: at 1,024 descriptors it ran
+    // out near 500 services as PID 1. Its soft limit goes up to the hard
+    // one; a service gets back the soft limit spore was started with.
+    // Started with a soft limit below the hard one (as a kernel starts
+    // PID 1: 1,024), whatever this process was given.
+    let (_, hard) = nofile();
+    let soft = 1024.min(hard);
+    let lowered = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+    assert!(soft < hard, "this test needs a hard limit above 1,024");
+    for env in [&[][..], &[("SPORE_SPAWNER", "always")][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("nofile");
+        let etc = dir.path().join("etc/services");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            etc.join("count.toml"),
+            format!(
+                "[service]\nname = \"count\"\nexec = [\"/bin/sh\", \"-c\", \"ulimit -n > {}; exec sleep 1000\"]\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+        let spore = Spore::start_with_env(dir, Stdio::from(console), env);
+        common::wait_for_file(&out, "\n");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap().trim(),
+            soft.to_string(),
+            "{env:?}"
+        );
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", spore.pid())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[3], hard.to_string(), "{line}");
+        assert_eq!(words[4], hard.to_string(), "{line}");
+    }
+}

@@ -183,6 +183,7 @@ impl Fleet {
                     allow_reboot,
                     disk,
                     rtc_base: spec.rtc_base.clone(),
+                    memory_mb: spec.memory_mb,
                 },
             )?;
             nodes.push(Node { spec, vm, key });

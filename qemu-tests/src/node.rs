@@ -46,6 +46,8 @@ pub struct NodeSpec {
     /// More kernel command-line words (`KEY=VALUE` ones reach spore's
     /// environment), for `-kernel` boots.
     pub kernel_args: String,
+    /// Its memory in MiB (256 when None).
+    pub memory_mb: Option<u32>,
     /// Its hardware clock's start (QEMU `-rtc base=`), when not now.
     pub rtc_base: Option<String>,
     /// NTP servers for spore.toml's `[time] servers`.
@@ -72,6 +74,7 @@ impl NodeSpec {
             named_by_key: false,
             netboot: false,
             kernel_args: String::new(),
+            memory_mb: None,
             rtc_base: None,
             time_servers: Vec::new(),
             mycelium_in_image: false,

@@ -39,6 +39,8 @@ pub struct BootOptions {
     /// The guest's hardware clock starts here (QEMU's `-rtc base=`), not
     /// at the host's time: a node whose clock is wrong at boot.
     pub rtc_base: Option<String>,
+    /// The guest's memory in MiB (256 when None).
+    pub memory_mb: Option<u32>,
 }
 
 /// A running guest; killed when dropped.
@@ -55,6 +57,7 @@ pub struct Vm {
 impl Vm {
     /// Starts QEMU.
     pub fn boot(artifacts: &Artifacts, options: &BootOptions) -> Result<Vm, String> {
+        let memory = options.memory_mb.unwrap_or(256).to_string();
         let console = std::fs::File::create(&options.console)
             .map_err(|e| format!("{}: {e}", options.console.display()))?;
         let mut command = Command::new(&artifacts.qemu);
@@ -68,7 +71,7 @@ impl Vm {
                 "-cpu",
                 "max",
                 "-m",
-                "256",
+                memory.as_str(),
                 "-smp",
                 "1",
                 "-nographic",

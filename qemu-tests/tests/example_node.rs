@@ -138,6 +138,7 @@ fn the_example_node_builds_as_written_boots_under_uefi_and_keeps_its_key() {
             disk: None,
             allow_reboot: true,
             rtc_base: None,
+            memory_mb: None,
         },
     )
     .unwrap();

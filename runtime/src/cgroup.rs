@@ -94,13 +94,19 @@ impl Tree {
     /// Makes the cgroup of `service` (kept when it is there); returns the
     /// file its first process writes itself into.
     pub fn prepare(&self, service: &str) -> io::Result<PathBuf> {
+        self.prepare_fresh(service).map(|(procs, _)| procs)
+    }
+
+    /// [`Tree::prepare`], and whether the cgroup was made just now (so it
+    /// holds the kernel's defaults and no OOM kill yet).
+    pub fn prepare_fresh(&self, service: &str) -> io::Result<(PathBuf, bool)> {
         let dir = self.path(service);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        let fresh = match fs::create_dir(&dir) {
+            Ok(()) => true,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
             Err(error) => return Err(error),
-        }
-        Ok(dir.join(PROCS))
+        };
+        Ok((dir.join(PROCS), fresh))
     }
 
     /// Writes `settings` (see [`crate::limits`]) into the cgroup of

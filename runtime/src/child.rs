@@ -14,6 +14,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub(crate) struct Setup {
     /// The RLIMIT_CORE soft limit to set (spore's own is 0).
     pub core_limit: Option<u64>,
+    /// The RLIMIT_NOFILE soft limit to set (spore's own is raised).
+    pub nofile_limit: Option<u64>,
     /// An open `cgroup.procs` of the service's cgroup; -1: none.
     pub cgroup_procs: i32,
     /// Written to `/proc/self/oom_score_adj` (inherited by what it starts).
@@ -131,6 +133,15 @@ pub(crate) fn prepare(setup: Setup, mounts: Option<&crate::mounts::Mounts>) -> i
             if libc::getrlimit(libc::RLIMIT_CORE, &mut limit) == 0 {
                 limit.rlim_cur = core.min(limit.rlim_max);
                 libc::setrlimit(libc::RLIMIT_CORE, &limit);
+            }
+        }
+        // The descriptor limit spore was started with (a program using
+        // select(2) breaks above 1,024), not spore's raised one.
+        if let Some(nofile) = setup.nofile_limit {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = nofile.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             }
         }
         // Its own limits, then its user and privileges, last (the steps

@@ -20,6 +20,19 @@ pub struct Setting {
     /// Set by the service file: a kernel without the file (its controller
     /// missing) fails the start. A default is skipped there instead.
     pub asked: bool,
+    /// What a cgroup the kernel just made holds already: not written to a
+    /// fresh one (each write costs; at 1,000 services it shows).
+    pub kernel_default: bool,
+}
+
+/// The settings worth writing: all of them to a cgroup that existed (a
+/// restart: a limit taken out of the file must go), only those that
+/// differ from the kernel's defaults to a `fresh` one.
+pub fn to_write(settings: Vec<Setting>, fresh: bool) -> Vec<Setting> {
+    settings
+        .into_iter()
+        .filter(|s| !fresh || !s.kernel_default)
+        .collect()
 }
 
 /// The settings for `resources` on a node with `node_memory` bytes of RAM
@@ -67,7 +80,13 @@ pub fn settings(resources: &Resources, node_memory: u64) -> Vec<Setting> {
         ),
         // An OOM kill takes the whole service, which then fails as one
         // (systemd's OOMPolicy=stop does the same by stopping the unit).
-        setting("memory_max", "memory.oom.group", "1".to_owned(), false),
+        Setting {
+            key: "memory_max",
+            file: "memory.oom.group",
+            value: "1".to_owned(),
+            asked: false,
+            kernel_default: false,
+        },
         setting(
             "cpu_weight",
             "cpu.weight",
@@ -90,12 +109,15 @@ pub fn settings(resources: &Resources, node_memory: u64) -> Vec<Setting> {
     ]
 }
 
+/// A setting: what the file asked for, or (not `asked`) the kernel's
+/// default.
 fn setting(key: &'static str, file: &'static str, value: String, asked: bool) -> Setting {
     Setting {
         key,
         file,
         value,
         asked,
+        kernel_default: !asked,
     }
 }
 
@@ -171,6 +193,10 @@ mod tests {
         ] {
             assert_eq!(value_of(&s, file), (value.into(), false), "{file}");
         }
+        // A fresh cgroup needs only what differs from the kernel's.
+        let fresh: Vec<&str> = to_write(s.clone(), true).iter().map(|s| s.file).collect();
+        assert_eq!(fresh, ["memory.oom.group"]);
+        assert_eq!(to_write(s, false).len(), 8);
         let only_score = Resources {
             oom_score_adj: Some(500),
             ..Resources::default()

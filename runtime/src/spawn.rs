@@ -34,6 +34,10 @@ pub struct SpawnSettings {
     /// every service (spore lowers its own to 0: a core of spore would hold
     /// secrets); None leaves services spore's.
     pub service_core_limit: Option<u64>,
+    /// The RLIMIT_NOFILE soft limit spore was started with, given back to
+    /// every service (spore raises its own: it holds two pipes per
+    /// service); None leaves services spore's.
+    pub service_nofile_limit: Option<u64>,
 }
 
 /// The real system's way of starting processes, with what it learns on the
@@ -176,6 +180,7 @@ impl Spawning {
         let cgroup_procs = cgroup.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
         let setup = crate::child::Setup {
             core_limit,
+            nofile_limit: self.settings.service_nofile_limit,
             cgroup_procs,
             oom_score_adj: spec.oom_score_adj,
             rlimits: crate::child::rlimits_of(spec.rlimits),
@@ -256,6 +261,7 @@ impl Spawning {
         };
         let request = crate::spawner::Request {
             core_limit,
+            nofile_limit: self.settings.service_nofile_limit,
             cgroup: spec
                 .cgroup
                 .map(|c| std::os::unix::ffi::OsStrExt::as_bytes(c.as_os_str()).to_vec()),

@@ -101,6 +101,8 @@ pub struct Request {
     pub capture: bool,
     /// RLIMIT_CORE soft limit to set, if any.
     pub core_limit: Option<u64>,
+    /// RLIMIT_NOFILE soft limit to set, if any.
+    pub nofile_limit: Option<u64>,
     /// The `cgroup.procs` the child writes itself into, if any.
     pub cgroup: Option<Vec<u8>>,
     /// The child's `oom_score_adj`, if set.
@@ -177,6 +179,13 @@ impl Request {
             }
             None => out.push(0),
         }
+        match self.nofile_limit {
+            Some(limit) => {
+                out.push(1);
+                out.extend_from_slice(&limit.to_le_bytes());
+            }
+            None => out.push(0),
+        }
         put_list(&mut out, &self.cgroup.iter().cloned().collect::<Vec<_>>());
         match self.oom_score_adj {
             Some(adjust) => {
@@ -238,6 +247,10 @@ impl Request {
         let (&has_limit, rest) = r.0.split_first()?;
         r.0 = rest;
         let core_limit = if has_limit == 1 { Some(r.u64()?) } else { None };
+        let nofile_limit = match r.byte()? {
+            1 => Some(r.u64()?),
+            _ => None,
+        };
         let cgroup = r.list()?.into_iter().next();
         let (&has_adjust, rest) = r.0.split_first()?;
         r.0 = rest;
@@ -296,6 +309,7 @@ impl Request {
             dir,
             capture: capture == 1,
             core_limit,
+            nofile_limit,
             cgroup,
             oom_score_adj,
             rlimits,
@@ -519,6 +533,7 @@ pub fn request_for(
         dir: dir.map(|d| d.as_os_str().as_bytes().to_vec()),
         capture,
         core_limit: None,
+        nofile_limit: None,
         cgroup: None,
         oom_score_adj: None,
         rlimits: Vec::new(),
@@ -542,6 +557,7 @@ mod tests {
             dir: Some(b"/tmp".to_vec()),
             capture: true,
             core_limit: Some(7),
+            nofile_limit: Some(1024),
             cgroup: Some(b"/sys/fs/cgroup/spore/services/x/cgroup.procs".to_vec()),
             oom_score_adj: Some(-900),
             rlimits: vec![(7, 4096), (4, u64::MAX)],
@@ -570,6 +586,7 @@ mod tests {
         let plain = Request {
             dir: None,
             core_limit: None,
+            nofile_limit: None,
             capture: false,
             cgroup: None,
             oom_score_adj: None,

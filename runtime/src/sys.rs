@@ -267,7 +267,7 @@ impl Sys for RealSys {
         };
         let cgroup = match (&self.cgroups, output) {
             (Some(tree), Some(service)) => {
-                let procs = tree.prepare(service).map_err(|error| {
+                let (procs, fresh) = tree.prepare_fresh(service).map_err(|error| {
                     failed(format!(
                         "its cgroup {}: {error}",
                         tree.path(service).display()
@@ -279,9 +279,10 @@ impl Sys for RealSys {
                         .unwrap_or(&svc::service::Resources::default()),
                     crate::limits::node_memory(),
                 );
+                let settings = crate::limits::to_write(settings, fresh);
                 tree.apply(service, &settings)
                     .map_err(|error| failed(error.to_string()))?;
-                Some(procs)
+                Some((procs, fresh))
             }
             _ => {
                 if let Some(key) = launch.resources.and_then(crate::limits::first_cgroup_limit) {
@@ -299,23 +300,29 @@ impl Sys for RealSys {
             dir: launch.dir,
             state_dirs: launch.state_dirs,
             capture: output.is_some(),
-            cgroup: cgroup.as_deref(),
+            cgroup: cgroup.as_ref().map(|(procs, _)| procs.as_path()),
             oom_score_adj: launch.resources.and_then(|r| r.oom_score_adj),
             rlimits: launch.resources.map_or(&[], |r| r.rlimits.as_slice()),
             identity: launch.identity,
             mounts: launch.mounts,
         })?;
-        if let (Some(tree), Some(_), Some(service), Ok(mut map)) = (
+        if let (Some(tree), Some((_, fresh)), Some(service), Ok(mut map)) = (
             &self.cgroups,
             &cgroup,
             output,
             self.cgroup_of.try_borrow_mut(),
         ) {
+            // A fresh cgroup has had no OOM kill: nothing to read.
+            let oom_kills = if *fresh {
+                Some(0)
+            } else {
+                tree.oom_kills(service)
+            };
             map.insert(
                 child.pid,
                 Placed {
                     service: service.to_owned(),
-                    oom_kills: tree.oom_kills(service),
+                    oom_kills,
                 },
             );
         }

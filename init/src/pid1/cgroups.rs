@@ -27,13 +27,26 @@ pub fn setup() -> Option<PathBuf> {
         let flags = MsFlags::MS_NOSUID
             .union(MsFlags::MS_NODEV)
             .union(MsFlags::MS_NOEXEC);
-        if let Err(error) = mount(
+        // favordynmods (Linux 6.0+): moving a process into a cgroup (each
+        // service start) no longer waits for an RCU grace period, at a
+        // small cost to fork and exit. Without it where the kernel lacks it.
+        let mounted = mount(
             Some("cgroup2"),
             root,
             Some("cgroup2"),
             flags,
-            Some("nsdelegate"),
-        ) {
+            Some("nsdelegate,favordynmods"),
+        )
+        .or_else(|_| {
+            mount(
+                Some("cgroup2"),
+                root,
+                Some("cgroup2"),
+                flags,
+                Some("nsdelegate"),
+            )
+        });
+        if let Err(error) = mounted {
             journal::note(format_args!(
                 "cgroups: mount cgroup2 on {ROOT}: {error}; services run in spore's cgroup"
             ));

@@ -185,6 +185,7 @@ fn launch(request: &Request, devnull: &OwnedFd) -> Result<(i32, Option<(OwnedFd,
             .map_or(devnull.as_raw_fd(), |(_, w)| w.as_raw_fd()),
         setup: crate::child::Setup {
             core_limit: request.core_limit,
+            nofile_limit: request.nofile_limit,
             cgroup_procs: cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()),
             oom_score_adj: request.oom_score_adj,
             rlimits: {
