@@ -117,7 +117,14 @@ impl Tree {
         let dir = self.path(service);
         for setting in settings {
             let file = dir.join(setting.file);
-            match fs::write(&file, &setting.value) {
+            // Never created: a file the kernel does not give is missing
+            // (ENOENT), which names the controller that is not there
+            // (cgroupfs refuses a create with EACCES instead).
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, setting.value.as_bytes()));
+            match written {
                 Ok(()) => {}
                 Err(_) if !setting.asked => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
