@@ -125,6 +125,18 @@ fn write_service(dir: &Path, name: &str, text: &str) {
     std::fs::write(etc.join(format!("{name}.toml")), text).unwrap();
 }
 
+/// `spore run` on `dir`, its console in `DIR/spore.err`; every service
+/// through the spawner when `spawner`.
+fn start(dir: tempfile::TempDir, spawner: bool) -> Spore {
+    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
+    let env: &[(&str, &str)] = if spawner {
+        &[("SPORE_SPAWNER", "always")]
+    } else {
+        &[]
+    };
+    Spore::start_with_env(dir, Stdio::from(console), env)
+}
+
 /// A privileged port nothing listens on now.
 fn free_privileged_port() -> u16 {
     (600..1000)
@@ -180,13 +192,7 @@ fn identity_and_privileges(spawner: bool) {
             user = web.name,
         ),
     );
-    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
-    let env: &[(&str, &str)] = if spawner {
-        &[("SPORE_SPAWNER", "always")]
-    } else {
-        &[]
-    };
-    let spore = Spore::start_with_env(dir, Stdio::from(console), env);
+    let spore = start(dir, spawner);
     let said = wait_output(&spore, "web", "bound");
     let (uid, gid) = (web.id("-u"), web.id("-g"));
     assert!(
@@ -289,13 +295,7 @@ fn mounts(spawner: bool) {
         "missing",
         "[service]\nname = \"missing\"\nexec = [\"sleep\", \"1000\"]\n\n[sandbox]\nread_only_paths = [\"/no/such/path\"]\n",
     );
-    let console = std::fs::File::create(dir.path().join("spore.err")).unwrap();
-    let env: &[(&str, &str)] = if spawner {
-        &[("SPORE_SPAWNER", "always")]
-    } else {
-        &[]
-    };
-    let spore = Spore::start_with_env(dir, Stdio::from(console), env);
+    let spore = start(dir, spawner);
     let said = wait_output(&spore, "walled", "done");
     let host_wrote = Path::new(&probe).exists();
     let _ = std::fs::remove_file(&probe);

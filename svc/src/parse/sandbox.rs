@@ -99,14 +99,7 @@ pub(super) fn read_sandbox(top: &mut Section<'_, '_, '_>) -> Sandbox {
 fn principal(table: &mut Section<'_, '_, '_>, key: &'static str) -> Option<Principal> {
     let value = table.value(key)?;
     let span = value.span();
-    let parsed = match value.get_ref() {
-        DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix())
-            .ok()
-            .filter(|&id| id != u32::MAX)
-            .map(Principal::Id),
-        DeValue::String(text) => name(text).map(|n| Principal::Name(n.to_owned())),
-        _ => None,
-    };
+    let parsed = principal_of(value.get_ref());
     if parsed.is_none() {
         table.out_of_range(
             key,
@@ -115,6 +108,19 @@ fn principal(table: &mut Section<'_, '_, '_>, key: &'static str) -> Option<Princ
         );
     }
     parsed
+}
+
+/// A TOML value as a user or group: a name, or a number (not -1, which
+/// means "no change" to the kernel).
+fn principal_of(value: &DeValue<'_>) -> Option<Principal> {
+    match value {
+        DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .filter(|&id| id != u32::MAX)
+            .map(Principal::Id),
+        DeValue::String(text) => name(text).map(|n| Principal::Name(n.to_owned())),
+        _ => None,
+    }
 }
 
 /// `text` when it is a plausible account name.
@@ -142,15 +148,7 @@ fn groups(table: &mut Section<'_, '_, '_>) -> Vec<Principal> {
     };
     let mut out = Vec::new();
     for item in items.iter() {
-        let parsed = match item.get_ref() {
-            DeValue::Integer(i) => u32::from_str_radix(i.as_str(), i.radix())
-                .ok()
-                .filter(|&id| id != u32::MAX)
-                .map(Principal::Id),
-            DeValue::String(text) => name(text).map(|n| Principal::Name(n.to_owned())),
-            _ => None,
-        };
-        match parsed {
+        match principal_of(item.get_ref()) {
             Some(p) if !out.contains(&p) => out.push(p),
             Some(_) => {}
             None => table.out_of_range(key, &item.span(), bad),

@@ -277,6 +277,17 @@ impl Model {
         Ok(())
     }
 
+    /// One of the main processes still running, picked by `pick`.
+    fn running(&self, pick: usize) -> Option<i32> {
+        let alive: Vec<i32> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| p.main_alive)
+            .map(|(pid, _)| *pid)
+            .collect();
+        alive.get(pick % alive.len().max(1)).copied()
+    }
+
     /// The main process `pid` exits; the reaper reports it.
     fn exit(
         &mut self,
@@ -344,13 +355,7 @@ impl Model {
                 killed,
                 leave_group,
             } => {
-                let alive: Vec<i32> = self
-                    .processes
-                    .iter()
-                    .filter(|(_, p)| p.main_alive)
-                    .map(|(pid, _)| *pid)
-                    .collect();
-                let Some(&pid) = alive.get(pick % alive.len().max(1)) else {
+                let Some(pid) = self.running(pick) else {
                     return Ok(());
                 };
                 let status = if killed {
@@ -361,13 +366,7 @@ impl Model {
                 self.exit(pid, status, leave_group)
             }
             Op::OomKill(pick) => {
-                let alive: Vec<i32> = self
-                    .processes
-                    .iter()
-                    .filter(|(_, p)| p.main_alive)
-                    .map(|(pid, _)| *pid)
-                    .collect();
-                let Some(&pid) = alive.get(pick % alive.len().max(1)) else {
+                let Some(pid) = self.running(pick) else {
                     return Ok(());
                 };
                 let limit = Some(32 << 20);
