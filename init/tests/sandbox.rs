@@ -283,7 +283,7 @@ fn mounts(spawner: bool) {
         dir.path(),
         "walled",
         &format!(
-            "[service]\nname = \"walled\"\nexec = [\"/bin/sh\", \"-c\", \"touch /tmp/inside-{tag}; echo tmp=$(ls -A /tmp | wc -l); touch {probe} 2>&1; touch {state}/ok && echo state-writable; echo x > /dev/null && echo devnull-writable; touch {data}/probe 2>&1; cat {hidden}/secret 2>&1; echo hidden=$(ls -A {hidden} | wc -l); echo done; exec sleep 1000\"]\nstate_dir = \"{state}\"\n\n[sandbox]\nprivate_tmp = true\nprotect_system = \"strict\"\nread_only_paths = [\"{data}\"]\ninaccessible_paths = [\"{hidden}\"]\n",
+            "[service]\nname = \"walled\"\nexec = [\"/bin/sh\", \"-c\", \"touch /tmp/inside-{tag} /var/tmp/inside-{tag}; echo tmp=$(ls -A /tmp | wc -l) var-tmp=$(ls -A /var/tmp | wc -l); touch {probe} 2>&1; touch {state}/ok && echo state-writable; echo x > /dev/null && echo devnull-writable; touch {data}/probe 2>&1; cat {hidden}/secret 2>&1; echo hidden=$(ls -A {hidden} | wc -l); echo done; exec sleep 1000\"]\nstate_dir = \"{state}\"\n\n[sandbox]\nprivate_tmp = true\nprotect_system = \"strict\"\nread_only_paths = [\"{data}\"]\ninaccessible_paths = [\"{hidden}\"]\n",
             state = state.display(),
             data = data.display(),
             hidden = hidden.display(),
@@ -304,7 +304,10 @@ fn mounts(spawner: bool) {
         !host_wrote,
         "the read-only root let {probe} through: {said}"
     );
-    assert!(said.contains("tmp=1"), "its own /tmp: {said}");
+    assert!(
+        said.contains("tmp=1 var-tmp=1"),
+        "its own /tmp and /var/tmp: {said}"
+    );
     assert!(
         said.contains(&format!(
             "touch: cannot touch '{probe}': Read-only file system"
@@ -318,6 +321,7 @@ fn mounts(spawner: bool) {
     assert!(said.contains("hidden=0"), "{said}");
     // The host is untouched: its /tmp, the read-only path still writable.
     assert!(!Path::new(&format!("/tmp/inside-{tag}")).exists());
+    assert!(!Path::new(&format!("/var/tmp/inside-{tag}")).exists());
     std::fs::write(spore.path("data/host-can-write"), "").unwrap();
     spore.wait_for("missing's start to fail", Duration::from_secs(20), |s| {
         s.stderr()

@@ -15,7 +15,7 @@ use svc::service::{ProtectSystem, Sandbox};
 /// What the child does, as bytes (the spawner's request carries it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountPlan {
-    /// A fresh tmpfs on /tmp.
+    /// A fresh tmpfs on /tmp, and on /var/tmp where there is one.
     pub private_tmp: bool,
     /// Everything read-only first (`protect_system = "strict"`).
     pub read_only_root: bool,
@@ -83,7 +83,7 @@ pub fn plan(
     if plan.read_only_root {
         plan.writable = existing(&["/dev", "/proc", "/sys"]);
         if plan.private_tmp {
-            plan.writable.push(b"/tmp".to_vec());
+            plan.writable.extend(existing(&["/tmp", "/var/tmp"]));
         }
         plan.writable.extend(state_dirs.iter().map(|d| bytes(d)));
     }
@@ -131,7 +131,7 @@ const STEPS: &[&str] = &[
     "making a path read-only (read_only_paths, protect_system)",
     "hiding a directory (inaccessible_paths)",
     "keeping /dev, /proc, /sys, /tmp and its state_dirs writable",
-    "mounting its private /tmp",
+    "mounting its private /tmp and /var/tmp",
     "entering its directory again",
 ];
 
@@ -206,16 +206,21 @@ pub(crate) unsafe fn enter(m: &Mounts) -> io::Result<()> {
     }
     // Its /tmp first, so the paths below (a state_dir under /tmp, say)
     // are looked up in the /tmp it will see, as systemd orders them.
-    if m.private_tmp
-        && libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/tmp".as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            c"mode=1777".as_ptr().cast(),
-        ) < 0
-    {
-        return fail(7);
+    if m.private_tmp {
+        for dir in [c"/tmp", c"/var/tmp"] {
+            let mounted = libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=1777".as_ptr().cast(),
+            );
+            // A node without /var/tmp has nothing there to hide.
+            let missing = io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT);
+            if mounted < 0 && !(missing && dir == c"/var/tmp") {
+                return fail(7);
+            }
+        }
     }
     if m.read_only_root && read_only(c"/", true) < 0 {
         return fail(3);
