@@ -139,9 +139,9 @@ fn start(dir: tempfile::TempDir, spawner: bool) -> Spore {
 
 /// A privileged port nothing listens on now.
 fn free_privileged_port() -> u16 {
-    (600..1000)
-        .map(|p| p + (std::process::id() % 300) as u16)
-        .map(|p| 600 + p % 400)
+    let start = (std::process::id() % 400) as u16;
+    (0..400)
+        .map(|i| 600 + (start + i) % 400)
         .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
         .unwrap()
 }

@@ -92,14 +92,10 @@ impl Tree {
     }
 
     /// Makes the cgroup of `service` (kept when it is there); returns the
-    /// file its first process writes itself into.
-    pub fn prepare(&self, service: &str) -> io::Result<PathBuf> {
-        self.prepare_fresh(service).map(|(procs, _)| procs)
-    }
-
-    /// [`Tree::prepare`], and whether the cgroup was made just now (so it
-    /// holds the kernel's defaults and no OOM kill yet).
-    pub fn prepare_fresh(&self, service: &str) -> io::Result<(PathBuf, bool)> {
+    /// file its first process writes itself into, and whether the cgroup
+    /// was made just now (so it holds the kernel's defaults and no OOM
+    /// kill yet).
+    pub fn prepare(&self, service: &str) -> io::Result<(PathBuf, bool)> {
         let dir = self.path(service);
         let fresh = match fs::create_dir(&dir) {
             Ok(()) => true,

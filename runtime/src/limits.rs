@@ -122,20 +122,12 @@ fn setting(key: &'static str, file: &'static str, value: String, asked: bool) ->
 }
 
 /// The first limit `resources` sets that needs a cgroup (`oom_score_adj`
-/// does not), to name when spore has none.
+/// and the rlimits do not), to name when spore has none.
 pub fn first_cgroup_limit(resources: &Resources) -> Option<&'static str> {
-    let r = resources;
-    [
-        ("memory_max", r.memory_max.is_some()),
-        ("memory_high", r.memory_high.is_some()),
-        ("memory_min", r.memory_min.is_some()),
-        ("cpu_weight", r.cpu_weight.is_some()),
-        ("cpu_max", r.cpu_max.is_some()),
-        ("pids_max", r.pids_max.is_some()),
-        ("io_weight", r.io_weight.is_some()),
-    ]
-    .into_iter()
-    .find_map(|(key, set)| set.then_some(key))
+    settings(resources, 0)
+        .into_iter()
+        .find(|s| s.asked)
+        .map(|s| s.key)
 }
 
 /// The node's RAM in bytes (sysinfo(2)); 0 when it cannot be read.

@@ -120,6 +120,17 @@ fn put(out: &mut Vec<u8>, item: &[u8]) {
     out.extend_from_slice(item);
 }
 
+/// A flag byte, then the number's 8 bytes when there is one.
+fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        Some(n) => {
+            out.push(1);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
 fn put_list(out: &mut Vec<u8>, items: &[Vec<u8>]) {
     out.extend_from_slice(&(items.len() as u32).to_le_bytes());
     for item in items {
@@ -141,6 +152,15 @@ impl Reader<'_> {
         let (&byte, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(byte)
+    }
+
+    /// What [`put_option`] wrote: None when the bytes are not it, Some(None)
+    /// for no number.
+    fn option(&mut self) -> Option<Option<u64>> {
+        match self.byte()? {
+            1 => Some(Some(self.u64()?)),
+            _ => Some(None),
+        }
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -172,28 +192,11 @@ impl Request {
         put_list(&mut out, &self.env);
         put_list(&mut out, &self.dir.iter().cloned().collect::<Vec<_>>());
         out.push(u8::from(self.capture));
-        match self.core_limit {
-            Some(limit) => {
-                out.push(1);
-                out.extend_from_slice(&limit.to_le_bytes());
-            }
-            None => out.push(0),
-        }
-        match self.nofile_limit {
-            Some(limit) => {
-                out.push(1);
-                out.extend_from_slice(&limit.to_le_bytes());
-            }
-            None => out.push(0),
-        }
+        put_option(&mut out, self.core_limit);
+        put_option(&mut out, self.nofile_limit);
         put_list(&mut out, &self.cgroup.iter().cloned().collect::<Vec<_>>());
-        match self.oom_score_adj {
-            Some(adjust) => {
-                out.push(1);
-                out.extend_from_slice(&adjust.to_le_bytes());
-            }
-            None => out.push(0),
-        }
+        // As its bits: -900 travels as 0xFFFF_FC7C.
+        put_option(&mut out, self.oom_score_adj.map(|a| u64::from(a as u32)));
         out.extend_from_slice(&(self.rlimits.len() as u32).to_le_bytes());
         for (resource, value) in &self.rlimits {
             out.extend_from_slice(&resource.to_le_bytes());
@@ -208,13 +211,7 @@ impl Request {
                 for gid in &c.groups {
                     out.extend_from_slice(&gid.to_le_bytes());
                 }
-                match c.capabilities {
-                    Some(mask) => {
-                        out.push(1);
-                        out.extend_from_slice(&mask.to_le_bytes());
-                    }
-                    None => out.push(0),
-                }
+                put_option(&mut out, c.capabilities);
                 out.push(u8::from(c.no_new_privileges));
             }
             None => out.push(0),
@@ -242,23 +239,11 @@ impl Request {
         let argv = r.list()?;
         let env = r.list()?;
         let dir = r.list()?.into_iter().next();
-        let (&capture, rest) = r.0.split_first()?;
-        r.0 = rest;
-        let (&has_limit, rest) = r.0.split_first()?;
-        r.0 = rest;
-        let core_limit = if has_limit == 1 { Some(r.u64()?) } else { None };
-        let nofile_limit = match r.byte()? {
-            1 => Some(r.u64()?),
-            _ => None,
-        };
+        let capture = r.byte()?;
+        let core_limit = r.option()?;
+        let nofile_limit = r.option()?;
         let cgroup = r.list()?.into_iter().next();
-        let (&has_adjust, rest) = r.0.split_first()?;
-        r.0 = rest;
-        let oom_score_adj = if has_adjust == 1 {
-            Some(r.u32()? as i32)
-        } else {
-            None
-        };
+        let oom_score_adj = r.option()?.map(|bits| bits as u32 as i32);
         let count = r.u32()? as usize;
         let rlimits = (0..count.min(64))
             .map(|_| Some((r.u32()?, r.u64()?)))
@@ -275,10 +260,7 @@ impl Request {
                     return None;
                 }
                 let groups = (0..count).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
-                let capabilities = match r.byte()? {
-                    1 => Some(r.u64()?),
-                    _ => None,
-                };
+                let capabilities = r.option()?;
                 let no_new_privileges = r.byte()? == 1;
                 Some(crate::accounts::Identity {
                     uid,

@@ -267,7 +267,7 @@ impl Sys for RealSys {
         };
         let cgroup = match (&self.cgroups, output) {
             (Some(tree), Some(service)) => {
-                let (procs, fresh) = tree.prepare_fresh(service).map_err(|error| {
+                let (procs, fresh) = tree.prepare(service).map_err(|error| {
                     failed(format!(
                         "its cgroup {}: {error}",
                         tree.path(service).display()

@@ -8,7 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rpc::client::Pin;
+
+#[path = "../../tests/common/shared.rs"]
+mod shared;
+
 use rpc::identity::Identity;
+#[allow(unused_imports)]
+pub use shared::{free_port, noise};
 
 /// A node under measurement; killed when dropped.
 pub struct BenchNode {
@@ -101,22 +107,6 @@ pub fn pss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// Bytes that do not compress: SHA-256 in counter mode.
-pub fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
-}
-
 /// sporectl, built in release as the benches are (for `beacon serve`).
 pub fn sporectl() -> PathBuf {
     let status = Command::new(env!("CARGO"))
@@ -133,13 +123,4 @@ pub fn sporectl() -> PathBuf {
         .unwrap();
     assert!(status.success());
     Path::new(env!("CARGO_BIN_EXE_spore")).with_file_name("sporectl")
-}
-
-/// A free port on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -3,7 +3,7 @@
 //! and signed registrations made here.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -13,13 +13,7 @@ use serde_json::Value;
 
 use super::{keygen, sporectl_bin, Spore};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 /// A beacon process on `port` keeping its data in `data`.
 pub struct Beacon {

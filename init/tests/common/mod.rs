@@ -6,6 +6,11 @@ pub mod beacon;
 pub mod fleet;
 pub mod postgres;
 pub mod pty;
+#[path = "shared.rs"]
+mod shared;
+
+#[allow(unused_imports)]
+pub use shared::{free_port, noise};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -451,22 +456,6 @@ pub fn agent_add(socket: &Path, key: &Path) {
         "{}",
         String::from_utf8_lossy(&add.stderr)
     );
-}
-
-/// Bytes no compressor or pattern could make up: SHA-256 in counter mode.
-pub fn noise(len: usize, seed: u8) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = Sha256::new();
-        hasher.update([seed]);
-        hasher.update(counter.to_le_bytes());
-        out.extend_from_slice(&hasher.finalize());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
 }
 
 /// `sha256sum`'s digest of `path`: computed by another program than spore.
