@@ -207,11 +207,15 @@ pub struct Done {
 /// Runs jobs one at a time, in order, until the queue closes.
 pub async fn serve(jobs: Receiver<Job>, done: Sender<Box<Done>>) {
     while let Ok(job) = jobs.recv().await {
-        let (job, outcome) = smol::unblock(move || {
+        // A thread of its own, not smol's pool (see runtime::offload).
+        let Some((job, outcome)) = runtime::offload::run("spore-storage", move || {
             let outcome = job.work.run();
             (job, outcome)
         })
-        .await;
+        .await
+        else {
+            continue;
+        };
         if done.send(Box::new(Done { job, outcome })).await.is_err() {
             return;
         }

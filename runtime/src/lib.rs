@@ -29,6 +29,7 @@ mod input;
 pub mod journal;
 pub mod logbook;
 pub mod mounts;
+pub mod offload;
 pub mod probe;
 pub mod rotating;
 mod runtime;

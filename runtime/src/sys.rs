@@ -447,8 +447,10 @@ impl Sys for RealSys {
         let tx = self.events.clone();
         self.executor
             .spawn(async move {
-                let input = smol::unblock(job).await;
-                let _ = tx.send(input).await;
+                // A thread of its own, not smol's pool (see offload).
+                if let Some(input) = crate::offload::run("spore-off-loop", job).await {
+                    let _ = tx.send(input).await;
+                }
             })
             .detach();
     }
