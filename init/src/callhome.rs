@@ -67,6 +67,7 @@ pub fn main(paths: &Paths) -> ExitCode {
         }),
         first_delay: Duration::from_millis(beacon.retry_first_ms.unwrap_or(1_000).max(1)),
         max_delay: Duration::from_millis(beacon.retry_max_ms.unwrap_or(300_000).max(1)),
+        extra: crate::update::registration_fields(&paths.state_dir),
     };
     let key = match NodeKey::load_or_generate(&paths.state_dir.join("node_key")) {
         Ok((key, _)) => key,

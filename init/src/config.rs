@@ -54,6 +54,41 @@ pub struct NodeConfig {
     /// The artifact store (`[artifacts]`).
     #[serde(default)]
     pub artifacts: Artifacts,
+    /// In-place updates through the boot slots (`[update]`).
+    #[serde(default)]
+    pub update: Update,
+}
+
+/// `[update]`: what `node.update` accepts and what confirms a new slot.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Update {
+    /// Where the EFI system partition is mounted (default /boot/efi, as
+    /// the example image mounts it).
+    pub esp: PathBuf,
+    /// `ssh-ed25519` public keys; when any is given, an update image must
+    /// carry an `ssh-keygen -Y sign -n spore-update` signature by one.
+    pub keys: Vec<String>,
+    /// How long a new slot has to pass its checks after spore starts on
+    /// it (default 5 min); past it, the node reboots into the old slot.
+    #[serde(deserialize_with = "span_ms::required")]
+    pub confirm_within_ms: u64,
+    /// Services that must be ready before a new slot is confirmed, besides
+    /// those marked `critical = true` (default mycelium and call-home,
+    /// whichever the node has; call-home's success is the beacon's
+    /// acknowledgement).
+    pub critical: Vec<String>,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Self {
+            esp: PathBuf::from("/boot/efi"),
+            keys: Vec::new(),
+            confirm_within_ms: 300_000,
+            critical: vec!["mycelium".into(), "call-home".into()],
+        }
+    }
 }
 
 /// `[artifacts]`: the content-addressed store under `STATE_DIR/artifacts`,

@@ -19,6 +19,7 @@ mod run;
 mod signals;
 mod sntp;
 mod subreaper;
+mod update;
 mod usage;
 
 use std::path::PathBuf;

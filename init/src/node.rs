@@ -61,6 +61,8 @@ pub struct Node {
     /// Where artifacts are kept, their quota, and whether they survive a
     /// reboot, for node.info.
     pub artifacts: Value,
+    /// The boot slots and in-place updates.
+    pub updates: crate::update::Updates,
 }
 
 impl Node {
@@ -130,6 +132,7 @@ impl Node {
             "service_file_errors": self.config_errors,
             "deploys": self.deploys.clone(),
             "artifacts": self.artifacts.clone(),
+            "boot": self.updates.facts(),
             "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }
@@ -167,10 +170,9 @@ impl noderpc::server::Dispatcher for Node {
         params: &Value,
         chunk: Option<Vec<u8>>,
     ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
-        let info = || self.info();
         match self.runtime.try_borrow_mut() {
             Ok(mut runtime) => {
-                nodeapi::api::call_with(&mut runtime, operator.role, method, params, chunk, &info)
+                nodeapi::api::call_with(&mut runtime, operator.role, method, params, chunk, self)
             }
             Err(_) => Err(nodeapi::api::ApiError {
                 code: nodeapi::api::code::INVALID_REQUEST,
@@ -185,5 +187,33 @@ impl noderpc::server::Dispatcher for Node {
 
     fn log(&self, line: String) {
         runtime::journal::note(line);
+    }
+}
+
+impl nodeapi::api::NodeMethods for Node {
+    fn info(&self) -> Value {
+        Node::info(self)
+    }
+
+    fn update(
+        &self,
+        runtime: &mut NodeApi,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
+        crate::update::stage(self, runtime, params)
+    }
+}
+
+impl crate::update::Host for Node {
+    fn with_api<T>(&self, f: impl FnOnce(&mut NodeApi) -> T) -> Option<T> {
+        self.with_runtime(f)
+    }
+
+    fn reboot(&self) {
+        self.shut_down(Ending::Reboot);
+    }
+
+    fn updates(&self) -> &crate::update::Updates {
+        &self.updates
     }
 }

@@ -171,7 +171,9 @@ pub fn supervise(
         posture: std::cell::RefCell::new(serde_json::Value::Null),
         deploys,
         artifacts,
+        updates: crate::update::Updates::new(&config.update),
     });
+    crate::update::start(&node, executor, pid1, &config.update, &paths.state_dir);
     match control::bind(&paths.socket) {
         Ok(listener) => {
             journal::note(format_args!("control socket at {}", paths.socket.display()));

@@ -4,7 +4,8 @@
 //! ```text
 //! LBA 0      protective MBR
 //! LBA 1..33  GPT header and partition entries
-//! 1 MiB      EFI system partition, FAT32: \EFI\BOOT\BOOTX64.EFI (the UKI)
+//! 1 MiB      EFI system partition, FAT32: \EFI\BOOT\BOOTX64.EFI and
+//!            \EFI\spore\a.efi (the UKI; slot B is written by an update)
 //! …          spore-state, ext4, labelled spore-state: mounted on /var/lib
 //! end        backup GPT
 //! ```
@@ -292,7 +293,9 @@ pub fn build(layout: &Layout<'_>) -> Result<Vec<u8>, DiskError> {
         Some(text) => guid_bytes(text).ok_or_else(|| DiskError::Guid(text.to_owned()))?,
         None => derived_guid(&seed, "disk"),
     };
-    let need = (layout.uki.len() as u64
+    // The UKI three times (slot A, the fallback path, and room for slot
+    // B) and a fourth for the temporary a confirmation copies through.
+    let need = (4 * layout.uki.len() as u64
         + layout
             .esp_files
             .iter()
@@ -302,7 +305,7 @@ pub fn build(layout: &Layout<'_>) -> Result<Vec<u8>, DiskError> {
         + 2;
     if layout.esp_mib < 33 || layout.esp_mib < need {
         return Err(DiskError::TooSmall {
-            what: "the EFI system partition (FAT32 takes 33 MiB at least)",
+            what: "the EFI system partition (FAT32 takes 33 MiB at least, and the boot slots four times the UKI)",
             field: "esp_mib",
             need: need.max(33),
             have: layout.esp_mib,
@@ -332,7 +335,12 @@ pub fn build(layout: &Layout<'_>) -> Result<Vec<u8>, DiskError> {
         name: STATE_LABEL,
     };
     let total = state.last + 1 + ALIGN;
-    let mut files: Vec<(&str, &[u8])> = vec![("EFI/BOOT/BOOTX64.EFI", layout.uki)];
+    // Slot A and the fallback path hold the same UKI; an update writes
+    // slot B (bootslots).
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("EFI/BOOT/BOOTX64.EFI", layout.uki),
+        ("EFI/spore/a.efi", layout.uki),
+    ];
     files.extend_from_slice(layout.esp_files);
     let volume_id = u32::from_le_bytes([disk_guid[0], disk_guid[1], disk_guid[2], disk_guid[3]]);
     let fat = fat(&files, layout.esp_mib, volume_id)?;

@@ -438,7 +438,7 @@ fn with_disk(manifest: &Path, extra: &str) {
         .expect("a vmlinuz");
     let mut text = std::fs::read_to_string(manifest).unwrap();
     text.push_str(&format!(
-        "\n[disk]\nkernel = \"{}\"\ncmdline = \"console=ttyS0 quiet\"\nesp_mib = 34\nstate_mib = 16\n{extra}",
+        "\n[disk]\nkernel = \"{}\"\ncmdline = \"console=ttyS0 quiet\"\nesp_mib = 48\nstate_mib = 16\n{extra}",
         vmlinuz.display()
     ));
     std::fs::write(manifest, text).unwrap();
@@ -536,7 +536,7 @@ fn install_media_are_reproducible_and_objdump_reads_the_uki() {
     );
     let probe = Command::new("blkid")
         .args(["-p", "-O"])
-        .arg(((2048 + 34 * 2048) * 512).to_string())
+        .arg(((2048 + 48 * 2048) * 512).to_string())
         .arg(first.join("node.img"))
         .output()
         .unwrap();
@@ -570,7 +570,7 @@ fn bad_install_inputs_are_refused_with_nothing_written() {
     with_disk(&manifest, "");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
-        .replace("esp_mib = 34", "esp_mib = 8");
+        .replace("esp_mib = 48", "esp_mib = 8");
     std::fs::write(&manifest, text).unwrap();
     let out = install_media(&manifest, dir.path());
     assert_eq!(out.status.code(), Some(1));

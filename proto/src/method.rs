@@ -100,6 +100,8 @@ const ARTIFACT_PUT: [Param; 6] = [
     param("executable", Kind::Boolean, false),
 ];
 
+const UPDATE: [Param; 2] = [SHA256, param("signature", Kind::String, false)];
+
 /// The length of the raw chunk that follows a request as a frame of its
 /// own: `artifact.put` with `bytes` (the signed session carries the chunk
 /// raw, sealed, in the next frame, not base64 in the JSON); None for any
@@ -153,13 +155,15 @@ pub enum Method {
     NodeReboot,
     /// `node.poweroff`
     NodePoweroff,
+    /// `node.update`
+    NodeUpdate,
     /// `rpc.discover`
     Discover,
 }
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 21] = [
+    pub const ALL: [Method; 22] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -180,6 +184,7 @@ impl Method {
         Method::ArtifactRemove,
         Method::NodeReboot,
         Method::NodePoweroff,
+        Method::NodeUpdate,
         Method::Discover,
     ];
 
@@ -211,6 +216,7 @@ impl Method {
             Method::ArtifactRemove => "artifact.remove",
             Method::NodeReboot => "node.reboot",
             Method::NodePoweroff => "node.poweroff",
+            Method::NodeUpdate => "node.update",
             Method::Discover => "rpc.discover",
         }
     }
@@ -239,6 +245,7 @@ impl Method {
             Method::ArtifactRemove => "Delete an artifact, verified or under way",
             Method::NodeReboot => "Stop every service in order, then reboot",
             Method::NodePoweroff => "Stop every service in order, then power off",
+            Method::NodeUpdate => "Write a unified kernel image held as an artifact (sha256; signature: an ssh-keygen -Y sign signature in namespace spore-update, required when the node has [update] keys) to the boot slot not in use, read it back, and set UEFI BootNext to it: the next boot tries it once, and spore there confirms it or the old slot comes back",
             Method::Discover => "This list, as an OpenRPC document",
         }
     }
@@ -264,6 +271,7 @@ impl Method {
             Method::ServiceLogs => &[NAME, LINES, FOLLOW, SINCE, UNTIL, BOOT, PRIORITY],
             Method::ServiceDeploy => &DEPLOY,
             Method::SecretSet => &SECRET,
+            Method::NodeUpdate => &UPDATE,
         }
     }
 
@@ -290,7 +298,8 @@ impl Method {
             | Method::ArtifactPut
             | Method::ArtifactRemove
             | Method::NodeReboot
-            | Method::NodePoweroff => Role::Admin,
+            | Method::NodePoweroff
+            | Method::NodeUpdate => Role::Admin,
         }
     }
 
@@ -318,6 +327,7 @@ impl Method {
             self,
             Method::NodeReboot
                 | Method::NodePoweroff
+                | Method::NodeUpdate
                 | Method::ServiceRemove
                 | Method::SecretSet
                 | Method::SecretRemove

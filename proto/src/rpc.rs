@@ -32,6 +32,12 @@ pub mod code {
     pub const STORAGE: i64 = -32012;
     /// The answer would not fit in one frame: ask for it in pages.
     pub const TOO_LARGE: i64 = -32013;
+    /// The node has no boot slots to update (not PID 1, not booted under
+    /// UEFI, or not from an image with slots).
+    pub const NO_SLOTS: i64 = -32014;
+    /// An update image was refused before anything was written: its hash,
+    /// its shape or its signature.
+    pub const IMAGE_REFUSED: i64 = -32015;
     /// spore itself went wrong (JSON-RPC's internal error).
     pub const INTERNAL: i64 = -32603;
 }

@@ -198,6 +198,32 @@ impl Fleet {
         })
     }
 
+    /// Builds another image for node `index` (1-based) as its spec says
+    /// after `change`, under `name` in the fleet's directory, and returns
+    /// its unified kernel image: what `sporectl update` sends.
+    pub fn build_update(
+        &self,
+        index: usize,
+        name: &str,
+        change: impl FnOnce(&mut NodeSpec),
+    ) -> Result<PathBuf, String> {
+        let mut spec = self
+            .nodes
+            .get(index.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {index}"))?
+            .spec
+            .clone();
+        change(&mut spec);
+        let dir = self.dir.join(name);
+        spec.build(
+            self.artifacts,
+            &dir,
+            &self.operator.public(),
+            &self.dir.join("image_key"),
+        )?;
+        Ok(dir.join("node.efi"))
+    }
+
     /// Waits until every node finished call-home and the beacon lists them
     /// all.
     pub fn wait_registered(&mut self, limit: Duration) -> Result<(), String> {

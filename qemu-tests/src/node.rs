@@ -44,7 +44,8 @@ pub struct NodeSpec {
     /// address gives it its name on the kernel command line.
     pub netboot: bool,
     /// More kernel command-line words (`KEY=VALUE` ones reach spore's
-    /// environment), for `-kernel` boots.
+    /// environment): given with `-append` to `-kernel` boots, and built
+    /// into the UKI's command line of USB and netboot images.
     pub kernel_args: String,
     /// Its memory in MiB (256 when None).
     pub memory_mb: Option<u32>,
@@ -56,6 +57,8 @@ pub struct NodeSpec {
     /// fetching it from the beacon: for a beacon reached only over the
     /// overlay, which needs mycelium first.
     pub mycelium_in_image: bool,
+    /// Appended to its spore.toml (e.g. an `[update]` table).
+    pub extra_config: String,
 }
 
 impl NodeSpec {
@@ -78,6 +81,7 @@ impl NodeSpec {
             rtc_base: None,
             time_servers: Vec::new(),
             mycelium_in_image: false,
+            extra_config: String::new(),
         }
     }
 
@@ -131,6 +135,7 @@ impl NodeSpec {
             "\n[rpc]\nlisten = [\"0.0.0.0:9999\", \"mycelium:9999\"]\n\n[beacon]\nurl = \"{}/api/v1/nodes/register\"\nallow_insecure_http = true\nretry_first_ms = 500\nretry_max_ms = 4000\n",
             self.beacon
         ));
+        text.push_str(&self.extra_config);
         text
     }
 
@@ -179,8 +184,9 @@ impl NodeSpec {
         if self.usb_image {
             // The stick: the xHCI controller, USB mass storage, SCSI disks.
             modules.extend(["xhci_pci", "usb_storage", "sd_mod"]);
-            // The ESP: FAT with the kernel's default code page and charset.
-            modules.extend(["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]);
+            // The ESP: FAT with the kernel's default code page and charset;
+            // the firmware's variables, for the boot slots.
+            modules.extend(["vfat", "nls_cp437", "nls_ascii", "nls_utf8", "efivarfs"]);
         }
         if self.keeps_state() {
             // ext4 checksums its metadata with crc32c, which the kernel
@@ -235,7 +241,13 @@ impl NodeSpec {
                 "[service]\nname = \"call-home\"\ndescription = \"Register node with beacon server\"\nexec = \"spore call-home\"\noneshot = true\n\n[resources]\noom_score_adj = -900\n\n[dependencies]\nrequires = [\"mycelium\"]\n".to_owned(),
             ),
         ];
-        service_files.extend(self.extra_services.iter().cloned());
+        // An extra service named as one of these replaces it.
+        for (name, text) in &self.extra_services {
+            match service_files.iter_mut().find(|(n, _)| n == name) {
+                Some(existing) => existing.1 = text.clone(),
+                None => service_files.push((name.clone(), text.clone())),
+            }
+        }
         let mut listed = Vec::new();
         for (name, text) in &service_files {
             let path = services.join(format!("{name}.toml"));
@@ -267,10 +279,12 @@ impl NodeSpec {
                 .then(|| -> Result<initramfs::manifest::Disk, String> {
                     Ok(initramfs::manifest::Disk {
                         kernel: Some(artifacts.vmlinuz.clone()),
-                        cmdline: "console=ttyS0 panic=-1 quiet".into(),
+                        cmdline: format!("console=ttyS0 panic=-1 quiet {}", self.kernel_args)
+                            .trim_end()
+                            .to_owned(),
                         stub: artifacts.efi_stub()?.to_path_buf(),
-                        esp_mib: 40,
-                        state_mib: 32,
+                        esp_mib: 64,
+                        state_mib: 96,
                         disk_guid: None,
                     })
                 })
@@ -322,6 +336,8 @@ impl NodeSpec {
             // `spore-mkinitramfs --disk`.
             let uki =
                 initramfs::install::uki(&manifest, &image.bytes).map_err(|e| e.to_string())?;
+            // The UKI alone too: what an update sends.
+            std::fs::write(dir.join("node.efi"), &uki).map_err(io)?;
             // A machine of its own (not one of many copies) gets its name
             // the way an operator gives it: spore-node.toml dropped on the
             // stick's ESP.

@@ -49,6 +49,9 @@ pub struct Settings {
     pub first_delay: Duration,
     /// Retry delay cap.
     pub max_delay: Duration,
+    /// Further fields every registration carries (signed with the rest),
+    /// such as the node's boot slots.
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a beacon takes registrations.
@@ -222,7 +225,7 @@ fn attempt(
         enrollment: credential
             .map(|c| c.prove(&settings.hostname, &key.public()))
             .transpose()?,
-        extra: BTreeMap::new(),
+        extra: settings.extra.clone(),
         signature: String::new(),
     };
     registration
@@ -397,6 +400,7 @@ mod tests {
             enrollment_key: None,
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
+            extra: BTreeMap::new(),
         };
         let error = check_urls(&settings).unwrap_err().to_string();
         assert!(error.contains("allow_insecure_http"), "{error}");

@@ -57,6 +57,9 @@ pub enum Verb {
     ArtifactList,
     /// `artifact rm SHA256…`.
     ArtifactRm,
+    /// `update --image FILE`: the image sent as an artifact, then staged
+    /// in the boot slot not in use.
+    Update,
 }
 
 impl Verb {
@@ -83,6 +86,7 @@ impl Verb {
             ("artifact", Some("list")) => Verb::ArtifactList,
             ("artifact", Some("rm")) => Verb::ArtifactRm,
             ("reboot", _) => Verb::Reboot,
+            ("update", _) => Verb::Update,
             ("poweroff", _) => Verb::Poweroff,
             ("discover", _) => Verb::Discover,
             _ => return None,
@@ -106,6 +110,7 @@ impl Verb {
                 | Verb::SecretRm
                 | Verb::ArtifactPut
                 | Verb::ArtifactRm
+                | Verb::Update
         )
     }
 
@@ -133,6 +138,7 @@ impl Verb {
             Verb::ArtifactPut => Method::ArtifactPut,
             Verb::ArtifactList => Method::ArtifactList,
             Verb::ArtifactRm => Method::ArtifactRemove,
+            Verb::Update => Method::NodeUpdate,
         }
     }
 }
@@ -286,6 +292,19 @@ pub fn request(
         }
         Method::SecretSet => json!({ "name": operand, "value": secret.unwrap_or_default() }),
         Method::ArtifactRemove => json!({ "sha256": operand }),
+        // The image, sent first as an artifact (see crate::upload); the
+        // signature's text, when there is one, comes as `secret`.
+        Method::NodeUpdate => {
+            let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {
+                file: e.file,
+                error: e.error,
+            })?;
+            let mut params = json!({ "sha256": source.digest.hex() });
+            if let (Some(signature), Value::Object(map)) = (secret, &mut params) {
+                map.insert("signature".into(), json!(signature));
+            }
+            params
+        }
         // Streamed in chunks by the caller (see crate::upload); this is the
         // first call, which asks how much of it the node holds.
         Method::ArtifactPut => crate::upload::Source::read(operand)
@@ -504,6 +523,12 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
             }
         )],
         Verb::ArtifactList => crate::upload::list_text(result),
+        Verb::Update => vec![format!(
+            "image sha256:{} written to slot {} ({}) and read back; the next boot tries it once, and spore there confirms it or the old slot comes back",
+            display::printable(&text(result, "sha256")),
+            display::printable(&text(result, "slot")),
+            display::printable(&text(result, "boot_entry")),
+        )],
         Verb::SecretList => result
             .as_array()
             .into_iter()

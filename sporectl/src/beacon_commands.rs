@@ -163,7 +163,7 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
         rows.push([
             printable(&text(r, "hostname")),
             age("last_seen"),
-            printable(&text(r, "spore_version")),
+            printable(&version_and_slot(r)),
             printable(&text(record, "source")),
             if pending {
                 let held = record
@@ -188,6 +188,25 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
         say!("{line}");
     }
     Ok(())
+}
+
+/// spore's version, and the boot slot when the node has slots: `0.1.0
+/// slot b`, `… trying a` while an update is on trial, `… (a reverted)`
+/// when the last one went back.
+fn version_and_slot(registration: &Value) -> String {
+    let version = text(registration, "spore_version");
+    let Some(boot) = registration.get("boot").filter(|b| b.is_object()) else {
+        return version;
+    };
+    let mut out = format!("{version} slot {}", text(boot, "confirmed"));
+    if let Some(trial) = boot.get("trial").and_then(Value::as_str) {
+        out.push_str(&format!(", trying {trial}"));
+    } else if let Some(last) = boot.get("last_update").filter(|l| l.is_object()) {
+        if last.get("result").and_then(Value::as_str) == Some("reverted") {
+            out.push_str(&format!(" ({} reverted)", text(last, "slot")));
+        }
+    }
+    out
 }
 
 /// `sporectl beacon serve`'s options.

@@ -247,6 +247,22 @@ enum Command {
     /// Stop every service in order, then power off
     #[command(after_help = "Examples:\n  sporectl poweroff")]
     Poweroff,
+    /// Send a unified kernel image (spore-mkinitramfs --uki) and write it
+    /// to the node's boot slot not in use; the next boot tries it once, and
+    /// spore there confirms it when its critical services are ready, or the
+    /// old slot comes back
+    #[command(
+        after_help = "Examples:\n  sporectl --node 10.0.2.15:9999 update --image node.efi\n  ssh-keygen -Y sign -f update_key -n spore-update node.efi   # when the node has [update] keys\n  sporectl --node 10.0.2.15:9999 update --image node.efi --signature node.efi.sig\n  sporectl --node 10.0.2.15:9999 reboot"
+    )]
+    Update {
+        /// The image
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// Its `ssh-keygen -Y sign -n spore-update` signature (default
+        /// FILE.sig, when it exists)
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+    },
     /// The node's OpenRPC document
     #[command(after_help = "Examples:\n  sporectl discover")]
     Discover,
@@ -704,6 +720,12 @@ fn into_options(cli: Cli) -> Parsed {
         }
         Command::Reboot => "reboot",
         Command::Poweroff => "poweroff",
+        Command::Update { image, signature } => {
+            let default = PathBuf::from(format!("{}.sig", image.display()));
+            options.file = signature.or_else(|| default.exists().then_some(default));
+            options.names = vec![image.display().to_string()];
+            "update"
+        }
         Command::Discover => "discover",
         Command::Nodes { action } => {
             options.task = crate::Task::Nodes(match action {
@@ -806,6 +828,9 @@ fn into_options(cli: Cli) -> Parsed {
     }
     if matches!(options.task, crate::Task::Unpublish(_)) && options.beacon.is_none() {
         usage("artifact unpublish asks a beacon: give --beacon URL (or SPORECTL_BEACON)");
+    }
+    if fleet && options.verb == Some(rpc::verbs::Verb::Update) {
+        usage("update sends an image to one node at a time: give it --node HOST:PORT");
     }
     if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {
         usage("artifact put streams to one node at a time: give it --node HOST:PORT");

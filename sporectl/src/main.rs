@@ -205,6 +205,14 @@ fn request(
             verbs::read_secret(operand, options.file.as_deref())
                 .map_err(|e| ClientError::Local(e.to_string()))?,
         ),
+        // The image's signature, when one is given (it is not secret).
+        Verb::Update => match &options.file {
+            Some(path) => Some(zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?,
+            )),
+            None => None,
+        },
         _ => None,
     };
     let (method, params) = verbs::request(
@@ -251,6 +259,15 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     for operand in &operands {
         let answer = if verb == Verb::ArtifactPut {
             upload(options, &mut session, operand).await
+        } else if verb == Verb::Update {
+            match upload(options, &mut session, operand).await {
+                Ok(_) => {
+                    let (method, params) = request(options, verb, operand)?;
+                    let limit = call_limit(options, method);
+                    call_within(&mut session, method, params, limit).await
+                }
+                Err(error) => Err(error),
+            }
         } else if verb == Verb::Deploy {
             match ship::ship(options, &mut session, operand, &options.artifact_files).await {
                 Ok(()) => {

@@ -232,14 +232,13 @@ async fn connection(stream: UnixStream, node: &Node, idle: Duration) -> io::Resu
 
 /// Calls one request as admin (the kernel vouched for the caller).
 fn call(node: &Node, request: &jsonrpc::Request) -> Result<Reply, ApiError> {
-    let info = || node.info();
     match node.runtime.try_borrow_mut() {
         Ok(mut runtime) => api::call(
             &mut runtime,
             Role::Admin,
             &request.method,
             &request.params,
-            &info,
+            node,
         ),
         Err(_) => Err(ApiError::new(code::INVALID_REQUEST, "busy; try again")),
     }

@@ -37,17 +37,27 @@ pub fn handle(api: &mut NodeApi, input: crate::Input) {
     }
 }
 
-/// Calls `method` with `params` as `role`. `node_info` makes what
-/// `node.info` answers (the init knows it, this crate does not); it runs only
-/// for that method, not on every call.
+/// The methods only the init can answer: it knows the node's facts and
+/// owns its boot slots; this crate does not.
+pub trait NodeMethods {
+    /// What `node.info` answers (services, resources and the time are
+    /// added here). Made only for that method, not on every call.
+    fn info(&self) -> Value;
+    /// `node.update`, its parameters checked against the table.
+    fn update(&self, runtime: &mut NodeApi, params: &Map<String, Value>)
+        -> Result<Reply, ApiError>;
+}
+
+/// Calls `method` with `params` as `role`; `node` answers the methods only
+/// the init can.
 pub fn call(
     runtime: &mut NodeApi,
     role: Role,
     method_name: &str,
     params: &Value,
-    node_info: &dyn Fn() -> Value,
+    node: &dyn NodeMethods,
 ) -> Result<Reply, ApiError> {
-    call_with(runtime, role, method_name, params, None, node_info)
+    call_with(runtime, role, method_name, params, None, node)
 }
 
 /// [`call`], with the raw chunk that came in a frame of its own after an
@@ -58,7 +68,7 @@ pub fn call_with(
     method_name: &str,
     params: &Value,
     chunk: Option<Vec<u8>>,
-    node_info: &dyn Fn() -> Value,
+    node: &dyn NodeMethods,
 ) -> Result<Reply, ApiError> {
     let method = Method::parse(method_name).ok_or_else(|| {
         ApiError::new(
@@ -86,7 +96,7 @@ pub fn call_with(
     };
     let value = match method {
         Method::NodeInfo => {
-            let mut info = node_info();
+            let mut info = node.info();
             if let Value::Object(map) = &mut info {
                 map.insert("services".into(), views::census(runtime));
                 map.insert("resources".into(), json!(runtime::usage::node()));
@@ -191,6 +201,10 @@ pub fn call_with(
             return Ok(Reply::Power(Power::Poweroff, json!({ "accepted": true })))
         }
         Method::Discover => method::discover(),
+        Method::NodeUpdate => {
+            refuse_when_stopping()?;
+            return node.update(runtime, &params);
+        }
         Method::ServiceDeploy => {
             refuse_when_stopping()?;
             let request = crate::changes::DeployRequest {
