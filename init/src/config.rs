@@ -78,6 +78,11 @@ pub struct Update {
     /// whichever the node has; call-home's success is the beacon's
     /// acknowledgement).
     pub critical: Vec<String>,
+    /// The hardware watchdog's timeout during a trial (`/dev/watchdog`,
+    /// when the image loads its driver): a spore that hangs on the new
+    /// slot resets the machine into the old one. Default 60 s; 0: none.
+    #[serde(deserialize_with = "span_ms::required_seconds")]
+    pub watchdog_s: u64,
 }
 
 impl Default for Update {
@@ -87,6 +92,7 @@ impl Default for Update {
             keys: Vec::new(),
             confirm_within_ms: 300_000,
             critical: vec!["mycelium".into(), "call-home".into()],
+            watchdog_s: 60,
         }
     }
 }

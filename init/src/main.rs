@@ -21,6 +21,7 @@ mod sntp;
 mod subreaper;
 mod update;
 mod usage;
+mod watchdog;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -35,6 +35,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Where the record lives under the state directory.
 const RECORD: &str = "boot/slots.json";
 
+/// The watchdog device a trial arms.
+const WATCHDOG: &str = "/dev/watchdog";
+
 /// How long a critical service that failed is given before it is asked
 /// after again (it may be restarted within the confirmation window).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -270,7 +273,7 @@ pub fn start<H: Host>(
                 Boot::Trial(trial) => {
                     node.updates().on_trial.store(true, Ordering::SeqCst);
                     let task = executor.spawn(remember_identity(identity, Some(booted)));
-                    decide_trial(&*node, &settings, started.slots, trial).await;
+                    decide_trial(&*node, executor, &settings, started.slots, trial).await;
                     node.updates().on_trial.store(false, Ordering::SeqCst);
                     task.await;
                 }
@@ -399,8 +402,37 @@ fn not_ready(node: &impl Host, names: &[String]) -> Vec<String> {
 /// The trial: every critical service ready within `confirm_within_ms`
 /// confirms the slot; anything else records why and reboots into the old
 /// one.
-async fn decide_trial(node: &impl Host, settings: &Settings, slots: Slots, trial: Trial) {
+async fn decide_trial(
+    node: &impl Host,
+    executor: &'static smol::LocalExecutor<'static>,
+    settings: &Settings,
+    slots: Slots,
+    trial: Trial,
+) {
     let within = Duration::from_millis(settings.confirm_within_ms);
+    // Armed for the trial only: a hang from here on resets the machine
+    // into the old slot.
+    let (disarm, trial_over) = smol::channel::bounded::<()>(1);
+    let keeper = if settings.watchdog_s == 0 {
+        None
+    } else {
+        let seconds = u32::try_from(settings.watchdog_s).unwrap_or(u32::MAX);
+        match crate::watchdog::Watchdog::arm(Path::new(WATCHDOG), seconds) {
+            Ok(dog) => {
+                journal::note(format_args!(
+                    "watchdog {WATCHDOG} armed for the trial ({} s)",
+                    dog.timeout.as_secs()
+                ));
+                Some(executor.spawn(crate::watchdog::keep_alive(dog, trial_over)))
+            }
+            Err(reason) => {
+                journal::note(format_args!(
+                    "no watchdog for the trial ({reason}): a hang on the new slot needs a power cycle to revert"
+                ));
+                None
+            }
+        }
+    };
     let deadline = Instant::now() + within;
     let critical = critical_services(node, settings);
     journal::note(format_args!(
@@ -457,6 +489,10 @@ async fn decide_trial(node: &impl Host, settings: &Settings, slots: Slots, trial
     })
     .await
     .unwrap_or_else(|| Err(SlotError::Unexpected("deciding the trial failed".into())));
+    drop(disarm);
+    if let Some(keeper) = keeper {
+        journal::note(keeper.await);
+    }
     match decided {
         Ok(record) => match record.last {
             Some(last) if last.result == bootslots::record::Result::Confirmed => {

@@ -100,7 +100,10 @@ impl Vm {
                         "if=none,id=stick,format=raw,file={}",
                         image.display()
                     ))
-                    .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
+                    .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"])
+                    // A hardware watchdog, as servers have: an update's
+                    // trial arms it.
+                    .args(["-device", "i6300esb"]);
             }
             // SeaBIOS boots the NIC's iPXE ROM first.
             None if options.netboot.is_some() => {

@@ -3,11 +3,13 @@
 //! image: `sporectl update` writes a new unified kernel image to slot B
 //! and sets BootNext; the next boot tries it and spore there confirms it
 //! (BootOrder, the fallback copy) once mycelium and call-home are ready,
+//! with the machine's watchdog armed for the trial and disarmed after it,
 //! and it stays after another reboot. An image that is not one is refused
 //! before anything is written. An image whose mycelium never gets ready is
 //! reverted: spore on it gives up after `[update] confirm_within_ms`,
 //! reboots, and the firmware brings the confirmed slot back, which reports
-//! why.
+//! why. An image whose kernel panics never starts spore: the firmware's
+//! one-shot BootNext alone brings the confirmed slot back.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -43,6 +45,21 @@ fn sha256sum(path: &std::path::Path) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// `sporectl update --image IMAGE`, which must succeed; what it printed.
+fn update(fleet: &Fleet, image: &std::path::Path) -> String {
+    let out = fleet.nodes[0].sporectl(
+        &fleet.operator,
+        &["update", "--image", image.to_str().unwrap()],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}{said}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
 }
 
 fn reboot(fleet: &mut Fleet, nth: usize) {
@@ -106,16 +123,7 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
             ));
         })
         .unwrap();
-    let out = fleet.nodes[0].sporectl(
-        &fleet.operator,
-        &["update", "--image", v2.to_str().unwrap()],
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}{said}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = update(&fleet, &v2);
     assert!(said.contains("written to slot b"), "{said}");
     let staged = info(&fleet);
     assert_eq!(staged["boot"]["trial"]["slot"], "b", "{staged}");
@@ -125,6 +133,13 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
         .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
     let console = vm.console_text();
     assert!(console.contains("BdsDxe: starting Boot"), "{console}");
+    // The watchdog guarded the trial and was disarmed once it was decided
+    // (the guest then runs for minutes without a reset).
+    assert!(
+        console.contains("spore: watchdog /dev/watchdog armed for the trial (60 s)"),
+        "{console}"
+    );
+    assert!(console.contains("spore: watchdog disarmed"), "{console}");
     assert!(
         console.contains("\"spore B\""),
         "the firmware booted slot B once: {console}"
@@ -179,15 +194,7 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
                 .push_str("\n[update]\nconfirm_within_ms = 20000\n");
         })
         .unwrap();
-    let out = fleet.nodes[0].sporectl(
-        &fleet.operator,
-        &["update", "--image", broken.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    update(&fleet, &broken);
     reboot(&mut fleet, 4);
     let vm = &mut fleet.nodes[0].vm;
     vm.wait_for("spore: update reverted: slot a", BOOT)
@@ -221,15 +228,7 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
             spec.kernel_args = "rdinit=/no/such/init".into();
         })
         .unwrap();
-    let out = fleet.nodes[0].sporectl(
-        &fleet.operator,
-        &["update", "--image", panics.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    update(&fleet, &panics);
     reboot(&mut fleet, 6);
     let vm = &mut fleet.nodes[0].vm;
     vm.wait_for_nth("spore: update reverted: slot a", 2, BOOT)
