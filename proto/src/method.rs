@@ -133,6 +133,8 @@ pub enum Method {
     ServiceRestart,
     /// `service.logs`
     ServiceLogs,
+    /// `service.why`
+    ServiceWhy,
     /// `service.deploy`
     ServiceDeploy,
     /// `service.remove`
@@ -163,7 +165,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 22] = [
+    pub const ALL: [Method; 23] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -173,6 +175,7 @@ impl Method {
         Method::ServiceStop,
         Method::ServiceRestart,
         Method::ServiceLogs,
+        Method::ServiceWhy,
         Method::ServiceDeploy,
         Method::ServiceRemove,
         Method::SecretSet,
@@ -205,6 +208,7 @@ impl Method {
             Method::ServiceStop => "service.stop",
             Method::ServiceRestart => "service.restart",
             Method::ServiceLogs => "service.logs",
+            Method::ServiceWhy => "service.why",
             Method::ServiceDeploy => "service.deploy",
             Method::ServiceRemove => "service.remove",
             Method::SecretSet => "secret.set",
@@ -234,6 +238,7 @@ impl Method {
             Method::ServiceStop => "Stop a service (stop signal, grace, SIGKILL)",
             Method::ServiceRestart => "Stop a service if it runs, then start it; with wait, answer once it is ready or has failed",
             Method::ServiceLogs => "The last lines of a service's output; with follow, every new line and state change after them",
+            Method::ServiceWhy => "Why a service is not running, link by link: the service that holds it back (blocked: waiting for X), and so on down to one held back by nothing, each with its state, last exit, restarts and last lines; and the chain in one sentence (summary)",
             Method::ServiceDeploy => "Add or replace a service from its TOML text: validated whole against the others, written atomically, started when its status is start (or `start` is true); an identical definition changes nothing",
             Method::ServiceRemove => "Stop a service, then delete its file",
             Method::SecretSet => "Store a secret (0600 under the state directory; never echoed or logged)",
@@ -262,7 +267,10 @@ impl Method {
             | Method::Discover => &[],
             Method::NodeJournal => &[LINES, FOLLOW, SINCE, UNTIL, BOOT, PRIORITY],
             Method::NodeLogs => &[LINES, SINCE, UNTIL, BOOT, PRIORITY],
-            Method::ServiceStatus | Method::ServiceStop | Method::ServiceRemove => &[NAME],
+            Method::ServiceStatus
+            | Method::ServiceStop
+            | Method::ServiceRemove
+            | Method::ServiceWhy => &[NAME],
             Method::SecretRemove => &[NAME],
             Method::ArtifactPut => &ARTIFACT_PUT,
             Method::ArtifactList => &[],
@@ -284,6 +292,7 @@ impl Method {
             | Method::ServiceList
             | Method::ServiceStatus
             | Method::ServiceLogs
+            | Method::ServiceWhy
             | Method::ArtifactList
             | Method::Discover => Role::Reader,
             Method::ServiceStart
@@ -314,6 +323,7 @@ impl Method {
                 | Method::ServiceList
                 | Method::ServiceStatus
                 | Method::ServiceLogs
+                | Method::ServiceWhy
                 | Method::SecretList
                 | Method::ArtifactList
                 | Method::Discover

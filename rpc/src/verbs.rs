@@ -33,6 +33,8 @@ pub enum Verb {
     Restart,
     /// `logs NAME` (`spore`: the node's journal).
     Logs,
+    /// `why NAME`: why it is not running.
+    Why,
     /// `deploy FILE…`.
     Deploy,
     /// `remove NAME…`.
@@ -76,6 +78,7 @@ impl Verb {
             ("stop", _) => Verb::Stop,
             ("restart", _) => Verb::Restart,
             ("logs", _) => Verb::Logs,
+            ("why", _) => Verb::Why,
             ("deploy", _) => Verb::Deploy,
             ("remove", _) => Verb::Remove,
             ("reload", _) => Verb::Reload,
@@ -104,6 +107,7 @@ impl Verb {
                 | Verb::Stop
                 | Verb::Restart
                 | Verb::Logs
+                | Verb::Why
                 | Verb::Deploy
                 | Verb::Remove
                 | Verb::SecretSet
@@ -126,6 +130,7 @@ impl Verb {
             Verb::Logs if operand == JOURNAL => Method::NodeJournal,
             Verb::Logs if operand.is_empty() => Method::NodeLogs,
             Verb::Logs => Method::ServiceLogs,
+            Verb::Why => Method::ServiceWhy,
             Verb::Deploy => Method::ServiceDeploy,
             Verb::Remove => Method::ServiceRemove,
             Verb::Reload => Method::NodeReload,
@@ -464,6 +469,34 @@ pub fn is_failed(result: &Value) -> bool {
     }
 }
 
+/// `why`'s answer: the chain in one sentence, then each link with its
+/// last lines.
+fn why_text(result: &Value) -> Vec<String> {
+    let mut out = vec![display::printable(&text(result, "summary"))];
+    for link in result
+        .get("chain")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(format!(
+            "  {}: {}",
+            display::printable(&text(link, "name")),
+            display::printable(&text(link, "detail"))
+        ));
+        for line in link
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            out.push(format!("    | {}", display::printable(line)));
+        }
+    }
+    out
+}
+
 /// The answer of `verb` for people, one line each.
 pub fn render(verb: Verb, result: &Value) -> Vec<String> {
     let names = |key: &str| display::strings(result, key);
@@ -486,6 +519,7 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
                 .collect()
         }
         Verb::Status => display::status_text(result),
+        Verb::Why => why_text(result),
         Verb::IsActive | Verb::IsFailed => vec![text(result, "state")],
         Verb::Info => display::info_text(result),
         Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),

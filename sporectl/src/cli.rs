@@ -230,6 +230,13 @@ enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Why a service is not running: the service that holds it back, and
+    /// so on down to the one to fix, with its last exit and its last lines
+    #[command(after_help = "Examples:\n  sporectl why web\n  sporectl --json why web")]
+    Why {
+        /// The service
+        name: String,
+    },
     /// Read the service files again and apply what changed
     #[command(after_help = "Examples:\n  sporectl reload")]
     Reload,
@@ -684,6 +691,10 @@ fn into_options(cli: Cli) -> Parsed {
         Command::Remove { names } => {
             options.names = names;
             "remove"
+        }
+        Command::Why { name } => {
+            options.names = vec![name];
+            "why"
         }
         Command::Reload => "reload",
         Command::Secret(secret) => {

@@ -7,6 +7,7 @@
 mod kept;
 mod logs;
 pub mod views;
+mod why;
 
 use std::time::Duration;
 
@@ -195,6 +196,10 @@ pub fn call_with(
                 }
             }
             result
+        }
+        Method::ServiceWhy => {
+            let name = service_name(runtime, &params)?;
+            why::why(runtime, &name)
         }
         Method::NodeReboot => return Ok(Reply::Power(Power::Reboot, json!({ "accepted": true }))),
         Method::NodePoweroff => {

@@ -1,0 +1,127 @@
+//! `service.why` and `spore why`: why a service is not running, named down
+//! to the service that holds the others back, with what it last printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::Spore;
+use serde_json::json;
+
+#[test]
+fn why_follows_the_chain_to_the_failing_dependency_and_its_last_output() {
+    let spore = Spore::start(&[
+        (
+            "db",
+            // It dies before its health check can pass: never ready.
+            "[service]\nname = \"db\"\nexec = \"/bin/sh -c 'echo starting db; echo connection refused by disk; exit 3'\"\n\n[health]\ntype = \"tcp\"\ntarget = \"127.0.0.1:1\"\ninterval_ms = 60000\n"
+                .to_string(),
+        ),
+        (
+            "api",
+            "[service]\nname = \"api\"\nexec = \"sleep 1000\"\n[dependencies]\nrequires = [\"db\"]\n"
+                .to_string(),
+        ),
+        (
+            "web",
+            "[service]\nname = \"web\"\nexec = \"sleep 1000\"\n[dependencies]\nrequires = [\"api\"]\n"
+                .to_string(),
+        ),
+        (
+            "fine",
+            "[service]\nname = \"fine\"\nexec = \"sleep 1000\"\n".to_string(),
+        ),
+    ]);
+    spore.wait_state("fine", "ready");
+    spore.wait_for(
+        "db to have failed once",
+        std::time::Duration::from_secs(10),
+        |s| {
+            s.call("service.status", json!({ "name": "db" })).unwrap()["restarts"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        },
+    );
+    let why = spore.call("service.why", json!({ "name": "web" })).unwrap();
+    assert_eq!(why["running"], false, "{why}");
+    let chain: Vec<&str> = why["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(chain, ["web", "api", "db"], "{why}");
+    assert_eq!(
+        why["chain"][0]["detail"], "blocked: waiting for api",
+        "{why}"
+    );
+    let db = &why["chain"][2];
+    assert_eq!(
+        db["lines"].as_array().unwrap().last().unwrap(),
+        "connection refused by disk",
+        "{why}"
+    );
+    let summary = why["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(
+            "web is not running: blocked: waiting for api; api: blocked: waiting for db; db: "
+        ),
+        "{summary}"
+    );
+    assert!(summary.contains("exited with code 3"), "{summary}");
+    assert!(
+        summary.contains("last output: \"connection refused by disk\""),
+        "{summary}"
+    );
+
+    // A running service says so; an unknown one is an error.
+    let fine = spore
+        .call("service.why", json!({ "name": "fine" }))
+        .unwrap();
+    assert_eq!(fine["running"], true, "{fine}");
+    assert!(
+        fine["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("fine is ready"),
+        "{fine}"
+    );
+    let error = spore
+        .call("service.why", json!({ "name": "ghost" }))
+        .unwrap_err();
+    assert_eq!(error["code"], -32004, "{error}");
+
+    // The local client prints the same chain.
+    let out = std::process::Command::new(common::spore_bin())
+        .args(["--socket", spore.socket.to_str().unwrap(), "why", "web"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("web is not running"), "{text}");
+    assert!(text.contains("db"), "{text}");
+    assert!(text.contains("connection refused by disk"), "{text}");
+}
+
+#[test]
+fn why_a_stopped_service_says_nothing_asks_it_to_run() {
+    let spore = Spore::start(&[(
+        "idle",
+        "[service]\nname = \"idle\"\nexec = \"sleep 1000\"\nstatus = \"stop\"\n".to_string(),
+    )]);
+    let why = spore
+        .call("service.why", json!({ "name": "idle" }))
+        .unwrap();
+    assert_eq!(why["running"], false, "{why}");
+    assert!(
+        why["summary"]
+            .as_str()
+            .unwrap()
+            .contains("nothing asks it to run"),
+        "{why}"
+    );
+}
