@@ -99,13 +99,18 @@ impl Request {
         }
         let takes = self.verb.takes_operands();
         let count = self.operands.len();
-        let single = matches!(self.verb, Verb::Logs | Verb::SecretSet | Verb::SecretRm);
+        let single = matches!(
+            self.verb,
+            Verb::Logs | Verb::SecretSet | Verb::SecretRm | Verb::Tree
+        );
         if self.verb == Verb::Logs && self.shape.follow && count == 0 {
             return Err("logs -f follows one service (or spore's own journal: logs spore -f); without a name, logs shows every service's last lines".into());
         }
         match (takes, count) {
             // logs with no name: every service and spore, merged.
             (true, 0) if self.verb == Verb::Logs => Ok(()),
+            // tree with no name: the whole graph.
+            (true, 0) if self.verb == Verb::Tree => Ok(()),
             (true, 0) => {
                 Err("this command needs a name (or a file, for deploy and artifact put)".into())
             }

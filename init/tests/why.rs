@@ -1,5 +1,6 @@
 //! `service.why` and `spore why`: why a service is not running, named down
-//! to the service that holds the others back, with what it last printed.
+//! to the service that holds the others back, with what it last printed;
+//! `service.tree` and `spore tree`: the dependency graph as it stands.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -124,4 +125,67 @@ fn why_a_stopped_service_says_nothing_asks_it_to_run() {
             .contains("nothing asks it to run"),
         "{why}"
     );
+}
+
+#[test]
+fn tree_shows_each_service_under_what_depends_on_it_with_its_state() {
+    let spore = Spore::start(&[
+        ("db", "[service]\nname = \"db\"\nexec = \"sleep 1000\"\n".to_string()),
+        ("cache", "[service]\nname = \"cache\"\nexec = \"sleep 1000\"\n".to_string()),
+        (
+            "api",
+            "[service]\nname = \"api\"\nexec = \"sleep 1000\"\n[dependencies]\nrequires = [\"db\"]\n"
+                .to_string(),
+        ),
+        (
+            "web",
+            "[service]\nname = \"web\"\nexec = \"sleep 1000\"\n[dependencies]\nrequires = [\"api\"]\nwants = [\"cache\"]\nafter = [\"db\"]\n"
+                .to_string(),
+        ),
+        ("lone", "[service]\nname = \"lone\"\nexec = \"sleep 1000\"\n".to_string()),
+    ]);
+    spore.wait_state("web", "ready");
+    spore.wait_state("lone", "ready");
+    let whole = spore.call("service.tree", json!({})).unwrap();
+    let roots: Vec<&str> = whole["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots, ["lone", "web"], "{whole}");
+    let web = &whole["tree"][1];
+    let under: Vec<(&str, &str)> = web["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["relation"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        under,
+        [("api", "requires"), ("cache", "wants"), ("db", "after")],
+        "{whole}"
+    );
+    assert_eq!(
+        web["dependencies"][0]["dependencies"][0]["name"], "db",
+        "{whole}"
+    );
+    // db was drawn under api already: shown again without its subtree.
+    assert_eq!(web["dependencies"][2]["again"], true, "{whole}");
+
+    let out = std::process::Command::new(common::spore_bin())
+        .args(["--socket", spore.socket.to_str().unwrap(), "tree", "web"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "web  ready\n├─ api  ready\n│  └─ db  ready\n├─ cache  ready (wants)\n└─ db  ready (after) …\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let error = spore
+        .call("service.tree", json!({ "name": "ghost" }))
+        .unwrap_err();
+    assert_eq!(error["code"], -32004, "{error}");
 }

@@ -59,6 +59,8 @@ const fn param(name: &'static str, kind: Kind, required: bool) -> Param {
 }
 
 const NAME: Param = param("name", Kind::String, true);
+/// A service to start from, or none.
+const ANY_NAME: Param = param("name", Kind::String, false);
 const WAIT: Param = param("wait", Kind::Boolean, false);
 const TIMEOUT: Param = param("timeout_ms", Kind::Integer, false);
 const LINES: Param = param("lines", Kind::Integer, false);
@@ -135,6 +137,8 @@ pub enum Method {
     ServiceLogs,
     /// `service.why`
     ServiceWhy,
+    /// `service.tree`
+    ServiceTree,
     /// `service.deploy`
     ServiceDeploy,
     /// `service.remove`
@@ -165,7 +169,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 23] = [
+    pub const ALL: [Method; 24] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -176,6 +180,7 @@ impl Method {
         Method::ServiceRestart,
         Method::ServiceLogs,
         Method::ServiceWhy,
+        Method::ServiceTree,
         Method::ServiceDeploy,
         Method::ServiceRemove,
         Method::SecretSet,
@@ -209,6 +214,7 @@ impl Method {
             Method::ServiceRestart => "service.restart",
             Method::ServiceLogs => "service.logs",
             Method::ServiceWhy => "service.why",
+            Method::ServiceTree => "service.tree",
             Method::ServiceDeploy => "service.deploy",
             Method::ServiceRemove => "service.remove",
             Method::SecretSet => "secret.set",
@@ -239,6 +245,7 @@ impl Method {
             Method::ServiceRestart => "Stop a service if it runs, then start it; with wait, answer once it is ready or has failed",
             Method::ServiceLogs => "The last lines of a service's output; with follow, every new line and state change after them",
             Method::ServiceWhy => "Why a service is not running, link by link: the service that holds it back (blocked: waiting for X), and so on down to one held back by nothing, each with its state, last exit, restarts and last lines; and the chain in one sentence (summary)",
+            Method::ServiceTree => "The dependency graph as it stands: each service with its state and, under it, what it requires, wants and is ordered after; from NAME, or from the services nothing depends on",
             Method::ServiceDeploy => "Add or replace a service from its TOML text: validated whole against the others, written atomically, started when its status is start (or `start` is true); an identical definition changes nothing",
             Method::ServiceRemove => "Stop a service, then delete its file",
             Method::SecretSet => "Store a secret (0600 under the state directory; never echoed or logged)",
@@ -271,6 +278,7 @@ impl Method {
             | Method::ServiceStop
             | Method::ServiceRemove
             | Method::ServiceWhy => &[NAME],
+            Method::ServiceTree => &[ANY_NAME],
             Method::SecretRemove => &[NAME],
             Method::ArtifactPut => &ARTIFACT_PUT,
             Method::ArtifactList => &[],
@@ -293,6 +301,7 @@ impl Method {
             | Method::ServiceStatus
             | Method::ServiceLogs
             | Method::ServiceWhy
+            | Method::ServiceTree
             | Method::ArtifactList
             | Method::Discover => Role::Reader,
             Method::ServiceStart
@@ -324,6 +333,7 @@ impl Method {
                 | Method::ServiceStatus
                 | Method::ServiceLogs
                 | Method::ServiceWhy
+                | Method::ServiceTree
                 | Method::SecretList
                 | Method::ArtifactList
                 | Method::Discover

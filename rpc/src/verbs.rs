@@ -35,6 +35,8 @@ pub enum Verb {
     Logs,
     /// `why NAME`: why it is not running.
     Why,
+    /// `tree [NAME]`: the dependency graph.
+    Tree,
     /// `deploy FILE…`.
     Deploy,
     /// `remove NAME…`.
@@ -79,6 +81,7 @@ impl Verb {
             ("restart", _) => Verb::Restart,
             ("logs", _) => Verb::Logs,
             ("why", _) => Verb::Why,
+            ("tree", _) => Verb::Tree,
             ("deploy", _) => Verb::Deploy,
             ("remove", _) => Verb::Remove,
             ("reload", _) => Verb::Reload,
@@ -108,6 +111,7 @@ impl Verb {
                 | Verb::Restart
                 | Verb::Logs
                 | Verb::Why
+                | Verb::Tree
                 | Verb::Deploy
                 | Verb::Remove
                 | Verb::SecretSet
@@ -131,6 +135,7 @@ impl Verb {
             Verb::Logs if operand.is_empty() => Method::NodeLogs,
             Verb::Logs => Method::ServiceLogs,
             Verb::Why => Method::ServiceWhy,
+            Verb::Tree => Method::ServiceTree,
             Verb::Deploy => Method::ServiceDeploy,
             Verb::Remove => Method::ServiceRemove,
             Verb::Reload => Method::NodeReload,
@@ -297,6 +302,8 @@ pub fn request(
         }
         Method::SecretSet => json!({ "name": operand, "value": secret.unwrap_or_default() }),
         Method::ArtifactRemove => json!({ "sha256": operand }),
+        // With no name: the whole graph.
+        Method::ServiceTree if operand.is_empty() => json!({}),
         // The image, sent first as an artifact (see crate::upload); the
         // signature's text, when there is one, comes as `secret`.
         Method::NodeUpdate => {
@@ -497,6 +504,57 @@ fn why_text(result: &Value) -> Vec<String> {
     out
 }
 
+/// `tree`'s answer as `systemctl list-dependencies` draws one.
+fn tree_text(result: &Value) -> Vec<String> {
+    fn draw(entry: &Value, prefix: &str, last: bool, top: bool, out: &mut Vec<String>) {
+        let relation = text(entry, "relation");
+        let mut line = if top {
+            String::new()
+        } else {
+            format!("{prefix}{}", if last { "└─ " } else { "├─ " })
+        };
+        line.push_str(&display::printable(&text(entry, "name")));
+        line.push_str(&format!("  {}", display::printable(&text(entry, "detail"))));
+        if !top && relation != "requires" {
+            line.push_str(&format!(" ({relation})"));
+        }
+        if entry.get("again") == Some(&Value::Bool(true)) {
+            line.push_str(" …");
+        }
+        out.push(line);
+        let children: Vec<&Value> = entry
+            .get("dependencies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        let inner = if top {
+            String::new()
+        } else {
+            format!("{prefix}{}", if last { "   " } else { "│  " })
+        };
+        for (i, child) in children.iter().enumerate() {
+            draw(child, &inner, i + 1 == children.len(), false, out);
+        }
+    }
+    let mut out = Vec::new();
+    for entry in result
+        .get("tree")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        draw(entry, "", true, true, &mut out);
+    }
+    let omitted = result.get("omitted").and_then(Value::as_u64).unwrap_or(0);
+    if omitted > 0 {
+        out.push(format!(
+            "({omitted} more entries left out: ask for one service's tree)"
+        ));
+    }
+    out
+}
+
 /// The answer of `verb` for people, one line each.
 pub fn render(verb: Verb, result: &Value) -> Vec<String> {
     let names = |key: &str| display::strings(result, key);
@@ -520,6 +578,7 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
         }
         Verb::Status => display::status_text(result),
         Verb::Why => why_text(result),
+        Verb::Tree => tree_text(result),
         Verb::IsActive | Verb::IsFailed => vec![text(result, "state")],
         Verb::Info => display::info_text(result),
         Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),

@@ -237,6 +237,14 @@ enum Command {
         /// The service
         name: String,
     },
+    /// The dependency graph as it stands: each service with its state and
+    /// what it requires, wants and is ordered after (no name: from the
+    /// services nothing depends on)
+    #[command(after_help = "Examples:\n  sporectl tree\n  sporectl tree web")]
+    Tree {
+        /// Start from this service
+        name: Option<String>,
+    },
     /// Read the service files again and apply what changed
     #[command(after_help = "Examples:\n  sporectl reload")]
     Reload,
@@ -691,6 +699,10 @@ fn into_options(cli: Cli) -> Parsed {
         Command::Remove { names } => {
             options.names = names;
             "remove"
+        }
+        Command::Tree { name } => {
+            options.names = name.into_iter().collect();
+            "tree"
         }
         Command::Why { name } => {
             options.names = vec![name];

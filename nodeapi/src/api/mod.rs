@@ -6,6 +6,7 @@
 
 mod kept;
 mod logs;
+mod tree;
 pub mod views;
 mod why;
 
@@ -197,6 +198,13 @@ pub fn call_with(
             }
             result
         }
+        Method::ServiceTree => match params.get("name").and_then(Value::as_str) {
+            Some(_) => {
+                let name = service_name(runtime, &params)?;
+                tree::tree(runtime, Some(&name))
+            }
+            None => tree::tree(runtime, None),
+        },
         Method::ServiceWhy => {
             let name = service_name(runtime, &params)?;
             why::why(runtime, &name)
