@@ -123,6 +123,8 @@ pub enum Method {
     NodeJournal,
     /// `node.logs`
     NodeLogs,
+    /// `node.metrics`
+    NodeMetrics,
     /// `service.list`
     ServiceList,
     /// `service.status`
@@ -169,10 +171,11 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 24] = [
+    pub const ALL: [Method; 25] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
+        Method::NodeMetrics,
         Method::ServiceList,
         Method::ServiceStatus,
         Method::ServiceStart,
@@ -207,6 +210,7 @@ impl Method {
             Method::NodeInfo => "node.info",
             Method::NodeJournal => "node.journal",
             Method::NodeLogs => "node.logs",
+            Method::NodeMetrics => "node.metrics",
             Method::ServiceList => "service.list",
             Method::ServiceStatus => "service.status",
             Method::ServiceStart => "service.start",
@@ -238,6 +242,7 @@ impl Method {
             Method::NodeJournal => "spore's own lines (state changes, audit, errors); with follow, every new one after them",
             Method::NodeLogs => "The last lines of every service and of spore itself, merged by time, each with its service's name",
 
+            Method::NodeMetrics => "The node's figures for a metrics system: its start time, version and build id, and per service its state, readiness, restarts, last exit code and, with a cgroup, CPU time, memory and OOM kills (sporectl metrics prints them in Prometheus' text format)",
             Method::ServiceList => "Every service with its state, by name; with limit or after, one page of them and the name to ask the next page after",
             Method::ServiceStatus => "One service in detail",
             Method::ServiceStart => "Start a service and what it requires; with wait, answer once it is ready or has failed",
@@ -267,6 +272,7 @@ impl Method {
         match self {
             Method::ServiceList => &PAGE,
             Method::NodeInfo
+            | Method::NodeMetrics
             | Method::SecretList
             | Method::NodeReload
             | Method::NodeReboot
@@ -297,6 +303,7 @@ impl Method {
             Method::NodeInfo
             | Method::NodeJournal
             | Method::NodeLogs
+            | Method::NodeMetrics
             | Method::ServiceList
             | Method::ServiceStatus
             | Method::ServiceLogs
@@ -329,6 +336,7 @@ impl Method {
             Method::NodeInfo
                 | Method::NodeJournal
                 | Method::NodeLogs
+                | Method::NodeMetrics
                 | Method::ServiceList
                 | Method::ServiceStatus
                 | Method::ServiceLogs

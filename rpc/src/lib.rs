@@ -27,6 +27,7 @@ pub mod hex;
 pub mod hostname;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod nodekey;
 pub mod pins;
 pub mod push;

@@ -17,6 +17,8 @@ pub const JOURNAL: &str = "spore";
 pub enum Verb {
     /// `info`: the node.
     Info,
+    /// `metrics`: the node's figures in Prometheus' text format.
+    Metrics,
     /// `list`: every service.
     List,
     /// `status NAME…`: services in detail.
@@ -72,6 +74,7 @@ impl Verb {
     pub fn parse(word: &str, action: Option<&str>) -> Option<Verb> {
         Some(match (word, action) {
             ("info", _) => Verb::Info,
+            ("metrics", _) => Verb::Metrics,
             ("list", _) => Verb::List,
             ("status", _) => Verb::Status,
             ("is-active", _) => Verb::IsActive,
@@ -126,6 +129,7 @@ impl Verb {
     pub fn method(self, operand: &str) -> Method {
         match self {
             Verb::Info => Method::NodeInfo,
+            Verb::Metrics => Method::NodeMetrics,
             Verb::List => Method::ServiceList,
             Verb::Status | Verb::IsActive | Verb::IsFailed => Method::ServiceStatus,
             Verb::Start => Method::ServiceStart,
@@ -581,6 +585,16 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
         Verb::Tree => tree_text(result),
         Verb::IsActive | Verb::IsFailed => vec![text(result, "state")],
         Verb::Info => display::info_text(result),
+        Verb::Metrics => {
+            let node = result.get("hostname").and_then(Value::as_str).unwrap_or("");
+            crate::metrics::render(&[crate::metrics::Scraped {
+                node,
+                figures: Some(result),
+            }])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+        }
         Verb::Start | Verb::Stop | Verb::Restart | Verb::Deploy => display::outcome_text(result),
         Verb::Remove | Verb::SecretRm => vec![format!("{}: removed", text(result, "name"))],
         Verb::Reload => display::reload_text(result),

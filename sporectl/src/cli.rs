@@ -114,6 +114,12 @@ enum Command {
     /// Every service and its state
     #[command(after_help = "Examples:\n  sporectl list\n  sporectl --json list")]
     List,
+    /// The node's figures in Prometheus' text format: state, readiness,
+    /// restarts, last exit code, CPU and memory of every service
+    #[command(
+        after_help = "Examples:\n  sporectl metrics\n  sporectl metrics > /var/lib/node_exporter/textfile/spore.prom"
+    )]
+    Metrics,
     /// Services in detail: state, since, last exit, restarts, recent lines
     /// (no name: every service, as `list`). Exits 0 when every one runs, 3
     /// when one does not, 4 when one is unknown
@@ -628,6 +634,7 @@ fn into_options(cli: Cli) -> Parsed {
     let word = match cli.command {
         Command::Info => "info",
         Command::List => "list",
+        Command::Metrics => "metrics",
         Command::Status { names, failed } if names.is_empty() => {
             options.failed_only = failed;
             if options.all || options.only.is_some() {

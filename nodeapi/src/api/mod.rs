@@ -6,6 +6,7 @@
 
 mod kept;
 mod logs;
+mod metrics;
 mod tree;
 pub mod views;
 mod why;
@@ -198,6 +199,7 @@ pub fn call_with(
             }
             result
         }
+        Method::NodeMetrics => metrics::metrics(runtime, &node.info()),
         Method::ServiceTree => match params.get("name").and_then(Value::as_str) {
             Some(_) => {
                 let name = service_name(runtime, &params)?;

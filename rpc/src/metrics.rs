@@ -1,0 +1,222 @@
+//! `node.metrics` answers in Prometheus' text exposition format (0.0.4):
+//! one `# HELP` and `# TYPE` per metric, then its samples, every one
+//! labelled with its `node` (and `service`). Names follow Prometheus'
+//! conventions: base units (seconds, bytes), `_total` on counters,
+//! `_info` for a constant 1 carrying labels. A node that did not answer
+//! is `spore_node_up 0` and nothing else.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// One node's answer, or None when it did not answer.
+pub struct Scraped<'a> {
+    /// The node's name (the fleet's, or the address asked).
+    pub node: &'a str,
+    /// Its `node.metrics` answer.
+    pub figures: Option<&'a Value>,
+}
+
+/// A label value as the format wants it: `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, String)>,
+}
+
+impl Metric {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Metric {
+        Metric {
+            name,
+            kind,
+            help,
+            samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        self.samples.push((labels.join(","), value.to_string()));
+    }
+}
+
+/// The text for `nodes`.
+pub fn render(nodes: &[Scraped<'_>]) -> String {
+    let mut up = Metric::new(
+        "spore_node_up",
+        "gauge",
+        "Whether the node answered node.metrics (1) or not (0).",
+    );
+    let mut start = Metric::new(
+        "spore_node_start_time_seconds",
+        "gauge",
+        "When spore started on the node, in seconds since the Unix epoch.",
+    );
+    let mut build = Metric::new(
+        "spore_build_info",
+        "gauge",
+        "spore's version and build id (SHA-256 of the binary) on the node; always 1.",
+    );
+    let mut state = Metric::new(
+        "spore_service_state",
+        "gauge",
+        "The service's state: 1 for the state it is in (one sample per service).",
+    );
+    let mut ready = Metric::new(
+        "spore_service_ready",
+        "gauge",
+        "Whether the service is ready (a oneshot: succeeded).",
+    );
+    let mut restarts = Metric::new(
+        "spore_service_restarts_total",
+        "counter",
+        "Restarts of the service since it was last stable.",
+    );
+    let mut exit = Metric::new(
+        "spore_service_last_exit_code",
+        "gauge",
+        "How the service's last run ended, as a shell's $? (128+N for signal N).",
+    );
+    let mut cpu = Metric::new(
+        "spore_service_cpu_seconds_total",
+        "counter",
+        "CPU time used by the service's cgroup.",
+    );
+    let mut memory = Metric::new(
+        "spore_service_memory_bytes",
+        "gauge",
+        "Memory charged to the service's cgroup now.",
+    );
+    let mut oom = Metric::new(
+        "spore_service_oom_kills_total",
+        "counter",
+        "Processes of the service killed by the OOM killer.",
+    );
+    for scraped in nodes {
+        let node = scraped.node;
+        let Some(figures) = scraped.figures else {
+            up.add(&[("node", node)], 0);
+            continue;
+        };
+        up.add(&[("node", node)], 1);
+        if let Some(at) = figures.get("start_time_s").and_then(Value::as_u64) {
+            start.add(&[("node", node)], at);
+        }
+        let text = |key: &str| figures.get(key).and_then(Value::as_str).unwrap_or("");
+        build.add(
+            &[
+                ("node", node),
+                ("version", text("version")),
+                ("build_id", text("build_id")),
+            ],
+            1,
+        );
+        for service in figures
+            .get("services")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = service.get("name").and_then(Value::as_str).unwrap_or("");
+            let labels = [("node", node), ("service", name)];
+            let word = service
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            state.add(&[("node", node), ("service", name), ("state", word)], 1);
+            let is_ready = service
+                .get("ready")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            ready.add(&labels, u8::from(is_ready));
+            if let Some(n) = service.get("restarts").and_then(Value::as_u64) {
+                restarts.add(&labels, n);
+            }
+            if let Some(code) = service.get("last_exit_code").and_then(Value::as_i64) {
+                exit.add(&labels, code);
+            }
+            if let Some(usec) = service.get("cpu_usec").and_then(Value::as_u64) {
+                cpu.add(
+                    &labels,
+                    format!("{}.{:06}", usec / 1_000_000, usec % 1_000_000),
+                );
+            }
+            if let Some(bytes) = service.get("memory_bytes").and_then(Value::as_u64) {
+                memory.add(&labels, bytes);
+            }
+            if let Some(kills) = service.get("oom_kills").and_then(Value::as_u64) {
+                oom.add(&labels, kills);
+            }
+        }
+    }
+    let mut out = String::new();
+    for metric in [
+        up, start, build, state, ready, restarts, exit, cpu, memory, oom,
+    ] {
+        if metric.samples.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
+        let _ = writeln!(out, "# TYPE {} {}", metric.name, metric.kind);
+        for (labels, value) in &metric.samples {
+            let _ = writeln!(out, "{}{{{labels}}} {value}", metric.name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_values_are_escaped_and_a_silent_node_is_down() {
+        let figures = json!({
+            "version": "0.1.0", "build_id": "ab", "start_time_s": 1700000000u64,
+            "services": [{ "name": "we\"b\n", "state": "backoff", "ready": false, "restarts": 3,
+                           "last_exit_code": 3, "cpu_usec": 1_500_000u64 }],
+        });
+        let text = render(&[
+            Scraped {
+                node: "n1",
+                figures: Some(&figures),
+            },
+            Scraped {
+                node: "n2",
+                figures: None,
+            },
+        ]);
+        assert!(text.contains("spore_node_up{node=\"n1\"} 1\n"), "{text}");
+        assert!(text.contains("spore_node_up{node=\"n2\"} 0\n"), "{text}");
+        assert!(
+            text.contains("spore_service_restarts_total{node=\"n1\",service=\"we\\\"b\\n\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "spore_service_cpu_seconds_total{node=\"n1\",service=\"we\\\"b\\n\"} 1.500000\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE spore_service_restarts_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("spore_service_memory_bytes"),
+            "no cgroup, no memory: {text}"
+        );
+    }
+}
