@@ -565,9 +565,16 @@ pub fn stage(
     let keys = node.updates().keys.clone();
     let facts = node.updates().facts.clone();
     let hex = digest.hex();
+    // The image lives in the slot once staged: its copy in the store goes,
+    // or a state disk's quota would fill with images after an update or two.
+    let store_writer = api.artifacts().map(nodeapi::artifacts::Artifacts::writer);
     let (answer, pending) = smol::channel::bounded(1);
     let work = move || {
         let outcome = stage_now(&slots, &path, &hex, signature.as_deref(), &keys);
+        let removed = outcome.is_ok()
+            && store_writer
+                .as_ref()
+                .is_some_and(|writer| writer.remove(digest).is_ok());
         if let Ok((record, _)) = &outcome {
             if let Ok(mut held) = facts.lock() {
                 if let Value::Object(map) = &mut *held {
@@ -583,6 +590,7 @@ pub fn stage(
                 "boot_entry": format!("Boot{:04X}", staged.entry),
                 "sha256": hex,
                 "trial": record.trial,
+                "artifact_removed": removed,
                 "note": "the next boot tries it once; reboot the node (sporectl reboot) to do it now",
             })
         });

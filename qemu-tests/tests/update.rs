@@ -125,6 +125,11 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
         .unwrap();
     let said = update(&fleet, &v2);
     assert!(said.contains("written to slot b"), "{said}");
+    // The image is in the slot now; its copy in the artifact store is gone.
+    let listed = fleet.nodes[0].sporectl(&fleet.operator, &["--json", "artifact", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("\"artifacts\""), "{listed}");
+    assert!(!listed.contains(&sha256sum(&v2)), "{listed}");
     let staged = info(&fleet);
     assert_eq!(staged["boot"]["trial"]["slot"], "b", "{staged}");
     reboot(&mut fleet, 2);
