@@ -78,8 +78,15 @@ fn over_the_cap_a_caller_is_told_why_and_idle_connections_time_out() {
     let held: Vec<UnixStream> = (0..4)
         .map(|_| UnixStream::connect(&spore.socket).unwrap())
         .collect();
-    // Let spore accept all four before the fifth comes.
-    std::thread::sleep(Duration::from_millis(200));
+    // spore must have admitted all four before the fifth comes: each asks
+    // once and reads its answer (a fixed 200 ms sleep was not always
+    // enough on a loaded machine: the fifth was admitted, got no line,
+    // and saw the end of the stream at the idle timeout).
+    for mut stream in &held {
+        let request = json!({ "jsonrpc": "2.0", "id": 1, "method": "node.info" });
+        stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+        assert!(first_line(stream).get("result").is_some());
+    }
     for _ in 0..50 {
         let refused = UnixStream::connect(&spore.socket).unwrap();
         let answer = first_line(&refused);
