@@ -444,6 +444,54 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(names, ["node-03", "node-01"], "{table}");
+    // The fleet's figures as one Prometheus exposition: the node that went
+    // away is down, node-01's flaky service is not ready and restarts, and
+    // Prometheus' own linter reads it without a complaint.
+    let metrics = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--all",
+        "--identity",
+        op_path,
+        "metrics",
+    ]);
+    assert_eq!(metrics.status.code(), Some(1), "a node is down");
+    let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    assert!(
+        text.contains("spore_node_up{node=\"node-03\"} 0\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("spore_node_up{node=").count(), 5, "{text}");
+    let up = text
+        .lines()
+        .filter(|l| l.starts_with("spore_node_up{") && l.ends_with("} 1"))
+        .count();
+    assert_eq!(up, 4, "{text}");
+    assert!(
+        text.contains("spore_service_ready{node=\"node-01\",service=\"flaky\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "spore_service_state{node=\"node-01\",service=\"flaky\",state=\"backoff\"} 1\n"
+        ),
+        "{text}"
+    );
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup installs prometheus)");
+    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let linted = lint.wait_with_output().unwrap();
+    assert!(
+        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
+        "{}{}\n{text}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
     // --nodes with one node is still a fleet: its row, as JSON.
     let one = sporectl(&[
         "--beacon",

@@ -181,6 +181,29 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         .collect();
     if summary {
         summary_table(options, &outcomes);
+    } else if verb == Verb::Metrics && !options.json {
+        // One exposition for the whole fleet, each node's figures under
+        // its name; a node that did not answer is spore_node_up 0.
+        let answers: Vec<Option<Value>> = outcomes
+            .iter()
+            .map(|o| {
+                o.result
+                    .as_ref()
+                    .ok()
+                    .and_then(|text| serde_json::from_str(text).ok())
+            })
+            .collect();
+        let scraped: Vec<rpc::metrics::Scraped<'_>> = outcomes
+            .iter()
+            .zip(&answers)
+            .map(|(o, answer)| rpc::metrics::Scraped {
+                node: &o.hostname,
+                figures: answer.as_ref(),
+            })
+            .collect();
+        for line in rpc::metrics::render(&scraped).lines() {
+            say!("{line}");
+        }
     } else if options.json {
         // One row at a time, each answer spliced in as the text it is kept
         // as: the whole document never exists in memory at once.
