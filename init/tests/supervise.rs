@@ -386,26 +386,40 @@ fn missing_program_is_reported_as_exit_127() {
         .contains("/nonexistent/program"));
 }
 
-/// Voluntary context switches of every thread of `pid` over `span`: each
-/// is a wake-up.
+/// Voluntary context switches of the threads of `pid` over `span`: each
+/// is a wake-up. A thread that ends meanwhile is left out, one that starts
+/// counts whole.
 fn wakeups(pid: i32, span: Duration) -> u64 {
-    let switches = || -> u64 {
+    let switches = || -> std::collections::HashMap<String, u64> {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .flatten()
             .map(|task| {
                 let status =
                     std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-                status
+                let count = status
                     .lines()
                     .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                    .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+                    .map_or(0, |n| n.trim().parse::<u64>().unwrap());
+                (task.file_name().to_string_lossy().into_owned(), count)
             })
-            .sum()
+            .collect()
     };
     let before = switches();
     std::thread::sleep(span);
-    switches() - before
+    switches()
+        .iter()
+        .map(|(tid, after)| after.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// Waits until spore's start-up work off the loop is over: the hash of
+/// its own binary (`build_id`), which a debug build on a loaded machine
+/// takes seconds over.
+fn settled(spore: &Spore) {
+    spore.wait_for("the build id", Duration::from_secs(60), |s| {
+        s.call("node.info", json!({})).unwrap()["boot"]["build_id"].is_string()
+    });
 }
 
 #[test]
@@ -422,6 +436,7 @@ fn idle_node_without_health_checks_makes_no_wakeups() {
         ),
     ]);
     spore.wait_state("two", "ready");
+    settled(&spore);
     std::thread::sleep(Duration::from_millis(500));
     let woke = wakeups(spore.pid(), Duration::from_secs(10));
     assert_eq!(woke, 0, "spore woke up {woke} times in 10 s while idle");
@@ -451,6 +466,7 @@ fn an_idle_node_after_a_deploy_and_a_secret_makes_no_wakeups() {
         )
         .unwrap();
     spore.wait_state("two", "ready");
+    settled(&spore);
     std::thread::sleep(Duration::from_millis(1500));
     let woke = wakeups(spore.pid(), Duration::from_secs(5));
     assert_eq!(woke, 0, "spore woke up {woke} times in 5 s while idle");
