@@ -4,20 +4,15 @@
 //! and, when the node's image carries update keys, an `ssh-keygen -Y sign`
 //! signature (namespace [`NAMESPACE`]) by one of them covers it.
 
-use sha2::{Digest, Sha256};
-
 use crate::error::SlotError;
 
 /// The SSHSIG namespace update signatures are made in:
 /// `ssh-keygen -Y sign -f KEY -n spore-update IMAGE.efi`.
 pub const NAMESPACE: &str = "spore-update";
 
-/// Lower-case hex SHA-256 of `bytes`.
+/// Lower-case hex SHA-256 of `bytes`, as the artifact store names them.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    artifacts::Digest::of_bytes(bytes).hex()
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {

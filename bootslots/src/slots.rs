@@ -11,7 +11,6 @@
 //! BootNext names the slot on trial, for one boot only
 //! ```
 
-use std::io::Read;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -255,8 +254,9 @@ impl Slots {
     /// The SHA-256 of a slot's image as it is on the ESP.
     pub fn image_sha256(&self, slot: Slot) -> Result<String, SlotError> {
         let path = self.esp.join(slot.file());
-        let bytes = std::fs::read(&path).map_err(|e| SlotError::io("reading", &path, e))?;
-        Ok(sha256_hex(&bytes))
+        artifacts::Digest::of_file(&path)
+            .map(|d| d.hex())
+            .map_err(|e| SlotError::io("reading", &path, e))
     }
 
     /// Runs `write` with the ESP mounted read-write (it is read-only the
@@ -331,13 +331,13 @@ fn remount(dir: &Path, read_only: bool) -> Result<bool, SlotError> {
 /// dropped first (they were just written and synced), so the read goes
 /// to the device.
 fn read_from_disk(path: &Path) -> Result<String, SlotError> {
-    let mut file = std::fs::File::open(path).map_err(|e| SlotError::io("opening", path, e))?;
-    // SAFETY: a plain advice call on an open descriptor.
+    let file = std::fs::File::open(path).map_err(|e| SlotError::io("opening", path, e))?;
+    // SAFETY: a plain advice call on an open descriptor. The pages are
+    // dropped for the file, whoever opens it next.
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| SlotError::io("reading back", path, e))?;
-    Ok(sha256_hex(&bytes))
+    artifacts::Digest::of_file(path)
+        .map(|d| d.hex())
+        .map_err(|e| SlotError::io("reading back", path, e))
 }

@@ -122,10 +122,9 @@ fn now() -> u64 {
 
 /// The SHA-256 of the running binary: which build this is.
 fn build_id() -> String {
-    match std::fs::read("/proc/self/exe") {
-        Ok(bytes) => bootslots::image::sha256_hex(&bytes),
-        Err(_) => String::new(),
-    }
+    artifacts::Digest::of_file(Path::new("/proc/self/exe"))
+        .map(|d| d.hex())
+        .unwrap_or_default()
 }
 
 /// Mounts efivarfs where the kernel has UEFI and it is not mounted yet.

@@ -477,21 +477,7 @@ fn all_runs_on_every_node_and_names_the_one_that_fails() {
         ),
         "{text}"
     );
-    let mut lint = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/setup installs prometheus)");
-    std::io::Write::write_all(&mut lint.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let linted = lint.wait_with_output().unwrap();
-    assert!(
-        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
-        "{}{}\n{text}",
-        String::from_utf8_lossy(&linted.stdout),
-        String::from_utf8_lossy(&linted.stderr)
-    );
+    common::promtool_check(&text);
     // --nodes with one node is still a fleet: its row, as JSON.
     let one = sporectl(&[
         "--beacon",

@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Spore;
 use serde_json::json;
@@ -87,23 +86,5 @@ fn metrics_are_valid_prometheus_text_and_say_what_the_services_do() {
     );
 
     // Prometheus' own linter reads it without a complaint.
-    let mut lint = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/setup installs prometheus)");
-    lint.stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let linted = lint.wait_with_output().unwrap();
-    assert!(
-        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
-        "{}{}\n{text}",
-        String::from_utf8_lossy(&linted.stdout),
-        String::from_utf8_lossy(&linted.stderr)
-    );
+    common::promtool_check(&text);
 }

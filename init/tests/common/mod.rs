@@ -468,3 +468,27 @@ pub fn sha256sum(path: &Path) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Prometheus' own linter (`promtool check metrics`, Debian's prometheus)
+/// on `text`: panics with what it said unless it says nothing.
+pub fn promtool_check(text: &str) {
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup installs prometheus)");
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let linted = lint.wait_with_output().unwrap();
+    assert!(
+        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
+        "{}{}\n{text}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+}
