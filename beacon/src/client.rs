@@ -228,21 +228,14 @@ impl BeaconClient {
             reason,
         };
         let parsed = http1::parse_url(url).map_err(unreachable)?;
-        let mut stream = rpc::http::connect(&parsed, self.ca_file.as_deref(), TIMEOUT, TIMEOUT)
-            .map_err(unreachable)?;
         let request = format!(
             "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sporectl\r\nConnection: close\r\n\r\n",
             parsed.path,
             parsed.authority()
         );
-        stream
-            .write_all(request.as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let (head, _) = rpc::fetch::read_head(&mut stream).map_err(unreachable)?;
-        let status =
-            http1::status(&head).ok_or_else(|| unreachable("not an HTTP answer".into()))?;
-        Ok((status, head))
+        let answered = rpc::fetch::ask(&parsed, self.ca_file.as_deref(), TIMEOUT, &request)
+            .map_err(unreachable)?;
+        Ok((answered.status, answered.head))
     }
 
     fn refused(&self, status: u16, body: &[u8]) -> BeaconClientError {

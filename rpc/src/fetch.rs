@@ -33,18 +33,17 @@ pub fn download(
 ) -> Result<u64, String> {
     let mut url = parse_url(url)?;
     for _ in 0..=MAX_REDIRECTS {
-        let mut stream = crate::http::connect(&url, ca_file, timeout, timeout)?;
         let request = format!(
             "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: spore\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
             url.path,
             url.authority()
         );
-        stream
-            .write_all(request.as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| e.to_string())?;
-        let (head, rest) = read_head(&mut stream)?;
-        let status = http1::status(&head).ok_or("not an HTTP answer")?;
+        let Answered {
+            mut stream,
+            status,
+            head,
+            rest,
+        } = ask(&url, ca_file, timeout, &request)?;
         match status {
             200 => {}
             301 | 302 | 303 | 307 | 308 => {
@@ -61,6 +60,42 @@ pub fn download(
         return body(&mut stream, rest, size, sink);
     }
     Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// A request sent and the head of its answer read.
+pub struct Answered {
+    /// The connection, positioned after the head.
+    pub stream: Box<dyn crate::http::ReadWrite>,
+    /// The answer's status code.
+    pub status: u16,
+    /// The answer's head, through the blank line.
+    pub head: Vec<u8>,
+    /// What of the body came with the head.
+    pub rest: Vec<u8>,
+}
+
+/// Connects to `url`'s server (TLS for https, trusting `ca_file` else the
+/// system's roots), sends `request` (a whole head, no body) and reads the
+/// answer's head; `timeout` bounds the connect and each read and write.
+pub fn ask(
+    url: &Url,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+    request: &str,
+) -> Result<Answered, String> {
+    let mut stream = crate::http::connect(url, ca_file, timeout, timeout)?;
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.flush())
+        .map_err(|e| e.to_string())?;
+    let (head, rest) = read_head(&mut stream)?;
+    let status = http1::status(&head).ok_or("not an HTTP answer")?;
+    Ok(Answered {
+        stream,
+        status,
+        head,
+        rest,
+    })
 }
 
 /// Where a redirect leads: an absolute URL, or a path on the same server.
