@@ -46,13 +46,40 @@ pub fn tls_config(
     if roots.is_empty() {
         return Err("no trusted CA certificates (give a CA file)".into());
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(client_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(std::sync::Arc::new(config))
+}
+
+/// ring's cryptography as a TLS client needs it: ring's default cipher
+/// suites, key exchanges and signature checks, and no private keys (spore
+/// sends no client certificate). Without ring's key loader the linker drops
+/// its RSA and ECDSA signing code, which only a client certificate or a
+/// server would use.
+fn client_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        key_provider: &NoClientKeys,
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
+/// The key loader of a client that has no certificate of its own.
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl rustls::crypto::KeyProvider for NoClientKeys {
+    fn load_private_key(
+        &self,
+        _key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<std::sync::Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "spore's TLS client uses no private key".into(),
+        ))
+    }
 }
 
 /// Reads a whole response; a TLS peer that closes without close_notify
