@@ -411,6 +411,27 @@ fn reader_can_list_but_not_stop() {
     assert_eq!(stop.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&stop.stderr).contains("needs the admin role"));
     assert_eq!(fleet.web_pid(), pid);
+    // A service file may hold what a reader should not see: `cat` is an
+    // admin's; an admin gets the file as the node holds it.
+    let cat = fleet.sporectl("reader", &["cat", "web"]);
+    assert_eq!(cat.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cat.stderr).contains("needs the admin role"));
+    let cat = fleet.sporectl("admin", &["cat", "web"]);
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    let text = String::from_utf8_lossy(&cat.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("# ") && lines[0].ends_with("/web.toml (image)"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1..].join("\n") + "\n",
+        std::fs::read_to_string(fleet.spore.path("etc/services/web.toml")).unwrap()
+    );
 }
 
 #[test]

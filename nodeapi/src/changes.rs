@@ -304,6 +304,18 @@ fn applied(
             )
         }
         (Then::SecretRemoved { name }, Ok(())) => Ok(json!({ "name": name, "removed": true })),
+        (Then::Definition { .. }, Err(e)) => Err(ApiError::new(
+            code::STORAGE,
+            format!("cannot read {path}: {e}"),
+        )),
+        (Then::Definition { name, source, text }, Ok(())) => {
+            match text.lock().ok().and_then(|mut slot| slot.take()) {
+                Some(text) => {
+                    Ok(json!({ "name": name, "source": source, "file": path, "text": text }))
+                }
+                None => Err(ApiError::new(code::INTERNAL, "the read left no text")),
+            }
+        }
         (Then::Reload { .. }, Err(e)) => Err(ApiError::new(
             code::STORAGE,
             format!("cannot read the service files: {e}; nothing changed"),
@@ -382,6 +394,35 @@ pub fn remove(runtime: &mut NodeApi, name: &str) -> Result<Reply, ApiError> {
         name: name.to_owned(),
     };
     Ok(Reply::Pending(runtime.store(Work::Steps(steps), then)))
+}
+
+/// `service.definition`: the service's file, read off the loop (behind
+/// any deploy already queued, so it is the file the node now holds).
+pub fn definition(runtime: &mut NodeApi, name: &str) -> Result<Reply, ApiError> {
+    let files = store(runtime)?;
+    let Some(view) = runtime.get(name) else {
+        return Err(ApiError::new(
+            code::NO_SUCH_SERVICE,
+            format!("no service named {name}"),
+        ));
+    };
+    let path = view.service.file.clone();
+    let source = if path.starts_with(&files.deployed) {
+        "deployed"
+    } else {
+        "image"
+    };
+    let text = crate::store::TextSlot::default();
+    let work = Work::Read {
+        path,
+        into: text.clone(),
+    };
+    let then = Then::Definition {
+        name: name.to_owned(),
+        source,
+        text,
+    };
+    Ok(Reply::Pending(runtime.store(work, then)))
 }
 
 /// Longest secret accepted.

@@ -49,6 +49,14 @@ pub enum Work {
         /// Where the rewritten ones go (pid, or an error line).
         into: RefreshSlot,
     },
+    /// Read a service file (at most [`MAX_DEFINITION`] bytes, UTF-8): the
+    /// text lands in `into` for the event loop.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Where its text goes.
+        into: TextSlot,
+    },
     /// Read the image's services and the deployed layer (a reload): the
     /// report lands in `into` for the event loop.
     Load {
@@ -64,6 +72,12 @@ pub enum Work {
 /// What a [`Work::Credentials`] did, handed to the event loop: the pids
 /// whose directory holds the new value, and the errors of the others.
 pub type RefreshSlot = std::sync::Arc<std::sync::Mutex<(Vec<i32>, Vec<String>)>>;
+
+/// A file's text, handed from the blocking thread to the event loop.
+pub type TextSlot = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+/// The largest service file `service.definition` reads.
+pub const MAX_DEFINITION: u64 = 1024 * 1024;
 
 /// A load's report, handed from the blocking thread to the event loop.
 pub type LoadSlot = std::sync::Arc<std::sync::Mutex<Option<svc::LoadReport>>>;
@@ -84,6 +98,7 @@ impl std::fmt::Debug for Work {
                 .field("name", name)
                 .field("dirs", dirs)
                 .finish_non_exhaustive(),
+            Work::Read { path, .. } => f.debug_struct("Read").field("path", path).finish(),
             Work::Load { base, layer, .. } => f
                 .debug_struct("Load")
                 .field("base", base)
@@ -122,6 +137,13 @@ impl Work {
                 }
                 Ok(())
             }
+            Work::Read { path, into } => {
+                let text = read_text(path)?;
+                if let Ok(mut slot) = into.lock() {
+                    *slot = Some(text);
+                }
+                Ok(())
+            }
             Work::Load { base, layer, into } => {
                 let report = svc::load_layers(base, layer)
                     .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))?;
@@ -136,7 +158,7 @@ impl Work {
     /// The (first) file it touches, for error messages.
     pub fn path(&self) -> &std::path::Path {
         match self {
-            Work::Write { path, .. } | Work::Remove { path } => path,
+            Work::Write { path, .. } | Work::Remove { path } | Work::Read { path, .. } => path,
             Work::Load { base, .. } => base,
             Work::Credentials { dirs, .. } => dirs
                 .first()
@@ -146,6 +168,23 @@ impl Work {
                 .map_or(std::path::Path::new(""), |step| step.path()),
         }
     }
+}
+
+/// A service file's text: at most [`MAX_DEFINITION`] bytes, UTF-8.
+fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DEFINITION + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DEFINITION {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_DEFINITION} bytes"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
 }
 
 /// What the event loop does once the work succeeded.
@@ -176,6 +215,15 @@ pub enum Then {
     SecretRemoved {
         /// Its name.
         name: String,
+    },
+    /// A service file was read: answer with its text.
+    Definition {
+        /// The service's name.
+        name: String,
+        /// Where it came from: "image" or "deployed".
+        source: &'static str,
+        /// The text read.
+        text: TextSlot,
     },
     /// The service files were read again: apply the difference.
     Reload {

@@ -141,6 +141,8 @@ pub enum Method {
     ServiceWhy,
     /// `service.tree`
     ServiceTree,
+    /// `service.definition`
+    ServiceDefinition,
     /// `service.deploy`
     ServiceDeploy,
     /// `service.remove`
@@ -171,7 +173,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 25] = [
+    pub const ALL: [Method; 26] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -184,6 +186,7 @@ impl Method {
         Method::ServiceLogs,
         Method::ServiceWhy,
         Method::ServiceTree,
+        Method::ServiceDefinition,
         Method::ServiceDeploy,
         Method::ServiceRemove,
         Method::SecretSet,
@@ -219,6 +222,7 @@ impl Method {
             Method::ServiceLogs => "service.logs",
             Method::ServiceWhy => "service.why",
             Method::ServiceTree => "service.tree",
+            Method::ServiceDefinition => "service.definition",
             Method::ServiceDeploy => "service.deploy",
             Method::ServiceRemove => "service.remove",
             Method::SecretSet => "secret.set",
@@ -251,6 +255,7 @@ impl Method {
             Method::ServiceLogs => "The last lines of a service's output; with follow, every new line and state change after them",
             Method::ServiceWhy => "Why a service is not running, link by link: the service that holds it back (blocked: waiting for X), and so on down to one held back by nothing, each with its state, last exit, restarts and last lines; and the chain in one sentence (summary)",
             Method::ServiceTree => "The dependency graph as it stands: each service with its state and, under it, what it requires, wants and is ordered after; from NAME, or from the services nothing depends on",
+            Method::ServiceDefinition => "The service file as the node holds it (text), where it lives (file) and whether it came with the image or was deployed (source): what `sporectl cat` prints and what a rollout restores when it reverts (admin: a file may hold settings a reader should not see)",
             Method::ServiceDeploy => "Add or replace a service from its TOML text: validated whole against the others, written atomically, started when its status is start (or `start` is true); an identical definition changes nothing",
             Method::ServiceRemove => "Stop a service, then delete its file",
             Method::SecretSet => "Store a secret (0600 under the state directory; never echoed or logged)",
@@ -283,7 +288,8 @@ impl Method {
             Method::ServiceStatus
             | Method::ServiceStop
             | Method::ServiceRemove
-            | Method::ServiceWhy => &[NAME],
+            | Method::ServiceWhy
+            | Method::ServiceDefinition => &[NAME],
             Method::ServiceTree => &[ANY_NAME],
             Method::SecretRemove => &[NAME],
             Method::ArtifactPut => &ARTIFACT_PUT,
@@ -314,6 +320,7 @@ impl Method {
             Method::ServiceStart
             | Method::ServiceStop
             | Method::ServiceRestart
+            | Method::ServiceDefinition
             | Method::ServiceDeploy
             | Method::ServiceRemove
             | Method::SecretSet
@@ -342,6 +349,7 @@ impl Method {
                 | Method::ServiceLogs
                 | Method::ServiceWhy
                 | Method::ServiceTree
+                | Method::ServiceDefinition
                 | Method::SecretList
                 | Method::ArtifactList
                 | Method::Discover

@@ -43,6 +43,8 @@ pub enum Verb {
     Why,
     /// `tree [NAME]`: the dependency graph.
     Tree,
+    /// `cat NAME…`: each service's file as the node holds it.
+    Cat,
     /// `deploy FILE…`.
     Deploy,
     /// `remove NAME…`.
@@ -89,6 +91,7 @@ impl Verb {
             ("logs", _) => Verb::Logs,
             ("why", _) => Verb::Why,
             ("tree", _) => Verb::Tree,
+            ("cat", _) => Verb::Cat,
             ("deploy", _) => Verb::Deploy,
             ("remove", _) => Verb::Remove,
             ("reload", _) => Verb::Reload,
@@ -119,6 +122,7 @@ impl Verb {
                 | Verb::Logs
                 | Verb::Why
                 | Verb::Tree
+                | Verb::Cat
                 | Verb::Deploy
                 | Verb::Remove
                 | Verb::SecretSet
@@ -144,6 +148,7 @@ impl Verb {
             Verb::Logs => Method::ServiceLogs,
             Verb::Why => Method::ServiceWhy,
             Verb::Tree => Method::ServiceTree,
+            Verb::Cat => Method::ServiceDefinition,
             Verb::Deploy => Method::ServiceDeploy,
             Verb::Remove => Method::ServiceRemove,
             Verb::Reload => Method::NodeReload,

@@ -12,7 +12,9 @@ use crate::Options;
 mod groups;
 mod options;
 
-use groups::{ArtifactCommand, BeaconCommand, KnownNodesCommand, NodesCommand, SecretCommand};
+use groups::{
+    ArtifactCommand, BeaconCommand, KnownNodesCommand, NodesCommand, RolloutCommand, SecretCommand,
+};
 use options::into_options;
 
 const EXIT_CODES: &str = "\
@@ -248,6 +250,19 @@ enum Command {
     Why {
         /// The service
         name: String,
+    },
+    /// Change a fleet in steps: a canary first, then batches, each node
+    /// healthy only when the change came up and stayed up; stops after too
+    /// many failures and can put the failed batch back as it was
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Each service's file as the node holds it, headed by where it lives
+    /// and whether it came with the image or was deployed
+    #[command(after_help = "Examples:\n  sporectl cat web\n  sporectl --json cat web mycelium")]
+    Cat {
+        /// Services whose file to print
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// The dependency graph as it stands: each service with its state and
     /// what it requires, wants and is ordered after (no name: from the

@@ -325,7 +325,7 @@ fn summary_table(options: &Options, outcomes: &[Outcome]) {
 /// The nodes a fleet command goes to: every node the beacon lists (or those
 /// `--nodes` names), each at its overlay address (or its `--address`),
 /// pinned to the key the beacon published; and how the beacon was read.
-fn targets(options: &Options) -> Result<(Vec<Target>, Channel), ClientError> {
+pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), ClientError> {
     let beacon = beacon_commands::client(options)?;
     let records = beacon.nodes()?;
     let mut targets: Vec<Target> = records.iter().filter_map(node_address).collect();

@@ -13,6 +13,7 @@ mod out;
 mod beacon_commands;
 mod cli;
 mod fleet;
+mod rollout;
 mod ship;
 mod trust;
 
@@ -85,6 +86,8 @@ pub(crate) enum Task {
     Publish(Vec<PathBuf>),
     /// `sporectl artifact unpublish SHA256…`: out of the beacon's cache.
     Unpublish(Vec<String>),
+    /// `sporectl rollout deploy FILE…`: a change in health-gated batches.
+    Rollout(Box<rollout::Settings>),
 }
 
 /// `sporectl nodes [ACTION]`.
@@ -502,6 +505,12 @@ fn main() -> ExitCode {
         Task::Unpublish(names) => {
             return match beacon_commands::unpublish(&options, names) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(error) => report(error),
+            }
+        }
+        Task::Rollout(settings) => {
+            return match smol::block_on(rollout::run(&options, settings)) {
+                Ok(code) => ExitCode::from(code),
                 Err(error) => report(error),
             }
         }

@@ -234,6 +234,10 @@ pub fn call_with(
             let name = service_name(runtime, &params)?;
             return crate::changes::remove(runtime, &name);
         }
+        Method::ServiceDefinition => {
+            let name = service_name(runtime, &params)?;
+            return crate::changes::definition(runtime, &name);
+        }
         Method::SecretSet => {
             let (name, value) = (text_param(&params, "name"), text_param(&params, "value"));
             return crate::changes::set_secret(runtime, name, value);

@@ -36,6 +36,27 @@ fn why_text(result: &Value) -> Vec<String> {
 }
 
 /// `tree`'s answer as `systemctl list-dependencies` draws one.
+/// `cat`: a comment naming the file, as `systemctl cat` heads each unit,
+/// then the file's lines (escaped: a file may hold anything).
+fn cat_text(result: &Value) -> Vec<String> {
+    let file = result.get("file").and_then(Value::as_str).unwrap_or("");
+    let source = result.get("source").and_then(Value::as_str).unwrap_or("");
+    std::iter::once(format!(
+        "# {} ({})",
+        display::printable(file),
+        display::printable(source)
+    ))
+    .chain(
+        result
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .lines()
+            .map(display::printable),
+    )
+    .collect()
+}
+
 fn tree_text(result: &Value) -> Vec<String> {
     fn draw(entry: &Value, prefix: &str, last: bool, top: bool, out: &mut Vec<String>) {
         let relation = text(entry, "relation");
@@ -110,6 +131,7 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
         Verb::Status => display::status_text(result),
         Verb::Why => why_text(result),
         Verb::Tree => tree_text(result),
+        Verb::Cat => cat_text(result),
         Verb::IsActive | Verb::IsFailed => vec![text(result, "state")],
         Verb::Info => display::info_text(result),
         Verb::Metrics => {

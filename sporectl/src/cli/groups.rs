@@ -111,6 +111,16 @@ pub(super) enum NodesCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub(super) enum RolloutCommand {
+    /// Deploy service files to the fleet (--all or --nodes) in
+    /// health-gated batches
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon URL --all rollout deploy web.toml --canary 1 --max-parallel 25% --auto-revert\n  sporectl --beacon URL --nodes a,b,c rollout deploy web.toml --max-parallel 1 --min-healthy-time 1m"
+    )]
+    Deploy(crate::rollout::Settings),
+}
+
+#[derive(Subcommand, Debug)]
 pub(super) enum BeaconCommand {
     /// Serve registrations and the node list
     Serve(Box<Serve>),

@@ -115,6 +115,17 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
             options.names = name.into_iter().collect();
             "tree"
         }
+        Command::Rollout(RolloutCommand::Deploy(settings)) => {
+            if !options.all && options.only.is_none() {
+                usage_error("rollout changes a fleet: say which nodes with --all or --nodes");
+            }
+            options.task = crate::Task::Rollout(Box::new(settings));
+            "rollout"
+        }
+        Command::Cat { names } => {
+            options.names = names;
+            "cat"
+        }
         Command::Why { name } => {
             options.names = vec![name];
             "why"

@@ -1,0 +1,289 @@
+//! `sporectl rollout deploy`: twenty real `spore run` nodes registered at a
+//! real beacon, changed in health-gated batches by sporectl over signed
+//! RPC. What each node ran, and when, is read back from the nodes
+//! themselves (their control sockets), not from sporectl's report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::beacon::*;
+use common::Spore;
+use serde_json::{json, Value};
+
+const NODES: usize = 20;
+
+/// A long-running web service: `sleep SECONDS`, so each version is told
+/// apart by its argv; `requires` gate when asked.
+fn web(seconds: u32, gated: bool) -> String {
+    let mut text = format!("[service]\nname = \"web\"\nexec = \"/bin/sleep {seconds}\"\n");
+    if gated {
+        text.push_str("\n[dependencies]\nrequires = [\"gate\"]\n");
+    }
+    text
+}
+
+fn rollout(beacon: &Beacon, op: &Path, file: &Path, extra: &[&str]) -> Output {
+    let url = beacon.url();
+    let mut args = vec![
+        "--beacon",
+        &url,
+        "--all",
+        "--identity",
+        op.to_str().unwrap(),
+        "rollout",
+        "deploy",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sporectl(&args)
+}
+
+/// The events sporectl printed with --json, one document per line.
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// The file text web has on `node`, read from the node itself.
+fn web_text(node: &Spore) -> Option<String> {
+    node.call("service.definition", json!({ "name": "web" }))
+        .ok()
+        .map(|d| d["text"].as_str().unwrap().to_owned())
+}
+
+/// How long web has been in its state on `node`.
+fn web_age_ms(node: &Spore) -> u64 {
+    node.call("service.status", json!({ "name": "web" }))
+        .unwrap()["since_ms"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    let fleet: Vec<Spore> = (1..=NODES)
+        .map(|i| node(&format!("node-{i:02}"), beacon.port, &op, 0).0)
+        .collect();
+    fleet[0].wait_for("every registration", Duration::from_secs(60), |_| {
+        nodes(beacon.port).len() == NODES
+    });
+    // Every node has a gate service; node-04's exits before its health
+    // check could ever pass, so it is never ready.
+    for (i, node) in fleet.iter().enumerate() {
+        let gate = if i == 3 {
+            "[service]\nname = \"gate\"\nexec = \"/bin/sh -c 'echo gate broken; exit 3'\"\n\n[health]\ntype = \"tcp\"\ntarget = \"127.0.0.1:1\"\ninterval_ms = 60000\n"
+        } else {
+            "[service]\nname = \"gate\"\nexec = \"/bin/sleep 1000\"\n"
+        };
+        std::fs::write(node.path("etc/services/gate.toml"), gate).unwrap();
+        node.call("node.reload", json!({})).unwrap();
+    }
+    let v1 = work.path().join("web.toml");
+
+    // 1. A good change: the canary, then batches of five, in order.
+    std::fs::write(&v1, web(1001, false)).unwrap();
+    let out = rollout(
+        &beacon,
+        &op,
+        &v1,
+        &[
+            "--canary",
+            "1",
+            "--auto-promote",
+            "--max-parallel",
+            "5",
+            "--min-healthy-time",
+            "1s",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = events(&out);
+    let batches: Vec<Vec<String>> = seen
+        .iter()
+        .filter(|e| e["event"] == "batch")
+        .map(|e| serde_json::from_value(e["nodes"].clone()).unwrap())
+        .collect();
+    let expected: Vec<Vec<String>> = [1..2, 2..7, 7..12, 12..17, 17..21]
+        .into_iter()
+        .map(|r| r.map(|i| format!("node-{i:02}")).collect())
+        .collect();
+    assert_eq!(batches, expected);
+    assert!(seen
+        .iter()
+        .any(|e| e["event"] == "done" && e["completed"] == true));
+    // Each node runs it; a batch started only after the one before had
+    // stayed healthy for a second, as the nodes' own clocks say.
+    let states: Vec<String> = fleet.iter().map(|n| n.state("web")).collect();
+    assert!(states.iter().all(|s| s == "ready"), "{states:?}");
+    let ages: Vec<u64> = fleet.iter().map(web_age_ms).collect();
+    for pair in expected.windows(2) {
+        let index = |name: &String| name[5..].parse::<usize>().unwrap() - 1;
+        let youngest_before = pair[0].iter().map(|n| ages[index(n)]).min().unwrap();
+        let oldest_after = pair[1].iter().map(|n| ages[index(n)]).max().unwrap();
+        assert!(
+            youngest_before >= oldest_after + 900,
+            "batch {:?} did not wait for {:?}: ages {ages:?}",
+            pair[1],
+            pair[0]
+        );
+    }
+
+    // 2. A change that fails on the canary stops there; the canary gets
+    // v1 back and the nineteen others never see it.
+    let ages_before: Vec<u64> = fleet.iter().map(web_age_ms).collect();
+    std::fs::create_dir_all(work.path().join("bad")).unwrap();
+    let bad = work.path().join("bad/web.toml");
+    std::fs::write(
+        &bad,
+        "[service]\nname = \"web\"\nexec = \"/bin/sh -c 'exit 1'\"\n",
+    )
+    .unwrap();
+    let out = rollout(
+        &beacon,
+        &op,
+        &bad,
+        &[
+            "--canary",
+            "1",
+            "--auto-revert",
+            "--healthy-deadline",
+            "5s",
+            "--min-healthy-time",
+            "1s",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let problems = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{problems}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  node-01  FAILED  web:") && l.contains("exit")),
+        "{text}"
+    );
+    assert!(text.contains("node-01  reverted"), "{text}");
+    assert!(
+        text.contains("rollout failed: 1 node(s) changed, 1 of them reverted, 19 untouched"),
+        "{text}"
+    );
+    assert_eq!(web_text(&fleet[0]).as_deref(), Some(&*web(1001, false)));
+    fleet[0].wait_for("web back on the canary", Duration::from_secs(10), |n| {
+        n.state("web") == "ready"
+    });
+    for (i, node) in fleet.iter().enumerate().skip(1) {
+        assert_eq!(web_text(node).as_deref(), Some(&*web(1001, false)));
+        assert!(web_age_ms(node) >= ages_before[i], "node {i} was touched");
+    }
+
+    // 3. A change that fails on one node of the second batch (node-04,
+    // whose gate never comes up): the rollout stops, that batch goes back
+    // to v1 and says which node failed and why; the canary keeps the
+    // change and the later batches never see it.
+    std::fs::create_dir_all(work.path().join("gated")).unwrap();
+    let gated = work.path().join("gated/web.toml");
+    std::fs::write(&gated, web(1002, true)).unwrap();
+    let out = rollout(
+        &beacon,
+        &op,
+        &gated,
+        &[
+            "--canary",
+            "1",
+            "--auto-promote",
+            "--max-parallel",
+            "5",
+            "--auto-revert",
+            "--healthy-deadline",
+            "3s",
+            "--min-healthy-time",
+            "1s",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let problems = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{problems}");
+    assert!(
+        text.contains("rollout stopped at batch 2: 1 node(s) failed, more than --max-failures 0 (node-04: web:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gate"),
+        "the reason names what held web: {text}"
+    );
+    assert!(
+        text.contains("rollout failed: 6 node(s) changed, 5 of them reverted, 14 untouched"),
+        "{text}"
+    );
+    // README shows this run as this build prints it.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let shown: Vec<&str> = readme
+        .split("--auto-revert --healthy-deadline 3s --min-healthy-time 1s\n")
+        .nth(1)
+        .expect("README's rollout example")
+        .lines()
+        .take_while(|l| *l != "```")
+        .collect();
+    assert_eq!(
+        shown,
+        text.lines().collect::<Vec<_>>(),
+        "README's rollout example"
+    );
+    assert!(!text.contains("batch 3/"), "{text}");
+    for name in ["node-02", "node-03", "node-04", "node-05", "node-06"] {
+        assert!(text.contains(&format!("  {name}  reverted")), "{text}");
+    }
+    assert_eq!(web_text(&fleet[0]).as_deref(), Some(&*web(1002, true)));
+    for node in &fleet[1..] {
+        assert_eq!(web_text(node).as_deref(), Some(&*web(1001, false)));
+    }
+    for node in &fleet[1..6] {
+        node.wait_for("web back to v1", Duration::from_secs(10), |n| {
+            n.state("web") == "ready"
+        });
+    }
+    // `sporectl cat` shows the file as the node holds it.
+    let cat = sporectl(&[
+        "--beacon",
+        &beacon.url(),
+        "--nodes",
+        "node-01",
+        "--identity",
+        op.to_str().unwrap(),
+        "--json",
+        "cat",
+        "web",
+    ]);
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&cat.stdout).unwrap();
+    let answer: Value = match &rows[0]["result"] {
+        Value::String(text) => serde_json::from_str(text).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(answer["source"], "deployed", "{answer}");
+    assert_eq!(answer["text"], web(1002, true), "{answer}");
+}

@@ -1,0 +1,485 @@
+//! `sporectl rollout deploy FILE…`: a change to a fleet in steps. The
+//! canary first, then batches of `--max-parallel` nodes; each node counts
+//! healthy only when every service of the change came up within
+//! `--healthy-deadline` and was still ready, without a restart,
+//! `--min-healthy-time` later. A node that does not answer is unhealthy,
+//! not skipped. More failures than `--max-failures` stop the rollout; with
+//! `--auto-revert` the batch that failed goes back to what it had (each
+//! service's previous file, read with `service.definition` before the
+//! change, or no service where there was none). Nodes of later batches are
+//! never touched.
+//!
+//! This driver runs in the operator's sporectl: the state lives in this
+//! process for now (the rollout at the beacon, resumable from anywhere, is
+//! the next step).
+
+mod plan;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rpc::client::{ClientError, Pin, Session};
+use rpc::identity::Identity;
+use serde_json::{json, Value};
+
+pub(crate) use plan::Parallel;
+
+use crate::{call_within, confirm, connect_with_any, identities, Options};
+
+/// `sporectl rollout deploy`'s settings, as its command line gives them.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Settings {
+    /// The service files
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Change this many nodes first, alone; the rest follow once they
+    /// are healthy and the rollout is promoted (asked on the terminal,
+    /// or --auto-promote, or --yes)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) canary: usize,
+    /// Nodes changed at a time after the canary: a number or a share
+    /// of the fleet (25%)
+    #[arg(long, value_name = "N|P%", default_value = "25%", value_parser = Parallel::parse)]
+    pub(crate) max_parallel: Parallel,
+    /// How long each changed service must stay ready, without a
+    /// restart, for its node to count healthy
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = rpc::verbs::parse_duration)]
+    pub(crate) min_healthy_time: Duration,
+    /// How long each changed service may take to come up
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = rpc::verbs::parse_duration)]
+    pub(crate) healthy_deadline: Duration,
+    /// Failed nodes tolerated before the rollout stops
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) max_failures: usize,
+    /// When it stops, put the batch that failed back as it was (each
+    /// service's previous file, or no service where there was none)
+    #[arg(long)]
+    pub(crate) auto_revert: bool,
+    /// Go on after a healthy canary without asking
+    #[arg(long)]
+    pub(crate) auto_promote: bool,
+}
+
+/// One service file of the change.
+struct Change {
+    /// The service's name (from the file).
+    name: String,
+    /// The file's name, as the node shows it in errors.
+    file: String,
+    /// Its text.
+    text: String,
+}
+
+/// What a service was on a node before the change.
+enum Before {
+    /// Its file's text (and the name the node showed it under).
+    File { file: String, text: String },
+    /// There was no such service.
+    Absent,
+}
+
+/// One node's part in a batch.
+struct Step {
+    hostname: String,
+    /// What each service of the change was before it (in change order),
+    /// for those the node had been asked to change.
+    before: Vec<(String, Before)>,
+    /// Healthy, or why not.
+    outcome: Result<(), String>,
+}
+
+/// A node of the fleet: hostname, address, pinned key.
+type Target = (String, String, Pin);
+
+/// Reads the files and names their services (a file that does not parse
+/// is refused here, before any node is touched).
+fn read_changes(files: &[PathBuf]) -> Result<Vec<Change>, ClientError> {
+    files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
+            let service = svc::parse::parse_service(path, &text).map_err(|errors| {
+                ClientError::Local(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}.toml", service.name));
+            Ok(Change {
+                name: service.name,
+                file,
+                text,
+            })
+        })
+        .collect()
+}
+
+/// Prints an event: a line of text, or with `--json` one JSON document.
+fn event(options: &Options, line: &str, document: Value) {
+    if options.json {
+        say!("{document}");
+    } else {
+        say!("{line}");
+    }
+}
+
+/// Runs the rollout; exit status 0 when every node took the change and
+/// stayed healthy, 1 when it stopped.
+pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, ClientError> {
+    let changes = Rc::new(read_changes(&settings.files)?);
+    let (mut targets, channel) = crate::fleet::targets(options)?;
+    if channel == beacon::client::Channel::Unauthenticated {
+        return Err(ClientError::Declined(format!(
+            "refusing a rollout to nodes whose keys came over plain http from {} (--insecure-beacon): use https or a loopback beacon",
+            options.beacon.as_deref().unwrap_or_default()
+        )));
+    }
+    targets.sort_by(|a, b| a.0.cmp(&b.0));
+    let batches = plan::batches(targets.len(), settings.canary, settings.max_parallel);
+    let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+    event(
+        options,
+        &format!(
+            "rollout of {} to {} node(s) in {} batch(es){}: healthy once ready within {} s and still ready {} s later; stops after {} failed node(s){}",
+            names.join(", "),
+            targets.len(),
+            batches.len(),
+            if batches.first().is_some_and(|b| b.canary) {
+                format!(", the first {} a canary", settings.canary.min(targets.len()))
+            } else {
+                String::new()
+            },
+            settings.healthy_deadline.as_secs(),
+            settings.min_healthy_time.as_secs(),
+            settings.max_failures + 1,
+            if settings.auto_revert { ", and reverts the batch that failed" } else { "" }
+        ),
+        json!({ "event": "planned", "services": names, "nodes": targets.len(), "batches": batches.len() }),
+    );
+    let identities = Rc::new(identities(options)?);
+    let mut failed_total = 0usize;
+    let mut changed_nodes = 0usize;
+    for (index, batch) in batches.iter().enumerate() {
+        let members: Vec<Target> = targets
+            .get(batch.nodes.clone())
+            .map(<[Target]>::to_vec)
+            .unwrap_or_default();
+        let hostnames: Vec<&str> = members.iter().map(|(h, _, _)| h.as_str()).collect();
+        event(
+            options,
+            &format!(
+                "batch {}/{}{}: {}",
+                index + 1,
+                batches.len(),
+                if batch.canary { " (canary)" } else { "" },
+                hostnames.join(" ")
+            ),
+            json!({ "event": "batch", "batch": index + 1, "canary": batch.canary, "nodes": hostnames }),
+        );
+        let steps = batch_of(options, settings, &identities, &changes, &members).await;
+        changed_nodes += steps.len();
+        let mut failed_here = Vec::new();
+        for step in &steps {
+            let (word, reason) = match &step.outcome {
+                Ok(()) => ("healthy", None),
+                Err(reason) => ("FAILED", Some(reason.as_str())),
+            };
+            event(
+                options,
+                &format!(
+                    "  {}  {word}{}",
+                    step.hostname,
+                    reason.map(|r| format!("  {r}")).unwrap_or_default()
+                ),
+                json!({ "event": "node", "batch": index + 1, "node": step.hostname, "healthy": reason.is_none(), "reason": reason }),
+            );
+            if let Err(reason) = &step.outcome {
+                failed_here.push(format!("{}: {reason}", step.hostname));
+            }
+        }
+        failed_total += failed_here.len();
+        let last = index + 1 == batches.len();
+        let stop_reason = if plan::stops(failed_total, settings.max_failures) {
+            Some(format!(
+                "{failed_total} node(s) failed, more than --max-failures {} ({})",
+                settings.max_failures,
+                failed_here.join("; ")
+            ))
+        } else if batch.canary && !last && !settings.auto_promote {
+            let rest = targets.len().saturating_sub(batch.nodes.end);
+            confirm(
+                &format!("the canary is healthy: promote the rollout to the other {rest} node(s)?"),
+                options.yes,
+            )
+            .err()
+            .map(|declined| format!("not promoted: {declined}"))
+        } else {
+            None
+        };
+        if let Some(reason) = stop_reason {
+            event(
+                options,
+                &format!("rollout stopped at batch {}: {reason}", index + 1),
+                json!({ "event": "stopped", "batch": index + 1, "reason": reason }),
+            );
+            let reverted = if settings.auto_revert {
+                revert(options, settings, &identities, &members, steps).await
+            } else {
+                0
+            };
+            let untouched = targets.len().saturating_sub(changed_nodes);
+            event(
+                options,
+                &format!(
+                    "rollout failed: {changed_nodes} node(s) changed, {reverted} of them reverted, {untouched} untouched"
+                ),
+                json!({ "event": "done", "completed": false, "changed": changed_nodes, "reverted": reverted, "untouched": untouched }),
+            );
+            return Ok(1);
+        }
+    }
+    event(
+        options,
+        &format!(
+            "rollout complete: {} node(s) healthy{}",
+            changed_nodes - failed_total,
+            if failed_total > 0 {
+                format!(", {failed_total} failed (within --max-failures)")
+            } else {
+                String::new()
+            }
+        ),
+        json!({ "event": "done", "completed": true, "changed": changed_nodes, "failed": failed_total }),
+    );
+    Ok(0)
+}
+
+/// Changes every node of a batch at once and waits for each to prove
+/// healthy (or not).
+async fn batch_of(
+    options: &Options,
+    settings: &Settings,
+    identities: &Rc<Vec<Identity>>,
+    changes: &Rc<Vec<Change>>,
+    members: &[Target],
+) -> Vec<Step> {
+    let executor = smol::LocalExecutor::new();
+    let tasks: Vec<_> = members
+        .iter()
+        .cloned()
+        .map(|(hostname, address, pin)| {
+            let identities = identities.clone();
+            let changes = changes.clone();
+            let connect_timeout = options.connect_timeout;
+            let call_timeout = options.call_timeout;
+            let (deadline, healthy_time) = (settings.healthy_deadline, settings.min_healthy_time);
+            executor.spawn(async move {
+                let mut before = Vec::new();
+                let outcome = async {
+                    let mut session =
+                        connect_with_any(&address, &identities, &pin, connect_timeout)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    change_node(
+                        &mut session,
+                        &changes,
+                        &mut before,
+                        deadline,
+                        healthy_time,
+                        call_timeout,
+                    )
+                    .await
+                }
+                .await;
+                Step {
+                    hostname,
+                    before,
+                    outcome,
+                }
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            let mut steps = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                steps.push(task.await);
+            }
+            steps
+        })
+        .await
+}
+
+/// On one node: notes what each service was, deploys the change, then
+/// checks that every changed service came up and stayed up.
+async fn change_node(
+    session: &mut Session,
+    changes: &[Change],
+    before: &mut Vec<(String, Before)>,
+    deadline: Duration,
+    healthy_time: Duration,
+    call_timeout: Duration,
+) -> Result<(), String> {
+    let read = proto::method::Method::ServiceDefinition.name();
+    let deploy = proto::method::Method::ServiceDeploy.name();
+    let status = proto::method::Method::ServiceStatus.name();
+    let mut restarts = Vec::new();
+    for change in changes {
+        let was =
+            match call_within(session, read, json!({ "name": change.name }), call_timeout).await {
+                Ok(answer) => Before::File {
+                    file: std::path::Path::new(
+                        answer.get("file").and_then(Value::as_str).unwrap_or(""),
+                    )
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| change.file.clone()),
+                    text: answer
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                },
+                Err(ClientError::Rpc { code, .. }) if code == proto::rpc::code::NO_SUCH_SERVICE => {
+                    Before::Absent
+                }
+                Err(error) => return Err(format!("reading {}: {error}", change.name)),
+            };
+        before.push((change.name.clone(), was));
+        let params = json!({
+            "toml": change.text,
+            "file": change.file,
+            "start": true,
+            "wait": true,
+            "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+        });
+        let answer = call_within(session, deploy, params, deadline + call_timeout)
+            .await
+            .map_err(|e| format!("{}: {e}", change.name))?;
+        if !rpc::verbs::came_up(&answer) {
+            return Err(format!("{}: {}", change.name, not_up(&answer)));
+        }
+        restarts.push(answer.get("restarts").and_then(Value::as_u64).unwrap_or(0));
+    }
+    smol::Timer::after(healthy_time).await;
+    for (change, restarts_then) in changes.iter().zip(restarts) {
+        let answer = call_within(
+            session,
+            status,
+            json!({ "name": change.name }),
+            call_timeout,
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", change.name))?;
+        let restarts_now = answer.get("restarts").and_then(Value::as_u64).unwrap_or(0);
+        if !rpc::verbs::is_active(&answer) || restarts_now != restarts_then {
+            return Err(format!(
+                "{}: did not stay ready for {} s ({}, {} restart(s) since it came up)",
+                change.name,
+                healthy_time.as_secs(),
+                not_up(&answer),
+                restarts_now.saturating_sub(restarts_then)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A service answer's state in words, with its last exit when it has one.
+fn not_up(answer: &Value) -> String {
+    let word = |key: &str| answer.get(key).and_then(Value::as_str);
+    let mut text = word("detail")
+        .or_else(|| word("state"))
+        .unwrap_or("unknown")
+        .to_owned();
+    if let Some(outcome) = word("outcome") {
+        text = format!("{outcome}: {text}");
+    }
+    if let Some(exit) = word("last_exit") {
+        text.push_str(&format!(", last exit {exit}"));
+    }
+    rpc::display::printable(&text)
+}
+
+/// Puts every node of the batch back as it was before the change: each
+/// service's previous file deployed again, or removed where it had none.
+/// Returns how many nodes were put back.
+async fn revert(
+    options: &Options,
+    settings: &Settings,
+    identities: &Rc<Vec<Identity>>,
+    members: &[Target],
+    steps: Vec<Step>,
+) -> usize {
+    let executor = smol::LocalExecutor::new();
+    let tasks: Vec<_> = steps
+        .into_iter()
+        .filter_map(|step| {
+            let (_, address, pin) = members.iter().find(|(h, _, _)| *h == step.hostname)?;
+            let (address, pin) = (address.clone(), pin.clone());
+            let identities = identities.clone();
+            let connect_timeout = options.connect_timeout;
+            let call_timeout = options.call_timeout;
+            let deadline = settings.healthy_deadline;
+            Some(executor.spawn(async move {
+                let outcome = async {
+                    let mut session =
+                        connect_with_any(&address, &identities, &pin, connect_timeout)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    // Last changed, first put back.
+                    for (name, was) in step.before.iter().rev() {
+                        let (method, params) = match was {
+                            Before::File { file, text } => (
+                                proto::method::Method::ServiceDeploy.name(),
+                                json!({ "toml": text, "file": file, "start": true, "wait": true,
+                                        "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX) }),
+                            ),
+                            Before::Absent => (
+                                proto::method::Method::ServiceRemove.name(),
+                                json!({ "name": name }),
+                            ),
+                        };
+                        call_within(&mut session, method, params, deadline + call_timeout)
+                            .await
+                            .map_err(|e| format!("{name}: {e}"))?;
+                    }
+                    Ok::<(), String>(())
+                }
+                .await;
+                (step.hostname, outcome)
+            }))
+        })
+        .collect();
+    let outcomes = executor
+        .run(async {
+            let mut all = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                all.push(task.await);
+            }
+            all
+        })
+        .await;
+    let mut reverted = 0;
+    for (hostname, outcome) in outcomes {
+        let reason = outcome.as_ref().err().map(String::as_str);
+        reverted += usize::from(reason.is_none());
+        event(
+            options,
+            &match reason {
+                None => format!("  {hostname}  reverted"),
+                Some(reason) => format!("  {hostname}  NOT REVERTED  {reason}"),
+            },
+            json!({ "event": "reverted", "node": hostname, "ok": reason.is_none(), "reason": reason }),
+        );
+    }
+    reverted
+}
