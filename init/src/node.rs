@@ -188,6 +188,10 @@ impl noderpc::server::Dispatcher for Node {
     fn log(&self, line: String) {
         runtime::journal::note(line);
     }
+
+    fn record(&self, line: String) {
+        runtime::journal::record(line);
+    }
 }
 
 impl nodeapi::api::NodeMethods for Node {

@@ -403,6 +403,60 @@ fn a_reader_that_closes_sporectls_output_early_is_no_error() {
 }
 
 #[test]
+fn every_call_is_audited_in_the_journal_and_the_console_gets_a_few_and_a_count() {
+    let fleet = node();
+    let admin = fingerprint(&fleet.keys.join("admin.pub"));
+    let mine = format!("rpc audit: {admin} (admin@test)");
+    let mut session = fleet.open("admin").unwrap();
+    for _ in 0..40 {
+        smol::block_on(session.call("service.status", json!({ "name": "web" }))).unwrap();
+    }
+    let journal = |fleet: &Fleet| -> Vec<String> {
+        fleet
+            .spore
+            .call("node.journal", json!({ "lines": 2000 }))
+            .unwrap()["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let audited = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(&mine) && l.ends_with(": service.status web -> ok"))
+            .count()
+    };
+    // The journal (and so `sporectl logs spore`) has every call.
+    assert_eq!(audited(&journal(&fleet)), 40);
+    // The console, the first five of the interval.
+    let console = |fleet: &Fleet| -> Vec<String> {
+        fleet
+            .spore
+            .stderr()
+            .lines()
+            .filter_map(|l| l.split_once(" spore: ").map(|(_, text)| text.to_owned()))
+            .collect()
+    };
+    assert_eq!(audited(&console(&fleet)), 5, "{}", fleet.spore.stderr());
+    // Once the interval is over, the next call brings the count with it.
+    std::thread::sleep(rpc::admission::SUMMARY_EVERY);
+    smol::block_on(session.call("service.status", json!({ "name": "web" }))).unwrap();
+    fleet.spore.wait_for("the count on the console", Duration::from_secs(10), |s| {
+        s.stderr().contains(
+            "rpc audit: 35 more call(s) in the 10 s before are in the journal only (sporectl logs spore)",
+        )
+    });
+    fleet.spore.wait_for(
+        "the call itself on the console",
+        Duration::from_secs(10),
+        |_| audited(&console(&fleet)) == 6,
+    );
+    assert_eq!(audited(&journal(&fleet)), 41);
+}
+
+#[test]
 fn reader_can_list_but_not_stop() {
     let fleet = node();
     let pid = fleet.web_pid();

@@ -26,6 +26,7 @@ use rpc::handshake::{node_reply, verify_operator, HandshakeError};
 use rpc::nodekey::NodeKey;
 use rpc::session::{Channel, SessionError};
 
+mod audit;
 mod session;
 
 /// What the node does with authenticated calls.
@@ -42,8 +43,10 @@ pub trait Dispatcher {
     ) -> Result<Reply, ApiError>;
     /// Ends the node after a power method was answered.
     fn power(&self, power: Power);
-    /// Writes a line to the node's log.
+    /// Writes a line to the node's log (its journal and its console).
     fn log(&self, line: String);
+    /// Keeps a line in the node's journal only, not on its console.
+    fn record(&self, line: String);
 }
 
 /// Bounds on what the network may cost the node.
@@ -104,6 +107,8 @@ pub struct Server {
     /// Malformed handshakes and refused keys: a few lines per kind per
     /// interval, the rest counted.
     refusals: rpc::refusals::RefusalLog,
+    /// Which audit lines reach the console too.
+    audits: audit::AuditConsole,
     /// Hellos each source may have answered while the table is under
     /// pressure.
     hello_budget: RefCell<crate::hello_budget::HelloBudget>,
@@ -173,6 +178,7 @@ impl Server {
             sessions: RefCell::new(std::collections::HashMap::new()),
             busy_notices: Rc::new(Cell::new(0)),
             refusals: rpc::refusals::RefusalLog::new("rpc", rpc::admission::SUMMARY_EVERY),
+            audits: audit::AuditConsole::new(rpc::admission::SUMMARY_EVERY),
             hello_budget: RefCell::new(crate::hello_budget::HelloBudget::default()),
         })
     }
@@ -343,7 +349,7 @@ impl Server {
         target: Option<&str>,
         verdict: &str,
     ) {
-        self.dispatcher.log(format!(
+        let line = format!(
             "rpc audit: {} ({}) from {peer}: {}{} -> {verdict}",
             operator.fingerprint,
             escape::field(&operator.comment),
@@ -351,7 +357,16 @@ impl Server {
             target
                 .map(|t| format!(" {}", escape::field(t)))
                 .unwrap_or_default()
-        ));
+        );
+        let route = self.audits.route(std::time::Instant::now());
+        if let Some(summary) = route.summary {
+            self.dispatcher.log(summary);
+        }
+        if route.console {
+            self.dispatcher.log(line);
+        } else {
+            self.dispatcher.record(line);
+        }
     }
 
     fn summary(&self, ending: Ending) {

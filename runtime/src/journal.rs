@@ -95,6 +95,18 @@ pub fn note(message: impl Display) {
     let time = SystemTime::now();
     let text = crate::escape::line(&message.to_string());
     console().push(format!("{} spore: {text}\n", timestamp(time)));
+    keep_line(time, text);
+}
+
+/// Keeps `MESSAGE` as [`note`] does (the journal's ring, its followers,
+/// the kept log), escaped and capped the same way, but writes nothing to
+/// the console: for lines too many for a console (each signed call's audit
+/// line), which the console sees counted instead.
+pub fn record(message: impl Display) {
+    keep_line(SystemTime::now(), crate::escape::line(&message.to_string()));
+}
+
+fn keep_line(time: SystemTime, text: String) {
     if let Ok(mut book) = book().lock() {
         book.push(LogLine {
             time,
