@@ -2,6 +2,10 @@
 //! concurrently, each pinned to the key the beacon published, and a table
 //! (or JSON) of what each answered.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
 use super::*;
 
 /// A node of a fleet command: its hostname, where to reach it, its pinned key.
@@ -71,10 +75,7 @@ impl Outcome {
 /// Runs the command on the fleet; exit status 0 when every node's answer
 /// made it 0, else 1.
 pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
     use std::io::IsTerminal;
-    use std::rc::Rc;
     let verb = options.verb.unwrap_or(Verb::Discover);
     let summary = options.summary;
     let (targets, channel) = targets(options)?;
@@ -113,67 +114,20 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
         crate::ship::publish_for_fleet(options, &operand, &options.artifact_files)?;
     }
     let identities = Rc::new(identities(options)?);
-    let connect_timeout = options.connect_timeout;
     let (method, mut params) = request(options, verb, &operand)?;
-    let limit = call_limit(options, method);
     let total = targets.len();
-    let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
-    let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
     let progress = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
-    let executor = smol::LocalExecutor::new();
-    let workers: Vec<_> = (0..options.concurrency.min(total.max(1)))
-        .map(|_| {
-            let queue = queue.clone();
-            let outcomes = outcomes.clone();
-            let identities = identities.clone();
-            let mut params = params.clone();
-            executor.spawn(async move {
-                loop {
-                    let job = queue.borrow_mut().pop_front();
-                    let Some((hostname, address, pin)) = job else {
-                        break;
-                    };
-                    let result = async {
-                        let mut session =
-                            connect_with_any(&address, &identities, &pin, connect_timeout).await?;
-                        call_within(&mut session, method, params.clone(), limit).await
-                    }
-                    .await;
-                    outcomes
-                        .borrow_mut()
-                        .push(Outcome::new(hostname, verb, summary, result));
-                    if progress {
-                        let outcomes = outcomes.borrow();
-                        let done = outcomes.len();
-                        let failed = outcomes.iter().filter(|o| !o.ok()).count();
-                        let elapsed = started.elapsed().as_secs_f64();
-                        let left = elapsed / done.max(1) as f64 * (total - done) as f64;
-                        eprint!(
-                            "\r{done}/{total} nodes done, {failed} failed, about {left:.0} s left  "
-                        );
-                    }
-                }
-                proto::wipe::wipe_strings(&mut params);
-            })
-        })
-        .collect();
-    executor
-        .run(async {
-            for worker in workers {
-                worker.await;
-            }
-        })
-        .await;
+    let outcomes = call_every(
+        options,
+        targets,
+        &identities,
+        (verb, summary),
+        (method, &params),
+        progress,
+    )
+    .await;
     // A secret.set's value: each node's copy was wiped once sent.
     proto::wipe::wipe_strings(&mut params);
-    if progress {
-        eprintln!();
-    }
-    let mut outcomes = Rc::try_unwrap(outcomes)
-        .map(RefCell::into_inner)
-        .unwrap_or_default();
-    outcomes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| !o.ok())
@@ -182,26 +136,7 @@ pub(crate) async fn fleet(options: &Options) -> Result<u8, ClientError> {
     if summary {
         summary_table(options, &outcomes);
     } else if verb == Verb::Metrics && !options.json {
-        // One exposition for the whole fleet, each node's figures under
-        // its name; a node that did not answer is spore_node_up 0.
-        let answers: Vec<Option<Value>> = outcomes
-            .iter()
-            .map(|o| {
-                o.result
-                    .as_ref()
-                    .ok()
-                    .and_then(|text| serde_json::from_str(text).ok())
-            })
-            .collect();
-        let scraped: Vec<rpc::metrics::Scraped<'_>> = outcomes
-            .iter()
-            .zip(&answers)
-            .map(|(o, answer)| rpc::metrics::Scraped {
-                node: &o.hostname,
-                figures: answer.as_ref(),
-            })
-            .collect();
-        for line in rpc::metrics::render(&scraped).lines() {
+        for line in exposition(&outcomes).lines() {
             say!("{line}");
         }
     } else if options.json {
@@ -422,4 +357,99 @@ async fn follow_fleet(options: &Options, targets: Vec<Target>) -> Result<u8, Cli
         })
         .await;
     Ok(u8::from(failures.get() > 0))
+}
+
+/// Makes one call (`method` with `params`, as `verb` reads its answers) on
+/// every node of `targets`, `--concurrency` at a time; the outcomes sorted
+/// by hostname. With `progress`, a count redrawn on stderr. Each node's copy
+/// of `params` is wiped once sent (it may carry a secret).
+async fn call_every(
+    options: &Options,
+    targets: Vec<Target>,
+    identities: &Rc<Vec<Identity>>,
+    (verb, summary): (Verb, bool),
+    (method, params): (&str, &Value),
+    progress: bool,
+) -> Vec<Outcome> {
+    let connect_timeout = options.connect_timeout;
+    let limit = call_limit(options, method);
+    let total = targets.len();
+    let queue = Rc::new(RefCell::new(targets.into_iter().collect::<VecDeque<_>>()));
+    let outcomes = Rc::new(RefCell::new(Vec::with_capacity(total)));
+    let started = std::time::Instant::now();
+    let executor = smol::LocalExecutor::new();
+    let workers: Vec<_> = (0..options.concurrency.min(total.max(1)))
+        .map(|_| {
+            let queue = queue.clone();
+            let outcomes = outcomes.clone();
+            let identities = identities.clone();
+            let mut params = params.clone();
+            executor.spawn(async move {
+                loop {
+                    let job = queue.borrow_mut().pop_front();
+                    let Some((hostname, address, pin)) = job else {
+                        break;
+                    };
+                    let result = async {
+                        let mut session =
+                            connect_with_any(&address, &identities, &pin, connect_timeout).await?;
+                        call_within(&mut session, method, params.clone(), limit).await
+                    }
+                    .await;
+                    outcomes
+                        .borrow_mut()
+                        .push(Outcome::new(hostname, verb, summary, result));
+                    if progress {
+                        let outcomes = outcomes.borrow();
+                        let done = outcomes.len();
+                        let failed = outcomes.iter().filter(|o| !o.ok()).count();
+                        let elapsed = started.elapsed().as_secs_f64();
+                        let left = elapsed / done.max(1) as f64 * (total - done) as f64;
+                        eprint!(
+                            "\r{done}/{total} nodes done, {failed} failed, about {left:.0} s left  "
+                        );
+                    }
+                }
+                proto::wipe::wipe_strings(&mut params);
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            for worker in workers {
+                worker.await;
+            }
+        })
+        .await;
+    if progress {
+        eprintln!();
+    }
+    let mut outcomes = Rc::try_unwrap(outcomes)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    outcomes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    outcomes
+}
+
+/// One exposition for the whole fleet, each node's figures under its name;
+/// a node that did not answer is spore_node_up 0.
+fn exposition(outcomes: &[Outcome]) -> String {
+    let answers: Vec<Option<Value>> = outcomes
+        .iter()
+        .map(|o| {
+            o.result
+                .as_ref()
+                .ok()
+                .and_then(|text| serde_json::from_str(text).ok())
+        })
+        .collect();
+    let scraped: Vec<rpc::metrics::Scraped<'_>> = outcomes
+        .iter()
+        .zip(&answers)
+        .map(|(o, answer)| rpc::metrics::Scraped {
+            node: &o.hostname,
+            figures: answer.as_ref(),
+        })
+        .collect();
+    rpc::metrics::render(&scraped)
 }
