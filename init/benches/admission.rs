@@ -102,27 +102,6 @@ fn closed_by_peer(stream: &TcpStream) -> bool {
         && !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// A TCP connection to `to` from the address `from` (port chosen by the
-/// kernel).
-fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
-    )?;
-    let std::net::SocketAddr::V4(to) = to else {
-        return Err(std::io::Error::other("IPv4 only"));
-    };
-    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(to))?;
-    Ok(TcpStream::from(fd))
-}
-
 /// One flood: `sources` in turn, each connection held (with `hello` sent
 /// first when given) until `limit` are held; then the oldest goes.
 fn flood(
@@ -146,7 +125,7 @@ fn flood(
             }
             let source = sources[next % sources.len()];
             next += 1;
-            if let Ok(mut stream) = connect_from(source, to) {
+            if let Ok(mut stream) = common::connect_from(source, to) {
                 if let Some(hello) = &hello {
                     use std::io::Write;
                     let _ = stream.write_all(hello);

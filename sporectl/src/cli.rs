@@ -125,9 +125,19 @@ enum Command {
     /// The node's figures in Prometheus' text format: state, readiness,
     /// restarts, last exit code, CPU and memory of every service
     #[command(
-        after_help = "Examples:\n  sporectl metrics\n  sporectl metrics > /var/lib/node_exporter/textfile/spore.prom"
+        after_help = "Examples:\n  sporectl metrics\n  sporectl metrics > /var/lib/node_exporter/textfile/spore.prom\n  sporectl --beacon URL --all metrics --serve 127.0.0.1:9464"
     )]
-    Metrics,
+    Metrics {
+        /// Serve the fleet's figures (with --all or --nodes) at
+        /// http://ADDRESS/metrics for Prometheus to scrape, until killed
+        #[arg(long, value_name = "ADDRESS")]
+        serve: Option<String>,
+        /// With --serve: hand the last figures out again to scrapes that
+        /// come sooner than this after them (the nodes are asked at most
+        /// once per interval)
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration, requires = "serve")]
+        min_interval: Duration,
+    },
     /// Services in detail: state, since, last exit, restarts, recent lines
     /// (no name: every service, as `list`). Exits 0 when every one runs, 3
     /// when one does not, 4 when one is unknown

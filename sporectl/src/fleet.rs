@@ -2,6 +2,10 @@
 //! concurrently, each pinned to the key the beacon published, and a table
 //! (or JSON) of what each answered.
 
+mod scrape;
+
+pub(crate) use scrape::{serve as serve_metrics, ServeMetrics};
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;

@@ -88,6 +88,9 @@ pub(crate) enum Task {
     Unpublish(Vec<String>),
     /// `sporectl rollout deploy FILE…`: a change in health-gated batches.
     Rollout(Box<rollout::Settings>),
+    /// `sporectl --all metrics --serve ADDRESS`: the fleet as one scrape
+    /// target.
+    ServeMetrics(fleet::ServeMetrics),
 }
 
 /// `sporectl nodes [ACTION]`.
@@ -510,6 +513,12 @@ fn main() -> ExitCode {
         }
         Task::Rollout(settings) => {
             return match smol::block_on(rollout::run(&options, settings)) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => report(error),
+            }
+        }
+        Task::ServeMetrics(settings) => {
+            return match fleet::serve_metrics(&options, settings) {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => report(error),
             }

@@ -14,7 +14,7 @@ mod shared;
 
 use rpc::identity::Identity;
 #[allow(unused_imports)]
-pub use shared::{free_port, noise};
+pub use shared::{connect_from, free_port, noise};
 
 /// A node under measurement; killed when dropped.
 pub struct BenchNode {

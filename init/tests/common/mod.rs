@@ -10,7 +10,7 @@ pub mod pty;
 mod shared;
 
 #[allow(unused_imports)]
-pub use shared::{free_port, noise};
+pub use shared::{connect_from, free_port, noise};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

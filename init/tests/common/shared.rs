@@ -1,5 +1,7 @@
 //! What the integration tests and the benches both use, in one file each
-//! includes (`#[path]`): bytes that do not compress, and a free port.
+//! includes (`#[path]`): bytes that do not compress, a free port, and a
+//! connection from another loopback address (a flood from many sources on
+//! one machine).
 
 use std::net::TcpListener;
 
@@ -17,6 +19,31 @@ pub fn noise(len: usize, seed: u8) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// A TCP connection to `to` from the address `from` (port chosen by the
+/// kernel).
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )?;
+    let std::net::SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+    Ok(std::net::TcpStream::from(fd))
 }
 
 /// A free port on loopback.

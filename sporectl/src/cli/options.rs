@@ -38,7 +38,23 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
     let word = match cli.command {
         Command::Info => "info",
         Command::List => "list",
-        Command::Metrics => "metrics",
+        Command::Metrics {
+            serve,
+            min_interval,
+        } => {
+            if let Some(listen) = serve {
+                if !options.all && options.only.is_none() {
+                    usage_error(
+                        "metrics --serve serves a fleet: say which nodes with --all or --nodes",
+                    );
+                }
+                options.task = crate::Task::ServeMetrics(crate::fleet::ServeMetrics {
+                    listen,
+                    min_interval,
+                });
+            }
+            "metrics"
+        }
         Command::Status { names, failed } if names.is_empty() => {
             options.failed_only = failed;
             if options.all || options.only.is_some() {
