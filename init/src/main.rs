@@ -19,6 +19,7 @@ mod run;
 mod signals;
 mod sntp;
 mod subreaper;
+mod timeline;
 mod update;
 mod usage;
 mod watchdog;
@@ -191,8 +192,10 @@ fn boot_and_supervise(
     spawning: runtime::spawn::SpawnSettings,
     pid1: bool,
 ) -> Option<node::Ending> {
+    let mut timeline = timeline::Timeline::begin();
     if pid1 {
         pid1::early_mounts_and_console();
+        timeline.mark("early mounts");
     }
     journal::note(format_args!(
         "spore {} starting (pid {}, {} s after kernel start)",
@@ -204,8 +207,9 @@ fn boot_and_supervise(
     if let Some(error) = error {
         journal::note(error);
     }
+    timeline.mark("spore.toml");
     if pid1 {
-        pid1::configure(&config);
+        pid1::configure(&config, &mut timeline);
     } else {
         // The clock is not spore's here: measured, never set.
         sntp::start(sntp::Sources::of(&config), false);
@@ -223,6 +227,7 @@ fn boot_and_supervise(
     if pid1 {
         pid1::hostname::name_node(&config, &paths.state_dir);
     }
+    timeline.mark("state and hostname");
     // As PID 1 spore owns the cgroup tree: each service in its own
     // (unless the kernel command line says SPORE_CGROUPS=off: a node
     // whose kernel misbehaves with them, and the benchmark's baseline).
@@ -249,7 +254,10 @@ fn boot_and_supervise(
             return None;
         }
     };
-    Some(run::supervise(paths, &config, signals, spawning, pid1))
+    timeline.mark("cgroups and signals");
+    Some(run::supervise(
+        paths, &config, signals, spawning, pid1, timeline,
+    ))
 }
 
 /// Seconds since the kernel started (CLOCK_BOOTTIME), as `S.mmm`; boot

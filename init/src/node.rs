@@ -63,6 +63,8 @@ pub struct Node {
     pub artifacts: Value,
     /// The boot slots and in-place updates.
     pub updates: crate::update::Updates,
+    /// spore's own steps of this boot ([`crate::timeline`]), for node.info.
+    pub startup: RefCell<Value>,
 }
 
 impl Node {
@@ -133,6 +135,7 @@ impl Node {
             "deploys": self.deploys.clone(),
             "artifacts": self.artifacts.clone(),
             "boot": self.updates.facts(),
+            "startup": self.startup.borrow().clone(),
             "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }

@@ -40,6 +40,7 @@ pub fn supervise(
     signals: Signals,
     spawning: runtime::spawn::SpawnSettings,
     pid1: bool,
+    mut timeline: crate::timeline::Timeline,
 ) -> Ending {
     let started = Instant::now();
     let services_dir = paths.services();
@@ -105,6 +106,7 @@ pub fn supervise(
         },
         errors.len()
     ));
+    timeline.mark("service files");
     let executor: &'static LocalExecutor<'static> = Box::leak(Box::new(LocalExecutor::new()));
     let (mut runtime, inputs) = Runtime::new(services, executor, spawning);
     // Services in cgroups of their own, when spore was given a tree; said
@@ -172,8 +174,10 @@ pub fn supervise(
         deploys,
         artifacts,
         updates: crate::update::Updates::new(&config.update),
+        startup: std::cell::RefCell::new(serde_json::Value::Null),
     });
     crate::update::start(&node, executor, pid1, &config.update, &paths.state_dir);
+    timeline.mark("node state");
     match control::bind(&paths.socket) {
         Ok(listener) => {
             journal::note(format_args!("control socket at {}", paths.socket.display()));
@@ -186,7 +190,11 @@ pub fn supervise(
             paths.socket.display()
         )),
     }
+    timeline.mark("control socket");
     crate::remote::start(paths, config, &node);
+    timeline.mark("node key and rpc");
+    journal::note(timeline.line());
+    *node.startup.borrow_mut() = timeline.json();
     let ending = smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1)));
     let _ = std::fs::remove_file(&paths.socket);
     ending

@@ -43,6 +43,27 @@ fn one_node_boots_registers_and_obeys_sporectl() {
         ready < call_home,
         "call-home started before mycelium was ready"
     );
+    // spore reports its own steps of the boot, as PID 1 with the
+    // machine's: modules, mounts, network, clock.
+    let timeline = console
+        .lines()
+        .find(|l| l.contains("spore: boot: "))
+        .unwrap_or_else(|| panic!("no boot timeline: {console}"));
+    for step in [
+        "early mounts ",
+        "modules ",
+        "network ",
+        "clock ",
+        "service files ",
+        "node key and rpc ",
+    ] {
+        assert!(timeline.contains(step), "{step}missing: {timeline}");
+    }
+    assert!(
+        timeline.contains(" ms in all until supervision (spore started "),
+        "{timeline}"
+    );
+    eprintln!("{timeline}");
     let figures = boot_figures(&console, &["mycelium", "call-home"]).unwrap();
     eprintln!(
         "boot figures: kernel start -> spore {:.3} s, spore -> all services ready {:.3} s, spore's share {:.0}%",

@@ -38,17 +38,21 @@ pub fn early_mounts_and_console() {
 /// Modules, `[[mount]]` filesystems and network from the node
 /// configuration (the hostname follows, once the state directory is there:
 /// see [`hostname`]).
-pub fn configure(config: &NodeConfig) {
+pub fn configure(config: &NodeConfig, timeline: &mut crate::timeline::Timeline) {
     crate::fault::point("configure");
     modules::load_all(&config.modules);
+    timeline.mark("modules");
     configured_mounts::mount_all(&config.mount);
+    timeline.mark("mounts");
     network::loopback_up();
     for net in config.network.iter().flat_map(|n| n.interfaces()) {
         network::configure(net);
     }
+    timeline.mark("network");
     // The clock, once the network is up and before any service: call-home's
     // registration is refused from a clock far off.
     crate::sntp::start(crate::sntp::Sources::of(config), true);
+    timeline.mark("clock");
 }
 
 /// stdin, stdout and stderr on /dev/console.
