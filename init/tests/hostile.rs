@@ -102,6 +102,34 @@ fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal(
                         ..
                     })
                 ));
+                // The newer methods that take a name: why, tree, cat
+                // (definition, an admin's), and an update's image name.
+                for method in ["service.why", "service.tree", "service.definition"] {
+                    let answer = session.call(method, json!({ "name": hostile })).await;
+                    assert!(
+                        matches!(
+                            answer,
+                            Err(ClientError::Rpc {
+                                code: -32004 | -32003,
+                                ..
+                            })
+                        ),
+                        "{method}: {answer:?}"
+                    );
+                }
+                let update = session
+                    .call("node.update", json!({ "sha256": hostile }))
+                    .await;
+                assert!(
+                    matches!(
+                        update,
+                        Err(ClientError::Rpc {
+                            code: -32602 | -32003 | -32014,
+                            ..
+                        })
+                    ),
+                    "{update:?}"
+                );
                 let method = session.call(hostile, json!({})).await;
                 assert!(matches!(method, Err(ClientError::Rpc { code: -32601, .. })));
                 let mut params = serde_json::Map::new();
