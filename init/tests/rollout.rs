@@ -286,4 +286,36 @@ fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
     };
     assert_eq!(answer["source"], "deployed", "{answer}");
     assert_eq!(answer["text"], web(1002, true), "{answer}");
+
+    // 4. The same change with one failure allowed: node-04 fails, the
+    // rollout goes on through both batches and completes, saying so.
+    let out = rollout(
+        &beacon,
+        &op,
+        &gated,
+        &[
+            "--max-parallel",
+            "50%",
+            "--max-failures",
+            "1",
+            "--healthy-deadline",
+            "3s",
+            "--min-healthy-time",
+            "1s",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("batch 2/2: node-11"), "{text}");
+    assert!(
+        text.contains("rollout complete: 19 node(s) healthy, 1 failed (within --max-failures)"),
+        "{text}"
+    );
+    for (i, node) in fleet.iter().enumerate() {
+        assert_eq!(
+            web_text(node).as_deref(),
+            Some(&*web(1002, true)),
+            "node {i}"
+        );
+    }
 }
