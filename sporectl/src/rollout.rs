@@ -81,7 +81,8 @@ enum Before {
 
 /// One node's part in a batch.
 struct Step {
-    hostname: String,
+    /// The node: hostname, address, pinned key.
+    target: Target,
     /// What each service of the change was before it (in change order),
     /// for those the node had been asked to change.
     before: Vec<(String, Before)>,
@@ -196,13 +197,13 @@ pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, Cl
                 options,
                 &format!(
                     "  {}  {word}{}",
-                    step.hostname,
+                    step.target.0,
                     reason.map(|r| format!("  {r}")).unwrap_or_default()
                 ),
-                json!({ "event": "node", "batch": index + 1, "node": step.hostname, "healthy": reason.is_none(), "reason": reason }),
+                json!({ "event": "node", "batch": index + 1, "node": step.target.0, "healthy": reason.is_none(), "reason": reason }),
             );
             if let Err(reason) = &step.outcome {
-                failed_here.push(format!("{}: {reason}", step.hostname));
+                failed_here.push(format!("{}: {reason}", step.target.0));
             }
         }
         failed_total += failed_here.len();
@@ -231,7 +232,7 @@ pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, Cl
                 json!({ "event": "stopped", "batch": index + 1, "reason": reason }),
             );
             let reverted = if settings.auto_revert {
-                revert(options, settings, &identities, &members, steps).await
+                revert(options, settings, &identities, steps).await
             } else {
                 0
             };
@@ -275,7 +276,7 @@ async fn batch_of(
     let tasks: Vec<_> = members
         .iter()
         .cloned()
-        .map(|(hostname, address, pin)| {
+        .map(|target| {
             let identities = identities.clone();
             let changes = changes.clone();
             let connect_timeout = options.connect_timeout;
@@ -284,10 +285,10 @@ async fn batch_of(
             executor.spawn(async move {
                 let mut before = Vec::new();
                 let outcome = async {
-                    let mut session =
-                        connect_with_any(&address, &identities, &pin, connect_timeout)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                    let (_, address, pin) = &target;
+                    let mut session = connect_with_any(address, &identities, pin, connect_timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     change_node(
                         &mut session,
                         &changes,
@@ -300,7 +301,7 @@ async fn batch_of(
                 }
                 .await;
                 Step {
-                    hostname,
+                    target,
                     before,
                     outcome,
                 }
@@ -354,13 +355,7 @@ async fn change_node(
                 Err(error) => return Err(format!("reading {}: {error}", change.name)),
             };
         before.push((change.name.clone(), was));
-        let params = json!({
-            "toml": change.text,
-            "file": change.file,
-            "start": true,
-            "wait": true,
-            "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-        });
+        let params = deploy_params(&change.text, &change.file, deadline);
         let answer = call_within(session, deploy, params, deadline + call_timeout)
             .await
             .map_err(|e| format!("{}: {e}", change.name))?;
@@ -393,6 +388,18 @@ async fn change_node(
     Ok(())
 }
 
+/// `service.deploy` of `text` (shown as `file`), started, answered once
+/// it came up or `deadline` passed.
+fn deploy_params(text: &str, file: &str, deadline: Duration) -> Value {
+    json!({
+        "toml": text,
+        "file": file,
+        "start": true,
+        "wait": true,
+        "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
 /// A service answer's state in words, with its last exit when it has one.
 fn not_up(answer: &Value) -> String {
     let word = |key: &str| answer.get(key).and_then(Value::as_str);
@@ -416,20 +423,18 @@ async fn revert(
     options: &Options,
     settings: &Settings,
     identities: &Rc<Vec<Identity>>,
-    members: &[Target],
     steps: Vec<Step>,
 ) -> usize {
     let executor = smol::LocalExecutor::new();
     let tasks: Vec<_> = steps
         .into_iter()
-        .filter_map(|step| {
-            let (_, address, pin) = members.iter().find(|(h, _, _)| *h == step.hostname)?;
-            let (address, pin) = (address.clone(), pin.clone());
+        .map(|step| {
             let identities = identities.clone();
             let connect_timeout = options.connect_timeout;
             let call_timeout = options.call_timeout;
             let deadline = settings.healthy_deadline;
-            Some(executor.spawn(async move {
+            executor.spawn(async move {
+                let (hostname, address, pin) = step.target;
                 let outcome = async {
                     let mut session =
                         connect_with_any(&address, &identities, &pin, connect_timeout)
@@ -440,8 +445,7 @@ async fn revert(
                         let (method, params) = match was {
                             Before::File { file, text } => (
                                 proto::method::Method::ServiceDeploy.name(),
-                                json!({ "toml": text, "file": file, "start": true, "wait": true,
-                                        "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX) }),
+                                deploy_params(text, file, deadline),
                             ),
                             Before::Absent => (
                                 proto::method::Method::ServiceRemove.name(),
@@ -455,8 +459,8 @@ async fn revert(
                     Ok::<(), String>(())
                 }
                 .await;
-                (step.hostname, outcome)
-            }))
+                (hostname, outcome)
+            })
         })
         .collect();
     let outcomes = executor
