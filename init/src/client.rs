@@ -97,11 +97,18 @@ impl Request {
         if self.verb == Verb::Status && self.operands.is_empty() {
             self.verb = Verb::List;
         }
+        // `reexec` with no binary: the one this command runs (the spore
+        // on disk now, after an upgrade replaced it).
+        if self.verb == Verb::Reexec && self.operands.is_empty() {
+            let own = std::env::current_exe()
+                .map_err(|e| format!("reexec: which binary this is: {e}"))?;
+            self.operands.push(own.display().to_string());
+        }
         let takes = self.verb.takes_operands();
         let count = self.operands.len();
         let single = matches!(
             self.verb,
-            Verb::Logs | Verb::SecretSet | Verb::SecretRm | Verb::Tree
+            Verb::Logs | Verb::SecretSet | Verb::SecretRm | Verb::Tree | Verb::Reexec
         );
         if self.verb == Verb::Logs && self.shape.follow && count == 0 {
             return Err("logs -f follows one service (or spore's own journal: logs spore -f); without a name, logs shows every service's last lines".into());
@@ -218,6 +225,14 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
         };
         let (method, params) = match &upload {
             Some(source) => (nodeapi::api::Method::ArtifactPut, source.held_params()),
+            // On this machine the node reads the binary where it is.
+            None if request.verb == Verb::Reexec => {
+                let path = std::path::absolute(operand).map_err(|e| local(&e))?;
+                (
+                    nodeapi::api::Method::NodeReexec,
+                    json!({ "path": path.display().to_string() }),
+                )
+            }
             None => verbs::request(
                 request.verb,
                 operand,

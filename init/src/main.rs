@@ -14,6 +14,7 @@ mod kept_logs;
 mod manual;
 mod node;
 mod pid1;
+mod reexec;
 mod remote;
 mod run;
 mod signals;
@@ -32,6 +33,10 @@ use runtime::journal;
 use crate::config::Paths;
 
 fn main() -> ExitCode {
+    // Exec'd by a live re-exec: the state first, before anything is opened.
+    if let Some(incoming) = reexec::Incoming::take() {
+        return reexec::resume(incoming);
+    }
     let pid1 = std::process::id() == 1;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     // The kernel passes boot parameters it does not know to init as
@@ -54,6 +59,10 @@ fn main() -> ExitCode {
     {
         return runtime::spawner::serve();
     }
+    // A new binary checked before a live re-exec: which state it reads.
+    if !pid1 && args.len() == 1 && args.first().is_some_and(|a| a == reexec::CHECK_SUBCOMMAND) {
+        return reexec::answer_check();
+    }
     match cli::parse(args) {
         Ok(cli::Invocation::Init) => init(pid1),
         // `spore run` never does machine duties, even as PID 1 of a PID
@@ -71,7 +80,7 @@ fn main() -> ExitCode {
                 socket,
                 cgroup,
             };
-            run_supervisor(&paths, false)
+            run_supervisor(&paths, false, None)
         }
         Ok(cli::Invocation::Exec { group, argv }) => exec::run(&argv, group),
         Ok(cli::Invocation::CallHome {
@@ -132,13 +141,53 @@ fn init(pid1: bool) -> ExitCode {
         socket: PathBuf::from("/run/spore/spore.sock"),
         cgroup: None,
     };
-    run_supervisor(&paths, true)
+    run_supervisor(&paths, true, None)
+}
+
+/// The new binary of a live re-exec, with the state read: supervises the
+/// services it took up as the old binary did (see [`reexec`]).
+fn resumed(carried: reexec::Carried, memfd: std::os::fd::OwnedFd, fallback: bool) -> ExitCode {
+    let paths = Paths {
+        config_dir: carried.config_dir.clone(),
+        state_dir: carried.state_dir.clone(),
+        socket: carried.socket.clone(),
+        cgroup: carried.cgroup.clone(),
+    };
+    let machine = carried.pid1;
+    run_supervisor(
+        &paths,
+        machine,
+        Some(reexec::Resumed {
+            carried,
+            memfd,
+            fallback,
+        }),
+    )
+}
+
+/// The state of a live re-exec could not be taken up and there was no
+/// binary to go back to. As PID 1: every process left is killed (nobody
+/// knows them any more) and the node boots its services afresh, so it
+/// answers again; otherwise spore exits, its services left to its parent.
+fn unresumed(pid1: bool) -> ExitCode {
+    if !pid1 {
+        journal::flush(std::time::Duration::from_secs(2));
+        return ExitCode::from(1);
+    }
+    journal::note("re-exec: killing every process and starting the services afresh");
+    if let Err(error) = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(-1),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        journal::note(format_args!("kill(-1): {error}"));
+    }
+    init(true)
 }
 
 /// Supervises until shutdown. With `machine` (the real init) it first
 /// mounts and configures the node and at the end reboots it, never
 /// returning; otherwise it exits 0.
-fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
+fn run_supervisor(paths: &Paths, machine: bool, resumed: Option<reexec::Resumed>) -> ExitCode {
     let pid1 = machine;
     // Block signals before anything else, so no thread ever takes one.
     let set = signals::handled_set();
@@ -154,7 +203,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
         if std::process::id() != 1 {
             subreaper::become_subreaper();
         }
-        let Some(ending) = boot_and_supervise(paths, &set, spawning, false) else {
+        let Some(ending) = boot_and_supervise(paths, &set, spawning, false, resumed) else {
             journal::flush(std::time::Duration::from_secs(2));
             return ExitCode::from(1);
         };
@@ -169,7 +218,7 @@ fn run_supervisor(paths: &Paths, machine: bool) -> ExitCode {
     // and a panic anywhere falls back to reaping forever.
     install_panic_hook();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        boot_and_supervise(paths, &set, spawning, true)
+        boot_and_supervise(paths, &set, spawning, true, resumed)
     }));
     match outcome {
         Ok(Some(ending)) => {
@@ -191,9 +240,14 @@ fn boot_and_supervise(
     set: &nix::sys::signal::SigSet,
     spawning: runtime::spawn::SpawnSettings,
     pid1: bool,
+    resumed: Option<reexec::Resumed>,
 ) -> Option<node::Ending> {
     let mut timeline = timeline::Timeline::begin();
-    if pid1 {
+    if pid1 && resumed.is_some() {
+        // Mounted and on its consoles already; the consoles' descriptors
+        // were not kept across the exec.
+        pid1::consoles::use_every_console();
+    } else if pid1 {
         pid1::early_mounts_and_console();
         timeline.mark("early mounts");
     }
@@ -208,8 +262,10 @@ fn boot_and_supervise(
         journal::note(error);
     }
     timeline.mark("spore.toml");
-    if pid1 {
+    if pid1 && resumed.is_none() {
         pid1::configure(&config, &mut timeline);
+    } else if pid1 {
+        sntp::start(sntp::Sources::of(&config), true);
     } else {
         // The clock is not spore's here: measured, never set.
         sntp::start(sntp::Sources::of(&config), false);
@@ -224,7 +280,7 @@ fn boot_and_supervise(
     }
     // Named once the state directory is there: a node with no name given
     // takes one from its key.
-    if pid1 {
+    if pid1 && resumed.is_none() {
         pid1::hostname::name_node(&config, &paths.state_dir);
     }
     timeline.mark("state and hostname");
@@ -232,7 +288,7 @@ fn boot_and_supervise(
     // (unless the kernel command line says SPORE_CGROUPS=off: a node
     // whose kernel misbehaves with them, and the benchmark's baseline).
     let owned;
-    let paths = if pid1 {
+    let paths = if pid1 && resumed.is_none() {
         let cgroup = if std::env::var_os("SPORE_CGROUPS").is_some_and(|v| v == "off") {
             journal::note("cgroups: off (SPORE_CGROUPS=off): services run in spore's cgroup");
             None
@@ -256,7 +312,7 @@ fn boot_and_supervise(
     };
     timeline.mark("cgroups and signals");
     Some(run::supervise(
-        paths, &config, signals, spawning, pid1, timeline,
+        paths, &config, signals, spawning, pid1, timeline, resumed,
     ))
 }
 

@@ -51,6 +51,12 @@ pub struct Node {
     pub pid1: bool,
     /// The control socket's path.
     pub socket: PathBuf,
+    /// The directories spore runs with (a live re-exec hands them on).
+    pub paths: crate::config::Paths,
+    /// Where this start keeps output, when it does.
+    pub kept_logs: Option<PathBuf>,
+    /// Live re-execs (see [`crate::reexec`]).
+    pub reexec: crate::reexec::Reexec,
     /// Errors met while loading services, for node.info.
     pub config_errors: usize,
     /// The RPC API's state for node.info (auth, listeners, key checks).
@@ -136,6 +142,7 @@ impl Node {
             "artifacts": self.artifacts.clone(),
             "boot": self.updates.facts(),
             "startup": self.startup.borrow().clone(),
+            "reexec": self.reexec.last.try_borrow().map(|v| v.clone()).unwrap_or(Value::Null),
             "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
         })
     }
@@ -208,6 +215,50 @@ impl nodeapi::api::NodeMethods for Node {
         params: &serde_json::Map<String, Value>,
     ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
         crate::update::stage(self, runtime, params)
+    }
+
+    fn reexec(
+        &self,
+        runtime: &mut NodeApi,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<nodeapi::api::Reply, nodeapi::api::ApiError> {
+        crate::reexec::stage(self, runtime, params)
+    }
+}
+
+impl crate::reexec::Host for Node {
+    fn with_api<T>(&self, f: impl FnOnce(&mut NodeApi) -> T) -> Option<T> {
+        self.with_runtime(f)
+    }
+
+    fn reexec(&self) -> &crate::reexec::Reexec {
+        &self.reexec
+    }
+
+    fn executor(&self) -> &'static LocalExecutor<'static> {
+        self.executor
+    }
+
+    fn on_trial(&self) -> bool {
+        self.updates.on_trial()
+    }
+
+    fn build_id(&self) -> String {
+        self.updates.build_id()
+    }
+
+    fn whereabouts(&self) -> crate::reexec::Whereabouts {
+        crate::reexec::Whereabouts {
+            pid1: self.pid1,
+            paths: self.paths.clone(),
+            kept_logs: self.kept_logs.clone(),
+            uptime: self.started.elapsed(),
+            startup: self
+                .startup
+                .try_borrow()
+                .map(|v| v.clone())
+                .unwrap_or(Value::Null),
+        }
     }
 }
 

@@ -41,8 +41,15 @@ pub fn supervise(
     spawning: runtime::spawn::SpawnSettings,
     pid1: bool,
     mut timeline: crate::timeline::Timeline,
+    resumed: Option<crate::reexec::Resumed>,
 ) -> Ending {
-    let started = Instant::now();
+    // Uptime goes on across a live re-exec.
+    let started = resumed
+        .as_ref()
+        .and_then(|r| {
+            Instant::now().checked_sub(std::time::Duration::from_millis(r.carried.uptime_ms))
+        })
+        .unwrap_or_else(Instant::now);
     let services_dir = paths.services();
     let deployed_dir = paths.deployed();
     // A crash mid-write (SIGKILL, power loss) leaves a temporary file
@@ -69,7 +76,12 @@ pub fn supervise(
         .parent()
         .unwrap_or(&paths.state_dir)
         .join("credentials");
-    match runtime::credentials::sweep(&credentials) {
+    // After a live re-exec the running services' directories are in use.
+    let sweep = |dir: &std::path::Path| match resumed {
+        Some(_) => Ok(0),
+        None => runtime::credentials::sweep(dir),
+    };
+    match sweep(&credentials) {
         Ok(0) => {}
         Ok(n) => journal::note(format_args!(
             "removed {n} credential directory(ies) an earlier run left in {}",
@@ -80,7 +92,7 @@ pub fn supervise(
     // Each service's $ARTIFACTS_DIRECTORY (links into the store), made
     // again at every start: any left are an earlier run's.
     let artifact_links = credentials.with_file_name("service-artifacts");
-    if let Err(error) = runtime::credentials::sweep(&artifact_links) {
+    if let Err(error) = sweep(&artifact_links) {
         journal::note(format_args!("{}: {error}", artifact_links.display()));
     }
     let (services, errors) = match svc::load_layers(&services_dir, &deployed_dir) {
@@ -138,9 +150,13 @@ pub fn supervise(
         },
     });
     let kept_root = paths.state_dir.join("logs");
-    let kept = persistent
-        .then(|| crate::kept_logs::begin(&kept_root))
-        .flatten();
+    // A live re-exec goes on writing this start's directory.
+    let kept = match &resumed {
+        Some(r) => r.carried.kept_logs.clone().filter(|dir| dir.is_dir()),
+        None => persistent
+            .then(|| crate::kept_logs::begin(&kept_root))
+            .flatten(),
+    };
     if let Some(dir) = &kept {
         runtime.runtime_mut().keep_logs(dir.clone());
         journal::keep(runtime::rotating::keeper(dir.join("spore.log")));
@@ -169,6 +185,9 @@ pub fn supervise(
         started,
         pid1,
         socket: paths.socket.clone(),
+        paths: paths.clone(),
+        kept_logs: kept.clone(),
+        reexec: crate::reexec::Reexec::default(),
         config_errors: errors.len(),
         posture: std::cell::RefCell::new(serde_json::Value::Null),
         deploys,
@@ -193,9 +212,21 @@ pub fn supervise(
     timeline.mark("control socket");
     crate::remote::start(paths, config, &node);
     timeline.mark("node key and rpc");
-    journal::note(timeline.line());
-    *node.startup.borrow_mut() = timeline.json();
-    let ending = smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1)));
+    let start = match resumed {
+        Some(resumed) => {
+            // The boot's steps are the boot's: this start's are said only.
+            journal::note(format_args!("re-exec: {}", timeline.line()));
+            *node.startup.borrow_mut() = resumed.carried.startup.clone();
+            Start::Adopt(Box::new(resumed))
+        }
+        None => {
+            journal::note(timeline.line());
+            *node.startup.borrow_mut() = timeline.json();
+            Start::Boot
+        }
+    };
+    let ending =
+        smol::block_on(executor.run(event_loop(node.clone(), inputs, signals, pid1, start)));
     let _ = std::fs::remove_file(&paths.socket);
     ending
 }
@@ -248,10 +279,29 @@ const INPUTS_PER_TURN: u32 = 64;
 enum Next {
     Signal(std::io::Result<Signal>),
     Input(Option<Input>),
+    Reexec(crate::reexec::Staged),
 }
 
-async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool) -> Ending {
-    node.with_runtime(|runtime| runtime.feed(Event::Boot));
+/// How the event loop begins: boot the services, or take up those a live
+/// re-exec handed over.
+enum Start {
+    Boot,
+    Adopt(Box<crate::reexec::Resumed>),
+}
+
+async fn event_loop(
+    node: Rc<Node>,
+    inputs: Inputs,
+    signals: Signals,
+    pid1: bool,
+    start: Start,
+) -> Ending {
+    match start {
+        Start::Boot => {
+            node.with_runtime(|runtime| runtime.feed(Event::Boot));
+        }
+        Start::Adopt(resumed) => crate::reexec::take_up(node.as_ref(), *resumed),
+    }
     let mut handled_in_a_row = 0u32;
     loop {
         // A queue that is never empty (a service printing without pause)
@@ -266,6 +316,13 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
         // Signals first (SIGCHLD, SIGTERM), then facts, then output lines.
         let next = async { Next::Signal(signals.next().await) }
             .or(async { Next::Input(inputs.next().await) })
+            .or(async {
+                match node.reexec.staged.recv().await {
+                    Ok(staged) => Next::Reexec(staged),
+                    // Node holds a sender: never closed while it lives.
+                    Err(_) => std::future::pending().await,
+                }
+            })
             .await;
         match next {
             Next::Signal(Ok(Signal::SIGCHLD)) => {
@@ -279,6 +336,7 @@ async fn event_loop(node: Rc<Node>, inputs: Inputs, signals: Signals, pid1: bool
             Next::Input(Some(input)) => {
                 node.with_runtime(|api| nodeapi::api::handle(api, input));
             }
+            Next::Reexec(staged) => crate::reexec::attempt(node.as_ref(), &inputs, staged),
             Next::Input(None) => {
                 // The runtime holds the senders, so this cannot happen; survive it anyway.
                 journal::note("event queue closed unexpectedly");

@@ -77,6 +77,24 @@ impl Updates {
         }
     }
 
+    /// True while this boot is an update on trial not yet decided.
+    pub fn on_trial(&self) -> bool {
+        self.on_trial.load(Ordering::SeqCst)
+    }
+
+    /// The running binary's SHA-256, once hashed (empty before).
+    pub fn build_id(&self) -> String {
+        self.identity
+            .lock()
+            .ok()
+            .and_then(|held| {
+                held.get("build_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    }
+
     /// What `node.info` shows under `boot`.
     pub fn facts(&self) -> Value {
         let mut facts = self.facts.lock().map(|f| f.clone()).unwrap_or(Value::Null);
@@ -125,7 +143,7 @@ fn now() -> u64 {
 }
 
 /// The SHA-256 of the running binary: which build this is.
-fn build_id() -> String {
+pub fn build_id() -> String {
     artifacts::Digest::of_file(Path::new("/proc/self/exe"))
         .map(|d| d.hex())
         .unwrap_or_default()

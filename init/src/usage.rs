@@ -38,6 +38,8 @@ commands:
                                      add or replace services (checked as `spore check` does)
   spore remove NAME...               stop services and delete their files
   spore reload                       read the service files again, apply what changed
+  spore reexec [BINARY]              exec BINARY (default: this spore's) in place of the
+                                     running spore, every service kept (a live re-exec)
   spore secret set NAME [--file F] | secret list | secret rm NAME
                                      secrets (a value from F, a prompt, or stdin)
   spore artifact put FILE... | artifact list | artifact rm SHA256...
@@ -70,6 +72,7 @@ pub const COMMANDS: &[&str] = &[
     "deploy",
     "remove",
     "reload",
+    "reexec",
     "secret",
     "artifact",
     "reboot",

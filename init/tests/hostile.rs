@@ -130,6 +130,25 @@ fn hostile_strings_through_every_entry_point_are_escaped_in_the_log_and_journal(
                     ),
                     "{update:?}"
                 );
+                // A re-exec's binary named by a hostile artifact or path:
+                // refused before anything runs, its name escaped.
+                for params in [
+                    json!({ "sha256": hostile }),
+                    json!({ "path": hostile }),
+                    json!({ "path": format!("/{hostile}") }),
+                ] {
+                    let reexec = session.call("node.reexec", params).await;
+                    assert!(
+                        matches!(
+                            reexec,
+                            Err(ClientError::Rpc {
+                                code: -32602 | -32003 | -32012 | -32016,
+                                ..
+                            })
+                        ),
+                        "{reexec:?}"
+                    );
+                }
                 let method = session.call(hostile, json!({})).await;
                 assert!(matches!(method, Err(ClientError::Rpc { code: -32601, .. })));
                 let mut params = serde_json::Map::new();

@@ -67,6 +67,17 @@ impl Inputs {
             .or(async { self.runtime.next().await.map(Input::Runtime) })
             .await
     }
+
+    /// The next input already queued, without waiting.
+    pub fn try_next(&self) -> Option<Input> {
+        if let Ok(done) = self.stored.try_recv() {
+            return Some(Input::Stored(done));
+        }
+        if let Ok(news) = self.arrived.try_recv() {
+            return Some(Input::Artifact(news));
+        }
+        self.runtime.try_next().map(Input::Runtime)
+    }
 }
 
 /// The runtime with the calls waiting on it and the storage task's queue.

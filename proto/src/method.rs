@@ -103,6 +103,11 @@ const ARTIFACT_PUT: [Param; 6] = [
 ];
 
 const UPDATE: [Param; 2] = [SHA256, param("signature", Kind::String, false)];
+/// The new spore binary: an artifact held (sha256) or a file on the node (path).
+const REEXEC: [Param; 2] = [
+    param("sha256", Kind::String, false),
+    param("path", Kind::String, false),
+];
 
 /// The length of the raw chunk that follows a request as a frame of its
 /// own: `artifact.put` with `bytes` (the signed session carries the chunk
@@ -167,13 +172,15 @@ pub enum Method {
     NodePoweroff,
     /// `node.update`
     NodeUpdate,
+    /// `node.reexec`
+    NodeReexec,
     /// `rpc.discover`
     Discover,
 }
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 26] = [
+    pub const ALL: [Method; 27] = [
         Method::NodeInfo,
         Method::NodeJournal,
         Method::NodeLogs,
@@ -199,6 +206,7 @@ impl Method {
         Method::NodeReboot,
         Method::NodePoweroff,
         Method::NodeUpdate,
+        Method::NodeReexec,
         Method::Discover,
     ];
 
@@ -235,6 +243,7 @@ impl Method {
             Method::NodeReboot => "node.reboot",
             Method::NodePoweroff => "node.poweroff",
             Method::NodeUpdate => "node.update",
+            Method::NodeReexec => "node.reexec",
             Method::Discover => "rpc.discover",
         }
     }
@@ -268,6 +277,7 @@ impl Method {
             Method::NodeReboot => "Stop every service in order, then reboot",
             Method::NodePoweroff => "Stop every service in order, then power off",
             Method::NodeUpdate => "Write a unified kernel image held as an artifact (sha256; signature: an ssh-keygen -Y sign signature in namespace spore-update, required when the node has [update] keys) to the boot slot not in use, read it back, and set UEFI BootNext to it: the next boot tries it once, and spore there confirms it or the old slot comes back",
+            Method::NodeReexec => "Replace the running spore with another binary without stopping a service: an artifact held (sha256) or a file on the node (path), checked first by running it; it execs in place as the same process, takes up every service's process, output pipes, restart counts and timers, and answers again on the same addresses (sessions drop: reconnect). A new binary that cannot take the state up within seconds hands it back to the old one",
             Method::Discover => "This list, as an OpenRPC document",
         }
     }
@@ -300,6 +310,7 @@ impl Method {
             Method::ServiceDeploy => &DEPLOY,
             Method::SecretSet => &SECRET,
             Method::NodeUpdate => &UPDATE,
+            Method::NodeReexec => &REEXEC,
         }
     }
 
@@ -331,7 +342,8 @@ impl Method {
             | Method::ArtifactRemove
             | Method::NodeReboot
             | Method::NodePoweroff
-            | Method::NodeUpdate => Role::Admin,
+            | Method::NodeUpdate
+            | Method::NodeReexec => Role::Admin,
         }
     }
 
@@ -364,6 +376,7 @@ impl Method {
             Method::NodeReboot
                 | Method::NodePoweroff
                 | Method::NodeUpdate
+                | Method::NodeReexec
                 | Method::ServiceRemove
                 | Method::SecretSet
                 | Method::SecretRemove

@@ -38,6 +38,10 @@ pub mod code {
     /// An update image was refused before anything was written: its hash,
     /// its shape or its signature.
     pub const IMAGE_REFUSED: i64 = -32015;
+    /// A new spore binary was refused before the re-exec: it is not
+    /// there, or it did not answer the handoff check as a spore that can
+    /// take this one's state up.
+    pub const BINARY_REFUSED: i64 = -32016;
     /// spore itself went wrong (JSON-RPC's internal error).
     pub const INTERNAL: i64 = -32603;
 }

@@ -161,4 +161,61 @@ fn one_node_boots_registers_and_obeys_sporectl() {
         console.contains("service.deploy -> ok"),
         "the call is audited"
     );
+
+    // A live re-exec of PID 1: the host's spore binary is sent, checked
+    // and exec'd in place; every service keeps its process and its output
+    // goes on, and PID 1 answers again on the same port and the overlay.
+    json(&node.sporectl(&fleet.operator, &["--json", "start", "ticker"]));
+    wait_state(&fleet, "ready");
+    let pids = |fleet: &Fleet| -> Vec<(String, Value)> {
+        let list = json(&fleet.nodes[0].sporectl(&fleet.operator, &["--json", "list"]));
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["name"].as_str().unwrap().to_owned(), s["pid"].clone()))
+            .collect()
+    };
+    let before = pids(&fleet);
+    let ticker = status(&fleet)["pid"].as_u64().unwrap();
+    let spore = fleet.artifacts.spore.to_str().unwrap();
+    let out = node.sporectl(&fleet.operator, &["update", "--spore", spore]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("re-exec 1: took up "), "{said}");
+    eprintln!("{}", said.trim_end());
+    let info = json(&node.sporectl(&fleet.operator, &["--json", "info"]));
+    assert_eq!(info["pid"], 1, "{info}");
+    assert_eq!(info["reexec"]["generation"], 1, "{info}");
+    assert_eq!(info["reexec"]["went_back"], false, "{info}");
+    assert_eq!(pids(&fleet), before);
+    let listen = info["rpc"]["listen"].to_string();
+    assert!(
+        listen.contains(overlay),
+        "the overlay listener again: {listen}"
+    );
+    // The ticker's lines before and after, from the same process.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        let out = node.sporectl(&fleet.operator, &["logs", "ticker", "-n", "200"]);
+        logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        let after = logs
+            .lines()
+            .skip_while(|l| !l.contains("re-exec"))
+            .any(|l| l.contains(&format!("tick {ticker}")));
+        if after {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ticks = logs
+        .lines()
+        .filter(|l| l.contains(&format!("tick {ticker}")))
+        .count();
+    assert!(ticks >= 2, "{logs}");
+    let console = fleet.nodes[0].vm.console_text();
+    assert!(console.contains("re-exec: took up "), "{console}");
 }

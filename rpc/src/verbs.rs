@@ -72,6 +72,9 @@ pub enum Verb {
     /// `update --image FILE`: the image sent as an artifact, then staged
     /// in the boot slot not in use.
     Update,
+    /// `update --spore FILE`: a spore binary sent as an artifact, then
+    /// exec'd in place of the running one (a live re-exec).
+    Reexec,
 }
 
 impl Verb {
@@ -95,6 +98,7 @@ impl Verb {
             ("deploy", _) => Verb::Deploy,
             ("remove", _) => Verb::Remove,
             ("reload", _) => Verb::Reload,
+            ("reexec", _) => Verb::Reexec,
             ("secret", Some("set")) => Verb::SecretSet,
             ("secret", Some("list")) => Verb::SecretList,
             ("secret", Some("rm")) => Verb::SecretRm,
@@ -130,6 +134,7 @@ impl Verb {
                 | Verb::ArtifactPut
                 | Verb::ArtifactRm
                 | Verb::Update
+                | Verb::Reexec
         )
     }
 
@@ -162,6 +167,7 @@ impl Verb {
             Verb::ArtifactList => Method::ArtifactList,
             Verb::ArtifactRm => Method::ArtifactRemove,
             Verb::Update => Method::NodeUpdate,
+            Verb::Reexec => Method::NodeReexec,
         }
     }
 }
@@ -319,6 +325,14 @@ pub fn request(
         Method::ServiceTree if operand.is_empty() => json!({}),
         // The image, sent first as an artifact (see crate::upload); the
         // signature's text, when there is one, comes as `secret`.
+        // The binary, sent first as an artifact (see crate::upload).
+        Method::NodeReexec => {
+            let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {
+                file: e.file,
+                error: e.error,
+            })?;
+            json!({ "sha256": source.digest.hex() })
+        }
         Method::NodeUpdate => {
             let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {
                 file: e.file,

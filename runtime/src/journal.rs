@@ -116,6 +116,18 @@ fn keep_line(time: SystemTime, text: String) {
     }
 }
 
+/// Puts lines an earlier spore wrote back in the ring (a live re-exec),
+/// oldest first: they were on the console and in the kept log already.
+pub fn restore(lines: impl IntoIterator<Item = (SystemTime, String)>) {
+    if let Ok(mut book) = book().lock() {
+        book.restore(lines.into_iter().map(|(time, text)| LogLine {
+            time,
+            stream: Stream::Spore,
+            text,
+        }));
+    }
+}
+
 /// Keeps spore's own lines in `file` too, from now on (the node's kept
 /// log: `STATE_DIR/logs/0/spore.log`).
 pub fn keep(keeper: crate::rotating::Keeper) {

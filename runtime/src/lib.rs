@@ -41,4 +41,5 @@ pub mod sys;
 pub mod text;
 pub mod usage;
 
+pub use runtime::handoff;
 pub use runtime::{Files, Input, Inputs, Notice, Runtime, LINE_QUEUE};

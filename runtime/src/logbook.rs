@@ -11,7 +11,8 @@ use smol::channel::{Receiver, Sender};
 use crate::spool::Spool;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.
     Stdout,
@@ -144,6 +145,17 @@ impl LogBook {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
+    }
+
+    /// Puts lines an earlier spore held back in the ring (a live re-exec),
+    /// oldest first: they were written to the files and followed already.
+    pub fn restore(&mut self, lines: impl IntoIterator<Item = LogLine>) {
+        for line in lines {
+            if self.lines.len() == self.capacity {
+                self.lines.pop_front();
+            }
+            self.lines.push_back(line);
+        }
     }
 
     /// The last `n` lines, oldest first.

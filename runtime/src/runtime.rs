@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use smol::channel::{Receiver, Sender};
 use smol::LocalExecutor;
 
+pub mod handoff;
 mod launch;
 
 pub use crate::input::{Input, Prepared};
@@ -68,6 +69,14 @@ impl Inputs {
         async { self.events.recv().await.ok() }
             .or(async { self.lines.recv().await.ok() })
             .await
+    }
+
+    /// The next input already queued, without waiting: facts first.
+    pub fn try_next(&self) -> Option<Input> {
+        self.events
+            .try_recv()
+            .or_else(|_| self.lines.try_recv())
+            .ok()
     }
 }
 

@@ -663,3 +663,85 @@ fn pinned_artifacts_are_linked_off_the_loop_and_named_in_argv_or_the_start_waits
         "{notes}"
     );
 }
+
+/// A live re-exec at the runtime's level: the state through JSON into a
+/// second runtime on the same (fake) system, as the new binary's.
+#[test]
+fn a_handoff_is_taken_up_by_a_new_runtime_with_its_processes_output_and_lingering_groups() {
+    let texts = [
+        "[service]\nname = \"a\"\nexec = \"/bin/a\"\n",
+        "[service]\nname = \"b\"\nexec = \"/bin/b\"\n[lifecycle]\nstop_timeout_ms = 1000\n",
+        "[service]\nname = \"c\"\nexec = \"/bin/c\"\n[lifecycle]\nrestart = \"always\"\nrestart_delay_ms = 500\n",
+    ];
+    let mut f = Fixture::new(&texts);
+    f.runtime.feed(Event::Boot);
+    let pid = |f: &Fixture, name: &str| f.runtime.get(name).unwrap().pid.unwrap();
+    let (a, b, c) = (pid(&f, "a"), pid(&f, "b"), pid(&f, "c"));
+    f.runtime.handle(Input::Line {
+        service: "a".into(),
+        stream: Stream::Stdout,
+        text: "hello from a".into(),
+    });
+    // b stops, its leader gone and a child lingering; c waits in backoff.
+    f.runtime.feed(Event::Stop("b".into()));
+    f.exit(b, ExitStatus::Signal(TERM), false);
+    f.exit(c, ExitStatus::Code(1), true);
+    f.advance(Duration::from_millis(200));
+    assert_eq!(
+        (f.state("a"), f.state("b"), f.state("c")),
+        ("ready".into(), "stopping".into(), "backoff".into())
+    );
+    let handoff = f.runtime.hand_off().unwrap();
+    let json = serde_json::to_string(&handoff).unwrap();
+    let handoff: handoff::Handoff = serde_json::from_str(&json).unwrap();
+
+    // The new binary's runtime: the same system, the timers of the old
+    // process gone with it.
+    f.world.borrow_mut().timers.clear();
+    let spawned_before = f.spawned().len();
+    let (tx, events) = smol::channel::unbounded();
+    let services = texts.iter().map(|t| service(t)).collect();
+    let mut g = Fixture {
+        runtime: Runtime::with_sys(services, Box::new(FakeSys(f.world.clone())), tx),
+        world: f.world.clone(),
+        _events: events,
+    };
+    let adoption = g.runtime.adopt(handoff);
+    // a runs; b's leader was reaped (its group lingers); c waits.
+    assert_eq!(adoption.processes, 1, "{adoption:?}");
+    assert!(adoption.unknown.is_empty());
+    assert_eq!(g.spawned().len(), spawned_before, "nothing spawned again");
+    assert_eq!(pid(&g, "a"), a);
+    assert_eq!(g.state("b"), "stopping");
+    let lines: Vec<String> = g
+        .runtime
+        .logs("a")
+        .unwrap()
+        .tail(10)
+        .map(|l| l.text.clone())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "starting",
+            &format!("ready (pid {a})"),
+            "hello from a",
+            &format!("re-exec: the new spore took up pid {a}")
+        ]
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l == &format!("re-exec: the new spore took up pid {a}")));
+    // b's lingering group is watched again: once it empties, b is stopped.
+    g.world.borrow_mut().groups.remove(&b);
+    g.runtime.reap();
+    assert_eq!(g.state("b"), "stopped");
+    // c restarts when its backoff was due: 300 ms after the handoff.
+    g.advance(Duration::from_millis(299));
+    assert_eq!(g.spawned().len(), spawned_before);
+    g.advance(Duration::from_millis(1));
+    assert_eq!(g.spawned().len(), spawned_before + 1);
+    // a's exit is known: it was its main process.
+    g.exit(a, ExitStatus::Code(0), true);
+    assert_ne!(g.state("a"), "ready");
+}

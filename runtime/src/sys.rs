@@ -9,7 +9,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
@@ -117,11 +118,53 @@ pub trait Sys {
     /// at a size, written by one thread for every service
     /// ([`crate::rotating::keeper`]).
     fn keep_log(&mut self, path: &std::path::Path) -> crate::rotating::Keeper;
+    /// What a live re-exec hands on of the system's side: the output
+    /// pipes being read (with any unfinished line) and which cgroup each
+    /// running service is in. None here has a system to hand on.
+    fn hand_off(&self) -> SysHandoff {
+        SysHandoff::default()
+    }
+    /// Takes up what an earlier spore handed on: its pipes are read again
+    /// from where it stopped, its services' cgroups are known again.
+    fn adopt(&mut self, _handoff: SysHandoff) {}
     /// Opens a service's `[logging] file` for appending (made when missing).
     fn open_log(
         &mut self,
         path: &std::path::Path,
     ) -> std::io::Result<Box<dyn std::io::Write + Send>>;
+}
+
+/// The system's side of a live re-exec's handoff (see [`Sys::hand_off`]).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SysHandoff {
+    /// Output pipes being read.
+    pub pipes: Vec<HandedPipe>,
+    /// Which cgroup each running service's main process is in.
+    pub placed: Vec<HandedCgroup>,
+}
+
+/// One output pipe being read.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HandedPipe {
+    /// Its descriptor, kept open across the exec.
+    pub fd: i32,
+    /// The service whose output it carries.
+    pub service: String,
+    /// Which of its streams.
+    pub stream: Stream,
+    /// Bytes read of a line not finished yet.
+    pub pending: Vec<u8>,
+}
+
+/// A service's main process in its cgroup.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HandedCgroup {
+    /// The main process.
+    pub pid: i32,
+    /// The service (its cgroup's name).
+    pub service: String,
+    /// The cgroup's OOM kills when it started.
+    pub oom_kills: Option<u64>,
 }
 
 /// Blocking work for [`Sys::off_loop`]: what it returns goes to the loop.
@@ -143,6 +186,17 @@ pub struct RealSys {
     /// The service each running group (its main pid) has its cgroup for;
     /// an entry goes when the cgroup is found empty.
     cgroup_of: RefCell<HashMap<i32, Placed>>,
+    /// Every output pipe being read, by descriptor, with the bytes read
+    /// and not yet a whole line: what a live re-exec hands on.
+    pipes: Rc<RefCell<HashMap<RawFd, OpenPipe>>>,
+}
+
+/// An output pipe a reader task holds.
+struct OpenPipe {
+    service: String,
+    stream: Stream,
+    /// Read, and not yet a whole line.
+    pending: Rc<RefCell<Vec<u8>>>,
 }
 
 /// A service's main process in its cgroup.
@@ -173,6 +227,7 @@ impl RealSys {
             spawning: crate::spawn::Spawning::new(spawning),
             cgroups: None,
             cgroup_of: RefCell::new(HashMap::new()),
+            pipes: Rc::new(RefCell::new(HashMap::new())),
         }
     }
 
@@ -196,9 +251,11 @@ impl RealSys {
     /// Reads a pipe line by line until every writer has closed it. An idle
     /// pipe costs no buffer: bytes are read into one shared scratch buffer
     /// only when the pipe is readable. A full line queue makes this task
-    /// wait, so the service blocks on its own pipe.
-    fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd) {
+    /// wait, so the service blocks on its own pipe. `pending` is what an
+    /// earlier spore had read of an unfinished line (a live re-exec).
+    fn read_lines(&self, service: String, stream: Stream, fd: OwnedFd, pending: Vec<u8>) {
         let tx = self.lines.clone();
+        let raw = fd.as_raw_fd();
         let Ok(pipe) = Async::new(std::fs::File::from(fd)) else {
             crate::journal::note(format_args!(
                 "{service}: cannot watch its {} pipe",
@@ -206,19 +263,39 @@ impl RealSys {
             ));
             return;
         };
+        let pending = Rc::new(RefCell::new(pending));
+        if let Ok(mut pipes) = self.pipes.try_borrow_mut() {
+            pipes.insert(
+                raw,
+                OpenPipe {
+                    service: service.clone(),
+                    stream,
+                    pending: pending.clone(),
+                },
+            );
+        }
+        let pipes = self.pipes.clone();
         self.executor
             .spawn(async move {
-                let mut pending: Vec<u8> = Vec::new();
                 loop {
                     if pipe.readable().await.is_err() {
                         break;
                     }
-                    let done = match read_available(pipe.get_ref(), &mut pending) {
-                        Ok(eof) => eof,
-                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
-                        Err(_) => true,
+                    // No await while the buffer is borrowed.
+                    let (done, lines) = match pending.try_borrow_mut() {
+                        Ok(mut pending) => {
+                            let done = match read_available(pipe.get_ref(), &mut pending) {
+                                Ok(eof) => eof,
+                                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                                    false
+                                }
+                                Err(_) => true,
+                            };
+                            (done, take_lines(&mut pending))
+                        }
+                        Err(_) => (true, Vec::new()),
                     };
-                    for text in take_lines(&mut pending) {
+                    for text in lines {
                         let line = Input::Line {
                             service: service.clone(),
                             stream,
@@ -232,8 +309,16 @@ impl RealSys {
                         break;
                     }
                 }
-                if !pending.is_empty() {
-                    let text = String::from_utf8_lossy(&pending).into_owned();
+                // The descriptor closes with this task: no longer handed on.
+                if let Ok(mut pipes) = pipes.try_borrow_mut() {
+                    pipes.remove(&raw);
+                }
+                let rest = pending
+                    .try_borrow_mut()
+                    .map(|mut p| std::mem::take(&mut *p))
+                    .unwrap_or_default();
+                if !rest.is_empty() {
+                    let text = String::from_utf8_lossy(&rest).into_owned();
                     let _ = tx
                         .send(Input::Line {
                             service,
@@ -328,10 +413,20 @@ impl Sys for RealSys {
         }
         if let Some(service) = output {
             if let Some(stdout) = child.stdout {
-                self.read_lines(service.to_owned(), Stream::Stdout, stdout.into());
+                self.read_lines(
+                    service.to_owned(),
+                    Stream::Stdout,
+                    stdout.into(),
+                    Vec::new(),
+                );
             }
             if let Some(stderr) = child.stderr {
-                self.read_lines(service.to_owned(), Stream::Stderr, stderr.into());
+                self.read_lines(
+                    service.to_owned(),
+                    Stream::Stderr,
+                    stderr.into(),
+                    Vec::new(),
+                );
             }
         }
         Ok(child.pid)
@@ -500,6 +595,85 @@ impl Sys for RealSys {
 
     fn echo(&mut self, service: &str, line: &str) {
         crate::journal::service_line(service, line);
+    }
+
+    fn hand_off(&self) -> SysHandoff {
+        let pipes = self.pipes.try_borrow().map_or_else(
+            |_| Vec::new(),
+            |pipes| {
+                pipes
+                    .iter()
+                    .map(|(fd, pipe)| HandedPipe {
+                        fd: *fd,
+                        service: pipe.service.clone(),
+                        stream: pipe.stream,
+                        pending: pipe
+                            .pending
+                            .try_borrow()
+                            .map(|p| p.clone())
+                            .unwrap_or_default(),
+                    })
+                    .collect()
+            },
+        );
+        let placed = self.cgroup_of.try_borrow().map_or_else(
+            |_| Vec::new(),
+            |map| {
+                map.iter()
+                    .map(|(pid, placed)| HandedCgroup {
+                        pid: *pid,
+                        service: placed.service.clone(),
+                        oom_kills: placed.oom_kills,
+                    })
+                    .collect()
+            },
+        );
+        SysHandoff { pipes, placed }
+    }
+
+    fn adopt(&mut self, handoff: SysHandoff) {
+        for pipe in handoff.pipes {
+            // SAFETY: the earlier spore held this descriptor open for this
+            // pipe and kept it across the exec (it cleared FD_CLOEXEC);
+            // nothing else in this process has taken it (adoption runs
+            // before any file is opened for a service), and it is owned
+            // here from now on. A descriptor that is not open is refused
+            // by the check first.
+            if nix::fcntl::fcntl(
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(pipe.fd) },
+                nix::fcntl::FcntlArg::F_GETFD,
+            )
+            .is_err()
+            {
+                crate::journal::note(format_args!(
+                    "{}: its {} pipe (descriptor {}) did not survive the re-exec",
+                    pipe.service,
+                    pipe.stream.name(),
+                    pipe.fd
+                ));
+                continue;
+            }
+            // SAFETY: see above.
+            let fd = unsafe { OwnedFd::from_raw_fd(pipe.fd) };
+            if let Err(error) = nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            ) {
+                crate::journal::note(format_args!("{}: FD_CLOEXEC: {error}", pipe.service));
+            }
+            self.read_lines(pipe.service, pipe.stream, fd, pipe.pending);
+        }
+        if let Ok(mut map) = self.cgroup_of.try_borrow_mut() {
+            for placed in handoff.placed {
+                map.insert(
+                    placed.pid,
+                    Placed {
+                        service: placed.service,
+                        oom_kills: placed.oom_kills,
+                    },
+                );
+            }
+        }
     }
 }
 

@@ -302,14 +302,25 @@ enum Command {
     /// Send a unified kernel image (spore-mkinitramfs --uki) and write it
     /// to the node's boot slot not in use; the next boot tries it once, and
     /// spore there confirms it when its critical services are ready, or the
-    /// old slot comes back
+    /// old slot comes back. Or send a spore binary (--spore) that the node
+    /// execs in place at once, keeping every service running (a live
+    /// re-exec)
     #[command(
-        after_help = "Examples:\n  sporectl --node 10.0.2.15:9999 update --image node.efi\n  ssh-keygen -Y sign -f update_key -n spore-update node.efi   # when the node has [update] keys\n  sporectl --node 10.0.2.15:9999 update --image node.efi --signature node.efi.sig\n  sporectl --node 10.0.2.15:9999 reboot"
+        after_help = "Examples:\n  sporectl --node 10.0.2.15:9999 update --image node.efi\n  ssh-keygen -Y sign -f update_key -n spore-update node.efi   # when the node has [update] keys\n  sporectl --node 10.0.2.15:9999 update --image node.efi --signature node.efi.sig\n  sporectl --node 10.0.2.15:9999 reboot\n  sporectl --node 10.0.2.15:9999 update --spore target/x86_64-unknown-linux-musl/release/spore"
     )]
     Update {
         /// The image
-        #[arg(long, value_name = "FILE")]
-        image: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "spore",
+            conflicts_with = "spore"
+        )]
+        image: Option<PathBuf>,
+        /// A spore binary: the node checks it, then execs it in place of
+        /// the running spore without stopping a service
+        #[arg(long, value_name = "BINARY", conflicts_with = "signature")]
+        spore: Option<PathBuf>,
         /// Its `ssh-keygen -Y sign -n spore-update` signature (default
         /// FILE.sig, when it exists)
         #[arg(long, value_name = "SIG")]

@@ -13,6 +13,7 @@ mod out;
 mod beacon_commands;
 mod cli;
 mod fleet;
+mod reexec;
 mod rollout;
 mod ship;
 mod trust;
@@ -184,10 +185,15 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     let operands = operands(options);
     let several = operands.len() > 1;
     let mut tally = verbs::Tally::new(verb);
+    // A re-exec is seen done once the node answers from a later generation.
+    let generation = match verb {
+        Verb::Reexec => Some(reexec::generation(options, &mut session).await?),
+        _ => None,
+    };
     for operand in &operands {
         let answer = if verb == Verb::ArtifactPut {
             upload(options, &mut session, operand).await
-        } else if verb == Verb::Update {
+        } else if verb == Verb::Update || verb == Verb::Reexec {
             match upload(options, &mut session, operand).await {
                 Ok(_) => {
                     let (method, params) = request(options, verb, operand)?;
@@ -233,6 +239,13 @@ async fn run(options: &Options) -> Result<u8, ClientError> {
     }
     if verb == Verb::Logs && options.shape.follow {
         follow(options, &mut session).await?;
+    }
+    if let (Some(before), 0) = (generation, tally.code()) {
+        drop(session);
+        let facts = reexec::taken_up(options, &identities, &pin, before).await?;
+        if options.json {
+            say!("{}", json!({ "reexec": facts }));
+        }
     }
     Ok(tally.code())
 }

@@ -4,7 +4,7 @@
 mod block_id;
 pub mod cgroups;
 mod configured_mounts;
-mod consoles;
+pub mod consoles;
 pub mod hostname;
 mod modules;
 mod mounts;

@@ -49,6 +49,9 @@ pub trait NodeMethods {
     /// `node.update`, its parameters checked against the table.
     fn update(&self, runtime: &mut NodeApi, params: &Map<String, Value>)
         -> Result<Reply, ApiError>;
+    /// `node.reexec`, its parameters checked against the table.
+    fn reexec(&self, runtime: &mut NodeApi, params: &Map<String, Value>)
+        -> Result<Reply, ApiError>;
 }
 
 /// Calls `method` with `params` as `role`; `node` answers the methods only
@@ -219,6 +222,10 @@ pub fn call_with(
         Method::NodeUpdate => {
             refuse_when_stopping()?;
             return node.update(runtime, &params);
+        }
+        Method::NodeReexec => {
+            refuse_when_stopping()?;
+            return node.reexec(runtime, &params);
         }
         Method::ServiceDeploy => {
             refuse_when_stopping()?;

@@ -185,6 +185,11 @@ pub fn render(verb: Verb, result: &Value) -> Vec<String> {
             display::printable(&text(result, "slot")),
             display::printable(&text(result, "boot_entry")),
         )],
+        Verb::Reexec => vec![format!(
+            "spore {} (build {}) answered the check; the node execs it in place now, keeping every service",
+            display::printable(&text(result, "version")),
+            display::printable(text(result, "build_id").get(..12).unwrap_or_default()),
+        )],
         Verb::SecretList => result
             .as_array()
             .into_iter()

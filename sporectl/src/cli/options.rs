@@ -181,7 +181,19 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
         }
         Command::Reboot => "reboot",
         Command::Poweroff => "poweroff",
-        Command::Update { image, signature } => {
+        Command::Update {
+            image: None,
+            spore: Some(binary),
+            ..
+        } => {
+            options.verb = Some(rpc::verbs::Verb::Reexec);
+            options.names = vec![binary.display().to_string()];
+            "update"
+        }
+        Command::Update {
+            image, signature, ..
+        } => {
+            let image = image.unwrap_or_default();
             let default = PathBuf::from(format!("{}.sig", image.display()));
             options.file = signature.or_else(|| default.exists().then_some(default));
             options.names = vec![image.display().to_string()];
@@ -290,7 +302,12 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
     if matches!(options.task, crate::Task::Unpublish(_)) && options.beacon.is_none() {
         usage("artifact unpublish asks a beacon: give --beacon URL (or SPORECTL_BEACON)");
     }
-    if fleet && options.verb == Some(rpc::verbs::Verb::Update) {
+    if fleet
+        && matches!(
+            options.verb,
+            Some(rpc::verbs::Verb::Update | rpc::verbs::Verb::Reexec)
+        )
+    {
         usage("update sends an image to one node at a time: give it --node HOST:PORT");
     }
     if fleet && options.verb == Some(rpc::verbs::Verb::ArtifactPut) {

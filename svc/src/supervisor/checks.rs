@@ -72,7 +72,7 @@ impl Supervisor {
     }
 
     pub(super) fn on_timer(&mut self, id: TimerId) {
-        let Some((u, purpose)) = self.timers.remove(&id) else {
+        let Some((u, purpose, _)) = self.timers.remove(&id) else {
             return; // cancelled
         };
         match purpose {

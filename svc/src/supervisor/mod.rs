@@ -68,6 +68,7 @@
 
 mod checks;
 mod event;
+mod handoff;
 mod lifecycle;
 mod orders;
 mod phase;
@@ -82,6 +83,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub use event::{Action, Event, TimerId, SIGKILL};
+pub use handoff::{Adopted, Handoff, HandoffRefused};
 pub use state::{BlockReason, Bytes, ExitStatus, State};
 
 use crate::graph::Graph;
@@ -116,7 +118,8 @@ enum Purpose {
 }
 
 /// What happens once a stopping service's processes are gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "then", content = "with", rename_all = "snake_case")]
 enum AfterStop {
     /// Stay stopped.
     Stay,
@@ -230,7 +233,9 @@ pub struct Supervisor {
     required_by: Vec<Vec<usize>>,
     /// Symmetric conflicts.
     conflicts: Vec<Vec<usize>>,
-    timers: HashMap<TimerId, (usize, Purpose)>,
+    /// Each armed timer: its unit, what it is for, and when it is due
+    /// (the due time is what a live re-exec hands on).
+    timers: HashMap<TimerId, (usize, Purpose, Instant)>,
     next_timer: TimerId,
     shutting_down: bool,
     shutdown_reported: bool,
@@ -446,7 +451,8 @@ impl Supervisor {
     fn arm(&mut self, u: usize, purpose: Purpose, after: Duration) -> TimerId {
         let id = self.next_timer;
         self.next_timer += 1;
-        self.timers.insert(id, (u, purpose));
+        let due = self.now() + after;
+        self.timers.insert(id, (u, purpose, due));
         self.actions.push(Action::ArmTimer { id, after });
         id
     }

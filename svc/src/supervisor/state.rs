@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExitStatus {
     /// It called exit with this code (127/126: the program could not be run).
     Code(i32),
@@ -76,7 +77,8 @@ impl fmt::Display for Bytes {
 }
 
 /// Why a service that should run is not starting yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BlockReason {
     /// A dependency is not ready yet.
     Waiting,

@@ -957,3 +957,190 @@ fn first_pass_retries_never_wait_longer_than_the_checks_interval() {
         FIRST_PASS_INTERVAL
     );
 }
+
+// ---- live re-exec: handoff and adoption ------------------------------
+
+impl Harness {
+    /// Hands the state to a new supervisor for the same files (through
+    /// JSON, as across the exec) and goes on with it; returns what the
+    /// adoption asked for.
+    fn reexec(&mut self, texts: &[String]) -> Vec<Action> {
+        let handoff = self.sup.handoff(self.now).expect("handoff");
+        let json = serde_json::to_string(&handoff).unwrap();
+        let handoff: Handoff = serde_json::from_str(&json).unwrap();
+        let services = texts.iter().map(|t| svc(t)).collect();
+        let adopted = Supervisor::adopt(services, handoff, self.now);
+        assert!(adopted.unknown.is_empty(), "{:?}", adopted.unknown);
+        self.sup = adopted.supervisor;
+        // The old process's timers died with it; the new ones are these.
+        self.timers.clear();
+        for action in &adopted.actions {
+            if let Action::ArmTimer { id, after } = action {
+                self.timers.insert(*id, self.now + *after);
+            }
+        }
+        self.log.extend(adopted.actions.iter().cloned());
+        adopted.actions
+    }
+}
+
+fn reexec_node() -> Vec<String> {
+    vec![
+        daemon(
+            "db",
+            "[health]\ntype = \"tcp\"\ntarget = \"h:1\"\ninterval_ms = 1000\n",
+        ),
+        daemon("app", "[dependencies]\nrequires = [\"db\"]\n"),
+        daemon(
+            "crash",
+            "[lifecycle]\nrestart = \"always\"\nrestart_delay_ms = 400\n",
+        ),
+        daemon("slow", "[lifecycle]\nstop_timeout_ms = 1000\n"),
+        daemon("idle", ""),
+        oneshot("setup", ""),
+    ]
+}
+
+/// Boots [`reexec_node`] until nothing is starting (a handoff waits for that).
+fn booted(texts: &[String]) -> Harness {
+    let mut h = Harness::new(texts);
+    h.send(Event::Boot);
+    for name in ["db", "crash", "slow", "idle", "setup"] {
+        h.spawned(name);
+    }
+    h.check("db", true);
+    h.spawned("app");
+    h
+}
+
+/// What operators see of every unit: name, state, pid, wanted, restarts.
+fn seen(h: &Harness) -> Vec<(String, State, Option<i32>, bool, u32)> {
+    h.sup
+        .list()
+        .iter()
+        .map(|v| {
+            (
+                v.service.name.clone(),
+                v.state.clone(),
+                v.pid,
+                v.wanted,
+                v.restarts,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_reexec_keeps_every_process_and_spawns_nothing() {
+    let texts = reexec_node();
+    let mut h = booted(&texts);
+    h.exit("setup", ExitStatus::Code(0));
+    h.send(Event::Stop("idle".into()));
+    h.exit("idle", ExitStatus::Signal(TERM));
+    let before = seen(&h);
+    let actions = h.reexec(&texts);
+    assert_eq!(spawns(&actions), Vec::<&str>::new(), "{actions:?}");
+    assert!(signals(&actions).is_empty(), "{actions:?}");
+    let after = seen(&h);
+    assert_eq!(before, after);
+    // The processes are known by their pids: an exit is handled as before.
+    let actions = h.exit("app", ExitStatus::Code(3));
+    assert!(
+        matches!(h.state("app"), State::Backoff { .. } | State::Failed(_)),
+        "{:?} {actions:?}",
+        h.state("app")
+    );
+    // The stopped one stays stopped: a re-exec is no boot.
+    assert_eq!(h.state("idle"), State::Stopped);
+}
+
+#[test]
+fn a_restart_in_backoff_happens_when_it_would_have() {
+    let texts = reexec_node();
+    let mut h = booted(&texts);
+    let actions = h.exit("crash", ExitStatus::Code(1));
+    assert_eq!(backoff_delays(&actions, &h), [Duration::from_millis(400)]);
+    h.advance(Duration::from_millis(150));
+    h.reexec(&texts);
+    assert!(matches!(h.state("crash"), State::Backoff { .. }));
+    assert!(spawns(&h.advance(Duration::from_millis(249))).is_empty());
+    assert_eq!(spawns(&h.advance(Duration::from_millis(1))), ["crash"]);
+    assert_eq!(h.sup.get("crash").unwrap().restarts, 1);
+}
+
+#[test]
+fn a_stop_in_progress_gets_its_kill_at_the_same_deadline() {
+    let texts = reexec_node();
+    let mut h = booted(&texts);
+    let pid = h.pid("slow");
+    h.send(Event::Stop("slow".into()));
+    h.advance(Duration::from_millis(600));
+    h.reexec(&texts);
+    assert_eq!(h.state("slow"), State::Stopping);
+    assert!(signals(&h.advance(Duration::from_millis(399))).is_empty());
+    assert_eq!(
+        signals(&h.advance(Duration::from_millis(1))),
+        [(pid, SIGKILL)]
+    );
+    h.exit("slow", ExitStatus::Signal(SIGKILL));
+    assert_eq!(h.state("slow"), State::Stopped);
+}
+
+#[test]
+fn a_check_that_was_running_runs_again_at_once_and_the_next_keeps_its_time() {
+    let texts = reexec_node();
+    let mut h = booted(&texts);
+    assert_eq!(h.state("db"), State::Ready);
+    // The next check is due in 1000 ms; 300 pass, then the re-exec.
+    h.advance(Duration::from_millis(300));
+    let actions = h.reexec(&texts);
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::ArmTimer { after, .. } if *after == Duration::from_millis(700))
+    ));
+    let runs = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::RunCheck { .. }))
+            .count()
+    };
+    assert_eq!(runs(&h.advance(Duration::from_millis(699))), 0);
+    assert_eq!(runs(&h.advance(Duration::from_millis(1))), 1);
+    // Handed off while that check ran: its answer went to the old process,
+    // so the new one checks again at once.
+    let actions = h.reexec(&texts);
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::ArmTimer { after, .. } if after.is_zero())));
+    assert_eq!(runs(&h.advance(Duration::ZERO)), 1);
+    h.check("db", true);
+    assert_eq!(h.state("db"), State::Ready);
+}
+
+#[test]
+fn a_handoff_waits_for_a_spawn_in_flight_and_names_units_without_a_file() {
+    let texts = reexec_node();
+    let mut h = Harness::new(&texts);
+    h.send(Event::Boot);
+    assert_eq!(
+        h.sup.handoff(h.now),
+        Err(HandoffRefused::Starting("db".into()))
+    );
+    for name in ["db", "crash", "slow", "idle", "setup"] {
+        h.spawned(name);
+    }
+    h.check("db", true);
+    h.spawned("app");
+    let handoff = h.sup.handoff(h.now).unwrap();
+    // The new binary finds no file for `slow` (edited away): its process
+    // is named, not silently left running unsupervised.
+    let fewer: Vec<Service> = texts
+        .iter()
+        .filter(|t| !t.contains("\"slow\""))
+        .map(|t| svc(t))
+        .collect();
+    let adopted = Supervisor::adopt(fewer, handoff, h.now);
+    assert_eq!(adopted.unknown, [("slow".to_owned(), h.pid("slow"))]);
+    assert!(spawns(&adopted.actions).is_empty());
+    h.send(Event::Shutdown);
+    assert_eq!(h.sup.handoff(h.now), Err(HandoffRefused::ShuttingDown));
+}
