@@ -83,7 +83,7 @@ fn wait_all_ready(socket: &Path, n: usize, limit: Duration) {
 /// generations.
 struct Prober {
     stop: Arc<AtomicBool>,
-    answers: Arc<Mutex<Vec<(Instant, u64)>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -97,8 +97,12 @@ impl Prober {
                 while !stop.load(Ordering::SeqCst) {
                     match call(&socket, "node.info", json!({})) {
                         Some(info) => {
-                            let generation = info["reexec"]["generation"].as_u64().unwrap_or(0);
-                            answers.lock().unwrap().push((Instant::now(), generation));
+                            let answer = Answer {
+                                at: Instant::now(),
+                                generation: info["reexec"]["generation"].as_u64().unwrap_or(0),
+                                pid: info["pid"].as_u64().unwrap_or(0),
+                            };
+                            answers.lock().unwrap().push(answer);
                         }
                         None => std::thread::sleep(Duration::from_micros(200)),
                     }
@@ -112,26 +116,34 @@ impl Prober {
         }
     }
 
-    /// The gap between the last answer of `before` and the first of a
-    /// later generation (or, with `after_time`, the first answer after it).
-    fn finish(self) -> Vec<(Instant, u64)> {
+    /// Every answer it had.
+    fn finish(self) -> Vec<Answer> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().unwrap();
         Arc::try_unwrap(self.answers).unwrap().into_inner().unwrap()
     }
 }
 
-fn gap(answers: &[(Instant, u64)], split: impl Fn(&(Instant, u64)) -> bool) -> Duration {
+/// One answer to `node.info`: when, from which generation and process.
+#[derive(Debug)]
+struct Answer {
+    at: Instant,
+    generation: u64,
+    pid: u64,
+}
+
+/// The time from the last answer that is not `new` to the first that is.
+fn gap(answers: &[Answer], new: impl Fn(&Answer) -> bool) -> Duration {
     let last_before = answers
         .iter()
-        .filter(|a| !split(a))
-        .map(|a| a.0)
+        .filter(|a| !new(a))
+        .map(|a| a.at)
         .max()
         .unwrap();
     let first_after = answers
         .iter()
-        .filter(|a| split(a))
-        .map(|a| a.0)
+        .filter(|a| new(a))
+        .map(|a| a.at)
         .min()
         .unwrap();
     first_after.saturating_duration_since(last_before)
@@ -190,7 +202,7 @@ fn main() {
         };
         std::thread::sleep(Duration::from_millis(100));
         let answers = prober.finish();
-        gaps.push(gap(&answers, |a| a.1 >= generation));
+        gaps.push(gap(&answers, |a| a.generation >= generation));
         taken_up.push(facts["asked_to_taken_up_ms"].as_u64().unwrap());
         assert_eq!(facts["went_back"], false, "{facts}");
     }
@@ -215,7 +227,10 @@ fn main() {
     let all_ready = stopped_at.elapsed();
     std::thread::sleep(Duration::from_millis(100));
     let answers = prober.finish();
-    let restart_gap = gap(&answers, |a| a.0 > stopped_at);
+    // The old process answers while it stops its services: the new one
+    // is told by its pid.
+    let new_pid = u64::from(child.id());
+    let restart_gap = gap(&answers, |a| a.pid == new_pid);
     let restarted = pids(&socket);
     let restarted_changed = before
         .iter()
