@@ -64,12 +64,24 @@ pub fn verify(
             )));
         }
     }
+    verify_signature(bytes, signature, keys)
+}
+
+/// With `[update] keys`, `signature` (an armored `ssh-keygen -Y sign -n
+/// spore-update` signature) must be by one of them over `bytes`; without
+/// keys anything passes. Checks an image's and a spore binary's (a live
+/// re-exec) alike.
+pub fn verify_signature(
+    bytes: &[u8],
+    signature: Option<&str>,
+    keys: &[String],
+) -> Result<(), SlotError> {
     if keys.is_empty() {
         return Ok(());
     }
     let Some(armored) = signature else {
         return Err(SlotError::Refused(
-            "it is not signed, and this node takes only images signed by one of its [update] keys"
+            "it is not signed, and this node takes only what one of its [update] keys signed"
                 .into(),
         ));
     };

@@ -66,8 +66,9 @@ pub struct Update {
     /// Where the EFI system partition is mounted (default /boot/efi, as
     /// the example image mounts it).
     pub esp: PathBuf,
-    /// `ssh-ed25519` public keys; when any is given, an update image must
-    /// carry an `ssh-keygen -Y sign -n spore-update` signature by one.
+    /// `ssh-ed25519` public keys; when any is given, an update image and a
+    /// spore binary for a live re-exec must carry an `ssh-keygen -Y sign
+    /// -n spore-update` signature by one.
     pub keys: Vec<String>,
     /// How long a new slot has to pass its checks after spore starts on
     /// it (default 5 min); past it, the node reboots into the old slot.

@@ -247,6 +247,10 @@ impl crate::reexec::Host for Node {
         self.updates.build_id()
     }
 
+    fn update_keys(&self) -> Vec<String> {
+        self.updates.keys().to_vec()
+    }
+
     fn whereabouts(&self) -> crate::reexec::Whereabouts {
         crate::reexec::Whereabouts {
             pid1: self.pid1,

@@ -46,6 +46,8 @@ pub trait Host {
     fn on_trial(&self) -> bool;
     /// The running binary's SHA-256 (empty before it was hashed).
     fn build_id(&self) -> String;
+    /// The `[update] keys` a new binary must be signed by (none: any).
+    fn update_keys(&self) -> Vec<String>;
     /// Where the node runs and what it has done since its start.
     fn whereabouts(&self) -> Whereabouts;
 }
@@ -237,6 +239,11 @@ pub fn stage(
         .parent()
         .unwrap_or(Path::new("/run/spore"))
         .join("reexec");
+    let signature = params
+        .get("signature")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let keys = node.update_keys();
     let busy = node.reexec().busy.clone();
     let staged_tx = node.reexec().staged_tx.clone();
     let (answer, pending) = smol::channel::bounded(1);
@@ -246,7 +253,7 @@ pub fn stage(
         runtime::escape::field(&source.display().to_string())
     ));
     let work = move || {
-        let outcome = prepare(&source, &dir);
+        let outcome = prepare(&source, &dir, signature.as_deref(), &keys);
         match outcome {
             Ok((staged, answered)) => {
                 let reply = json!({
@@ -294,9 +301,18 @@ fn refused(message: impl Into<String>) -> ApiError {
 
 /// Copies the new binary and this one beside the control socket and runs
 /// the check (on a thread: it reads files and waits for a process).
-fn prepare(source: &Path, dir: &Path) -> Result<(Staged, Answered), ApiError> {
+fn prepare(
+    source: &Path,
+    dir: &Path,
+    signature: Option<&str>,
+    keys: &[String],
+) -> Result<(Staged, Answered), ApiError> {
     use std::os::unix::fs::DirBuilderExt;
     let bytes = read_binary(source)?;
+    bootslots::image::verify_signature(&bytes, signature, keys).map_err(|e| match e {
+        bootslots::SlotError::Refused(why) => refused(format!("the binary is refused: {why}")),
+        other => refused(other.to_string()),
+    })?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

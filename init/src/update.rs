@@ -77,6 +77,12 @@ impl Updates {
         }
     }
 
+    /// The `[update] keys`: what an image or a spore binary must be
+    /// signed by (none: anything goes).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// True while this boot is an update on trial not yet decided.
     pub fn on_trial(&self) -> bool {
         self.on_trial.load(Ordering::SeqCst)

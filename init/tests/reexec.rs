@@ -416,3 +416,81 @@ fn sporectl_update_spore_reexecs_a_node_over_the_signed_rpc() {
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// With `[update] keys` a binary must carry an `ssh-keygen -Y sign -n
+/// spore-update` signature by one of them, as an update image must.
+#[test]
+fn a_node_with_update_keys_execs_only_a_signed_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    common::keygen(&keys.join("release"), "release@test");
+    common::keygen(&keys.join("other"), "other@test");
+    let release = std::fs::read_to_string(keys.join("release.pub")).unwrap();
+    std::fs::create_dir_all(dir.path().join("etc/services")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/spore.toml"),
+        format!("[update]\nkeys = [\"{}\"]\n", release.trim()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("etc/services/quiet.toml"),
+        "[service]\nname = \"quiet\"\nexec = \"sleep 1000\"\n",
+    )
+    .unwrap();
+    let binary = dir.path().join("spore-new");
+    std::fs::copy(spore_bin(), &binary).unwrap();
+    let spore = Spore::start_in(dir);
+    spore.wait_state("quiet", "ready");
+    let sign = |key: &str| {
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", "spore-update", "-f"])
+            .arg(keys_of(&spore).join(key))
+            .arg(&binary)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(format!("{}.sig", binary.display())).unwrap()
+    };
+    let path = binary.display().to_string();
+    let error = spore
+        .call("node.reexec", json!({ "path": path }))
+        .unwrap_err();
+    assert_eq!(error["code"], -32016, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("it is not signed"),
+        "{error}"
+    );
+    let by_other = sign("other");
+    let error = spore
+        .call(
+            "node.reexec",
+            json!({ "path": path, "signature": by_other }),
+        )
+        .unwrap_err();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not by one of this node's [update] keys"),
+        "{error}"
+    );
+    std::fs::remove_file(format!("{}.sig", binary.display())).unwrap();
+    let by_release = sign("release");
+    let answer = spore
+        .call(
+            "node.reexec",
+            json!({ "path": path, "signature": by_release }),
+        )
+        .unwrap();
+    assert_eq!(answer["accepted"], true, "{answer}");
+    let facts = reexec_facts(&spore, 1);
+    assert_eq!(facts["processes"], 1, "{facts}");
+}
+
+fn keys_of(spore: &Spore) -> std::path::PathBuf {
+    spore.path("keys")
+}

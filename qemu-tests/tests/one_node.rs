@@ -177,6 +177,17 @@ fn one_node_boots_registers_and_obeys_sporectl() {
     };
     let before = pids(&fleet);
     let ticker = status(&fleet)["pid"].as_u64().unwrap();
+    // Not a spore: refused before anything happens; PID 1 goes on.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"#!/bin/sh\nexit 0\n").unwrap();
+    let out = node.sporectl(
+        &fleet.operator,
+        &["update", "--spore", junk.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("did not answer as a spore"), "{said}");
+    assert_eq!(pids(&fleet), before);
     let spore = fleet.artifacts.spore.to_str().unwrap();
     let out = node.sporectl(&fleet.operator, &["update", "--spore", spore]);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -123,7 +123,19 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
             ));
         })
         .unwrap();
+    // Timed in its parts: the transfer (the image as an artifact), the
+    // write (node.update: checked, written, read back), the reboot (to
+    // spore starting on slot B) and the confirmation.
+    let started = std::time::Instant::now();
+    let out = fleet.nodes[0].sporectl(&fleet.operator, &["artifact", "put", v2.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let transfer = started.elapsed();
     let said = update(&fleet, &v2);
+    let write = started.elapsed() - transfer;
     assert!(said.contains("written to slot b"), "{said}");
     // The image is in the slot now; its copy in the artifact store is gone.
     let listed = fleet.nodes[0].sporectl(&fleet.operator, &["--json", "artifact", "list"]);
@@ -132,10 +144,22 @@ fn an_update_is_tried_once_then_confirmed_and_a_bad_one_reverts_by_itself() {
     assert!(!listed.contains(&sha256sum(&v2)), "{listed}");
     let staged = info(&fleet);
     assert_eq!(staged["boot"]["trial"]["slot"], "b", "{staged}");
+    let rebooting = std::time::Instant::now();
     reboot(&mut fleet, 2);
+    let reboot_took = rebooting.elapsed();
     let vm = &mut fleet.nodes[0].vm;
     vm.wait_for("spore: update confirmed: slot b", BOOT)
         .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    let confirm = rebooting.elapsed() - reboot_took;
+    eprintln!(
+        "update to confirmed ({} KiB image, TCG): transfer {:.1} s, write {:.1} s, reboot to spore {:.1} s, confirm {:.1} s, {:.1} s in all",
+        std::fs::metadata(&v2).unwrap().len() / 1024,
+        transfer.as_secs_f64(),
+        write.as_secs_f64(),
+        reboot_took.as_secs_f64(),
+        confirm.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     let console = vm.console_text();
     assert!(console.contains("BdsDxe: starting Boot"), "{console}");
     // The watchdog guarded the trial and was disarmed once it was decided

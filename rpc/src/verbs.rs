@@ -331,7 +331,11 @@ pub fn request(
                 file: e.file,
                 error: e.error,
             })?;
-            json!({ "sha256": source.digest.hex() })
+            let mut params = json!({ "sha256": source.digest.hex() });
+            if let (Some(signature), Value::Object(map)) = (secret, &mut params) {
+                map.insert("signature".into(), json!(signature));
+            }
+            params
         }
         Method::NodeUpdate => {
             let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {

@@ -319,7 +319,7 @@ enum Command {
         image: Option<PathBuf>,
         /// A spore binary: the node checks it, then execs it in place of
         /// the running spore without stopping a service
-        #[arg(long, value_name = "BINARY", conflicts_with = "signature")]
+        #[arg(long, value_name = "BINARY")]
         spore: Option<PathBuf>,
         /// Its `ssh-keygen -Y sign -n spore-update` signature (default
         /// FILE.sig, when it exists)

@@ -135,7 +135,7 @@ fn request(
                 .map_err(|e| ClientError::Local(e.to_string()))?,
         ),
         // The image's signature, when one is given (it is not secret).
-        Verb::Update => match &options.file {
+        Verb::Update | Verb::Reexec => match &options.file {
             Some(path) => Some(zeroize::Zeroizing::new(
                 std::fs::read_to_string(path)
                     .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?,

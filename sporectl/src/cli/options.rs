@@ -184,8 +184,10 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
         Command::Update {
             image: None,
             spore: Some(binary),
-            ..
+            signature,
         } => {
+            let default = PathBuf::from(format!("{}.sig", binary.display()));
+            options.file = signature.or_else(|| default.exists().then_some(default));
             options.verb = Some(rpc::verbs::Verb::Reexec);
             options.names = vec![binary.display().to_string()];
             "update"
