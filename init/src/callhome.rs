@@ -68,6 +68,7 @@ pub fn main(paths: &Paths) -> ExitCode {
         first_delay: Duration::from_millis(beacon.retry_first_ms.unwrap_or(1_000).max(1)),
         max_delay: Duration::from_millis(beacon.retry_max_ms.unwrap_or(300_000).max(1)),
         extra: crate::update::registration_fields(&paths.state_dir),
+        refresh: Some(supervisor_build),
     };
     let key = match NodeKey::load_or_generate(&paths.state_dir.join("node_key")) {
         Ok((key, _)) => key,
@@ -83,4 +84,40 @@ pub fn main(paths: &Paths) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The build of the spore that supervises this call-home, for every
+/// registration (`build_id`: the SHA-256 of the binary its parent runs;
+/// after a live re-exec, the new one). Hashed again only when that file
+/// is another (device, inode, size, time).
+fn supervisor_build() -> std::collections::BTreeMap<String, serde_json::Value> {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Mutex;
+    type Seen = Option<((u64, u64, u64, i64), String)>;
+    static SEEN: Mutex<Seen> = Mutex::new(None);
+    let supervisor = format!("/proc/{}/exe", std::os::unix::process::parent_id());
+    let path = std::path::Path::new(&supervisor);
+    let mut fields = std::collections::BTreeMap::new();
+    // Not readable (another user's spore, which is not dumpable): the
+    // registration goes without it.
+    let Ok(meta) = std::fs::metadata(path) else {
+        return fields;
+    };
+    let identity = (meta.dev(), meta.ino(), meta.size(), meta.mtime());
+    let Ok(mut seen) = SEEN.lock() else {
+        return fields;
+    };
+    let hex = match &*seen {
+        Some((known, hex)) if *known == identity => hex.clone(),
+        _ => match artifacts::Digest::of_file(path) {
+            Ok(digest) => {
+                let hex = digest.hex();
+                *seen = Some((identity, hex.clone()));
+                hex
+            }
+            Err(_) => return fields,
+        },
+    };
+    fields.insert("build_id".into(), serde_json::json!(hex));
+    fields
 }

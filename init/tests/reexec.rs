@@ -494,3 +494,58 @@ fn a_node_with_update_keys_execs_only_a_signed_binary() {
 fn keys_of(spore: &Spore) -> std::path::PathBuf {
     spore.path("keys")
 }
+
+/// Registrations name the build of the spore that runs (`build_id`), and
+/// `sporectl nodes` shows it beside the version; after a re-exec into
+/// another build the next heartbeat names that one.
+#[test]
+fn registrations_name_the_running_build_and_follow_a_reexec() {
+    use common::beacon::{node, nodes, operator, sporectl, Beacon};
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(
+        common::free_port(),
+        &work.path().join("beacon"),
+        &["--open"],
+    );
+    let (spore, _) = node("node-01", beacon.port, &op, 1);
+    let registered_build = || -> String {
+        nodes(beacon.port)
+            .iter()
+            .find(|n| n["registration"]["hostname"] == "node-01")
+            .and_then(|n| n["registration"]["build_id"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let running = common::sha256sum(Path::new(spore_bin()));
+    spore.wait_for(
+        "a registration with the build",
+        Duration::from_secs(30),
+        |_| registered_build() == running,
+    );
+    let listed = sporectl(&["nodes", "--beacon", &beacon.url()]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    let version = format!("{} {}", env!("CARGO_PKG_VERSION"), &running[..8]);
+    assert!(table.contains(&version), "{table}");
+    // Another build: the same program with bytes after it (it runs the
+    // same, its SHA-256 differs).
+    let other = spore.path("spore-other");
+    let mut bytes = std::fs::read(spore_bin()).unwrap();
+    bytes.extend_from_slice(b"another build\n");
+    std::fs::write(&other, &bytes).unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let other_build = common::sha256sum(&other);
+    let answer = spore
+        .call(
+            "node.reexec",
+            json!({ "path": other.display().to_string() }),
+        )
+        .unwrap();
+    assert_eq!(answer["build_id"], other_build, "{answer}");
+    reexec_facts(&spore, 1);
+    spore.wait_for(
+        "a registration with the new build",
+        Duration::from_secs(30),
+        |_| registered_build() == other_build,
+    );
+}

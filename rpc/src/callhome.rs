@@ -52,6 +52,10 @@ pub struct Settings {
     /// Further fields every registration carries (signed with the rest),
     /// such as the node's boot slots.
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Fields read again for every registration, over `extra`: what may
+    /// change while call-home runs (the supervisor's build, after a live
+    /// re-exec).
+    pub refresh: Option<fn() -> BTreeMap<String, serde_json::Value>>,
 }
 
 /// Where a beacon takes registrations.
@@ -225,7 +229,13 @@ fn attempt(
         enrollment: credential
             .map(|c| c.prove(&settings.hostname, &key.public()))
             .transpose()?,
-        extra: settings.extra.clone(),
+        extra: {
+            let mut extra = settings.extra.clone();
+            if let Some(refresh) = settings.refresh {
+                extra.extend(refresh());
+            }
+            extra
+        },
         signature: String::new(),
     };
     registration
@@ -401,6 +411,7 @@ mod tests {
             first_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
             extra: BTreeMap::new(),
+            refresh: None,
         };
         let error = check_urls(&settings).unwrap_err().to_string();
         assert!(error.contains("allow_insecure_http"), "{error}");

@@ -190,11 +190,17 @@ fn table(options: &Options, records: &[Value], pending: bool) -> Result<(), Clie
     Ok(())
 }
 
-/// spore's version, and the boot slot when the node has slots: `0.1.0
-/// slot b`, `… trying a` while an update is on trial, `… (a reverted)`
-/// when the last one went back.
+/// spore's version and build (the first 8 hex digits of its SHA-256,
+/// when the registration says it), and the boot slot when the node has
+/// slots: `0.1.0 3f0c9a1b slot b`, `… trying a` while an update is on
+/// trial, `… (a reverted)` when the last one went back.
 fn version_and_slot(registration: &Value) -> String {
-    let version = text(registration, "spore_version");
+    let mut version = text(registration, "spore_version");
+    let build = text(registration, "build_id");
+    if let Some(short) = build.get(..8) {
+        version.push(' ');
+        version.push_str(short);
+    }
     let Some(boot) = registration.get("boot").filter(|b| b.is_object()) else {
         return version;
     };
