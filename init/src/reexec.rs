@@ -3,7 +3,8 @@
 //! `node.reexec` names the new binary (an artifact held, or a file on the
 //! node). Off the event loop, spore copies it to `RUN/reexec/next` (RUN is
 //! the control socket's directory: `/run/spore` on a node), copies itself
-//! to `RUN/reexec/previous`, and runs the new one once as
+//! to `RUN/reexec/outgoing` (`previous` once the new binary took over: a
+//! revert's target), and runs the new one once as
 //! `next __handoff-check`: it must answer, within [`CHECK_WITHIN`], that it
 //! is a spore that reads this handoff format. Only then does the call
 //! answer, and the event loop, once no spawn is in flight, writes the
@@ -84,6 +85,10 @@ const PREVIOUS_VARIABLE: &str = "SPORE_HANDOFF_PREVIOUS";
 /// Set when the state comes back to the previous binary: it must not go
 /// back again.
 const FALLBACK_VARIABLE: &str = "SPORE_HANDOFF_FALLBACK";
+
+/// The copy of the running binary a re-exec keeps to go back to, in the
+/// re-exec directory; renamed to `previous` once the new binary took over.
+const OUTGOING: &str = "outgoing";
 
 /// How long the new binary has to answer the check.
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
@@ -200,10 +205,36 @@ pub fn stage(
             "this boot is an update on trial: it is confirmed or reverted first",
         ));
     }
+    let dir = node
+        .whereabouts()
+        .paths
+        .socket
+        .parent()
+        .unwrap_or(Path::new("/run/spore"))
+        .join("reexec");
+    let previous = params.get("previous") == Some(&Value::Bool(true));
     let source = match (
         params.get("sha256").and_then(Value::as_str),
         params.get("path").and_then(Value::as_str),
     ) {
+        // The binary this node ran before its last re-exec (kept there):
+        // trusted as it was when it ran, so no signature is asked for.
+        (None, None) if previous => {
+            let path = dir.join("previous");
+            if !path.is_file() {
+                return Err(ApiError::new(
+                    code::INVALID_PARAMS,
+                    "previous: this node has not re-exec'd since it started, so it keeps no binary before this one",
+                ));
+            }
+            path
+        }
+        _ if previous => {
+            return Err(ApiError::new(
+                code::INVALID_PARAMS,
+                "name the new binary one way: sha256, path or previous",
+            ))
+        }
         (Some(sha256), None) => {
             let digest = artifacts::Digest::parse(sha256)
                 .map_err(|e| ApiError::new(code::INVALID_PARAMS, e.to_string()))?;
@@ -225,25 +256,22 @@ pub fn stage(
         _ => {
             return Err(ApiError::new(
                 code::INVALID_PARAMS,
-                "name the new binary: sha256 (an artifact held) or path (a file on the node), one of them",
+                "name the new binary: sha256 (an artifact held), path (a file on the node) or previous (the one before the last re-exec), one of them",
             ))
         }
     };
     if node.reexec().busy.swap(true, Ordering::SeqCst) {
         return Err(ApiError::new(code::BUSY, "a re-exec is under way"));
     }
-    let dir = node
-        .whereabouts()
-        .paths
-        .socket
-        .parent()
-        .unwrap_or(Path::new("/run/spore"))
-        .join("reexec");
     let signature = params
         .get("signature")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let keys = node.update_keys();
+    let keys = if previous {
+        Vec::new()
+    } else {
+        node.update_keys()
+    };
     let busy = node.reexec().busy.clone();
     let staged_tx = node.reexec().staged_tx.clone();
     let (answer, pending) = smol::channel::bounded(1);
@@ -319,7 +347,10 @@ fn prepare(
         .create(dir)
         .map_err(|e| ApiError::new(code::STORAGE, format!("{}: {e}", dir.display())))?;
     let next = dir.join("next");
-    let previous = dir.join("previous");
+    // Named `previous` only once the new binary has taken the state up
+    // (see [`take_up`]): a refused or handed-back re-exec leaves the
+    // previous binary of the last one that took.
+    let previous = dir.join(OUTGOING);
     let storage = |path: &Path, e: std::io::Error| {
         ApiError::new(code::STORAGE, format!("{}: {e}", path.display()))
     };
@@ -729,6 +760,23 @@ pub fn take_up(node: &impl Host, resumed: Resumed) {
         .unwrap_or_default();
     // Taken up: the previous binary will not need it.
     drop(memfd);
+    // What ran before this re-exec is `previous` now (a revert's target);
+    // after a hand-back the binary that runs is that copy itself.
+    if !fallback {
+        let dir = node
+            .whereabouts()
+            .paths
+            .socket
+            .parent()
+            .unwrap_or(Path::new("/run/spore"))
+            .join("reexec");
+        if let Err(error) = std::fs::rename(dir.join(OUTGOING), dir.join("previous")) {
+            journal::note(format_args!(
+                "re-exec: keeping the binary before as {}: {error}",
+                dir.join("previous").display()
+            ));
+        }
+    }
     let away_ms = unix_ms().saturating_sub(carried.asked_unix_ms);
     node.reexec().generation.set(generation);
     let unknown: Vec<Value> = adoption

@@ -272,6 +272,25 @@ fn a_binary_that_is_not_a_spore_is_refused_and_nothing_changes() {
     }
     let error = spore.call("node.reexec", json!({})).unwrap_err();
     assert_eq!(error["code"], -32602, "{error}");
+    // Nothing to go back to on a node that never re-exec'd; and one way
+    // of naming the binary at a time.
+    let error = spore
+        .call("node.reexec", json!({ "previous": true }))
+        .unwrap_err();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("has not re-exec'd"),
+        "{error}"
+    );
+    let error = spore
+        .call(
+            "node.reexec",
+            json!({ "previous": true, "path": spore_bin() }),
+        )
+        .unwrap_err();
+    assert_eq!(error["code"], -32602, "{error}");
     let log = spore.stderr();
     assert!(log.contains("re-exec refused:"), "{log}");
     assert!(!log.contains("re-exec: handing"), "{log}");

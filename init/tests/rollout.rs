@@ -319,3 +319,171 @@ fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
         );
     }
 }
+
+/// `sporectl rollout update --spore`: a new spore binary execed in place
+/// on every node, batch by batch, each node healthy only when it answers
+/// from the new binary with every service keeping its process; a binary
+/// that cannot take the state up stops the rollout at the canary; a node
+/// whose service does not keep its process fails its batch, which goes
+/// back to the binary it ran before.
+#[test]
+fn a_spore_rollout_reexecs_in_batches_stops_at_a_bad_binary_and_puts_a_batch_back() {
+    const FLEET: usize = 5;
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    let fleet: Vec<Spore> = (1..=FLEET)
+        .map(|i| node(&format!("node-{i:02}"), beacon.port, &op, 0).0)
+        .collect();
+    fleet[0].wait_for("every registration", Duration::from_secs(60), |_| {
+        nodes(beacon.port).len() == FLEET
+    });
+    for node in &fleet {
+        std::fs::write(node.path("etc/services/web.toml"), web(1000, false)).unwrap();
+        node.call("node.reload", json!({})).unwrap();
+        node.wait_state("web", "ready");
+    }
+    let generation = |node: &Spore| -> u64 {
+        node.call("node.info", json!({})).unwrap()["reexec"]["generation"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let web_pid = |node: &Spore| {
+        node.call("service.status", json!({ "name": "web" }))
+            .unwrap()["pid"]
+            .clone()
+    };
+    let pids: Vec<Value> = fleet.iter().map(web_pid).collect();
+    let update = |binary: &str, extra: &[&str]| {
+        let url = beacon.url();
+        let mut args = vec![
+            "--beacon",
+            &url,
+            "--all",
+            "--identity",
+            op.to_str().unwrap(),
+            "--json",
+            "rollout",
+            "update",
+            "--spore",
+            binary,
+        ];
+        args.extend_from_slice(extra);
+        sporectl(&args)
+    };
+
+    // 1. The same build, everywhere: the canary, then batches of two.
+    let out = update(
+        common::spore_bin(),
+        &[
+            "--canary",
+            "1",
+            "--auto-promote",
+            "--max-parallel",
+            "2",
+            "--min-healthy-time",
+            "1s",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let said = events(&out);
+    assert_eq!(said.last().unwrap()["completed"], true, "{said:?}");
+    let batches: Vec<usize> = said
+        .iter()
+        .filter(|e| e["event"] == "batch")
+        .map(|e| e["nodes"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batches, [1, 2, 2], "{said:?}");
+    for (node, pid) in fleet.iter().zip(&pids) {
+        assert_eq!(generation(node), 1);
+        assert_eq!(&web_pid(node), pid, "web kept its process");
+    }
+
+    // 2. A binary that answers the check but cannot take the state up:
+    // the canary hands it back by itself, the rollout stops there.
+    let broken = work.path().join("broken-spore");
+    std::fs::write(
+        &broken,
+        format!(
+            "#!/bin/sh\nSPORE_FAULT=handoff exec {} \"$@\"\n",
+            common::spore_bin()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = update(
+        broken.to_str().unwrap(),
+        &[
+            "--canary",
+            "1",
+            "--auto-promote",
+            "--auto-revert",
+            "--min-healthy-time",
+            "1s",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = events(&out);
+    let failed: Vec<&Value> = said
+        .iter()
+        .filter(|e| e["event"] == "node" && e["healthy"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{said:?}");
+    assert_eq!(failed[0]["node"], "node-01");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not take the state up"),
+        "{said:?}"
+    );
+    assert_eq!(said.last().unwrap()["untouched"], FLEET - 1, "{said:?}");
+    let info = fleet[0].call("node.info", json!({})).unwrap();
+    assert_eq!(info["reexec"]["went_back"], true, "{info}");
+    for node in &fleet[1..] {
+        assert_eq!(generation(node), 1, "untouched");
+    }
+
+    // 3. node-03 has a service that does not keep its process (it exits
+    // every second): its batch fails the gate and goes back.
+    std::fs::write(
+        fleet[2].path("etc/services/flaky.toml"),
+        "[service]\nname = \"flaky\"\nexec = \"/bin/sleep 1\"\n[lifecycle]\nrestart = \"always\"\nrestart_delay_ms = 100\nmax_restarts = 0\n",
+    )
+    .unwrap();
+    fleet[2].call("node.reload", json!({})).unwrap();
+    let out = update(
+        common::spore_bin(),
+        &[
+            "--max-parallel",
+            "2",
+            "--min-healthy-time",
+            "2s",
+            "--auto-revert",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = events(&out);
+    let reverted: Vec<&str> = said
+        .iter()
+        .filter(|e| e["event"] == "reverted" && e["ok"] == true)
+        .map(|e| e["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(reverted, ["node-03", "node-04"], "{said:?}");
+    let failed: Vec<&Value> = said
+        .iter()
+        .filter(|e| e["event"] == "node" && e["healthy"] == false)
+        .collect();
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("flaky (pid"),
+        "{said:?}"
+    );
+    // Batch 1 (node-01, node-02) stayed on the new binary; batch 2 took it
+    // and went back to the one before (two more generations); node-05
+    // was never touched.
+    let generations: Vec<u64> = fleet.iter().map(generation).collect();
+    assert_eq!(generations, [3, 2, 3, 3, 1], "{said:?}");
+    for (node, pid) in fleet.iter().zip(&pids) {
+        assert_eq!(&web_pid(node), pid, "web kept its process through it all");
+    }
+}

@@ -103,10 +103,12 @@ const ARTIFACT_PUT: [Param; 6] = [
 ];
 
 const UPDATE: [Param; 2] = [SHA256, param("signature", Kind::String, false)];
-/// The new spore binary: an artifact held (sha256) or a file on the node (path).
-const REEXEC: [Param; 3] = [
+/// The new spore binary: an artifact held (sha256), a file on the node
+/// (path), or the binary the node ran before its last re-exec (previous).
+const REEXEC: [Param; 4] = [
     param("sha256", Kind::String, false),
     param("path", Kind::String, false),
+    param("previous", Kind::Boolean, false),
     param("signature", Kind::String, false),
 ];
 
@@ -278,7 +280,7 @@ impl Method {
             Method::NodeReboot => "Stop every service in order, then reboot",
             Method::NodePoweroff => "Stop every service in order, then power off",
             Method::NodeUpdate => "Write a unified kernel image held as an artifact (sha256; signature: an ssh-keygen -Y sign signature in namespace spore-update, required when the node has [update] keys) to the boot slot not in use, read it back, and set UEFI BootNext to it: the next boot tries it once, and spore there confirms it or the old slot comes back",
-            Method::NodeReexec => "Replace the running spore with another binary without stopping a service: an artifact held (sha256) or a file on the node (path), with its spore-update signature when the node has [update] keys, checked first by running it; it execs in place as the same process, takes up every service's process, output pipes, restart counts and timers, and answers again on the same addresses (sessions drop: reconnect). A new binary that cannot take the state up within seconds hands it back to the old one",
+            Method::NodeReexec => "Replace the running spore with another binary without stopping a service: an artifact held (sha256), a file on the node (path) or, with previous, the binary it ran before its last re-exec (a rollout's revert), with its spore-update signature when the node has [update] keys (not for previous: it ran here already), checked first by running it; it execs in place as the same process, takes up every service's process, output pipes, restart counts and timers, and answers again on the same addresses (sessions drop: reconnect). A new binary that cannot take the state up within seconds hands it back to the old one",
             Method::Discover => "This list, as an OpenRPC document",
         }
     }

@@ -88,7 +88,7 @@ pub(crate) enum Task {
     /// `sporectl artifact unpublish SHA256…`: out of the beacon's cache.
     Unpublish(Vec<String>),
     /// `sporectl rollout deploy FILE…`: a change in health-gated batches.
-    Rollout(Box<rollout::Settings>),
+    Rollout(Box<rollout::Rollout>),
     /// `sporectl --all metrics --serve ADDRESS`: the fleet as one scrape
     /// target.
     ServeMetrics(fleet::ServeMetrics),

@@ -1,4 +1,5 @@
-//! `sporectl rollout deploy FILE…`: a change to a fleet in steps. The
+//! `sporectl rollout deploy FILE…` and `rollout update --spore BINARY`:
+//! a change to a fleet in steps. The
 //! canary first, then batches of `--max-parallel` nodes; each node counts
 //! healthy only when every service of the change came up within
 //! `--healthy-deadline` and was still ready, without a restart,
@@ -6,14 +7,16 @@
 //! not skipped. More failures than `--max-failures` stop the rollout; with
 //! `--auto-revert` the batch that failed goes back to what it had (each
 //! service's previous file, read with `service.definition` before the
-//! change, or no service where there was none). Nodes of later batches are
-//! never touched.
+//! change, or no service where there was none; for a new spore binary,
+//! the binary each node ran before, see [`spore`]). Nodes of later
+//! batches are never touched.
 //!
 //! This driver runs in the operator's sporectl: the state lives in this
 //! process for now (the rollout at the beacon, resumable from anywhere, is
 //! the next step).
 
 mod plan;
+pub(crate) mod spore;
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -27,12 +30,29 @@ pub(crate) use plan::Parallel;
 
 use crate::{call_within, confirm, connect_with_any, identities, Options};
 
+/// A rollout as its command line asks for it.
+#[derive(Debug)]
+pub(crate) enum Rollout {
+    /// `rollout deploy FILE…`.
+    Deploy(Settings),
+    /// `rollout update --spore BINARY`.
+    Spore(spore::Settings),
+}
+
 /// `sporectl rollout deploy`'s settings, as its command line gives them.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Settings {
     /// The service files
     #[arg(required = true)]
     pub(crate) files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) gates: Gates,
+}
+
+/// How a rollout of any change goes: its batches, its health gates, what
+/// stops it and what it does then.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Gates {
     /// Change this many nodes first, alone; the rest follow once they
     /// are healthy and the rollout is promoted (asked on the terminal,
     /// or --auto-promote, or --yes)
@@ -71,6 +91,24 @@ struct Change {
     text: String,
 }
 
+/// What the rollout changes.
+enum What {
+    /// Service files deployed.
+    Services(Rc<Vec<Change>>),
+    /// A spore binary exec'd in place.
+    Spore(Rc<spore::Binary>),
+}
+
+/// What a node had before the change, to put it back.
+enum Undo {
+    /// Each service of the change as it was (in change order), for those
+    /// the node had been asked to change.
+    Services(Vec<(String, Before)>),
+    /// The node was asked to exec the new binary; `went_back`: it could
+    /// not take the state up and its old binary runs again by itself.
+    Spore { asked: bool, went_back: bool },
+}
+
 /// What a service was on a node before the change.
 enum Before {
     /// Its file's text (and the name the node showed it under).
@@ -83,9 +121,8 @@ enum Before {
 struct Step {
     /// The node: hostname, address, pinned key.
     target: Target,
-    /// What each service of the change was before it (in change order),
-    /// for those the node had been asked to change.
-    before: Vec<(String, Before)>,
+    /// What to put back.
+    undo: Undo,
     /// Healthy, or why not.
     outcome: Result<(), String>,
 }
@@ -134,8 +171,17 @@ fn event(options: &Options, line: &str, document: Value) {
 
 /// Runs the rollout; exit status 0 when every node took the change and
 /// stayed healthy, 1 when it stopped.
-pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, ClientError> {
-    let changes = Rc::new(read_changes(&settings.files)?);
+pub(crate) async fn run(options: &Options, rollout: &Rollout) -> Result<u8, ClientError> {
+    let (what, settings) = match rollout {
+        Rollout::Deploy(deploy) => (
+            What::Services(Rc::new(read_changes(&deploy.files)?)),
+            &deploy.gates,
+        ),
+        Rollout::Spore(spore) => (
+            What::Spore(Rc::new(spore::Binary::read(spore)?)),
+            &spore.gates,
+        ),
+    };
     let (mut targets, channel) = crate::fleet::targets(options)?;
     if channel == beacon::client::Channel::Unauthenticated {
         return Err(ClientError::Declined(format!(
@@ -145,11 +191,17 @@ pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, Cl
     }
     targets.sort_by(|a, b| a.0.cmp(&b.0));
     let batches = plan::batches(targets.len(), settings.canary, settings.max_parallel);
-    let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+    let (names, gate): (Vec<String>, &str) = match &what {
+        What::Services(changes) => (changes.iter().map(|c| c.name.clone()).collect(), "ready"),
+        What::Spore(binary) => (
+            vec![binary.describe()],
+            "answering from it with every service kept",
+        ),
+    };
     event(
         options,
         &format!(
-            "rollout of {} to {} node(s) in {} batch(es){}: healthy once ready within {} s and still ready {} s later; stops after {} failed node(s){}",
+            "rollout of {} to {} node(s) in {} batch(es){}: healthy once {gate} within {} s and still so {} s later; stops after {} failed node(s){}",
             names.join(", "),
             targets.len(),
             batches.len(),
@@ -185,7 +237,7 @@ pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, Cl
             ),
             json!({ "event": "batch", "batch": index + 1, "canary": batch.canary, "nodes": hostnames }),
         );
-        let steps = batch_of(options, settings, &identities, &changes, &members).await;
+        let steps = batch_of(options, settings, &identities, &what, &members).await;
         changed_nodes += steps.len();
         let mut failed_here = Vec::new();
         for step in &steps {
@@ -267,9 +319,9 @@ pub(crate) async fn run(options: &Options, settings: &Settings) -> Result<u8, Cl
 /// healthy (or not).
 async fn batch_of(
     options: &Options,
-    settings: &Settings,
+    settings: &Gates,
     identities: &Rc<Vec<Identity>>,
-    changes: &Rc<Vec<Change>>,
+    what: &What,
     members: &[Target],
 ) -> Vec<Step> {
     let executor = smol::LocalExecutor::new();
@@ -278,31 +330,48 @@ async fn batch_of(
         .cloned()
         .map(|target| {
             let identities = identities.clone();
-            let changes = changes.clone();
+            let what = match what {
+                What::Services(changes) => What::Services(changes.clone()),
+                What::Spore(binary) => What::Spore(binary.clone()),
+            };
             let connect_timeout = options.connect_timeout;
             let call_timeout = options.call_timeout;
             let (deadline, healthy_time) = (settings.healthy_deadline, settings.min_healthy_time);
             executor.spawn(async move {
-                let mut before = Vec::new();
-                let outcome = async {
-                    let (_, address, pin) = &target;
-                    let mut session = connect_with_any(address, &identities, pin, connect_timeout)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    change_node(
-                        &mut session,
-                        &changes,
-                        &mut before,
-                        deadline,
-                        healthy_time,
-                        call_timeout,
-                    )
-                    .await
-                }
-                .await;
+                let gate = Gate {
+                    deadline,
+                    healthy_time,
+                    connect_timeout,
+                    call_timeout,
+                };
+                let (outcome, undo) = match &what {
+                    What::Services(changes) => {
+                        let mut before = Vec::new();
+                        let outcome = async {
+                            let (_, address, pin) = &target;
+                            let mut session =
+                                connect_with_any(address, &identities, pin, connect_timeout)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                            change_node(&mut session, changes, &mut before, &gate).await
+                        }
+                        .await;
+                        (outcome, Undo::Services(before))
+                    }
+                    What::Spore(binary) => {
+                        let mut undo = Undo::Spore {
+                            asked: false,
+                            went_back: false,
+                        };
+                        let outcome =
+                            spore::change_node(&target, &identities, binary, &gate, &mut undo)
+                                .await;
+                        (outcome, undo)
+                    }
+                };
                 Step {
                     target,
-                    before,
+                    undo,
                     outcome,
                 }
             })
@@ -319,16 +388,28 @@ async fn batch_of(
         .await
 }
 
+/// A node's health gate and the timeouts of its calls.
+struct Gate {
+    /// How long the change may take to come up.
+    deadline: Duration,
+    /// How long it must then stay up.
+    healthy_time: Duration,
+    /// `--connect-timeout`.
+    connect_timeout: Duration,
+    /// `--call-timeout`.
+    call_timeout: Duration,
+}
+
 /// On one node: notes what each service was, deploys the change, then
 /// checks that every changed service came up and stayed up.
 async fn change_node(
     session: &mut Session,
     changes: &[Change],
     before: &mut Vec<(String, Before)>,
-    deadline: Duration,
-    healthy_time: Duration,
-    call_timeout: Duration,
+    gate: &Gate,
 ) -> Result<(), String> {
+    let (deadline, healthy_time, call_timeout) =
+        (gate.deadline, gate.healthy_time, gate.call_timeout);
     let read = proto::method::Method::ServiceDefinition.name();
     let deploy = proto::method::Method::ServiceDeploy.name();
     let status = proto::method::Method::ServiceStatus.name();
@@ -421,7 +502,7 @@ fn not_up(answer: &Value) -> String {
 /// Returns how many nodes were put back.
 async fn revert(
     options: &Options,
-    settings: &Settings,
+    settings: &Gates,
     identities: &Rc<Vec<Identity>>,
     steps: Vec<Step>,
 ) -> usize {
@@ -434,6 +515,20 @@ async fn revert(
             let call_timeout = options.call_timeout;
             let deadline = settings.healthy_deadline;
             executor.spawn(async move {
+                let gate = Gate {
+                    deadline,
+                    healthy_time: Duration::ZERO,
+                    connect_timeout,
+                    call_timeout,
+                };
+                let before = match step.undo {
+                    Undo::Services(before) => before,
+                    Undo::Spore { asked, went_back } => {
+                        let outcome =
+                            spore::revert(&step.target, &identities, asked, went_back, &gate).await;
+                        return (step.target.0, outcome);
+                    }
+                };
                 let (hostname, address, pin) = step.target;
                 let outcome = async {
                     let mut session =
@@ -441,7 +536,7 @@ async fn revert(
                             .await
                             .map_err(|e| e.to_string())?;
                     // Last changed, first put back.
-                    for (name, was) in step.before.iter().rev() {
+                    for (name, was) in before.iter().rev() {
                         let (method, params) = match was {
                             Before::File { file, text } => (
                                 proto::method::Method::ServiceDeploy.name(),

@@ -118,6 +118,12 @@ pub(super) enum RolloutCommand {
         after_help = "Examples:\n  sporectl --beacon URL --all rollout deploy web.toml --canary 1 --max-parallel 25% --auto-revert\n  sporectl --beacon URL --nodes a,b,c rollout deploy web.toml --max-parallel 1 --min-healthy-time 1m"
     )]
     Deploy(crate::rollout::Settings),
+    /// Exec a new spore binary on the fleet (--all or --nodes) in
+    /// health-gated batches, in place (a live re-exec: no service stops)
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon URL --all rollout update --spore target/x86_64-unknown-linux-musl/release/spore --canary 1 --max-parallel 10% --auto-revert"
+    )]
+    Update(crate::rollout::spore::Settings),
 }
 
 #[derive(Subcommand, Debug)]

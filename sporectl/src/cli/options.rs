@@ -131,11 +131,14 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
             options.names = name.into_iter().collect();
             "tree"
         }
-        Command::Rollout(RolloutCommand::Deploy(settings)) => {
+        Command::Rollout(command) => {
             if !options.all && options.only.is_none() {
                 usage_error("rollout changes a fleet: say which nodes with --all or --nodes");
             }
-            options.task = crate::Task::Rollout(Box::new(settings));
+            options.task = crate::Task::Rollout(Box::new(match command {
+                RolloutCommand::Deploy(settings) => crate::rollout::Rollout::Deploy(settings),
+                RolloutCommand::Update(settings) => crate::rollout::Rollout::Spore(settings),
+            }));
             "rollout"
         }
         Command::Cat { names } => {
