@@ -9,8 +9,9 @@ Each supervisor runs as PID 1 of its own PID namespace (unshare --pid
   pss     proportional set size of the supervisor's own processes (not the
           sleeps) with those 1,000 services running, from smaps_rollup;
   reap    orphans reaped per second: a helper entered into the namespace
-          forks ORPHANS children that block on a pipe and exits; the
-          children, now the supervisor's, all exit at once; we time until
+          forks ORPHANS children that exit at once, waits until every one
+          is a zombie (it never reaps them) and exits: the supervisor
+          inherits them all at once, already dead; we time until
           the supervisor has no more children than before (its children
           file lists zombies until they are reaped), median of --rounds.
 
@@ -99,15 +100,29 @@ def pss_kib(pid):
 
 
 ORPHAN_MAKER = r"""
-import os, sys
+import os, sys, time
 n = int(sys.argv[1])
-r, w = os.pipe()
 for _ in range(n):
     if os.fork() == 0:
-        os.close(w)
-        os.read(r, 1)   # blocks until every writer is gone
         os._exit(0)
-os._exit(0)             # the children become orphans; our exit closes w
+# Every child has exited and is a zombie of ours (we never wait): only
+# then do we exit, and the supervisor inherits n zombies at once. What is
+# timed after is its reaping alone, not the children's own exits.
+# (/proc is the host's: thread-self names us there, and the children
+# file lists host pids.)
+while True:
+    with open("/proc/thread-self/children") as f:
+        kids = f.read().split()
+    def state(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "Z"
+    if all(state(pid) == "Z" for pid in kids):
+        break
+    time.sleep(0.01)
+os._exit(0)
 """
 
 
