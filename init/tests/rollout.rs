@@ -320,6 +320,21 @@ fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
     }
 }
 
+/// `count` `spore run` nodes (node-01…) registered at a fresh beacon, and
+/// the operator's key.
+fn registered_fleet(count: usize) -> (tempfile::TempDir, std::path::PathBuf, Beacon, Vec<Spore>) {
+    let work = tempfile::tempdir().unwrap();
+    let op = operator(work.path());
+    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
+    let fleet: Vec<Spore> = (1..=count)
+        .map(|i| node(&format!("node-{i:02}"), beacon.port, &op, 0).0)
+        .collect();
+    fleet[0].wait_for("every registration", Duration::from_secs(60), |_| {
+        nodes(beacon.port).len() == count
+    });
+    (work, op, beacon, fleet)
+}
+
 /// `sporectl rollout update --spore`: a new spore binary execed in place
 /// on every node, batch by batch, each node healthy only when it answers
 /// from the new binary with every service keeping its process; a binary
@@ -329,15 +344,7 @@ fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
 #[test]
 fn a_spore_rollout_reexecs_in_batches_stops_at_a_bad_binary_and_puts_a_batch_back() {
     const FLEET: usize = 5;
-    let work = tempfile::tempdir().unwrap();
-    let op = operator(work.path());
-    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
-    let fleet: Vec<Spore> = (1..=FLEET)
-        .map(|i| node(&format!("node-{i:02}"), beacon.port, &op, 0).0)
-        .collect();
-    fleet[0].wait_for("every registration", Duration::from_secs(60), |_| {
-        nodes(beacon.port).len() == FLEET
-    });
+    let (work, op, beacon, fleet) = registered_fleet(FLEET);
     for node in &fleet {
         std::fs::write(node.path("etc/services/web.toml"), web(1000, false)).unwrap();
         node.call("node.reload", json!({})).unwrap();
@@ -486,4 +493,90 @@ fn a_spore_rollout_reexecs_in_batches_stops_at_a_bad_binary_and_puts_a_batch_bac
     for (node, pid) in fleet.iter().zip(&pids) {
         assert_eq!(&web_pid(node), pid, "web kept its process through it all");
     }
+}
+
+/// `sporectl rollout remove`: a service removed batch by batch; a node
+/// where it cannot be removed (another service requires it) stops the
+/// rollout, and the removal never reaches the nodes after it.
+#[test]
+fn a_removal_rolls_out_in_batches_and_stops_where_the_service_is_in_use() {
+    const FLEET: usize = 5;
+    let (_work, op, beacon, fleet) = registered_fleet(FLEET);
+    // Every node but node-04 runs old-agent; on node-03 web requires it.
+    for (i, node) in fleet.iter().enumerate() {
+        if i != 3 {
+            std::fs::write(
+                node.path("etc/services/old-agent.toml"),
+                "[service]\nname = \"old-agent\"\nexec = \"/bin/sleep 1000\"\n",
+            )
+            .unwrap();
+        }
+        if i == 2 {
+            let text = format!(
+                "{}\n[dependencies]\nafter = [\"old-agent\"]\n",
+                web(1000, false)
+            );
+            std::fs::write(node.path("etc/services/web.toml"), text).unwrap();
+        }
+        node.call("node.reload", json!({})).unwrap();
+    }
+    fleet[2].wait_state("old-agent", "ready");
+    fleet[2].wait_state("web", "ready");
+    let url = beacon.url();
+    let out = sporectl(&[
+        "--beacon",
+        &url,
+        "--all",
+        "--identity",
+        op.to_str().unwrap(),
+        "--json",
+        "rollout",
+        "remove",
+        "old-agent",
+        "--max-parallel",
+        "2",
+        "--min-healthy-time",
+        "1s",
+        "--auto-revert",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = events(&out);
+    let verdicts: Vec<(String, bool)> = said
+        .iter()
+        .filter(|e| e["event"] == "node")
+        .map(|e| (e["node"].as_str().unwrap().to_owned(), e["healthy"] == true))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("node-01".to_owned(), true),
+            ("node-02".to_owned(), true),
+            ("node-03".to_owned(), false),
+            ("node-04".to_owned(), true),
+        ],
+        "{said:?}"
+    );
+    let reason = said
+        .iter()
+        .find(|e| e["event"] == "node" && e["healthy"] == false)
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("old-agent") && reason.contains("web"),
+        "{reason}"
+    );
+    let has = |node: &Spore| {
+        node.call("service.status", json!({ "name": "old-agent" }))
+            .is_ok()
+    };
+    assert!(!has(&fleet[0]) && !has(&fleet[1]), "batch 1 removed it");
+    assert!(
+        has(&fleet[2]),
+        "node-03 keeps it (in use; put back as it was)"
+    );
+    assert_eq!(fleet[2].state("old-agent"), "ready");
+    assert!(has(&fleet[4]), "node-05 was never touched");
+    assert_eq!(said.last().unwrap()["untouched"], 1, "{said:?}");
 }

@@ -16,17 +16,19 @@
 //! the next step).
 
 mod plan;
+mod services;
 pub(crate) mod spore;
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rpc::client::{ClientError, Pin, Session};
+use rpc::client::{ClientError, Pin};
 use rpc::identity::Identity;
 use serde_json::{json, Value};
 
 pub(crate) use plan::Parallel;
+use services::{change_node, deploy_params, read_changes, remove_node, Before, Change};
+pub(crate) use services::{RemoveSettings, Settings};
 
 use crate::{call_within, confirm, connect_with_any, identities, Options};
 
@@ -37,16 +39,8 @@ pub(crate) enum Rollout {
     Deploy(Settings),
     /// `rollout update --spore BINARY`.
     Spore(spore::Settings),
-}
-
-/// `sporectl rollout deploy`'s settings, as its command line gives them.
-#[derive(clap::Args, Debug)]
-pub(crate) struct Settings {
-    /// The service files
-    #[arg(required = true)]
-    pub(crate) files: Vec<PathBuf>,
-    #[command(flatten)]
-    pub(crate) gates: Gates,
+    /// `rollout remove NAME…`.
+    Remove(RemoveSettings),
 }
 
 /// How a rollout of any change goes: its batches, its health gates, what
@@ -81,22 +75,14 @@ pub(crate) struct Gates {
     pub(crate) auto_promote: bool,
 }
 
-/// One service file of the change.
-struct Change {
-    /// The service's name (from the file).
-    name: String,
-    /// The file's name, as the node shows it in errors.
-    file: String,
-    /// Its text.
-    text: String,
-}
-
 /// What the rollout changes.
 enum What {
     /// Service files deployed.
     Services(Rc<Vec<Change>>),
     /// A spore binary exec'd in place.
     Spore(Rc<spore::Binary>),
+    /// Services removed.
+    Removal(Rc<Vec<String>>),
 }
 
 /// What a node had before the change, to put it back.
@@ -107,14 +93,6 @@ enum Undo {
     /// The node was asked to exec the new binary; `went_back`: it could
     /// not take the state up and its old binary runs again by itself.
     Spore { asked: bool, went_back: bool },
-}
-
-/// What a service was on a node before the change.
-enum Before {
-    /// Its file's text (and the name the node showed it under).
-    File { file: String, text: String },
-    /// There was no such service.
-    Absent,
 }
 
 /// One node's part in a batch.
@@ -129,36 +107,6 @@ struct Step {
 
 /// A node of the fleet: hostname, address, pinned key.
 type Target = (String, String, Pin);
-
-/// Reads the files and names their services (a file that does not parse
-/// is refused here, before any node is touched).
-fn read_changes(files: &[PathBuf]) -> Result<Vec<Change>, ClientError> {
-    files
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ClientError::Local(format!("{}: {e}", path.display())))?;
-            let service = svc::parse::parse_service(path, &text).map_err(|errors| {
-                ClientError::Local(
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
-            let file = path
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_else(|| format!("{}.toml", service.name));
-            Ok(Change {
-                name: service.name,
-                file,
-                text,
-            })
-        })
-        .collect()
-}
 
 /// Prints an event: a line of text, or with `--json` one JSON document.
 fn event(options: &Options, line: &str, document: Value) {
@@ -181,6 +129,7 @@ pub(crate) async fn run(options: &Options, rollout: &Rollout) -> Result<u8, Clie
             What::Spore(Rc::new(spore::Binary::read(spore)?)),
             &spore.gates,
         ),
+        Rollout::Remove(remove) => (What::Removal(Rc::new(remove.names.clone())), &remove.gates),
     };
     let (mut targets, channel) = crate::fleet::targets(options)?;
     if channel == beacon::client::Channel::Unauthenticated {
@@ -193,6 +142,13 @@ pub(crate) async fn run(options: &Options, rollout: &Rollout) -> Result<u8, Clie
     let batches = plan::batches(targets.len(), settings.canary, settings.max_parallel);
     let (names, gate): (Vec<String>, &str) = match &what {
         What::Services(changes) => (changes.iter().map(|c| c.name.clone()).collect(), "ready"),
+        What::Removal(names) => (
+            names
+                .iter()
+                .map(|n| format!("the removal of {n}"))
+                .collect(),
+            "gone",
+        ),
         What::Spore(binary) => (
             vec![binary.describe()],
             "answering from it with every service kept",
@@ -332,6 +288,7 @@ async fn batch_of(
             let identities = identities.clone();
             let what = match what {
                 What::Services(changes) => What::Services(changes.clone()),
+                What::Removal(names) => What::Removal(names.clone()),
                 What::Spore(binary) => What::Spore(binary.clone()),
             };
             let connect_timeout = options.connect_timeout;
@@ -345,7 +302,7 @@ async fn batch_of(
                     call_timeout,
                 };
                 let (outcome, undo) = match &what {
-                    What::Services(changes) => {
+                    What::Services(_) | What::Removal(_) => {
                         let mut before = Vec::new();
                         let outcome = async {
                             let (_, address, pin) = &target;
@@ -353,7 +310,15 @@ async fn batch_of(
                                 connect_with_any(address, &identities, pin, connect_timeout)
                                     .await
                                     .map_err(|e| e.to_string())?;
-                            change_node(&mut session, changes, &mut before, &gate).await
+                            match &what {
+                                What::Services(changes) => {
+                                    change_node(&mut session, changes, &mut before, &gate).await
+                                }
+                                What::Removal(names) => {
+                                    remove_node(&mut session, names, &mut before, &gate).await
+                                }
+                                What::Spore(_) => Ok(()),
+                            }
                         }
                         .await;
                         (outcome, Undo::Services(before))
@@ -398,103 +363,6 @@ struct Gate {
     connect_timeout: Duration,
     /// `--call-timeout`.
     call_timeout: Duration,
-}
-
-/// On one node: notes what each service was, deploys the change, then
-/// checks that every changed service came up and stayed up.
-async fn change_node(
-    session: &mut Session,
-    changes: &[Change],
-    before: &mut Vec<(String, Before)>,
-    gate: &Gate,
-) -> Result<(), String> {
-    let (deadline, healthy_time, call_timeout) =
-        (gate.deadline, gate.healthy_time, gate.call_timeout);
-    let read = proto::method::Method::ServiceDefinition.name();
-    let deploy = proto::method::Method::ServiceDeploy.name();
-    let status = proto::method::Method::ServiceStatus.name();
-    let mut restarts = Vec::new();
-    for change in changes {
-        let was =
-            match call_within(session, read, json!({ "name": change.name }), call_timeout).await {
-                Ok(answer) => Before::File {
-                    file: std::path::Path::new(
-                        answer.get("file").and_then(Value::as_str).unwrap_or(""),
-                    )
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| change.file.clone()),
-                    text: answer
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                },
-                Err(ClientError::Rpc { code, .. }) if code == proto::rpc::code::NO_SUCH_SERVICE => {
-                    Before::Absent
-                }
-                Err(error) => return Err(format!("reading {}: {error}", change.name)),
-            };
-        before.push((change.name.clone(), was));
-        let params = deploy_params(&change.text, &change.file, deadline);
-        let answer = call_within(session, deploy, params, deadline + call_timeout)
-            .await
-            .map_err(|e| format!("{}: {e}", change.name))?;
-        if !rpc::verbs::came_up(&answer) {
-            return Err(format!("{}: {}", change.name, not_up(&answer)));
-        }
-        restarts.push(answer.get("restarts").and_then(Value::as_u64).unwrap_or(0));
-    }
-    smol::Timer::after(healthy_time).await;
-    for (change, restarts_then) in changes.iter().zip(restarts) {
-        let answer = call_within(
-            session,
-            status,
-            json!({ "name": change.name }),
-            call_timeout,
-        )
-        .await
-        .map_err(|e| format!("{}: {e}", change.name))?;
-        let restarts_now = answer.get("restarts").and_then(Value::as_u64).unwrap_or(0);
-        if !rpc::verbs::is_active(&answer) || restarts_now != restarts_then {
-            return Err(format!(
-                "{}: did not stay ready for {} s ({}, {} restart(s) since it came up)",
-                change.name,
-                healthy_time.as_secs(),
-                not_up(&answer),
-                restarts_now.saturating_sub(restarts_then)
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `service.deploy` of `text` (shown as `file`), started, answered once
-/// it came up or `deadline` passed.
-fn deploy_params(text: &str, file: &str, deadline: Duration) -> Value {
-    json!({
-        "toml": text,
-        "file": file,
-        "start": true,
-        "wait": true,
-        "timeout_ms": u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
-    })
-}
-
-/// A service answer's state in words, with its last exit when it has one.
-fn not_up(answer: &Value) -> String {
-    let word = |key: &str| answer.get(key).and_then(Value::as_str);
-    let mut text = word("detail")
-        .or_else(|| word("state"))
-        .unwrap_or("unknown")
-        .to_owned();
-    if let Some(outcome) = word("outcome") {
-        text = format!("{outcome}: {text}");
-    }
-    if let Some(exit) = word("last_exit") {
-        text.push_str(&format!(", last exit {exit}"));
-    }
-    rpc::display::printable(&text)
 }
 
 /// Puts every node of the batch back as it was before the change: each

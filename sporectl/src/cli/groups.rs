@@ -124,6 +124,12 @@ pub(super) enum RolloutCommand {
         after_help = "Examples:\n  sporectl --beacon URL --all rollout update --spore target/x86_64-unknown-linux-musl/release/spore --canary 1 --max-parallel 10% --auto-revert"
     )]
     Update(crate::rollout::spore::Settings),
+    /// Remove services from the fleet (--all or --nodes) in batches; a
+    /// batch that fails gets their files back
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon URL --all rollout remove old-agent --max-parallel 10% --auto-revert"
+    )]
+    Remove(crate::rollout::RemoveSettings),
 }
 
 #[derive(Subcommand, Debug)]

@@ -138,6 +138,7 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
             options.task = crate::Task::Rollout(Box::new(match command {
                 RolloutCommand::Deploy(settings) => crate::rollout::Rollout::Deploy(settings),
                 RolloutCommand::Update(settings) => crate::rollout::Rollout::Spore(settings),
+                RolloutCommand::Remove(settings) => crate::rollout::Rollout::Remove(settings),
             }));
             "rollout"
         }
