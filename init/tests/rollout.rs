@@ -72,15 +72,7 @@ fn web_age_ms(node: &Spore) -> u64 {
 
 #[test]
 fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
-    let work = tempfile::tempdir().unwrap();
-    let op = operator(work.path());
-    let beacon = Beacon::start(free_port(), &work.path().join("beacon"), &["--open"]);
-    let fleet: Vec<Spore> = (1..=NODES)
-        .map(|i| node(&format!("node-{i:02}"), beacon.port, &op, 0).0)
-        .collect();
-    fleet[0].wait_for("every registration", Duration::from_secs(60), |_| {
-        nodes(beacon.port).len() == NODES
-    });
+    let (work, op, beacon, fleet) = registered_fleet(NODES);
     // Every node has a gate service; node-04's exits before its health
     // check could ever pass, so it is never ready.
     for (i, node) in fleet.iter().enumerate() {
