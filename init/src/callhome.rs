@@ -67,7 +67,13 @@ pub fn main(paths: &Paths) -> ExitCode {
         }),
         first_delay: Duration::from_millis(beacon.retry_first_ms.unwrap_or(1_000).max(1)),
         max_delay: Duration::from_millis(beacon.retry_max_ms.unwrap_or(300_000).max(1)),
-        extra: crate::update::registration_fields(&paths.state_dir),
+        extra: {
+            let mut extra = crate::update::registration_fields(&paths.state_dir);
+            if !config.node.labels.is_empty() {
+                extra.insert("labels".into(), serde_json::json!(config.node.labels));
+            }
+            extra
+        },
         refresh: Some(supervisor_build),
     };
     let key = match NodeKey::load_or_generate(&paths.state_dir.join("node_key")) {

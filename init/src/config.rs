@@ -57,6 +57,57 @@ pub struct NodeConfig {
     /// In-place updates through the boot slots (`[update]`).
     #[serde(default)]
     pub update: Update,
+    /// What the node says of itself beyond its name (`[node]`).
+    #[serde(default)]
+    pub node: Node,
+}
+
+/// `[node]`: what the node says of itself beyond its name.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Node {
+    /// `labels = { rack = "3", role = "edge" }`: carried in every
+    /// registration, so fleet commands select nodes by them (`sporectl
+    /// --all --label rack=3`). At most [`MAX_LABELS`]; keys and values of
+    /// letters, digits, `-`, `_` and `.`, at most 63 characters each.
+    #[serde(deserialize_with = "labels")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The most labels a node carries.
+pub const MAX_LABELS: usize = 32;
+
+/// A label's key or value: 1 to 63 letters, digits, `-`, `_` or `.`.
+fn label_word(text: &str) -> bool {
+    (1..=63).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn labels<'de, D>(deserializer: D) -> Result<std::collections::BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let labels = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+    if labels.len() > MAX_LABELS {
+        return Err(D::Error::custom(format!(
+            "{} labels; a node carries at most {MAX_LABELS}",
+            labels.len()
+        )));
+    }
+    for (key, value) in &labels {
+        for (what, word) in [("key", key), ("value", value)] {
+            if !label_word(word) {
+                return Err(D::Error::custom(format!(
+                    "label {what} `{}`: 1 to 63 letters, digits, `-`, `_` or `.`",
+                    runtime::escape::field(word)
+                )));
+            }
+        }
+    }
+    Ok(labels)
 }
 
 /// `[update]`: what `node.update` accepts and what confirms a new slot.
@@ -605,6 +656,35 @@ mod tests {
             let error = toml::from_str::<NodeConfig>(text).unwrap_err().to_string();
             assert!(error.contains("adress"), "{error}");
         }
+    }
+
+    #[test]
+    fn labels_are_read_and_a_bad_one_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spore.toml");
+        std::fs::write(
+            &path,
+            "hostname = \"n\"\n[node]\nlabels = { rack = \"3\", role = \"edge\" }\n",
+        )
+        .unwrap();
+        let (config, error) = load(&path);
+        assert_eq!(error, None);
+        assert_eq!(
+            config.node.labels.get("rack").map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(config.node.labels.len(), 2);
+        std::fs::write(
+            &path,
+            "hostname = \"n\"\n[node]\nlabels = { rack = \"a b\" }\n",
+        )
+        .unwrap();
+        let (config, error) = load(&path);
+        let error = error.unwrap();
+        assert!(error.contains("spore.toml:3:"), "{error}");
+        assert!(error.contains("label value `a b`"), "{error}");
+        assert!(config.node.labels.is_empty());
+        assert_eq!(config.hostname.as_deref(), Some("n"), "the rest applies");
     }
 
     #[test]

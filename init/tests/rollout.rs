@@ -572,3 +572,108 @@ fn a_removal_rolls_out_in_batches_and_stops_where_the_service_is_in_use() {
     assert!(has(&fleet[4]), "node-05 was never touched");
     assert_eq!(said.last().unwrap()["untouched"], 1, "{said:?}");
 }
+
+/// Fleet commands and rollouts select nodes by name pattern (`--nodes
+/// 'node-0*'`) and by the labels each node's spore.toml gives it
+/// (`[node] labels`, carried in its registration; `--label KEY=VALUE`).
+#[test]
+fn fleet_commands_and_rollouts_select_nodes_by_pattern_and_label() {
+    let (work, op, beacon, fleet) = registered_fleet(4);
+    // node-02 and node-04 are edge nodes; racks r0 (01, 02) and r1 (03, 04).
+    for (i, node) in fleet.iter().enumerate() {
+        let path = node.path("etc/spore.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let role = if i % 2 == 1 { "edge" } else { "core" };
+        text.push_str(&format!(
+            "\n[node]\nlabels = {{ role = \"{role}\", rack = \"r{}\" }}\n",
+            i / 2
+        ));
+        std::fs::write(&path, text).unwrap();
+        node.call("service.restart", json!({ "name": "call-home" }))
+            .unwrap();
+    }
+    fleet[0].wait_for(
+        "every node's labels at the beacon",
+        Duration::from_secs(30),
+        |_| {
+            nodes(beacon.port)
+                .iter()
+                .all(|n| n["registration"]["labels"]["role"].is_string())
+        },
+    );
+    let url = beacon.url();
+    let hostnames = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "--beacon",
+            &url,
+            "--identity",
+            op.to_str().unwrap(),
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        all.push("info");
+        let out = sporectl(&all);
+        assert!(out.status.success(), "{out:?}");
+        let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        answers
+            .iter()
+            .map(|a| a["hostname"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        hostnames(&["--all", "--label", "role=edge"]),
+        ["node-02", "node-04"]
+    );
+    assert_eq!(
+        hostnames(&["--all", "--label", "role=edge", "--label", "rack=r1"]),
+        ["node-04"]
+    );
+    assert_eq!(
+        hostnames(&["--nodes", "node-0*", "--label", "rack=r0"]),
+        ["node-01", "node-02"]
+    );
+    assert_eq!(
+        hostnames(&["--nodes", "*-03,node-01"]),
+        ["node-01", "node-03"]
+    );
+    // A pattern that matches nothing is an error, not an empty fleet.
+    let out = sporectl(&[
+        "--beacon",
+        &url,
+        "--identity",
+        op.to_str().unwrap(),
+        "--nodes",
+        "rack9-*",
+        "info",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("knows no node rack9-*"),
+        "{out:?}"
+    );
+    // --label alone is a usage error: it narrows --all or --nodes.
+    let out = sporectl(&["--beacon", &url, "--label", "role=edge", "info"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A rollout to the edge nodes only.
+    let file = work.path().join("web.toml");
+    std::fs::write(&file, web(1002, false)).unwrap();
+    let out = sporectl(&[
+        "--beacon",
+        &url,
+        "--all",
+        "--label",
+        "role=edge",
+        "--identity",
+        op.to_str().unwrap(),
+        "rollout",
+        "deploy",
+        file.to_str().unwrap(),
+        "--max-parallel",
+        "2",
+        "--min-healthy-time",
+        "1s",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let deployed: Vec<bool> = fleet.iter().map(|n| web_text(n).is_some()).collect();
+    assert_eq!(deployed, [false, true, false, true]);
+}

@@ -67,7 +67,8 @@ pub struct Cli {
     /// Run the command on every node the beacon lists
     #[arg(long, global = true, help_heading = GLOBAL)]
     all: bool,
-    /// Run the command on these nodes of the beacon
+    /// Run the command on these nodes of the beacon (a name with `*`
+    /// matches many: 'rack3-*')
     #[arg(
         long = "nodes",
         global = true, help_heading = GLOBAL,
@@ -75,6 +76,10 @@ pub struct Cli {
         value_name = "A,B,…"
     )]
     only: Option<Vec<String>>,
+    /// Only the nodes of --all or --nodes whose registration carries this
+    /// label (spore.toml's [node] labels; repeatable: all must match)
+    #[arg(long = "label", global = true, help_heading = GLOBAL, value_name = "KEY=VALUE", value_parser = key_value)]
+    labels: Vec<(String, String)>,
     /// Reach fleet node NAME at HOST:PORT instead of its overlay address (repeatable)
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "NAME=HOST:PORT", value_parser = name_address)]
     address: Vec<(String, String)>,
@@ -376,6 +381,13 @@ fn name_path(text: &str) -> Result<(String, PathBuf), String> {
         }
         _ => Err(format!("`{text}`: expected NAME=PATH")),
     }
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))
 }
 
 fn name_address(text: &str) -> Result<(String, String), String> {

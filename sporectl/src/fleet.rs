@@ -267,7 +267,11 @@ fn summary_table(options: &Options, outcomes: &[Outcome]) {
 pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), ClientError> {
     let beacon = beacon_commands::client(options)?;
     let records = beacon.nodes()?;
-    let mut targets: Vec<Target> = records.iter().filter_map(node_address).collect();
+    let mut targets: Vec<Target> = records
+        .iter()
+        .filter(|record| labelled(record, &options.labels))
+        .filter_map(node_address)
+        .collect();
     for (name, address) in &options.addresses {
         let target = targets.iter_mut().find(|(h, _, _)| h == name);
         let Some((_, reach, _)) = target else {
@@ -279,15 +283,52 @@ pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), Clien
     }
     if let Some(only) = &options.only {
         for wanted in only {
-            if !targets.iter().any(|(h, _, _)| h == wanted) {
+            if !targets.iter().any(|(h, _, _)| matches_name(wanted, h)) {
+                let labels = if options.labels.is_empty() {
+                    String::new()
+                } else {
+                    " with those labels".to_owned()
+                };
                 return Err(ClientError::Unknown(format!(
-                    "the beacon knows no node {wanted}"
+                    "the beacon knows no node {}{labels}",
+                    rpc::display::printable(wanted)
                 )));
             }
         }
-        targets.retain(|(h, _, _)| only.contains(h));
+        targets.retain(|(h, _, _)| only.iter().any(|wanted| matches_name(wanted, h)));
     }
     Ok((targets, beacon.channel))
+}
+
+/// Whether `hostname` is `pattern`, where each `*` in the pattern stands
+/// for any run of characters (`rack3-*`, `*-edge`).
+fn matches_name(pattern: &str, hostname: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = hostname.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = rest.get(at + part.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// Whether a beacon record's registration carries every label asked for.
+fn labelled(record: &Value, wanted: &[(String, String)]) -> bool {
+    let labels = record.pointer("/registration/labels");
+    wanted.iter().all(|(key, value)| {
+        labels.and_then(|l| l.get(key)).and_then(Value::as_str) == Some(value.as_str())
+    })
 }
 
 /// `--all logs -f NAME`: every node's lines of NAME as they come, each
@@ -456,4 +497,47 @@ fn exposition(outcomes: &[Outcome]) -> String {
         })
         .collect();
     rpc::metrics::render(&scraped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_patterns_match_as_a_shell_glob_of_stars_does() {
+        assert!(matches_name("node-01", "node-01"));
+        assert!(!matches_name("node-01", "node-011"));
+        assert!(matches_name("rack3-*", "rack3-a"));
+        assert!(matches_name("rack3-*", "rack3-"));
+        assert!(!matches_name("rack3-*", "rack4-a"));
+        assert!(matches_name("*-edge", "paris-edge"));
+        assert!(!matches_name("*-edge", "paris-edge2"));
+        assert!(matches_name("r*-n*-x", "rack3-node7-x"));
+        assert!(!matches_name("r*-n*-x", "rack3-x"));
+        assert!(matches_name("*", "anything"));
+        assert!(!matches_name("a*a", "a"));
+    }
+
+    #[test]
+    fn a_node_is_selected_only_when_it_carries_every_label() {
+        let record =
+            serde_json::json!({ "registration": { "labels": { "rack": "3", "role": "edge" } } });
+        let wanted = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(labelled(&record, &[]));
+        assert!(labelled(&record, &wanted(&[("rack", "3")])));
+        assert!(labelled(
+            &record,
+            &wanted(&[("rack", "3"), ("role", "edge")])
+        ));
+        assert!(!labelled(&record, &wanted(&[("rack", "4")])));
+        assert!(!labelled(
+            &serde_json::json!({ "registration": {} }),
+            &wanted(&[("rack", "3")])
+        ));
+    }
 }

@@ -56,6 +56,8 @@ pub(crate) struct Options {
     beacon: Option<String>,
     all: bool,
     only: Option<Vec<String>>,
+    /// `--label KEY=VALUE`: what a fleet node's registration must carry.
+    labels: Vec<(String, String)>,
     addresses: Vec<(String, String)>,
     concurrency: usize,
     beacon_ca: Option<PathBuf>,

@@ -24,6 +24,7 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
         beacon: cli.beacon,
         all: cli.all,
         only: cli.only,
+        labels: cli.labels,
         addresses: cli.address,
         concurrency: usize::from(cli.concurrency),
         beacon_ca: cli.beacon_ca,
@@ -292,6 +293,9 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
         options.verb = rpc::verbs::Verb::parse(word, None);
     }
     let fleet = options.all || options.only.is_some();
+    if !options.labels.is_empty() && !fleet {
+        usage_error("--label narrows a fleet command: give --all or --nodes too");
+    }
     let usage = |message: &str| -> ! { usage_error(message) };
     if fleet && options.beacon.is_none() {
         usage("--all and --nodes need --beacon URL");
