@@ -57,6 +57,8 @@ pub struct Node {
     pub kept_logs: Option<PathBuf>,
     /// Live re-execs (see [`crate::reexec`]).
     pub reexec: crate::reexec::Reexec,
+    /// The signed RPC server once it runs, for its refusal counts.
+    pub rpc_server: RefCell<std::rc::Weak<noderpc::server::Server>>,
     /// Errors met while loading services, for node.info.
     pub config_errors: usize,
     /// The RPC API's state for node.info (auth, listeners, key checks).
@@ -143,8 +145,23 @@ impl Node {
             "boot": self.updates.facts(),
             "startup": self.startup.borrow().clone(),
             "reexec": self.reexec.last.try_borrow().map(|v| v.clone()).unwrap_or(Value::Null),
-            "rpc": self.posture.try_borrow().map(|p| p.clone()).unwrap_or(Value::Null),
+            "rpc": self.rpc_facts(),
         })
+    }
+
+    /// The RPC API's state, with the connections it refused since spore
+    /// started, by reason (`refusals`).
+    fn rpc_facts(&self) -> Value {
+        let mut facts = self
+            .posture
+            .try_borrow()
+            .map(|p| p.clone())
+            .unwrap_or(Value::Null);
+        let server = self.rpc_server.try_borrow().ok().and_then(|s| s.upgrade());
+        if let (Some(server), Value::Object(map)) = (server, &mut facts) {
+            map.insert("refusals".into(), json!(server.refusals()));
+        }
+        facts
     }
 
     /// Adds a listener bound later (the mycelium address) to the posture.

@@ -60,6 +60,9 @@ pub fn start(paths: &Paths, config: &NodeConfig, node: &Rc<Node>) {
     let public = key.openssh_public();
     let limits = limits(&config.rpc);
     let server = Server::new(key, authorized, node.clone() as Rc<dyn Dispatcher>, limits);
+    if let Ok(mut held) = node.rpc_server.try_borrow_mut() {
+        *held = Rc::downgrade(&server);
+    }
     let (mut bound, mut pending, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for address in &addresses {
         let address = match address {

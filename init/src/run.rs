@@ -188,6 +188,7 @@ pub fn supervise(
         paths: paths.clone(),
         kept_logs: kept.clone(),
         reexec: crate::reexec::Reexec::default(),
+        rpc_server: std::cell::RefCell::new(std::rc::Weak::new()),
         config_errors: errors.len(),
         posture: std::cell::RefCell::new(serde_json::Value::Null),
         deploys,

@@ -88,3 +88,56 @@ fn metrics_are_valid_prometheus_text_and_say_what_the_services_do() {
     // Prometheus' own linter reads it without a complaint.
     common::promtool_check(&text);
 }
+
+/// The signed RPC's refusals since spore started, by reason, as a counter:
+/// garbage instead of a handshake and a stranger's key show, each counted
+/// once per connection, and the text still passes promtool.
+#[test]
+fn rpc_refusals_are_counted_by_reason() {
+    use std::io::Write;
+    let fleet = common::fleet::node();
+    for _ in 0..7 {
+        let mut stream = std::net::TcpStream::connect(&fleet.address).unwrap();
+        let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut sink);
+    }
+    for _ in 0..3 {
+        let out = fleet.sporectl("stranger", &["info"]);
+        assert!(!out.status.success());
+    }
+    let count = |reason: &str| -> u64 {
+        let info = fleet.spore.call("node.info", json!({})).unwrap();
+        info["rpc"]["refusals"][reason].as_u64().unwrap_or(0)
+    };
+    fleet.spore.wait_for(
+        "the refusals counted",
+        std::time::Duration::from_secs(10),
+        |_| count("malformed_handshake") + count("broken_frame") >= 7 && count("refused_key") >= 3,
+    );
+    let out = fleet.sporectl("admin", &["metrics"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("# TYPE spore_rpc_refusals_total counter\n"),
+        "{text}"
+    );
+    let sample = |reason: &str| -> u64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with("spore_rpc_refusals_total{")
+                    && l.contains(&format!("reason=\"{reason}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(sample("refused_key"), count("refused_key"), "{text}");
+    assert!(sample("refused_key") >= 3, "{text}");
+    assert!(
+        sample("malformed_handshake") + sample("broken_frame") >= 7,
+        "{text}"
+    );
+    common::promtool_check(&text);
+}

@@ -112,6 +112,9 @@ pub struct Server {
     /// Hellos each source may have answered while the table is under
     /// pressure.
     hello_budget: RefCell<crate::hello_budget::HelloBudget>,
+    /// Every connection refused, or ended in error, since spore started,
+    /// by reason (never reset: `node.metrics` counts them).
+    refused: RefCell<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// How long a power order's answer may take to reach the operator before
@@ -180,7 +183,25 @@ impl Server {
             refusals: rpc::refusals::RefusalLog::new("rpc", rpc::admission::SUMMARY_EVERY),
             audits: audit::AuditConsole::new(rpc::admission::SUMMARY_EVERY),
             hello_budget: RefCell::new(crate::hello_budget::HelloBudget::default()),
+            refused: RefCell::new(std::collections::BTreeMap::new()),
         })
+    }
+
+    /// Connections refused or ended in error since spore started, by
+    /// reason (`node_full`, `evicted`, `over_budget`, `handshake_timeout`,
+    /// `io_error`, `refused_key`, `busy`, `broken_frame`,
+    /// `malformed_handshake`, `forged_frame`, `broken_session`, `other`).
+    pub fn refusals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.refused
+            .try_borrow()
+            .map(|counts| counts.clone())
+            .unwrap_or_default()
+    }
+
+    fn count_refusal(&self, reason: &'static str) {
+        if let Ok(mut counts) = self.refused.try_borrow_mut() {
+            *counts.entry(reason).or_insert(0) += 1;
+        }
     }
 
     /// Accepts connections on `listener` forever.
@@ -201,6 +222,7 @@ impl Server {
             // Only sessions can fill the node: the pre-auth table is bounded
             // on its own and makes its own room.
             if self.open_sessions() >= self.limits.max_connections {
+                self.count_refusal("node_full");
                 if let Some(line) = self.admission.count(Ending::Full) {
                     self.dispatcher.log(line);
                 }
@@ -216,23 +238,40 @@ impl Server {
                         Ok(()) => {}
                         // Pre-auth endings a flood causes by the thousand:
                         // counted and summarised, not a line each.
-                        Err(Failure::Evicted) => server.summary(Ending::Evicted),
-                        Err(Failure::OverBudget) => server.summary(Ending::OverBudget),
-                        Err(Failure::Deadline(_)) => server.summary(Ending::TimedOut),
-                        Err(Failure::Io(_)) => server.summary(Ending::Failed),
+                        Err(Failure::Evicted) => {
+                            server.count_refusal("evicted");
+                            server.summary(Ending::Evicted)
+                        }
+                        Err(Failure::OverBudget) => {
+                            server.count_refusal("over_budget");
+                            server.summary(Ending::OverBudget)
+                        }
+                        Err(Failure::Deadline(_)) => {
+                            server.count_refusal("handshake_timeout");
+                            server.summary(Ending::TimedOut)
+                        }
+                        Err(Failure::Io(_)) => {
+                            server.count_refusal("io_error");
+                            server.summary(Ending::Failed)
+                        }
                         // Malformed handshakes and refused keys say what
                         // was tried: the first few of each kind per interval are
                         // logged whole, a flood of them is counted.
                         Err(failure) => {
-                            let kind = match failure {
-                                Failure::Unauthorized { .. } => "refused keys",
-                                Failure::Busy(_) => "sessions refused (node busy)",
-                                Failure::Frame(_) => "broken frames",
-                                Failure::Handshake(_) => "malformed handshakes",
-                                Failure::Session(_) => "forged or replayed frames",
-                                Failure::Protocol(_) => "broken sessions",
-                                _ => "other connection failures",
+                            let (kind, reason) = match failure {
+                                Failure::Unauthorized { .. } => ("refused keys", "refused_key"),
+                                Failure::Busy(_) => ("sessions refused (node busy)", "busy"),
+                                Failure::Frame(_) => ("broken frames", "broken_frame"),
+                                Failure::Handshake(_) => {
+                                    ("malformed handshakes", "malformed_handshake")
+                                }
+                                Failure::Session(_) => {
+                                    ("forged or replayed frames", "forged_frame")
+                                }
+                                Failure::Protocol(_) => ("broken sessions", "broken_session"),
+                                _ => ("other connection failures", "other"),
                             };
+                            server.count_refusal(reason);
                             for line in server
                                 .refusals
                                 .refuse(kind, || format!("rpc: {peer}: {failure}"))

@@ -68,6 +68,11 @@ pub fn render(nodes: &[Scraped<'_>]) -> String {
         "gauge",
         "spore's version and build id (SHA-256 of the binary) on the node; always 1.",
     );
+    let mut refused = Metric::new(
+        "spore_rpc_refusals_total",
+        "counter",
+        "Connections to the node's signed RPC refused or ended in error since spore started, by reason (node_full, evicted, over_budget, handshake_timeout, refused_key, malformed_handshake, ...).",
+    );
     let mut state = Metric::new(
         "spore_service_state",
         "gauge",
@@ -122,6 +127,13 @@ pub fn render(nodes: &[Scraped<'_>]) -> String {
             ],
             1,
         );
+        if let Some(counts) = figures.get("rpc_refusals").and_then(Value::as_object) {
+            for (reason, count) in counts {
+                if let Some(count) = count.as_u64() {
+                    refused.add(&[("node", node), ("reason", reason)], count);
+                }
+            }
+        }
         for service in figures
             .get("services")
             .and_then(Value::as_array)
@@ -162,7 +174,7 @@ pub fn render(nodes: &[Scraped<'_>]) -> String {
     }
     let mut out = String::new();
     for metric in [
-        up, start, build, state, ready, restarts, exit, cpu, memory, oom,
+        up, start, build, refused, state, ready, restarts, exit, cpu, memory, oom,
     ] {
         if metric.samples.is_empty() {
             continue;

@@ -37,6 +37,7 @@ pub fn metrics(runtime: &runtime::Runtime, info: &Value) -> Value {
         "version": info.get("version"),
         "build_id": info.pointer("/boot/build_id"),
         "start_time_s": time.saturating_sub(uptime),
+        "rpc_refusals": info.pointer("/rpc/refusals"),
         "services": services,
     })
 }
