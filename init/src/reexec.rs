@@ -557,7 +557,11 @@ pub fn attempt(node: &impl Host, inputs: &nodeapi::Inputs, staged: Staged) {
             return;
         }
         Some(Err(refusal)) => {
-            give_up(node, &format!("{refusal}, for {} s", 5));
+            let waited = HANDOFF_RETRY.saturating_mul(HANDOFF_TRIES);
+            give_up(
+                node,
+                &format!("{refusal}, for {:.1} s", waited.as_secs_f64()),
+            );
             return;
         }
         None => {
