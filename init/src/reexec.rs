@@ -139,6 +139,17 @@ pub struct Carried {
     pub asked_unix_ms: u64,
 }
 
+/// Where a re-exec keeps its binaries: `reexec/` beside the control
+/// socket (`/run/spore/reexec` on a node).
+fn reexec_dir(node: &impl Host) -> PathBuf {
+    node.whereabouts()
+        .paths
+        .socket
+        .parent()
+        .unwrap_or(Path::new("/run/spore"))
+        .join("reexec")
+}
+
 /// A handoff read by the new binary, to be taken up by the event loop.
 pub struct Resumed {
     /// The state.
@@ -205,13 +216,7 @@ pub fn stage(
             "this boot is an update on trial: it is confirmed or reverted first",
         ));
     }
-    let dir = node
-        .whereabouts()
-        .paths
-        .socket
-        .parent()
-        .unwrap_or(Path::new("/run/spore"))
-        .join("reexec");
+    let dir = reexec_dir(node);
     let previous = params.get("previous") == Some(&Value::Bool(true));
     let source = match (
         params.get("sha256").and_then(Value::as_str),
@@ -767,13 +772,7 @@ pub fn take_up(node: &impl Host, resumed: Resumed) {
     // What ran before this re-exec is `previous` now (a revert's target);
     // after a hand-back the binary that runs is that copy itself.
     if !fallback {
-        let dir = node
-            .whereabouts()
-            .paths
-            .socket
-            .parent()
-            .unwrap_or(Path::new("/run/spore"))
-            .join("reexec");
+        let dir = reexec_dir(node);
         if let Err(error) = std::fs::rename(dir.join(OUTGOING), dir.join("previous")) {
             journal::note(format_args!(
                 "re-exec: keeping the binary before as {}: {error}",

@@ -312,6 +312,13 @@ fn a_rollout_goes_in_batches_and_a_failure_stops_it_and_puts_its_batch_back() {
     }
 }
 
+/// The `node` events of nodes found unhealthy.
+fn unhealthy(said: &[Value]) -> Vec<&Value> {
+    said.iter()
+        .filter(|e| e["event"] == "node" && e["healthy"] == false)
+        .collect()
+}
+
 /// `count` `spore run` nodes (node-01…) registered at a fresh beacon, and
 /// the operator's key.
 fn registered_fleet(count: usize) -> (tempfile::TempDir, std::path::PathBuf, Beacon, Vec<Spore>) {
@@ -423,10 +430,7 @@ fn a_spore_rollout_reexecs_in_batches_stops_at_a_bad_binary_and_puts_a_batch_bac
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let said = events(&out);
-    let failed: Vec<&Value> = said
-        .iter()
-        .filter(|e| e["event"] == "node" && e["healthy"] == false)
-        .collect();
+    let failed = unhealthy(&said);
     assert_eq!(failed.len(), 1, "{said:?}");
     assert_eq!(failed[0]["node"], "node-01");
     assert!(
@@ -469,10 +473,7 @@ fn a_spore_rollout_reexecs_in_batches_stops_at_a_bad_binary_and_puts_a_batch_bac
         .map(|e| e["node"].as_str().unwrap())
         .collect();
     assert_eq!(reverted, ["node-03", "node-04"], "{said:?}");
-    let failed: Vec<&Value> = said
-        .iter()
-        .filter(|e| e["event"] == "node" && e["healthy"] == false)
-        .collect();
+    let failed = unhealthy(&said);
     assert!(
         failed[0]["reason"].as_str().unwrap().contains("flaky (pid"),
         "{said:?}"

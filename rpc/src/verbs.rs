@@ -323,21 +323,10 @@ pub fn request(
         Method::ArtifactRemove => json!({ "sha256": operand }),
         // With no name: the whole graph.
         Method::ServiceTree if operand.is_empty() => json!({}),
-        // The image, sent first as an artifact (see crate::upload); the
-        // signature's text, when there is one, comes as `secret`.
-        // The binary, sent first as an artifact (see crate::upload).
-        Method::NodeReexec => {
-            let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {
-                file: e.file,
-                error: e.error,
-            })?;
-            let mut params = json!({ "sha256": source.digest.hex() });
-            if let (Some(signature), Value::Object(map)) = (secret, &mut params) {
-                map.insert("signature".into(), json!(signature));
-            }
-            params
-        }
-        Method::NodeUpdate => {
+        // The image, or the spore binary, sent first as an artifact (see
+        // crate::upload); the signature's text, when there is one, comes as
+        // `secret`.
+        Method::NodeUpdate | Method::NodeReexec => {
             let source = crate::upload::Source::read(operand).map_err(|e| VerbError::Read {
                 file: e.file,
                 error: e.error,
