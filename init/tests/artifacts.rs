@@ -635,7 +635,13 @@ fn the_node_fetches_what_a_service_pins_over_https_and_a_wrong_pin_never_runs() 
                 .contains(&format!("not sha256:{wrong}; nothing was stored"))
         });
     assert!(!store(&fleet).join("sha256").join(&wrong).exists());
-    assert!(partials(&fleet).is_empty());
+    // The store's thread says so and then removes the partial file: wait
+    // for the removal, bounded, rather than race it.
+    fleet.spore.wait_for(
+        "the refused fetch's partial removed",
+        Duration::from_secs(10),
+        |_| partials(&fleet).is_empty(),
+    );
     let status = stdout(&fleet.sporectl("admin", &["status", "pinned"]));
     assert!(
         status.contains(&format!("waiting for artifact tool (sha256:{wrong})")),
