@@ -15,22 +15,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::beacon::*;
-use common::{connect_from, sporectl_bin, Spore};
+use common::{connect_from, sporectl_bin, Killed, Spore};
 use serde_json::Value;
-
-/// A child killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One GET on loopback; status and body.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -121,6 +111,13 @@ fn prometheus_scrapes_the_fleet_through_one_target_while_it_is_flooded() {
     fleet[0].wait_for("three registrations", Duration::from_secs(30), |_| {
         nodes(beacon.port).len() == 3
     });
+    // A service on node-03 that exits and is restarted, again and again.
+    std::fs::write(
+        fleet[2].path("etc/services/crashy.toml"),
+        "[service]\nname = \"crashy\"\nexec = \"/bin/sh -c 'sleep 0.2; exit 1'\"\n",
+    )
+    .unwrap();
+    fleet[2].call("node.reload", serde_json::json!({})).unwrap();
     let target = free_port();
     let _server = Killed(
         Command::new(sporectl_bin())
@@ -190,6 +187,20 @@ fn prometheus_scrapes_the_fleet_through_one_target_while_it_is_flooded() {
         "spore_service_state{service=\"call-home\"}",
     );
     assert!(!states.is_empty(), "per-service series are stored");
+    // The restarts of a service that was restarted, as Prometheus stored
+    // them.
+    eventually(
+        "crashy's restarts in Prometheus",
+        Duration::from_secs(60),
+        || {
+            query(
+                prometheus_port,
+                "spore_service_restarts_total{node=\"node-03\",service=\"crashy\"}",
+            )
+            .iter()
+            .any(|(_, v)| v.parse::<f64>().is_ok_and(|n| n >= 1.0))
+        },
+    );
     // A node that goes away is spore_node_up 0 at the next scrape.
     fleet[1].terminate();
     eventually(

@@ -143,6 +143,19 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration, requires = "serve")]
         min_interval: Duration,
     },
+    /// The fleet as a web page on loopback: what is wrong first, every
+    /// node and service, a node's lines live, restart/stop/start after a
+    /// confirmation. With --beacon: every node it lists (or --nodes,
+    /// --label); without: the one --node. Prints the page's URL (its token
+    /// is the password) and serves until killed
+    #[command(
+        after_help = "Examples:\n  sporectl --beacon https://beacon:8443 dashboard\n  sporectl --beacon URL --nodes 'rack3-*' dashboard --listen 127.0.0.1:8088\n  sporectl --node 10.0.2.15:9999 dashboard"
+    )]
+    Dashboard {
+        /// Where to listen: a loopback address and port (0: any free port)
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// Services in detail: state, since, last exit, restarts, recent lines
     /// (no name: every service, as `list`). Exits 0 when every one runs, 3
     /// when one does not, 4 when one is unknown

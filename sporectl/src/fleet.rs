@@ -2,8 +2,10 @@
 //! concurrently, each pinned to the key the beacon published, and a table
 //! (or JSON) of what each answered.
 
+mod dashboard;
 mod scrape;
 
+pub(crate) use dashboard::{serve as serve_dashboard, Dashboard};
 pub(crate) use scrape::{serve as serve_metrics, ServeMetrics};
 
 use std::cell::RefCell;
@@ -265,16 +267,26 @@ fn summary_table(options: &Options, outcomes: &[Outcome]) {
 /// `--nodes` names), each at its overlay address (or its `--address`),
 /// pinned to the key the beacon published; and how the beacon was read.
 pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), ClientError> {
+    let (listed, channel) = listed(options)?;
+    Ok((
+        listed.into_iter().map(|(target, _)| target).collect(),
+        channel,
+    ))
+}
+
+/// [`targets`], each with the beacon's record of it (when it was last
+/// heard from, what it registered).
+pub(crate) fn listed(options: &Options) -> Result<(Vec<(Target, Value)>, Channel), ClientError> {
     let beacon = beacon_commands::client(options)?;
     let records = beacon.nodes()?;
-    let mut targets: Vec<Target> = records
-        .iter()
+    let mut targets: Vec<(Target, Value)> = records
+        .into_iter()
         .filter(|record| labelled(record, &options.labels))
-        .filter_map(node_address)
+        .filter_map(|record| Some((node_address(&record)?, record)))
         .collect();
     for (name, address) in &options.addresses {
-        let target = targets.iter_mut().find(|(h, _, _)| h == name);
-        let Some((_, reach, _)) = target else {
+        let target = targets.iter_mut().find(|((h, _, _), _)| h == name);
+        let Some(((_, reach, _), _)) = target else {
             return Err(ClientError::Unknown(format!(
                 "--address {name}=…: the beacon knows no node {name}"
             )));
@@ -283,7 +295,7 @@ pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), Clien
     }
     if let Some(only) = &options.only {
         for wanted in only {
-            if !targets.iter().any(|(h, _, _)| matches_name(wanted, h)) {
+            if !targets.iter().any(|((h, _, _), _)| matches_name(wanted, h)) {
                 let labels = if options.labels.is_empty() {
                     String::new()
                 } else {
@@ -295,7 +307,7 @@ pub(crate) fn targets(options: &Options) -> Result<(Vec<Target>, Channel), Clien
                 )));
             }
         }
-        targets.retain(|(h, _, _)| only.iter().any(|wanted| matches_name(wanted, h)));
+        targets.retain(|((h, _, _), _)| only.iter().any(|wanted| matches_name(wanted, h)));
     }
     Ok((targets, beacon.channel))
 }
@@ -402,6 +414,25 @@ async fn follow_fleet(options: &Options, targets: Vec<Target>) -> Result<u8, Cli
         })
         .await;
     Ok(u8::from(failures.get() > 0))
+}
+
+/// Every node's `node.metrics` (what `metrics --serve` and the dashboard
+/// show), by hostname.
+async fn metrics_of(
+    options: &Options,
+    targets: Vec<Target>,
+    identities: &Rc<Vec<Identity>>,
+) -> Vec<Outcome> {
+    let method = proto::method::Method::NodeMetrics.name();
+    call_every(
+        options,
+        targets,
+        identities,
+        (Verb::Metrics, false),
+        (method, &json!({})),
+        false,
+    )
+    .await
 }
 
 /// Makes one call (`method` with `params`, as `verb` reads its answers) on

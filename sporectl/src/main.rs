@@ -17,6 +17,7 @@ mod reexec;
 mod rollout;
 mod ship;
 mod trust;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,9 @@ pub(crate) enum Task {
     /// `sporectl --all metrics --serve ADDRESS`: the fleet as one scrape
     /// target.
     ServeMetrics(fleet::ServeMetrics),
+    /// `sporectl dashboard`: the fleet, or one node, as a web page on
+    /// loopback.
+    Dashboard(fleet::Dashboard),
 }
 
 /// `sporectl nodes [ACTION]`.
@@ -534,6 +538,12 @@ fn main() -> ExitCode {
         }
         Task::ServeMetrics(settings) => {
             return match fleet::serve_metrics(&options, settings) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => report(error),
+            }
+        }
+        Task::Dashboard(settings) => {
+            return match fleet::serve_dashboard(&options, settings) {
                 Ok(code) => ExitCode::from(code),
                 Err(error) => report(error),
             }

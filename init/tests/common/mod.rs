@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod beacon;
+pub mod browser;
 pub mod fleet;
 pub mod postgres;
 pub mod pty;
@@ -491,4 +492,14 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&linted.stdout),
         String::from_utf8_lossy(&linted.stderr)
     );
+}
+
+/// A child killed when the test ends, however it ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

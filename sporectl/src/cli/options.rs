@@ -132,6 +132,14 @@ pub(super) fn into_options(cli: Cli) -> Parsed {
             options.names = name.into_iter().collect();
             "tree"
         }
+        Command::Dashboard { listen } => {
+            // With a beacon, its whole list unless --nodes narrows it.
+            if options.beacon.is_some() && options.only.is_none() {
+                options.all = true;
+            }
+            options.task = crate::Task::Dashboard(crate::fleet::Dashboard { listen });
+            "dashboard"
+        }
         Command::Rollout(command) => {
             if !options.all && options.only.is_none() {
                 usage_error("rollout changes a fleet: say which nodes with --all or --nodes");

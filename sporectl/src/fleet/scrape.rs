@@ -5,40 +5,17 @@
 //! `--min-interval`: scrapers that ask more often, or many at once, share
 //! one round of calls, so the nodes see at most one per interval.
 //!
-//! The listener is the attacker's to spend, and bounded as the beacon's
-//! is: connections that have not sent their request yet go through
-//! [`rpc::admission`] (a newcomer makes room by evicting an idle older one,
-//! preferring the source that holds most, so a scraper gets through a flood
-//! of held sockets), a request head is at most 8 KiB and must arrive within
-//! 10 s, at most [`MAX_ANSWERING`] answers are written at once, each
-//! within 30 s. Refusals are counted into one summary line per 10 s.
+//! The listener is [`crate::web`]'s, bounded as every sporectl listener
+//! is.
 
-use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rpc::admission::{Admission, Bounds, Ending};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 
 use super::*;
-
-/// Connections at once that have not sent their request yet.
-const MAX_WAITING: usize = 64;
-/// …of them from one source.
-const MAX_WAITING_PER_SOURCE: usize = 8;
-/// Answers being written at once.
-pub const MAX_ANSWERING: usize = 32;
-/// Bytes of request head read at most.
-const MAX_HEAD: usize = 8 * 1024;
-/// Time for the request head to arrive.
-const HEAD_DEADLINE: Duration = Duration::from_secs(10);
-/// …while the table of waiting connections is half full.
-const PRESSURE_DEADLINE: Duration = Duration::from_secs(2);
-/// Time for the answer to be taken.
-const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+use crate::web::{self, Request, Server, Site};
 
 /// `metrics --serve`'s settings.
 #[derive(Debug, Clone)]
@@ -53,10 +30,10 @@ pub(crate) struct ServeMetrics {
 pub(crate) fn serve(options: &Options, settings: &ServeMetrics) -> Result<u8, ClientError> {
     let identities = Rc::new(identities(options)?);
     smol::block_on(async {
-        let listener = TcpListener::bind(settings.listen.as_str())
+        let server = Server::bind(settings.listen.as_str(), "metrics")
             .await
             .map_err(|e| ClientError::Local(format!("--serve {}: {e}", settings.listen)))?;
-        let local = listener
+        let local = server
             .local_addr()
             .map_err(|e| ClientError::Local(e.to_string()))?;
         complain!("sporectl: serving the fleet's metrics on http://{local}/metrics");
@@ -66,32 +43,9 @@ pub(crate) fn serve(options: &Options, settings: &ServeMetrics) -> Result<u8, Cl
             identities,
             last: RefCell::new(None),
             scraping: smol::lock::Mutex::new(()),
-            admission: Admission::new(Bounds {
-                label: "metrics",
-                task: "request",
-                total: MAX_WAITING,
-                per_source: MAX_WAITING_PER_SOURCE,
-                deadline: HEAD_DEADLINE,
-                pressure_deadline: PRESSURE_DEADLINE,
-            }),
-            answering: Cell::new(0),
         };
-        let executor = smol::LocalExecutor::new();
-        executor
-            .run(async {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, peer)) => {
-                            executor.spawn(shared.connection(stream, peer)).detach();
-                        }
-                        Err(error) => {
-                            complain!("sporectl: metrics: accept failed: {error}");
-                            smol::Timer::after(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            })
-            .await
+        server.run(&shared).await;
+        Ok(0)
     })
 }
 
@@ -104,67 +58,30 @@ struct Shared<'a> {
     last: RefCell<Option<(Instant, Rc<str>)>>,
     /// One scrape at a time: requests that come meanwhile wait and share it.
     scraping: smol::lock::Mutex<()>,
-    admission: Admission,
-    answering: Cell<usize>,
 }
 
-impl Shared<'_> {
-    fn count(&self, ending: Ending) {
-        if let Some(line) = self.admission.count(ending) {
-            complain!("sporectl: {line}");
-        }
-    }
-
-    /// One connection: its request head, then its answer.
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) {
-        use smol::future::FutureExt;
-        let ticket = self.admission.admit(peer.ip(), stream.as_raw_fd());
-        let head = async { Some(read_head(&mut stream).await) }
-            .or(async {
-                let _ = ticket.evicted.recv().await;
-                None
-            })
-            .or(async {
-                smol::Timer::after(ticket.deadline).await;
-                Some(Err(Ending::TimedOut))
-            })
-            .await;
-        self.admission.done(ticket.id());
-        let head = match head {
-            None => return self.count(Ending::Evicted),
-            Some(Err(ending)) => return self.count(ending),
-            Some(Ok(head)) => head,
-        };
-        if self.answering.get() >= MAX_ANSWERING {
-            return self.count(Ending::Full);
-        }
-        self.answering.set(self.answering.get() + 1);
-        let (status, body) = match (head.method.as_str(), head.path.split('?').next()) {
-            ("GET", Some("/metrics")) => ("200 OK", self.exposition().await),
+impl Site for Shared<'_> {
+    async fn answer(&self, request: Request, stream: &mut TcpStream) {
+        let (status, body) = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/metrics") => ("200 OK", self.exposition().await),
             ("GET", _) => (
                 "404 Not Found",
                 Rc::from("not found: the figures are at /metrics\n"),
             ),
             _ => ("405 Method Not Allowed", Rc::from("only GET\n")),
         };
-        let answer = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let write = async {
-            stream.write_all(answer.as_bytes()).await?;
-            stream.write_all(body.as_bytes()).await?;
-            stream.flush().await
-        };
-        let _ = write
-            .or(async {
-                smol::Timer::after(WRITE_DEADLINE).await;
-                Err(std::io::ErrorKind::TimedOut.into())
-            })
-            .await;
-        self.answering.set(self.answering.get().saturating_sub(1));
+        web::respond(
+            stream,
+            status,
+            "text/plain; version=0.0.4; charset=utf-8",
+            &[],
+            body.as_bytes(),
+        )
+        .await;
     }
+}
 
+impl Shared<'_> {
     /// The fleet's exposition: the last one when it is young enough, else
     /// a new scrape (one at a time; those who waited share it).
     async fn exposition(&self) -> Rc<str> {
@@ -197,35 +114,6 @@ impl Shared<'_> {
                 )
             }
         };
-        let method = proto::method::Method::NodeMetrics.name();
-        let outcomes = call_every(
-            self.options,
-            targets,
-            &self.identities,
-            (Verb::Metrics, false),
-            (method, &json!({})),
-            false,
-        )
-        .await;
-        exposition(&outcomes)
-    }
-}
-
-/// Reads a request head (no body is taken); how the connection ended when
-/// it did not send one.
-async fn read_head(stream: &mut TcpStream) -> Result<http1::RequestHead, Ending> {
-    let mut bytes = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        match http1::parse_request_head(&bytes) {
-            Ok(head) => return Ok(head),
-            Err(http1::HeadError::Partial) if bytes.len() < MAX_HEAD => {}
-            Err(_) => return Err(Ending::Failed),
-        }
-        let n = stream.read(&mut chunk).await.map_err(|_| Ending::Failed)?;
-        if n == 0 {
-            return Err(Ending::Failed);
-        }
-        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        exposition(&metrics_of(self.options, targets, &self.identities).await)
     }
 }
