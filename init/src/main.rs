@@ -1,6 +1,7 @@
 //! `spore`: PID 1 and service supervisor for fleets of bare Linux nodes.
 //! See `spore --help` and the README.
 
+mod activation;
 mod callhome;
 mod check;
 mod cli;

@@ -73,6 +73,8 @@ pub struct Node {
     pub updates: crate::update::Updates,
     /// spore's own steps of this boot ([`crate::timeline`]), for node.info.
     pub startup: RefCell<Value>,
+    /// The activated services' sockets ([`crate::activation`]).
+    pub activation: crate::activation::Activation,
 }
 
 impl Node {
@@ -243,6 +245,26 @@ impl nodeapi::api::NodeMethods for Node {
     }
 }
 
+impl crate::activation::Host for Node {
+    fn api(&self) -> Option<std::cell::RefMut<'_, NodeApi>> {
+        match self.runtime.try_borrow_mut() {
+            Ok(api) => Some(api),
+            Err(_) => {
+                runtime::journal::note("internal error: the runtime is busy; call skipped");
+                None
+            }
+        }
+    }
+
+    fn executor(&self) -> &'static LocalExecutor<'static> {
+        self.executor
+    }
+
+    fn activation(&self) -> &crate::activation::Activation {
+        &self.activation
+    }
+}
+
 impl crate::reexec::Host for Node {
     fn with_api<T>(&self, f: impl FnOnce(&mut NodeApi) -> T) -> Option<T> {
         self.with_runtime(f)
@@ -274,6 +296,7 @@ impl crate::reexec::Host for Node {
             paths: self.paths.clone(),
             kept_logs: self.kept_logs.clone(),
             uptime: self.started.elapsed(),
+            sockets: self.activation.carried(),
             startup: self
                 .startup
                 .try_borrow()

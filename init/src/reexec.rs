@@ -65,6 +65,8 @@ pub struct Whereabouts {
     pub uptime: Duration,
     /// The boot's own steps.
     pub startup: Value,
+    /// The activated services' listening sockets.
+    pub sockets: Vec<crate::activation::CarriedSocket>,
 }
 
 pub use resume::{resume, Incoming};
@@ -137,6 +139,10 @@ pub struct Carried {
     /// When `node.reexec` was asked (Unix ms): the new binary says how long
     /// spore was away.
     pub asked_unix_ms: u64,
+    /// The activated services' listening sockets, open across the exec
+    /// (a binary from before socket activation reads none).
+    #[serde(default)]
+    pub sockets: Vec<crate::activation::CarriedSocket>,
 }
 
 /// Where a re-exec keeps its binaries: `reexec/` beside the control
@@ -599,6 +605,7 @@ pub fn attempt(node: &impl Host, inputs: &nodeapi::Inputs, staged: Staged) {
             })
             .collect(),
         asked_unix_ms: staged.asked,
+        sockets: here.sockets,
         runtime: handoff,
     };
     journal::note(format_args!(
@@ -660,7 +667,8 @@ fn exec_with(next: &Path, previous: &Path, carried: &Carried) -> String {
         Ok(fd) => fd,
         Err(error) => return format!("memfd: {error}"),
     };
-    let descriptors = carried.runtime.descriptors();
+    let mut descriptors = carried.runtime.descriptors();
+    descriptors.extend(carried.sockets.iter().map(|s| s.fd));
     for fd in &descriptors {
         if let Err(error) = set_cloexec(*fd, false) {
             restore(&descriptors);

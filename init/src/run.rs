@@ -195,6 +195,7 @@ pub fn supervise(
         artifacts,
         updates: crate::update::Updates::new(&config.update),
         startup: std::cell::RefCell::new(serde_json::Value::Null),
+        activation: crate::activation::Activation::default(),
     });
     crate::update::start(&node, executor, pid1, &config.update, &paths.state_dir);
     timeline.mark("node state");
@@ -213,6 +214,14 @@ pub fn supervise(
     timeline.mark("control socket");
     crate::remote::start(paths, config, &node);
     timeline.mark("node key and rpc");
+    // A re-exec's listeners are taken up, not bound again: no connection
+    // is refused meanwhile, and a passed socket a service holds stays its.
+    let mut resumed = resumed;
+    if let Some(resumed) = resumed.as_mut() {
+        node.activation
+            .adopt(std::mem::take(&mut resumed.carried.sockets));
+    }
+    crate::activation::start(node.clone());
     let start = match resumed {
         Some(resumed) => {
             // The boot's steps are the boot's: this start's are said only.

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::beacon::*;
-use common::{connect_from, sporectl_bin, Killed, Spore};
+use common::{sporectl_bin, Killed, Spore};
 use serde_json::Value;
 
 /// One GET on loopback; status and body.
@@ -141,29 +141,7 @@ fn prometheus_scrapes_the_fleet_through_one_target_while_it_is_flooded() {
     // A flood of held sockets from 32 other addresses, renewed as the
     // server sheds them, for the rest of the test: the scrapes go on.
     let to: SocketAddr = format!("127.0.0.1:{target}").parse().unwrap();
-    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flood = {
-        let flooding = flooding.clone();
-        std::thread::spawn(move || {
-            let mut held = std::collections::VecDeque::new();
-            let mut opened = 0u64;
-            for i in 0u64.. {
-                if !flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let from = std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % 32) as u8);
-                if let Ok(stream) = connect_from(from, to) {
-                    opened += 1;
-                    held.push_back(stream);
-                }
-                if held.len() > 512 {
-                    held.pop_front();
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            opened
-        })
-    };
+    let flood = common::Flood::start(to, 1, 32, 512, Duration::from_millis(2));
     let prometheus_port = free_port();
     let _prometheus = prometheus(work.path(), prometheus_port, target);
     eventually(
@@ -216,8 +194,7 @@ fn prometheus_scrapes_the_fleet_through_one_target_while_it_is_flooded() {
     let scrapes = query(prometheus_port, "min_over_time(up{job=\"spore\"}[1m])");
     assert_eq!(scrapes.len(), 1);
     assert_eq!(scrapes[0].1, "1", "a scrape failed during the flood");
-    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-    let opened = flood.join().unwrap();
+    let opened = flood.stop();
     assert!(opened > 1000, "the flood opened {opened} connections");
     // Refusals are counted into summaries, never a line each.
     let log = std::fs::read_to_string(work.path().join("serve.log")).unwrap();

@@ -85,14 +85,7 @@ fn counted(spore: &Spore) -> Vec<u64> {
 
 /// A call that may meet spore between two binaries: None then.
 fn try_call(spore: &Spore, method: &str, params: Value) -> Option<Value> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(&spore.socket).ok()?;
-    let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    stream.write_all(format!("{request}\n").as_bytes()).ok()?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).ok()?;
-    let response: Value = serde_json::from_str(&line).ok()?;
-    response.get("result").cloned()
+    spore.try_call(method, params)
 }
 
 /// node.info's `reexec` once the new binary answers with one of

@@ -226,6 +226,7 @@ mod tests {
                 rlimits: &[],
                 identity: None,
                 mounts: None,
+                passed: &[],
             })
             .err()
             .unwrap();

@@ -210,7 +210,7 @@ fn write_oom_score_adj(adjust: i32) -> io::Result<()> {
 }
 
 /// `value` in decimal in a stack buffer, and how many bytes of it are used.
-fn decimal(value: i32) -> ([u8; 12], usize) {
+pub(crate) fn decimal(value: i32) -> ([u8; 12], usize) {
     let mut digits = [0u8; 12];
     let mut n = value.unsigned_abs();
     let mut start = digits.len();

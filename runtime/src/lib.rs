@@ -30,6 +30,7 @@ pub mod journal;
 pub mod logbook;
 pub mod mounts;
 pub mod offload;
+mod passing;
 pub mod probe;
 pub mod rotating;
 mod runtime;

@@ -101,6 +101,13 @@ pub struct Runtime {
     /// Credential directories of running services, by main pid.
     credential_dirs: HashMap<i32, std::path::PathBuf>,
     ready_watchers: HashMap<String, Vec<Sender<()>>>,
+    /// Told of every state change of their service ([`Runtime::watch_changes`]).
+    change_watchers: HashMap<String, Vec<Sender<()>>>,
+    /// Told whenever the services' definitions change.
+    definition_watchers: Vec<Sender<()>>,
+    /// Listening sockets handed to a service at each start (`[[sockets]]`
+    /// in pass mode), with their names; see [`Runtime::hand_sockets`].
+    passed_sockets: HashMap<String, Vec<(std::os::fd::OwnedFd, String)>>,
     /// What the layer above has not taken yet (see [`Notice`]).
     notices: Vec<Notice>,
     /// Services removed while still stopping: their books end once stopped.
@@ -188,6 +195,9 @@ impl Runtime {
             files: None,
             credential_dirs: HashMap::new(),
             ready_watchers: HashMap::new(),
+            change_watchers: HashMap::new(),
+            definition_watchers: Vec::new(),
+            passed_sockets: HashMap::new(),
             notices: Vec::new(),
             removing: HashSet::new(),
         }
@@ -196,12 +206,39 @@ impl Runtime {
     /// A queue that receives a token every time `name` becomes ready (for
     /// work that must follow a service, like listening on mycelium's address).
     pub fn watch_ready(&mut self, name: &str) -> Receiver<()> {
-        let (tx, rx) = smol::channel::bounded(1);
-        self.ready_watchers
-            .entry(name.to_owned())
-            .or_default()
-            .push(tx);
-        rx
+        watcher(self.ready_watchers.entry(name.to_owned()).or_default())
+    }
+
+    /// A queue that receives a token whenever `name` changes state (one
+    /// token stands for any number of changes: read the state with
+    /// [`Runtime::get`] once woken).
+    pub fn watch_changes(&mut self, name: &str) -> Receiver<()> {
+        watcher(self.change_watchers.entry(name.to_owned()).or_default())
+    }
+
+    /// From now on every start of `service` is handed `sockets` (listening
+    /// descriptors, each with its `LISTEN_FDNAMES` name), fd 3 on; none:
+    /// no more. The runtime keeps its own descriptors (close-on-exec).
+    pub fn hand_sockets(&mut self, service: &str, sockets: Vec<(std::os::fd::OwnedFd, String)>) {
+        if sockets.is_empty() {
+            self.passed_sockets.remove(service);
+        } else {
+            self.passed_sockets.insert(service.to_owned(), sockets);
+        }
+    }
+
+    /// The sockets handed to `service` at its starts, as descriptors and names.
+    pub(crate) fn passed_sockets(&self, service: &str) -> Vec<(i32, String)> {
+        use std::os::fd::AsRawFd;
+        self.passed_sockets
+            .get(service)
+            .map(|sockets| {
+                sockets
+                    .iter()
+                    .map(|(fd, name)| (fd.as_raw_fd(), name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sets where deploys and secrets are written (without it, those
@@ -353,6 +390,10 @@ impl Runtime {
                 }
                 _ => None,
             };
+            let redefines = matches!(
+                event,
+                Event::Remove(_) | Event::Deploy(_) | Event::DeployAll(_) | Event::Boot
+            );
             let actions = self.supervisor.handle(now, event);
             if let Some(name) = removed {
                 let stopping = actions.iter().any(|a| {
@@ -367,7 +408,16 @@ impl Runtime {
             for action in actions {
                 self.apply(action);
             }
+            if redefines {
+                wake(&mut self.definition_watchers);
+            }
         }
+    }
+
+    /// A queue that receives a token whenever services are added, changed
+    /// or removed (and at boot): read them again once woken.
+    pub fn watch_definitions(&mut self) -> Receiver<()> {
+        watcher(&mut self.definition_watchers)
     }
 
     /// Reports [`Notice::Timer`]`(key)` after `after` (re-arming replaces).
@@ -469,12 +519,12 @@ impl Runtime {
                 if state != State::Stopping && self.removing.remove(&service) {
                     self.end_book(&service);
                 }
+                if let Some(watchers) = self.change_watchers.get_mut(&service) {
+                    wake(watchers);
+                }
                 if state == State::Ready {
                     if let Some(watchers) = self.ready_watchers.get_mut(&service) {
-                        // A full queue already holds a token: nothing is lost.
-                        watchers.retain(|w| {
-                            !matches!(w.try_send(()), Err(smol::channel::TrySendError::Closed(_)))
-                        });
+                        wake(watchers);
                     }
                 }
             }
@@ -556,6 +606,7 @@ impl Runtime {
             resources: None,
             identity: None,
             mounts: None,
+            passed: &[],
         };
         match self.sys.spawn(launch, None) {
             Ok(pid) => {
@@ -603,3 +654,16 @@ fn log_book(sys: &mut dyn Sys, service: &Service) -> LogBook {
 #[cfg(test)]
 #[path = "runtime_tests.rs"]
 mod tests;
+
+/// A new watcher among `watchers`: a queue of one token.
+fn watcher(watchers: &mut Vec<Sender<()>>) -> Receiver<()> {
+    let (tx, rx) = smol::channel::bounded(1);
+    watchers.push(tx);
+    rx
+}
+
+/// Gives every watcher a token, forgetting those that went away (a full
+/// queue already holds one: nothing is lost).
+fn wake(watchers: &mut Vec<Sender<()>>) {
+    watchers.retain(|w| !matches!(w.try_send(()), Err(smol::channel::TrySendError::Closed(_))));
+}

@@ -80,6 +80,8 @@ pub struct SpawnSpec<'a> {
     pub identity: Option<&'a crate::accounts::Identity>,
     /// Its mount namespace (`[sandbox]`), planned; None: spore's.
     pub mounts: Option<&'a crate::mounts::MountPlan>,
+    /// Listening sockets handed to it, fd 3 on ([`crate::passing`]).
+    pub passed: &'a [(i32, String)],
 }
 
 /// A started process.
@@ -139,7 +141,11 @@ impl Spawning {
                 }
             })?;
         }
-        if self.settings.always_spawner || self.table_hint >= SPAWNER_FROM {
+        // A service handed sockets is forked here: the spawner takes no
+        // descriptors.
+        if spec.passed.is_empty()
+            && (self.settings.always_spawner || self.table_hint >= SPAWNER_FROM)
+        {
             if let Some(result) = self.spawn_through_spawner(spec, program) {
                 return result;
             }
@@ -198,8 +204,50 @@ impl Spawning {
             })?),
             None => None,
         };
+        let mut passing = if spec.passed.is_empty() {
+            None
+        } else {
+            let env = spec
+                .base_env
+                .iter()
+                .cloned()
+                .chain(spec.env.iter().map(|(k, v)| (k.into(), v.into())))
+                .collect();
+            Some(
+                crate::passing::Passing::prepare(spec.argv, env, spec.passed).map_err(|error| {
+                    SpawnError {
+                        code: if matches!(error, crate::passing::PrepareError::NotFound) {
+                            127
+                        } else {
+                            1
+                        },
+                        program: program.clone(),
+                        message: match error {
+                            crate::passing::PrepareError::NotFound => {
+                                "No such file or directory (os error 2)".into()
+                            }
+                            crate::passing::PrepareError::Nul => {
+                                "a NUL byte in its command or environment".into()
+                            }
+                            crate::passing::PrepareError::TooMany => format!(
+                                "more than {} sockets to hand over",
+                                crate::passing::MAX_PASSED
+                            ),
+                        },
+                    }
+                })?,
+            )
+        };
         unsafe {
-            command.pre_exec(move || crate::child::prepare(setup, mounts.as_ref()));
+            command.pre_exec(move || {
+                crate::child::prepare(setup, mounts.as_ref())?;
+                // With sockets to hand over, the exec is done here (its
+                // LISTEN_PID is this process's pid); it returns on failure.
+                match passing.as_mut() {
+                    Some(passing) => Err(passing.exec()),
+                    None => Ok(()),
+                }
+            });
         }
         let mut child = command.spawn().map_err(|error| SpawnError {
             code: exit_code_of(&error),

@@ -70,6 +70,9 @@ pub struct Launch<'a> {
     pub identity: Option<&'a crate::accounts::Identity>,
     /// Its mount namespace (`[sandbox]`, planned); None: spore's.
     pub mounts: Option<&'a crate::mounts::MountPlan>,
+    /// Listening sockets handed to it (`[[sockets]]`, descriptor and
+    /// name): fd 3 on, with `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`.
+    pub passed: &'a [(i32, String)],
 }
 
 /// What the runtime asks of the system. Implementations never block.
@@ -390,6 +393,7 @@ impl Sys for RealSys {
             rlimits: launch.resources.map_or(&[], |r| r.rlimits.as_slice()),
             identity: launch.identity,
             mounts: launch.mounts,
+            passed: launch.passed,
         })?;
         if let (Some(tree), Some((_, fresh)), Some(service), Ok(mut map)) = (
             &self.cgroups,

@@ -68,6 +68,56 @@ pub struct Service {
     pub resources: Resources,
     /// `[sandbox]`: who it runs as and what it may do.
     pub sandbox: Sandbox,
+    /// `[[sockets]]`: listening sockets spore binds for it; its first
+    /// connection starts it (socket activation).
+    pub sockets: Vec<Socket>,
+}
+
+/// One `[[sockets]]` table: a socket spore listens on for a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Socket {
+    /// Where it listens.
+    pub listen: Endpoint,
+    /// Its name in `LISTEN_FDNAMES` (default: the service's name).
+    pub name: String,
+    /// Handed to the service, or proxied to it.
+    pub mode: SocketMode,
+    /// Stop the service once it has had no connection on any of its
+    /// sockets for this long (`idle_stop`); None: never.
+    pub idle_stop: Option<std::time::Duration>,
+}
+
+/// A socket address: TCP (IPv4 or IPv6) or a Unix socket's path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum Endpoint {
+    /// `tcp:127.0.0.1:8080`, `tcp:[::]:8080`.
+    Tcp(std::net::SocketAddr),
+    /// `unix:/run/app.sock`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(address) => write!(f, "tcp:{address}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// What spore does with a socket's connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SocketMode {
+    /// The listening socket is handed to the service at its start (fd 3
+    /// on, with `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, as
+    /// `sd_listen_fds` reads them); the service accepts.
+    Pass,
+    /// spore accepts, and once the service is ready joins each connection
+    /// to the service's own `backend` address (hero_proc's xinet).
+    Proxy {
+        /// Where the service listens.
+        backend: Endpoint,
+    },
 }
 
 /// `[sandbox]`: the user and groups a service runs as, and the privileges

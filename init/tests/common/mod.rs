@@ -114,6 +114,18 @@ impl Spore {
         }
     }
 
+    /// One JSON-RPC call that may find no socket or no answer (spore is
+    /// re-exec'ing, say): its result, else None.
+    pub fn try_call(&self, method: &str, params: Value) -> Option<Value> {
+        let mut stream = UnixStream::connect(&self.socket).ok()?;
+        let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        stream.write_all(format!("{request}\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        let response: Value = serde_json::from_str(&line).ok()?;
+        response.get("result").cloned()
+    }
+
     /// The state word of `name`.
     pub fn state(&self, name: &str) -> String {
         let status = self
@@ -501,5 +513,55 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Held sockets to `to` from `sources` loopback addresses 127.0.`net`.N,
+/// opened one after another on a thread and renewed as the listener
+/// sheds them (at most `keep` held at once), until [`Flood::stop`].
+pub struct Flood {
+    flooding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Flood {
+    /// Starts flooding; a pause of `pause` after each connection.
+    pub fn start(
+        to: std::net::SocketAddr,
+        net: u8,
+        sources: u8,
+        keep: usize,
+        pause: Duration,
+    ) -> Flood {
+        let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let going = flooding.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = std::collections::VecDeque::new();
+            let mut opened = 0u64;
+            for i in 0u64.. {
+                if !going.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let from =
+                    std::net::Ipv4Addr::new(127, 0, net, 1 + (i % u64::from(sources.max(1))) as u8);
+                if let Ok(stream) = connect_from(from, to) {
+                    opened += 1;
+                    held.push_back(stream);
+                }
+                if held.len() > keep {
+                    held.pop_front();
+                }
+                std::thread::sleep(pause);
+            }
+            opened
+        });
+        Flood { flooding, thread }
+    }
+
+    /// Stops it; how many connections it opened.
+    pub fn stop(self) -> u64 {
+        self.flooding
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
     }
 }

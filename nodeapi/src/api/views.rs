@@ -115,6 +115,26 @@ pub fn detail(view: &UnitView<'_>, now: Instant, deployed: Option<&std::path::Pa
             }),
         );
         map.insert("health".into(), Value::Array(checks));
+        let sockets: Vec<Value> = service
+            .sockets
+            .iter()
+            .map(|socket| {
+                let (mode, backend) = match &socket.mode {
+                    svc::service::SocketMode::Pass => ("pass", None),
+                    svc::service::SocketMode::Proxy { backend } => {
+                        ("proxy", Some(backend.to_string()))
+                    }
+                };
+                json!({
+                    "listen": socket.listen.to_string(),
+                    "name": socket.name,
+                    "mode": mode,
+                    "backend": backend,
+                    "idle_stop_ms": socket.idle_stop.map(|d| d.as_millis() as u64),
+                })
+            })
+            .collect();
+        map.insert("sockets".into(), Value::Array(sockets));
         map.insert(
             "last_exit".into(),
             json!(view.last_exit.map(|e| e.to_string())),

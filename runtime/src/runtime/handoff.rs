@@ -182,9 +182,7 @@ impl Runtime {
             .collect();
         for name in ready {
             if let Some(watchers) = self.ready_watchers.get_mut(&name) {
-                for watcher in watchers.iter() {
-                    let _ = watcher.try_send(());
-                }
+                super::wake(watchers);
             }
         }
         // Whatever ended between the two binaries.

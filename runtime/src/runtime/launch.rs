@@ -60,6 +60,7 @@ impl Runtime {
         let result = match (&service.command, prepared) {
             (_, Err(error)) => Err(error),
             (Some(command), Ok(mut prepared)) => {
+                let passed = self.passed_sockets(&name);
                 let argv = match (&prepared.artifacts, command) {
                     // A line without a shell has nobody else to expand it.
                     (Some(dir), svc::exec::Command::Argv { argv }) => {
@@ -93,6 +94,7 @@ impl Runtime {
                     resources: Some(&service.resources),
                     identity: prepared.identity.as_ref(),
                     mounts: prepared.mounts.as_ref(),
+                    passed: &passed,
                 };
                 let spawned = self.sys.spawn(launch, Some(&name));
                 // Our copies of the secrets' values go now. (std's Command

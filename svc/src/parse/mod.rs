@@ -15,12 +15,14 @@ mod health;
 mod lifecycle;
 mod resources;
 pub mod sandbox;
+mod sockets;
 mod values;
 
 pub use artifacts::BEACON;
 use health::{read_action, read_health};
 use lifecycle::{read_dependencies, read_lifecycle, read_logging, read_signal_named};
 pub use lifecycle::{signal_number, MAX_BUFFER_LINES};
+pub use sockets::{parse_endpoint, MAX_SOCKETS};
 pub use values::is_valid_name;
 use values::{choice, read_path};
 
@@ -71,6 +73,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
                 "artifacts",
                 "resources",
                 "sandbox",
+                "sockets",
             ] {
                 top.value(section);
             }
@@ -85,7 +88,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     let (kind, command, status, class, dir, env, ports, kill_others, process_filters) =
         if let Some(kind) = kind {
             head.finish();
-            let (status, class) = (Status::default(), Class::default());
+            let (status, class) = (Some(Status::default()), Class::default());
             (
                 kind,
                 None,
@@ -112,8 +115,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
                     ("stop", Status::Stop),
                     ("ignore", Status::Ignore),
                 ],
-            )
-            .unwrap_or_default();
+            );
             let class = choice(
                 &mut head,
                 "class",
@@ -174,6 +176,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
     let artifacts = artifacts::read_artifacts(top);
     let resources = resources::read_resources(top);
     let sandbox = sandbox::read_sandbox(top);
+    let sockets = sockets::read_sockets(top, name.as_deref());
     let logging = match top.table("logging") {
         Some(mut section) => {
             let logging = read_logging(&mut section);
@@ -192,6 +195,20 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
             "are needed: exec names $ARTIFACTS_DIRECTORY, which only a service with [[artifacts]] has",
         );
     }
+    if kind == Kind::Target && !sockets.is_empty() {
+        top.out_of_range(
+            "sockets",
+            &top.span(),
+            "cannot be set for a [target], which runs no process",
+        );
+    }
+    // A service with sockets waits for its first connection, unless its
+    // file says to start it at boot.
+    let status = status.unwrap_or(if sockets.is_empty() {
+        Status::Start
+    } else {
+        Status::Stop
+    });
     if kind == Kind::Target && !health.is_empty() {
         top.out_of_range(
             "health",
@@ -229,6 +246,7 @@ fn read_service(top: &mut Section<'_, '_, '_>, file: &Path) -> Option<Service> {
         artifacts,
         resources,
         sandbox,
+        sockets,
     })
 }
 
@@ -921,6 +939,66 @@ timeout_ms = 3000
                 "{health}: {kind}"
             );
         }
+    }
+
+    #[test]
+    fn sockets_are_passed_or_proxied_and_wait_for_a_connection() {
+        use crate::service::{Endpoint, SocketMode};
+        let text = "[service]\nname = \"web\"\nexec = \"/bin/web\"\n\n[[sockets]]\nlisten = \"tcp:[::]:8080\"\nname = \"http\"\nidle_stop = \"5m\"\n\n[[sockets]]\nlisten = \"unix:/run/web.sock\"\nmode = \"proxy\"\nbackend = \"tcp:127.0.0.1:18080\"\nidle_stop = 300000\n";
+        let service = parse("web", text).unwrap();
+        assert_eq!(service.sockets.len(), 2);
+        assert_eq!(
+            service.sockets[0].listen,
+            Endpoint::Tcp("[::]:8080".parse().unwrap())
+        );
+        assert_eq!(service.sockets[0].name, "http");
+        assert_eq!(service.sockets[0].mode, SocketMode::Pass);
+        assert_eq!(service.sockets[0].idle_stop, Some(Duration::from_secs(300)));
+        assert_eq!(service.sockets[1].name, "web");
+        assert_eq!(
+            service.sockets[1].mode,
+            SocketMode::Proxy {
+                backend: Endpoint::Tcp("127.0.0.1:18080".parse().unwrap())
+            }
+        );
+        // Started by its first connection, not at boot…
+        assert_eq!(service.status, Status::Stop);
+        // …unless its file says so.
+        let at_boot = text.replace("exec = ", "status = \"start\"\nexec = ");
+        assert_eq!(parse("web", &at_boot).unwrap().status, Status::Start);
+    }
+
+    #[test]
+    fn a_bad_socket_is_named_with_its_line() {
+        let head = "[service]\nname = \"web\"\nexec = \"/bin/web\"\n\n[[sockets]]\n";
+        for (socket, field, line) in [
+            ("listen = \"8080\"\n", "listen", 6),
+            ("listen = \"tcp:localhost:80\"\n", "listen", 6),
+            ("listen = \"unix:run/x\"\n", "listen", 6),
+            ("listen = \"tcp:[::]:80\"\nmode = \"proxy\"\n", "backend", 5),
+            (
+                "listen = \"tcp:[::]:80\"\nbackend = \"tcp:127.0.0.1:81\"\n",
+                "backend",
+                7,
+            ),
+            ("listen = \"tcp:[::]:80\"\nmode = \"xinet\"\n", "mode", 7),
+            ("listen = \"tcp:[::]:80\"\nname = \"a:b\"\n", "name", 7),
+            (
+                "listen = \"tcp:[::]:80\"\nidle_stop = \"soon\"\n",
+                "idle_stop",
+                7,
+            ),
+            ("name = \"x\"\n", "listen", 5),
+        ] {
+            let (at, kind) = only_error("web", &format!("{head}{socket}"));
+            assert_eq!(at, line, "{socket}: {kind:?}");
+            assert!(format!("{kind:?}").contains(field), "{socket}: {kind:?}");
+        }
+        let twice =
+            format!("{head}listen = \"tcp:[::]:80\"\n\n[[sockets]]\nlisten = \"tcp:[::]:80\"\n");
+        assert!(format!("{:?}", only_error("web", &twice).1).contains("two sockets"));
+        let target = "[target]\nname = \"t\"\n\n[[sockets]]\nlisten = \"tcp:[::]:80\"\n";
+        assert!(format!("{:?}", only_error("t", target).1).contains("[target]"));
     }
 
     #[test]
