@@ -173,6 +173,12 @@ impl BeaconClient {
         self.list("/api/v1/pending")
     }
 
+    /// The artifacts its cache holds (`sha256`, `size`); refused (404) by
+    /// a beacon that keeps none.
+    pub fn artifacts(&self) -> Result<Vec<Value>, BeaconClientError> {
+        self.list("/api/v1/artifacts")
+    }
+
     /// Sends a signed order; returns the beacon's answer.
     pub fn order(&self, order: &super::admin::Order) -> Result<Value, BeaconClientError> {
         let body = serde_json::to_vec(order).map_err(|e| BeaconClientError::Protocol {

@@ -241,7 +241,7 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
             )
             .map_err(|e| local(&e))?,
         };
-        let mut whole = Vec::new();
+        let mut whole = Value::Null;
         let mut next = Some(verbs::first_page(method.name(), params.clone()));
         let mut response = Value::Null;
         while let Some(page) = next.take() {
@@ -253,11 +253,11 @@ fn exchange(stream: UnixStream, request: &Request, json_output: bool) -> Result<
                 }
                 continue;
             }
-            let paged = method == nodeapi::api::Method::ServiceList;
+            let paged = verbs::is_paged(method.name());
             if let (true, Some(result)) = (paged, response.get_mut("result")) {
                 next = verbs::next_page(result.take(), &mut whole);
                 if next.is_none() {
-                    *result = Value::Array(std::mem::take(&mut whole));
+                    *result = std::mem::take(&mut whole);
                 }
             }
         }

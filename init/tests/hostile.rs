@@ -340,6 +340,48 @@ fn ten_thousand_services_still_list_locally_and_over_rpc() {
         String::from_utf8_lossy(&local.stderr)
     );
     assert_eq!(stdout(&local).lines().count(), 10_002);
+    // Their figures too: node.metrics is paged the same way, and sporectl
+    // and spore put the pages together.
+    let unpaged = fleet.spore.call("node.metrics", json!({})).unwrap_err();
+    assert_eq!(unpaged["code"], -32013, "{unpaged}");
+    let page = fleet
+        .spore
+        .call(
+            "node.metrics",
+            json!({ "limit": 100, "after": "idle-service-with-a-longish-name-00049" }),
+        )
+        .unwrap();
+    assert_eq!(page["services"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        page["services"][0]["name"],
+        "idle-service-with-a-longish-name-00050"
+    );
+    assert_eq!(page["next"], "idle-service-with-a-longish-name-00149");
+    assert!(page["start_time_s"].is_u64(), "{page}");
+    let ready = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("spore_service_ready{"))
+            .count()
+    };
+    let metrics = fleet.sporectl("reader", &["metrics"]);
+    assert!(
+        metrics.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metrics.stderr)
+    );
+    assert_eq!(ready(&stdout(&metrics)), 10_001);
+    let local = std::process::Command::new(common::spore_bin())
+        .arg("--socket")
+        .arg(&fleet.spore.socket)
+        .arg("metrics")
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert_eq!(ready(&stdout(&local)), 10_001);
 }
 
 #[test]

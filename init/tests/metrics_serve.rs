@@ -159,6 +159,22 @@ fn prometheus_scrapes_the_fleet_through_one_target_while_it_is_flooded() {
     let mut sorted = nodes_seen.clone();
     sorted.sort();
     assert_eq!(sorted, ["node-01", "node-02", "node-03"]);
+    // The beacon's own figures: up, its three nodes, their heartbeats.
+    let beacon_nodes = query(prometheus_port, "spore_beacon_nodes");
+    assert_eq!(beacon_nodes.len(), 1, "{beacon_nodes:?}");
+    assert_eq!(beacon_nodes[0].1, "3");
+    assert_eq!(
+        query(
+            prometheus_port,
+            "spore_beacon_last_heartbeat_timestamp_seconds"
+        )
+        .len(),
+        3
+    );
+    assert_eq!(
+        query(prometheus_port, "spore_beacon_pending_registrations")[0].1,
+        "0"
+    );
     // Each node's services, under its name.
     let states = query(
         prometheus_port,

@@ -258,7 +258,7 @@ impl Method {
             Method::NodeJournal => "spore's own lines (state changes, audit, errors); with follow, every new one after them",
             Method::NodeLogs => "The last lines of every service and of spore itself, merged by time, each with its service's name",
 
-            Method::NodeMetrics => "The node's figures for a metrics system: its start time, version and build id, and per service its state, readiness, restarts, last exit code and, with a cgroup, CPU time, memory and OOM kills (sporectl metrics prints them in Prometheus' text format)",
+            Method::NodeMetrics => "The node's figures for a metrics system: its start time, version and build id, and per service its state, readiness, restarts, last exit code and, with a cgroup, CPU time, memory and OOM kills (sporectl metrics prints them in Prometheus' text format); with limit or after, one page of the services, by name, and the name to ask the next page after",
             Method::ServiceList => "Every service with its state, by name; with limit or after, one page of them and the name to ask the next page after",
             Method::ServiceStatus => "One service in detail",
             Method::ServiceStart => "Start a service and what it requires; with wait, answer once it is ready or has failed",
@@ -288,9 +288,8 @@ impl Method {
     /// Its parameters.
     pub fn params(self) -> &'static [Param] {
         match self {
-            Method::ServiceList => &PAGE,
+            Method::ServiceList | Method::NodeMetrics => &PAGE,
             Method::NodeInfo
-            | Method::NodeMetrics
             | Method::SecretList
             | Method::NodeReload
             | Method::NodeReboot

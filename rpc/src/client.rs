@@ -365,7 +365,7 @@ impl Session {
         if first == params {
             return self.call(method, params).await;
         }
-        let mut whole = Vec::new();
+        let mut whole = Value::Null;
         let mut next = Some(first);
         while let Some(page) = next.take() {
             let answer = match self.call(method, page).await {
@@ -373,7 +373,7 @@ impl Session {
                 Err(ClientError::Rpc { code, message })
                     if code == proto::rpc::code::INVALID_PARAMS
                         && message.contains("`limit`")
-                        && whole.is_empty() =>
+                        && whole.is_null() =>
                 {
                     return self.call(method, params).await;
                 }
@@ -381,7 +381,7 @@ impl Session {
             };
             next = crate::verbs::next_page(answer, &mut whole);
         }
-        Ok(Value::Array(whole))
+        Ok(whole)
     }
 
     /// The next notification (e.g. a followed log line).

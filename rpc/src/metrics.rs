@@ -172,17 +172,91 @@ pub fn render(nodes: &[Scraped<'_>]) -> String {
             }
         }
     }
-    let mut out = String::new();
-    for metric in [
+    write(&[
         up, start, build, refused, state, ready, restarts, exit, cpu, memory, oom,
-    ] {
+    ])
+}
+
+/// What a beacon told `metrics --serve` when it read the fleet's list.
+#[derive(Debug, Default)]
+pub struct BeaconFigures {
+    /// Whether the beacon answered.
+    pub up: bool,
+    /// Each enrolled node and when the beacon last heard from it (Unix
+    /// seconds).
+    pub heartbeats: Vec<(String, u64)>,
+    /// Registrations waiting for approval (None: not read).
+    pub pending: Option<usize>,
+    /// The artifacts its cache holds and their bytes (None: it keeps no
+    /// cache, or it was not read).
+    pub artifacts: Option<(usize, u64)>,
+}
+
+/// The text for a beacon's figures: `spore_beacon_up`, its nodes, their
+/// last heartbeats, its pending registrations and artifact cache.
+pub fn render_beacon(beacon: &BeaconFigures) -> String {
+    let mut up = Metric::new(
+        "spore_beacon_up",
+        "gauge",
+        "Whether the beacon answered the list of nodes (1) or not (0).",
+    );
+    up.add(&[], u8::from(beacon.up));
+    let mut nodes = Metric::new(
+        "spore_beacon_nodes",
+        "gauge",
+        "Nodes enrolled at the beacon (those the list was narrowed to).",
+    );
+    let mut heartbeat = Metric::new(
+        "spore_beacon_last_heartbeat_timestamp_seconds",
+        "gauge",
+        "When the beacon last heard from the node (a registration or heartbeat), in seconds since the Unix epoch.",
+    );
+    let mut pending = Metric::new(
+        "spore_beacon_pending_registrations",
+        "gauge",
+        "Registrations waiting for an operator's approval.",
+    );
+    let mut artifacts = Metric::new(
+        "spore_beacon_artifacts",
+        "gauge",
+        "Artifacts in the beacon's cache.",
+    );
+    let mut artifact_bytes = Metric::new(
+        "spore_beacon_artifact_bytes",
+        "gauge",
+        "Bytes of the artifacts in the beacon's cache.",
+    );
+    if beacon.up {
+        nodes.add(&[], beacon.heartbeats.len());
+        for (node, at) in &beacon.heartbeats {
+            heartbeat.add(&[("node", node)], at);
+        }
+        if let Some(count) = beacon.pending {
+            pending.add(&[], count);
+        }
+        if let Some((count, bytes)) = beacon.artifacts {
+            artifacts.add(&[], count);
+            artifact_bytes.add(&[], bytes);
+        }
+    }
+    write(&[up, nodes, heartbeat, pending, artifacts, artifact_bytes])
+}
+
+/// Each metric with samples: its HELP, TYPE and samples.
+fn write(metrics: &[Metric]) -> String {
+    let mut out = String::new();
+    for metric in metrics {
         if metric.samples.is_empty() {
             continue;
         }
         let _ = writeln!(out, "# HELP {} {}", metric.name, metric.help);
         let _ = writeln!(out, "# TYPE {} {}", metric.name, metric.kind);
         for (labels, value) in &metric.samples {
-            let _ = writeln!(out, "{}{{{labels}}} {value}", metric.name);
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", metric.name);
+            } else {
+                let _ = writeln!(out, "{}{{{labels}}} {value}", metric.name);
+            }
         }
     }
     out
@@ -230,5 +304,33 @@ mod tests {
             !text.contains("spore_service_memory_bytes"),
             "no cgroup, no memory: {text}"
         );
+    }
+
+    #[test]
+    fn a_beacon_says_its_nodes_heartbeats_and_cache() {
+        let text = render_beacon(&BeaconFigures {
+            up: true,
+            heartbeats: vec![("n1".into(), 1_700_000_000)],
+            pending: Some(2),
+            artifacts: Some((3, 4096)),
+        });
+        assert!(text.contains("spore_beacon_up 1\n"), "{text}");
+        assert!(text.contains("spore_beacon_nodes 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "spore_beacon_last_heartbeat_timestamp_seconds{node=\"n1\"} 1700000000\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("spore_beacon_pending_registrations 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spore_beacon_artifact_bytes 4096\n"),
+            "{text}"
+        );
+        let down = render_beacon(&BeaconFigures::default());
+        assert_eq!(down, "# HELP spore_beacon_up Whether the beacon answered the list of nodes (1) or not (0).\n# TYPE spore_beacon_up gauge\nspore_beacon_up 0\n");
     }
 }

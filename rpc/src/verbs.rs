@@ -383,31 +383,63 @@ pub fn request(
 /// they would not fit in one frame).
 pub const LIST_PAGE: u64 = 500;
 
-/// The params of the first call of `method`: `service.list` is asked in
-/// pages, everything else whole.
+/// Whether `method` is asked in pages (`service.list`, `node.metrics`).
+pub fn is_paged(method: &str) -> bool {
+    method == Method::ServiceList.name() || method == Method::NodeMetrics.name()
+}
+
+/// The params of the first call of `method`: a paged one is asked a page
+/// at a time, everything else whole.
 pub fn first_page(method: &str, params: Value) -> Value {
-    if method != Method::ServiceList.name() {
+    if !is_paged(method) {
         return params;
     }
     json!({ "limit": LIST_PAGE })
 }
 
-/// Folds one page of a paged answer into `whole` (an array): the params of
-/// the next call, or None when `answer` was the last page (or not paged:
-/// an older node answers the whole list as an array).
-pub fn next_page(answer: Value, whole: &mut Vec<Value>) -> Option<Value> {
+/// Folds one page of a paged answer into `whole` (Null before the first):
+/// `service.list`'s pages into one array of services, `node.metrics`'s
+/// into its first page's figures with every page's services. The params
+/// of the next call, or None when `answer` was the last page (or not
+/// paged: an older node answers whole, kept as it is).
+pub fn next_page(answer: Value, whole: &mut Value) -> Option<Value> {
     let mut answer = answer;
-    match answer.get_mut("services").map(Value::take) {
-        Some(Value::Array(page)) => whole.extend(page),
-        _ => {
-            if let Value::Array(all) = answer {
-                whole.extend(all);
+    let page = match answer
+        .as_object_mut()
+        .and_then(|map| map.remove("services"))
+    {
+        Some(Value::Array(page)) => page,
+        other => {
+            // Not a page: the whole answer (its services put back).
+            if let (Some(services), Value::Object(map)) = (other, &mut answer) {
+                map.insert("services".into(), services);
             }
+            *whole = answer;
             return None;
         }
+    };
+    let next = answer
+        .as_object_mut()
+        .and_then(|map| map.remove("next"))
+        .filter(Value::is_string);
+    // service.list's page has nothing else; node.metrics' has its figures.
+    let figures = answer.as_object().is_some_and(|map| !map.is_empty());
+    match whole {
+        Value::Array(services) => services.extend(page),
+        Value::Object(map) => {
+            if let Some(Value::Array(services)) = map.get_mut("services") {
+                services.extend(page);
+            }
+        }
+        _ if figures => {
+            if let Value::Object(map) = &mut answer {
+                map.insert("services".into(), Value::Array(page));
+            }
+            *whole = answer;
+        }
+        _ => *whole = Value::Array(page),
     }
-    let next = answer.get("next").filter(|n| n.is_string())?;
-    Some(json!({ "limit": LIST_PAGE, "after": next }))
+    Some(json!({ "limit": LIST_PAGE, "after": next? }))
 }
 
 /// True unless `result` says a service it waited for did not come up.
@@ -606,5 +638,43 @@ mod tests {
             "{text}"
         );
         assert!(came_up(&json!({ "name": "x", "outcome": "ready" })));
+    }
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_a_list_make_one_array_and_pages_of_figures_one_object() {
+        let mut whole = Value::Null;
+        let next = next_page(
+            json!({ "services": [{ "name": "a" }], "next": "a" }),
+            &mut whole,
+        );
+        assert_eq!(next, Some(json!({ "limit": LIST_PAGE, "after": "a" })));
+        assert_eq!(
+            next_page(
+                json!({ "services": [{ "name": "b" }], "next": null }),
+                &mut whole
+            ),
+            None
+        );
+        assert_eq!(whole, json!([{ "name": "a" }, { "name": "b" }]));
+        let mut whole = Value::Null;
+        let page = |name: &str, next: Value| json!({ "version": "1", "services": [{ "name": name }], "next": next });
+        assert!(next_page(page("a", json!("a")), &mut whole).is_some());
+        assert!(next_page(page("b", Value::Null), &mut whole).is_none());
+        assert_eq!(
+            whole,
+            json!({ "version": "1", "services": [{ "name": "a" }, { "name": "b" }] })
+        );
+        // An older node answers whole.
+        let mut whole = Value::Null;
+        assert!(next_page(json!([{ "name": "a" }]), &mut whole).is_none());
+        assert_eq!(whole, json!([{ "name": "a" }]));
+        let mut whole = Value::Null;
+        assert!(next_page(json!({ "version": "1", "services": [] }), &mut whole).is_none());
+        assert_eq!(whole, json!({ "version": "1", "services": [] }));
     }
 }

@@ -202,7 +202,7 @@ pub fn call_with(
             }
             result
         }
-        Method::NodeMetrics => metrics::metrics(runtime, &node.info()),
+        Method::NodeMetrics => metrics::metrics(runtime, &node.info(), &params)?,
         Method::ServiceTree => match params.get("name").and_then(Value::as_str) {
             Some(_) => {
                 let name = service_name(runtime, &params)?;
@@ -288,39 +288,78 @@ fn list(runtime: &NodeApi, params: &Map<String, Value>) -> Result<Value, ApiErro
     let mut units = runtime.supervisor().list();
     // By name: the start order moves with every deploy.
     units.sort_by(|a, b| a.service.name.cmp(&b.service.name));
-    let after = params.get("after").and_then(Value::as_str);
-    let limit = params.get("limit").and_then(Value::as_u64);
-    let paged = after.is_some() || limit.is_some();
-    let limit = limit.map_or(usize::MAX, |l| {
-        usize::try_from(l.max(1)).unwrap_or(usize::MAX)
+    let names: Vec<&str> = units.iter().map(|v| v.service.name.as_str()).collect();
+    let paging = Paging::of(params);
+    let (page, next) = paging.page(&names, |i| {
+        units
+            .get(i)
+            .map_or(Value::Null, |view| views::summary(view, now))
     });
-    let start = after.map_or(0, |a| {
-        units.partition_point(|v| v.service.name.as_str() <= a)
-    });
-    // One pass builds the page and sizes it (each entry serialised once).
-    let mut page = Vec::new();
-    let mut bytes = 0;
-    let mut next = None;
-    for view in units.iter().skip(start) {
-        let entry = views::summary(view, now);
-        let size = entry.to_string().len() + 1;
-        if page.len() == limit || (bytes + size > REPLY_BYTES && !page.is_empty()) {
-            next = page.last().and_then(|e: &Value| e.get("name").cloned());
-            break;
-        }
-        bytes += size;
-        page.push(entry);
-    }
-    match (paged, next) {
+    match (paging.paged, next) {
         (true, next) => Ok(json!({ "services": page, "next": next })),
         (false, None) => Ok(Value::Array(page)),
-        (false, Some(_)) => Err(ApiError::new(
-            code::TOO_LARGE,
-            format!(
-                "{} services do not fit in one answer; ask for pages with `limit` and `after`",
-                units.len()
-            ),
-        )),
+        (false, Some(_)) => Err(too_large(units.len())),
+    }
+}
+
+/// The refusal of an unpaged answer that would not fit in one.
+pub(crate) fn too_large(services: usize) -> ApiError {
+    ApiError::new(
+        code::TOO_LARGE,
+        format!(
+            "{services} services do not fit in one answer; ask for pages with `limit` and `after`"
+        ),
+    )
+}
+
+/// Paging as `service.list` and `node.metrics` take it: the services
+/// after `after` (by name), at most `limit` of them, and no more than fit
+/// in one answer ([`REPLY_BYTES`]).
+pub(crate) struct Paging<'p> {
+    /// Whether the caller asked for a page (`limit` or `after`).
+    pub paged: bool,
+    after: Option<&'p str>,
+    limit: usize,
+}
+
+impl<'p> Paging<'p> {
+    /// The paging `params` ask for.
+    pub(crate) fn of(params: &'p Map<String, Value>) -> Self {
+        let after = params.get("after").and_then(Value::as_str);
+        let limit = params.get("limit").and_then(Value::as_u64);
+        Paging {
+            paged: after.is_some() || limit.is_some(),
+            after,
+            limit: limit.map_or(usize::MAX, |l| {
+                usize::try_from(l.max(1)).unwrap_or(usize::MAX)
+            }),
+        }
+    }
+
+    /// The page of `names` (sorted), each made by `entry` from its index
+    /// (only those on the page are made, each serialised once to size
+    /// it); and the name to ask the page after it after, when there is one.
+    pub(crate) fn page(
+        &self,
+        names: &[&str],
+        mut entry: impl FnMut(usize) -> Value,
+    ) -> (Vec<Value>, Option<Value>) {
+        let start = self
+            .after
+            .map_or(0, |after| names.partition_point(|name| *name <= after));
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for (i, name) in names.iter().enumerate().skip(start) {
+            let made = entry(i);
+            let size = made.to_string().len() + 1;
+            if page.len() == self.limit || (bytes + size > REPLY_BYTES && !page.is_empty()) {
+                let last = names.get(i.saturating_sub(1)).copied().unwrap_or(name);
+                return (page, Some(json!(last)));
+            }
+            bytes += size;
+            page.push(made);
+        }
+        (page, None)
     }
 }
 

@@ -101,19 +101,62 @@ impl Shared<'_> {
         text
     }
 
-    /// Asks every node for its figures. The beacon's list is read first
-    /// (a blocking read, bounded by its timeouts); a beacon that cannot be
-    /// read makes an exposition that says so in a comment and has no nodes.
+    /// Asks every node for its figures, and adds the beacon's own. The
+    /// beacon's lists are read first (blocking reads, bounded by their
+    /// timeouts); a beacon that cannot be read makes an exposition with
+    /// `spore_beacon_up 0` and no nodes.
     async fn scrape(&self) -> String {
-        let targets = match targets(self.options) {
-            Ok((targets, _)) => targets,
+        let (listed, beacon) = match listed(self.options) {
+            Ok((listed, _)) => {
+                let figures = beacon_figures(self.options, &listed);
+                (listed, figures)
+            }
             Err(error) => {
                 return format!(
-                    "# the beacon could not be read: {}\n",
-                    rpc::display::printable(&error.to_string())
+                    "# the beacon could not be read: {}\n{}",
+                    rpc::display::printable(&error.to_string()),
+                    rpc::metrics::render_beacon(&rpc::metrics::BeaconFigures::default())
                 )
             }
         };
-        exposition(&metrics_of(self.options, targets, &self.identities).await)
+        let targets = listed.into_iter().map(|(target, _)| target).collect();
+        let mut text = exposition(&metrics_of(self.options, targets, &self.identities).await);
+        text.push_str(&rpc::metrics::render_beacon(&beacon));
+        text
+    }
+}
+
+/// The beacon's figures: the nodes it listed with their last heartbeats,
+/// and, when it answers them, its pending registrations and its cache.
+fn beacon_figures(options: &Options, listed: &[(Target, Value)]) -> rpc::metrics::BeaconFigures {
+    let heartbeats = listed
+        .iter()
+        .map(|((hostname, _, _), record)| {
+            (
+                hostname.clone(),
+                record.get("last_seen").and_then(Value::as_u64).unwrap_or(0),
+            )
+        })
+        .collect();
+    let client = beacon_commands::client(options).ok();
+    let pending = client
+        .as_ref()
+        .and_then(|beacon| beacon.pending().ok())
+        .map(|records| records.len());
+    let artifacts = client
+        .as_ref()
+        .and_then(|beacon| beacon.artifacts().ok())
+        .map(|list| {
+            let bytes = list
+                .iter()
+                .filter_map(|a| a.get("size").and_then(Value::as_u64))
+                .sum();
+            (list.len(), bytes)
+        });
+    rpc::metrics::BeaconFigures {
+        up: true,
+        heartbeats,
+        pending,
+        artifacts,
     }
 }
