@@ -46,11 +46,23 @@ pub fn connect_from(
     Ok(std::net::TcpStream::from(fd))
 }
 
-/// A free port on loopback.
+/// A free port on loopback, never one this process was handed before:
+/// the kernel may give a released port out again, and two nodes of the
+/// tests that run at once, told the same port before either bound it,
+/// would answer for each other (one node's key at another's address).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+        if handed.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
 }
