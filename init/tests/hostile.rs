@@ -328,18 +328,22 @@ fn ten_thousand_services_still_list_locally_and_over_rpc() {
     let json = fleet.sporectl("reader", &["--json", "list"]);
     let json: Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 10_001);
-    let local = std::process::Command::new(common::spore_bin())
-        .arg("--socket")
-        .arg(&fleet.spore.socket)
-        .arg("list")
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
-    assert_eq!(stdout(&local).lines().count(), 10_002);
+    // `spore VERB` on the local socket: what it printed, once it succeeded.
+    let local = |verb: &str| {
+        let out = std::process::Command::new(common::spore_bin())
+            .arg("--socket")
+            .arg(&fleet.spore.socket)
+            .arg(verb)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    assert_eq!(local("list").lines().count(), 10_002);
     // Their figures too: node.metrics is paged the same way, and sporectl
     // and spore put the pages together.
     let unpaged = fleet.spore.call("node.metrics", json!({})).unwrap_err();
@@ -370,18 +374,7 @@ fn ten_thousand_services_still_list_locally_and_over_rpc() {
         String::from_utf8_lossy(&metrics.stderr)
     );
     assert_eq!(ready(&stdout(&metrics)), 10_001);
-    let local = std::process::Command::new(common::spore_bin())
-        .arg("--socket")
-        .arg(&fleet.spore.socket)
-        .arg("metrics")
-        .output()
-        .unwrap();
-    assert!(
-        local.status.success(),
-        "{}",
-        String::from_utf8_lossy(&local.stderr)
-    );
-    assert_eq!(ready(&stdout(&local)), 10_001);
+    assert_eq!(ready(&local("metrics")), 10_001);
 }
 
 #[test]

@@ -33,14 +33,27 @@ pub(crate) struct Passing {
 }
 
 /// Why a passing exec could not be prepared, as the spawn says it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum PrepareError {
     /// The program is not in PATH (or not executable there).
+    #[error("No such file or directory (os error 2)")]
     NotFound,
     /// An argument or variable holds a NUL byte.
+    #[error("a NUL byte in its command or environment")]
     Nul,
     /// More sockets than [`MAX_PASSED`].
+    #[error("more than {MAX_PASSED} sockets to hand over")]
     TooMany,
+}
+
+impl PrepareError {
+    /// The exit code a shell gives it: 127 not found, else 1.
+    pub(crate) fn code(&self) -> i32 {
+        match self {
+            PrepareError::NotFound => 127,
+            _ => 1,
+        }
+    }
 }
 
 impl Passing {

@@ -657,6 +657,9 @@ mod tests;
 
 /// A new watcher among `watchers`: a queue of one token.
 fn watcher(watchers: &mut Vec<Sender<()>>) -> Receiver<()> {
+    // Those whose receiver is gone go now, not only at the next wake: a
+    // service that stays in its state would otherwise keep every one.
+    watchers.retain(|w| !w.is_closed());
     let (tx, rx) = smol::channel::bounded(1);
     watchers.push(tx);
     rx

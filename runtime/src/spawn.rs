@@ -216,24 +216,9 @@ impl Spawning {
             Some(
                 crate::passing::Passing::prepare(spec.argv, env, spec.passed).map_err(|error| {
                     SpawnError {
-                        code: if matches!(error, crate::passing::PrepareError::NotFound) {
-                            127
-                        } else {
-                            1
-                        },
+                        code: error.code(),
                         program: program.clone(),
-                        message: match error {
-                            crate::passing::PrepareError::NotFound => {
-                                "No such file or directory (os error 2)".into()
-                            }
-                            crate::passing::PrepareError::Nul => {
-                                "a NUL byte in its command or environment".into()
-                            }
-                            crate::passing::PrepareError::TooMany => format!(
-                                "more than {} sockets to hand over",
-                                crate::passing::MAX_PASSED
-                            ),
-                        },
+                        message: error.to_string(),
                     }
                 })?,
             )

@@ -269,6 +269,9 @@ async fn serve(activated: &Activated, on: &str, client: Stream, backend: &Endpoi
 /// Waits until the service is ready; false when it failed or stopped, or
 /// was not ready within [`READY_WAIT`].
 async fn ready(activated: &Activated) -> bool {
+    if activated.state() == Some(State::Ready) {
+        return true;
+    }
     let Some(changes) = activated.changes() else {
         return false;
     };
