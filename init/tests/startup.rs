@@ -20,8 +20,11 @@ fn every_start_reports_its_own_steps_on_the_console_and_in_node_info() {
         "web",
         "[service]\nname = \"web\"\nexec = \"sleep 1000\"\n".to_owned(),
     )]);
+    // The timeline, and the first service's start after it (the console
+    // writes both on its own thread: the second may come a moment later).
     spore.wait_for("the timeline", Duration::from_secs(10), |s| {
-        s.stderr().contains(" ms in all until supervision")
+        let log = s.stderr();
+        log.contains(" ms in all until supervision") && log.contains("web: starting")
     });
     let log = spore.stderr();
     let line = log.lines().find(|l| l.contains("spore: boot: ")).unwrap();
