@@ -10,14 +10,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use smol::channel::{Receiver, Sender};
 use smol::LocalExecutor;
 
+mod checks;
 pub mod handoff;
 mod launch;
+mod report;
 
 pub use crate::input::{Input, Prepared};
 use crate::logbook::{LogBook, LogLine, Stream};
 use crate::spawn::SpawnError;
-use crate::sys::{CheckRun, Launch, RealSys, Sys, TimerKey};
-use svc::service::{Probe, Service};
+use crate::sys::{RealSys, Sys, TimerKey};
+use svc::service::Service;
 use svc::supervisor::{Action, Event, State, Supervisor, UnitView, SIGKILL};
 
 /// What the runtime tells the layer above (the node API) after it handled
@@ -531,104 +533,6 @@ impl Runtime {
             Action::ShutdownComplete => {
                 self.shutdown_complete = true;
                 self.sys.note("all services stopped");
-            }
-        }
-    }
-
-    fn report(&mut self, service: &str, state: &State) {
-        let view = self.supervisor.get(service);
-        let mut line = match state {
-            State::Backoff { delay, .. } => {
-                format!("{service}: backoff: restart in {} ms", delay.as_millis())
-            }
-            _ => format!("{service}: {}", state.describe(self.sys.now())),
-        };
-        if let (State::Ready | State::Running, Some(pid)) =
-            (state, view.as_ref().and_then(|v| v.pid))
-        {
-            line.push_str(&format!(" (pid {pid})"));
-        }
-        if let (State::Backoff { .. } | State::Exited(_) | State::Failed(_), Some(view)) =
-            (state, &view)
-        {
-            if let Some(exit) = view.last_exit {
-                line.push_str(&format!(" (last run {exit})"));
-            }
-            if let Some(error) = view.last_error {
-                line.push_str(&format!(" ({error})"));
-            }
-        }
-        self.sys.note(&line);
-        // The same words in the service's own output, so `logs -f` shows
-        // what happened between its lines.
-        if let Some(book) = self.logs.get_mut(service) {
-            let text = line
-                .strip_prefix(service)
-                .and_then(|l| l.strip_prefix(": "))
-                .unwrap_or(&line)
-                .to_owned();
-            book.push(LogLine {
-                time: self.sys.wall_clock(),
-                stream: Stream::Spore,
-                text,
-            });
-        }
-    }
-
-    fn run_check(&mut self, service: String, run: u64, check: usize) {
-        let Some((spec, env, dir)) = self.supervisor.get(&service).and_then(|v| {
-            let spec = v.service.health.get(check).cloned()?;
-            let env: Vec<(String, String)> = v
-                .service
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Some((spec, env, v.service.dir.clone()))
-        }) else {
-            return;
-        };
-        let Probe::Exec { command } = &spec.probe else {
-            let run = CheckRun {
-                service,
-                run,
-                check,
-            };
-            self.sys.probe(run, &spec.probe, spec.timeout);
-            return;
-        };
-        let argv = command.argv();
-        let launch = Launch {
-            argv: &argv,
-            env: &env,
-            dir: dir.as_deref(),
-            state_dirs: &[],
-            resources: None,
-            identity: None,
-            mounts: None,
-            passed: &[],
-        };
-        match self.sys.spawn(launch, None) {
-            Ok(pid) => {
-                self.sys
-                    .arm_timer(TimerKey::CheckDeadline(pid), spec.timeout);
-                self.exec_checks.insert(
-                    pid,
-                    ExecCheck {
-                        service,
-                        run,
-                        check,
-                    },
-                );
-            }
-            Err(error) => {
-                self.sys.note(&format!("{service}: health check: {error}"));
-                self.queue.push_back(Event::CheckDone {
-                    service,
-                    run,
-                    check,
-                    passed: false,
-                });
             }
         }
     }

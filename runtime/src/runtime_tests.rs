@@ -8,7 +8,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use svc::service::Probe;
 use svc::supervisor::ExitStatus;
+
+use crate::sys::{CheckRun, Launch};
 
 use super::*;
 
