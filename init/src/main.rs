@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod config;
 mod control;
+mod cover;
 mod exec;
 mod fault;
 mod fetch;
@@ -190,6 +191,7 @@ fn unresumed(pid1: bool) -> ExitCode {
 /// returning; otherwise it exits 0.
 fn run_supervisor(paths: &Paths, machine: bool, resumed: Option<reexec::Resumed>) -> ExitCode {
     let pid1 = machine;
+    cover::install();
     // Block signals before anything else, so no thread ever takes one.
     let set = signals::handled_set();
     if let Err(error) = signals::block(&set) {
@@ -204,7 +206,17 @@ fn run_supervisor(paths: &Paths, machine: bool, resumed: Option<reexec::Resumed>
         if std::process::id() != 1 {
             subreaper::become_subreaper();
         }
-        let Some(ending) = boot_and_supervise(paths, &set, spawning, false, resumed) else {
+        // Outside PID 1 a panic ends spore (its services are left to its
+        // parent, as when it is killed), with the reason on its stderr.
+        let supervised = cover::under(
+            || {
+                journal::note("spore panicked; exiting");
+                journal::flush(std::time::Duration::from_secs(2));
+                std::process::exit(101)
+            },
+            || boot_and_supervise(paths, &set, spawning, false, resumed),
+        );
+        let Some(ending) = supervised else {
             journal::flush(std::time::Duration::from_secs(2));
             return ExitCode::from(1);
         };
@@ -217,21 +229,23 @@ fn run_supervisor(paths: &Paths, machine: bool, resumed: Option<reexec::Resumed>
     // As PID 1 a panic must not end the process (the kernel would panic):
     // everything from the first mount to the reboot runs under this cover,
     // and a panic anywhere falls back to reaping forever.
-    install_panic_hook();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        boot_and_supervise(paths, &set, spawning, true, resumed)
-    }));
-    match outcome {
-        Ok(Some(ending)) => {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                pid1::finish(ending);
-            }));
-            journal::note("the shutdown panicked; falling back to reaping only");
-        }
-        Ok(None) => {}
-        Err(_) => journal::note("PID 1 panicked; falling back to reaping only"),
+    let ending = cover::under(
+        || {
+            journal::note("PID 1 panicked; falling back to reaping only");
+            pid1::last_resort()
+        },
+        || boot_and_supervise(paths, &set, spawning, true, resumed),
+    );
+    match ending {
+        Some(ending) => cover::under(
+            || {
+                journal::note("the shutdown panicked; falling back to reaping only");
+                pid1::last_resort()
+            },
+            || pid1::finish(ending),
+        ),
+        None => pid1::last_resort(),
     }
-    pid1::last_resort()
 }
 
 /// The boot (machine duties when `pid1`), then supervision until shutdown;
@@ -262,6 +276,7 @@ fn boot_and_supervise(
     if let Some(error) = error {
         journal::note(error);
     }
+    fault::point("spore.toml");
     timeline.mark("spore.toml");
     if pid1 && resumed.is_none() {
         pid1::configure(&config, &mut timeline);
@@ -396,11 +411,4 @@ fn more_descriptors(pid1: bool) -> Option<u64> {
         journal::note(format_args!("RLIMIT_NOFILE to {most}: {error}"));
     }
     Some(soft)
-}
-
-/// Logs a panic's message and location instead of losing it.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        journal::note(format_args!("internal error: {info}"));
-    }));
 }

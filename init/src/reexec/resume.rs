@@ -67,15 +67,21 @@ impl Incoming {
 
     /// The state, or why it cannot be taken up here.
     fn read(&self) -> Result<Carried, String> {
-        let parsed = std::panic::catch_unwind(|| {
-            crate::fault::point("handoff");
-            serde_json::from_slice::<Carried>(&self.bytes)
-        });
-        let carried = match parsed {
-            Ok(Ok(carried)) => carried,
-            Ok(Err(error)) => return Err(format!("it cannot be read: {error}")),
-            Err(_) => return Err("reading it panicked".into()),
-        };
+        let (memfd, previous, fallback) =
+            (self.memfd.as_raw_fd(), self.previous.clone(), self.fallback);
+        // A panic while reading is covered (see crate::cover): back to the
+        // previous binary, from the panic hook.
+        let parsed = crate::cover::under(
+            move || {
+                go_back(memfd, previous.as_deref(), fallback, "reading it panicked");
+                stranded()
+            },
+            || {
+                crate::fault::point("handoff");
+                serde_json::from_slice::<Carried>(&self.bytes)
+            },
+        );
+        let carried = parsed.map_err(|error| format!("it cannot be read: {error}"))?;
         if carried.format != FORMAT {
             return Err(format!(
                 "format {}, and this binary reads {FORMAT}",
@@ -86,6 +92,17 @@ impl Incoming {
     }
 }
 
+/// After a panic while reading the state, when there is no previous binary
+/// to go back to: PID 1 keeps reaping what it has (a fresh boot cannot be
+/// started from the panic hook); any other spore exits.
+fn stranded() -> std::convert::Infallible {
+    if std::process::id() == 1 {
+        crate::pid1::last_resort()
+    }
+    journal::flush(Duration::from_secs(2));
+    std::process::exit(1)
+}
+
 /// Marks the point of no return: the services are being taken up.
 pub fn adopting() {
     ADOPTING.store(true, Ordering::SeqCst);
@@ -94,6 +111,7 @@ pub fn adopting() {
 /// Takes the handed state up and supervises as the old binary did; falls
 /// back to the previous binary when that cannot be done.
 pub fn resume(incoming: Incoming) -> std::process::ExitCode {
+    crate::cover::install();
     watch(&incoming);
     let carried = match incoming.read() {
         Ok(carried) => carried,

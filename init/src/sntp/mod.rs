@@ -349,7 +349,10 @@ pub fn start(sources: Sources, set_clock: bool) {
     }
     let started = std::thread::Builder::new()
         .name("spore-time".into())
-        .spawn(move || keep_in_step(&sources, set_clock, answered));
+        .spawn(move || {
+            crate::fault::point("time");
+            keep_in_step(&sources, set_clock, answered)
+        });
     if let Err(error) = started {
         journal::note(format_args!(
             "time: no thread to keep the clock in step: {error}"
