@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod control;
 mod cover;
+mod delegated;
 mod exec;
 mod fault;
 mod fetch;
@@ -316,6 +317,19 @@ fn boot_and_supervise(
             ..paths.clone()
         };
         &owned
+    } else if !pid1 && resumed.is_none() && paths.cgroup.is_none() {
+        // `spore run` without --cgroup: the cgroup it was started in, when
+        // that is delegated to it.
+        match delegated::adopt() {
+            Some(cgroup) => {
+                owned = Paths {
+                    cgroup: Some(cgroup),
+                    ..paths.clone()
+                };
+                &owned
+            }
+            None => paths,
+        }
     } else {
         paths
     };

@@ -138,7 +138,7 @@ pub fn supervise(
             )),
         },
         None => {
-            journal::note("cgroups: none given (--cgroup PATH); services run in spore's cgroup")
+            journal::note("cgroups: none given (--cgroup PATH) and none delegated to spore; services run in spore's cgroup")
         }
     }
     let (mut runtime, inputs) = NodeApi::new(runtime, inputs, executor);

@@ -4,7 +4,9 @@
 //! grandchild the service detached with setsid and a double fork; a
 //! service's limits hold (an OOM kill is said as such, a fork bomb stops
 //! at pids_max) while the node's own services stay up, and its usage is
-//! what it took.
+//! what it took; and a service's cgroup delegated to it holds a nested
+//! `spore run` and its services (one shared with another process is not
+//! taken).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -190,4 +192,87 @@ fn each_service_is_boxed_in_its_own_cgroup_with_its_limits_and_usage() {
     };
     assert_eq!(bomb["state"], "stopped", "{bomb}");
     assert_eq!(bomb["usage"]["pids"], 0, "{bomb}");
+
+    // Delegation: a service with `delegate = true` runs a nested `spore
+    // run` (this very binary), which takes the cgroup it was started in
+    // as its own tree and boxes its service in it; the outer stop takes it
+    // all, and a second start finds the cgroup cleared for it.
+    deploy(
+        &fleet,
+        "nestcfg",
+        r#"[service]
+name = "nestcfg"
+oneshot = true
+exec = ["/bin/sh", "-c", '''mkdir -p /run/nested/etc/services && printf '[rpc]\nlisten = "127.0.0.1:9998"\n' > /run/nested/etc/spore.toml && printf '[service]\nname = "inner"\nexec = ["/bin/sleep", "100003"]\n' > /run/nested/etc/services/inner.toml && echo nested configured''']
+"#,
+    );
+    let vm = |fleet: &mut Fleet, mark: &str, count: usize| {
+        fleet.nodes[0]
+            .vm
+            .wait_for_nth(mark, count, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    vm(&mut fleet, "nested configured", 1);
+    let nested = "[service]\nname = \"nested\"\nexec = [\"/proc/1/exe\", \"run\", \"--config-dir\", \"/run/nested/etc\", \"--state-dir\", \"/run/nested/state\"]\n\n[resources]\ndelegate = true\n";
+    deploy(&fleet, "nested", nested);
+    let adopted = "cgroups: /sys/fs/cgroup/spore/services/nested is delegated to spore (trusted.delegate): spore in /sys/fs/cgroup/spore/services/nested/init, services under /sys/fs/cgroup/spore/services/nested/services (controllers: cpu, memory, io, pids)";
+    vm(&mut fleet, adopted, 1);
+    // Where each process is, by the kernel's word (the patterns do not
+    // match the looking shell's own command line).
+    let look = |fleet: &mut Fleet, tag: &str| -> String {
+        let text = r#"[service]
+name = "look-TAG"
+oneshot = true
+exec = ["/bin/sh", "-c", '''sleep 1; for p in /proc/[0-9]*; do if grep -q '10000[3]' $p/cmdline 2>/dev/null; then echo TAG inner in $(cat $p/cgroup); fi; if grep -q 'nested/et[c]' $p/cmdline 2>/dev/null; then echo TAG nested in $(cat $p/cgroup); fi; done; echo TAG looked''']
+"#
+        .replace("TAG", tag);
+        deploy(fleet, &format!("look-{tag}"), &text);
+        vm(fleet, &format!("{tag} looked"), 1);
+        fleet.nodes[0].vm.console_text()
+    };
+    let console = look(&mut fleet, "first");
+    assert!(
+        console.contains("first inner in 0::/spore/services/nested/services/inner"),
+        "{console}"
+    );
+    assert!(
+        console.contains("first nested in 0::/spore/services/nested/init"),
+        "{console}"
+    );
+    // The outer stop ends the nested spore and its service with it.
+    let out = fleet.nodes[0].sporectl(&fleet.operator, &["stop", "nested"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let console = look(&mut fleet, "second");
+    assert!(!console.contains("second inner in"), "{console}");
+    assert!(!console.contains("second nested in"), "{console}");
+    // Started again, it finds its cgroup cleared of the last run's tree.
+    let out = fleet.nodes[0].sporectl(&fleet.operator, &["start", "nested"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    vm(&mut fleet, adopted, 2);
+    let console = look(&mut fleet, "third");
+    assert!(
+        console.contains("third inner in 0::/spore/services/nested/services/inner"),
+        "{console}"
+    );
+    // A delegated cgroup with another process in it is not taken: the
+    // two would share the services' cgroups.
+    deploy(
+        &fleet,
+        "shared",
+        "[service]\nname = \"shared\"\nexec = [\"/bin/sh\", \"-c\", \"sleep 100004 & exec /proc/1/exe run --config-dir /run/nested/etc --state-dir /run/shared/state\"]\n\n[resources]\ndelegate = true\n",
+    );
+    vm(
+        &mut fleet,
+        "cgroups: /sys/fs/cgroup/spore/services/shared is delegated (trusted.delegate), but 1 other process(es) are in it; not taken (give spore one of its own with --cgroup PATH)",
+        1,
+    );
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::limits::Setting;
 
+pub mod delegation;
+
 /// A limit a service's cgroup could not be given.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -58,6 +60,44 @@ pub struct Tree {
 /// cgroup.
 pub const PROCS: &str = "cgroup.procs";
 
+/// The controllers spore hands down to services, when the kernel has them.
+pub const CONTROLLERS: [&str; 4] = ["cpu", "memory", "io", "pids"];
+
+/// Enables each of [`CONTROLLERS`] that `available` (a cgroup's
+/// `cgroup.controllers`) lists, in the `cgroup.subtree_control` of each of
+/// `dirs` in turn (a parent before its child); the names enabled, and
+/// those that could not be, each with why.
+pub fn hand_down(
+    available: &str,
+    dirs: &[&Path],
+) -> (Vec<&'static str>, Vec<(&'static str, io::Error)>) {
+    let mut enabled = Vec::new();
+    let mut refused = Vec::new();
+    for controller in CONTROLLERS {
+        if !available.split_whitespace().any(|c| c == controller) {
+            continue;
+        }
+        let on = format!("+{controller}");
+        match dirs
+            .iter()
+            .try_for_each(|dir| fs::write(dir.join("cgroup.subtree_control"), &on))
+        {
+            Ok(()) => enabled.push(controller),
+            Err(error) => refused.push((controller, error)),
+        }
+    }
+    (enabled, refused)
+}
+
+/// The controllers of [`hand_down`] as a journal line says them.
+pub fn listed(enabled: &[&str]) -> String {
+    if enabled.is_empty() {
+        "none".to_owned()
+    } else {
+        enabled.join(", ")
+    }
+}
+
 impl Tree {
     /// The tree under `root`, a cgroup2 directory: makes `root/services`.
     /// Refused when `root` is not in a cgroup2 hierarchy.
@@ -103,6 +143,12 @@ impl Tree {
             Err(error) => return Err(error),
         };
         Ok((dir.join(PROCS), fresh))
+    }
+
+    /// Hands the cgroup of `service` over to it (see [`delegation`]),
+    /// owned by `owner` (uid, gid) when it runs as a user.
+    pub fn delegate(&self, service: &str, owner: Option<(u32, u32)>) -> io::Result<()> {
+        delegation::hand_over(&self.path(service), owner)
     }
 
     /// Writes `settings` (see [`crate::limits`]) into the cgroup of

@@ -124,6 +124,9 @@ fn setting(key: &'static str, file: &'static str, value: String, asked: bool) ->
 /// The first limit `resources` sets that needs a cgroup (`oom_score_adj`
 /// and the rlimits do not), to name when spore has none.
 pub fn first_cgroup_limit(resources: &Resources) -> Option<&'static str> {
+    if resources.delegate {
+        return Some("delegate");
+    }
     settings(resources, 0)
         .into_iter()
         .find(|s| s.asked)
@@ -158,6 +161,7 @@ mod tests {
             io_weight: Some(200),
             oom_score_adj: Some(-900),
             rlimits: Vec::new(),
+            delegate: false,
         };
         let s = settings(&resources, 4 << 30);
         assert_eq!(value_of(&s, "memory.max"), ("536870912".into(), true));
@@ -194,5 +198,10 @@ mod tests {
             ..Resources::default()
         };
         assert_eq!(first_cgroup_limit(&only_score), None);
+        let delegated = Resources {
+            delegate: true,
+            ..Resources::default()
+        };
+        assert_eq!(first_cgroup_limit(&delegated), Some("delegate"));
     }
 }

@@ -225,6 +225,11 @@ pub struct Resources {
     /// Resource limits (`setrlimit`, soft and hard alike): `limit_nofile`,
     /// `limit_core`, … as systemd's `LimitNOFILE=`, in the order read.
     pub rlimits: Vec<Rlimit>,
+    /// `delegate = true`: the service's cgroup is its own to manage, as
+    /// systemd's `Delegate=yes` (marked `trusted.delegate`, and owned by
+    /// its user): a supervisor it runs (`spore run`) boxes its own
+    /// services in it.
+    pub delegate: bool,
 }
 
 /// One `limit_*` key: the resource and its limit.

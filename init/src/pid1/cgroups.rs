@@ -12,9 +12,6 @@ use runtime::journal;
 /// Where the unified hierarchy is mounted.
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// The controllers handed down to services, when the kernel has them.
-const CONTROLLERS: [&str; 4] = ["cpu", "memory", "io", "pids"];
-
 /// Sets the tree up; the directory the services' cgroups go under, or
 /// None (said in the journal) when the kernel gives no cgroup2.
 pub fn setup() -> Option<PathBuf> {
@@ -69,32 +66,17 @@ pub fn setup() -> Option<PathBuf> {
         return None;
     }
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    let mut enabled = Vec::new();
-    for controller in CONTROLLERS {
-        if !available.split_whitespace().any(|c| c == controller) {
-            continue;
-        }
-        let on = format!("+{controller}");
-        let handed = [root, spore.as_path()]
-            .iter()
-            .all(|dir| std::fs::write(dir.join("cgroup.subtree_control"), &on).is_ok());
-        if handed {
-            enabled.push(controller);
-        } else {
-            journal::note(format_args!(
-                "cgroups: cannot enable the {controller} controller"
-            ));
-        }
+    let (enabled, refused) = runtime::cgroup::hand_down(&available, &[root, spore.as_path()]);
+    for (controller, _) in refused {
+        journal::note(format_args!(
+            "cgroups: cannot enable the {controller} controller"
+        ));
     }
     journal::note(format_args!(
         "cgroups: spore in {}, services under {}/services (controllers: {})",
         leaf.display(),
         spore.display(),
-        if enabled.is_empty() {
-            "none".to_owned()
-        } else {
-            enabled.join(", ")
-        }
+        runtime::cgroup::listed(&enabled)
     ));
     Some(spore)
 }

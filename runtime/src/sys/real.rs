@@ -218,6 +218,11 @@ impl Sys for RealSys {
                 let settings = crate::limits::to_write(settings, fresh);
                 tree.apply(service, &settings)
                     .map_err(|error| failed(error.to_string()))?;
+                if launch.resources.is_some_and(|r| r.delegate) {
+                    let owner = launch.identity.map(|i| (i.uid, i.gid));
+                    tree.delegate(service, owner)
+                        .map_err(|error| failed(format!("delegate: {error}")))?;
+                }
                 Some((procs, fresh))
             }
             _ => {

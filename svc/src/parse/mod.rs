@@ -1052,6 +1052,7 @@ timeout_ms = 3000
                 io_weight: Some(10_000),
                 oom_score_adj: Some(-900),
                 rlimits: Vec::new(),
+                delegate: false,
             }
         );
         let unlimited = parse(
@@ -1064,6 +1065,12 @@ timeout_ms = 3000
         assert_eq!(unlimited.resources.pids_max, Some(Limit::Unlimited));
         let none = parse("m", "[service]\nname = \"m\"\nexec = \"x\"\n").unwrap();
         assert_eq!(none.resources, Resources::default());
+        let delegated = parse(
+            "m",
+            "[service]\nname = \"m\"\nexec = \"x\"\n[resources]\ndelegate = true\n",
+        )
+        .unwrap();
+        assert!(delegated.resources.delegate);
     }
 
     #[test]
@@ -1087,6 +1094,7 @@ timeout_ms = 3000
             ("limit_nofile = \"8M\"", "limit_nofile"),
             ("limit_core = \"big\"", "limit_core"),
             ("limit_nofile = -1", "limit_nofile"),
+            ("delegate = \"yes\"", "delegate"),
         ] {
             let text = format!("{head}{line}\n");
             let errors = parse("m", &text).unwrap_err();

@@ -41,6 +41,7 @@ pub(super) fn read_resources(top: &mut Section<'_, '_, '_>) -> Resources {
             .iter()
             .filter_map(|&(key, resource, bytes)| rlimit(&mut table, key, resource, bytes))
             .collect(),
+        delegate: table.flag("delegate"),
     };
     table.finish();
     resources
