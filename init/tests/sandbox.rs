@@ -338,3 +338,68 @@ fn a_sandboxed_service_sees_its_own_filesystem() {
 fn the_spawner_builds_the_same_sandbox() {
     mounts(true);
 }
+
+/// A service with its own user runs the artifact it pins: its
+/// `$ARTIFACTS_DIRECTORY` is its own, and the way to the store's files is
+/// passable for it, while the state directory stays unlistable and what
+/// else is in it stays closed to it (the node key, the secrets).
+#[test]
+fn a_service_with_its_own_user_runs_its_pinned_artifact() {
+    let user = Account::new("art");
+    let dir = open_dir();
+    let program = dir.path().join("tool.sh");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho artifact ran as $(id -un)\nls \"$ARTIFACTS_DIRECTORY\"\nls /proc/self/cwd/../state 2>&1 | head -1\ncat \"$STATE\"/node_key 2>&1 | head -1\necho looked\nexec sleep 1000\n",
+    )
+    .unwrap();
+    let digest = common::sha256sum(&program);
+    // The state directory as spore makes it (0700), the store in it.
+    let store = dir.path().join("state/artifacts/sha256");
+    std::fs::create_dir_all(&store).unwrap();
+    for closed in ["state", "state/artifacts", "state/artifacts/sha256"] {
+        let path = dir.path().join(closed);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::copy(&program, store.join(&digest)).unwrap();
+    std::fs::set_permissions(store.join(&digest), std::fs::Permissions::from_mode(0o444)).unwrap();
+    write_service(
+        dir.path(),
+        "tool",
+        &format!(
+            "[service]\nname = \"tool\"\nexec = [\"$ARTIFACTS_DIRECTORY/tool\"]\ndir = \"{}\"\n\n[service.env]\nSTATE = \"{}\"\n\n[sandbox]\nuser = \"{}\"\n\n[[artifacts]]\nname = \"tool\"\nsha256 = \"{digest}\"\nmode = \"0755\"\n",
+            dir.path().join("etc").display(),
+            dir.path().join("state").display(),
+            user.name
+        ),
+    );
+    let spore = start(dir, false);
+    let said = wait_output(&spore, "tool", "looked");
+    assert!(
+        said.contains(&format!("artifact ran as {}", user.name)),
+        "{said}"
+    );
+    // Its own directory it may list; the state directory and the node key
+    // it may not read.
+    assert!(said.contains("\ntool\n"), "{said}");
+    assert!(said.contains("state': Permission denied"), "{said}");
+    assert!(said.contains("node_key: Permission denied"), "{said}");
+    assert!(!said.contains("BEGIN OPENSSH"), "{said}");
+    let state = spore.path("state");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o711, "the state directory: passable, not listable");
+    // Nothing in it is readable or writable by others, and only the ways
+    // to the artifacts are passable.
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        let passable =
+            ["artifacts", "service-artifacts"].contains(&entry.file_name().to_str().unwrap());
+        assert_eq!(
+            mode & 0o007,
+            if passable { 0o001 } else { 0 },
+            "{} is open to others: {mode:o}",
+            entry.path().display()
+        );
+    }
+}

@@ -53,11 +53,19 @@ fn fetch_hint(missing: &[ArtifactRef]) -> &'static str {
 /// not in the store is an error naming every one missing (the service does
 /// not start without what it pinned). An executable one whose stored file
 /// is not is made so (0555).
+///
+/// With `owner` (a service that runs as its own user) the directory is that
+/// user's, and every directory on the way to it and to the store's files
+/// is made passable for it (x for others, never r: it cannot list them).
+/// The store is under the state directory, whose other entries (the node
+/// key, the secrets, the deployed files, the kept logs) stay closed to it by
+/// their own modes (0600 and 0700).
 pub fn prepare(
     root: &Path,
     service: &str,
     store: &Path,
     artifacts: &[ArtifactRef],
+    owner: Option<(u32, u32)>,
 ) -> Result<PathBuf, LinkError> {
     let io = |path: &Path, e: std::io::Error| LinkError::Io(format!("{}: {e}", path.display()));
     let mut missing = Vec::new();
@@ -78,9 +86,11 @@ pub fn prepare(
     }
     let dir = root.join(service);
     remove(&dir).map_err(|e| io(&dir, e))?;
+    // Passable, never listable: which services have artifacts is not
+    // shown to others, and each one's directory is its own (0500).
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o755)
+        .mode(0o711)
         .create(root)
         .map_err(|e| io(root, e))?;
     fs::DirBuilder::new()
@@ -91,6 +101,14 @@ pub fn prepare(
         let link = dir.join(&artifact.name);
         std::os::unix::fs::symlink(store.join("sha256").join(&artifact.sha256), &link)
             .map_err(|e| io(&link, e))?;
+    }
+    if let Some((uid, gid)) = owner {
+        let hashed = store.join("sha256");
+        let passes = [root.parent(), Some(root), store.parent(), Some(store)];
+        for path in passes.into_iter().flatten().chain([hashed.as_path()]) {
+            crate::credentials::traversable(path).map_err(|e| io(path, e))?;
+        }
+        std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).map_err(|e| io(&dir, e))?;
     }
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).map_err(|e| io(&dir, e))?;
     Ok(dir)
@@ -146,13 +164,14 @@ mod tests {
             "web",
             &store,
             &[pinned("tool", &held, true), pinned("data", &absent, false)],
+            None,
         )
         .unwrap_err();
         assert_eq!(
             error.to_string(),
             format!("waiting for artifact data (sha256:{absent}): not on the node; put it with `sporectl artifact put`")
         );
-        let dir = prepare(&root, "web", &store, &[pinned("tool", &held, true)]).unwrap();
+        let dir = prepare(&root, "web", &store, &[pinned("tool", &held, true)], None).unwrap();
         assert_eq!(dir, root.join("web"));
         assert_eq!(fs::read(dir.join("tool")).unwrap(), b"#!/bin/sh\necho hi\n");
         let mode = fs::metadata(dir.join("tool")).unwrap().permissions().mode();
@@ -162,7 +181,7 @@ mod tests {
             0o500
         );
         // Again at the next start: afresh.
-        prepare(&root, "web", &store, &[pinned("tool", &held, true)]).unwrap();
+        prepare(&root, "web", &store, &[pinned("tool", &held, true)], None).unwrap();
         let argv = expand(
             vec![
                 "$ARTIFACTS_DIRECTORY/tool".into(),

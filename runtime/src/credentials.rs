@@ -70,7 +70,7 @@ pub fn prepare(
 }
 
 /// Lets other users pass through `dir` (the x bits), without reading it.
-fn traversable(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn traversable(dir: &Path) -> std::io::Result<()> {
     let mode = fs::metadata(dir)?.permissions().mode();
     if mode & 0o011 != 0o011 {
         fs::set_permissions(dir, fs::Permissions::from_mode((mode | 0o011) & 0o7777))?;

@@ -177,15 +177,6 @@ fn prepare_artifacts(
     if service.artifacts.is_empty() {
         return Ok(prepared);
     }
-    if prepared.identity.as_ref().is_some_and(|i| i.uid != 0) {
-        // The store is under spore's state directory, which only root may
-        // enter (the node key and the secrets are there too).
-        return Err(SpawnError {
-            code: 1,
-            program: service.name.clone(),
-            message: "[[artifacts]] cannot be used by a service with its own user yet: the artifact store is readable by root only".into(),
-        });
-    }
     let fail = |error: crate::artifact_links::LinkError| SpawnError {
         code: 1,
         program: service.name.clone(),
@@ -196,11 +187,17 @@ fn prepare_artifacts(
         .artifacts
         .as_ref()
         .ok_or_else(|| fail(crate::artifact_links::LinkError::NoStore))?;
+    let owner = prepared
+        .identity
+        .as_ref()
+        .filter(|i| i.uid != 0)
+        .map(|i| (i.uid, i.gid));
     let dir = crate::artifact_links::prepare(
         &files.artifact_links,
         &service.name,
         store,
         &service.artifacts,
+        owner,
     )
     .map_err(fail)?;
     prepared.artifacts = Some(dir);
