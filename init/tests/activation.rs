@@ -198,6 +198,33 @@ fn proxied(extra: &str) -> (tempfile::TempDir, Spore, u16) {
 }
 
 #[test]
+fn a_deploy_on_an_address_another_service_listens_on_is_refused_and_changes_nothing() {
+    let (_programs, spore, front) = proxied("");
+    let error = spore
+        .call(
+            "service.deploy",
+            json!({
+                "toml": format!("[service]\nname = \"other\"\nexec = \"sleep 1000\"\n\n[[sockets]]\nlisten = \"tcp:127.0.0.1:{front}\"\n"),
+                "start": true,
+            }),
+        )
+        .unwrap_err();
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "tcp:127.0.0.1:{front} is service `web`'s already; two services cannot listen on one address"
+        )),
+        "{error}"
+    );
+    let listed = spore.call("service.list", json!({})).unwrap();
+    assert!(!listed.to_string().contains("\"other\""), "{listed}");
+    // web's socket still answers.
+    let mut stream = tcp(front);
+    stream.write_all(b"still\n").unwrap();
+    assert_eq!(line_of(&mut stream), "echo:still\n");
+}
+
+#[test]
 fn a_proxied_socket_waits_for_its_service_and_idle_stop_stops_it() {
     let (_programs, spore, front) = proxied("idle_stop = \"1500ms\"\n");
     // Not started until a connection comes; then served through it.

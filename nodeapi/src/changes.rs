@@ -89,8 +89,16 @@ pub fn deploy(runtime: &mut NodeApi, request: &DeployRequest<'_>) -> Result<Repl
         .filter(|s| s.name != name)
         .map(|s| (s.name.as_str(), s))
         .collect();
-    let fits = svc::load::fits_with(&others, &service);
-    let report = if fits {
+    // An address another service listens on is this file's error (the
+    // whole check would name whichever sorts second).
+    let taken = svc::load::listen_taken(&others, &service);
+    let fits = taken.is_none() && svc::load::fits_with(&others, &service);
+    let report = if let Some(error) = taken {
+        svc::LoadReport {
+            services: Vec::new(),
+            errors: vec![error],
+        }
+    } else if fits {
         svc::LoadReport::default()
     } else {
         let mut all: Vec<svc::service::Service> = others.into_values().cloned().collect();

@@ -141,6 +141,14 @@ pub enum ErrorKind {
     /// The same service under both `requires` and `conflicts`.
     #[error("`{0}` is listed under both [dependencies].requires and [dependencies].conflicts")]
     RequiresConflicts(String),
+    /// A socket's address that another service listens on already.
+    #[error("`listen` in [[sockets]]: {endpoint} is service `{by}`'s already; two services cannot listen on one address")]
+    ListenTaken {
+        /// The address.
+        endpoint: String,
+        /// The service it was given to first (by name).
+        by: String,
+    },
     /// A dependency cycle; the services are in order and the first repeats last.
     #[error("dependency cycle: {}", cycle.join(" -> "))]
     Cycle {

@@ -154,7 +154,8 @@ fn read_service_file(file: &Path) -> Result<String, String> {
 }
 
 /// Checks what no single file can: every `requires`, `after` and `conflicts`
-/// names a valid service, and nothing depends on itself through a cycle.
+/// names a valid service, nothing depends on itself through a cycle, and no
+/// two services listen on one address (`[[sockets]]`).
 /// Services failing either check are rejected, and so, in turn, are those
 /// that depend on them. `rejected` holds names already rejected.
 pub fn check_together(
@@ -182,6 +183,11 @@ pub fn check_together(
     }
 
     let mut queue: Vec<String> = accepted.keys().cloned().collect();
+    for name in taken_addresses(&accepted, &mut errors) {
+        accepted.remove(&name);
+        rejected.insert(name.clone());
+        queue.extend(dependents.get(&name).into_iter().flatten().cloned());
+    }
     cascade(
         &mut queue,
         &mut accepted,
@@ -228,6 +234,67 @@ pub fn check_together(
     }
 }
 
+/// The services (after the first, by name) that listen on an address of a
+/// `[[sockets]]` another service listens on already: each is said in
+/// `errors`, at its `listen`.
+fn taken_addresses(
+    services: &BTreeMap<String, Service>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<String> {
+    let mut first: HashMap<&crate::service::Endpoint, &str> = HashMap::new();
+    let mut second = Vec::new();
+    for service in services.values() {
+        let clash = service
+            .sockets
+            .iter()
+            .find_map(|socket| first.get(&socket.listen).map(|by| (socket, *by)));
+        match clash {
+            Some((socket, by)) => {
+                errors.push(ConfigError {
+                    file: service.file.clone(),
+                    line: socket.line,
+                    column: socket.column,
+                    kind: ErrorKind::ListenTaken {
+                        endpoint: socket.listen.to_string(),
+                        by: by.to_owned(),
+                    },
+                });
+                second.push(service.name.clone());
+            }
+            None => {
+                for socket in &service.sockets {
+                    first.insert(&socket.listen, &service.name);
+                }
+            }
+        }
+    }
+    second
+}
+
+/// The error for `service` (a deploy) when one of its `[[sockets]]`
+/// listens where a service among `others` listens already, at its
+/// `listen`; None when none does.
+pub fn listen_taken(others: &HashMap<&str, &Service>, service: &Service) -> Option<ConfigError> {
+    service.sockets.iter().find_map(|ours| {
+        let by = others.values().find(|other| {
+            other.name != service.name
+                && other
+                    .sockets
+                    .iter()
+                    .any(|theirs| theirs.listen == ours.listen)
+        })?;
+        Some(ConfigError {
+            file: service.file.clone(),
+            line: ours.line,
+            column: ours.column,
+            kind: ErrorKind::ListenTaken {
+                endpoint: ours.listen.to_string(),
+                by: by.name.clone(),
+            },
+        })
+    })
+}
+
 /// What a file that is not a regular file is, for an error message: `a
 /// directory`, `a FIFO`, `a device`, `a socket`, or `not a regular file`.
 pub fn file_kind(kind: std::fs::FileType) -> &'static str {
@@ -249,8 +316,8 @@ pub fn file_kind(kind: std::fs::FileType) -> &'static str {
 
 /// True when `service` certainly fits among `others` (valid together
 /// already, `service` not among them): every service it `requires`,
-/// orders `after` or `conflicts` with exists, and no ordering path leads
-/// from it back to itself. Adding or replacing one service can break
+/// orders `after` or `conflicts` with exists, no ordering path leads
+/// from it back to itself, and no other listens where it does. Adding or replacing one service can break
 /// nothing else (the others' names all stay), so this is all a deploy
 /// must check; it costs what `service` reaches, not the whole set. When
 /// false, [`check_together`] says exactly what is wrong.
@@ -265,6 +332,10 @@ pub fn fits_with(others: &HashMap<&str, &Service>, service: &Service) -> bool {
         .clone()
         .any(|d| d.name == service.name || !others.contains_key(d.name.as_str()))
     {
+        return false;
+    }
+    // An address another service listens on.
+    if listen_taken(others, service).is_some() {
         return false;
     }
     // Does any ordering path from `service` come back to it?

@@ -85,6 +85,10 @@ pub struct Socket {
     /// Stop the service once it has had no connection on any of its
     /// sockets for this long (`idle_stop`); None: never.
     pub idle_stop: Option<std::time::Duration>,
+    /// 1-based line of its `listen` in the service's file.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
 }
 
 /// A socket address: TCP (IPv4 or IPv6) or a Unix socket's path.

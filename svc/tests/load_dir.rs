@@ -300,3 +300,48 @@ fn a_deploy_fits_when_what_it_names_exists_and_no_path_comes_back_to_it() {
         );
     }
 }
+
+#[test]
+fn two_services_on_one_address_keep_the_first_and_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let listening = |name: &str, listen: &str| {
+        format!("[service]\nname = \"{name}\"\nexec = \"/bin/sleep 100\"\n\n[[sockets]]\nlisten = \"{listen}\"\n")
+    };
+    write(d, "alpha", &listening("alpha", "tcp:127.0.0.1:8080"));
+    write(d, "beta", &listening("beta", "tcp:127.0.0.1:8080"));
+    write(d, "gamma", &listening("gamma", "tcp:127.0.0.1:8081"));
+    write(
+        d,
+        "needs-beta",
+        &daemon("needs-beta", "requires = [\"beta\"]"),
+    );
+    let report = load_dir(d).unwrap();
+    let shown: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert!(
+        shown[0].ends_with("beta.toml:6:10: `listen` in [[sockets]]: tcp:127.0.0.1:8080 is service `alpha`'s already; two services cannot listen on one address"),
+        "{shown:#?}"
+    );
+    assert!(shown[1].contains("`beta`"), "{shown:#?}");
+    let names: Vec<&str> = report.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "gamma"]);
+    // A deploy checks the same, and agrees with the whole check.
+    let parse = |name: &str, listen: &str| {
+        svc::parse::parse_service(Path::new(&format!("{name}.toml")), &listening(name, listen))
+            .unwrap()
+    };
+    let alpha = parse("alpha", "tcp:127.0.0.1:8080");
+    let others: std::collections::HashMap<&str, &svc::service::Service> =
+        [("alpha", &alpha)].into_iter().collect();
+    for (listen, fits) in [("tcp:127.0.0.1:8080", false), ("tcp:127.0.0.1:8082", true)] {
+        let beta = parse("beta", listen);
+        assert_eq!(svc::load::fits_with(&others, &beta), fits, "{listen}");
+        let whole =
+            svc::load::check_together(vec![alpha.clone(), beta], Vec::new(), Default::default());
+        assert_eq!(whole.errors.is_empty(), fits, "{listen}");
+    }
+    // Replacing alpha with itself on the same address fits (it is not
+    // among the others).
+    assert!(svc::load::fits_with(&Default::default(), &alpha));
+}

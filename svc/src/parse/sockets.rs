@@ -63,6 +63,9 @@ fn read_one(table: &mut Section<'_, '_, '_>, service: &str) -> Option<Socket> {
     if listen.is_none() {
         table.missing("listen");
     }
+    let (line, column) = listen
+        .as_ref()
+        .map_or((1, 1), |l| table.ctx().position(l.span.start));
     let listen = listen.and_then(|text| endpoint(table, "listen", &text));
     let name = match table.string("name") {
         Some(name) if is_fd_name(&name.value) => Some(name.value),
@@ -117,6 +120,8 @@ fn read_one(table: &mut Section<'_, '_, '_>, service: &str) -> Option<Socket> {
         name: name?,
         mode: mode?,
         idle_stop,
+        line,
+        column,
     })
 }
 
