@@ -165,12 +165,19 @@ pub fn build(manifest: &Manifest) -> Result<Image, BuildError> {
     let config = node_config(manifest.config.as_deref(), &modules)?;
     archive.file("etc/spore/spore.toml", 0o644, config)?;
 
-    for (path, text) in validate_services(&manifest.services)? {
+    let accounts = (manifest.passwd.as_deref(), manifest.group.as_deref());
+    for (path, text) in validate_services(&manifest.services, accounts)? {
         archive.file(
             &format!("etc/spore/services/{}", file_name(&path)),
             0o644,
             text.into_bytes(),
         )?;
+    }
+    if let Some(passwd) = &manifest.passwd {
+        archive.file("etc/passwd", 0o644, read("passwd", passwd)?)?;
+    }
+    if let Some(group) = &manifest.group {
+        archive.file("etc/group", 0o644, read("group", group)?)?;
     }
     if let Some(keys) = &manifest.authorized_keys {
         archive.file(
@@ -372,7 +379,10 @@ fn node_config(path: Option<&Path>, modules: &[String]) -> Result<Vec<u8>, Build
 
 /// Parses every service file and checks them together (dependencies
 /// present, no cycles); any error refuses the whole image.
-fn validate_services(files: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, BuildError> {
+fn validate_services(
+    files: &[PathBuf],
+    (passwd, group): (Option<&Path>, Option<&Path>),
+) -> Result<Vec<(PathBuf, String)>, BuildError> {
     let mut texts = Vec::new();
     let mut services = Vec::new();
     let mut errors = Vec::new();
@@ -393,6 +403,22 @@ fn validate_services(files: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, BuildE
     }
     let report = svc::load::check_together(services, Vec::new(), HashSet::new());
     errors.extend(report.errors.iter().map(|e| format!("error: {e}")));
+    // Who each service runs as, looked up now in the image's own account
+    // files: a name the node would not find fails the build, not the boot.
+    let passwd = passwd.unwrap_or(Path::new(
+        "the image's /etc/passwd (the manifest gives no `passwd`)",
+    ));
+    let group = group.unwrap_or(Path::new(
+        "the image's /etc/group (the manifest gives no `group`)",
+    ));
+    for service in &report.services {
+        if let Err(error) = svc::accounts::resolve_in(&service.sandbox, passwd, group) {
+            errors.push(format!(
+                "error: {}: [sandbox]: {error}",
+                service.file.display()
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(texts)
     } else {

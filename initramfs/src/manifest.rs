@@ -6,6 +6,8 @@
 //! config = "node/spore.toml"                                  # /etc/spore/spore.toml
 //! services = ["node/services/mycelium.toml"]                  # /etc/spore/services/
 //! authorized_keys = "node/authorized_keys"                    # /etc/spore/authorized_keys
+//! passwd = "node/passwd"                                      # /etc/passwd, /etc/group: the users
+//! group = "node/group"                                        # services run as, checked at build
 //! node_key = "node/node_key"                                  # optional, /var/lib/spore/node_key
 //! enrollment_key = "fleet/image_key"                          # optional, /etc/spore/enrollment_key
 //!                                                             # and its certificate image_key-cert.pub
@@ -127,6 +129,12 @@ pub struct Manifest {
     pub services: Vec<PathBuf>,
     /// Operators' keys, `/etc/spore/authorized_keys`.
     pub authorized_keys: Option<PathBuf>,
+    /// The image's `/etc/passwd`: the users services run as (`[sandbox]
+    /// user`), checked against it when the image is built.
+    pub passwd: Option<PathBuf>,
+    /// The image's `/etc/group`, likewise for `group` and
+    /// `supplementary_groups`.
+    pub group: Option<PathBuf>,
     /// A node key to bake in (0600); without one the node makes its own
     /// on first boot.
     pub node_key: Option<PathBuf>,
@@ -208,6 +216,8 @@ impl Manifest {
         self.config.iter_mut().for_each(join);
         self.services.iter_mut().for_each(join);
         self.authorized_keys.iter_mut().for_each(join);
+        self.passwd.iter_mut().for_each(join);
+        self.group.iter_mut().for_each(join);
         self.node_key.iter_mut().for_each(join);
         self.enrollment_key.iter_mut().for_each(join);
         if let Some(kernel) = &mut self.kernel {

@@ -705,3 +705,70 @@ fn modules_spore_toml_asks_for_are_carried_and_a_mount_without_its_module_is_ref
         "{said}"
     );
 }
+
+/// Who a service runs as is looked up at build time in the image's own
+/// account files (`passwd`, `group`), which land in /etc: a name the node
+/// would not find fails the build, naming the file and the name.
+#[test]
+fn service_users_are_checked_against_the_images_account_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = inputs(dir.path(), "none", "");
+    std::fs::write(
+        dir.path().join("services/web.toml"),
+        "[service]\nname = \"web\"\nexec = \"/bin/busybox httpd -f\"\n\n[sandbox]\nuser = \"www\"\nsupplementary_groups = [\"logs\"]\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "\"services/call-home.toml\"]",
+        "\"services/call-home.toml\", \"services/web.toml\"]",
+    );
+    let image = dir.path().join("initrd");
+    // No account files: refused, saying what to give.
+    std::fs::write(&manifest, &text).unwrap();
+    let output = mkinitramfs(&manifest, &image);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("web.toml: [sandbox]: user `www` is not in the image's /etc/passwd (the manifest gives no `passwd`)"),
+        "{stderr}"
+    );
+    assert!(!image.exists());
+    // A passwd without the group named: refused, naming the group file.
+    std::fs::write(
+        dir.path().join("passwd"),
+        "root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("group"), "root:x:0:\nwww:x:33:\n").unwrap();
+    let with_accounts = format!("passwd = \"passwd\"\ngroup = \"group\"\n{text}");
+    std::fs::write(&manifest, &with_accounts).unwrap();
+    let output = mkinitramfs(&manifest, &image);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("web.toml: [sandbox]: group `logs` is not in ")
+            && stderr.contains("/group"),
+        "{stderr}"
+    );
+    // With both: built, and the files are the image's /etc/passwd and /etc/group.
+    std::fs::write(
+        dir.path().join("group"),
+        "root:x:0:\nwww:x:33:\nlogs:x:4:www\n",
+    )
+    .unwrap();
+    let output = mkinitramfs(&manifest, &image);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let root = unpack(&std::fs::read(&image).unwrap(), dir.path());
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/passwd")).unwrap(),
+        std::fs::read_to_string(dir.path().join("passwd")).unwrap()
+    );
+    assert!(std::fs::read_to_string(root.join("etc/group"))
+        .unwrap()
+        .contains("logs:x:4:www"));
+    assert!(root.join("etc/spore/services/web.toml").exists());
+}

@@ -272,6 +272,8 @@ impl NodeSpec {
             config: Some(dir.join("spore.toml")),
             services: listed,
             authorized_keys: Some(operator_pub.to_path_buf()),
+            passwd: None,
+            group: None,
             node_key,
             enrollment_key: Some(enrollment_key.to_path_buf()),
             kernel: Some(initramfs::manifest::Kernel {

@@ -17,7 +17,7 @@
 //! [`Notice`]s it leaves. It reaches the system through [`sys::Sys`].
 
 pub use durable::atomic;
-pub mod accounts;
+pub use svc::accounts;
 pub mod artifact_links;
 pub mod cgroup;
 mod child;

@@ -1,7 +1,8 @@
 //! Service definitions for spore.
 //!
 //! This crate decides; it never touches the system (it has no system
-//! crate to do it with: the `runtime` crate carries out its decisions). It reads service files
+//! crate to do it with: the `runtime` crate carries out its decisions). It
+//! reads the account files a `[sandbox]` names users in (`accounts`), and service files
 //! (hero_proc's TOML schema and zinit 0.3's richer sections), validates each
 //! one alone, builds the dependency graph between them and plans the order in
 //! which they start and stop.
@@ -10,6 +11,7 @@
 //! load_dir(dir) ─▶ LoadReport { services, errors } ─▶ Graph ─▶ Plan
 //! ```
 
+pub mod accounts;
 pub mod error;
 pub mod exec;
 pub mod graph;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use svc::service::{Principal, Sandbox};
+use crate::service::{Principal, Sandbox};
 
 /// A service's resolved identity and privileges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,18 +44,27 @@ pub enum AccountError {
     TooManyGroups(usize, usize),
 }
 
-/// The most groups handed to a process (see [`svc::parse::sandbox::MAX_GROUPS`]).
-pub const MAX_GROUPS: usize = svc::parse::sandbox::MAX_GROUPS;
+/// The most groups handed to a process (see [`crate::parse::sandbox::MAX_GROUPS`]).
+pub const MAX_GROUPS: usize = crate::parse::sandbox::MAX_GROUPS;
 
 /// Resolves `sandbox` against the node's account files under `root`
 /// (`/` on a node). None when the service runs as spore does (no
 /// `[sandbox]`).
 pub fn resolve(sandbox: &Sandbox, root: &Path) -> Result<Option<Identity>, AccountError> {
+    resolve_in(sandbox, &root.join("etc/passwd"), &root.join("etc/group"))
+}
+
+/// [`resolve`] against the account files `passwd_path` and `group_path`
+/// (an image's, before it is built); a file that cannot be read counts as
+/// empty where only a name would need it, and is named in the error.
+pub fn resolve_in(
+    sandbox: &Sandbox,
+    passwd_path: &Path,
+    group_path: &Path,
+) -> Result<Option<Identity>, AccountError> {
     if sandbox.is_empty() {
         return Ok(None);
     }
-    let passwd_path = root.join("etc/passwd");
-    let group_path = root.join("etc/group");
     // Read only when a name needs them (a numeric user needs neither,
     // except for its primary group).
     let read = |path: &Path| {
@@ -63,7 +72,7 @@ pub fn resolve(sandbox: &Sandbox, root: &Path) -> Result<Option<Identity>, Accou
             .map_err(|e| AccountError::Unreadable(path.display().to_string(), e.to_string()))
     };
     let passwd = match &sandbox.user {
-        Some(_) => read(&passwd_path).unwrap_or_default(),
+        Some(_) => read(passwd_path).unwrap_or_default(),
         None => String::new(),
     };
     let needs_groups = sandbox.user.is_some()
@@ -73,7 +82,7 @@ pub fn resolve(sandbox: &Sandbox, root: &Path) -> Result<Option<Identity>, Accou
             .iter()
             .any(|g| matches!(g, Principal::Name(_)));
     let groups_text = if needs_groups {
-        match read(&group_path) {
+        match read(group_path) {
             Ok(text) => text,
             Err(error) if sandbox.user.is_none() => return Err(error),
             Err(_) => String::new(),
