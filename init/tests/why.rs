@@ -38,14 +38,18 @@ fn why_follows_the_chain_to_the_failing_dependency_and_its_last_output() {
         ),
     ]);
     spore.wait_state("fine", "ready");
+    // Failed once, and its words read: its exit and its output come by
+    // separate ways (SIGCHLD, its pipe), and under load the exit may be
+    // handled first.
     spore.wait_for(
-        "db to have failed once",
+        "db to have failed once and its output to be read",
         std::time::Duration::from_secs(10),
         |s| {
-            s.call("service.status", json!({ "name": "db" })).unwrap()["restarts"]
+            let restarts = s.call("service.status", json!({ "name": "db" })).unwrap()["restarts"]
                 .as_u64()
-                .unwrap_or(0)
-                >= 1
+                .unwrap_or(0);
+            let logs = s.call("service.logs", json!({ "name": "db" })).unwrap();
+            restarts >= 1 && logs.to_string().contains("connection refused by disk")
         },
     );
     let why = spore.call("service.why", json!({ "name": "web" })).unwrap();
