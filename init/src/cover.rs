@@ -27,14 +27,14 @@ thread_local! {
     static COVERS: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Set once a supervising spore installed the hook: threads without a
-/// cover are parked instead of ending the process.
-static SUPERVISING: AtomicBool = AtomicBool::new(false);
+/// Set once the hook is installed (a re-exec's new binary installs it
+/// before reading the state, and supervision asks again).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the panic hook of a supervising spore (PID 1, `spore run`, a
 /// re-exec's new binary).
 pub fn install() {
-    if SUPERVISING.swap(true, Ordering::SeqCst) {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }
     std::panic::set_hook(Box::new(|info| {

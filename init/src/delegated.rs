@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use runtime::cgroup::delegation;
 use runtime::journal;
 
+use crate::mountinfo::{self, Mount};
+
 /// The delegated cgroup spore was started in, set up as its tree; None
 /// when it was not started in one (nothing said: the caller says that
 /// services run in spore's cgroup).
 pub fn adopt() -> Option<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let dir = own_cgroup(&own, &mounts)?;
+    let dir = own_cgroup(&own, &mountinfo::read())?;
     let mark = delegation::marked(&dir)?;
     // Delegated to spore means given to spore alone (a service whose
     // process it is): a shell or another spore in it would share the
@@ -63,9 +64,9 @@ pub fn adopt() -> Option<PathBuf> {
 }
 
 /// The directory of this process's cgroup v2 (`/proc/self/cgroup`'s `0::`
-/// line, under the cgroup2 mount of `/proc/self/mountinfo`); None at the
-/// hierarchy's root (never delegated) or without cgroup2.
-fn own_cgroup(cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
+/// line, under the cgroup2 mount among `mounts`); None at the hierarchy's
+/// root (never delegated) or without cgroup2.
+fn own_cgroup(cgroup: &str, mounts: &[Mount]) -> Option<PathBuf> {
     let own = cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))?
@@ -73,46 +74,22 @@ fn own_cgroup(cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
     if own == "/" || own.is_empty() {
         return None;
     }
-    mountinfo.lines().find_map(|line| {
-        let (mount, filesystem) = line.split_once(" - ")?;
-        if filesystem.split_whitespace().next() != Some("cgroup2") {
-            return None;
-        }
-        let mut fields = mount.split_whitespace().skip(3);
-        let (root, point) = (unescape(fields.next()?), unescape(fields.next()?));
-        let below = Path::new(own).strip_prefix(&root).ok()?;
-        Some(Path::new(&point).join(below))
-    })
-}
-
-/// A mountinfo field: spaces, tabs, newlines and backslashes come as
-/// `\040`-style octal escapes.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| byte == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
-        match octal {
-            Some(value) => {
-                out.push(value);
-                i += 4;
-            }
-            None => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    mounts
+        .iter()
+        .filter(|mount| mount.fstype == "cgroup2")
+        .find_map(|mount| {
+            let below = Path::new(own).strip_prefix(&mount.root).ok()?;
+            Some(Path::new(&mount.point).join(below))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mounts(text: &str) -> Vec<Mount> {
+        mountinfo::parse(text)
+    }
 
     const MOUNTINFO: &str = "24 30 0:22 / /proc rw,nosuid - proc proc rw\n\
         41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
@@ -121,18 +98,18 @@ mod tests {
     fn the_own_cgroup_is_found_under_the_cgroup2_mount() {
         let cgroup = "9:name=systemd:/\n0::/system.slice/spore.service\n";
         assert_eq!(
-            own_cgroup(cgroup, MOUNTINFO),
+            own_cgroup(cgroup, &mounts(MOUNTINFO)),
             Some(PathBuf::from(
                 "/sys/fs/cgroup/unified/system.slice/spore.service"
             ))
         );
         // The hierarchy's root is never taken, nor a node without cgroup2.
-        assert_eq!(own_cgroup("0::/\n", MOUNTINFO), None);
+        assert_eq!(own_cgroup("0::/\n", &mounts(MOUNTINFO)), None);
         assert_eq!(
-            own_cgroup("0::/a\n", "24 30 0:22 / /proc rw - proc proc rw\n"),
+            own_cgroup("0::/a\n", &mounts("24 30 0:22 / /proc rw - proc proc rw\n")),
             None
         );
-        assert_eq!(own_cgroup("1:cpu:/a\n", MOUNTINFO), None);
+        assert_eq!(own_cgroup("1:cpu:/a\n", &mounts(MOUNTINFO)), None);
     }
 
     #[test]
@@ -140,9 +117,8 @@ mod tests {
         // A container's cgroup namespace: the mount's root is its cgroup.
         let mountinfo = "50 40 0:30 /machine/c1 /sys/fs/cgroup\\040x rw - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            own_cgroup("0::/machine/c1/app\n", mountinfo),
+            own_cgroup("0::/machine/c1/app\n", &mounts(mountinfo)),
             Some(PathBuf::from("/sys/fs/cgroup x/app"))
         );
-        assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
     }
 }

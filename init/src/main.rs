@@ -15,6 +15,7 @@ mod fault;
 mod fetch;
 mod kept_logs;
 mod manual;
+mod mountinfo;
 mod node;
 mod pid1;
 mod reexec;

@@ -250,15 +250,7 @@ fn taken_addresses(
             .find_map(|socket| first.get(&socket.listen).map(|by| (socket, *by)));
         match clash {
             Some((socket, by)) => {
-                errors.push(ConfigError {
-                    file: service.file.clone(),
-                    line: socket.line,
-                    column: socket.column,
-                    kind: ErrorKind::ListenTaken {
-                        endpoint: socket.listen.to_string(),
-                        by: by.to_owned(),
-                    },
-                });
+                errors.push(taken_error(service, socket, by));
                 second.push(service.name.clone());
             }
             None => {
@@ -283,16 +275,22 @@ pub fn listen_taken(others: &HashMap<&str, &Service>, service: &Service) -> Opti
                     .iter()
                     .any(|theirs| theirs.listen == ours.listen)
         })?;
-        Some(ConfigError {
-            file: service.file.clone(),
-            line: ours.line,
-            column: ours.column,
-            kind: ErrorKind::ListenTaken {
-                endpoint: ours.listen.to_string(),
-                by: by.name.clone(),
-            },
-        })
+        Some(taken_error(service, ours, &by.name))
     })
+}
+
+/// `socket` of `service` listens where service `by` does already, said at
+/// its `listen`.
+fn taken_error(service: &Service, socket: &crate::service::Socket, by: &str) -> ConfigError {
+    ConfigError {
+        file: service.file.clone(),
+        line: socket.line,
+        column: socket.column,
+        kind: ErrorKind::ListenTaken {
+            endpoint: socket.listen.to_string(),
+            by: by.to_owned(),
+        },
+    }
 }
 
 /// What a file that is not a regular file is, for an error message: `a

@@ -76,22 +76,17 @@ pub fn mount_early() {
 /// True when `path` is already a mount point, read from /proc/self/mountinfo
 /// once proc is there (before that only /proc itself is asked about).
 fn is_mount_point(path: &str) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mount_point| Path::new(mount_point) == Path::new(path))
+    crate::mountinfo::read()
+        .iter()
+        .any(|mount| Path::new(&mount.point) == Path::new(path))
 }
 
 /// Every mount point except the root, deepest first (for unmounting).
 pub fn mount_points() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .filter(|p| *p != "/")
-        .map(str::to_owned)
+    let mut points: Vec<String> = crate::mountinfo::read()
+        .into_iter()
+        .map(|mount| mount.point)
+        .filter(|p| p != "/")
         .collect();
     points.reverse();
     points
